@@ -1,0 +1,129 @@
+# rayd: one Makefile for the daemon, its tests and its benchmarks.
+#
+#   make run            install missing Debian packages, build, serve on :8080
+#   make test           install, build, run every unit and API test
+#   make test SANITIZE=1            the same under AddressSanitizer + UBSan
+#   make bench          benchmarks (see BENCHMARKS.md)
+#
+# Variables (override on the command line):
+CC       ?= gcc
+# SANITIZE=1 (address,undefined), or a list for -fsanitize=, e.g. SANITIZE=thread
+SANITIZE ?=
+# Optimisation and debug flags
+OPT      ?= -O2 -g
+# Where objects and binaries go; sanitized builds get their own folder.
+ifeq ($(SANITIZE),)
+BUILD    ?= build
+else
+ifeq ($(SANITIZE),1)
+override SANITIZE := address,undefined
+endif
+BUILD    ?= build/san-$(subst $(comma),-,$(SANITIZE))
+endif
+comma := ,
+# Arguments for `make run`
+RUN_ARGS ?=
+
+DEB_PACKAGES := build-essential pkg-config libmicrohttpd-dev libjansson-dev \
+                libcurl4-openssl-dev libcmocka-dev python3-yaml curl jq wrk
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-unused-parameter -Wformat=2 -Wvla
+CFLAGS  += -std=gnu11 $(OPT) $(WARN) -pthread -MMD -MP -I. -D_GNU_SOURCE
+LDLIBS  += -pthread -lm
+ifneq ($(SANITIZE),)
+CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+PKGS        := libmicrohttpd jansson libcurl
+PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+RUNTIME_SRC := $(wildcard runtime/*.c)
+API_SRC     := $(wildcard api/*.c)
+SERVICE_SRC := $(wildcard service/*.c)
+RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
+API_OBJ     := $(API_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/openapi_spec.o
+SERVICE_OBJ := $(SERVICE_SRC:%.c=$(BUILD)/%.o)
+
+UNIT_SRC    := $(wildcard tests/unit/*/*.c)
+UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
+API_TEST_SUPPORT := $(wildcard tests/api/support/*.c)
+API_TEST_SRC := $(wildcard tests/api/test_*.c)
+API_TEST_BIN := $(API_TEST_SRC:tests/api/%.c=$(BUILD)/tests/api/%)
+
+.PHONY: all run test unit api-test deps bench clean spec-lint format
+.DEFAULT_GOAL := all
+
+all: $(BUILD)/rayd
+
+# Install the Debian packages the build and tests need, only the missing ones.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+run: deps
+	$(MAKE) all
+	$(BUILD)/rayd $(RUN_ARGS)
+
+$(BUILD)/librayd_runtime.a: $(RUNTIME_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(BUILD)/librayd_api.a: $(API_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(BUILD)/rayd: $(SERVICE_OBJ) $(BUILD)/librayd_api.a $(BUILD)/librayd_runtime.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+# The OpenAPI document is compiled into the binary, which serves it.
+$(BUILD)/gen/openapi_spec.c: openapi/openapi.yaml openapi/embed.py
+	@mkdir -p $(@D)
+	/usr/bin/python3 openapi/embed.py $< $@
+
+$(BUILD)/gen/openapi_spec.o: $(BUILD)/gen/openapi_spec.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+# Unit tests link the runtime only: no HTTP.
+$(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/librayd_runtime.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/librayd_runtime.a \
+	    -lcmocka -ljansson $(LDLIBS)
+
+# API tests: libcurl clients against the real server binary.
+$(BUILD)/tests/api/%: tests/api/%.c $(API_TEST_SUPPORT) $(BUILD)/rayd
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(API_TEST_SUPPORT) \
+	    -lcmocka -lcurl -ljansson $(LDLIBS)
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+api-test: $(API_TEST_BIN) $(BUILD)/rayd
+	@set -e; for t in $(API_TEST_BIN); do echo "== $$t"; RAYD_BIN=$(BUILD)/rayd $$t; done
+
+test: deps
+	$(MAKE) unit api-test
+
+bench: deps
+	$(MAKE) all
+	tests/bench/run.sh
+
+format:
+	clang-format -i $(RUNTIME_SRC) $(API_SRC) $(SERVICE_SRC) runtime/*.h api/*.h service/*.h
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,33 @@
+/* api_context: what the HTTP layer needs from the rest of the process: the runtime objects
+ * it serves and the limits it enforces. Made by service/, borrowed by api/ for the server's
+ * lifetime. Read-only after start, so thread-safe. */
+#ifndef RAYD_API_CONTEXT_H
+#define RAYD_API_CONTEXT_H
+
+#include <stddef.h>
+
+#include "runtime/object_store.h"
+
+typedef struct api_config {
+    const char *bind;          /* IPv4 or IPv6 address to listen on */
+    unsigned port;             /* 0: the kernel picks one */
+    unsigned http_threads;     /* at least 2 (a single epoll thread stalls, see LIBMICROHTTPD.md) */
+    unsigned connection_limit;
+    double connection_timeout; /* seconds of inactivity before a connection is closed */
+    size_t max_body;           /* bytes */
+    double max_wait;           /* seconds; every wait is capped at this */
+    size_t memory_limit;       /* for /v1/status only; the store enforces it */
+} api_config;
+
+typedef struct api_parking api_parking;
+
+typedef struct api_context {
+    api_config config;
+    rt_store *store;      /* borrowed */
+    const char *version;  /* borrowed, static */
+    double started_wall;  /* wall clock at start */
+    double started_mono;  /* monotonic clock at start */
+    api_parking *parking; /* owned by the server (api/server.c), set when it starts */
+} api_context;
+
+#endif

@@ -1,0 +1,329 @@
+/* /v1/objects: put, batch put, list, get (with long-poll, ETag and Range), head, meta,
+ * delete. get_batch and wait live in api/waiting.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/handlers.h"
+#include "api/park.h"
+#include "api/problem.h"
+#include "api/range.h"
+#include "api/values.h"
+#include "runtime/clock.h"
+
+#define BATCH_MAX 100000
+#define LIST_LIMIT_DEFAULT 100
+#define LIST_LIMIT_MAX 1000
+
+/* Answers 400 when a path segment is not a ref. Returns 0 when it is. */
+static int check_ref(api_request *req, const char *ref)
+{
+    if (rt_ref_valid(ref))
+        return 0;
+    api_problemf(req, 400, "BadRequest",
+                 "'%.80s' is not a ref: refs are 1 to 64 characters of [A-Za-z0-9_-]", ref);
+    return -1;
+}
+
+static enum MHD_Result reply_lost(api_request *req, const rt_object_view *view)
+{
+    char detail[160];
+    snprintf(detail, sizeof(detail), "object %s was %s", view->ref,
+             api_value_lost_reason(view->lost_reason));
+    return api_problem(req, 410, "ObjectLost", detail, json_pack("{s:s}", "ref", view->ref));
+}
+
+static enum MHD_Result reply_not_found(api_request *req, const char *ref)
+{
+    char detail[160];
+    snprintf(detail, sizeof(detail), "object %s does not exist", ref);
+    return api_problem(req, 404, "NotFound", detail, json_pack("{s:s}", "ref", ref));
+}
+
+static enum MHD_Result reply_pending(api_request *req, const char *ref)
+{
+    struct MHD_Response *resp =
+        api_response_json(json_pack("{s:s,s:s}", "ref", ref, "state", "pending"));
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    return api_reply(req, 202, resp, "application/json");
+}
+
+/* ---- POST /v1/objects ---------------------------------------------------------------- */
+
+enum MHD_Result api_objects_put(api_request *req)
+{
+    double ttl = 0;
+    if (api_query_seconds(req, "ttl", 0, &ttl) != 0)
+        return MHD_YES;
+    if (api_query(req, "ttl") && ttl <= 0)
+        return api_problem(req, 400, "BadRequest", "ttl must be a number of seconds > 0", NULL);
+
+    char ref[RT_REF_SIZE];
+    rt_buf *buf = req->raw_buf;
+    /* Read these now: once stored, the buffer may be evicted by another thread. */
+    size_t size = buf->size;
+    const char *content_type = buf->content_type; /* interned: lives forever */
+    rt_status st = rt_store_put(req->ctx->store, buf, ttl, ref);
+    if (st != RT_OK)
+        return api_problem_status(req, st, "the object");
+    req->raw_buf = NULL; /* the store owns it now */
+
+    char location[16 + RT_REF_SIZE];
+    snprintf(location, sizeof(location), "/v1/objects/%s", ref);
+    struct MHD_Response *resp =
+        api_response_json(json_pack("{s:s,s:I,s:s}", "ref", ref, "size", (json_int_t)size,
+                                    "content_type", content_type));
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
+    return api_reply(req, 201, resp, "application/json");
+}
+
+/* ---- POST /v1/objects/batch ---------------------------------------------------------- */
+
+enum MHD_Result api_objects_put_batch(api_request *req)
+{
+    static const char *const KEYS[] = {"objects", NULL};
+    if (api_body_json(req) != 0)
+        return MHD_YES;
+    json_t *objects = json_object_get(req->json, "objects");
+    if (!json_is_object(req->json) || api_json_only_keys(req, req->json, KEYS, "the body") != 0)
+        return req->replied ? MHD_YES
+                            : api_problem(req, 400, "BadRequest",
+                                          "the body must be {\"objects\": [value, ...]}", NULL);
+    if (!json_is_array(objects) || json_array_size(objects) == 0 ||
+        json_array_size(objects) > BATCH_MAX)
+        return api_problemf(req, 400, "BadRequest",
+                            "objects must be a list of 1 to %d values", BATCH_MAX);
+
+    size_t n = json_array_size(objects);
+    rt_buf **bufs = calloc(n, sizeof(*bufs));
+    char(*refs)[RT_REF_SIZE] = malloc(n * sizeof(*refs));
+    enum MHD_Result result;
+    if (!bufs || !refs) {
+        result = api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char err[200];
+        bufs[i] = api_value_to_buf(json_array_get(objects, i), err, sizeof(err));
+        if (!bufs[i]) {
+            result = api_problemf(req, 400, "BadRequest", "objects[%zu]: %s", i, err);
+            goto done;
+        }
+    }
+    rt_status st = rt_store_put_many(req->ctx->store, bufs, n, refs);
+    if (st != RT_OK) {
+        result = api_problem_status(req, st, "the batch");
+        goto done;
+    }
+    memset(bufs, 0, n * sizeof(*bufs)); /* the store owns them now */
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(list, json_string(refs[i]));
+    result = api_reply_json(req, 201, json_pack("{s:o}", "refs", list));
+done:
+    for (size_t i = 0; bufs && i < n; i++)
+        rt_buf_decref(bufs[i]);
+    free(bufs);
+    free(refs);
+    return result;
+}
+
+/* ---- GET /v1/objects ------------------------------------------------------------------ */
+
+static int parse_uint(const char *text, unsigned long long *out)
+{
+    if (!text || !*text || strlen(text) > 19)
+        return -1;
+    unsigned long long v = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        v = v * 10 + (unsigned long long)(*p - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+enum MHD_Result api_objects_list(api_request *req)
+{
+    int state = -1;
+    const char *state_text = api_query(req, "state");
+    if (state_text && (state = rt_object_state_parse(state_text)) < 0)
+        return api_problem(req, 400, "BadRequest",
+                           "state must be one of pending, ready, error, lost", NULL);
+    unsigned long long limit = LIST_LIMIT_DEFAULT, cursor = 0;
+    const char *limit_text = api_query(req, "limit");
+    if (limit_text && (parse_uint(limit_text, &limit) != 0 || limit < 1 || limit > LIST_LIMIT_MAX))
+        return api_problemf(req, 400, "BadRequest", "limit must be an integer from 1 to %d",
+                            LIST_LIMIT_MAX);
+    const char *cursor_text = api_query(req, "cursor");
+    if (cursor_text && parse_uint(cursor_text, &cursor) != 0)
+        return api_problem(req, 400, "BadRequest",
+                           "cursor must be a next_cursor value from an earlier page", NULL);
+
+    rt_object_view *views = calloc(limit, sizeof(*views));
+    if (!views)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    uint64_t next = 0;
+    size_t n = rt_store_list(req->ctx->store, cursor, state, limit, views, &next);
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(list, api_value_meta(&views[i]));
+        rt_object_view_release(&views[i]);
+    }
+    free(views);
+    char next_text[24];
+    snprintf(next_text, sizeof(next_text), "%llu", (unsigned long long)next);
+    return api_reply_json(req, 200,
+                          json_pack("{s:o,s:o}", "objects", list, "next_cursor",
+                                    next ? json_string(next_text) : json_null()));
+}
+
+/* ---- GET and HEAD /v1/objects/{ref} --------------------------------------------------- */
+
+/* True when an If-None-Match header names this ref's ETag (or is "*"). */
+static int etag_matches(const char *header, const char *ref)
+{
+    if (!header)
+        return 0;
+    size_t rlen = strlen(ref);
+    for (const char *p = header; *p;) {
+        while (*p == ' ' || *p == ',' || *p == '\t')
+            p++;
+        if (*p == '*')
+            return 1;
+        if (p[0] == 'W' && p[1] == '/')
+            p += 2;
+        if (*p == '"' && strncmp(p + 1, ref, rlen) == 0 && p[1 + rlen] == '"')
+            return 1;
+        while (*p && *p != ',')
+            p++;
+    }
+    return 0;
+}
+
+static enum MHD_Result serve_ready(api_request *req, const rt_object_view *view)
+{
+    char etag[RT_REF_SIZE + 2];
+    snprintf(etag, sizeof(etag), "\"%s\"", view->ref);
+    if (etag_matches(api_header(req, MHD_HTTP_HEADER_IF_NONE_MATCH), view->ref)) {
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (resp)
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+        return api_reply(req, 304, resp, NULL);
+    }
+
+    size_t start = 0, len = view->size;
+    api_range_result range = API_RANGE_NONE;
+    if (strcmp(req->method, "GET") == 0)
+        range = api_range_parse(api_header(req, MHD_HTTP_HEADER_RANGE), view->size, &start,
+                                &len);
+    if (range == API_RANGE_UNSATISFIABLE) {
+        char content_range[48];
+        snprintf(content_range, sizeof(content_range), "bytes */%zu", view->size);
+        json_t *p = api_problem_new(416, "RangeNotSatisfiable",
+                                    "the range is outside the object");
+        json_object_set_new(p, "ref", json_string(view->ref));
+        json_object_set_new(p, "size", json_integer((json_int_t)view->size));
+        json_object_set_new(p, "instance", json_string(req->url));
+        struct MHD_Response *resp = api_response_json(p);
+        if (!resp)
+            return MHD_NO;
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, content_range);
+        return api_reply(req, 416, resp, "application/problem+json");
+    }
+
+    struct MHD_Response *resp = api_response_from_buf(view->buf, start, len);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+    if (range == API_RANGE_OK) {
+        char content_range[80];
+        snprintf(content_range, sizeof(content_range), "bytes %zu-%zu/%zu", start,
+                 start + len - 1, view->size);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, content_range);
+        return api_reply(req, 206, resp, view->content_type);
+    }
+    return api_reply(req, 200, resp, view->content_type);
+}
+
+enum MHD_Result api_objects_get(api_request *req)
+{
+    const char *ref = req->params[0];
+    if (check_ref(req, ref) != 0)
+        return MHD_YES;
+    int head = strcmp(req->method, "HEAD") == 0;
+    if (req->rounds == 1) {
+        double timeout;
+        if (api_query_seconds(req, "timeout", req->ctx->config.max_wait, &timeout) != 0)
+            return MHD_YES;
+        if (timeout > req->ctx->config.max_wait)
+            timeout = req->ctx->config.max_wait;
+        req->deadline = rt_clock_monotonic() + (head ? 0 : timeout);
+    }
+
+    rt_object_view view;
+    rt_status st = req->rounds == 1 ? rt_store_get(req->ctx->store, ref, &view)
+                                    : rt_store_peek(req->ctx->store, ref, &view);
+    if (st == RT_ENOTFOUND)
+        return reply_not_found(req, ref);
+    enum MHD_Result result;
+    if (st == RT_ELOST) {
+        result = reply_lost(req, &view);
+    } else if (view.state == RT_OBJ_ERROR) {
+        result = api_problem_send(req, api_problem_from_error(view.error, ref));
+    } else if (view.state == RT_OBJ_PENDING) {
+        if (rt_clock_monotonic() >= req->deadline) {
+            result = reply_pending(req, ref);
+        } else {
+            const char *refs[1] = {ref};
+            result = api_park_on_refs(req, refs, 1, 1);
+        }
+    } else {
+        result = serve_ready(req, &view);
+    }
+    rt_object_view_release(&view);
+    return result;
+}
+
+/* ---- GET /v1/objects/{ref}/meta, DELETE /v1/objects/{ref} ----------------------------- */
+
+enum MHD_Result api_objects_meta(api_request *req)
+{
+    const char *ref = req->params[0];
+    if (check_ref(req, ref) != 0)
+        return MHD_YES;
+    rt_object_view view;
+    rt_status st = rt_store_peek(req->ctx->store, ref, &view);
+    if (st == RT_ENOTFOUND)
+        return reply_not_found(req, ref);
+    json_t *meta = api_value_meta(&view);
+    rt_object_view_release(&view);
+    return api_reply_json(req, 200, meta);
+}
+
+enum MHD_Result api_objects_delete(api_request *req)
+{
+    const char *ref = req->params[0];
+    if (check_ref(req, ref) != 0)
+        return MHD_YES;
+    rt_status st = rt_store_delete(req->ctx->store, ref);
+    if (st == RT_ENOTFOUND)
+        return reply_not_found(req, ref);
+    if (st == RT_ELOST) {
+        rt_object_view view;
+        if (rt_store_peek(req->ctx->store, ref, &view) == RT_ELOST) {
+            enum MHD_Result r = reply_lost(req, &view);
+            rt_object_view_release(&view);
+            return r;
+        }
+        return reply_not_found(req, ref);
+    }
+    return api_reply_empty(req, 204);
+}

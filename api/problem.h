@@ -1,0 +1,40 @@
+/* RFC 9457 problem details: every error rayd answers is one of these, and a stored error
+ * (rt_error) becomes one with its cause chain nested. Thread-safe. */
+#ifndef RAYD_API_PROBLEM_H
+#define RAYD_API_PROBLEM_H
+
+#include <jansson.h>
+
+#include "api/request.h"
+#include "runtime/error.h"
+#include "runtime/status.h"
+
+/* A new problem object {"type","title","status","detail"} (new reference). title is the
+ * error kind; detail may be NULL. */
+json_t *api_problem_new(unsigned status, const char *title, const char *detail);
+
+/* The problem object for a stored error, with its fields and a nested "cause" for each
+ * error in the chain (new reference). ref, if not NULL, is added as "ref". */
+json_t *api_problem_from_error(const rt_error *err, const char *ref);
+
+/* The HTTP status of a stored error kind (424 for all of them). */
+unsigned api_problem_status_of_kind(rt_error_kind kind);
+
+/* Answers with a problem. extra (stolen, may be NULL) is merged into the body as
+ * extension members. */
+enum MHD_Result api_problem(api_request *req, unsigned status, const char *title,
+                            const char *detail, json_t *extra);
+
+/* printf-style detail. */
+enum MHD_Result api_problemf(api_request *req, unsigned status, const char *title,
+                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Answers with a problem body already built (stolen), taking status from it. */
+enum MHD_Result api_problem_send(api_request *req, json_t *problem);
+
+/* Answers for a runtime status that is an error, with the matching HTTP status and title:
+ * RT_ENOTFOUND 404, RT_ELOST 410, RT_EFULL 507, RT_EINVAL 400, RT_EEXIST 409,
+ * RT_ELIMIT 429, RT_ESHUTDOWN 503, RT_ENOMEM 503, others 500. what names the thing. */
+enum MHD_Result api_problem_status(api_request *req, rt_status status, const char *what);
+
+#endif

@@ -1,0 +1,157 @@
+/* Answering and reading requests: the helpers every handler uses. */
+#include "api/request.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/problem.h"
+
+enum MHD_Result api_reply(api_request *req, unsigned status, struct MHD_Response *resp,
+                          const char *content_type)
+{
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+    if (content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    if (status == 405 && req->allow[0])
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, req->allow);
+    enum MHD_Result r = MHD_queue_response(req->conn, status, resp);
+    MHD_destroy_response(resp);
+    req->replied = true;
+    req->status = status;
+    return r;
+}
+
+struct MHD_Response *api_response_json(json_t *json)
+{
+    char *text = json ? json_dumps(json, JSON_COMPACT) : NULL;
+    json_decref(json);
+    if (!text)
+        return NULL;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp)
+        free(text);
+    return resp;
+}
+
+enum MHD_Result api_reply_json(api_request *req, unsigned status, json_t *json)
+{
+    struct MHD_Response *resp = api_response_json(json);
+    if (!resp)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    return api_reply(req, status, resp, "application/json");
+}
+
+enum MHD_Result api_reply_empty(api_request *req, unsigned status)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    return api_reply(req, status, resp, NULL);
+}
+
+enum MHD_Result api_reply_static(api_request *req, unsigned status, const char *text,
+                                 size_t len, const char *content_type)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_PERSISTENT);
+    return api_reply(req, status, resp, content_type);
+}
+
+static void release_buf(void *cls)
+{
+    rt_buf_decref(cls);
+}
+
+struct MHD_Response *api_response_from_buf(rt_buf *buf, size_t offset, size_t len)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
+        len, buf->data + offset, release_buf, buf);
+    if (resp)
+        rt_buf_incref(buf);
+    return resp;
+}
+
+const char *api_header(api_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *api_query(api_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+int api_parse_seconds(const char *text, double *out)
+{
+    if (!text || !*text)
+        return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (*end || errno || !isfinite(v) || v < 0)
+        return -1;
+    /* strtod also takes hex and "inf"; only plain decimal numbers are seconds here. */
+    for (const char *p = text; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' || *p == '+' ||
+              *p == '-'))
+            return -1;
+    *out = v;
+    return 0;
+}
+
+int api_query_seconds(api_request *req, const char *name, double dflt, double *out)
+{
+    const char *text = api_query(req, name);
+    if (!text) {
+        *out = dflt;
+        return 0;
+    }
+    if (api_parse_seconds(text, out) != 0) {
+        api_problemf(req, 400, "BadRequest", "%s must be a number of seconds >= 0, not '%.64s'",
+                     name, text);
+        return -1;
+    }
+    return 0;
+}
+
+int api_body_json(api_request *req)
+{
+    if (req->json)
+        return 0;
+    if (!req->body || req->body_len == 0) {
+        api_problem(req, 400, "BadRequest", "the request needs a JSON body", NULL);
+        return -1;
+    }
+    json_error_t error;
+    req->json = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &error);
+    if (!req->json) {
+        api_problemf(req, 400, "BadRequest", "the body is not valid JSON: %s at line %d column %d",
+                     error.text, error.line, error.column);
+        return -1;
+    }
+    return 0;
+}
+
+int api_json_only_keys(api_request *req, json_t *obj, const char *const *allowed,
+                       const char *what)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(obj, key, value)
+    {
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++)
+            if (strcmp(*a, key) == 0)
+                ok = 1;
+        if (!ok) {
+            api_problemf(req, 400, "BadRequest", "%s has an unknown member '%.64s'", what, key);
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,106 @@
+/* api_request: one HTTP request as the handlers see it, and the helpers they answer with.
+ *
+ * A request lives from its first header to MHD's completion callback. Handlers run on an
+ * MHD thread, never block, and answer by queueing exactly one response with api_reply_*
+ * or api_problem*, or by parking (api/park.h) to be called again later. A handler may be
+ * called more than once for the same request when it parked: it recomputes its answer from
+ * the request and the store each time, so it must not keep half-done work between calls.
+ *
+ * Thread-safety: a request is touched by one MHD thread at a time; only its park
+ * (api/park.h) is shared with other threads. */
+#ifndef RAYD_API_REQUEST_H
+#define RAYD_API_REQUEST_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "api/context.h"
+#include "runtime/buffer.h"
+
+#define API_MAX_PARAMS 4
+#define API_REQUEST_ID_MAX 128
+
+typedef struct api_route api_route;
+typedef struct api_park api_park;
+
+typedef struct api_request {
+    struct MHD_Connection *conn;
+    api_context *ctx;       /* borrowed, lives as long as the server */
+    const api_route *route; /* NULL when no route matched */
+    const char *method;     /* borrowed from MHD */
+    const char *url;        /* borrowed from MHD, the path without the query */
+    const char *params[API_MAX_PARAMS]; /* captured {name} segments, in path_copy */
+    char *path_copy;        /* owned */
+    char request_id[API_REQUEST_ID_MAX + 1];
+    double started;         /* monotonic seconds */
+
+    /* Body. JSON routes collect into body/body_len; raw routes (object put) collect
+     * straight into raw_buf, preallocated from Content-Length. */
+    char *body;
+    size_t body_len, body_cap;
+    rt_buf *raw_buf;        /* owned until handed to the store */
+    size_t raw_len;
+    bool body_too_large;    /* discard the rest and answer 413 */
+    bool replied;           /* a response is queued */
+    json_t *json;           /* parsed body, owned; kept across parks */
+    void *handler_state;    /* owned by the handler: freed with handler_state_free */
+    void (*handler_state_free)(void *state);
+
+    /* Waiting. deadline is monotonic seconds, 0 until a handler sets it. */
+    double deadline;
+    api_park *park;         /* non-NULL while parked or just resumed */
+    unsigned rounds;        /* how many times the handler was called */
+    unsigned status;        /* status of the queued response, for logs and metrics */
+    char allow[64];         /* for 405 answers: the Allow header */
+} api_request;
+
+/* ---- answering ---------------------------------------------------------------------- */
+
+/* Queues resp with status, adding X-Request-Id and the given Content-Type (NULL: none).
+ * Destroys resp (MHD keeps its own reference). Returns MHD_YES or MHD_NO. */
+enum MHD_Result api_reply(api_request *req, unsigned status, struct MHD_Response *resp,
+                          const char *content_type);
+
+/* Serialises json (stolen) and answers with application/json. */
+enum MHD_Result api_reply_json(api_request *req, unsigned status, json_t *json);
+
+/* A response holding json serialised (json stolen), for callers that add headers before
+ * api_reply. NULL when out of memory. */
+struct MHD_Response *api_response_json(json_t *json);
+
+/* Answers with no body. */
+enum MHD_Result api_reply_empty(api_request *req, unsigned status);
+
+/* Answers with a static or long-lived text (not copied, not freed). */
+enum MHD_Result api_reply_static(api_request *req, unsigned status, const char *text,
+                                 size_t len, const char *content_type);
+
+/* Answers with part of a stored buffer without copying it: the response holds a reference
+ * (taken here) and drops it when MHD is done with it. */
+struct MHD_Response *api_response_from_buf(rt_buf *buf, size_t offset, size_t len);
+
+/* ---- reading the request ------------------------------------------------------------ */
+
+/* A request header or NULL. Borrowed from MHD. */
+const char *api_header(api_request *req, const char *name);
+/* A query argument or NULL. Borrowed from MHD. */
+const char *api_query(api_request *req, const char *name);
+
+/* Parses a duration in seconds (a JSON-style number >= 0). Returns 0 and sets *out, or -1. */
+int api_parse_seconds(const char *text, double *out);
+
+/* Reads a query argument holding seconds; when absent sets *out to dflt. Answers 400 itself
+ * and returns -1 on a bad value. */
+int api_query_seconds(api_request *req, const char *name, double dflt, double *out);
+
+/* Parses req->body as JSON into req->json (once). On failure answers 400 and returns -1. */
+int api_body_json(api_request *req);
+
+/* Checks that a JSON object has only the allowed member names (NULL-terminated list).
+ * On failure answers 400 naming the member and returns -1. */
+int api_json_only_keys(api_request *req, json_t *obj, const char *const *allowed,
+                       const char *what);
+
+#endif

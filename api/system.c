@@ -1,0 +1,48 @@
+/* Service endpoints: liveness, node status, and the OpenAPI document. */
+#include "api/handlers.h"
+#include "api/openapi_spec.h"
+#include "runtime/clock.h"
+
+enum MHD_Result api_system_healthz(api_request *req)
+{
+    static const char OK[] = "{\"status\":\"ok\"}";
+    return api_reply_static(req, 200, OK, sizeof(OK) - 1, "application/json");
+}
+
+enum MHD_Result api_system_status(api_request *req)
+{
+    const api_context *ctx = req->ctx;
+    rt_store_stats s;
+    rt_store_get_stats(ctx->store, &s);
+    char started[40];
+    json_t *config = json_pack(
+        "{s:s,s:i,s:i,s:I,s:I,s:f,s:i,s:f}", "bind", ctx->config.bind, "port",
+        (int)ctx->config.port, "http_threads", (int)ctx->config.http_threads, "memory_limit",
+        (json_int_t)ctx->config.memory_limit, "max_body", (json_int_t)ctx->config.max_body,
+        "max_wait", ctx->config.max_wait, "connection_limit", (int)ctx->config.connection_limit,
+        "connection_timeout", ctx->config.connection_timeout);
+    json_t *store = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "objects",
+                              (json_int_t)s.objects, "bytes", (json_int_t)s.bytes, "pending",
+                              (json_int_t)s.pending, "tombstones", (json_int_t)s.tombstones,
+                              "memory_limit", (json_int_t)s.memory_limit, "hits",
+                              (json_int_t)s.hits, "misses", (json_int_t)s.misses, "evictions",
+                              (json_int_t)s.evictions, "expirations",
+                              (json_int_t)s.expirations);
+    json_t *body = json_pack("{s:s,s:s,s:f,s:o,s:o}", "version", ctx->version, "started_at",
+                             rt_clock_format(ctx->started_wall, started, sizeof(started)),
+                             "uptime_seconds", rt_clock_monotonic() - ctx->started_mono,
+                             "config", config, "object_store", store);
+    return api_reply_json(req, 200, body);
+}
+
+enum MHD_Result api_system_openapi_yaml(api_request *req)
+{
+    return api_reply_static(req, 200, rayd_openapi_yaml, rayd_openapi_yaml_len,
+                            "application/yaml");
+}
+
+enum MHD_Result api_system_openapi_json(api_request *req)
+{
+    return api_reply_static(req, 200, rayd_openapi_json, rayd_openapi_json_len,
+                            "application/json");
+}

@@ -1,0 +1,122 @@
+/* Reference-counted immutable buffers and the content-type intern table. */
+#include "runtime/buffer.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+rt_buf *rt_buf_new(size_t size, const char *content_type)
+{
+    const char *ct = rt_content_type_intern(content_type ? content_type
+                                                         : "application/octet-stream");
+    if (!ct || size > (size_t)-1 - sizeof(rt_buf) - 1)
+        return NULL;
+    rt_buf *buf = malloc(sizeof(rt_buf) + size + 1);
+    if (!buf)
+        return NULL;
+    buf->refs = 1;
+    buf->size = size;
+    buf->content_type = ct;
+    buf->data[size] = '\0';
+    return buf;
+}
+
+rt_buf *rt_buf_from(const void *data, size_t size, const char *content_type)
+{
+    rt_buf *buf = rt_buf_new(size, content_type);
+    if (buf && size)
+        memcpy(buf->data, data, size);
+    return buf;
+}
+
+rt_buf *rt_buf_resize(rt_buf *buf, size_t new_size)
+{
+    if (new_size > (size_t)-1 - sizeof(rt_buf) - 1)
+        return NULL;
+    rt_buf *grown = realloc(buf, sizeof(rt_buf) + new_size + 1);
+    if (!grown)
+        return NULL;
+    grown->size = new_size;
+    grown->data[new_size] = '\0';
+    return grown;
+}
+
+rt_buf *rt_buf_incref(rt_buf *buf)
+{
+    if (buf)
+        __atomic_add_fetch(&buf->refs, 1, __ATOMIC_RELAXED);
+    return buf;
+}
+
+void rt_buf_decref(rt_buf *buf)
+{
+    if (buf && __atomic_sub_fetch(&buf->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(buf);
+}
+
+/* The intern table: a small, append-only linked list. Content types in real use number a
+ * handful, so a list under a lock is fast enough, and the two most common are answered
+ * without any lock. The table is bounded so that hostile clients cannot grow it forever;
+ * past the bound, new types fall back to a generic one. */
+#define INTERN_MAX 4096
+
+typedef struct intern_node {
+    struct intern_node *next;
+    char text[];
+} intern_node;
+
+static pthread_mutex_t intern_lock = PTHREAD_MUTEX_INITIALIZER;
+static intern_node *intern_head;
+static unsigned intern_count;
+
+static const char OCTET_STREAM[] = "application/octet-stream";
+static const char JSON_UTF8[] = "application/json";
+
+const char *rt_content_type_intern(const char *content_type)
+{
+    if (!content_type)
+        return NULL;
+    size_t len = strlen(content_type);
+    if (len > RT_CONTENT_TYPE_MAX)
+        return NULL;
+    if (strcmp(content_type, OCTET_STREAM) == 0)
+        return OCTET_STREAM;
+    if (strcmp(content_type, JSON_UTF8) == 0)
+        return JSON_UTF8;
+
+    pthread_mutex_lock(&intern_lock);
+    const char *found = NULL;
+    for (intern_node *n = intern_head; n; n = n->next) {
+        if (strcmp(n->text, content_type) == 0) {
+            found = n->text;
+            break;
+        }
+    }
+    if (!found && intern_count < INTERN_MAX) {
+        intern_node *n = malloc(sizeof(*n) + len + 1);
+        if (n) {
+            memcpy(n->text, content_type, len + 1);
+            n->next = intern_head;
+            intern_head = n;
+            intern_count++;
+            found = n->text;
+        }
+    } else if (!found) {
+        found = OCTET_STREAM;
+    }
+    pthread_mutex_unlock(&intern_lock);
+    return found;
+}
+
+int rt_content_type_is_json(const char *content_type)
+{
+    if (!content_type)
+        return 0;
+    size_t n = strcspn(content_type, ";");
+    while (n > 0 && content_type[n - 1] == ' ')
+        n--;
+    if (n == 16 && strncasecmp(content_type, "application/json", 16) == 0)
+        return 1;
+    return n >= 5 && strncasecmp(content_type + n - 5, "+json", 5) == 0;
+}

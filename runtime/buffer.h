@@ -1,0 +1,52 @@
+/* rt_buf: an immutable, reference-counted byte buffer with its content type.
+ *
+ * A buffer is written once by whoever created it (while it holds the only reference) and
+ * never changed after it is shared. Readers share it by reference count; the HTTP layer
+ * hands buf->data to the network with a free callback that drops its reference, so a GET
+ * never copies the bytes.
+ *
+ * Thread-safety: incref/decref are atomic and may race freely. Writing into data or
+ * resizing is only allowed while the caller holds the sole reference. */
+#ifndef RAYD_RUNTIME_BUFFER_H
+#define RAYD_RUNTIME_BUFFER_H
+
+#include <stddef.h>
+
+/* Longest content type kept, in bytes, not counting the terminating NUL. */
+#define RT_CONTENT_TYPE_MAX 255
+
+typedef struct rt_buf {
+    int refs;                 /* atomic; use rt_buf_incref / rt_buf_decref */
+    size_t size;              /* bytes in data */
+    const char *content_type; /* interned (see rt_content_type_intern), never NULL */
+    char data[];              /* the bytes, plus one NUL after them for convenience */
+} rt_buf;
+
+/* A new buffer of size bytes (contents uninitialised, data[size] is NUL) with one
+ * reference owned by the caller. content_type is interned; NULL means
+ * "application/octet-stream". Returns NULL when out of memory or when content_type is
+ * longer than RT_CONTENT_TYPE_MAX. */
+rt_buf *rt_buf_new(size_t size, const char *content_type);
+
+/* A new buffer holding a copy of data. Same rules as rt_buf_new. */
+rt_buf *rt_buf_from(const void *data, size_t size, const char *content_type);
+
+/* Changes the size of a buffer the caller owns alone (refs == 1). Returns the buffer, which
+ * may have moved, or NULL on failure (then *buf is unchanged and still valid). */
+rt_buf *rt_buf_resize(rt_buf *buf, size_t new_size);
+
+/* Adds a reference and returns buf. NULL is accepted and returned. */
+rt_buf *rt_buf_incref(rt_buf *buf);
+
+/* Drops a reference; the last one frees the buffer. NULL is accepted. */
+void rt_buf_decref(rt_buf *buf);
+
+/* Returns a process-lifetime pointer for a content type string, the same pointer for equal
+ * strings, so content types cost nothing per object. NULL on out of memory or over
+ * RT_CONTENT_TYPE_MAX. Thread-safe. */
+const char *rt_content_type_intern(const char *content_type);
+
+/* True when a content type names JSON ("application/json", "...+json", with parameters). */
+int rt_content_type_is_json(const char *content_type);
+
+#endif

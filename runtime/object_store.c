@@ -1,0 +1,938 @@
+/* The object store: a sharded hash table of objects, an LRU list for eviction, tombstones
+ * for objects that are gone, and watchers for objects that are not there yet.
+ *
+ * DESIGN
+ * - Threads: any thread may call any function. Reads (get, peek, meta) take exactly one
+ *   shard mutex, chosen by the hash of the ref, and never the LRU mutex: a read marks the
+ *   object "accessed" with a relaxed atomic store, and eviction gives accessed objects a
+ *   second chance (the CLOCK approximation of LRU).
+ * - Locks: shard mutexes guard the table, each object's state, value, pins and watchers.
+ *   lru_lock guards the LRU list (READY, unpinned objects, oldest first), the tombstone
+ *   list (LOST objects, oldest first) and each object's in_list field. The order is
+ *   shard -> lru_lock. Eviction and tombstone pruning start from lru_lock and therefore
+ *   only *try* a shard lock, skipping the object when it is busy; that keeps the order
+ *   without reference counts on objects.
+ * - Lifetime: an object is owned by its shard's table. It leaves the table only when its
+ *   tombstone is pruned (or the store is freed). Values (rt_buf, rt_error) are
+ *   reference-counted, so a reader's view stays valid after the object is freed or evicted.
+ * - Memory: used_bytes counts the bytes of READY objects. A put reserves its size first,
+ *   evicts while over the limit, and gives the reservation back when that is not enough.
+ * - Watchers fire exactly once, when an object leaves PENDING, after the shard lock is
+ *   released, on the thread that resolved, failed or freed the object. */
+#include "runtime/object_store.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/clock.h"
+
+#define SHARD_COUNT 64
+#define SHARD_INITIAL_BUCKETS 64
+/* Tombstones remembered; beyond this the oldest are forgotten (their refs answer 404). */
+#define TOMBSTONE_MAX 1000000
+
+enum { LIST_NONE = 0, LIST_LRU, LIST_TOMBSTONES };
+
+typedef struct rt_object {
+    struct rt_object *hnext;               /* shard chain */
+    struct rt_object *list_prev, *list_next; /* LRU or tombstone list (lru_lock) */
+    rt_watcher *watchers;                  /* PENDING only (shard lock) */
+    union {
+        rt_buf *buf;     /* READY (owned) */
+        rt_error *error; /* ERROR (owned) */
+    } value;
+    uint64_t seq;
+    double created_at;
+    double expires_at; /* 0: no TTL */
+    uint32_t hash;
+    uint32_t pins;       /* shard lock */
+    uint8_t state;       /* rt_object_state, shard lock */
+    uint8_t lost_reason; /* rt_lost_reason, shard lock */
+    uint8_t in_list;     /* LIST_*, lru_lock */
+    uint8_t accessed;    /* relaxed atomic: read since it entered or re-entered the LRU */
+    char ref[RT_REF_LEN + 1];
+} rt_object;
+
+typedef struct shard {
+    pthread_mutex_t lock;
+    rt_object **buckets;
+    size_t nbuckets; /* power of two */
+    size_t count;
+    uint64_t hits, misses; /* under lock */
+} __attribute__((aligned(64))) shard;
+
+typedef struct object_list {
+    rt_object *head, *tail;
+    size_t count;
+} object_list;
+
+struct rt_store {
+    shard shards[SHARD_COUNT];
+    size_t memory_limit;
+    size_t used_bytes;   /* atomic */
+    size_t live_objects; /* atomic: not LOST */
+    size_t pending;      /* atomic */
+    size_t ttl_objects;  /* atomic: objects ever given a TTL and not yet LOST */
+    uint64_t next_seq;   /* atomic */
+    uint64_t evictions;  /* atomic */
+    uint64_t expirations; /* atomic */
+    pthread_mutex_t lru_lock;
+    object_list lru;
+    object_list tombstones;
+};
+
+/* ---- small helpers ---------------------------------------------------------------- */
+
+static uint32_t hash_ref(const char *ref)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)ref; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+static shard *shard_for(rt_store *store, uint32_t hash)
+{
+    return &store->shards[hash & (SHARD_COUNT - 1)];
+}
+
+/* The bucket index uses the high bits so it is independent of the shard choice. */
+static size_t bucket_of(const shard *sh, uint32_t hash)
+{
+    return (hash >> 6) & (sh->nbuckets - 1);
+}
+
+static rt_object *shard_find(shard *sh, const char *ref, uint32_t hash)
+{
+    for (rt_object *o = sh->buckets[bucket_of(sh, hash)]; o; o = o->hnext)
+        if (o->hash == hash && strcmp(o->ref, ref) == 0)
+            return o;
+    return NULL;
+}
+
+static void shard_grow(shard *sh)
+{
+    size_t n = sh->nbuckets * 2;
+    rt_object **nb = calloc(n, sizeof(*nb));
+    if (!nb)
+        return; /* keep the longer chains; correctness does not depend on growth */
+    size_t old_n = sh->nbuckets;
+    rt_object **old = sh->buckets;
+    sh->buckets = nb;
+    sh->nbuckets = n;
+    for (size_t i = 0; i < old_n; i++) {
+        rt_object *o = old[i];
+        while (o) {
+            rt_object *next = o->hnext;
+            size_t b = bucket_of(sh, o->hash);
+            o->hnext = nb[b];
+            nb[b] = o;
+            o = next;
+        }
+    }
+    free(old);
+}
+
+static void shard_insert(shard *sh, rt_object *o)
+{
+    if (sh->count >= sh->nbuckets)
+        shard_grow(sh);
+    size_t b = bucket_of(sh, o->hash);
+    o->hnext = sh->buckets[b];
+    sh->buckets[b] = o;
+    sh->count++;
+}
+
+static void shard_remove(shard *sh, rt_object *o)
+{
+    rt_object **pp = &sh->buckets[bucket_of(sh, o->hash)];
+    while (*pp && *pp != o)
+        pp = &(*pp)->hnext;
+    if (*pp) {
+        *pp = o->hnext;
+        sh->count--;
+    }
+}
+
+static void list_append(object_list *l, rt_object *o, uint8_t which)
+{
+    o->list_next = NULL;
+    o->list_prev = l->tail;
+    if (l->tail)
+        l->tail->list_next = o;
+    else
+        l->head = o;
+    l->tail = o;
+    l->count++;
+    o->in_list = which;
+}
+
+static void list_unlink(object_list *l, rt_object *o)
+{
+    if (o->list_prev)
+        o->list_prev->list_next = o->list_next;
+    else
+        l->head = o->list_next;
+    if (o->list_next)
+        o->list_next->list_prev = o->list_prev;
+    else
+        l->tail = o->list_prev;
+    o->list_prev = o->list_next = NULL;
+    l->count--;
+    o->in_list = LIST_NONE;
+}
+
+static size_t atomic_add(size_t *p, size_t v)
+{
+    return __atomic_add_fetch(p, v, __ATOMIC_RELAXED);
+}
+
+static size_t atomic_sub(size_t *p, size_t v)
+{
+    return __atomic_sub_fetch(p, v, __ATOMIC_RELAXED);
+}
+
+static size_t atomic_get(const size_t *p)
+{
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+const char *rt_object_state_name(rt_object_state state)
+{
+    switch (state) {
+    case RT_OBJ_PENDING: return "pending";
+    case RT_OBJ_READY: return "ready";
+    case RT_OBJ_ERROR: return "error";
+    case RT_OBJ_LOST: return "lost";
+    }
+    return "lost";
+}
+
+int rt_object_state_parse(const char *name)
+{
+    for (int s = RT_OBJ_PENDING; s <= RT_OBJ_LOST; s++)
+        if (name && strcmp(name, rt_object_state_name((rt_object_state)s)) == 0)
+            return s;
+    return -1;
+}
+
+void rt_object_view_release(rt_object_view *view)
+{
+    if (!view)
+        return;
+    rt_buf_decref(view->buf);
+    rt_error_decref(view->error);
+    view->buf = NULL;
+    view->error = NULL;
+}
+
+/* ---- life ---------------------------------------------------------------------------- */
+
+rt_store *rt_store_new(const rt_store_config *config)
+{
+    rt_store *store = calloc(1, sizeof(*store));
+    if (!store)
+        return NULL;
+    store->memory_limit = config ? config->memory_limit : 0;
+    pthread_mutex_init(&store->lru_lock, NULL);
+    for (int i = 0; i < SHARD_COUNT; i++) {
+        shard *sh = &store->shards[i];
+        pthread_mutex_init(&sh->lock, NULL);
+        sh->nbuckets = SHARD_INITIAL_BUCKETS;
+        sh->buckets = calloc(sh->nbuckets, sizeof(*sh->buckets));
+        if (!sh->buckets) {
+            rt_store_free(store);
+            return NULL;
+        }
+    }
+    return store;
+}
+
+static void object_drop_value(rt_object *o)
+{
+    if (o->state == RT_OBJ_READY)
+        rt_buf_decref(o->value.buf);
+    else if (o->state == RT_OBJ_ERROR)
+        rt_error_decref(o->value.error);
+    o->value.buf = NULL;
+}
+
+void rt_store_free(rt_store *store)
+{
+    if (!store)
+        return;
+    for (int i = 0; i < SHARD_COUNT; i++) {
+        shard *sh = &store->shards[i];
+        for (size_t b = 0; sh->buckets && b < sh->nbuckets; b++) {
+            rt_object *o = sh->buckets[b];
+            while (o) {
+                rt_object *next = o->hnext;
+                object_drop_value(o);
+                free(o);
+                o = next;
+            }
+        }
+        free(sh->buckets);
+        pthread_mutex_destroy(&sh->lock);
+    }
+    pthread_mutex_destroy(&store->lru_lock);
+    free(store);
+}
+
+/* ---- eviction and tombstones ---------------------------------------------------------- */
+
+/* Forgets the oldest tombstones beyond TOMBSTONE_MAX. lru_lock held. */
+static void prune_tombstones_locked(rt_store *store)
+{
+    size_t tries = 0;
+    while (store->tombstones.count > TOMBSTONE_MAX && tries++ < 64) {
+        rt_object *o = store->tombstones.head;
+        shard *sh = shard_for(store, o->hash);
+        list_unlink(&store->tombstones, o);
+        if (pthread_mutex_trylock(&sh->lock) != 0) {
+            list_append(&store->tombstones, o, LIST_TOMBSTONES); /* busy: later */
+            continue;
+        }
+        shard_remove(sh, o);
+        pthread_mutex_unlock(&sh->lock);
+        free(o);
+    }
+}
+
+/* Turns a READY or ERROR object into a LOST tombstone. Both its shard lock and lru_lock
+ * are held. The value is moved to *dropped_buf / *dropped_error so that the caller frees
+ * it after releasing the locks (freeing a 1 GiB buffer takes a while). */
+static void make_tombstone_locked(rt_store *store, rt_object *o, rt_lost_reason reason,
+                                  rt_buf **dropped_buf, rt_error **dropped_error)
+{
+    if (o->in_list == LIST_LRU)
+        list_unlink(&store->lru, o);
+    if (o->state == RT_OBJ_READY) {
+        atomic_sub(&store->used_bytes, o->value.buf->size);
+        *dropped_buf = o->value.buf;
+    } else if (o->state == RT_OBJ_ERROR) {
+        *dropped_error = o->value.error;
+    } else if (o->state == RT_OBJ_PENDING) {
+        atomic_sub(&store->pending, 1);
+    }
+    if (o->expires_at > 0)
+        atomic_sub(&store->ttl_objects, 1);
+    o->value.buf = NULL;
+    o->state = RT_OBJ_LOST;
+    o->lost_reason = (uint8_t)reason;
+    atomic_sub(&store->live_objects, 1);
+    list_append(&store->tombstones, o, LIST_TOMBSTONES);
+}
+
+/* Evicts least-recently-used objects until used_bytes fits the limit or nothing more can
+ * go. Called with no lock held. */
+static void evict_until_fits(rt_store *store)
+{
+    enum { BATCH = 32 };
+    rt_buf *dropped[BATCH];
+    int ndropped = 0;
+
+    pthread_mutex_lock(&store->lru_lock);
+    size_t budget = 2 * store->lru.count + 16; /* each object seen at most twice */
+    while (atomic_get(&store->used_bytes) > store->memory_limit && store->lru.head &&
+           budget-- > 0) {
+        rt_object *o = store->lru.head;
+        if (__atomic_load_n(&o->accessed, __ATOMIC_RELAXED)) {
+            __atomic_store_n(&o->accessed, 0, __ATOMIC_RELAXED);
+            list_unlink(&store->lru, o);
+            list_append(&store->lru, o, LIST_LRU);
+            continue;
+        }
+        shard *sh = shard_for(store, o->hash);
+        if (pthread_mutex_trylock(&sh->lock) != 0) {
+            list_unlink(&store->lru, o);
+            list_append(&store->lru, o, LIST_LRU);
+            continue;
+        }
+        rt_buf *buf = NULL;
+        rt_error *err = NULL;
+        make_tombstone_locked(store, o, RT_LOST_EVICTED, &buf, &err);
+        pthread_mutex_unlock(&sh->lock);
+        __atomic_add_fetch(&store->evictions, 1, __ATOMIC_RELAXED);
+        dropped[ndropped++] = buf;
+        if (ndropped == BATCH) {
+            pthread_mutex_unlock(&store->lru_lock);
+            for (int i = 0; i < ndropped; i++)
+                rt_buf_decref(dropped[i]);
+            ndropped = 0;
+            pthread_mutex_lock(&store->lru_lock);
+        }
+    }
+    prune_tombstones_locked(store);
+    pthread_mutex_unlock(&store->lru_lock);
+    for (int i = 0; i < ndropped; i++)
+        rt_buf_decref(dropped[i]);
+}
+
+/* Reserves bytes against the limit, evicting if needed. RT_OK or RT_EFULL. */
+static rt_status reserve_bytes(rt_store *store, size_t bytes)
+{
+    size_t used = atomic_add(&store->used_bytes, bytes);
+    if (!store->memory_limit || used <= store->memory_limit)
+        return RT_OK;
+    if (bytes > store->memory_limit) {
+        atomic_sub(&store->used_bytes, bytes);
+        return RT_EFULL;
+    }
+    evict_until_fits(store);
+    if (atomic_get(&store->used_bytes) > store->memory_limit) {
+        atomic_sub(&store->used_bytes, bytes);
+        return RT_EFULL;
+    }
+    return RT_OK;
+}
+
+int rt_store_could_fit(rt_store *store, size_t size)
+{
+    return !store->memory_limit || size <= store->memory_limit;
+}
+
+/* ---- creating objects ----------------------------------------------------------------- */
+
+static rt_object *object_new(rt_store *store)
+{
+    rt_object *o = calloc(1, sizeof(*o));
+    if (!o)
+        return NULL;
+    rt_ref_generate(o->ref, 'o');
+    o->hash = hash_ref(o->ref);
+    o->seq = __atomic_add_fetch(&store->next_seq, 1, __ATOMIC_RELAXED);
+    o->created_at = rt_clock_wall();
+    return o;
+}
+
+/* Inserts a new READY object; its bytes are already reserved. */
+static void insert_ready(rt_store *store, rt_object *o, rt_buf *buf)
+{
+    o->state = RT_OBJ_READY;
+    o->value.buf = buf;
+    shard *sh = shard_for(store, o->hash);
+    pthread_mutex_lock(&sh->lock);
+    shard_insert(sh, o);
+    pthread_mutex_lock(&store->lru_lock);
+    list_append(&store->lru, o, LIST_LRU);
+    pthread_mutex_unlock(&store->lru_lock);
+    pthread_mutex_unlock(&sh->lock);
+    atomic_add(&store->live_objects, 1);
+}
+
+rt_status rt_store_put(rt_store *store, rt_buf *buf, double ttl_seconds,
+                       char ref_out[RT_REF_SIZE])
+{
+    rt_object *o = object_new(store);
+    if (!o)
+        return RT_ENOMEM;
+    rt_status st = reserve_bytes(store, buf->size);
+    if (st != RT_OK) {
+        free(o);
+        return st;
+    }
+    if (ttl_seconds > 0) {
+        o->expires_at = o->created_at + ttl_seconds;
+        atomic_add(&store->ttl_objects, 1);
+    }
+    memcpy(ref_out, o->ref, sizeof(o->ref));
+    insert_ready(store, o, buf);
+    return RT_OK;
+}
+
+rt_status rt_store_put_many(rt_store *store, rt_buf **bufs, size_t n,
+                            char (*refs_out)[RT_REF_SIZE])
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (bufs[i]->size > (size_t)-1 - total)
+            return RT_EFULL;
+        total += bufs[i]->size;
+    }
+    rt_object **objs = malloc(n * sizeof(*objs) + 1);
+    if (!objs)
+        return RT_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        objs[i] = object_new(store);
+        if (!objs[i]) {
+            while (i > 0)
+                free(objs[--i]);
+            free(objs);
+            return RT_ENOMEM;
+        }
+    }
+    rt_status st = reserve_bytes(store, total);
+    if (st != RT_OK) {
+        for (size_t i = 0; i < n; i++)
+            free(objs[i]);
+        free(objs);
+        return st;
+    }
+    for (size_t i = 0; i < n; i++) {
+        memcpy(refs_out[i], objs[i]->ref, sizeof(objs[i]->ref));
+        insert_ready(store, objs[i], bufs[i]);
+    }
+    free(objs);
+    return RT_OK;
+}
+
+rt_status rt_store_create_pending(rt_store *store, char ref_out[RT_REF_SIZE])
+{
+    rt_object *o = object_new(store);
+    if (!o)
+        return RT_ENOMEM;
+    o->state = RT_OBJ_PENDING;
+    memcpy(ref_out, o->ref, sizeof(o->ref));
+    shard *sh = shard_for(store, o->hash);
+    pthread_mutex_lock(&sh->lock);
+    shard_insert(sh, o);
+    pthread_mutex_unlock(&sh->lock);
+    atomic_add(&store->live_objects, 1);
+    atomic_add(&store->pending, 1);
+    return RT_OK;
+}
+
+/* ---- watchers ------------------------------------------------------------------------ */
+
+/* Detaches an object's watchers, marking each fired. Shard lock held. */
+static rt_watcher *detach_watchers_locked(rt_object *o)
+{
+    rt_watcher *list = o->watchers;
+    for (rt_watcher *w = list; w; w = w->next)
+        w->fired = 1;
+    o->watchers = NULL;
+    return list;
+}
+
+/* Calls detached watchers. No lock held. A callback may free its watcher, so read next
+ * first. */
+static void fire_watchers(rt_watcher *list)
+{
+    while (list) {
+        rt_watcher *next = list->next;
+        list->fn(list, list->arg);
+        list = next;
+    }
+}
+
+int rt_store_watch(rt_store *store, const char *ref, rt_watcher *watcher)
+{
+    uint32_t h = hash_ref(ref);
+    shard *sh = shard_for(store, h);
+    pthread_mutex_lock(&sh->lock);
+    rt_object *o = shard_find(sh, ref, h);
+    int rc;
+    if (!o) {
+        rc = RT_ENOTFOUND;
+    } else if (o->state != RT_OBJ_PENDING) {
+        rc = 1;
+    } else {
+        watcher->fired = 0;
+        watcher->object = o;
+        watcher->shard = sh;
+        watcher->prev = NULL;
+        watcher->next = o->watchers;
+        if (o->watchers)
+            o->watchers->prev = watcher;
+        o->watchers = watcher;
+        rc = RT_OK;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return rc;
+}
+
+int rt_store_unwatch(rt_store *store, rt_watcher *watcher)
+{
+    (void)store;
+    shard *sh = watcher->shard;
+    if (!sh)
+        return 0;
+    pthread_mutex_lock(&sh->lock);
+    int removed = 0;
+    if (!watcher->fired) {
+        rt_object *o = watcher->object;
+        if (watcher->prev)
+            watcher->prev->next = watcher->next;
+        else
+            o->watchers = watcher->next;
+        if (watcher->next)
+            watcher->next->prev = watcher->prev;
+        watcher->prev = watcher->next = NULL;
+        watcher->fired = 1;
+        removed = 1;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return removed;
+}
+
+/* ---- resolving pending objects -------------------------------------------------------- */
+
+/* Finds a PENDING object and classifies it. Shard lock held on RT_OK. */
+static rt_status lock_pending(rt_store *store, const char *ref, shard **sh_out,
+                              rt_object **o_out)
+{
+    uint32_t h = hash_ref(ref);
+    shard *sh = shard_for(store, h);
+    pthread_mutex_lock(&sh->lock);
+    rt_object *o = shard_find(sh, ref, h);
+    rt_status st = RT_OK;
+    if (!o)
+        st = RT_ENOTFOUND;
+    else if (o->state == RT_OBJ_LOST)
+        st = RT_ELOST;
+    else if (o->state != RT_OBJ_PENDING)
+        st = RT_ESTATE;
+    if (st != RT_OK) {
+        pthread_mutex_unlock(&sh->lock);
+        return st;
+    }
+    *sh_out = sh;
+    *o_out = o;
+    return RT_OK;
+}
+
+rt_status rt_store_resolve(rt_store *store, const char *ref, rt_buf *buf)
+{
+    rt_status st = reserve_bytes(store, buf->size);
+    if (st != RT_OK)
+        return st;
+    shard *sh;
+    rt_object *o;
+    st = lock_pending(store, ref, &sh, &o);
+    if (st != RT_OK) {
+        atomic_sub(&store->used_bytes, buf->size);
+        return st;
+    }
+    o->state = RT_OBJ_READY;
+    o->value.buf = buf;
+    rt_watcher *fired = detach_watchers_locked(o);
+    if (o->pins == 0) {
+        pthread_mutex_lock(&store->lru_lock);
+        list_append(&store->lru, o, LIST_LRU);
+        pthread_mutex_unlock(&store->lru_lock);
+    }
+    pthread_mutex_unlock(&sh->lock);
+    atomic_sub(&store->pending, 1);
+    fire_watchers(fired);
+    return RT_OK;
+}
+
+rt_status rt_store_fail(rt_store *store, const char *ref, rt_error *err)
+{
+    shard *sh;
+    rt_object *o;
+    rt_status st = lock_pending(store, ref, &sh, &o);
+    if (st != RT_OK)
+        return st;
+    o->state = RT_OBJ_ERROR;
+    o->value.error = rt_error_incref(err);
+    rt_watcher *fired = detach_watchers_locked(o);
+    pthread_mutex_unlock(&sh->lock);
+    atomic_sub(&store->pending, 1);
+    fire_watchers(fired);
+    return RT_OK;
+}
+
+/* ---- reading ------------------------------------------------------------------------- */
+
+static void fill_view(const rt_object *o, rt_object_view *view)
+{
+    memcpy(view->ref, o->ref, sizeof(o->ref));
+    view->state = (rt_object_state)o->state;
+    view->lost_reason = (rt_lost_reason)o->lost_reason;
+    view->buf = NULL;
+    view->error = NULL;
+    view->size = 0;
+    view->content_type = NULL;
+    if (o->state == RT_OBJ_READY) {
+        view->buf = rt_buf_incref(o->value.buf);
+        view->size = o->value.buf->size;
+        view->content_type = o->value.buf->content_type;
+    } else if (o->state == RT_OBJ_ERROR) {
+        view->error = rt_error_incref(o->value.error);
+    }
+    view->created_at = o->created_at;
+    view->expires_at = o->expires_at;
+    view->pins = o->pins;
+    view->seq = o->seq;
+}
+
+/* Expires an object whose TTL has passed. Shard lock held. Returns true if it expired. */
+static bool expire_if_due_locked(rt_store *store, rt_object *o, double now, rt_buf **buf,
+                                 rt_error **err)
+{
+    if (o->expires_at <= 0 || now < o->expires_at || o->state == RT_OBJ_LOST ||
+        o->state == RT_OBJ_PENDING || o->pins > 0)
+        return false;
+    pthread_mutex_lock(&store->lru_lock);
+    make_tombstone_locked(store, o, RT_LOST_EXPIRED, buf, err);
+    prune_tombstones_locked(store);
+    pthread_mutex_unlock(&store->lru_lock);
+    __atomic_add_fetch(&store->expirations, 1, __ATOMIC_RELAXED);
+    return true;
+}
+
+static rt_status read_object(rt_store *store, const char *ref, rt_object_view *view,
+                             bool count)
+{
+    uint32_t h = hash_ref(ref);
+    shard *sh = shard_for(store, h);
+    rt_buf *dropped_buf = NULL;
+    rt_error *dropped_err = NULL;
+    view->buf = NULL; /* so that releasing a view of an unknown ref is harmless */
+    view->error = NULL;
+    pthread_mutex_lock(&sh->lock);
+    rt_object *o = shard_find(sh, ref, h);
+    rt_status st = RT_ENOTFOUND;
+    if (o) {
+        if (o->expires_at > 0)
+            expire_if_due_locked(store, o, rt_clock_wall(), &dropped_buf, &dropped_err);
+        fill_view(o, view);
+        st = o->state == RT_OBJ_LOST ? RT_ELOST : RT_OK;
+        if (count && st == RT_OK && !__atomic_load_n(&o->accessed, __ATOMIC_RELAXED))
+            __atomic_store_n(&o->accessed, 1, __ATOMIC_RELAXED);
+    }
+    if (count) {
+        if (st == RT_OK)
+            sh->hits++;
+        else
+            sh->misses++;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    rt_buf_decref(dropped_buf);
+    rt_error_decref(dropped_err);
+    return st;
+}
+
+rt_status rt_store_get(rt_store *store, const char *ref, rt_object_view *view)
+{
+    return read_object(store, ref, view, true);
+}
+
+rt_status rt_store_peek(rt_store *store, const char *ref, rt_object_view *view)
+{
+    return read_object(store, ref, view, false);
+}
+
+/* ---- freeing, pins, expiry ------------------------------------------------------------ */
+
+rt_status rt_store_delete(rt_store *store, const char *ref)
+{
+    uint32_t h = hash_ref(ref);
+    shard *sh = shard_for(store, h);
+    rt_buf *buf = NULL;
+    rt_error *err = NULL;
+    rt_watcher *fired = NULL;
+    pthread_mutex_lock(&sh->lock);
+    rt_object *o = shard_find(sh, ref, h);
+    rt_status st = RT_OK;
+    if (!o) {
+        st = RT_ENOTFOUND;
+    } else if (o->state == RT_OBJ_LOST) {
+        st = RT_ELOST;
+    } else {
+        fired = detach_watchers_locked(o);
+        pthread_mutex_lock(&store->lru_lock);
+        make_tombstone_locked(store, o, RT_LOST_FREED, &buf, &err);
+        prune_tombstones_locked(store);
+        pthread_mutex_unlock(&store->lru_lock);
+    }
+    pthread_mutex_unlock(&sh->lock);
+    rt_buf_decref(buf);
+    rt_error_decref(err);
+    fire_watchers(fired);
+    return st;
+}
+
+rt_status rt_store_pin(rt_store *store, const char *ref)
+{
+    uint32_t h = hash_ref(ref);
+    shard *sh = shard_for(store, h);
+    pthread_mutex_lock(&sh->lock);
+    rt_object *o = shard_find(sh, ref, h);
+    rt_status st = RT_OK;
+    if (!o) {
+        st = RT_ENOTFOUND;
+    } else if (o->state == RT_OBJ_LOST) {
+        st = RT_ELOST;
+    } else if (o->pins++ == 0 && o->state == RT_OBJ_READY) {
+        pthread_mutex_lock(&store->lru_lock);
+        if (o->in_list == LIST_LRU)
+            list_unlink(&store->lru, o);
+        pthread_mutex_unlock(&store->lru_lock);
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return st;
+}
+
+rt_status rt_store_unpin(rt_store *store, const char *ref)
+{
+    uint32_t h = hash_ref(ref);
+    shard *sh = shard_for(store, h);
+    pthread_mutex_lock(&sh->lock);
+    rt_object *o = shard_find(sh, ref, h);
+    rt_status st = RT_OK;
+    if (!o) {
+        st = RT_ENOTFOUND;
+    } else if (o->pins == 0) {
+        st = o->state == RT_OBJ_LOST ? RT_ELOST : RT_ESTATE;
+    } else if (--o->pins == 0 && o->state == RT_OBJ_READY) {
+        pthread_mutex_lock(&store->lru_lock);
+        if (o->in_list == LIST_NONE)
+            list_append(&store->lru, o, LIST_LRU);
+        pthread_mutex_unlock(&store->lru_lock);
+    }
+    pthread_mutex_unlock(&sh->lock);
+    return st;
+}
+
+size_t rt_store_expire(rt_store *store)
+{
+    if (atomic_get(&store->ttl_objects) == 0)
+        return 0;
+    double now = rt_clock_wall();
+    size_t expired = 0;
+    for (int i = 0; i < SHARD_COUNT; i++) {
+        shard *sh = &store->shards[i];
+        enum { BATCH = 64 };
+        rt_buf *bufs[BATCH];
+        rt_error *errs[BATCH];
+        int n = 0;
+        pthread_mutex_lock(&sh->lock);
+        for (size_t b = 0; b < sh->nbuckets && n < BATCH; b++) {
+            for (rt_object *o = sh->buckets[b]; o && n < BATCH; o = o->hnext) {
+                bufs[n] = NULL;
+                errs[n] = NULL;
+                if (expire_if_due_locked(store, o, now, &bufs[n], &errs[n]))
+                    n++;
+            }
+        }
+        pthread_mutex_unlock(&sh->lock);
+        for (int k = 0; k < n; k++) {
+            rt_buf_decref(bufs[k]);
+            rt_error_decref(errs[k]);
+        }
+        expired += (size_t)n;
+        if (n == BATCH)
+            i--; /* this shard may hold more: go again */
+    }
+    return expired;
+}
+
+/* ---- listing and statistics ----------------------------------------------------------- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_view_seq(const void *a, const void *b)
+{
+    return cmp_u64(&((const rt_object_view *)a)->seq, &((const rt_object_view *)b)->seq);
+}
+
+/* Keeps the k smallest values in a max-heap of capacity k. */
+static void heap_offer(uint64_t *heap, size_t *n, size_t k, uint64_t v)
+{
+    size_t i;
+    if (*n < k) {
+        i = (*n)++;
+        heap[i] = v;
+        while (i > 0 && heap[(i - 1) / 2] < heap[i]) {
+            uint64_t t = heap[i];
+            heap[i] = heap[(i - 1) / 2];
+            heap[(i - 1) / 2] = t;
+            i = (i - 1) / 2;
+        }
+        return;
+    }
+    if (v >= heap[0])
+        return;
+    heap[0] = v;
+    i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < *n && heap[l] > heap[m])
+            m = l;
+        if (r < *n && heap[r] > heap[m])
+            m = r;
+        if (m == i)
+            break;
+        uint64_t t = heap[i];
+        heap[i] = heap[m];
+        heap[m] = t;
+        i = m;
+    }
+}
+
+size_t rt_store_list(rt_store *store, uint64_t after_seq, int state, size_t limit,
+                     rt_object_view *views, uint64_t *next_seq)
+{
+    *next_seq = 0;
+    if (limit == 0)
+        return 0;
+    /* Pass 1: the sequence numbers of the first limit + 1 matching objects. */
+    size_t k = limit + 1, nheap = 0;
+    uint64_t *heap = malloc(k * sizeof(*heap));
+    if (!heap)
+        return 0;
+    for (int i = 0; i < SHARD_COUNT; i++) {
+        shard *sh = &store->shards[i];
+        pthread_mutex_lock(&sh->lock);
+        for (size_t b = 0; b < sh->nbuckets; b++)
+            for (rt_object *o = sh->buckets[b]; o; o = o->hnext)
+                if (o->seq > after_seq && (state < 0 || o->state == state))
+                    heap_offer(heap, &nheap, k, o->seq);
+        pthread_mutex_unlock(&sh->lock);
+    }
+    if (nheap == 0) {
+        free(heap);
+        return 0;
+    }
+    qsort(heap, nheap, sizeof(*heap), cmp_u64);
+    bool more = nheap > limit;
+    uint64_t cutoff = heap[nheap > limit ? limit - 1 : nheap - 1];
+    free(heap);
+
+    /* Pass 2: fill the views of those objects (some may have gone meanwhile). */
+    size_t n = 0;
+    for (int i = 0; i < SHARD_COUNT && n < limit; i++) {
+        shard *sh = &store->shards[i];
+        pthread_mutex_lock(&sh->lock);
+        for (size_t b = 0; b < sh->nbuckets && n < limit; b++)
+            for (rt_object *o = sh->buckets[b]; o && n < limit; o = o->hnext)
+                if (o->seq > after_seq && o->seq <= cutoff &&
+                    (state < 0 || o->state == state))
+                    fill_view(o, &views[n++]);
+        pthread_mutex_unlock(&sh->lock);
+    }
+    qsort(views, n, sizeof(*views), cmp_view_seq);
+    if (more && n > 0)
+        *next_seq = views[n - 1].seq;
+    return n;
+}
+
+void rt_store_get_stats(rt_store *store, rt_store_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < SHARD_COUNT; i++) {
+        shard *sh = &store->shards[i];
+        pthread_mutex_lock(&sh->lock);
+        out->hits += sh->hits;
+        out->misses += sh->misses;
+        pthread_mutex_unlock(&sh->lock);
+    }
+    pthread_mutex_lock(&store->lru_lock);
+    out->tombstones = store->tombstones.count;
+    pthread_mutex_unlock(&store->lru_lock);
+    out->objects = atomic_get(&store->live_objects);
+    out->bytes = atomic_get(&store->used_bytes);
+    out->pending = atomic_get(&store->pending);
+    out->memory_limit = store->memory_limit;
+    out->evictions = __atomic_load_n(&store->evictions, __ATOMIC_RELAXED);
+    out->expirations = __atomic_load_n(&store->expirations, __ATOMIC_RELAXED);
+}

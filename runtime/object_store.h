@@ -1,0 +1,179 @@
+/* rt_store: rayd's object store, Ray's plasma store in one process.
+ *
+ * An object is a ref (id) naming one of:
+ *   PENDING  a result that does not exist yet (a task's return value),
+ *   READY    an immutable buffer (rt_buf) with its content type,
+ *   ERROR    a stored error (rt_error), which travels through refs like a value,
+ *   LOST     a tombstone: the object existed but was freed, evicted or expired.
+ * An object leaves PENDING exactly once, and watchers registered on it are then called.
+ *
+ * Memory: the bytes of READY objects count against memory_limit. A put that would go over
+ * it first evicts unpinned READY objects in least-recently-used order (second-chance
+ * approximation: a GET only sets a flag, so reads never take a global lock), and fails with
+ * RT_EFULL when that is not enough. Pinned objects are never evicted. Evicted, freed and
+ * expired objects become LOST tombstones (a few dozen bytes) so that clients can tell
+ * "gone" (410) from "never existed" (404).
+ *
+ * Thread-safety: every function may be called from any thread. Objects live in a hash
+ * table split into shards, each with its own mutex; a lookup takes one shard lock. The LRU
+ * list has its own mutex, taken by puts, pins and eviction, never by reads. Lock order is
+ * shard -> LRU, never the reverse. Watcher callbacks run outside all store locks, on the
+ * thread that resolved the object. */
+#ifndef RAYD_RUNTIME_OBJECT_STORE_H
+#define RAYD_RUNTIME_OBJECT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/buffer.h"
+#include "runtime/error.h"
+#include "runtime/ref.h"
+#include "runtime/status.h"
+
+typedef struct rt_store rt_store;
+
+typedef enum rt_object_state {
+    RT_OBJ_PENDING = 0,
+    RT_OBJ_READY,
+    RT_OBJ_ERROR,
+    RT_OBJ_LOST
+} rt_object_state;
+
+/* Why a LOST object was lost. */
+typedef enum rt_lost_reason {
+    RT_LOST_NONE = 0,
+    RT_LOST_FREED,
+    RT_LOST_EVICTED,
+    RT_LOST_EXPIRED
+} rt_lost_reason;
+
+typedef struct rt_store_config {
+    size_t memory_limit; /* bytes of READY objects; 0 means unlimited */
+} rt_store_config;
+
+typedef struct rt_store_stats {
+    size_t objects;     /* objects not LOST */
+    size_t bytes;       /* bytes of READY objects */
+    size_t pending;     /* objects PENDING */
+    size_t tombstones;  /* LOST objects remembered */
+    size_t memory_limit;
+    uint64_t hits;      /* reads that found an object that was not LOST */
+    uint64_t misses;    /* reads of unknown or LOST refs */
+    uint64_t evictions; /* objects evicted under memory pressure */
+    uint64_t expirations;
+} rt_store_stats;
+
+/* A snapshot of one object, filled by rt_store_get / rt_store_peek. buf and error are new
+ * references (or NULL): release them with rt_object_view_release. */
+typedef struct rt_object_view {
+    char ref[RT_REF_SIZE];
+    rt_object_state state;
+    rt_lost_reason lost_reason;
+    rt_buf *buf;        /* READY: the bytes (new reference) */
+    rt_error *error;    /* ERROR: the error (new reference) */
+    size_t size;        /* READY: bytes; else 0 */
+    const char *content_type; /* READY: interned; else NULL */
+    double created_at;  /* wall clock seconds */
+    double expires_at;  /* wall clock seconds, 0 when no TTL */
+    unsigned pins;
+    uint64_t seq;       /* creation order, used for paging */
+} rt_object_view;
+
+void rt_object_view_release(rt_object_view *view);
+
+/* Returns "pending", "ready", "error" or "lost". */
+const char *rt_object_state_name(rt_object_state state);
+/* Parses a name of rt_object_state_name; returns -1 when unknown. */
+int rt_object_state_parse(const char *name);
+
+/* Creates a store. Returns a new store or NULL when out of memory. */
+rt_store *rt_store_new(const rt_store_config *config);
+/* Frees the store and every object. Watchers still registered are dropped without being
+ * called. NULL accepted. No other thread may use the store during or after this call. */
+void rt_store_free(rt_store *store);
+
+/* Stores a READY object. buf is stolen on success (the store keeps the caller's reference);
+ * on failure the caller still owns it. ttl_seconds > 0 makes the object expire after that
+ * long. Writes the new ref into ref_out.
+ * Returns RT_OK, RT_EFULL (does not fit even after eviction), RT_ENOMEM. */
+rt_status rt_store_put(rt_store *store, rt_buf *buf, double ttl_seconds,
+                       char ref_out[RT_REF_SIZE]);
+
+/* Stores several READY objects, all or nothing: every buf is stolen on success, none on
+ * failure. refs_out receives n refs. Returns as rt_store_put. */
+rt_status rt_store_put_many(rt_store *store, rt_buf **bufs, size_t n,
+                            char (*refs_out)[RT_REF_SIZE]);
+
+/* Creates a PENDING object whose value will come later (rt_store_resolve / _fail).
+ * Returns RT_OK or RT_ENOMEM. */
+rt_status rt_store_create_pending(rt_store *store, char ref_out[RT_REF_SIZE]);
+
+/* Resolves a PENDING object to READY with buf (stolen on RT_OK; kept by the caller
+ * otherwise), or fails it with err (borrowed; the store takes its own reference). Wakes
+ * watchers. Returns RT_OK, RT_ENOTFOUND, RT_ELOST (it was freed meanwhile: the value is
+ * dropped, which is not an error for the producer), RT_ESTATE (not pending), RT_EFULL. */
+rt_status rt_store_resolve(rt_store *store, const char *ref, rt_buf *buf);
+rt_status rt_store_fail(rt_store *store, const char *ref, rt_error *err);
+
+/* Reads an object: fills view (new references inside). Counts a hit or a miss and marks the
+ * object recently used. Returns RT_OK (view filled, any state but LOST), RT_ELOST (view
+ * filled with state LOST and the reason), RT_ENOTFOUND (only view->buf and view->error are
+ * set, to NULL). Releasing the view is safe after every outcome. */
+rt_status rt_store_get(rt_store *store, const char *ref, rt_object_view *view);
+
+/* As rt_store_get, without counting a hit or miss and without marking it used. */
+rt_status rt_store_peek(rt_store *store, const char *ref, rt_object_view *view);
+
+/* Frees an object (as ray free): it becomes a LOST tombstone, its bytes are released once
+ * no reader holds them, and its watchers are woken. Returns RT_OK, RT_ENOTFOUND, RT_ELOST
+ * (already gone). */
+rt_status rt_store_delete(rt_store *store, const char *ref);
+
+/* Pins protect an object from eviction; they nest. Returns RT_OK, RT_ENOTFOUND, RT_ELOST,
+ * or for unpin RT_ESTATE when not pinned. */
+rt_status rt_store_pin(rt_store *store, const char *ref);
+rt_status rt_store_unpin(rt_store *store, const char *ref);
+
+/* Watchers. The caller owns the rt_watcher and keeps it alive until either its callback has
+ * run or rt_store_unwatch returned 1. The callback runs once, when the object leaves
+ * PENDING (to READY, ERROR or LOST, including when freed), outside store locks, on the
+ * resolving thread; it must not block. */
+typedef struct rt_watcher rt_watcher;
+typedef void (*rt_watch_fn)(rt_watcher *watcher, void *arg);
+struct rt_watcher {
+    rt_watcher *prev, *next; /* store-private: the object's watcher list */
+    void *object;            /* store-private: the watched object */
+    void *shard;             /* store-private: the shard whose lock guards the above */
+    int fired;               /* store-private */
+    rt_watch_fn fn;          /* set by the caller */
+    void *arg;               /* set by the caller */
+};
+
+/* Registers watcher (fn and arg set by the caller) on a PENDING object: returns RT_OK (0).
+ * When the object is already resolved (READY, ERROR or LOST) returns 1 and does not
+ * register. RT_ENOTFOUND for unknown refs. */
+int rt_store_watch(rt_store *store, const char *ref, rt_watcher *watcher);
+
+/* Removes a registered watcher that has not fired. Returns 1 when removed (the callback
+ * will never run), 0 when it has fired or is firing: the callback runs or ran, perhaps on
+ * another thread right now, so the caller must not free what the callback uses until it
+ * knows the callback finished. */
+int rt_store_unwatch(rt_store *store, rt_watcher *watcher);
+
+/* Turns objects whose TTL has passed into LOST tombstones; returns how many. Call it now
+ * and then (the service does, every second); reads also check expiry. */
+size_t rt_store_expire(rt_store *store);
+
+/* Lists objects in creation order after the object with sequence after_seq (0: from the
+ * start), at most limit of them, optionally only in one state (state < 0: all). views
+ * receives up to limit entries with new references (release each). Returns how many were
+ * written; *next_seq is the cursor for the next page, or 0 when there is no more. */
+size_t rt_store_list(rt_store *store, uint64_t after_seq, int state, size_t limit,
+                     rt_object_view *views, uint64_t *next_seq);
+
+/* Whether an object of size bytes could ever fit (it is not larger than the limit). */
+int rt_store_could_fit(rt_store *store, size_t size);
+
+void rt_store_get_stats(rt_store *store, rt_store_stats *out);
+
+#endif

@@ -1,0 +1,187 @@
+/* The settings table and how defaults, RAYD_* variables and flags fill it. */
+#include "service/config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "service/parse.h"
+
+#define RAYD_VERSION "0.1.0"
+
+typedef enum setting_kind { KIND_STRING, KIND_UINT, KIND_SIZE, KIND_DURATION } setting_kind;
+
+typedef struct setting {
+    const char *flag;  /* "--port" */
+    const char *env;   /* "RAYD_PORT" */
+    setting_kind kind;
+    size_t offset;     /* into svc_config */
+    unsigned long min, max; /* KIND_UINT bounds */
+    const char *default_text; /* as shown in --help; NULL: computed (see help) */
+    const char *help;
+} setting;
+
+#define OFF(field) offsetof(svc_config, field)
+
+static const setting SETTINGS[] = {
+    {"--bind", "RAYD_BIND", KIND_STRING, OFF(api.bind), 0, 0, "0.0.0.0",
+     "address to listen on (IPv4 or IPv6)"},
+    {"--port", "RAYD_PORT", KIND_UINT, OFF(api.port), 0, 65535, "8080",
+     "TCP port; 0 lets the kernel pick one (printed in the 'listening' log line)"},
+    {"--http-threads", "RAYD_HTTP_THREADS", KIND_UINT, OFF(api.http_threads), 2, 256,
+     "number of cores, at least 2",
+     "HTTP event-loop threads (at least 2: a single libmicrohttpd epoll thread stalls)"},
+    {"--memory-limit", "RAYD_MEMORY_LIMIT", KIND_SIZE, OFF(api.memory_limit), 0, 0,
+     "30% of memory", "object store memory limit (512M, 2G); LRU eviction beyond it"},
+    {"--max-body", "RAYD_MAX_BODY", KIND_SIZE, OFF(api.max_body), 0, 0, "256M",
+     "largest request body accepted (413 beyond it)"},
+    {"--max-wait", "RAYD_MAX_WAIT", KIND_DURATION, OFF(api.max_wait), 0, 0, "60s",
+     "longest any request waits for objects (timeouts are capped at this)"},
+    {"--connection-limit", "RAYD_CONNECTION_LIMIT", KIND_UINT, OFF(api.connection_limit), 1,
+     1000000, "10000", "most simultaneous client connections"},
+    {"--connection-timeout", "RAYD_CONNECTION_TIMEOUT", KIND_DURATION,
+     OFF(api.connection_timeout), 0, 0, "30s",
+     "idle connections are closed after this (parked requests are not idle)"},
+};
+
+#define SETTING_COUNT (sizeof(SETTINGS) / sizeof(SETTINGS[0]))
+
+const char *svc_version(void)
+{
+    return RAYD_VERSION;
+}
+
+/* Physical memory, or the cgroup limit when the process runs in a smaller container. */
+static size_t memory_available(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    size_t total = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : (size_t)4 << 30;
+    const char *files[] = {"/sys/fs/cgroup/memory.max",
+                           "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
+    for (size_t i = 0; i < 2; i++) {
+        FILE *f = fopen(files[i], "r");
+        if (!f)
+            continue;
+        unsigned long long limit = 0;
+        if (fscanf(f, "%llu", &limit) == 1 && limit > 0 && limit < total)
+            total = (size_t)limit;
+        fclose(f);
+    }
+    return total;
+}
+
+static void set_defaults(svc_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    c->api.bind = "0.0.0.0";
+    c->api.port = 8080;
+    c->api.http_threads = cores > 2 ? (unsigned)cores : 2;
+    c->api.memory_limit = memory_available() / 10 * 3;
+    c->api.max_body = (size_t)256 << 20;
+    c->api.max_wait = 60;
+    c->api.connection_limit = 10000;
+    c->api.connection_timeout = 30;
+}
+
+/* Applies one value; on error prints one line naming the source and returns -1. */
+static int apply(svc_config *c, const setting *s, const char *source, const char *value,
+                 FILE *err)
+{
+    char *field = (char *)c + s->offset;
+    unsigned long u;
+    size_t size;
+    double secs;
+    switch (s->kind) {
+    case KIND_STRING:
+        if (!*value)
+            break;
+        *(const char **)field = value;
+        return 0;
+    case KIND_UINT:
+        if (svc_parse_uint(value, s->min, s->max, &u) != 0) {
+            fprintf(err, "rayd: %s: '%s' is not an integer from %lu to %lu\n", source, value,
+                    s->min, s->max);
+            return -1;
+        }
+        *(unsigned *)field = (unsigned)u;
+        return 0;
+    case KIND_SIZE:
+        if (svc_parse_size(value, &size) != 0) {
+            fprintf(err, "rayd: %s: '%s' is not a size (for example 512K, 256M, 2G)\n", source,
+                    value);
+            return -1;
+        }
+        *(size_t *)field = size;
+        return 0;
+    case KIND_DURATION:
+        if (svc_parse_duration(value, &secs) != 0) {
+            fprintf(err,
+                    "rayd: %s: '%s' is not a duration (seconds, or with a unit: 500ms, 30s, "
+                    "2m)\n",
+                    source, value);
+            return -1;
+        }
+        *(double *)field = secs;
+        return 0;
+    }
+    fprintf(err, "rayd: %s: must not be empty\n", source);
+    return -1;
+}
+
+void svc_config_print_help(FILE *out)
+{
+    fprintf(out, "rayd %s: Ray's objects, tasks and actors over HTTP\n\n", RAYD_VERSION);
+    fprintf(out, "usage: rayd [--flag value | --flag=value]...\n\n");
+    fprintf(out, "Every flag has an environment variable; flags win over variables.\n\n");
+    fprintf(out, "  %-22s %-24s %-28s %s\n", "flag", "variable", "default", "meaning");
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        const setting *s = &SETTINGS[i];
+        fprintf(out, "  %-22s %-24s %-28s %s\n", s->flag, s->env, s->default_text, s->help);
+    }
+    fprintf(out, "  %-22s %-24s %-28s %s\n", "--help", "", "", "print this and exit");
+    fprintf(out, "  %-22s %-24s %-28s %s\n", "--version", "", "", "print the version and exit");
+}
+
+svc_config_result svc_config_load(svc_config *c, int argc, char **argv, FILE *out, FILE *err)
+{
+    set_defaults(c);
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        const char *v = getenv(SETTINGS[i].env);
+        if (v && apply(c, &SETTINGS[i], SETTINGS[i].env, v, err) != 0)
+            return SVC_CONFIG_ERROR;
+    }
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            svc_config_print_help(out);
+            return SVC_CONFIG_EXIT_OK;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            fprintf(out, "rayd %s\n", RAYD_VERSION);
+            return SVC_CONFIG_EXIT_OK;
+        }
+        const setting *s = NULL;
+        size_t name_len = strcspn(arg, "=");
+        for (size_t i = 0; i < SETTING_COUNT; i++)
+            if (strlen(SETTINGS[i].flag) == name_len &&
+                strncmp(SETTINGS[i].flag, arg, name_len) == 0)
+                s = &SETTINGS[i];
+        if (!s) {
+            fprintf(err, "rayd: %.*s: unknown flag (see rayd --help)\n", (int)name_len, arg);
+            return SVC_CONFIG_ERROR;
+        }
+        const char *value;
+        if (arg[name_len] == '=') {
+            value = arg + name_len + 1;
+        } else if (a + 1 < argc) {
+            value = argv[++a];
+        } else {
+            fprintf(err, "rayd: %s: needs a value\n", s->flag);
+            return SVC_CONFIG_ERROR;
+        }
+        if (apply(c, s, s->flag, value, err) != 0)
+            return SVC_CONFIG_ERROR;
+    }
+    return SVC_CONFIG_OK;
+}

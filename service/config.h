@@ -1,0 +1,33 @@
+/* svc_config: rayd's configuration from built-in defaults, RAYD_* environment variables and
+ * command-line flags (in that order of precedence, flags last). One table describes every
+ * setting; --help and the README's reference are printed from it. */
+#ifndef RAYD_SERVICE_CONFIG_H
+#define RAYD_SERVICE_CONFIG_H
+
+#include <stdio.h>
+
+#include "api/context.h"
+
+typedef struct svc_config {
+    api_config api;      /* bind, port, threads, limits the HTTP layer enforces */
+} svc_config;
+
+typedef enum svc_config_result {
+    SVC_CONFIG_OK = 0,
+    SVC_CONFIG_EXIT_OK, /* --help or --version was printed: exit 0 */
+    SVC_CONFIG_ERROR    /* a bad value: a one-line message was printed, exit 2 */
+} svc_config_result;
+
+/* Fills config from defaults, the environment and argv. Messages go to out (help) and err
+ * (one line per error). Strings in config point into argv, the environment or static
+ * storage. */
+svc_config_result svc_config_load(svc_config *config, int argc, char **argv, FILE *out,
+                                  FILE *err);
+
+/* Prints the settings table (flag, variable, default, meaning) as --help shows it. */
+void svc_config_print_help(FILE *out);
+
+/* The version string. */
+const char *svc_version(void);
+
+#endif

@@ -1,0 +1,84 @@
+/* rayd's entry point: read the configuration, build the runtime, serve HTTP, and stop
+ * cleanly on SIGTERM or SIGINT. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "api/server.h"
+#include "runtime/clock.h"
+#include "service/config.h"
+#include "service/log.h"
+
+/* Raises the open-file limit to its hard maximum: each connection is a descriptor. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    svc_config config;
+    switch (svc_config_load(&config, argc, argv, stdout, stderr)) {
+    case SVC_CONFIG_EXIT_OK: return 0;
+    case SVC_CONFIG_ERROR: return 2;
+    case SVC_CONFIG_OK: break;
+    }
+    raise_fd_limit();
+
+    /* Signals are taken synchronously by the main thread below; every other thread
+     * inherits the blocked mask. SIGPIPE is ignored: a vanished client is not fatal. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    rt_store_config store_config = {.memory_limit = config.api.memory_limit};
+    rt_store *store = rt_store_new(&store_config);
+    if (!store) {
+        fprintf(stderr, "rayd: out of memory\n");
+        return 1;
+    }
+    api_context ctx = {
+        .config = config.api,
+        .store = store,
+        .version = svc_version(),
+        .started_wall = rt_clock_wall(),
+        .started_mono = rt_clock_monotonic(),
+    };
+    char err[256];
+    api_server *server = api_server_start(&ctx, err, sizeof(err));
+    if (!server) {
+        fprintf(stderr, "rayd: %s\n", err);
+        rt_store_free(store);
+        return 1;
+    }
+    svc_log_event("info", "listening",
+                  json_pack("{s:s,s:i,s:s,s:i,s:I,s:I,s:f}", "address", config.api.bind, "port",
+                            (int)api_server_port(server), "version", svc_version(),
+                            "http_threads", (int)config.api.http_threads, "memory_limit",
+                            (json_int_t)config.api.memory_limit, "max_body",
+                            (json_int_t)config.api.max_body, "max_wait", config.api.max_wait));
+
+    /* The main thread's job from here: wait for a stop signal, and once a second expire
+     * objects whose TTL has passed. */
+    int sig = 0;
+    while (sig <= 0) {
+        struct timespec tick = {1, 0};
+        sig = sigtimedwait(&stop_signals, NULL, &tick);
+        rt_store_expire(store);
+    }
+    svc_log_event("info", "stopping", json_pack("{s:s}", "signal", strsignal(sig)));
+    api_server_stop(server);
+    rt_store_free(store);
+    svc_log_event("info", "stopped", NULL);
+    return 0;
+}
