@@ -95,7 +95,13 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
-# Unit tests link the runtime only: no HTTP.
+# Unit tests of api/ link the HTTP layer too (no server is started).
+$(BUILD)/tests/unit/api/%: tests/unit/api/%.c $(BUILD)/librayd_api.a $(BUILD)/librayd_runtime.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/librayd_api.a \
+	    $(BUILD)/librayd_runtime.a -lcmocka $(PKG_LIBS) $(LDLIBS)
+
+# Unit tests of runtime/ link the runtime only: no HTTP.
 $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/librayd_runtime.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/librayd_runtime.a \
