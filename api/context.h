@@ -6,7 +6,10 @@
 
 #include <stddef.h>
 
+#include "runtime/function.h"
 #include "runtime/object_store.h"
+#include "runtime/scheduler.h"
+#include "runtime/task.h"
 
 typedef struct api_config {
     const char *bind;          /* IPv4 or IPv6 address to listen on */
@@ -17,6 +20,8 @@ typedef struct api_config {
     size_t max_body;           /* bytes */
     double max_wait;           /* seconds; every wait is capped at this */
     size_t memory_limit;       /* for /v1/status only; the store enforces it */
+    unsigned workers;          /* for /v1/status only; the scheduler has them */
+    size_t max_pending_tasks;  /* for /v1/status only; the task system enforces it */
 } api_config;
 
 typedef struct api_parking api_parking;
@@ -24,6 +29,9 @@ typedef struct api_parking api_parking;
 typedef struct api_context {
     api_config config;
     rt_store *store;      /* borrowed */
+    rt_registry *registry; /* borrowed */
+    rt_scheduler *scheduler; /* borrowed */
+    rt_tasks *tasks;      /* borrowed */
     const char *version;  /* borrowed, static */
     double started_wall;  /* wall clock at start */
     double started_mono;  /* monotonic clock at start */

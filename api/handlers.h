@@ -18,9 +18,25 @@ enum MHD_Result api_objects_list(api_request *req);
 enum MHD_Result api_objects_get(api_request *req); /* GET and HEAD */
 enum MHD_Result api_objects_delete(api_request *req);
 enum MHD_Result api_objects_meta(api_request *req);
+/* Answers with a resolved object (READY, ERROR or LOST) as GET /v1/objects/{ref} does;
+ * used by Prefer: wait answers too. view is borrowed. */
+enum MHD_Result api_objects_reply_resolved(api_request *req, const rt_object_view *view);
 
 /* api/waiting.c */
 enum MHD_Result api_objects_get_batch(api_request *req);
 enum MHD_Result api_objects_wait(api_request *req);
+/* One entry of a get_batch answer for ref (new reference, NULL when out of memory). */
+json_t *api_objects_entry(api_request *req, const char *ref);
+
+/* api/tasks.c */
+enum MHD_Result api_tasks_submit(api_request *req);
+enum MHD_Result api_tasks_submit_batch(api_request *req);
+enum MHD_Result api_tasks_get(api_request *req);
+enum MHD_Result api_tasks_list(api_request *req);
+enum MHD_Result api_tasks_cancel(api_request *req);
+
+/* api/functions.c */
+enum MHD_Result api_functions_list(api_request *req);
+enum MHD_Result api_functions_get(api_request *req);
 
 #endif

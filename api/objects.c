@@ -134,20 +134,6 @@ done:
 
 /* ---- GET /v1/objects ------------------------------------------------------------------ */
 
-static int parse_uint(const char *text, unsigned long long *out)
-{
-    if (!text || !*text || strlen(text) > 19)
-        return -1;
-    unsigned long long v = 0;
-    for (const char *p = text; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        v = v * 10 + (unsigned long long)(*p - '0');
-    }
-    *out = v;
-    return 0;
-}
-
 enum MHD_Result api_objects_list(api_request *req)
 {
     int state = -1;
@@ -156,14 +142,9 @@ enum MHD_Result api_objects_list(api_request *req)
         return api_problem(req, 400, "BadRequest",
                            "state must be one of pending, ready, error, lost", NULL);
     unsigned long long limit = LIST_LIMIT_DEFAULT, cursor = 0;
-    const char *limit_text = api_query(req, "limit");
-    if (limit_text && (parse_uint(limit_text, &limit) != 0 || limit < 1 || limit > LIST_LIMIT_MAX))
-        return api_problemf(req, 400, "BadRequest", "limit must be an integer from 1 to %d",
-                            LIST_LIMIT_MAX);
-    const char *cursor_text = api_query(req, "cursor");
-    if (cursor_text && parse_uint(cursor_text, &cursor) != 0)
-        return api_problem(req, 400, "BadRequest",
-                           "cursor must be a next_cursor value from an earlier page", NULL);
+    if (api_query_uint(req, "limit", 1, LIST_LIMIT_MAX, &limit) != 0 ||
+        api_query_uint(req, "cursor", 0, (unsigned long long)-1, &cursor) != 0)
+        return MHD_YES;
 
     rt_object_view *views = calloc(limit, sizeof(*views));
     if (!views)
@@ -274,11 +255,7 @@ enum MHD_Result api_objects_get(api_request *req)
     if (st == RT_ENOTFOUND)
         return reply_not_found(req, ref);
     enum MHD_Result result;
-    if (st == RT_ELOST) {
-        result = reply_lost(req, &view);
-    } else if (view.state == RT_OBJ_ERROR) {
-        result = api_problem_send(req, api_problem_from_error(view.error, ref));
-    } else if (view.state == RT_OBJ_PENDING) {
+    if (view.state == RT_OBJ_PENDING) {
         if (rt_clock_monotonic() >= req->deadline) {
             result = reply_pending(req, ref);
         } else {
@@ -286,10 +263,19 @@ enum MHD_Result api_objects_get(api_request *req)
             result = api_park_on_refs(req, refs, 1, 1);
         }
     } else {
-        result = serve_ready(req, &view);
+        result = api_objects_reply_resolved(req, &view);
     }
     rt_object_view_release(&view);
     return result;
+}
+
+enum MHD_Result api_objects_reply_resolved(api_request *req, const rt_object_view *view)
+{
+    if (view->state == RT_OBJ_LOST)
+        return reply_lost(req, view);
+    if (view->state == RT_OBJ_ERROR)
+        return api_problem_send(req, api_problem_from_error(view->error, view->ref));
+    return serve_ready(req, view);
 }
 
 /* ---- GET /v1/objects/{ref}/meta, DELETE /v1/objects/{ref} ----------------------------- */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api/problem.h"
 
@@ -19,6 +20,14 @@ enum MHD_Result api_reply(api_request *req, unsigned status, struct MHD_Response
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     if (status == 405 && req->allow[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, req->allow);
+    if (req->ray_ref[0]) {
+        char location[16 + RT_REF_SIZE], applied[48];
+        snprintf(location, sizeof(location), "/v1/objects/%s", req->ray_ref);
+        snprintf(applied, sizeof(applied), "wait=%g", req->prefer_wait);
+        MHD_add_response_header(resp, "X-Ray-Ref", req->ray_ref);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
+        MHD_add_response_header(resp, "Preference-Applied", applied);
+    }
     enum MHD_Result r = MHD_queue_response(req->conn, status, resp);
     MHD_destroy_response(resp);
     req->replied = true;
@@ -86,6 +95,40 @@ const char *api_query(api_request *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+void api_read_prefer_wait(api_request *req)
+{
+    req->prefer_wait = 0;
+    const char *prefer = api_header(req, "Prefer");
+    if (!prefer)
+        return;
+    /* Preferences are comma-separated tokens; find "wait=N" (case-insensitive name). */
+    for (const char *p = prefer; *p;) {
+        while (*p == ' ' || *p == ',' || *p == '\t')
+            p++;
+        if (strncasecmp(p, "wait", 4) == 0) {
+            const char *q = p + 4;
+            while (*q == ' ')
+                q++;
+            if (*q == '=') {
+                char num[32];
+                size_t n = strcspn(q + 1, ",; ");
+                if (n > 0 && n < sizeof(num)) {
+                    memcpy(num, q + 1, n);
+                    num[n] = '\0';
+                    double v;
+                    if (api_parse_seconds(num, &v) == 0)
+                        req->prefer_wait = v < req->ctx->config.max_wait
+                                               ? v
+                                               : req->ctx->config.max_wait;
+                }
+                return;
+            }
+        }
+        while (*p && *p != ',')
+            p++;
+    }
+}
+
 int api_parse_seconds(const char *text, double *out)
 {
     if (!text || !*text)
@@ -116,6 +159,27 @@ int api_query_seconds(api_request *req, const char *name, double dflt, double *o
                      name, text);
         return -1;
     }
+    return 0;
+}
+
+int api_query_uint(api_request *req, const char *name, unsigned long long min,
+                   unsigned long long max, unsigned long long *out)
+{
+    const char *text = api_query(req, name);
+    if (!text)
+        return 0;
+    unsigned long long v = 0;
+    int ok = *text && strlen(text) <= 19;
+    for (const char *p = text; ok && *p; p++) {
+        ok = *p >= '0' && *p <= '9';
+        v = v * 10 + (unsigned long long)(*p - '0');
+    }
+    if (!ok || v < min || v > max) {
+        api_problemf(req, 400, "BadRequest", "%s must be an integer from %llu to %llu", name, min,
+                     max);
+        return -1;
+    }
+    *out = v;
     return 0;
 }
 

@@ -18,6 +18,7 @@
 
 #include "api/context.h"
 #include "runtime/buffer.h"
+#include "runtime/ref.h"
 
 #define API_MAX_PARAMS 4
 #define API_REQUEST_ID_MAX 128
@@ -54,6 +55,8 @@ typedef struct api_request {
     unsigned rounds;        /* how many times the handler was called */
     unsigned status;        /* status of the queued response, for logs and metrics */
     char allow[64];         /* for 405 answers: the Allow header */
+    char ray_ref[RT_REF_SIZE]; /* Prefer: wait answers: adds X-Ray-Ref and Location */
+    double prefer_wait;     /* seconds asked for with Prefer: wait=N, 0 when absent */
 } api_request;
 
 /* ---- answering ---------------------------------------------------------------------- */
@@ -88,12 +91,21 @@ const char *api_header(api_request *req, const char *name);
 /* A query argument or NULL. Borrowed from MHD. */
 const char *api_query(api_request *req, const char *name);
 
+/* Reads Prefer: wait=N (RFC 7240) into req->prefer_wait, capped at the server's maximum.
+ * A malformed preference is ignored, as the RFC asks. */
+void api_read_prefer_wait(api_request *req);
+
 /* Parses a duration in seconds (a JSON-style number >= 0). Returns 0 and sets *out, or -1. */
 int api_parse_seconds(const char *text, double *out);
 
 /* Reads a query argument holding seconds; when absent sets *out to dflt. Answers 400 itself
  * and returns -1 on a bad value. */
 int api_query_seconds(api_request *req, const char *name, double dflt, double *out);
+
+/* Reads an optional query argument holding an integer in [min, max]; leaves *out alone
+ * when absent. Answers 400 itself and returns -1 on a bad value. */
+int api_query_uint(api_request *req, const char *name, unsigned long long min,
+                   unsigned long long max, unsigned long long *out);
 
 /* Parses req->body as JSON into req->json (once). On failure answers 400 and returns -1. */
 int api_body_json(api_request *req);

@@ -19,6 +19,13 @@ static const api_route ROUTES[] = {
     {"DELETE", "/v1/objects/{ref}", api_objects_delete, API_BODY_NONE},
     {"GET", "/v1/objects/{ref}/meta", api_objects_meta, API_BODY_NONE},
     {"POST", "/v1/wait", api_objects_wait, API_BODY_JSON},
+    {"POST", "/v1/tasks", api_tasks_submit, API_BODY_JSON},
+    {"GET", "/v1/tasks", api_tasks_list, API_BODY_NONE},
+    {"POST", "/v1/tasks/batch", api_tasks_submit_batch, API_BODY_JSON},
+    {"GET", "/v1/tasks/{task_id}", api_tasks_get, API_BODY_NONE},
+    {"POST", "/v1/tasks/{task_id}/cancel", api_tasks_cancel, API_BODY_NONE},
+    {"GET", "/v1/functions", api_functions_list, API_BODY_NONE},
+    {"GET", "/v1/functions/{name}", api_functions_get, API_BODY_NONE},
 };
 
 #define ROUTE_COUNT (sizeof(ROUTES) / sizeof(ROUTES[0]))

@@ -149,7 +149,7 @@ static size_t collect_pending(api_request *req, const wait_args *a, const char *
     return np;
 }
 
-static json_t *entry_for(api_request *req, const char *ref)
+json_t *api_objects_entry(api_request *req, const char *ref)
 {
     rt_object_view view;
     rt_status st = rt_store_get(req->ctx->store, ref, &view);
@@ -196,7 +196,7 @@ enum MHD_Result api_objects_get_batch(api_request *req)
     free(pending);
     json_t *list = json_array();
     for (size_t i = 0; i < a->n; i++) {
-        json_t *e = entry_for(req, a->refs[i]);
+        json_t *e = api_objects_entry(req, a->refs[i]);
         if (!e) {
             json_decref(list);
             return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);

@@ -9,7 +9,13 @@
 
 #define RAYD_VERSION "0.1.0"
 
-typedef enum setting_kind { KIND_STRING, KIND_UINT, KIND_SIZE, KIND_DURATION } setting_kind;
+typedef enum setting_kind {
+    KIND_STRING,
+    KIND_UINT,       /* unsigned */
+    KIND_SIZE_COUNT, /* a count stored as size_t */
+    KIND_SIZE,       /* bytes: 512K, 2G */
+    KIND_DURATION    /* seconds: 1.5, 500ms, 2m */
+} setting_kind;
 
 typedef struct setting {
     const char *flag;  /* "--port" */
@@ -39,6 +45,10 @@ static const setting SETTINGS[] = {
      "longest any request waits for objects (timeouts are capped at this)"},
     {"--connection-limit", "RAYD_CONNECTION_LIMIT", KIND_UINT, OFF(api.connection_limit), 1,
      1000000, "10000", "most simultaneous client connections"},
+    {"--workers", "RAYD_WORKERS", KIND_UINT, OFF(api.workers), 1, 1024, "number of cores",
+     "worker threads that run tasks and actor calls"},
+    {"--max-pending-tasks", "RAYD_MAX_PENDING_TASKS", KIND_SIZE_COUNT, OFF(api.max_pending_tasks),
+     1, 100000000, "1000000", "tasks accepted but not ended; beyond it 429 TooManyRequests"},
     {"--connection-timeout", "RAYD_CONNECTION_TIMEOUT", KIND_DURATION,
      OFF(api.connection_timeout), 0, 0, "30s",
      "idle connections are closed after this (parked requests are not idle)"},
@@ -82,6 +92,8 @@ static void set_defaults(svc_config *c)
     c->api.max_wait = 60;
     c->api.connection_limit = 10000;
     c->api.connection_timeout = 30;
+    c->api.workers = cores > 0 ? (unsigned)cores : 1;
+    c->api.max_pending_tasks = 1000000;
 }
 
 /* Applies one value; on error prints one line naming the source and returns -1. */
@@ -99,12 +111,16 @@ static int apply(svc_config *c, const setting *s, const char *source, const char
         *(const char **)field = value;
         return 0;
     case KIND_UINT:
+    case KIND_SIZE_COUNT:
         if (svc_parse_uint(value, s->min, s->max, &u) != 0) {
             fprintf(err, "rayd: %s: '%s' is not an integer from %lu to %lu\n", source, value,
                     s->min, s->max);
             return -1;
         }
-        *(unsigned *)field = (unsigned)u;
+        if (s->kind == KIND_SIZE_COUNT)
+            *(size_t *)field = (size_t)u;
+        else
+            *(unsigned *)field = (unsigned)u;
         return 0;
     case KIND_SIZE:
         if (svc_parse_size(value, &size) != 0) {

@@ -43,13 +43,22 @@ int main(int argc, char **argv)
 
     rt_store_config store_config = {.memory_limit = config.api.memory_limit};
     rt_store *store = rt_store_new(&store_config);
-    if (!store) {
-        fprintf(stderr, "rayd: out of memory\n");
+    rt_registry *registry = rt_registry_new();
+    rt_scheduler *scheduler = rt_scheduler_new(config.api.workers);
+    rt_tasks_config tasks_config = {.max_pending = config.api.max_pending_tasks};
+    rt_tasks *tasks = store && registry && scheduler
+                          ? rt_tasks_new(store, registry, scheduler, &tasks_config)
+                          : NULL;
+    if (!tasks || rt_builtins_register(registry) != RT_OK) {
+        fprintf(stderr, "rayd: cannot start the runtime (out of memory or threads)\n");
         return 1;
     }
     api_context ctx = {
         .config = config.api,
         .store = store,
+        .registry = registry,
+        .scheduler = scheduler,
+        .tasks = tasks,
         .version = svc_version(),
         .started_wall = rt_clock_wall(),
         .started_mono = rt_clock_monotonic(),
@@ -58,13 +67,13 @@ int main(int argc, char **argv)
     api_server *server = api_server_start(&ctx, err, sizeof(err));
     if (!server) {
         fprintf(stderr, "rayd: %s\n", err);
-        rt_store_free(store);
         return 1;
     }
     svc_log_event("info", "listening",
-                  json_pack("{s:s,s:i,s:s,s:i,s:I,s:I,s:f}", "address", config.api.bind, "port",
-                            (int)api_server_port(server), "version", svc_version(),
-                            "http_threads", (int)config.api.http_threads, "memory_limit",
+                  json_pack("{s:s,s:i,s:s,s:i,s:i,s:I,s:I,s:f}", "address", config.api.bind,
+                            "port", (int)api_server_port(server), "version", svc_version(),
+                            "http_threads", (int)config.api.http_threads, "workers",
+                            (int)config.api.workers, "memory_limit",
                             (json_int_t)config.api.memory_limit, "max_body",
                             (json_int_t)config.api.max_body, "max_wait", config.api.max_wait));
 
@@ -78,6 +87,12 @@ int main(int argc, char **argv)
     }
     svc_log_event("info", "stopping", json_pack("{s:s}", "signal", strsignal(sig)));
     api_server_stop(server);
+    /* Running functions see their cancel flag; queued tasks never start. Then the
+     * workers drain and everything is freed in the reverse order of creation. */
+    rt_tasks_cancel_all(tasks);
+    rt_scheduler_free(scheduler);
+    rt_tasks_free(tasks);
+    rt_registry_free(registry);
     rt_store_free(store);
     svc_log_event("info", "stopped", NULL);
     return 0;

@@ -1,0 +1,91 @@
+/* Functions: what a task runs. A function is a name, a description, and C code called
+ * with the task's resolved arguments; it answers with a JSON value, bytes, or a failure.
+ * This is the calling convention built-in functions use and C modules will use.
+ *
+ * Arguments arrive as JSON: a ref argument's object is its parsed JSON value when its
+ * content type is JSON, and {"$bytes": "<base64>", "content_type": "..."} otherwise.
+ *
+ * The registry maps names to functions. Thread-safety: the registry may be read from any
+ * thread while functions are registered (a read-write lock guards it); a function is called
+ * on one worker thread at a time per task and must be thread-safe across tasks. */
+#ifndef RAYD_RUNTIME_FUNCTION_H
+#define RAYD_RUNTIME_FUNCTION_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "runtime/buffer.h"
+#include "runtime/status.h"
+
+/* One call of a function. The runtime fills the inputs; the function fills exactly one
+ * output through rt_call_return_json, rt_call_return_bytes or rt_call_fail. */
+typedef struct rt_call {
+    /* inputs (borrowed, valid during the call) */
+    const char *task_id;
+    const char *function;
+    unsigned attempt;        /* 1 for the first attempt */
+    json_t *args;            /* JSON array */
+    json_t *kwargs;          /* JSON object */
+    const int *cancel_flag;  /* read with rt_call_cancelled */
+    double deadline;         /* monotonic seconds; 0: none (the task's timeout option) */
+    /* outputs */
+    json_t *result_json;     /* owned */
+    rt_buf *result_buf;      /* owned */
+    char *error;             /* owned, malloc'd message; set when the call failed */
+} rt_call;
+
+typedef void (*rt_function_fn)(rt_call *call);
+
+/* Sets the result to a JSON value (stolen). */
+void rt_call_return_json(rt_call *call, json_t *value);
+/* Sets the result to bytes (stolen). */
+void rt_call_return_bytes(rt_call *call, rt_buf *buf);
+/* Fails the call with a message (printf-style). */
+void rt_call_fail(rt_call *call, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* True once the task was cancelled (or its deadline passed): long-running functions should
+ * check it and return early. */
+bool rt_call_cancelled(const rt_call *call);
+
+/* Reads a JSON argument that may be {"$bytes": ...}: sets *data and *len to its bytes (malloc'd
+ * copy in *owned for $bytes, or the string itself for JSON strings). Returns 0, or -1 when
+ * the value is neither a string nor $bytes. */
+int rt_call_arg_bytes(json_t *value, const char **data, size_t *len, char **owned);
+
+typedef enum rt_function_kind {
+    RT_FUNCTION_BUILTIN = 0,
+    RT_FUNCTION_MODULE,
+    RT_FUNCTION_REMOTE
+} rt_function_kind;
+
+typedef struct rt_function {
+    const char *name;
+    rt_function_kind kind;
+    const char *description;
+    const char *args_doc; /* e.g. "[a: number, b: number]" */
+    const char *returns_doc;
+    rt_function_fn fn;
+} rt_function;
+
+typedef struct rt_registry rt_registry;
+
+rt_registry *rt_registry_new(void);
+void rt_registry_free(rt_registry *registry); /* NULL accepted */
+
+/* Registers fn (borrowed: it must outlive the registry, as static tables do). RT_EEXIST
+ * when the name is taken, RT_EINVAL when the name is not 1..128 chars of [A-Za-z0-9_.-]. */
+rt_status rt_registry_add(rt_registry *registry, const rt_function *fn);
+
+/* Looks a function up; borrowed, NULL when unknown. */
+const rt_function *rt_registry_find(rt_registry *registry, const char *name);
+
+/* Calls visit for every function in name order. */
+void rt_registry_each(rt_registry *registry, void (*visit)(const rt_function *fn, void *arg),
+                      void *arg);
+
+/* "builtin", "module", "remote". */
+const char *rt_function_kind_name(rt_function_kind kind);
+
+/* Registers the built-in functions (runtime/builtins.c). */
+rt_status rt_builtins_register(rt_registry *registry);
+
+#endif

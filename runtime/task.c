@@ -1,0 +1,1039 @@
+/* The task system: task records, dependency tracking through store watchers, running on
+ * the worker pool, retries, cancellation, and storing results or errors.
+ *
+ * DESIGN
+ * - Records: every task is in one hash table and one submission-order list, both under
+ *   table_lock (held for O(1) work only). Finished records beyond max_kept are forgotten,
+ *   oldest first.
+ * - Per task, `lock` guards state, attempts, timestamps, error and cancel_requested.
+ *   Lock order: table_lock -> task lock; store locks are never held while taking either.
+ * - Lifetime: a task is reference-counted: one reference for the table, one for each
+ *   registered dependency watcher, one while its job is queued or running.
+ * - Dependencies: deps_remaining starts at ndeps + 1. Each dependency that resolves (or
+ *   already was resolved at submission) takes one off, and submission takes the extra one
+ *   off when it has registered every watcher; whoever reaches 0 queues the task. So a
+ *   task is queued exactly once, the moment its last argument is ready, without polling.
+ * - A queued task first checks its dependencies: if one holds an error or is gone, the
+ *   task fails at once without running. This happens on a worker, not inside the watcher
+ *   callback, so a failure in the middle of a long chain never recurses.
+ * - Cancel and completion meet under the task lock: whichever comes first decides. */
+#include "runtime/task.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/base64.h"
+#include "runtime/clock.h"
+
+#define TABLE_BUCKETS_INITIAL 1024
+
+typedef struct rt_task rt_task;
+
+typedef struct dependency {
+    rt_watcher watcher;
+    rt_task *task;
+    char ref[RT_REF_SIZE];
+} dependency;
+
+struct rt_task {
+    rt_task *hnext;                 /* table chain (table_lock) */
+    rt_task *order_prev, *order_next; /* submission order (table_lock) */
+    int refs;                       /* atomic */
+    rt_job job;
+    rt_tasks *owner;
+    pthread_mutex_t lock;
+    char id[RT_REF_SIZE];
+    uint32_t hash;
+    uint64_t seq;
+    const rt_function *fn;
+    char function[RT_TASK_NAME_MAX + 1];
+    char name[RT_TASK_NAME_MAX + 1];
+    json_t *args, *kwargs;          /* owned */
+    unsigned num_returns;
+    char (*result_refs)[RT_REF_SIZE]; /* owned */
+    size_t ndeps;
+    dependency *deps;               /* owned */
+    long deps_remaining;            /* atomic */
+    int max_retries;
+    bool retry_exceptions;
+    double timeout;
+    /* task lock: */
+    rt_task_state state;
+    unsigned attempts;
+    bool cancel_requested;
+    bool deps_unpinned;
+    double submitted_at, started_at, finished_at;
+    rt_error *error;
+    int cancel_flag;                /* atomic, read by functions */
+};
+
+struct rt_tasks {
+    rt_store *store;
+    rt_registry *registry;
+    rt_scheduler *scheduler;
+    rt_tasks_config config;
+    pthread_mutex_t table_lock;
+    rt_task **buckets;
+    size_t nbuckets, count;
+    rt_task *oldest, *newest;       /* submission order */
+    size_t finished_kept;           /* records of ended tasks in the table */
+    uint64_t next_seq;
+    /* statistics (atomics) */
+    size_t by_state[RT_TASK_STATE_COUNT];
+    size_t pending;
+    unsigned long long submitted, finished, failed, cancelled, retries;
+};
+
+static const char *const STATE_NAMES[RT_TASK_STATE_COUNT] = {
+    "PENDING_ARGS_AVAIL", "PENDING_NODE_ASSIGNMENT", "RUNNING", "FINISHED", "FAILED",
+    "CANCELLED"};
+
+const char *rt_task_state_name(rt_task_state state)
+{
+    return (unsigned)state < RT_TASK_STATE_COUNT ? STATE_NAMES[state] : "FAILED";
+}
+
+int rt_task_state_parse(const char *name)
+{
+    for (int i = 0; name && i < RT_TASK_STATE_COUNT; i++)
+        if (strcmp(name, STATE_NAMES[i]) == 0)
+            return i;
+    return -1;
+}
+
+static bool state_is_terminal(rt_task_state s)
+{
+    return s == RT_TASK_FINISHED || s == RT_TASK_FAILED || s == RT_TASK_CANCELLED;
+}
+
+static void stat_add(size_t *p, long delta)
+{
+    __atomic_add_fetch(p, (size_t)delta, __ATOMIC_RELAXED);
+}
+
+static void count_add(unsigned long long *p)
+{
+    __atomic_add_fetch(p, 1, __ATOMIC_RELAXED);
+}
+
+/* ---- records ------------------------------------------------------------------------ */
+
+static uint32_t hash_id(const char *id)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+static void task_free(rt_task *t)
+{
+    json_decref(t->args);
+    json_decref(t->kwargs);
+    free(t->result_refs);
+    free(t->deps);
+    rt_error_decref(t->error);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
+static rt_task *task_incref(rt_task *t)
+{
+    __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+    return t;
+}
+
+static void task_decref(rt_task *t)
+{
+    if (__atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        task_free(t);
+}
+
+/* table_lock held. */
+static rt_task *table_find(rt_tasks *ts, const char *id)
+{
+    uint32_t h = hash_id(id);
+    for (rt_task *t = ts->buckets[h & (ts->nbuckets - 1)]; t; t = t->hnext)
+        if (t->hash == h && strcmp(t->id, id) == 0)
+            return t;
+    return NULL;
+}
+
+/* table_lock held. */
+static void table_grow(rt_tasks *ts)
+{
+    size_t n = ts->nbuckets * 2;
+    rt_task **nb = calloc(n, sizeof(*nb));
+    if (!nb)
+        return;
+    for (size_t i = 0; i < ts->nbuckets; i++) {
+        rt_task *t = ts->buckets[i];
+        while (t) {
+            rt_task *next = t->hnext;
+            t->hnext = nb[t->hash & (n - 1)];
+            nb[t->hash & (n - 1)] = t;
+            t = next;
+        }
+    }
+    free(ts->buckets);
+    ts->buckets = nb;
+    ts->nbuckets = n;
+}
+
+/* table_lock held. */
+static void table_insert(rt_tasks *ts, rt_task *t)
+{
+    if (ts->count >= ts->nbuckets)
+        table_grow(ts);
+    size_t b = t->hash & (ts->nbuckets - 1);
+    t->hnext = ts->buckets[b];
+    ts->buckets[b] = t;
+    ts->count++;
+    t->order_prev = ts->newest;
+    t->order_next = NULL;
+    if (ts->newest)
+        ts->newest->order_next = t;
+    else
+        ts->oldest = t;
+    ts->newest = t;
+}
+
+/* table_lock held. Unlinks t from table and order list; the caller drops the reference. */
+static void table_remove(rt_tasks *ts, rt_task *t)
+{
+    rt_task **pp = &ts->buckets[t->hash & (ts->nbuckets - 1)];
+    while (*pp && *pp != t)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = t->hnext;
+    ts->count--;
+    if (t->order_prev)
+        t->order_prev->order_next = t->order_next;
+    else
+        ts->oldest = t->order_next;
+    if (t->order_next)
+        t->order_next->order_prev = t->order_prev;
+    else
+        ts->newest = t->order_prev;
+}
+
+/* Forgets the oldest ended tasks beyond max_kept. Called with no lock held. */
+static void forget_old_records(rt_tasks *ts)
+{
+    rt_task *dropped[64];
+    size_t n = 0;
+    pthread_mutex_lock(&ts->table_lock);
+    rt_task *t = ts->oldest;
+    while (t && ts->finished_kept > ts->config.max_kept && n < 64) {
+        rt_task *next = t->order_next;
+        rt_task_state s = __atomic_load_n(&t->state, __ATOMIC_ACQUIRE);
+        if (state_is_terminal(s)) {
+            table_remove(ts, t);
+            ts->finished_kept--;
+            stat_add(&ts->by_state[s], -1);
+            dropped[n++] = t;
+        }
+        t = next;
+    }
+    pthread_mutex_unlock(&ts->table_lock);
+    for (size_t i = 0; i < n; i++)
+        task_decref(dropped[i]);
+}
+
+/* ---- state changes (task lock held) -------------------------------------------------- */
+
+static void set_state_locked(rt_task *t, rt_task_state s)
+{
+    rt_tasks *ts = t->owner;
+    stat_add(&ts->by_state[t->state], -1);
+    stat_add(&ts->by_state[s], 1);
+    __atomic_store_n(&t->state, s, __ATOMIC_RELEASE);
+}
+
+static json_t *error_fields(const rt_task *t)
+{
+    return json_pack("{s:s,s:s}", "task_id", t->id, "function", t->function);
+}
+
+/* Moves a task to a terminal state. Task lock held. Results are stored by the caller after
+ * unlocking (store calls wake watchers, which may take other task locks). */
+static void end_locked(rt_task *t, rt_task_state s, rt_error *err)
+{
+    rt_tasks *ts = t->owner;
+    set_state_locked(t, s);
+    t->finished_at = rt_clock_wall();
+    t->error = rt_error_incref(err);
+    stat_add(&ts->pending, -1);
+    if (s == RT_TASK_FINISHED)
+        count_add(&ts->finished);
+    else if (s == RT_TASK_FAILED)
+        count_add(&ts->failed);
+    else
+        count_add(&ts->cancelled);
+}
+
+/* After a task ended: unpin dependencies once, count the record as ended, prune. */
+static void after_end(rt_task *t)
+{
+    rt_tasks *ts = t->owner;
+    for (size_t i = 0; i < t->ndeps; i++)
+        rt_store_unpin(ts->store, t->deps[i].ref);
+    pthread_mutex_lock(&ts->table_lock);
+    ts->finished_kept++;
+    bool prune = ts->finished_kept > ts->config.max_kept;
+    pthread_mutex_unlock(&ts->table_lock);
+    if (prune)
+        forget_old_records(ts);
+}
+
+static void fail_results(rt_task *t, rt_error *err)
+{
+    for (unsigned i = 0; i < t->num_returns; i++)
+        rt_store_fail(t->owner->store, t->result_refs[i], err);
+}
+
+/* Fails a task that has not run (or whose run failed for good) with err. No lock held. */
+static void fail_task(rt_task *t, rt_task_state s, rt_error *err)
+{
+    pthread_mutex_lock(&t->lock);
+    if (state_is_terminal(t->state)) {
+        pthread_mutex_unlock(&t->lock);
+        return;
+    }
+    end_locked(t, s, err);
+    pthread_mutex_unlock(&t->lock);
+    fail_results(t, err);
+    after_end(t);
+}
+
+/* ---- running ------------------------------------------------------------------------ */
+
+static void run_job(rt_job *job);
+
+static void queue_task(rt_task *t)
+{
+    task_incref(t); /* the job's reference */
+    rt_scheduler_submit(t->owner->scheduler, &t->job);
+}
+
+static bool is_ref_arg(json_t *v)
+{
+    return json_is_object(v) && json_object_size(v) == 1 &&
+           json_is_string(json_object_get(v, "$ref"));
+}
+
+/* The value a function receives for a READY object. New reference, NULL on failure. */
+static json_t *value_of(const rt_object_view *v)
+{
+    if (rt_content_type_is_json(v->content_type)) {
+        json_t *parsed = json_loadb(v->buf->data, v->buf->size, JSON_DECODE_ANY, NULL);
+        if (parsed)
+            return parsed;
+    }
+    char *b64 = malloc(rt_base64_encoded_size(v->size));
+    if (!b64)
+        return NULL;
+    size_t n = rt_base64_encode(v->buf->data, v->size, b64);
+    json_t *out = json_pack("{s:s%,s:s}", "$bytes", b64, n, "content_type", v->content_type);
+    free(b64);
+    return out;
+}
+
+/* Resolves one argument: plain values are shared, ref arguments become their value.
+ * On a dependency that failed or is gone, sets *cause (new reference) and returns NULL. */
+static json_t *resolve_arg(rt_task *t, json_t *arg, rt_error **cause)
+{
+    if (!is_ref_arg(arg))
+        return json_incref(arg);
+    const char *ref = json_string_value(json_object_get(arg, "$ref"));
+    rt_object_view v;
+    rt_status st = rt_store_peek(t->owner->store, ref, &v);
+    json_t *out = NULL;
+    if (st == RT_OK && v.state == RT_OBJ_READY) {
+        out = value_of(&v);
+        if (!out)
+            *cause = rt_error_newf(RT_ERR_TASK_ERROR, NULL, NULL,
+                                   "out of memory reading argument %s", ref);
+    } else if (st == RT_OK && v.state == RT_OBJ_ERROR) {
+        *cause = rt_error_incref(v.error);
+    } else {
+        json_t *fields = json_pack("{s:s}", "ref", ref);
+        *cause = rt_error_newf(RT_ERR_OBJECT_LOST, fields, NULL, "argument object %s was %s",
+                               ref,
+                               st == RT_ENOTFOUND ? "forgotten"
+                               : v.lost_reason == RT_LOST_EVICTED ? "evicted"
+                               : v.lost_reason == RT_LOST_EXPIRED ? "expired"
+                                                                  : "freed");
+        json_decref(fields);
+    }
+    rt_object_view_release(&v);
+    return out;
+}
+
+/* Builds the resolved args and kwargs. Returns 0, or -1 with *cause set. */
+static int resolve_all(rt_task *t, json_t **args_out, json_t **kwargs_out, rt_error **cause)
+{
+    json_t *args = json_array(), *kwargs = json_object();
+    size_t i;
+    json_t *v;
+    json_array_foreach(t->args, i, v)
+    {
+        json_t *r = resolve_arg(t, v, cause);
+        if (!r)
+            goto fail;
+        json_array_append_new(args, r);
+    }
+    const char *key;
+    json_object_foreach(t->kwargs, key, v)
+    {
+        json_t *r = resolve_arg(t, v, cause);
+        if (!r)
+            goto fail;
+        json_object_set_new(kwargs, key, r);
+    }
+    *args_out = args;
+    *kwargs_out = kwargs;
+    return 0;
+fail:
+    json_decref(args);
+    json_decref(kwargs);
+    return -1;
+}
+
+/* Stores a successful call's result(s). Returns NULL, or an error to fail the task with
+ * (new reference) when the result does not fit num_returns or the store. */
+static rt_error *store_results(rt_task *t, rt_call *call)
+{
+    rt_tasks *ts = t->owner;
+    json_t *fields = error_fields(t);
+    rt_error *err = NULL;
+    if (t->num_returns > 1) {
+        json_t *list = call->result_json;
+        if (!json_is_array(list) || json_array_size(list) != t->num_returns) {
+            err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL,
+                                "%s was declared with num_returns=%u but returned %s", t->function,
+                                t->num_returns,
+                                json_is_array(list) ? "a list of another length" : "no list");
+            json_decref(fields);
+            return err;
+        }
+    }
+    for (unsigned i = 0; i < t->num_returns && !err; i++) {
+        rt_buf *buf = NULL;
+        if (call->result_buf && t->num_returns == 1) {
+            buf = call->result_buf;
+            call->result_buf = NULL;
+        } else {
+            json_t *value = t->num_returns > 1 ? json_array_get(call->result_json, i)
+                                               : call->result_json;
+            char *text = json_dumps(value ? value : json_null(),
+                                    JSON_COMPACT | JSON_ENCODE_ANY);
+            if (text) {
+                buf = rt_buf_from(text, strlen(text), "application/json");
+                free(text);
+            }
+        }
+        if (!buf) {
+            err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL, "out of memory storing the result");
+            break;
+        }
+        rt_status st = rt_store_resolve(ts->store, t->result_refs[i], buf);
+        if (st == RT_EFULL)
+            err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL,
+                                "the result of %zu bytes does not fit in the object store",
+                                buf->size);
+        if (st != RT_OK)
+            rt_buf_decref(buf); /* RT_ELOST: the ref was freed meanwhile; nothing to do */
+    }
+    json_decref(fields);
+    return err;
+}
+
+static double retry_delay(const rt_tasks *ts, unsigned attempt)
+{
+    double d = ts->config.retry_base_delay;
+    for (unsigned i = 1; i < attempt && d < ts->config.retry_max_delay; i++)
+        d *= 2;
+    return d < ts->config.retry_max_delay ? d : ts->config.retry_max_delay;
+}
+
+static void run_job(rt_job *job)
+{
+    rt_task *t = (rt_task *)((char *)job - offsetof(rt_task, job));
+    rt_tasks *ts = t->owner;
+
+    pthread_mutex_lock(&t->lock);
+    if (state_is_terminal(t->state)) { /* cancelled while queued */
+        pthread_mutex_unlock(&t->lock);
+        task_decref(t);
+        return;
+    }
+    if (t->state == RT_TASK_PENDING_ARGS_AVAIL)
+        set_state_locked(t, RT_TASK_PENDING_NODE_ASSIGNMENT);
+    pthread_mutex_unlock(&t->lock);
+
+    json_t *args = NULL, *kwargs = NULL;
+    rt_error *cause = NULL;
+    if (resolve_all(t, &args, &kwargs, &cause) != 0) {
+        json_t *fields = error_fields(t);
+        rt_error *err = rt_error_newf(RT_ERR_TASK_ERROR, fields, cause,
+                                      "%s did not run: an argument holds a %s (see cause)",
+                                      t->function, rt_error_kind_name(rt_error_kind_of(cause)));
+        json_decref(fields);
+        fail_task(t, RT_TASK_FAILED, err);
+        rt_error_decref(err);
+        rt_error_decref(cause);
+        task_decref(t);
+        return;
+    }
+
+    pthread_mutex_lock(&t->lock);
+    if (state_is_terminal(t->state)) {
+        pthread_mutex_unlock(&t->lock);
+        json_decref(args);
+        json_decref(kwargs);
+        task_decref(t);
+        return;
+    }
+    set_state_locked(t, RT_TASK_RUNNING);
+    t->attempts++;
+    if (t->attempts == 1)
+        t->started_at = rt_clock_wall();
+    unsigned attempt = t->attempts;
+    pthread_mutex_unlock(&t->lock);
+
+    rt_call call = {
+        .task_id = t->id,
+        .function = t->function,
+        .attempt = attempt,
+        .args = args,
+        .kwargs = kwargs,
+        .cancel_flag = &t->cancel_flag,
+        .deadline = t->timeout > 0 ? rt_clock_monotonic() + t->timeout : 0,
+    };
+    t->fn->fn(&call);
+    bool timed_out = call.deadline > 0 && rt_clock_monotonic() >= call.deadline;
+    json_decref(args);
+    json_decref(kwargs);
+
+    rt_error *err = NULL;
+    rt_task_state end = RT_TASK_FINISHED;
+    pthread_mutex_lock(&t->lock);
+    json_t *fields = error_fields(t);
+    if (t->cancel_requested) {
+        end = RT_TASK_CANCELLED;
+        err = rt_error_newf(RT_ERR_TASK_CANCELLED, fields, NULL,
+                            "task %s was cancelled while running", t->id);
+    } else if (call.error || (!call.result_json && !call.result_buf)) {
+        if (t->retry_exceptions && attempt <= (unsigned)t->max_retries) {
+            set_state_locked(t, RT_TASK_PENDING_NODE_ASSIGNMENT);
+            pthread_mutex_unlock(&t->lock);
+            count_add(&ts->retries);
+            json_decref(fields);
+            free(call.error);
+            json_decref(call.result_json);
+            rt_buf_decref(call.result_buf);
+            /* The job keeps its reference across the delay. */
+            rt_scheduler_submit_after(ts->scheduler, &t->job, retry_delay(ts, attempt));
+            return;
+        }
+        end = RT_TASK_FAILED;
+        if (timed_out && call.error)
+            err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL,
+                                "%s timed out after %g s", t->function, t->timeout);
+        else
+            err = rt_error_new(RT_ERR_TASK_ERROR,
+                               call.error ? call.error : "the function returned no result",
+                               fields, NULL);
+    }
+    pthread_mutex_unlock(&t->lock);
+
+    if (!err)
+        err = store_results(t, &call); /* NULL on success */
+    if (err) {
+        if (end == RT_TASK_FINISHED)
+            end = RT_TASK_FAILED;
+        fail_task(t, end, err);
+    } else {
+        pthread_mutex_lock(&t->lock);
+        end_locked(t, RT_TASK_FINISHED, NULL);
+        pthread_mutex_unlock(&t->lock);
+        after_end(t);
+    }
+    rt_error_decref(err);
+    json_decref(fields);
+    free(call.error);
+    json_decref(call.result_json);
+    rt_buf_decref(call.result_buf);
+    task_decref(t);
+}
+
+/* ---- dependencies ------------------------------------------------------------------- */
+
+static void dependency_done(rt_task *t)
+{
+    if (__atomic_sub_fetch(&t->deps_remaining, 1, __ATOMIC_ACQ_REL) == 0)
+        queue_task(t);
+}
+
+static void on_dependency_resolved(rt_watcher *w, void *arg)
+{
+    dependency *d = arg;
+    rt_task *t = d->task;
+    (void)w;
+    dependency_done(t);
+    task_decref(t); /* the watcher's reference */
+}
+
+/* ---- submission ---------------------------------------------------------------------- */
+
+static int valid_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > RT_TASK_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* A value that looks like a ref argument must be exactly {"$ref": ref} naming an object
+ * that exists or existed. */
+static rt_status check_ref_arg(rt_tasks *ts, json_t *v, const char *label, char *err,
+                               size_t err_size)
+{
+    json_t *r = json_is_object(v) ? json_object_get(v, "$ref") : NULL;
+    if (!r)
+        return RT_OK;
+    if (json_object_size(v) != 1 || !json_is_string(r) || !rt_ref_valid(json_string_value(r))) {
+        snprintf(err, err_size, "%s: a ref argument must be {\"$ref\": \"<ref>\"}", label);
+        return RT_EINVAL;
+    }
+    rt_object_view view;
+    rt_status st = rt_store_peek(ts->store, json_string_value(r), &view);
+    rt_object_view_release(&view);
+    if (st == RT_ENOTFOUND) {
+        snprintf(err, err_size, "%s: ref %s does not exist", label, json_string_value(r));
+        return RT_EINVAL;
+    }
+    return RT_OK;
+}
+
+rt_status rt_task_validate(rt_tasks *ts, const rt_task_spec *spec, char *err, size_t err_size)
+{
+    if (!spec->function || !rt_registry_find(ts->registry, spec->function)) {
+        snprintf(err, err_size, "function '%.128s' does not exist",
+                 spec->function ? spec->function : "");
+        return RT_ENOTFOUND;
+    }
+    if (spec->num_returns < 1 || spec->num_returns > RT_TASK_NUM_RETURNS_MAX) {
+        snprintf(err, err_size, "num_returns must be from 1 to %d", RT_TASK_NUM_RETURNS_MAX);
+        return RT_EINVAL;
+    }
+    if (spec->max_retries < 0) {
+        snprintf(err, err_size, "max_retries must be >= 0");
+        return RT_EINVAL;
+    }
+    if (spec->timeout < 0) {
+        snprintf(err, err_size, "timeout must be >= 0");
+        return RT_EINVAL;
+    }
+    if (spec->name && !valid_name(spec->name)) {
+        snprintf(err, err_size, "name must be 1 to %d bytes without control characters",
+                 RT_TASK_NAME_MAX);
+        return RT_EINVAL;
+    }
+    if (spec->args && !json_is_array(spec->args)) {
+        snprintf(err, err_size, "args must be a list");
+        return RT_EINVAL;
+    }
+    if (spec->kwargs && !json_is_object(spec->kwargs)) {
+        snprintf(err, err_size, "kwargs must be an object");
+        return RT_EINVAL;
+    }
+    /* Top-level ref arguments must name objects that exist (or existed). */
+    size_t i;
+    const char *key;
+    json_t *v;
+    char label[96];
+    json_array_foreach(spec->args, i, v)
+    {
+        snprintf(label, sizeof(label), "args[%zu]", i);
+        rt_status st = check_ref_arg(ts, v, label, err, err_size);
+        if (st != RT_OK)
+            return st;
+    }
+    json_object_foreach(spec->kwargs, key, v)
+    {
+        snprintf(label, sizeof(label), "kwargs.%.64s", key);
+        rt_status st = check_ref_arg(ts, v, label, err, err_size);
+        if (st != RT_OK)
+            return st;
+    }
+    return RT_OK;
+}
+
+static size_t count_deps(json_t *args, json_t *kwargs)
+{
+    size_t n = 0, i;
+    const char *key;
+    json_t *v;
+    json_array_foreach(args, i, v) n += is_ref_arg(v);
+    json_object_foreach(kwargs, key, v) n += is_ref_arg(v);
+    return n;
+}
+
+/* Makes a task record with its result objects, not yet visible. */
+static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
+{
+    rt_task *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    pthread_mutex_init(&t->lock, NULL);
+    t->refs = 1; /* the table's */
+    t->owner = ts;
+    t->job.run = run_job;
+    rt_ref_generate(t->id, 't');
+    t->hash = hash_id(t->id);
+    t->fn = rt_registry_find(ts->registry, spec->function);
+    snprintf(t->function, sizeof(t->function), "%s", spec->function);
+    if (spec->name)
+        snprintf(t->name, sizeof(t->name), "%s", spec->name);
+    t->args = spec->args ? json_deep_copy(spec->args) : json_array();
+    t->kwargs = spec->kwargs ? json_deep_copy(spec->kwargs) : json_object();
+    t->num_returns = spec->num_returns;
+    t->max_retries = spec->max_retries;
+    t->retry_exceptions = spec->retry_exceptions;
+    t->timeout = spec->timeout;
+    t->submitted_at = rt_clock_wall();
+    t->result_refs = calloc(spec->num_returns, sizeof(*t->result_refs));
+    t->ndeps = count_deps(t->args, t->kwargs);
+    t->deps = t->ndeps ? calloc(t->ndeps, sizeof(*t->deps)) : NULL;
+    if (!t->fn || !t->args || !t->kwargs || !t->result_refs || (t->ndeps && !t->deps)) {
+        task_free(t);
+        return NULL;
+    }
+    for (unsigned i = 0; i < spec->num_returns; i++) {
+        if (rt_store_create_pending(ts->store, t->result_refs[i]) != RT_OK) {
+            while (i > 0)
+                rt_store_delete(ts->store, t->result_refs[--i]);
+            task_free(t);
+            return NULL;
+        }
+    }
+    size_t d = 0, i;
+    const char *key;
+    json_t *v;
+    json_array_foreach(t->args, i, v) if (is_ref_arg(v)) snprintf(
+        t->deps[d++].ref, RT_REF_SIZE, "%s", json_string_value(json_object_get(v, "$ref")));
+    json_object_foreach(t->kwargs, key, v) if (is_ref_arg(v)) snprintf(
+        t->deps[d++].ref, RT_REF_SIZE, "%s", json_string_value(json_object_get(v, "$ref")));
+    t->state = t->ndeps ? RT_TASK_PENDING_ARGS_AVAIL : RT_TASK_PENDING_NODE_ASSIGNMENT;
+    return t;
+}
+
+/* Starts a task that is in the table: pins and watches its dependencies, or queues it. */
+static void task_start(rt_tasks *ts, rt_task *t)
+{
+    t->deps_remaining = (long)t->ndeps + 1;
+    for (size_t i = 0; i < t->ndeps; i++) {
+        dependency *d = &t->deps[i];
+        d->task = t;
+        d->watcher.fn = on_dependency_resolved;
+        d->watcher.arg = d;
+        rt_store_pin(ts->store, d->ref);
+        task_incref(t);
+        if (rt_store_watch(ts->store, d->ref, &d->watcher) != RT_OK) {
+            d->watcher.fn = NULL; /* resolved or gone already */
+            task_decref(t);
+            dependency_done(t);
+        }
+    }
+    dependency_done(t); /* the guard */
+}
+
+rt_status rt_task_submit_many(rt_tasks *ts, const rt_task_spec *specs, size_t n,
+                              char (*task_ids)[RT_REF_SIZE], char (*refs)[RT_REF_SIZE],
+                              size_t *bad_index, char *err, size_t err_size)
+{
+    for (size_t i = 0; i < n; i++) {
+        rt_status st = rt_task_validate(ts, &specs[i], err, err_size);
+        if (st != RT_OK) {
+            *bad_index = i;
+            return st;
+        }
+    }
+    size_t pending = __atomic_load_n(&ts->pending, __ATOMIC_RELAXED);
+    if (pending + n > ts->config.max_pending) {
+        *bad_index = 0;
+        snprintf(err, err_size, "%zu tasks are pending; the limit is %zu", pending,
+                 ts->config.max_pending);
+        return RT_ELIMIT;
+    }
+    rt_task **made = malloc((n + 1) * sizeof(*made));
+    if (!made)
+        return RT_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        made[i] = task_new(ts, &specs[i]);
+        if (!made[i]) {
+            for (size_t k = 0; k < i; k++) {
+                for (unsigned r = 0; r < made[k]->num_returns; r++)
+                    rt_store_delete(ts->store, made[k]->result_refs[r]);
+                task_free(made[k]);
+            }
+            free(made);
+            *bad_index = i;
+            snprintf(err, err_size, "out of memory");
+            return RT_ENOMEM;
+        }
+    }
+    pthread_mutex_lock(&ts->table_lock);
+    for (size_t i = 0; i < n; i++) {
+        made[i]->seq = ++ts->next_seq;
+        table_insert(ts, made[i]);
+        stat_add(&ts->by_state[made[i]->state], 1);
+    }
+    pthread_mutex_unlock(&ts->table_lock);
+    stat_add(&ts->pending, (long)n);
+    __atomic_add_fetch(&ts->submitted, n, __ATOMIC_RELAXED);
+
+    size_t r = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(task_ids[i], made[i]->id, RT_REF_SIZE);
+        for (unsigned k = 0; k < made[i]->num_returns; k++)
+            memcpy(refs[r++], made[i]->result_refs[k], RT_REF_SIZE);
+    }
+    /* Tasks without dependencies go to the queue in one go; the others wait. */
+    rt_job *first = NULL, *last = NULL;
+    size_t queued = 0;
+    for (size_t i = 0; i < n; i++) {
+        rt_task *t = made[i];
+        if (t->ndeps == 0) {
+            task_incref(t);
+            t->job.next = NULL;
+            if (last)
+                last->next = &t->job;
+            else
+                first = &t->job;
+            last = &t->job;
+            queued++;
+        } else {
+            task_start(ts, t);
+        }
+    }
+    rt_scheduler_submit_list(ts->scheduler, first, last, queued);
+    free(made);
+    return RT_OK;
+}
+
+rt_status rt_task_submit(rt_tasks *ts, const rt_task_spec *spec, char task_id[RT_REF_SIZE],
+                         char (*refs)[RT_REF_SIZE], char *err, size_t err_size)
+{
+    size_t bad;
+    char(*ids)[RT_REF_SIZE] = (char(*)[RT_REF_SIZE])task_id;
+    return rt_task_submit_many(ts, spec, 1, ids, refs, &bad, err, err_size);
+}
+
+/* ---- cancel, queries --------------------------------------------------------------- */
+
+rt_status rt_task_cancel(rt_tasks *ts, const char *task_id, rt_task_state *state_out)
+{
+    pthread_mutex_lock(&ts->table_lock);
+    rt_task *t = table_find(ts, task_id);
+    if (t)
+        task_incref(t);
+    pthread_mutex_unlock(&ts->table_lock);
+    if (!t)
+        return RT_ENOTFOUND;
+
+    rt_status st = RT_OK;
+    rt_error *err = NULL;
+    pthread_mutex_lock(&t->lock);
+    if (state_is_terminal(t->state)) {
+        st = RT_ESTATE;
+    } else if (t->state == RT_TASK_RUNNING) {
+        t->cancel_requested = true;
+        __atomic_store_n(&t->cancel_flag, 1, __ATOMIC_RELEASE);
+    } else {
+        t->cancel_requested = true;
+        __atomic_store_n(&t->cancel_flag, 1, __ATOMIC_RELEASE);
+        json_t *fields = error_fields(t);
+        err = rt_error_newf(RT_ERR_TASK_CANCELLED, fields, NULL,
+                            "task %s was cancelled before it ran", t->id);
+        json_decref(fields);
+        end_locked(t, RT_TASK_CANCELLED, err);
+    }
+    *state_out = t->state;
+    pthread_mutex_unlock(&t->lock);
+
+    if (err) {
+        /* Stop watching dependencies; a watcher already firing just finds it ended. */
+        for (size_t i = 0; i < t->ndeps; i++)
+            if (t->deps[i].watcher.fn && rt_store_unwatch(ts->store, &t->deps[i].watcher))
+                task_decref(t);
+        fail_results(t, err);
+        after_end(t);
+        rt_error_decref(err);
+    }
+    task_decref(t);
+    return st;
+}
+
+size_t rt_tasks_cancel_all(rt_tasks *ts)
+{
+    size_t n = 0, cap = 0, cancelled = 0;
+    char(*ids)[RT_REF_SIZE] = NULL;
+    pthread_mutex_lock(&ts->table_lock);
+    for (rt_task *t = ts->oldest; t; t = t->order_next) {
+        if (state_is_terminal(__atomic_load_n(&t->state, __ATOMIC_ACQUIRE)))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            char(*grown)[RT_REF_SIZE] = realloc(ids, cap * sizeof(*ids));
+            if (!grown)
+                break;
+            ids = grown;
+        }
+        memcpy(ids[n++], t->id, RT_REF_SIZE);
+    }
+    pthread_mutex_unlock(&ts->table_lock);
+    for (size_t i = 0; i < n; i++) {
+        rt_task_state state;
+        if (rt_task_cancel(ts, ids[i], &state) == RT_OK)
+            cancelled++;
+    }
+    free(ids);
+    return cancelled;
+}
+
+static void fill_info(rt_task *t, rt_task_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    memcpy(info->task_id, t->id, RT_REF_SIZE);
+    memcpy(info->function, t->function, sizeof(info->function));
+    memcpy(info->name, t->name, sizeof(info->name));
+    info->num_returns = t->num_returns;
+    info->seq = t->seq;
+    info->refs = malloc(t->num_returns * sizeof(*info->refs));
+    if (info->refs)
+        memcpy(info->refs, t->result_refs, t->num_returns * sizeof(*info->refs));
+    else
+        info->num_returns = 0;
+    pthread_mutex_lock(&t->lock);
+    info->state = t->state;
+    info->attempts = t->attempts;
+    info->submitted_at = t->submitted_at;
+    info->started_at = t->started_at;
+    info->finished_at = t->finished_at;
+    info->cancel_requested = t->cancel_requested;
+    info->error = rt_error_incref(t->error);
+    pthread_mutex_unlock(&t->lock);
+}
+
+void rt_task_info_release(rt_task_info *info)
+{
+    if (!info)
+        return;
+    free(info->refs);
+    rt_error_decref(info->error);
+    info->refs = NULL;
+    info->error = NULL;
+}
+
+rt_status rt_task_get(rt_tasks *ts, const char *task_id, rt_task_info *info)
+{
+    pthread_mutex_lock(&ts->table_lock);
+    rt_task *t = table_find(ts, task_id);
+    if (t)
+        fill_info(t, info);
+    pthread_mutex_unlock(&ts->table_lock);
+    return t ? RT_OK : RT_ENOTFOUND;
+}
+
+size_t rt_task_list(rt_tasks *ts, uint64_t after_seq, int state, const char *function,
+                    size_t limit, rt_task_info *infos, uint64_t *next_seq)
+{
+    size_t n = 0;
+    *next_seq = 0;
+    pthread_mutex_lock(&ts->table_lock);
+    for (rt_task *t = ts->oldest; t; t = t->order_next) {
+        if (t->seq <= after_seq)
+            continue;
+        if (state >= 0 && (int)__atomic_load_n(&t->state, __ATOMIC_ACQUIRE) != state)
+            continue;
+        if (function && strcmp(function, t->function) != 0)
+            continue;
+        if (n == limit) {
+            *next_seq = infos[n - 1].seq;
+            break;
+        }
+        fill_info(t, &infos[n++]);
+    }
+    pthread_mutex_unlock(&ts->table_lock);
+    return n;
+}
+
+void rt_tasks_get_stats(rt_tasks *ts, rt_tasks_stats *out)
+{
+    for (int i = 0; i < RT_TASK_STATE_COUNT; i++)
+        out->by_state[i] = __atomic_load_n(&ts->by_state[i], __ATOMIC_RELAXED);
+    out->pending = __atomic_load_n(&ts->pending, __ATOMIC_RELAXED);
+    out->submitted = __atomic_load_n(&ts->submitted, __ATOMIC_RELAXED);
+    out->finished = __atomic_load_n(&ts->finished, __ATOMIC_RELAXED);
+    out->failed = __atomic_load_n(&ts->failed, __ATOMIC_RELAXED);
+    out->cancelled = __atomic_load_n(&ts->cancelled, __ATOMIC_RELAXED);
+    out->retries = __atomic_load_n(&ts->retries, __ATOMIC_RELAXED);
+}
+
+/* ---- life --------------------------------------------------------------------------- */
+
+rt_tasks *rt_tasks_new(rt_store *store, rt_registry *registry, rt_scheduler *scheduler,
+                       const rt_tasks_config *config)
+{
+    rt_tasks *ts = calloc(1, sizeof(*ts));
+    if (!ts)
+        return NULL;
+    ts->store = store;
+    ts->registry = registry;
+    ts->scheduler = scheduler;
+    ts->config = *config;
+    if (!ts->config.max_pending)
+        ts->config.max_pending = 1000000;
+    if (!ts->config.max_kept)
+        ts->config.max_kept = 100000;
+    if (ts->config.retry_base_delay <= 0)
+        ts->config.retry_base_delay = 0.05;
+    if (ts->config.retry_max_delay <= 0)
+        ts->config.retry_max_delay = 5;
+    pthread_mutex_init(&ts->table_lock, NULL);
+    ts->nbuckets = TABLE_BUCKETS_INITIAL;
+    ts->buckets = calloc(ts->nbuckets, sizeof(*ts->buckets));
+    if (!ts->buckets) {
+        free(ts);
+        return NULL;
+    }
+    return ts;
+}
+
+void rt_tasks_free(rt_tasks *ts)
+{
+    if (!ts)
+        return;
+    rt_task *t = ts->oldest;
+    while (t) {
+        rt_task *next = t->order_next;
+        /* Watchers still registered hold references to tasks that never got their
+         * arguments; take them back so every record is freed. */
+        for (size_t i = 0; i < t->ndeps; i++)
+            if (t->deps[i].watcher.fn && rt_store_unwatch(ts->store, &t->deps[i].watcher))
+                task_decref(t);
+        task_decref(t);
+        t = next;
+    }
+    free(ts->buckets);
+    pthread_mutex_destroy(&ts->table_lock);
+    free(ts);
+}
