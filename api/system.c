@@ -28,10 +28,33 @@ enum MHD_Result api_system_status(api_request *req)
                               (json_int_t)s.hits, "misses", (json_int_t)s.misses, "evictions",
                               (json_int_t)s.evictions, "expirations",
                               (json_int_t)s.expirations);
-    json_t *body = json_pack("{s:s,s:s,s:f,s:o,s:o}", "version", ctx->version, "started_at",
+    json_object_set_new(config, "workers", json_integer(ctx->config.workers));
+    json_object_set_new(config, "max_pending_tasks",
+                        json_integer((json_int_t)ctx->config.max_pending_tasks));
+
+    rt_tasks_stats ts;
+    rt_tasks_get_stats(ctx->tasks, &ts);
+    json_t *by_state = json_object();
+    for (int i = 0; i < RT_TASK_STATE_COUNT; i++)
+        json_object_set_new(by_state, rt_task_state_name((rt_task_state)i),
+                            json_integer((json_int_t)ts.by_state[i]));
+    json_t *tasks = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "pending", (json_int_t)ts.pending,
+                              "submitted", (json_int_t)ts.submitted, "finished",
+                              (json_int_t)ts.finished, "failed", (json_int_t)ts.failed,
+                              "cancelled", (json_int_t)ts.cancelled, "retries",
+                              (json_int_t)ts.retries, "by_state", by_state);
+    rt_scheduler_stats ss;
+    rt_scheduler_get_stats(ctx->scheduler, &ss);
+    json_t *scheduler = json_pack("{s:i,s:i,s:I,s:I}", "workers", (int)ss.workers, "busy",
+                                  (int)ss.busy, "queued", (json_int_t)ss.queued, "delayed",
+                                  (json_int_t)ss.delayed);
+
+    json_t *body = json_pack("{s:s,s:s,s:f,s:o,s:o,s:o,s:o}", "version", ctx->version,
+                             "started_at",
                              rt_clock_format(ctx->started_wall, started, sizeof(started)),
                              "uptime_seconds", rt_clock_monotonic() - ctx->started_mono,
-                             "config", config, "object_store", store);
+                             "config", config, "object_store", store, "tasks", tasks,
+                             "scheduler", scheduler);
     return api_reply_json(req, 200, body);
 }
 
