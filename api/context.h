@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "runtime/actor.h"
 #include "runtime/function.h"
 #include "runtime/object_store.h"
 #include "runtime/scheduler.h"
@@ -32,6 +33,7 @@ typedef struct api_context {
     rt_registry *registry; /* borrowed */
     rt_scheduler *scheduler; /* borrowed */
     rt_tasks *tasks;      /* borrowed */
+    rt_actors *actors;    /* borrowed */
     const char *version;  /* borrowed, static */
     double started_wall;  /* wall clock at start */
     double started_mono;  /* monotonic clock at start */

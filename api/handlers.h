@@ -35,6 +35,15 @@ enum MHD_Result api_tasks_get(api_request *req);
 enum MHD_Result api_tasks_list(api_request *req);
 enum MHD_Result api_tasks_cancel(api_request *req);
 
+/* api/actors.c */
+enum MHD_Result api_actors_create(api_request *req);
+enum MHD_Result api_actors_list(api_request *req);
+enum MHD_Result api_actors_get(api_request *req);
+enum MHD_Result api_actors_get_by_name(api_request *req);
+enum MHD_Result api_actors_call(api_request *req);
+enum MHD_Result api_actors_kill(api_request *req);
+enum MHD_Result api_actor_classes_list(api_request *req);
+
 /* api/functions.c */
 enum MHD_Result api_functions_list(api_request *req);
 enum MHD_Result api_functions_get(api_request *req);

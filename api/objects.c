@@ -194,8 +194,15 @@ static enum MHD_Result serve_ready(api_request *req, const rt_object_view *view)
     if (etag_matches(api_header(req, MHD_HTTP_HEADER_IF_NONE_MATCH), view->ref)) {
         struct MHD_Response *resp =
             MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-        if (resp)
-            MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+        if (!resp)
+            return MHD_NO;
+        /* RFC 9110 8.6: a 304's Content-Length, if any, is the selected representation's.
+         * libmicrohttpd would write 0 for the empty body, so say it ourselves. */
+        char length[24];
+        snprintf(length, sizeof(length), "%zu", view->size);
+        MHD_set_response_options(resp, MHD_RF_INSANITY_HEADER_CONTENT_LENGTH, MHD_RO_END);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_LENGTH, length);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
         return api_reply(req, 304, resp, NULL);
     }
 

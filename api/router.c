@@ -24,6 +24,13 @@ static const api_route ROUTES[] = {
     {"POST", "/v1/tasks/batch", api_tasks_submit_batch, API_BODY_JSON},
     {"GET", "/v1/tasks/{task_id}", api_tasks_get, API_BODY_NONE},
     {"POST", "/v1/tasks/{task_id}/cancel", api_tasks_cancel, API_BODY_NONE},
+    {"POST", "/v1/actors", api_actors_create, API_BODY_JSON},
+    {"GET", "/v1/actors", api_actors_list, API_BODY_NONE},
+    {"GET", "/v1/actors/{actor_id}", api_actors_get, API_BODY_NONE},
+    {"DELETE", "/v1/actors/{actor_id}", api_actors_kill, API_BODY_NONE},
+    {"GET", "/v1/actors/by-name/{name}", api_actors_get_by_name, API_BODY_NONE},
+    {"POST", "/v1/actors/{actor_id}/methods/{method}", api_actors_call, API_BODY_JSON},
+    {"GET", "/v1/actor-classes", api_actor_classes_list, API_BODY_NONE},
     {"GET", "/v1/functions", api_functions_list, API_BODY_NONE},
     {"GET", "/v1/functions/{name}", api_functions_get, API_BODY_NONE},
 };

@@ -80,6 +80,22 @@ void rt_call_fail(rt_call *call, const char *fmt, ...)
     call->error = message; /* NULL only when even the fallback could not be allocated */
 }
 
+void rt_call_fail_fatal(rt_call *call, const char *fmt, ...)
+{
+    if (!call)
+        return;
+    char *message = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = fmt ? vasprintf(&message, fmt, ap) : -1;
+    va_end(ap);
+    if (n < 0)
+        message = message_dup(fmt ? "out of memory" : "failed");
+    call_clear_outputs(call);
+    call->error = message;
+    call->fatal = true;
+}
+
 bool rt_call_cancelled(const rt_call *call)
 {
     if (!call)

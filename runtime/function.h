@@ -32,6 +32,7 @@ typedef struct rt_call {
     json_t *result_json;     /* owned */
     rt_buf *result_buf;      /* owned */
     char *error;             /* owned, malloc'd message; set when the call failed */
+    bool fatal;              /* actor methods: the failure breaks the actor's state */
 } rt_call;
 
 typedef void (*rt_function_fn)(rt_call *call);
@@ -42,6 +43,9 @@ void rt_call_return_json(rt_call *call, json_t *value);
 void rt_call_return_bytes(rt_call *call, rt_buf *buf);
 /* Fails the call with a message (printf-style). */
 void rt_call_fail(rt_call *call, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Fails an actor method call and marks the actor's state broken: the actor restarts
+ * (re-runs its constructor) if it has restarts left, or dies. */
+void rt_call_fail_fatal(rt_call *call, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* True once the task was cancelled (or its deadline passed): long-running functions should
  * check it and return early. */
 bool rt_call_cancelled(const rt_call *call);

@@ -49,7 +49,10 @@ int main(int argc, char **argv)
     rt_tasks *tasks = store && registry && scheduler
                           ? rt_tasks_new(store, registry, scheduler, &tasks_config)
                           : NULL;
-    if (!tasks || rt_builtins_register(registry) != RT_OK) {
+    rt_actors_config actors_config = {0};
+    rt_actors *actors = tasks ? rt_actors_new(store, scheduler, &actors_config) : NULL;
+    if (!actors || rt_builtins_register(registry) != RT_OK ||
+        rt_builtin_classes_register(actors) != RT_OK) {
         fprintf(stderr, "rayd: cannot start the runtime (out of memory or threads)\n");
         return 1;
     }
@@ -59,6 +62,7 @@ int main(int argc, char **argv)
         .registry = registry,
         .scheduler = scheduler,
         .tasks = tasks,
+        .actors = actors,
         .version = svc_version(),
         .started_wall = rt_clock_wall(),
         .started_mono = rt_clock_monotonic(),
@@ -91,6 +95,7 @@ int main(int argc, char **argv)
      * workers drain and everything is freed in the reverse order of creation. */
     rt_tasks_cancel_all(tasks);
     rt_scheduler_free(scheduler);
+    rt_actors_free(actors);
     rt_tasks_free(tasks);
     rt_registry_free(registry);
     rt_store_free(store);

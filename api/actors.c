@@ -1,0 +1,324 @@
+/* /v1/actors and /v1/actor-classes: create, list, get, by-name, call (with Prefer: wait),
+ * kill, and the classes that can be instantiated. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/handlers.h"
+#include "api/park.h"
+#include "api/problem.h"
+#include "runtime/actor.h"
+#include "runtime/clock.h"
+
+#define LIST_LIMIT_DEFAULT 100
+#define LIST_LIMIT_MAX 1000
+
+static json_t *info_json(const rt_actor_info *info)
+{
+    char when[40];
+    json_t *a = json_pack("{s:s,s:s,s:o,s:s,s:I,s:I,s:i,s:i,s:I,s:s}", "actor_id",
+                          info->actor_id, "class", info->class_name, "name",
+                          info->name[0] ? json_string(info->name) : json_null(), "state",
+                          rt_actor_state_name(info->state), "calls_pending",
+                          (json_int_t)info->calls_pending, "calls_done",
+                          (json_int_t)info->calls_done, "restarts", (int)info->restarts,
+                          "max_restarts", info->max_restarts, "max_pending_calls",
+                          (json_int_t)info->max_pending_calls, "created_at",
+                          rt_clock_format(info->created_at, when, sizeof(when)));
+    if (info->state == RT_ACTOR_DEAD)
+        json_object_set_new(a, "death_cause",
+                            info->death_cause ? api_problem_from_error(info->death_cause, NULL)
+                                              : json_null());
+    return a;
+}
+
+static int check_actor_id(api_request *req, const char *id)
+{
+    if (rt_ref_valid(id))
+        return 0;
+    api_problemf(req, 400, "BadRequest",
+                 "'%.80s' is not an actor id: ids are 1 to 64 characters of [A-Za-z0-9_-]", id);
+    return -1;
+}
+
+/* ---- POST /v1/actors ---------------------------------------------------------------- */
+
+enum MHD_Result api_actors_create(api_request *req)
+{
+    static const char *const KEYS[] = {"class", "args", "kwargs", "name", "get_if_exists",
+                                       "options", NULL};
+    static const char *const OPTION_KEYS[] = {"max_restarts", "max_pending_calls", NULL};
+    if (api_body_json(req) != 0)
+        return MHD_YES;
+    json_t *body = req->json;
+    if (!json_is_object(body))
+        return api_problem(req, 400, "BadRequest", "the body must be {\"class\", \"args\", ...}",
+                           NULL);
+    if (api_json_only_keys(req, body, KEYS, "the body") != 0)
+        return MHD_YES;
+    rt_actor_spec spec = {.max_restarts = 0, .max_pending_calls = -1};
+    json_t *v = json_object_get(body, "class");
+    if (!json_is_string(v))
+        return api_problem(req, 400, "BadRequest", "class must be a string", NULL);
+    spec.class_name = json_string_value(v);
+    spec.args = json_object_get(body, "args");
+    spec.kwargs = json_object_get(body, "kwargs");
+    if (spec.args && json_is_null(spec.args))
+        spec.args = NULL;
+    if (spec.kwargs && json_is_null(spec.kwargs))
+        spec.kwargs = NULL;
+    if ((v = json_object_get(body, "name")) && !json_is_null(v)) {
+        if (!json_is_string(v))
+            return api_problem(req, 400, "BadRequest", "name must be a string", NULL);
+        spec.name = json_string_value(v);
+    }
+    if ((v = json_object_get(body, "get_if_exists"))) {
+        if (!json_is_boolean(v))
+            return api_problem(req, 400, "BadRequest", "get_if_exists must be true or false",
+                               NULL);
+        spec.get_if_exists = json_is_true(v);
+    }
+    json_t *options = json_object_get(body, "options");
+    if (options && !json_is_null(options)) {
+        if (!json_is_object(options))
+            return api_problem(req, 400, "BadRequest", "options must be an object", NULL);
+        if (api_json_only_keys(req, options, OPTION_KEYS, "options") != 0)
+            return MHD_YES;
+        if ((v = json_object_get(options, "max_restarts"))) {
+            if (!json_is_integer(v) || json_integer_value(v) < -1 ||
+                json_integer_value(v) > 1000000)
+                return api_problem(req, 400, "BadRequest",
+                                   "options.max_restarts must be an integer >= -1 (-1: no limit)",
+                                   NULL);
+            spec.max_restarts = (int)json_integer_value(v);
+        }
+        if ((v = json_object_get(options, "max_pending_calls"))) {
+            if (!json_is_integer(v) || json_integer_value(v) == 0 ||
+                json_integer_value(v) < -1 || json_integer_value(v) > 100000000)
+                return api_problem(req, 400, "BadRequest",
+                                   "options.max_pending_calls must be an integer >= 1, or -1 "
+                                   "for no limit",
+                                   NULL);
+            spec.max_pending_calls = (long)json_integer_value(v);
+        }
+    }
+
+    rt_actor_info info;
+    bool created = false;
+    char err[256];
+    rt_status st = rt_actor_create(req->ctx->actors, &spec, &info, &created, err, sizeof(err));
+    if (st == RT_ENOTFOUND)
+        return api_problem(req, 404, "NotFound", err, NULL);
+    if (st == RT_EEXIST)
+        return api_problem(req, 409, "Conflict", err, json_pack("{s:s}", "name", spec.name));
+    if (st == RT_ENOMEM)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    if (st != RT_OK)
+        return api_problem(req, 400, "BadRequest", err, NULL);
+    char location[16 + RT_REF_SIZE];
+    snprintf(location, sizeof(location), "/v1/actors/%s", info.actor_id);
+    struct MHD_Response *resp = api_response_json(info_json(&info));
+    rt_actor_info_release(&info);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
+    return api_reply(req, created ? 201 : 200, resp, "application/json");
+}
+
+/* ---- GET /v1/actors, /v1/actors/{id}, /v1/actors/by-name/{name} ----------------------- */
+
+enum MHD_Result api_actors_list(api_request *req)
+{
+    int state = -1;
+    const char *state_text = api_query(req, "state");
+    if (state_text && (state = rt_actor_state_parse(state_text)) < 0)
+        return api_problem(req, 400, "BadRequest",
+                           "state must be one of PENDING_CREATION, ALIVE, RESTARTING, DEAD",
+                           NULL);
+    unsigned long long limit = LIST_LIMIT_DEFAULT, cursor = 0;
+    if (api_query_uint(req, "limit", 1, LIST_LIMIT_MAX, &limit) != 0 ||
+        api_query_uint(req, "cursor", 0, (unsigned long long)-1, &cursor) != 0)
+        return MHD_YES;
+    rt_actor_info *infos = calloc(limit, sizeof(*infos));
+    if (!infos)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    uint64_t next = 0;
+    size_t n = rt_actor_list(req->ctx->actors, cursor, state, api_query(req, "class"), limit,
+                             infos, &next);
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(list, info_json(&infos[i]));
+        rt_actor_info_release(&infos[i]);
+    }
+    free(infos);
+    char next_text[24];
+    snprintf(next_text, sizeof(next_text), "%llu", (unsigned long long)next);
+    return api_reply_json(req, 200,
+                          json_pack("{s:o,s:o}", "actors", list, "next_cursor",
+                                    next ? json_string(next_text) : json_null()));
+}
+
+enum MHD_Result api_actors_get(api_request *req)
+{
+    const char *id = req->params[0];
+    if (check_actor_id(req, id) != 0)
+        return MHD_YES;
+    rt_actor_info info;
+    if (rt_actor_get(req->ctx->actors, id, &info) != RT_OK)
+        return api_problemf(req, 404, "NotFound", "actor %s does not exist", id);
+    json_t *body = info_json(&info);
+    rt_actor_info_release(&info);
+    return api_reply_json(req, 200, body);
+}
+
+enum MHD_Result api_actors_get_by_name(api_request *req)
+{
+    rt_actor_info info;
+    if (rt_actor_get_by_name(req->ctx->actors, req->params[0], &info) != RT_OK)
+        return api_problemf(req, 404, "NotFound", "no live actor is named '%.128s'",
+                            req->params[0]);
+    json_t *body = info_json(&info);
+    rt_actor_info_release(&info);
+    return api_reply_json(req, 200, body);
+}
+
+/* ---- POST /v1/actors/{id}/methods/{method} -------------------------------------------- */
+
+typedef struct call_state {
+    char ref[RT_REF_SIZE];
+} call_state;
+
+static enum MHD_Result reply_call_receipt(api_request *req, const char *ref)
+{
+    char location[16 + RT_REF_SIZE];
+    snprintf(location, sizeof(location), "/v1/objects/%s", ref);
+    struct MHD_Response *resp = api_response_json(json_pack("{s:s}", "ref", ref));
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
+    return api_reply(req, 202, resp, "application/json");
+}
+
+/* Prefer: wait rounds: the result once ready, else the receipt at the deadline. */
+static enum MHD_Result call_answer_or_park(api_request *req, const char *ref)
+{
+    rt_object_view view;
+    rt_store_peek(req->ctx->store, ref, &view);
+    enum MHD_Result r;
+    if (view.state == RT_OBJ_PENDING) {
+        if (rt_clock_monotonic() < req->deadline) {
+            const char *refs[1] = {ref};
+            r = api_park_on_refs(req, refs, 1, 1);
+        } else {
+            r = reply_call_receipt(req, ref);
+        }
+    } else {
+        snprintf(req->ray_ref, sizeof(req->ray_ref), "%s", ref);
+        r = api_objects_reply_resolved(req, &view);
+    }
+    rt_object_view_release(&view);
+    return r;
+}
+
+enum MHD_Result api_actors_call(api_request *req)
+{
+    static const char *const KEYS[] = {"args", "kwargs", NULL};
+    if (req->handler_state)
+        return call_answer_or_park(req, ((call_state *)req->handler_state)->ref);
+    const char *id = req->params[0], *method = req->params[1];
+    if (check_actor_id(req, id) != 0)
+        return MHD_YES;
+    json_t *args = NULL, *kwargs = NULL;
+    if (req->body_len > 0) {
+        if (api_body_json(req) != 0)
+            return MHD_YES;
+        if (!json_is_object(req->json))
+            return api_problem(req, 400, "BadRequest", "the body must be {\"args\", \"kwargs\"}",
+                               NULL);
+        if (api_json_only_keys(req, req->json, KEYS, "the body") != 0)
+            return MHD_YES;
+        args = json_object_get(req->json, "args");
+        kwargs = json_object_get(req->json, "kwargs");
+        if (args && json_is_null(args))
+            args = NULL;
+        if (kwargs && json_is_null(kwargs))
+            kwargs = NULL;
+    }
+    call_state *cs = calloc(1, sizeof(*cs));
+    if (!cs)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    char err[256];
+    rt_status st = rt_actor_call(req->ctx->actors, id, method, args, kwargs, cs->ref, err,
+                                 sizeof(err));
+    if (st != RT_OK) {
+        free(cs);
+        json_t *extra = json_pack("{s:s,s:s}", "actor_id", id, "method", method);
+        switch (st) {
+        case RT_ENOTFOUND: return api_problem(req, 404, "NotFound", err, extra);
+        case RT_ESTATE: return api_problem(req, 410, "ActorDied", err, extra);
+        case RT_ELIMIT: {
+            json_t *p = api_problem_new(429, "TooManyRequests", err);
+            json_object_update(p, extra);
+            json_decref(extra);
+            json_object_set_new(p, "instance", json_string(req->url));
+            struct MHD_Response *resp = api_response_json(p);
+            if (!resp)
+                return MHD_NO;
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+            return api_reply(req, 429, resp, "application/problem+json");
+        }
+        case RT_ENOMEM:
+            json_decref(extra);
+            return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+        default:
+            /* an unknown method is a 404: classes declare their methods */
+            if (strstr(err, "has no method"))
+                return api_problem(req, 404, "NotFound", err, extra);
+            return api_problem(req, 400, "BadRequest", err, extra);
+        }
+    }
+    req->handler_state = cs;
+    req->handler_state_free = free;
+    api_read_prefer_wait(req);
+    if (req->prefer_wait <= 0)
+        return reply_call_receipt(req, cs->ref);
+    req->deadline = rt_clock_monotonic() + req->prefer_wait;
+    return call_answer_or_park(req, cs->ref);
+}
+
+/* ---- DELETE /v1/actors/{id} ----------------------------------------------------------- */
+
+enum MHD_Result api_actors_kill(api_request *req)
+{
+    const char *id = req->params[0];
+    if (check_actor_id(req, id) != 0)
+        return MHD_YES;
+    if (rt_actor_kill(req->ctx->actors, id) != RT_OK)
+        return api_problemf(req, 404, "NotFound", "actor %s does not exist", id);
+    return api_reply_empty(req, 204);
+}
+
+/* ---- GET /v1/actor-classes ------------------------------------------------------------ */
+
+static void add_class(const rt_actor_class *cls, void *arg)
+{
+    json_t *methods = json_array();
+    for (size_t i = 0; i < cls->nmethods; i++)
+        json_array_append_new(
+            methods, json_pack("{s:s,s:s,s:s}", "name", cls->methods[i].name, "args",
+                               cls->methods[i].args_doc ? cls->methods[i].args_doc : "",
+                               "description",
+                               cls->methods[i].description ? cls->methods[i].description : ""));
+    json_array_append_new(arg, json_pack("{s:s,s:s,s:s,s:s,s:o}", "name", cls->name, "kind",
+                                         rt_function_kind_name(cls->kind), "description",
+                                         cls->description ? cls->description : "", "args",
+                                         cls->args_doc ? cls->args_doc : "", "methods",
+                                         methods));
+}
+
+enum MHD_Result api_actor_classes_list(api_request *req)
+{
+    json_t *list = json_array();
+    rt_actors_each_class(req->ctx->actors, add_class, list);
+    return api_reply_json(req, 200, json_pack("{s:o}", "classes", list));
+}

@@ -1,0 +1,1163 @@
+/* The actor system: classes, the actor table and names, mailboxes on the worker pool,
+ * restarts and kills.
+ *
+ * DESIGN
+ * - Records: actors live in one hash table by id, one by name, and a creation-order list,
+ *   all under table_lock (held for O(1) work only; the list walk of rt_actor_list aside).
+ * - Per actor, `lock` guards the mailbox, the lifecycle state, counters and `scheduled`.
+ *   Lock order: table_lock -> actor lock. No store call is made with either held, because
+ *   store calls wake watchers that may take actor locks.
+ * - Mailbox: calls in acceptance order. The constructor is the first entry. The actor is
+ *   `scheduled` (its job queued or running) only while its head call is ready, and only one
+ *   job per actor exists at a time, so exactly one thread touches the actor's state and
+ *   calls run one at a time, in order. A job runs one call and re-queues the actor if the
+ *   next is ready, so a busy actor cannot starve others.
+ * - A call's ref arguments are tracked like a task's: a watcher per dependency and a
+ *   counter with a guard; when it reaches 0 the call becomes ready, and if it is at the head
+ *   of the mailbox the actor is scheduled.
+ * - Lifetime: actors and calls are reference-counted: the table holds the actor; a
+ *   scheduled job and each registered watcher hold the call (and the call holds its actor). */
+#include "runtime/actor.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/base64.h"
+#include "runtime/clock.h"
+
+#define TABLE_BUCKETS_INITIAL 1024
+#define CLASSES_MAX 1024
+
+typedef struct rt_actor rt_actor;
+typedef struct actor_call actor_call;
+
+typedef struct call_dependency {
+    rt_watcher watcher;
+    actor_call *call;
+    char ref[RT_REF_SIZE];
+} call_dependency;
+
+struct actor_call {
+    actor_call *next; /* mailbox (actor lock) */
+    int refs;         /* atomic */
+    rt_actor *actor;  /* owned reference */
+    const rt_actor_method *method; /* NULL: the constructor */
+    json_t *args, *kwargs;         /* owned */
+    char ref[RT_REF_SIZE];         /* result; "" for the constructor */
+    size_t ndeps;
+    call_dependency *deps;
+    long deps_remaining; /* atomic */
+    bool ready;          /* actor lock */
+};
+
+struct rt_actor {
+    rt_actor *id_next, *name_next;     /* table chains (table_lock) */
+    rt_actor *order_prev, *order_next; /* creation order (table_lock) */
+    int refs;                          /* atomic */
+    rt_actors *owner;
+    pthread_mutex_t lock;
+    rt_job job;
+    char id[RT_REF_SIZE];
+    uint32_t id_hash, name_hash;
+    char name[RT_ACTOR_NAME_MAX + 1];
+    bool named;                        /* in the name table (table_lock) */
+    const rt_actor_class *cls;
+    json_t *ctor_args, *ctor_kwargs;   /* kept for restarts */
+    int max_restarts;
+    long max_pending_calls;
+    uint64_t seq;
+    double created_at;
+    /* actor lock: */
+    rt_actor_state state;
+    actor_call *head, *tail;
+    size_t calls_pending;
+    unsigned long long calls_done;
+    unsigned restarts;
+    bool scheduled;
+    bool running;
+    rt_error *death_cause;
+    /* touched only by the one job that runs the actor */
+    void *user_state;
+};
+
+struct rt_actors {
+    rt_store *store;
+    rt_scheduler *scheduler;
+    rt_actors_config config;
+    pthread_mutex_t table_lock;
+    rt_actor **by_id, **by_name;
+    size_t nbuckets, count;
+    rt_actor *oldest, *newest;
+    size_t dead_kept;
+    uint64_t next_seq;
+    pthread_rwlock_t classes_lock;
+    const rt_actor_class *classes[CLASSES_MAX]; /* sorted by name */
+    size_t nclasses;
+    size_t by_state[RT_ACTOR_STATE_COUNT]; /* atomics */
+    unsigned long long calls, calls_done, restarts;
+};
+
+static const char *const STATE_NAMES[RT_ACTOR_STATE_COUNT] = {"PENDING_CREATION", "ALIVE",
+                                                              "RESTARTING", "DEAD"};
+
+const char *rt_actor_state_name(rt_actor_state state)
+{
+    return (unsigned)state < RT_ACTOR_STATE_COUNT ? STATE_NAMES[state] : "DEAD";
+}
+
+int rt_actor_state_parse(const char *name)
+{
+    for (int i = 0; name && i < RT_ACTOR_STATE_COUNT; i++)
+        if (strcmp(name, STATE_NAMES[i]) == 0)
+            return i;
+    return -1;
+}
+
+static uint32_t hash_text(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+static void stat_add(size_t *p, long delta)
+{
+    __atomic_add_fetch(p, (size_t)delta, __ATOMIC_RELAXED);
+}
+
+/* ---- classes ------------------------------------------------------------------------ */
+
+const rt_actor_method *rt_actor_class_method(const rt_actor_class *cls, const char *name)
+{
+    for (size_t i = 0; name && i < cls->nmethods; i++)
+        if (strcmp(cls->methods[i].name, name) == 0)
+            return &cls->methods[i];
+    return NULL;
+}
+
+static int class_index(rt_actors *as, const char *name, size_t *pos)
+{
+    size_t lo = 0, hi = as->nclasses;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(as->classes[mid]->name, name);
+        if (c == 0) {
+            *pos = mid;
+            return 1;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *pos = lo;
+    return 0;
+}
+
+rt_status rt_actors_add_class(rt_actors *as, const rt_actor_class *cls)
+{
+    if (!cls || !cls->name || !cls->constructor || !*cls->name ||
+        strlen(cls->name) > RT_ACTOR_NAME_MAX)
+        return RT_EINVAL;
+    pthread_rwlock_wrlock(&as->classes_lock);
+    size_t pos;
+    rt_status st = RT_OK;
+    if (class_index(as, cls->name, &pos))
+        st = RT_EEXIST;
+    else if (as->nclasses == CLASSES_MAX)
+        st = RT_ELIMIT;
+    else {
+        memmove(&as->classes[pos + 1], &as->classes[pos],
+                (as->nclasses - pos) * sizeof(as->classes[0]));
+        as->classes[pos] = cls;
+        as->nclasses++;
+    }
+    pthread_rwlock_unlock(&as->classes_lock);
+    return st;
+}
+
+const rt_actor_class *rt_actors_find_class(rt_actors *as, const char *name)
+{
+    if (!name)
+        return NULL;
+    pthread_rwlock_rdlock(&as->classes_lock);
+    size_t pos;
+    const rt_actor_class *cls = class_index(as, name, &pos) ? as->classes[pos] : NULL;
+    pthread_rwlock_unlock(&as->classes_lock);
+    return cls;
+}
+
+void rt_actors_each_class(rt_actors *as, void (*visit)(const rt_actor_class *cls, void *arg),
+                          void *arg)
+{
+    pthread_rwlock_rdlock(&as->classes_lock);
+    for (size_t i = 0; i < as->nclasses; i++)
+        visit(as->classes[i], arg);
+    pthread_rwlock_unlock(&as->classes_lock);
+}
+
+/* ---- records ------------------------------------------------------------------------ */
+
+static rt_actor *actor_incref(rt_actor *a)
+{
+    __atomic_add_fetch(&a->refs, 1, __ATOMIC_RELAXED);
+    return a;
+}
+
+static void actor_decref(rt_actor *a)
+{
+    if (__atomic_sub_fetch(&a->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    if (a->cls->destroy)
+        a->cls->destroy(a->user_state);
+    json_decref(a->ctor_args);
+    json_decref(a->ctor_kwargs);
+    rt_error_decref(a->death_cause);
+    pthread_mutex_destroy(&a->lock);
+    free(a);
+}
+
+static actor_call *call_incref(actor_call *c)
+{
+    __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+    return c;
+}
+
+static void call_decref(actor_call *c)
+{
+    if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    json_decref(c->args);
+    json_decref(c->kwargs);
+    free(c->deps);
+    actor_decref(c->actor);
+    free(c);
+}
+
+/* table_lock held. */
+static void table_grow(rt_actors *as)
+{
+    size_t n = as->nbuckets * 2;
+    rt_actor **ids = calloc(n, sizeof(*ids)), **names = calloc(n, sizeof(*names));
+    if (!ids || !names) {
+        free(ids);
+        free(names);
+        return;
+    }
+    for (size_t i = 0; i < as->nbuckets; i++) {
+        for (rt_actor *a = as->by_id[i], *next; a; a = next) {
+            next = a->id_next;
+            a->id_next = ids[a->id_hash & (n - 1)];
+            ids[a->id_hash & (n - 1)] = a;
+        }
+        for (rt_actor *a = as->by_name[i], *next; a; a = next) {
+            next = a->name_next;
+            a->name_next = names[a->name_hash & (n - 1)];
+            names[a->name_hash & (n - 1)] = a;
+        }
+    }
+    free(as->by_id);
+    free(as->by_name);
+    as->by_id = ids;
+    as->by_name = names;
+    as->nbuckets = n;
+}
+
+/* table_lock held. */
+static rt_actor *find_by_id(rt_actors *as, const char *id)
+{
+    uint32_t h = hash_text(id);
+    for (rt_actor *a = as->by_id[h & (as->nbuckets - 1)]; a; a = a->id_next)
+        if (a->id_hash == h && strcmp(a->id, id) == 0)
+            return a;
+    return NULL;
+}
+
+/* table_lock held. */
+static rt_actor *find_by_name(rt_actors *as, const char *name)
+{
+    uint32_t h = hash_text(name);
+    for (rt_actor *a = as->by_name[h & (as->nbuckets - 1)]; a; a = a->name_next)
+        if (a->name_hash == h && strcmp(a->name, name) == 0)
+            return a;
+    return NULL;
+}
+
+/* table_lock held. */
+static void unname(rt_actors *as, rt_actor *a)
+{
+    if (!a->named)
+        return;
+    rt_actor **pp = &as->by_name[a->name_hash & (as->nbuckets - 1)];
+    while (*pp && *pp != a)
+        pp = &(*pp)->name_next;
+    if (*pp)
+        *pp = a->name_next;
+    a->named = false;
+}
+
+/* Forgets the oldest dead actors beyond max_kept_dead. No lock held. */
+static void forget_old_dead(rt_actors *as)
+{
+    rt_actor *dropped[64];
+    size_t n = 0;
+    pthread_mutex_lock(&as->table_lock);
+    for (rt_actor *a = as->oldest, *next; a && as->dead_kept > as->config.max_kept_dead &&
+                                          n < 64;
+         a = next) {
+        next = a->order_next;
+        if (__atomic_load_n(&a->state, __ATOMIC_ACQUIRE) != RT_ACTOR_DEAD)
+            continue;
+        rt_actor **pp = &as->by_id[a->id_hash & (as->nbuckets - 1)];
+        while (*pp && *pp != a)
+            pp = &(*pp)->id_next;
+        if (*pp)
+            *pp = a->id_next;
+        unname(as, a);
+        if (a->order_prev)
+            a->order_prev->order_next = a->order_next;
+        else
+            as->oldest = a->order_next;
+        if (a->order_next)
+            a->order_next->order_prev = a->order_prev;
+        else
+            as->newest = a->order_prev;
+        as->count--;
+        as->dead_kept--;
+        stat_add(&as->by_state[RT_ACTOR_DEAD], -1);
+        dropped[n++] = a;
+    }
+    pthread_mutex_unlock(&as->table_lock);
+    for (size_t i = 0; i < n; i++)
+        actor_decref(dropped[i]);
+}
+
+/* ---- state changes (actor lock held) ----------------------------------------------- */
+
+static void set_state_locked(rt_actor *a, rt_actor_state s)
+{
+    if (a->state == s)
+        return;
+    stat_add(&a->owner->by_state[a->state], -1);
+    stat_add(&a->owner->by_state[s], 1);
+    __atomic_store_n(&a->state, s, __ATOMIC_RELEASE);
+}
+
+static json_t *call_fields(const rt_actor *a, const char *method)
+{
+    return json_pack("{s:s,s:s,s:s}", "actor_id", a->id, "class", a->cls->name, "method",
+                     method);
+}
+
+/* Makes the actor DEAD and detaches the calls that have not run (all but a running head).
+ * Returns the detached list; the caller fails their refs with ActorDied outside the lock. */
+static actor_call *die_locked(rt_actor *a, rt_error *cause)
+{
+    set_state_locked(a, RT_ACTOR_DEAD);
+    if (cause && !a->death_cause)
+        a->death_cause = rt_error_incref(cause);
+    actor_call *keep = a->running ? a->head : NULL;
+    actor_call *detached = keep ? keep->next : a->head;
+    if (keep) {
+        keep->next = NULL;
+        a->head = a->tail = keep;
+    } else {
+        a->head = a->tail = NULL;
+    }
+    return detached;
+}
+
+/* Fails detached calls with ActorDied and drops the mailbox's references. No lock held. */
+static void fail_detached(rt_actor *a, actor_call *list, rt_error *cause)
+{
+    rt_actors *as = a->owner;
+    size_t n = 0;
+    while (list) {
+        actor_call *next = list->next;
+        if (list->method) {
+            json_t *fields = call_fields(a, list->method->name);
+            rt_error *err = rt_error_newf(RT_ERR_ACTOR_DIED, fields, cause,
+                                          "actor %s died before %s.%s ran", a->id, a->cls->name,
+                                          list->method->name);
+            json_decref(fields);
+            rt_store_fail(as->store, list->ref, err);
+            rt_error_decref(err);
+            n++;
+        }
+        /* Dependencies still watched keep their own references; drop them now. */
+        for (size_t i = 0; i < list->ndeps; i++)
+            rt_store_unpin(as->store, list->deps[i].ref);
+        size_t unwatched = 0;
+        for (size_t i = 0; i < list->ndeps; i++)
+            if (list->deps[i].watcher.fn && rt_store_unwatch(as->store, &list->deps[i].watcher))
+                unwatched++;
+        while (unwatched--)
+            call_decref(list); /* the mailbox's reference below keeps it alive */
+        call_decref(list); /* the mailbox's */
+        list = next;
+    }
+    pthread_mutex_lock(&a->lock);
+    a->calls_pending -= n < a->calls_pending ? n : a->calls_pending;
+    pthread_mutex_unlock(&a->lock);
+}
+
+static void run_actor(rt_job *job);
+
+/* Queues the actor when its head call is ready and it is not already queued. */
+static void maybe_schedule_locked(rt_actor *a)
+{
+    if (!a->scheduled && a->head && a->head->ready) {
+        a->scheduled = true;
+        actor_incref(a);
+        rt_scheduler_submit(a->owner->scheduler, &a->job);
+    }
+}
+
+/* ---- dependencies ------------------------------------------------------------------- */
+
+static void call_dependency_done(actor_call *c)
+{
+    if (__atomic_sub_fetch(&c->deps_remaining, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    rt_actor *a = c->actor;
+    pthread_mutex_lock(&a->lock);
+    c->ready = true;
+    maybe_schedule_locked(a);
+    pthread_mutex_unlock(&a->lock);
+}
+
+static void on_call_dependency(rt_watcher *w, void *arg)
+{
+    call_dependency *d = arg;
+    actor_call *c = d->call;
+    (void)w;
+    call_dependency_done(c);
+    call_decref(c); /* the watcher's reference */
+}
+
+static bool is_ref_arg(json_t *v)
+{
+    return json_is_object(v) && json_object_size(v) == 1 &&
+           json_is_string(json_object_get(v, "$ref"));
+}
+
+/* Checks ref arguments exist (or existed). RT_OK or RT_EINVAL with err. */
+static rt_status check_refs(rt_actors *as, json_t *args, json_t *kwargs, char *err,
+                            size_t err_size)
+{
+    size_t i;
+    const char *key;
+    json_t *v;
+    json_array_foreach(args, i, v)
+    {
+        json_t *r = json_is_object(v) ? json_object_get(v, "$ref") : NULL;
+        if (!r)
+            continue;
+        rt_object_view view;
+        if (!is_ref_arg(v) || !rt_ref_valid(json_string_value(r))) {
+            snprintf(err, err_size, "args[%zu]: a ref argument must be {\"$ref\": \"<ref>\"}", i);
+            return RT_EINVAL;
+        }
+        rt_status st = rt_store_peek(as->store, json_string_value(r), &view);
+        rt_object_view_release(&view);
+        if (st == RT_ENOTFOUND) {
+            snprintf(err, err_size, "args[%zu]: ref %s does not exist", i, json_string_value(r));
+            return RT_EINVAL;
+        }
+    }
+    json_object_foreach(kwargs, key, v)
+    {
+        json_t *r = json_is_object(v) ? json_object_get(v, "$ref") : NULL;
+        if (!r)
+            continue;
+        rt_object_view view;
+        if (!is_ref_arg(v) || !rt_ref_valid(json_string_value(r))) {
+            snprintf(err, err_size, "kwargs.%.64s: a ref argument must be {\"$ref\": \"<ref>\"}",
+                     key);
+            return RT_EINVAL;
+        }
+        rt_status st = rt_store_peek(as->store, json_string_value(r), &view);
+        rt_object_view_release(&view);
+        if (st == RT_ENOTFOUND) {
+            snprintf(err, err_size, "kwargs.%.64s: ref %s does not exist", key,
+                     json_string_value(r));
+            return RT_EINVAL;
+        }
+    }
+    return RT_OK;
+}
+
+/* A new call with its dependencies counted (not yet watched). NULL when out of memory. */
+static actor_call *call_new(rt_actor *a, const rt_actor_method *method, json_t *args,
+                            json_t *kwargs)
+{
+    actor_call *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->refs = 1; /* the mailbox's */
+    c->actor = actor_incref(a);
+    c->method = method;
+    c->args = args ? json_deep_copy(args) : json_array();
+    c->kwargs = kwargs ? json_deep_copy(kwargs) : json_object();
+    size_t i, n = 0;
+    const char *key;
+    json_t *v;
+    json_array_foreach(c->args, i, v) n += is_ref_arg(v);
+    json_object_foreach(c->kwargs, key, v) n += is_ref_arg(v);
+    c->ndeps = n;
+    c->deps = n ? calloc(n, sizeof(*c->deps)) : NULL;
+    if (!c->args || !c->kwargs || (n && !c->deps)) {
+        call_decref(c);
+        return NULL;
+    }
+    size_t d = 0;
+    json_array_foreach(c->args, i, v) if (is_ref_arg(v)) snprintf(
+        c->deps[d++].ref, RT_REF_SIZE, "%s", json_string_value(json_object_get(v, "$ref")));
+    json_object_foreach(c->kwargs, key, v) if (is_ref_arg(v)) snprintf(
+        c->deps[d++].ref, RT_REF_SIZE, "%s", json_string_value(json_object_get(v, "$ref")));
+    c->deps_remaining = (long)n + 1;
+    return c;
+}
+
+/* Pins and watches a call's dependencies; the call becomes ready when all resolved. The call
+ * must already be in the mailbox. No lock held. */
+static void call_start(rt_actors *as, actor_call *c)
+{
+    for (size_t i = 0; i < c->ndeps; i++) {
+        call_dependency *d = &c->deps[i];
+        d->call = c;
+        d->watcher.fn = on_call_dependency;
+        d->watcher.arg = d;
+        rt_store_pin(as->store, d->ref);
+        call_incref(c);
+        if (rt_store_watch(as->store, d->ref, &d->watcher) != RT_OK) {
+            d->watcher.fn = NULL;
+            call_decref(c);
+            call_dependency_done(c);
+        }
+    }
+    call_dependency_done(c); /* the guard */
+}
+
+/* ---- running calls ------------------------------------------------------------------ */
+
+/* The value a method receives for a READY object (new reference). */
+static json_t *value_of(const rt_object_view *v)
+{
+    if (rt_content_type_is_json(v->content_type)) {
+        json_t *parsed = json_loadb(v->buf->data, v->buf->size, JSON_DECODE_ANY, NULL);
+        if (parsed)
+            return parsed;
+    }
+    char *b64 = malloc(rt_base64_encoded_size(v->size));
+    if (!b64)
+        return NULL;
+    size_t n = rt_base64_encode(v->buf->data, v->size, b64);
+    json_t *out = json_pack("{s:s%,s:s}", "$bytes", b64, n, "content_type", v->content_type);
+    free(b64);
+    return out;
+}
+
+static json_t *resolve_value(rt_actors *as, json_t *arg, rt_error **cause)
+{
+    if (!is_ref_arg(arg))
+        return json_incref(arg);
+    const char *ref = json_string_value(json_object_get(arg, "$ref"));
+    rt_object_view v;
+    rt_status st = rt_store_peek(as->store, ref, &v);
+    json_t *out = NULL;
+    if (st == RT_OK && v.state == RT_OBJ_READY) {
+        out = value_of(&v);
+        if (!out)
+            *cause = rt_error_newf(RT_ERR_TASK_ERROR, NULL, NULL, "out of memory");
+    } else if (st == RT_OK && v.state == RT_OBJ_ERROR) {
+        *cause = rt_error_incref(v.error);
+    } else {
+        json_t *fields = json_pack("{s:s}", "ref", ref);
+        *cause = rt_error_newf(RT_ERR_OBJECT_LOST, fields, NULL,
+                               "argument object %s was freed or evicted", ref);
+        json_decref(fields);
+    }
+    rt_object_view_release(&v);
+    return out;
+}
+
+static int resolve_call(rt_actors *as, actor_call *c, json_t **args, json_t **kwargs,
+                        rt_error **cause)
+{
+    *args = json_array();
+    *kwargs = json_object();
+    size_t i;
+    const char *key;
+    json_t *v;
+    json_array_foreach(c->args, i, v)
+    {
+        json_t *r = resolve_value(as, v, cause);
+        if (!r)
+            goto fail;
+        json_array_append_new(*args, r);
+    }
+    json_object_foreach(c->kwargs, key, v)
+    {
+        json_t *r = resolve_value(as, v, cause);
+        if (!r)
+            goto fail;
+        json_object_set_new(*kwargs, key, r);
+    }
+    return 0;
+fail:
+    json_decref(*args);
+    json_decref(*kwargs);
+    return -1;
+}
+
+/* Runs the constructor on the actor's state. Returns NULL, or the error that kills it. */
+static rt_error *construct(rt_actor *a, json_t *args, json_t *kwargs)
+{
+    if (a->cls->destroy)
+        a->cls->destroy(a->user_state);
+    a->user_state = NULL;
+    int never = 0;
+    rt_call call = {.task_id = a->id,
+                    .function = a->cls->name,
+                    .attempt = a->restarts + 1,
+                    .args = args,
+                    .kwargs = kwargs,
+                    .cancel_flag = &never};
+    a->cls->constructor(&a->user_state, &call);
+    rt_error *err = NULL;
+    if (call.error) {
+        json_t *fields = call_fields(a, "__init__");
+        err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL, "%s.__init__ failed: %s",
+                            a->cls->name, call.error);
+        json_decref(fields);
+    }
+    free(call.error);
+    json_decref(call.result_json);
+    rt_buf_decref(call.result_buf);
+    return err;
+}
+
+/* Stores a method's result. Returns NULL or an error to store instead (new reference). */
+static rt_error *store_result(rt_actors *as, actor_call *c, rt_call *call)
+{
+    rt_buf *buf = call->result_buf;
+    call->result_buf = NULL;
+    if (!buf) {
+        char *text = json_dumps(call->result_json ? call->result_json : json_null(),
+                                JSON_COMPACT | JSON_ENCODE_ANY);
+        if (text) {
+            buf = rt_buf_from(text, strlen(text), "application/json");
+            free(text);
+        }
+    }
+    json_t *fields = call_fields(c->actor, c->method->name);
+    rt_error *err = NULL;
+    if (!buf) {
+        err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL, "out of memory storing the result");
+    } else {
+        size_t size = buf->size;
+        rt_status st = rt_store_resolve(as->store, c->ref, buf);
+        if (st != RT_OK)
+            rt_buf_decref(buf);
+        if (st == RT_EFULL)
+            err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL,
+                                "the result of %zu bytes does not fit in the object store", size);
+    }
+    json_decref(fields);
+    return err;
+}
+
+static void run_actor(rt_job *job)
+{
+    rt_actor *a = (rt_actor *)((char *)job - offsetof(rt_actor, job));
+    rt_actors *as = a->owner;
+
+    pthread_mutex_lock(&a->lock);
+    actor_call *c = a->head;
+    if (!c || !c->ready) { /* killed meanwhile, or nothing to do */
+        a->scheduled = false;
+        pthread_mutex_unlock(&a->lock);
+        actor_decref(a);
+        return;
+    }
+    bool dead = a->state == RT_ACTOR_DEAD;
+    a->running = true;
+    pthread_mutex_unlock(&a->lock);
+
+    rt_error *result_err = NULL; /* what the call's ref gets instead of a value */
+    rt_error *death = NULL;      /* the actor dies with this */
+    bool restart = false;
+    json_t *args = NULL, *kwargs = NULL;
+    rt_error *cause = NULL;
+
+    if (dead) {
+        json_t *fields = c->method ? call_fields(a, c->method->name) : NULL;
+        result_err = rt_error_newf(RT_ERR_ACTOR_DIED, fields, a->death_cause,
+                                   "actor %s is dead", a->id);
+        json_decref(fields);
+    } else if (resolve_call(as, c, &args, &kwargs, &cause) != 0) {
+        const char *mname = c->method ? c->method->name : "__init__";
+        json_t *fields = call_fields(a, mname);
+        result_err = rt_error_newf(RT_ERR_TASK_ERROR, fields, cause,
+                                   "%s.%s did not run: an argument holds a %s (see cause)",
+                                   a->cls->name, mname,
+                                   rt_error_kind_name(rt_error_kind_of(cause)));
+        json_decref(fields);
+        if (!c->method)
+            death = rt_error_incref(result_err);
+        rt_error_decref(cause);
+    } else if (!c->method) {
+        death = construct(a, args, kwargs);
+    } else {
+        int never = 0;
+        rt_call call = {.task_id = a->id,
+                        .function = c->method->name,
+                        .attempt = 1,
+                        .args = args,
+                        .kwargs = kwargs,
+                        .cancel_flag = &never};
+        c->method->fn(&a->user_state, &call);
+        if (call.error) {
+            json_t *fields = call_fields(a, c->method->name);
+            /* Methods name themselves in their messages ("Queue.get: ..."). */
+            result_err = rt_error_new(RT_ERR_TASK_ERROR, call.error, fields, NULL);
+            json_decref(fields);
+            restart = call.fatal;
+        } else {
+            result_err = store_result(as, c, &call);
+        }
+        free(call.error);
+        json_decref(call.result_json);
+        rt_buf_decref(call.result_buf);
+    }
+    json_decref(args);
+    json_decref(kwargs);
+
+    if (result_err && c->method)
+        rt_store_fail(as->store, c->ref, result_err);
+
+    /* A fatal method error: rebuild the state, or die when out of restarts. */
+    if (restart) {
+        pthread_mutex_lock(&a->lock);
+        bool can = a->state != RT_ACTOR_DEAD && (a->max_restarts < 0 ||
+                                                 a->restarts < (unsigned)a->max_restarts);
+        if (can) {
+            a->restarts++;
+            set_state_locked(a, RT_ACTOR_RESTARTING);
+        }
+        pthread_mutex_unlock(&a->lock);
+        if (can) {
+            __atomic_add_fetch(&as->restarts, 1, __ATOMIC_RELAXED);
+            json_t *cargs = NULL, *ckwargs = NULL;
+            rt_error *ccause = NULL;
+            /* The constructor's ref arguments were pinned for its first run and resolved;
+             * they are read again as they are now. */
+            actor_call tmp = {.args = a->ctor_args, .kwargs = a->ctor_kwargs};
+            if (resolve_call(as, &tmp, &cargs, &ckwargs, &ccause) != 0)
+                death = ccause;
+            else
+                death = construct(a, cargs, ckwargs);
+            json_decref(cargs);
+            json_decref(ckwargs);
+        } else {
+            death = rt_error_incref(result_err);
+        }
+    }
+
+    /* Pop the call, update the lifecycle, and queue the actor again if there is more. */
+    actor_call *detached = NULL;
+    bool became_dead = false;
+    pthread_mutex_lock(&a->lock);
+    a->running = false;
+    if (a->head == c) {
+        a->head = c->next;
+        if (!a->head)
+            a->tail = NULL;
+    }
+    if (c->method) {
+        a->calls_pending--;
+        a->calls_done++;
+        __atomic_add_fetch(&as->calls_done, 1, __ATOMIC_RELAXED);
+    }
+    if (death && a->state != RT_ACTOR_DEAD) {
+        detached = die_locked(a, death);
+        became_dead = true;
+    } else if (!death && a->state != RT_ACTOR_DEAD) {
+        set_state_locked(a, RT_ACTOR_ALIVE);
+    }
+    a->scheduled = false;
+    maybe_schedule_locked(a);
+    pthread_mutex_unlock(&a->lock);
+
+    for (size_t i = 0; i < c->ndeps; i++)
+        rt_store_unpin(as->store, c->deps[i].ref);
+    if (became_dead) {
+        pthread_mutex_lock(&as->table_lock);
+        unname(as, a);
+        as->dead_kept++;
+        pthread_mutex_unlock(&as->table_lock);
+        fail_detached(a, detached, death);
+        forget_old_dead(as);
+    }
+    rt_error_decref(death);
+    rt_error_decref(result_err);
+    call_decref(c); /* the mailbox's */
+    actor_decref(a); /* the job's */
+}
+
+/* ---- public operations --------------------------------------------------------------- */
+
+static void fill_info(rt_actor *a, rt_actor_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    memcpy(info->actor_id, a->id, RT_REF_SIZE);
+    snprintf(info->class_name, sizeof(info->class_name), "%s", a->cls->name);
+    memcpy(info->name, a->name, sizeof(info->name));
+    info->max_restarts = a->max_restarts;
+    info->max_pending_calls = a->max_pending_calls;
+    info->created_at = a->created_at;
+    info->seq = a->seq;
+    pthread_mutex_lock(&a->lock);
+    info->state = a->state;
+    info->calls_pending = a->calls_pending;
+    info->calls_done = a->calls_done;
+    info->restarts = a->restarts;
+    info->death_cause = a->state == RT_ACTOR_DEAD ? rt_error_incref(a->death_cause) : NULL;
+    pthread_mutex_unlock(&a->lock);
+}
+
+void rt_actor_info_release(rt_actor_info *info)
+{
+    if (info) {
+        rt_error_decref(info->death_cause);
+        info->death_cause = NULL;
+    }
+}
+
+static int valid_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > RT_ACTOR_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_info *info,
+                          bool *created, char *err, size_t err_size)
+{
+    *created = false;
+    const rt_actor_class *cls = rt_actors_find_class(as, spec->class_name);
+    if (!cls) {
+        snprintf(err, err_size, "actor class '%.128s' does not exist",
+                 spec->class_name ? spec->class_name : "");
+        return RT_ENOTFOUND;
+    }
+    if (spec->name && !valid_name(spec->name)) {
+        snprintf(err, err_size, "name must be 1 to %d bytes without control characters",
+                 RT_ACTOR_NAME_MAX);
+        return RT_EINVAL;
+    }
+    if (spec->get_if_exists && !spec->name) {
+        snprintf(err, err_size, "get_if_exists needs a name");
+        return RT_EINVAL;
+    }
+    if (spec->max_restarts < -1 || spec->max_pending_calls < -1 || spec->max_pending_calls == 0) {
+        snprintf(err, err_size, "max_restarts must be >= -1 and max_pending_calls >= 1 (or -1)");
+        return RT_EINVAL;
+    }
+    if ((spec->args && !json_is_array(spec->args)) ||
+        (spec->kwargs && !json_is_object(spec->kwargs))) {
+        snprintf(err, err_size, "args must be a list and kwargs an object");
+        return RT_EINVAL;
+    }
+    rt_status st = check_refs(as, spec->args, spec->kwargs, err, err_size);
+    if (st != RT_OK)
+        return st;
+
+    rt_actor *a = calloc(1, sizeof(*a));
+    if (!a)
+        return RT_ENOMEM;
+    pthread_mutex_init(&a->lock, NULL);
+    a->refs = 1; /* the table's */
+    a->owner = as;
+    a->cls = cls;
+    a->job.run = run_actor;
+    rt_ref_generate(a->id, 'a');
+    a->id_hash = hash_text(a->id);
+    if (spec->name) {
+        snprintf(a->name, sizeof(a->name), "%s", spec->name);
+        a->name_hash = hash_text(a->name);
+    }
+    a->ctor_args = spec->args ? json_deep_copy(spec->args) : json_array();
+    a->ctor_kwargs = spec->kwargs ? json_deep_copy(spec->kwargs) : json_object();
+    a->max_restarts = spec->max_restarts;
+    a->max_pending_calls = spec->max_pending_calls;
+    a->created_at = rt_clock_wall();
+    a->state = RT_ACTOR_PENDING_CREATION;
+    actor_call *ctor = call_new(a, NULL, a->ctor_args, a->ctor_kwargs);
+    if (!a->ctor_args || !a->ctor_kwargs || !ctor) {
+        if (ctor)
+            call_decref(ctor); /* drops its reference to a */
+        actor_decref(a);
+        return RT_ENOMEM;
+    }
+
+    pthread_mutex_lock(&as->table_lock);
+    if (spec->name) {
+        rt_actor *existing = find_by_name(as, spec->name);
+        if (existing) {
+            if (spec->get_if_exists)
+                fill_info(existing, info);
+            pthread_mutex_unlock(&as->table_lock);
+            call_decref(ctor);
+            actor_decref(a);
+            if (spec->get_if_exists)
+                return RT_OK;
+            snprintf(err, err_size, "an actor named '%.128s' exists", spec->name);
+            return RT_EEXIST;
+        }
+    }
+    if (as->count >= as->nbuckets)
+        table_grow(as);
+    a->seq = ++as->next_seq;
+    size_t b = a->id_hash & (as->nbuckets - 1);
+    a->id_next = as->by_id[b];
+    as->by_id[b] = a;
+    if (spec->name) {
+        size_t nb = a->name_hash & (as->nbuckets - 1);
+        a->name_next = as->by_name[nb];
+        as->by_name[nb] = a;
+        a->named = true;
+    }
+    a->order_prev = as->newest;
+    if (as->newest)
+        as->newest->order_next = a;
+    else
+        as->oldest = a;
+    as->newest = a;
+    as->count++;
+    stat_add(&as->by_state[RT_ACTOR_PENDING_CREATION], 1);
+    /* The constructor is the first call in the mailbox. */
+    a->head = a->tail = ctor;
+    fill_info(a, info);
+    pthread_mutex_unlock(&as->table_lock);
+    *created = true;
+    call_start(as, ctor);
+    return RT_OK;
+}
+
+rt_status rt_actor_call(rt_actors *as, const char *actor_id, const char *method, json_t *args,
+                        json_t *kwargs, char ref_out[RT_REF_SIZE], char *err, size_t err_size)
+{
+    pthread_mutex_lock(&as->table_lock);
+    rt_actor *a = find_by_id(as, actor_id);
+    if (a)
+        actor_incref(a);
+    pthread_mutex_unlock(&as->table_lock);
+    if (!a) {
+        snprintf(err, err_size, "actor %s does not exist", actor_id);
+        return RT_ENOTFOUND;
+    }
+    rt_status st = RT_OK;
+    actor_call *c = NULL;
+    const rt_actor_method *m = rt_actor_class_method(a->cls, method);
+    if (!m) {
+        snprintf(err, err_size, "%s has no method '%.128s'", a->cls->name, method);
+        st = RT_EINVAL;
+        goto out;
+    }
+    if ((args && !json_is_array(args)) || (kwargs && !json_is_object(kwargs))) {
+        snprintf(err, err_size, "args must be a list and kwargs an object");
+        st = RT_EINVAL;
+        goto out;
+    }
+    if ((st = check_refs(as, args, kwargs, err, err_size)) != RT_OK)
+        goto out;
+    c = call_new(a, m, args, kwargs);
+    if (!c || rt_store_create_pending(as->store, c->ref) != RT_OK) {
+        st = RT_ENOMEM;
+        goto out;
+    }
+    pthread_mutex_lock(&a->lock);
+    if (a->state == RT_ACTOR_DEAD) {
+        st = RT_ESTATE;
+        snprintf(err, err_size, "actor %s is dead", a->id);
+    } else if (a->max_pending_calls > 0 && a->calls_pending >= (size_t)a->max_pending_calls) {
+        st = RT_ELIMIT;
+        snprintf(err, err_size, "actor %s has %zu pending calls; its limit is %ld", a->id,
+                 a->calls_pending, a->max_pending_calls);
+    } else {
+        c->next = NULL;
+        if (a->tail)
+            a->tail->next = c;
+        else
+            a->head = c;
+        a->tail = c;
+        a->calls_pending++;
+    }
+    pthread_mutex_unlock(&a->lock);
+    if (st != RT_OK) {
+        rt_store_delete(as->store, c->ref);
+        goto out;
+    }
+    __atomic_add_fetch(&as->calls, 1, __ATOMIC_RELAXED);
+    memcpy(ref_out, c->ref, RT_REF_SIZE);
+    call_start(as, c); /* the mailbox owns c now */
+    c = NULL;
+out:
+    if (c)
+        call_decref(c);
+    actor_decref(a);
+    return st;
+}
+
+rt_status rt_actor_kill(rt_actors *as, const char *actor_id)
+{
+    pthread_mutex_lock(&as->table_lock);
+    rt_actor *a = find_by_id(as, actor_id);
+    if (a) {
+        actor_incref(a);
+        unname(as, a); /* killing frees the name at once */
+    }
+    pthread_mutex_unlock(&as->table_lock);
+    if (!a)
+        return RT_ENOTFOUND;
+    pthread_mutex_lock(&a->lock);
+    bool was_dead = a->state == RT_ACTOR_DEAD;
+    actor_call *detached = was_dead ? NULL : die_locked(a, NULL);
+    pthread_mutex_unlock(&a->lock);
+    if (!was_dead) {
+        json_t *fields = json_pack("{s:s}", "actor_id", a->id);
+        rt_error *cause = rt_error_newf(RT_ERR_ACTOR_DIED, fields, NULL,
+                                        "actor %s was killed", a->id);
+        json_decref(fields);
+        pthread_mutex_lock(&a->lock);
+        if (!a->death_cause)
+            a->death_cause = rt_error_incref(cause);
+        pthread_mutex_unlock(&a->lock);
+        pthread_mutex_lock(&as->table_lock);
+        as->dead_kept++;
+        pthread_mutex_unlock(&as->table_lock);
+        fail_detached(a, detached, cause);
+        rt_error_decref(cause);
+        forget_old_dead(as);
+    }
+    actor_decref(a);
+    return RT_OK;
+}
+
+rt_status rt_actor_get(rt_actors *as, const char *actor_id, rt_actor_info *info)
+{
+    pthread_mutex_lock(&as->table_lock);
+    rt_actor *a = find_by_id(as, actor_id);
+    if (a)
+        fill_info(a, info);
+    pthread_mutex_unlock(&as->table_lock);
+    return a ? RT_OK : RT_ENOTFOUND;
+}
+
+rt_status rt_actor_get_by_name(rt_actors *as, const char *name, rt_actor_info *info)
+{
+    pthread_mutex_lock(&as->table_lock);
+    rt_actor *a = find_by_name(as, name);
+    if (a)
+        fill_info(a, info);
+    pthread_mutex_unlock(&as->table_lock);
+    return a ? RT_OK : RT_ENOTFOUND;
+}
+
+size_t rt_actor_list(rt_actors *as, uint64_t after_seq, int state, const char *class_name,
+                     size_t limit, rt_actor_info *infos, uint64_t *next_seq)
+{
+    size_t n = 0;
+    *next_seq = 0;
+    pthread_mutex_lock(&as->table_lock);
+    for (rt_actor *a = as->oldest; a; a = a->order_next) {
+        if (a->seq <= after_seq)
+            continue;
+        if (state >= 0 && (int)__atomic_load_n(&a->state, __ATOMIC_ACQUIRE) != state)
+            continue;
+        if (class_name && strcmp(class_name, a->cls->name) != 0)
+            continue;
+        if (n == limit) {
+            *next_seq = infos[n - 1].seq;
+            break;
+        }
+        fill_info(a, &infos[n++]);
+    }
+    pthread_mutex_unlock(&as->table_lock);
+    return n;
+}
+
+void rt_actors_get_stats(rt_actors *as, rt_actors_stats *out)
+{
+    for (int i = 0; i < RT_ACTOR_STATE_COUNT; i++)
+        out->by_state[i] = __atomic_load_n(&as->by_state[i], __ATOMIC_RELAXED);
+    out->calls = __atomic_load_n(&as->calls, __ATOMIC_RELAXED);
+    out->calls_done = __atomic_load_n(&as->calls_done, __ATOMIC_RELAXED);
+    out->restarts = __atomic_load_n(&as->restarts, __ATOMIC_RELAXED);
+}
+
+/* ---- life --------------------------------------------------------------------------- */
+
+rt_actors *rt_actors_new(rt_store *store, rt_scheduler *scheduler,
+                         const rt_actors_config *config)
+{
+    rt_actors *as = calloc(1, sizeof(*as));
+    if (!as)
+        return NULL;
+    as->store = store;
+    as->scheduler = scheduler;
+    if (config)
+        as->config = *config;
+    if (!as->config.max_kept_dead)
+        as->config.max_kept_dead = 100000;
+    pthread_mutex_init(&as->table_lock, NULL);
+    pthread_rwlock_init(&as->classes_lock, NULL);
+    as->nbuckets = TABLE_BUCKETS_INITIAL;
+    as->by_id = calloc(as->nbuckets, sizeof(*as->by_id));
+    as->by_name = calloc(as->nbuckets, sizeof(*as->by_name));
+    if (!as->by_id || !as->by_name) {
+        free(as->by_id);
+        free(as->by_name);
+        free(as);
+        return NULL;
+    }
+    return as;
+}
+
+void rt_actors_free(rt_actors *as)
+{
+    if (!as)
+        return;
+    rt_actor *a = as->oldest;
+    while (a) {
+        rt_actor *next = a->order_next;
+        /* Calls still in the mailbox never ran (the scheduler has stopped): drop them and
+         * the watchers that hold them. */
+        actor_call *c = a->head;
+        a->head = a->tail = NULL;
+        while (c) {
+            actor_call *cn = c->next;
+            for (size_t i = 0; i < c->ndeps; i++)
+                if (c->deps[i].watcher.fn && rt_store_unwatch(as->store, &c->deps[i].watcher))
+                    call_decref(c);
+            call_decref(c);
+            c = cn;
+        }
+        actor_decref(a);
+        a = next;
+    }
+    free(as->by_id);
+    free(as->by_name);
+    pthread_rwlock_destroy(&as->classes_lock);
+    pthread_mutex_destroy(&as->table_lock);
+    free(as);
+}

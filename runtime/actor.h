@@ -1,0 +1,153 @@
+/* rt_actors: Ray's actors. An actor is an instance of a class: state built by the class's
+ * constructor and changed by its methods. Calls to one actor run one at a time, in the order
+ * they were accepted; calls to different actors run in parallel on the shared worker pool.
+ *
+ * An actor is a mailbox, not a thread: it is queued on the scheduler when its first call is
+ * ready to run and it is not already queued or running, so 100,000 idle actors cost memory
+ * only. A call whose ref arguments are not ready holds back the calls behind it.
+ *
+ * Lifecycle as Ray's: PENDING_CREATION until the constructor ran, ALIVE, RESTARTING while
+ * the constructor runs again after a method reported a fatal error (up to max_restarts),
+ * DEAD when killed, when the constructor failed, or when restarts are exhausted. Calls that
+ * had not run when the actor died resolve to ActorDied.
+ *
+ * Thread-safety: every function may be called from any thread. See actor.c for locks. */
+#ifndef RAYD_RUNTIME_ACTOR_H
+#define RAYD_RUNTIME_ACTOR_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "runtime/function.h"
+#include "runtime/object_store.h"
+#include "runtime/scheduler.h"
+#include "runtime/task.h"
+
+/* ---- classes ----------------------------------------------------------------------- */
+
+/* A method runs with the actor's state (owned by the actor; the method may change it or
+ * replace *state) and a call (as for functions). A method that reports a fatal error with
+ * rt_call_fail_fatal makes the actor restart (or die). */
+typedef void (*rt_method_fn)(void **state, rt_call *call);
+
+typedef struct rt_actor_method {
+    const char *name;
+    const char *args_doc;
+    const char *description;
+    rt_method_fn fn;
+} rt_actor_method;
+
+typedef struct rt_actor_class {
+    const char *name;
+    rt_function_kind kind;
+    const char *description;
+    const char *args_doc;  /* the constructor's arguments */
+    /* Builds the state from the call's args: sets *state (may stay NULL) or fails the call. */
+    rt_method_fn constructor;
+    void (*destroy)(void *state); /* frees a state; NULL state accepted */
+    const rt_actor_method *methods;
+    size_t nmethods;
+} rt_actor_class;
+
+/* The method of a class by name, or NULL. */
+const rt_actor_method *rt_actor_class_method(const rt_actor_class *cls, const char *name);
+
+/* ---- the actor system ----------------------------------------------------------------- */
+
+typedef struct rt_actors rt_actors;
+
+typedef enum rt_actor_state {
+    RT_ACTOR_PENDING_CREATION = 0,
+    RT_ACTOR_ALIVE,
+    RT_ACTOR_RESTARTING,
+    RT_ACTOR_DEAD
+} rt_actor_state;
+#define RT_ACTOR_STATE_COUNT 4
+
+const char *rt_actor_state_name(rt_actor_state state);
+int rt_actor_state_parse(const char *name); /* -1 when unknown */
+
+#define RT_ACTOR_NAME_MAX 128
+
+typedef struct rt_actor_spec {
+    const char *class_name; /* borrowed */
+    json_t *args;           /* borrowed JSON array or NULL */
+    json_t *kwargs;         /* borrowed JSON object or NULL */
+    const char *name;       /* borrowed, optional: unique per server */
+    bool get_if_exists;     /* with name: return the existing actor instead of RT_EEXIST */
+    int max_restarts;       /* >= 0 */
+    long max_pending_calls; /* -1: unlimited */
+} rt_actor_spec;
+
+typedef struct rt_actor_info {
+    char actor_id[RT_REF_SIZE];
+    char class_name[RT_ACTOR_NAME_MAX + 1];
+    char name[RT_ACTOR_NAME_MAX + 1]; /* "" when unnamed */
+    rt_actor_state state;
+    size_t calls_pending;
+    unsigned long long calls_done;
+    unsigned restarts;
+    int max_restarts;
+    long max_pending_calls;
+    double created_at;
+    rt_error *death_cause; /* DEAD: new reference (may be NULL when killed), else NULL */
+    uint64_t seq;
+} rt_actor_info;
+
+void rt_actor_info_release(rt_actor_info *info);
+
+typedef struct rt_actors_config {
+    size_t max_kept_dead; /* dead actor records remembered (older ones answer not found) */
+} rt_actors_config;
+
+/* The actor system uses store and scheduler (borrowed; they must outlive it). */
+rt_actors *rt_actors_new(rt_store *store, rt_scheduler *scheduler,
+                         const rt_actors_config *config);
+/* Frees every actor. The scheduler must have been stopped first. NULL accepted. */
+void rt_actors_free(rt_actors *actors);
+
+/* Registers a class (borrowed: it must outlive the actor system). RT_EEXIST, RT_EINVAL. */
+rt_status rt_actors_add_class(rt_actors *actors, const rt_actor_class *cls);
+/* A class by name, or NULL. */
+const rt_actor_class *rt_actors_find_class(rt_actors *actors, const char *name);
+/* Visits every class in name order. */
+void rt_actors_each_class(rt_actors *actors,
+                          void (*visit)(const rt_actor_class *cls, void *arg), void *arg);
+/* Registers Counter, KV, Queue and Accumulator (runtime/builtin_classes.c). */
+rt_status rt_builtin_classes_register(rt_actors *actors);
+
+/* Creates an actor; its constructor runs on the worker pool. Returns RT_OK (info filled;
+ * *created is false when get_if_exists returned an existing actor), RT_ENOTFOUND (unknown
+ * class), RT_EEXIST (name taken), RT_EINVAL (bad name, options or ref argument). */
+rt_status rt_actor_create(rt_actors *actors, const rt_actor_spec *spec, rt_actor_info *info,
+                          bool *created, char *err, size_t err_size);
+
+/* Calls a method: the result ref is written to ref_out and resolves when the call has run.
+ * Returns RT_OK, RT_ENOTFOUND (unknown actor; *err says), RT_EINVAL (unknown method or bad
+ * argument), RT_ESTATE (the actor is DEAD), RT_ELIMIT (max_pending_calls reached). */
+rt_status rt_actor_call(rt_actors *actors, const char *actor_id, const char *method,
+                        json_t *args, json_t *kwargs, char ref_out[RT_REF_SIZE], char *err,
+                        size_t err_size);
+
+/* Kills an actor (as ray.kill): queued calls resolve to ActorDied, a running call finishes,
+ * the name is freed. RT_OK (also when it was already dead) or RT_ENOTFOUND. */
+rt_status rt_actor_kill(rt_actors *actors, const char *actor_id);
+
+/* Info by id or by name. RT_OK or RT_ENOTFOUND. */
+rt_status rt_actor_get(rt_actors *actors, const char *actor_id, rt_actor_info *info);
+rt_status rt_actor_get_by_name(rt_actors *actors, const char *name, rt_actor_info *info);
+
+/* Lists actors in creation order after cursor after_seq, optionally in one state (state < 0:
+ * all) and of one class (NULL: all). Returns the count written; *next_seq as for tasks. */
+size_t rt_actor_list(rt_actors *actors, uint64_t after_seq, int state, const char *class_name,
+                     size_t limit, rt_actor_info *infos, uint64_t *next_seq);
+
+typedef struct rt_actors_stats {
+    size_t by_state[RT_ACTOR_STATE_COUNT];
+    unsigned long long calls, calls_done, restarts;
+} rt_actors_stats;
+
+void rt_actors_get_stats(rt_actors *actors, rt_actors_stats *out);
+
+#endif
