@@ -113,11 +113,12 @@ $(BUILD)/tests/api/%: tests/api/%.c $(API_TEST_SUPPORT) $(BUILD)/rayd
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(API_TEST_SUPPORT) \
 	    -lcmocka -lcurl -ljansson $(LDLIBS)
 
+# Every test binary runs even when an earlier one fails; the summary line counts them.
 unit: $(UNIT_BIN)
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@tests/run_all.sh $(UNIT_BIN)
 
 api-test: $(API_TEST_BIN) $(BUILD)/rayd
-	@set -e; for t in $(API_TEST_BIN); do echo "== $$t"; RAYD_BIN=$(BUILD)/rayd $$t; done
+	@RAYD_BIN=$(BUILD)/rayd tests/run_all.sh $(API_TEST_BIN)
 
 test: deps
 	$(MAKE) unit api-test

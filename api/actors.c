@@ -256,17 +256,9 @@ enum MHD_Result api_actors_call(api_request *req)
         switch (st) {
         case RT_ENOTFOUND: return api_problem(req, 404, "NotFound", err, extra);
         case RT_ESTATE: return api_problem(req, 410, "ActorDied", err, extra);
-        case RT_ELIMIT: {
-            json_t *p = api_problem_new(429, "TooManyRequests", err);
-            json_object_update(p, extra);
-            json_decref(extra);
-            json_object_set_new(p, "instance", json_string(req->url));
-            struct MHD_Response *resp = api_response_json(p);
-            if (!resp)
-                return MHD_NO;
-            MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-            return api_reply(req, 429, resp, "application/problem+json");
-        }
+        case RT_ELIMIT:
+            req->retry_after = 1;
+            return api_problem(req, 429, "TooManyRequests", err, extra);
         case RT_ENOMEM:
             json_decref(extra);
             return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);

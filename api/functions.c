@@ -29,7 +29,7 @@ enum MHD_Result api_functions_get(api_request *req)
 {
     const rt_function *fn = rt_registry_find(req->ctx->registry, req->params[0]);
     if (!fn)
-        return api_problemf(req, 404, "NotFound", "function '%.128s' does not exist",
-                            req->params[0]);
+        return api_problem(req, 404, "NotFound", "the function does not exist",
+                           json_pack("{s:s}", "function", req->params[0]));
     return api_reply_json(req, 200, function_json(fn));
 }

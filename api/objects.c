@@ -42,12 +42,8 @@ static enum MHD_Result reply_not_found(api_request *req, const char *ref)
 
 static enum MHD_Result reply_pending(api_request *req, const char *ref)
 {
-    struct MHD_Response *resp =
-        api_response_json(json_pack("{s:s,s:s}", "ref", ref, "state", "pending"));
-    if (!resp)
-        return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    return api_reply(req, 202, resp, "application/json");
+    req->retry_after = 1;
+    return api_reply_json(req, 202, json_pack("{s:s,s:s}", "ref", ref, "state", "pending"));
 }
 
 /* ---- POST /v1/objects ---------------------------------------------------------------- */

@@ -25,8 +25,9 @@ json_t *api_problem_new(unsigned status, const char *title, const char *detail)
 
 unsigned api_problem_status_of_kind(rt_error_kind kind)
 {
-    (void)kind;
-    return 424;
+    /* A lost object is 410 wherever it shows up, also nested as a cause; every other
+     * stored error is a failed dependency. */
+    return kind == RT_ERR_OBJECT_LOST ? 410 : 424;
 }
 
 json_t *api_problem_from_error(const rt_error *err, const char *ref)

@@ -20,13 +20,21 @@ enum MHD_Result api_reply(api_request *req, unsigned status, struct MHD_Response
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     if (status == 405 && req->allow[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, req->allow);
-    if (req->ray_ref[0]) {
-        char location[16 + RT_REF_SIZE], applied[48];
-        snprintf(location, sizeof(location), "/v1/objects/%s", req->ray_ref);
+    if (req->retry_after) {
+        char seconds[16];
+        snprintf(seconds, sizeof(seconds), "%u", req->retry_after);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
+    }
+    if (req->prefer_wait > 0) {
+        char applied[48];
         snprintf(applied, sizeof(applied), "wait=%g", req->prefer_wait);
+        MHD_add_response_header(resp, "Preference-Applied", applied);
+    }
+    if (req->ray_ref[0]) {
+        char location[16 + RT_REF_SIZE];
+        snprintf(location, sizeof(location), "/v1/objects/%s", req->ray_ref);
         MHD_add_response_header(resp, "X-Ray-Ref", req->ray_ref);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
-        MHD_add_response_header(resp, "Preference-Applied", applied);
     }
     enum MHD_Result r = MHD_queue_response(req->conn, status, resp);
     MHD_destroy_response(resp);

@@ -55,6 +55,7 @@ typedef struct api_request {
     unsigned rounds;        /* how many times the handler was called */
     unsigned status;        /* status of the queued response, for logs and metrics */
     char allow[64];         /* for 405 answers: the Allow header */
+    unsigned retry_after;   /* seconds for a Retry-After header (429, 202 pending), 0: none */
     char ray_ref[RT_REF_SIZE]; /* Prefer: wait answers: adds X-Ray-Ref and Location */
     double prefer_wait;     /* seconds asked for with Prefer: wait=N, 0 when absent */
 } api_request;

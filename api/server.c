@@ -328,6 +328,7 @@ api_server *api_server_start(api_context *ctx, char *err, size_t err_size)
     const union MHD_DaemonInfo *info =
         MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);
     server->port = info ? info->port : ctx->config.port;
+    ctx->config.port = server->port; /* what /v1/status reports */
     return server;
 
 fail:

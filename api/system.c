@@ -49,12 +49,22 @@ enum MHD_Result api_system_status(api_request *req)
                                   (int)ss.busy, "queued", (json_int_t)ss.queued, "delayed",
                                   (json_int_t)ss.delayed);
 
-    json_t *body = json_pack("{s:s,s:s,s:f,s:o,s:o,s:o,s:o}", "version", ctx->version,
+    rt_actors_stats as;
+    rt_actors_get_stats(ctx->actors, &as);
+    json_t *actor_states = json_object();
+    for (int i = 0; i < RT_ACTOR_STATE_COUNT; i++)
+        json_object_set_new(actor_states, rt_actor_state_name((rt_actor_state)i),
+                            json_integer((json_int_t)as.by_state[i]));
+    json_t *actors = json_pack("{s:o,s:I,s:I,s:I}", "by_state", actor_states, "calls",
+                               (json_int_t)as.calls, "calls_done", (json_int_t)as.calls_done,
+                               "restarts", (json_int_t)as.restarts);
+
+    json_t *body = json_pack("{s:s,s:s,s:f,s:o,s:o,s:o,s:o,s:o}", "version", ctx->version,
                              "started_at",
                              rt_clock_format(ctx->started_wall, started, sizeof(started)),
                              "uptime_seconds", rt_clock_monotonic() - ctx->started_mono,
                              "config", config, "object_store", store, "tasks", tasks,
-                             "scheduler", scheduler);
+                             "scheduler", scheduler, "actors", actors);
     return api_reply_json(req, 200, body);
 }
 

@@ -139,12 +139,8 @@ static enum MHD_Result reply_submit_error(api_request *req, rt_status st, const 
                                           const char *err)
 {
     if (st == RT_ELIMIT) {
-        struct MHD_Response *resp = api_response_json(
-            api_problem_new(429, "TooManyRequests", err));
-        if (!resp)
-            return MHD_NO;
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-        return api_reply(req, 429, resp, "application/problem+json");
+        req->retry_after = 1;
+        return api_problem(req, 429, "TooManyRequests", err, NULL);
     }
     if (st == RT_ENOTFOUND && !prefix[0])
         return api_problem(req, 404, "NotFound", err, NULL);
@@ -360,7 +356,8 @@ enum MHD_Result api_tasks_get(api_request *req)
         return MHD_YES;
     rt_task_info info;
     if (rt_task_get(req->ctx->tasks, id, &info) != RT_OK)
-        return api_problemf(req, 404, "NotFound", "task %s does not exist", id);
+        return api_problem(req, 404, "NotFound", "the task does not exist",
+                           json_pack("{s:s}", "task_id", id));
     json_t *body = info_json(&info);
     rt_task_info_release(&info);
     return api_reply_json(req, 200, body);
@@ -406,7 +403,8 @@ enum MHD_Result api_tasks_cancel(api_request *req)
     rt_task_state state;
     rt_status st = rt_task_cancel(req->ctx->tasks, id, &state);
     if (st == RT_ENOTFOUND)
-        return api_problemf(req, 404, "NotFound", "task %s does not exist", id);
+        return api_problem(req, 404, "NotFound", "the task does not exist",
+                           json_pack("{s:s}", "task_id", id));
     if (st == RT_ESTATE)
         return api_problem(req, 409, "Conflict", "the task has already ended; nothing to cancel",
                            json_pack("{s:s,s:s}", "task_id", id, "state",

@@ -703,7 +703,8 @@ static void run_actor(rt_job *job)
         const char *mname = c->method ? c->method->name : "__init__";
         json_t *fields = call_fields(a, mname);
         result_err = rt_error_newf(RT_ERR_TASK_ERROR, fields, cause,
-                                   "%s.%s did not run: an argument holds a %s (see cause)",
+                                   "%s.%s did not run: an argument holds an error, %s (see "
+                                   "cause)",
                                    a->cls->name, mname,
                                    rt_error_kind_name(rt_error_kind_of(cause)));
         json_decref(fields);

@@ -87,8 +87,7 @@ static bool bind(rt_call *call, const signature *sig, json_t **out)
     {
         bool known = false;
         for (size_t i = 0; i < sig->nparams && !known; i++)
-            known = strlen(sig->params[i]) == key_len &&
-                    memcmp(sig->params[i], key, key_len) == 0;
+            known = strlen(sig->params[i]) == key_len && memcmp(sig->params[i], key, key_len) == 0;
         if (!known) {
             rt_call_fail(call, "%s: unknown keyword argument '%.64s'", sig->what, key);
             return false;
@@ -139,8 +138,7 @@ static bool int_param(rt_call *call, const char *what, json_t *v, json_int_t fal
 }
 
 /* Reads a required string key parameter (borrowed), or fails the call. */
-static bool key_param(rt_call *call, const char *what, json_t *v, const char **key,
-                      size_t *len)
+static bool key_param(rt_call *call, const char *what, json_t *v, const char **key, size_t *len)
 {
     if (!json_is_string(v)) {
         rt_call_fail(call, "%s takes a string key, got %s", what, kind_of(v));
@@ -226,8 +224,7 @@ static void counter_get(void **state, rt_call *call)
 
 static void counter_reset(void **state, rt_call *call)
 {
-    static const signature sig = {"Counter.reset", "at most 1 argument (value)", {"value"}, 1,
-                                  0};
+    static const signature sig = {"Counter.reset", "at most 1 argument (value)", {"value"}, 1, 0};
     json_t *p[1];
     json_int_t value;
     if (!bind(call, &sig, p) || !int_param(call, "Counter.reset", p[0], 0, &value))
@@ -290,8 +287,7 @@ static void kv_destroy(void *state)
 
 static void kv_put(void **state, rt_call *call)
 {
-    static const signature sig = {"KV.put", "2 arguments (key, value)", {"key", "value"}, 2,
-                                  2};
+    static const signature sig = {"KV.put", "2 arguments (key, value)", {"key", "value"}, 2, 2};
     json_t *p[2];
     const char *key;
     size_t len;
@@ -312,8 +308,8 @@ static void kv_put(void **state, rt_call *call)
 
 static void kv_get(void **state, rt_call *call)
 {
-    static const signature sig = {"KV.get", "1 or 2 arguments (key, default)",
-                                  {"key", "default"}, 2, 1};
+    static const signature sig = {
+        "KV.get", "1 or 2 arguments (key, default)", {"key", "default"}, 2, 1};
     json_t *p[2];
     const char *key;
     size_t len;
@@ -399,16 +395,14 @@ static void kv_size(void **state, rt_call *call)
 
 static const rt_actor_method KV_METHODS[] = {
     {"put", "[key: string, value: any] or {key: string, value: any}",
-     "Sets key to value. Returns the value it replaced, or null when the key was new.",
-     kv_put},
+     "Sets key to value. Returns the value it replaced, or null when the key was new.", kv_put},
     {"get", "[key: string, default: any = null] or {key: string, default: any}",
      "Returns the value of key, or default (null when not given) when the key is missing. "
      "A stored null and a missing key both answer null unless a default is given.",
      kv_get},
     {"delete", "[key: string] or {key: string}",
      "Removes key. Returns true if it was there, false if not.", kv_delete},
-    {"keys", "[]", "Returns the keys as a list of strings sorted in code point order.",
-     kv_keys},
+    {"keys", "[]", "Returns the keys as a list of strings sorted in code point order.", kv_keys},
     {"size", "[]", "Returns the number of keys.", kv_size},
 };
 
@@ -592,8 +586,8 @@ static void accumulator_add(void **state, rt_call *call)
     json_array_foreach(call->args, i, v)
     {
         if (!json_is_number(v)) {
-            rt_call_fail(call, "Accumulator.add takes numbers, got %s as argument %zu",
-                         kind_of(v), i + 1);
+            rt_call_fail(call, "Accumulator.add takes numbers, got %s as argument %zu", kind_of(v),
+                         i + 1);
             return;
         }
     }
@@ -660,10 +654,10 @@ static const rt_actor_method ACCUMULATOR_METHODS[] = {
      "Adds one or more numbers and returns the running total (a real). A total that would "
      "not be finite fails and adds nothing.",
      accumulator_add},
-    {"total", "[]", "Returns the running total (a real; 0.0 before any add).",
-     accumulator_total},
-    {"mean", "[]", "Returns the mean of every number added (a real). Fails with \"no values\" "
-                   "before any add.",
+    {"total", "[]", "Returns the running total (a real; 0.0 before any add).", accumulator_total},
+    {"mean", "[]",
+     "Returns the mean of every number added (a real). Fails with \"no values\" "
+     "before any add.",
      accumulator_mean},
     {"count", "[]", "Returns how many numbers were added (an integer).", accumulator_count},
 };

@@ -9,9 +9,10 @@
  * - Locks: shard mutexes guard the table, each object's state, value, pins and watchers.
  *   lru_lock guards the LRU list (READY, unpinned objects, oldest first), the tombstone
  *   list (LOST objects, oldest first) and each object's in_list field. The order is
- *   shard -> lru_lock. Eviction and tombstone pruning start from lru_lock and therefore
- *   only *try* a shard lock, skipping the object when it is busy; that keeps the order
- *   without reference counts on objects.
+ *   shard -> lru_lock. Eviction picks a victim under lru_lock, copies its ref, lets go,
+ *   and evicts it under its shard lock (looking it up again); tombstone pruning, which
+ *   frees objects, only *tries* a shard lock and skips busy ones. Together these keep
+ *   the order without reference counts on objects.
  * - Lifetime: an object is owned by its shard's table. It leaves the table only when its
  *   tombstone is pruned (or the store is freed). Values (rt_buf, rt_error) are
  *   reference-counted, so a reader's view stays valid after the object is freed or evicted.
@@ -326,18 +327,12 @@ static void make_tombstone_locked(rt_store *store, rt_object *o, rt_lost_reason 
     list_append(&store->tombstones, o, LIST_TOMBSTONES);
 }
 
-/* Evicts least-recently-used objects until used_bytes fits the limit or nothing more can
- * go. Called with no lock held. */
-static void evict_until_fits(rt_store *store)
+/* Picks the next eviction victim from the LRU head, giving recently read objects a second
+ * chance, and copies its ref and hash out. Returns false when there is none. lru_lock held. */
+static bool pick_victim_locked(rt_store *store, char ref[RT_REF_LEN + 1], uint32_t *hash)
 {
-    enum { BATCH = 32 };
-    rt_buf *dropped[BATCH];
-    int ndropped = 0;
-
-    pthread_mutex_lock(&store->lru_lock);
-    size_t budget = 2 * store->lru.count + 16; /* each object seen at most twice */
-    while (atomic_get(&store->used_bytes) > store->memory_limit && store->lru.head &&
-           budget-- > 0) {
+    size_t budget = 2 * store->lru.count + 1; /* each object seen at most twice */
+    while (store->lru.head && budget-- > 0) {
         rt_object *o = store->lru.head;
         if (__atomic_load_n(&o->accessed, __ATOMIC_RELAXED)) {
             __atomic_store_n(&o->accessed, 0, __ATOMIC_RELAXED);
@@ -345,44 +340,62 @@ static void evict_until_fits(rt_store *store)
             list_append(&store->lru, o, LIST_LRU);
             continue;
         }
-        shard *sh = shard_for(store, o->hash);
-        if (pthread_mutex_trylock(&sh->lock) != 0) {
-            list_unlink(&store->lru, o);
-            list_append(&store->lru, o, LIST_LRU);
-            continue;
-        }
-        rt_buf *buf = NULL;
-        rt_error *err = NULL;
-        make_tombstone_locked(store, o, RT_LOST_EVICTED, &buf, &err);
-        pthread_mutex_unlock(&sh->lock);
-        __atomic_add_fetch(&store->evictions, 1, __ATOMIC_RELAXED);
-        dropped[ndropped++] = buf;
-        if (ndropped == BATCH) {
-            pthread_mutex_unlock(&store->lru_lock);
-            for (int i = 0; i < ndropped; i++)
-                rt_buf_decref(dropped[i]);
-            ndropped = 0;
-            pthread_mutex_lock(&store->lru_lock);
-        }
+        memcpy(ref, o->ref, RT_REF_LEN + 1);
+        *hash = o->hash;
+        return true;
     }
-    prune_tombstones_locked(store);
-    pthread_mutex_unlock(&store->lru_lock);
-    for (int i = 0; i < ndropped; i++)
-        rt_buf_decref(dropped[i]);
+    return false;
 }
 
-/* Reserves bytes against the limit, evicting if needed. RT_OK or RT_EFULL. */
+/* Evicts least-recently-used objects until used_bytes fits the limit. Returns true when it
+ * fits, false when nothing more can go. Called with no lock held.
+ *
+ * The victim is chosen under lru_lock, but evicted under its shard lock taken first (the
+ * lock order), so it is looked up again by ref: meanwhile it may have been read, pinned or
+ * freed, and then it is simply not evicted this round. */
+static bool evict_until_fits(rt_store *store)
+{
+    size_t rounds = 0;
+    while (atomic_get(&store->used_bytes) > store->memory_limit) {
+        char ref[RT_REF_LEN + 1];
+        uint32_t hash;
+        pthread_mutex_lock(&store->lru_lock);
+        bool found = pick_victim_locked(store, ref, &hash);
+        size_t max_rounds = 4 * store->lru.count + 64;
+        pthread_mutex_unlock(&store->lru_lock);
+        if (!found || rounds++ > max_rounds)
+            return false;
+
+        shard *sh = shard_for(store, hash);
+        rt_buf *buf = NULL;
+        rt_error *err = NULL;
+        pthread_mutex_lock(&sh->lock);
+        rt_object *o = shard_find(sh, ref, hash);
+        if (o && o->state == RT_OBJ_READY && o->pins == 0 &&
+            !__atomic_load_n(&o->accessed, __ATOMIC_RELAXED)) {
+            pthread_mutex_lock(&store->lru_lock);
+            if (o->in_list == LIST_LRU) {
+                make_tombstone_locked(store, o, RT_LOST_EVICTED, &buf, &err);
+                __atomic_add_fetch(&store->evictions, 1, __ATOMIC_RELAXED);
+                prune_tombstones_locked(store);
+            }
+            pthread_mutex_unlock(&store->lru_lock);
+        }
+        pthread_mutex_unlock(&sh->lock);
+        rt_buf_decref(buf);
+    }
+    return true;
+}
+
+/* Reserves bytes against the limit, evicting if needed. RT_OK or RT_EFULL. Under
+ * concurrent puts the total may briefly overshoot by what is in flight; each put evicts
+ * until the store fits again. */
 static rt_status reserve_bytes(rt_store *store, size_t bytes)
 {
     size_t used = atomic_add(&store->used_bytes, bytes);
     if (!store->memory_limit || used <= store->memory_limit)
         return RT_OK;
-    if (bytes > store->memory_limit) {
-        atomic_sub(&store->used_bytes, bytes);
-        return RT_EFULL;
-    }
-    evict_until_fits(store);
-    if (atomic_get(&store->used_bytes) > store->memory_limit) {
+    if (bytes > store->memory_limit || !evict_until_fits(store)) {
         atomic_sub(&store->used_bytes, bytes);
         return RT_EFULL;
     }
@@ -596,11 +609,17 @@ static rt_status lock_pending(rt_store *store, const char *ref, shard **sh_out,
 
 rt_status rt_store_resolve(rt_store *store, const char *ref, rt_buf *buf)
 {
-    rt_status st = reserve_bytes(store, buf->size);
-    if (st != RT_OK)
-        return st;
+    /* Look first, so that a call that must fail evicts nothing; look again after reserving,
+     * as the object may have been freed meanwhile. */
     shard *sh;
     rt_object *o;
+    rt_status st = lock_pending(store, ref, &sh, &o);
+    if (st != RT_OK)
+        return st;
+    pthread_mutex_unlock(&sh->lock);
+    st = reserve_bytes(store, buf->size);
+    if (st != RT_OK)
+        return st;
     st = lock_pending(store, ref, &sh, &o);
     if (st != RT_OK) {
         atomic_sub(&store->used_bytes, buf->size);

@@ -479,7 +479,8 @@ static void run_job(rt_job *job)
     if (resolve_all(t, &args, &kwargs, &cause) != 0) {
         json_t *fields = error_fields(t);
         rt_error *err = rt_error_newf(RT_ERR_TASK_ERROR, fields, cause,
-                                      "%s did not run: an argument holds a %s (see cause)",
+                                      "%s did not run: an argument holds an error, %s (see "
+                                      "cause)",
                                       t->function, rt_error_kind_name(rt_error_kind_of(cause)));
         json_decref(fields);
         fail_task(t, RT_TASK_FAILED, err);
