@@ -575,8 +575,13 @@ static void run_job(rt_job *job)
 
 static void dependency_done(rt_task *t)
 {
-    if (__atomic_sub_fetch(&t->deps_remaining, 1, __ATOMIC_ACQ_REL) == 0)
-        queue_task(t);
+    if (__atomic_sub_fetch(&t->deps_remaining, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    pthread_mutex_lock(&t->lock);
+    if (t->state == RT_TASK_PENDING_ARGS_AVAIL)
+        set_state_locked(t, RT_TASK_PENDING_NODE_ASSIGNMENT); /* queued from now on */
+    pthread_mutex_unlock(&t->lock);
+    queue_task(t);
 }
 
 static void on_dependency_resolved(rt_watcher *w, void *arg)
