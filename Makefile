@@ -120,8 +120,11 @@ unit: $(UNIT_BIN)
 api-test: $(API_TEST_BIN) $(BUILD)/rayd
 	@RAYD_BIN=$(BUILD)/rayd tests/run_all.sh $(API_TEST_BIN)
 
+# Unit and API tests both run even when one fails; make test fails if either did.
 test: deps
-	$(MAKE) unit api-test
+	@$(MAKE) --no-print-directory unit; u=$$?; \
+	$(MAKE) --no-print-directory api-test; a=$$?; \
+	[ $$u -eq 0 ] && [ $$a -eq 0 ]
 
 bench: deps
 	$(MAKE) all

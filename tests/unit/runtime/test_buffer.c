@@ -1,0 +1,279 @@
+/* Unit tests for runtime/buffer.c: reference-counted buffers and content-type interning. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "runtime/buffer.h"
+
+static void test_new_sets_fields_and_nul(void **state)
+{
+    (void)state;
+    rt_buf *b = rt_buf_new(10, "text/plain");
+    assert_non_null(b);
+    assert_int_equal(b->refs, 1);
+    assert_int_equal(b->size, 10);
+    assert_non_null(b->content_type);
+    assert_string_equal(b->content_type, "text/plain");
+    assert_ptr_equal(b->content_type, rt_content_type_intern("text/plain"));
+    assert_int_equal(b->data[10], '\0');
+    memset(b->data, 'x', 10); /* the whole size is writable (ASan checks) */
+    assert_int_equal(b->data[10], '\0');
+    rt_buf_decref(b);
+}
+
+static void test_new_zero_size_and_null_type(void **state)
+{
+    (void)state;
+    rt_buf *b = rt_buf_new(0, NULL);
+    assert_non_null(b);
+    assert_int_equal(b->size, 0);
+    assert_int_equal(b->data[0], '\0');
+    assert_string_equal(b->content_type, "application/octet-stream");
+    assert_ptr_equal(b->content_type, rt_content_type_intern("application/octet-stream"));
+    rt_buf_decref(b);
+}
+
+static void test_from_copies_bytes(void **state)
+{
+    (void)state;
+    char src[] = {'a', '\0', 'b', (char)0xff, 'c'};
+    rt_buf *b = rt_buf_from(src, sizeof(src), "application/x-test");
+    assert_non_null(b);
+    assert_int_equal(b->size, sizeof(src));
+    assert_memory_equal(b->data, src, sizeof(src));
+    assert_int_equal(b->data[sizeof(src)], '\0');
+    assert_string_equal(b->content_type, "application/x-test");
+    src[0] = 'z'; /* a copy, not a view */
+    assert_int_equal(b->data[0], 'a');
+    rt_buf_decref(b);
+
+    rt_buf *empty = rt_buf_from(NULL, 0, NULL);
+    assert_non_null(empty);
+    assert_int_equal(empty->size, 0);
+    assert_int_equal(empty->data[0], '\0');
+    rt_buf_decref(empty);
+}
+
+static void test_resize_grow_and_shrink(void **state)
+{
+    (void)state;
+    rt_buf *b = rt_buf_from("hello", 5, "text/plain");
+    assert_non_null(b);
+    b = rt_buf_resize(b, 4096);
+    assert_non_null(b);
+    assert_int_equal(b->size, 4096);
+    assert_memory_equal(b->data, "hello", 5);
+    assert_int_equal(b->data[4096], '\0');
+    assert_string_equal(b->content_type, "text/plain");
+    assert_int_equal(b->refs, 1);
+    memset(b->data + 5, 'y', 4091);
+
+    b = rt_buf_resize(b, 3);
+    assert_non_null(b);
+    assert_int_equal(b->size, 3);
+    assert_memory_equal(b->data, "hel", 3);
+    assert_int_equal(b->data[3], '\0');
+
+    b = rt_buf_resize(b, 0);
+    assert_non_null(b);
+    assert_int_equal(b->size, 0);
+    assert_int_equal(b->data[0], '\0');
+    rt_buf_decref(b);
+}
+
+static void test_resize_overflow_keeps_buffer(void **state)
+{
+    (void)state;
+    rt_buf *b = rt_buf_from("abc", 3, NULL);
+    assert_non_null(b);
+    assert_null(rt_buf_resize(b, SIZE_MAX));
+    /* on failure the old buffer is unchanged and still valid */
+    assert_int_equal(b->size, 3);
+    assert_memory_equal(b->data, "abc", 3);
+    rt_buf_decref(b);
+    assert_null(rt_buf_new(SIZE_MAX, NULL));
+}
+
+static void test_incref_decref(void **state)
+{
+    (void)state;
+    rt_buf *b = rt_buf_new(1, NULL);
+    assert_non_null(b);
+    assert_ptr_equal(rt_buf_incref(b), b);
+    assert_int_equal(b->refs, 2);
+    assert_ptr_equal(rt_buf_incref(b), b);
+    assert_int_equal(b->refs, 3);
+    rt_buf_decref(b);
+    assert_int_equal(b->refs, 2);
+    rt_buf_decref(b);
+    assert_int_equal(b->refs, 1);
+    rt_buf_decref(b); /* frees; ASan/LSan would flag a leak or double free */
+    assert_null(rt_buf_incref(NULL));
+    rt_buf_decref(NULL);
+}
+
+#define RC_THREADS 4
+#define RC_ITERS 100000
+
+static void *refcount_worker(void *arg)
+{
+    rt_buf *b = arg;
+    for (int i = 0; i < RC_ITERS; i++) {
+        rt_buf_incref(b);
+        rt_buf_decref(b);
+    }
+    return NULL;
+}
+
+static void test_refcount_is_atomic(void **state)
+{
+    (void)state;
+    rt_buf *b = rt_buf_new(8, NULL);
+    assert_non_null(b);
+    pthread_t th[RC_THREADS];
+    for (int i = 0; i < RC_THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, refcount_worker, b), 0);
+    for (int i = 0; i < RC_THREADS; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(__atomic_load_n(&b->refs, __ATOMIC_SEQ_CST), 1);
+    rt_buf_decref(b);
+}
+
+static void test_intern_same_pointer_for_equal_strings(void **state)
+{
+    (void)state;
+    char *a = strdup("application/x-intern-test");
+    char *b = strdup("application/x-intern-test");
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_ptr_not_equal(a, b);
+    const char *ia = rt_content_type_intern(a);
+    const char *ib = rt_content_type_intern(b);
+    assert_non_null(ia);
+    assert_ptr_equal(ia, ib);
+    assert_string_equal(ia, "application/x-intern-test");
+    /* the interned copy does not depend on the caller's storage */
+    assert_ptr_not_equal(ia, a);
+    free(a);
+    free(b);
+    assert_string_equal(ia, "application/x-intern-test");
+
+    const char *other = rt_content_type_intern("application/x-intern-other");
+    assert_non_null(other);
+    assert_ptr_not_equal(other, ia);
+
+    /* the common types too */
+    assert_ptr_equal(rt_content_type_intern("application/json"),
+                     rt_content_type_intern("application/json"));
+    assert_ptr_equal(rt_content_type_intern("text/plain; charset=utf-8"),
+                     rt_content_type_intern("text/plain; charset=utf-8"));
+    /* buffers share the interned pointer */
+    rt_buf *b1 = rt_buf_new(0, "text/csv");
+    rt_buf *b2 = rt_buf_new(0, "text/csv");
+    assert_non_null(b1);
+    assert_non_null(b2);
+    assert_ptr_equal(b1->content_type, b2->content_type);
+    rt_buf_decref(b1);
+    rt_buf_decref(b2);
+}
+
+static void test_intern_length_limit(void **state)
+{
+    (void)state;
+    char type[RT_CONTENT_TYPE_MAX + 2];
+    memset(type, 'a', sizeof(type));
+    memcpy(type, "x/", 2);
+    type[RT_CONTENT_TYPE_MAX] = '\0'; /* exactly the maximum */
+    const char *ok = rt_content_type_intern(type);
+    assert_non_null(ok);
+    assert_int_equal(strlen(ok), RT_CONTENT_TYPE_MAX);
+    rt_buf *b = rt_buf_new(1, type);
+    assert_non_null(b);
+    assert_ptr_equal(b->content_type, ok);
+    rt_buf_decref(b);
+
+    type[RT_CONTENT_TYPE_MAX] = 'a';
+    type[RT_CONTENT_TYPE_MAX + 1] = '\0'; /* one too long */
+    assert_null(rt_content_type_intern(type));
+    assert_null(rt_buf_new(1, type));
+    assert_null(rt_buf_from("z", 1, type));
+}
+
+#define INTERN_THREADS 4
+#define INTERN_TYPES 64
+
+static const char *intern_results[INTERN_THREADS][INTERN_TYPES];
+
+static void *intern_worker(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    char name[64];
+    for (int i = 0; i < INTERN_TYPES; i++) {
+        int k = (i + t * 7) % INTERN_TYPES; /* different orders per thread */
+        snprintf(name, sizeof(name), "application/x-race-%d", k);
+        intern_results[t][k] = rt_content_type_intern(name);
+    }
+    return NULL;
+}
+
+static void test_intern_concurrent(void **state)
+{
+    (void)state;
+    pthread_t th[INTERN_THREADS];
+    for (int t = 0; t < INTERN_THREADS; t++)
+        assert_int_equal(pthread_create(&th[t], NULL, intern_worker, (void *)(intptr_t)t), 0);
+    for (int t = 0; t < INTERN_THREADS; t++)
+        pthread_join(th[t], NULL);
+    char name[64];
+    for (int k = 0; k < INTERN_TYPES; k++) {
+        snprintf(name, sizeof(name), "application/x-race-%d", k);
+        const char *expect = rt_content_type_intern(name);
+        assert_non_null(expect);
+        assert_string_equal(expect, name);
+        for (int t = 0; t < INTERN_THREADS; t++)
+            assert_ptr_equal(intern_results[t][k], expect);
+    }
+}
+
+static void test_is_json(void **state)
+{
+    (void)state;
+    assert_true(rt_content_type_is_json("application/json"));
+    assert_true(rt_content_type_is_json("application/json; charset=utf-8"));
+    assert_true(rt_content_type_is_json("application/json;charset=utf-8"));
+    assert_true(rt_content_type_is_json("application/problem+json"));
+    assert_true(rt_content_type_is_json("application/vnd.api+json; charset=utf-8"));
+    assert_false(rt_content_type_is_json("text/plain"));
+    assert_false(rt_content_type_is_json("text/plain; charset=utf-8"));
+    assert_false(rt_content_type_is_json("application/octet-stream"));
+    assert_false(rt_content_type_is_json("application/jsonx"));
+    assert_false(rt_content_type_is_json("application/json-seq"));
+    assert_false(rt_content_type_is_json("application/x-ndjson"));
+    assert_false(rt_content_type_is_json("text/plain; note=+json"));
+    assert_false(rt_content_type_is_json(""));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_new_sets_fields_and_nul),
+        cmocka_unit_test(test_new_zero_size_and_null_type),
+        cmocka_unit_test(test_from_copies_bytes),
+        cmocka_unit_test(test_resize_grow_and_shrink),
+        cmocka_unit_test(test_resize_overflow_keeps_buffer),
+        cmocka_unit_test(test_incref_decref),
+        cmocka_unit_test(test_refcount_is_atomic),
+        cmocka_unit_test(test_intern_same_pointer_for_equal_strings),
+        cmocka_unit_test(test_intern_length_limit),
+        cmocka_unit_test(test_intern_concurrent),
+        cmocka_unit_test(test_is_json),
+    };
+    return cmocka_run_group_tests_name("runtime/buffer", tests, NULL, NULL);
+}
