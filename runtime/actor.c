@@ -1079,6 +1079,8 @@ size_t rt_actor_list(rt_actors *as, uint64_t after_seq, int state, const char *c
 {
     size_t n = 0;
     *next_seq = 0;
+    if (limit == 0)
+        return 0;
     pthread_mutex_lock(&as->table_lock);
     for (rt_actor *a = as->oldest; a; a = a->order_next) {
         if (a->seq <= after_seq)

@@ -63,7 +63,9 @@ struct rt_task {
     rt_task_state state;
     unsigned attempts;
     bool cancel_requested;
-    bool deps_unpinned;
+    bool deps_started;   /* dependencies pinned and watched (set once, by task_start) */
+    bool completing;     /* the function returned; its outcome is being stored */
+    rt_task_state ending; /* that outcome, when completing */
     double submitted_at, started_at, finished_at;
     rt_error *error;
     int cancel_flag;                /* atomic, read by functions */
@@ -278,7 +280,10 @@ static void end_locked(rt_task *t, rt_task_state s, rt_error *err)
 static void after_end(rt_task *t)
 {
     rt_tasks *ts = t->owner;
-    for (size_t i = 0; i < t->ndeps; i++)
+    pthread_mutex_lock(&t->lock);
+    bool pinned = t->deps_started;
+    pthread_mutex_unlock(&t->lock);
+    for (size_t i = 0; pinned && i < t->ndeps; i++)
         rt_store_unpin(ts->store, t->deps[i].ref);
     pthread_mutex_lock(&ts->table_lock);
     ts->finished_kept++;
@@ -541,6 +546,8 @@ static void run_job(rt_job *job)
             return;
         }
         end = RT_TASK_FAILED;
+        t->completing = true;
+        t->ending = RT_TASK_FAILED;
         if (timed_out && call.error)
             err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL,
                                 "%s timed out after %g s", t->function, t->timeout);
@@ -548,6 +555,9 @@ static void run_job(rt_job *job)
             err = rt_error_new(RT_ERR_TASK_ERROR,
                                call.error ? call.error : "the function returned no result",
                                fields, NULL);
+    } else {
+        t->completing = true; /* from here a cancel has lost the race */
+        t->ending = RT_TASK_FINISHED;
     }
     pthread_mutex_unlock(&t->lock);
 
@@ -741,9 +751,20 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     return t;
 }
 
-/* Starts a task that is in the table: pins and watches its dependencies, or queues it. */
+/* Starts a task that is in the table: pins and watches its dependencies. This happens
+ * under the task lock, so a cancel that comes at the same time either finds them all
+ * pinned and watched (and undoes that), or comes first and the task never pins anything.
+ * Watchers may fire on other threads meanwhile; the guard in deps_remaining keeps them
+ * from queueing the task before this is done. */
 static void task_start(rt_tasks *ts, rt_task *t)
 {
+    long resolved = 0;
+    pthread_mutex_lock(&t->lock);
+    if (state_is_terminal(t->state)) { /* cancelled before it started */
+        pthread_mutex_unlock(&t->lock);
+        return;
+    }
+    t->deps_started = true;
     t->deps_remaining = (long)t->ndeps + 1;
     for (size_t i = 0; i < t->ndeps; i++) {
         dependency *d = &t->deps[i];
@@ -754,10 +775,13 @@ static void task_start(rt_tasks *ts, rt_task *t)
         task_incref(t);
         if (rt_store_watch(ts->store, d->ref, &d->watcher) != RT_OK) {
             d->watcher.fn = NULL; /* resolved or gone already */
-            task_decref(t);
-            dependency_done(t);
+            task_decref(t);       /* not the last: the table holds one */
+            resolved++;
         }
     }
+    pthread_mutex_unlock(&t->lock);
+    while (resolved-- > 0)
+        dependency_done(t);
     dependency_done(t); /* the guard */
 }
 
@@ -772,16 +796,21 @@ rt_status rt_task_submit_many(rt_tasks *ts, const rt_task_spec *specs, size_t n,
             return st;
         }
     }
-    size_t pending = __atomic_load_n(&ts->pending, __ATOMIC_RELAXED);
-    if (pending + n > ts->config.max_pending) {
+    /* Reserve room for n pending tasks first, so concurrent submissions cannot pass the
+     * limit together; give it back on any failure below. */
+    size_t pending = __atomic_add_fetch(&ts->pending, n, __ATOMIC_ACQ_REL);
+    if (pending > ts->config.max_pending) {
+        __atomic_sub_fetch(&ts->pending, n, __ATOMIC_ACQ_REL);
         *bad_index = 0;
-        snprintf(err, err_size, "%zu tasks are pending; the limit is %zu", pending,
+        snprintf(err, err_size, "%zu tasks are pending; the limit is %zu", pending - n,
                  ts->config.max_pending);
         return RT_ELIMIT;
     }
     rt_task **made = malloc((n + 1) * sizeof(*made));
-    if (!made)
+    if (!made) {
+        __atomic_sub_fetch(&ts->pending, n, __ATOMIC_ACQ_REL);
         return RT_ENOMEM;
+    }
     for (size_t i = 0; i < n; i++) {
         made[i] = task_new(ts, &specs[i]);
         if (!made[i]) {
@@ -791,6 +820,7 @@ rt_status rt_task_submit_many(rt_tasks *ts, const rt_task_spec *specs, size_t n,
                 task_free(made[k]);
             }
             free(made);
+            __atomic_sub_fetch(&ts->pending, n, __ATOMIC_ACQ_REL);
             *bad_index = i;
             snprintf(err, err_size, "out of memory");
             return RT_ENOMEM;
@@ -803,7 +833,6 @@ rt_status rt_task_submit_many(rt_tasks *ts, const rt_task_spec *specs, size_t n,
         stat_add(&ts->by_state[made[i]->state], 1);
     }
     pthread_mutex_unlock(&ts->table_lock);
-    stat_add(&ts->pending, (long)n);
     __atomic_add_fetch(&ts->submitted, n, __ATOMIC_RELAXED);
 
     size_t r = 0;
@@ -860,6 +889,9 @@ rt_status rt_task_cancel(rt_tasks *ts, const char *task_id, rt_task_state *state
     pthread_mutex_lock(&t->lock);
     if (state_is_terminal(t->state)) {
         st = RT_ESTATE;
+    } else if (t->completing) {
+        /* The function has returned and its outcome is being stored: too late. */
+        st = RT_ESTATE;
     } else if (t->state == RT_TASK_RUNNING) {
         t->cancel_requested = true;
         __atomic_store_n(&t->cancel_flag, 1, __ATOMIC_RELEASE);
@@ -872,7 +904,7 @@ rt_status rt_task_cancel(rt_tasks *ts, const char *task_id, rt_task_state *state
         json_decref(fields);
         end_locked(t, RT_TASK_CANCELLED, err);
     }
-    *state_out = t->state;
+    *state_out = t->completing && !state_is_terminal(t->state) ? t->ending : t->state;
     pthread_mutex_unlock(&t->lock);
 
     if (err) {
@@ -964,6 +996,8 @@ size_t rt_task_list(rt_tasks *ts, uint64_t after_seq, int state, const char *fun
 {
     size_t n = 0;
     *next_seq = 0;
+    if (limit == 0)
+        return 0;
     pthread_mutex_lock(&ts->table_lock);
     for (rt_task *t = ts->oldest; t; t = t->order_next) {
         if (t->seq <= after_seq)

@@ -121,14 +121,14 @@ static void fn_spin(rt_call *call)
     rt_call_return_json(call, json_string("spun"));
 }
 
-/* t.flaky(k): fails attempts 1..k, then returns the attempt number. Records when each
- * attempt started (one flaky task at a time). */
+/* t.flaky(k, record?): fails attempts 1..k, then returns the attempt number. With record
+ * true it notes when each attempt started (one such task at a time). */
 #define FLAKY_MAX 16
 static double flaky_times[FLAKY_MAX + 1];
 
 static void fn_flaky(rt_call *call)
 {
-    if (call->attempt <= FLAKY_MAX)
+    if (json_is_true(json_array_get(call->args, 1)) && call->attempt <= FLAKY_MAX)
         flaky_times[call->attempt] = rt_clock_monotonic();
     json_int_t k = json_integer_value(json_array_get(call->args, 0));
     if ((json_int_t)call->attempt <= k)
@@ -265,8 +265,7 @@ static rt_task_spec spec_of(const char *function, json_t *args)
 }
 
 /* Submits a spec (args stolen and released here) that must be accepted; one result ref. */
-static void submit_ok(env *e, rt_task_spec spec, char task_id[RT_REF_SIZE],
-                      char ref[RT_REF_SIZE])
+static void submit_ok(env *e, rt_task_spec spec, char task_id[RT_REF_SIZE], char ref[RT_REF_SIZE])
 {
     char err[256] = "";
     char refs[4][RT_REF_SIZE];
@@ -504,8 +503,9 @@ static size_t store_object_count(env *e)
 static void test_state_names(void **state)
 {
     (void)state;
-    const char *names[] = {"PENDING_ARGS_AVAIL", "PENDING_NODE_ASSIGNMENT", "RUNNING",
-                           "FINISHED", "FAILED", "CANCELLED"};
+    const char *names[] = {
+        "PENDING_ARGS_AVAIL", "PENDING_NODE_ASSIGNMENT", "RUNNING", "FINISHED", "FAILED",
+        "CANCELLED"};
     for (int i = 0; i < RT_TASK_STATE_COUNT; i++) {
         assert_string_equal(rt_task_state_name((rt_task_state)i), names[i]);
         assert_int_equal(rt_task_state_parse(names[i]), i);
@@ -580,8 +580,7 @@ static void test_function_failure(void **state)
     assert_int_equal(rt_error_kind_of(err), RT_ERR_TASK_ERROR);
     assert_non_null(strstr(rt_error_message(err), "zero"));
     assert_null(rt_error_cause(err));
-    assert_string_equal(json_string_value(json_object_get(rt_error_fields(err), "task_id")),
-                        id);
+    assert_string_equal(json_string_value(json_object_get(rt_error_fields(err), "task_id")), id);
     assert_string_equal(json_string_value(json_object_get(rt_error_fields(err), "function")),
                         "div");
     rt_error_decref(err);
@@ -706,8 +705,7 @@ static void test_chain_failure_propagates(void **state)
         json_t *f = rt_error_fields(err);
         const char *tid = json_string_value(json_object_get(f, "task_id"));
         if (!tid || strcmp(tid, ids[i]) != 0)
-            fail_msg("depth %zu: task_id %s, expected %s", CHAIN - 1 - i, tid ? tid : "-",
-                     ids[i]);
+            fail_msg("depth %zu: task_id %s, expected %s", CHAIN - 1 - i, tid ? tid : "-", ids[i]);
         assert_string_equal(json_string_value(json_object_get(f, "function")), "add");
         assert_non_null(strstr(rt_error_message(err), "did not run"));
         err = rt_error_cause(err);
@@ -785,7 +783,7 @@ static void test_retries(void **state)
     char id[RT_REF_SIZE], ref[RT_REF_SIZE];
 
     /* Fails twice, retried up to 3 times: finishes on attempt 3. */
-    rt_task_spec spec = spec_of("t.flaky", json_pack("[i]", 2));
+    rt_task_spec spec = spec_of("t.flaky", json_pack("[i,b]", 2, 1));
     spec.max_retries = 3;
     spec.retry_exceptions = true;
     submit_ok(e, spec, id, ref);
@@ -1022,6 +1020,7 @@ static void test_cancel_after_finish(void **state)
 typedef struct storm {
     env *e;
     char (*ids)[RT_REF_SIZE];
+    size_t *published; /* atomic: ids[0 .. *published) are submitted */
     int seed;
     int ok_cancelled, ok_running; /* cancel answers seen by this thread */
     int unexpected;               /* answers other than RT_OK / RT_ESTATE */
@@ -1032,9 +1031,14 @@ static void *storm_main(void *arg)
 {
     storm *s = arg;
     unsigned r = (unsigned)s->seed * 2654435761u + 1;
-    for (int round = 0; round < STORM_TASKS; round++) {
+    for (int round = 0; round < 2 * STORM_TASKS; round++) {
+        size_t n = __atomic_load_n(s->published, __ATOMIC_ACQUIRE);
+        if (n == 0) {
+            sleep_seconds(0.0001);
+            continue;
+        }
         r = r * 1103515245u + 12345u;
-        size_t i = (r >> 8) % STORM_TASKS;
+        size_t i = (r >> 8) % n;
         rt_task_state st;
         rt_status rc = rt_task_cancel(s->e->tasks, s->ids[i], &st);
         if (rc == RT_OK && st == RT_TASK_CANCELLED)
@@ -1057,9 +1061,17 @@ static void test_cancel_storm(void **state)
     char(*ids)[RT_REF_SIZE] = calloc(STORM_TASKS, RT_REF_SIZE);
     char(*refs)[RT_REF_SIZE] = calloc(STORM_TASKS, RT_REF_SIZE);
     int *running_answer = calloc(STORM_TASKS, sizeof(int));
+    size_t published = 0;
     assert_non_null(ids);
     assert_non_null(refs);
     assert_non_null(running_answer);
+    pthread_t threads[STORM_THREADS];
+    storm storms[STORM_THREADS];
+    for (int t = 0; t < STORM_THREADS; t++) {
+        storms[t] = (storm){.e = e, .ids = ids, .published = &published, .seed = t + 1,
+                            .running_answer = running_answer};
+        assert_int_equal(pthread_create(&threads[t], NULL, storm_main, &storms[t]), 0);
+    }
     /* Mixed work: busy loops, quick adds, failures, retries, and dependents. */
     for (size_t i = 0; i < STORM_TASKS; i++) {
         rt_task_spec spec;
@@ -1077,13 +1089,7 @@ static void test_cancel_storm(void **state)
         }
         submit_ok(e, spec, ids[i], refs[i]);
         json_decref(spec.args);
-    }
-    pthread_t threads[STORM_THREADS];
-    storm storms[STORM_THREADS];
-    for (int t = 0; t < STORM_THREADS; t++) {
-        storms[t] = (storm){.e = e, .ids = ids, .seed = t + 1,
-                            .running_answer = running_answer};
-        assert_int_equal(pthread_create(&threads[t], NULL, storm_main, &storms[t]), 0);
+        __atomic_store_n(&published, i + 1, __ATOMIC_RELEASE);
     }
     for (int t = 0; t < STORM_THREADS; t++)
         pthread_join(threads[t], NULL);
@@ -1119,8 +1125,8 @@ static void test_cancel_storm(void **state)
             ok_running += storms[t].ok_running;
         print_message("storm: %zu finished, %zu failed, %zu cancelled; cancel answered "
                       "CANCELLED %d, RUNNING %d\n",
-                      counts[RT_TASK_FINISHED], counts[RT_TASK_FAILED],
-                      counts[RT_TASK_CANCELLED], ok_cancelled, ok_running);
+                      counts[RT_TASK_FINISHED], counts[RT_TASK_FAILED], counts[RT_TASK_CANCELLED],
+                      ok_cancelled, ok_running);
     }
     if (late_finish)
         print_message("note: %d tasks finished normally after a cancel answered "
@@ -1147,7 +1153,7 @@ static void test_cancel_storm(void **state)
  * many dependencies: every task ends cancelled or finished, and once all have ended no
  * dependency is left pinned. Each task has its own dependency objects. */
 #define RACE_DEPS 32
-#define RACE_TASKS 300
+#define RACE_TASKS 800
 
 typedef struct race {
     env *e;
@@ -1248,29 +1254,29 @@ static void test_max_pending_concurrent(void **state)
     rt_tasks_config cfg = {.max_pending = LIMIT_MAX, .retry_base_delay = 0.001};
     env *e = env_new_cfg(state, 1, 0, &cfg);
     for (int round = 0; round < 30; round++) {
-    unsigned long long submitted_before = tstats(e).submitted;
-    pthread_t th[LIMIT_THREADS];
-    limiter ls[LIMIT_THREADS];
-    for (int t = 0; t < LIMIT_THREADS; t++) {
-        ls[t] = (limiter){.e = e};
-        assert_int_equal(pthread_create(&th[t], NULL, limit_main, &ls[t]), 0);
-    }
-    int accepted = 0;
-    for (int t = 0; t < LIMIT_THREADS; t++) {
-        pthread_join(th[t], NULL);
-        accepted += ls[t].accepted;
-    }
-    rt_tasks_stats st = tstats(e);
-    if (accepted > LIMIT_MAX)
-        fail_msg("round %d: max_pending %d, but %d tasks were accepted (pending now %zu)",
-                 round, LIMIT_MAX, accepted, st.pending);
-    assert_int_equal(st.submitted - submitted_before, (unsigned long long)accepted);
-    /* Let them all end before the next round. */
-    rt_tasks_cancel_all(e->tasks);
-    double end = rt_clock_monotonic() + WAIT_LIMIT;
-    while (tstats(e).pending > 0 && rt_clock_monotonic() < end)
-        sleep_seconds(0.0005);
-    assert_int_equal(tstats(e).pending, 0);
+        unsigned long long submitted_before = tstats(e).submitted;
+        pthread_t th[LIMIT_THREADS];
+        limiter ls[LIMIT_THREADS];
+        for (int t = 0; t < LIMIT_THREADS; t++) {
+            ls[t] = (limiter){.e = e};
+            assert_int_equal(pthread_create(&th[t], NULL, limit_main, &ls[t]), 0);
+        }
+        int accepted = 0;
+        for (int t = 0; t < LIMIT_THREADS; t++) {
+            pthread_join(th[t], NULL);
+            accepted += ls[t].accepted;
+        }
+        rt_tasks_stats st = tstats(e);
+        if (accepted > LIMIT_MAX)
+            fail_msg("round %d: max_pending %d, but %d tasks were accepted (pending now %zu)",
+                     round, LIMIT_MAX, accepted, st.pending);
+        assert_int_equal(st.submitted - submitted_before, (unsigned long long)accepted);
+        /* Let them all end before the next round. */
+        rt_tasks_cancel_all(e->tasks);
+        double end = rt_clock_monotonic() + WAIT_LIMIT;
+        while (tstats(e).pending > 0 && rt_clock_monotonic() < end)
+            sleep_seconds(0.0005);
+        assert_int_equal(tstats(e).pending, 0);
     }
 }
 
@@ -1389,20 +1395,18 @@ static void test_max_pending(void **state)
         specs[i].args = args;
     size_t bad = 99;
     err[0] = 0;
-    assert_int_equal(rt_task_submit_many(e->tasks, specs, 3, ids + 3, refs + 3, &bad, err,
-                                         sizeof(err)),
-                     RT_ELIMIT);
+    assert_int_equal(
+        rt_task_submit_many(e->tasks, specs, 3, ids + 3, refs + 3, &bad, err, sizeof(err)),
+        RT_ELIMIT);
     assert_true(strlen(err) > 0);
     assert_int_equal(store_object_count(e), objects);
     assert_int_equal(tstats(e).submitted, 3);
     assert_int_equal(tstats(e).pending, 3);
 
-    assert_int_equal(rt_task_submit_many(e->tasks, specs, 2, ids + 3, refs + 3, &bad, err,
-                                         sizeof(err)),
-                     RT_OK);
+    assert_int_equal(
+        rt_task_submit_many(e->tasks, specs, 2, ids + 3, refs + 3, &bad, err, sizeof(err)), RT_OK);
     char id[RT_REF_SIZE], ref[RT_REF_SIZE];
-    assert_int_equal(rt_task_submit(e->tasks, &specs[0], id, &ref, err, sizeof(err)),
-                     RT_ELIMIT);
+    assert_int_equal(rt_task_submit(e->tasks, &specs[0], id, &ref, err, sizeof(err)), RT_ELIMIT);
     assert_int_equal(store_object_count(e), objects + 2);
     rt_tasks_stats st = tstats(e);
     assert_int_equal(st.submitted, 5);
@@ -1449,8 +1453,7 @@ static void test_submit_many_all_or_nothing(void **state)
         tried[cases[c].index] = cases[c].bad;
         size_t bad = 99;
         err[0] = 0;
-        rt_status st = rt_task_submit_many(e->tasks, tried, 3, ids, refs, &bad, err,
-                                           sizeof(err));
+        rt_status st = rt_task_submit_many(e->tasks, tried, 3, ids, refs, &bad, err, sizeof(err));
         assert_int_equal(st, cases[c].expect);
         assert_int_equal(bad, (size_t)cases[c].index);
         assert_true(strlen(err) > 0);
@@ -1468,8 +1471,7 @@ static void test_submit_many_all_or_nothing(void **state)
 
     /* All good: ids per spec, refs spec by spec (1 + 2 + 1). */
     size_t bad = 99;
-    assert_int_equal(rt_task_submit_many(e->tasks, specs, 3, ids, refs, &bad, err,
-                                         sizeof(err)),
+    assert_int_equal(rt_task_submit_many(e->tasks, specs, 3, ids, refs, &bad, err, sizeof(err)),
                      RT_OK);
     assert_int_equal(wait_int(e, refs[0]), 3);
     assert_int_equal(wait_int(e, refs[1]), 0);
@@ -1536,8 +1538,7 @@ static void test_freed_dependency(void **state)
 static void test_pinned_dependency(void **state)
 {
     env *e = env_new_cfg(state, 1, 1000, NULL);
-    char g_id[RT_REF_SIZE], g[RT_REF_SIZE], x[RT_REF_SIZE], t_id[RT_REF_SIZE],
-        t[RT_REF_SIZE];
+    char g_id[RT_REF_SIZE], g[RT_REF_SIZE], x[RT_REF_SIZE], t_id[RT_REF_SIZE], t[RT_REF_SIZE];
     char text[301];
     text[0] = '"';
     memset(text + 1, 'x', 298);
