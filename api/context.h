@@ -23,9 +23,33 @@ typedef struct api_config {
     size_t memory_limit;       /* for /v1/status only; the store enforces it */
     unsigned workers;          /* for /v1/status only; the scheduler has them */
     size_t max_pending_tasks;  /* for /v1/status only; the task system enforces it */
+    const char *api_token;     /* bearer token for /v1/ routes; NULL or "": no auth */
+    const char *admin_token;   /* bearer token for admin routes; NULL: api_token applies */
 } api_config;
 
 typedef struct api_parking api_parking;
+typedef struct api_metrics api_metrics;
+
+/* Where the server is in its life; /readyz answers 200 only when READY. */
+typedef enum api_lifecycle {
+    API_STARTING = 0,
+    API_READY,
+    API_DRAINING /* new work is refused with 503 ShuttingDown; waits answer at once */
+} api_lifecycle;
+
+/* One answered (or abandoned) request, for the access log. Strings are borrowed for the
+ * duration of the callback. status is 0 when the client went away before an answer. */
+typedef struct api_request_summary {
+    const char *request_id;
+    const char *method;
+    const char *route; /* the route pattern, or "unmatched" */
+    const char *path;
+    unsigned status;
+    double seconds;
+    size_t bytes;
+} api_request_summary;
+
+typedef void (*api_request_logger)(const api_request_summary *summary, void *arg);
 
 typedef struct api_context {
     api_config config;
@@ -38,6 +62,10 @@ typedef struct api_context {
     double started_wall;  /* wall clock at start */
     double started_mono;  /* monotonic clock at start */
     api_parking *parking; /* owned by the server (api/server.c), set when it starts */
+    api_metrics *metrics; /* owned by the server, set when it starts */
+    int lifecycle;        /* api_lifecycle, atomic: set by service/, read by api/ */
+    api_request_logger log_request; /* called once per request when set */
+    void *log_arg;
 } api_context;
 
 #endif

@@ -7,6 +7,8 @@
 
 /* api/system.c */
 enum MHD_Result api_system_healthz(api_request *req);
+enum MHD_Result api_system_readyz(api_request *req);
+enum MHD_Result api_system_metrics(api_request *req);
 enum MHD_Result api_system_status(api_request *req);
 enum MHD_Result api_system_openapi_yaml(api_request *req);
 enum MHD_Result api_system_openapi_json(api_request *req);

@@ -69,7 +69,7 @@ enum MHD_Result api_objects_put(api_request *req)
     char location[16 + RT_REF_SIZE];
     snprintf(location, sizeof(location), "/v1/objects/%s", ref);
     struct MHD_Response *resp =
-        api_response_json(json_pack("{s:s,s:I,s:s}", "ref", ref, "size", (json_int_t)size,
+        api_response_json(req, json_pack("{s:s,s:I,s:s}", "ref", ref, "size", (json_int_t)size,
                                     "content_type", content_type));
     if (!resp)
         return MHD_NO;
@@ -215,14 +215,14 @@ static enum MHD_Result serve_ready(api_request *req, const rt_object_view *view)
         json_object_set_new(p, "ref", json_string(view->ref));
         json_object_set_new(p, "size", json_integer((json_int_t)view->size));
         json_object_set_new(p, "instance", json_string(req->url));
-        struct MHD_Response *resp = api_response_json(p);
+        struct MHD_Response *resp = api_response_json(req, p);
         if (!resp)
             return MHD_NO;
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, content_range);
         return api_reply(req, 416, resp, "application/problem+json");
     }
 
-    struct MHD_Response *resp = api_response_from_buf(view->buf, start, len);
+    struct MHD_Response *resp = api_response_from_buf(req, view->buf, start, len);
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);

@@ -210,6 +210,8 @@ enum MHD_Result api_park_on_refs(api_request *req, const char *const *refs, size
 {
     api_parking *pk = req->ctx->parking;
     api_park_finish(req); /* a previous round, if any */
+    if (__atomic_load_n(&req->ctx->lifecycle, __ATOMIC_ACQUIRE) == API_DRAINING)
+        req->deadline = 0; /* draining: answer with what there is, right away */
     api_park *park = calloc(1, sizeof(*park) + n * sizeof(rt_watcher));
     if (!park)
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);

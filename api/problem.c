@@ -57,7 +57,7 @@ enum MHD_Result api_problem_send(api_request *req, json_t *problem)
     unsigned status = json_is_integer(st) ? (unsigned)json_integer_value(st) : 500;
     if (req->url && !json_object_get(problem, "instance"))
         json_object_set_new(problem, "instance", json_string(req->url));
-    return api_reply(req, status, api_response_json(problem), "application/problem+json");
+    return api_reply(req, status, api_response_json(req, problem), "application/problem+json");
 }
 
 enum MHD_Result api_problem(api_request *req, unsigned status, const char *title,

@@ -20,6 +20,9 @@ enum MHD_Result api_reply(api_request *req, unsigned status, struct MHD_Response
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     if (status == 405 && req->allow[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, req->allow);
+    if (req->www_authenticate)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"rayd\"");
     if (req->retry_after) {
         char seconds[16];
         snprintf(seconds, sizeof(seconds), "%u", req->retry_after);
@@ -43,14 +46,15 @@ enum MHD_Result api_reply(api_request *req, unsigned status, struct MHD_Response
     return r;
 }
 
-struct MHD_Response *api_response_json(json_t *json)
+struct MHD_Response *api_response_json(api_request *req, json_t *json)
 {
     char *text = json ? json_dumps(json, JSON_COMPACT) : NULL;
     json_decref(json);
     if (!text)
         return NULL;
+    req->bytes_out = strlen(text);
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+        MHD_create_response_from_buffer(req->bytes_out, text, MHD_RESPMEM_MUST_FREE);
     if (!resp)
         free(text);
     return resp;
@@ -58,7 +62,7 @@ struct MHD_Response *api_response_json(json_t *json)
 
 enum MHD_Result api_reply_json(api_request *req, unsigned status, json_t *json)
 {
-    struct MHD_Response *resp = api_response_json(json);
+    struct MHD_Response *resp = api_response_json(req, json);
     if (!resp)
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
     return api_reply(req, status, resp, "application/json");
@@ -74,6 +78,7 @@ enum MHD_Result api_reply_empty(api_request *req, unsigned status)
 enum MHD_Result api_reply_static(api_request *req, unsigned status, const char *text,
                                  size_t len, const char *content_type)
 {
+    req->bytes_out = len;
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_PERSISTENT);
     return api_reply(req, status, resp, content_type);
@@ -84,8 +89,10 @@ static void release_buf(void *cls)
     rt_buf_decref(cls);
 }
 
-struct MHD_Response *api_response_from_buf(rt_buf *buf, size_t offset, size_t len)
+struct MHD_Response *api_response_from_buf(api_request *req, rt_buf *buf, size_t offset,
+                                           size_t len)
 {
+    req->bytes_out = len;
     struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
         len, buf->data + offset, release_buf, buf);
     if (resp)

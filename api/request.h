@@ -54,7 +54,9 @@ typedef struct api_request {
     api_park *park;         /* non-NULL while parked or just resumed */
     unsigned rounds;        /* how many times the handler was called */
     unsigned status;        /* status of the queued response, for logs and metrics */
+    size_t bytes_out;       /* body bytes of the queued response, for logs */
     char allow[64];         /* for 405 answers: the Allow header */
+    bool www_authenticate;  /* 401 answers: add WWW-Authenticate */
     unsigned retry_after;   /* seconds for a Retry-After header (429, 202 pending), 0: none */
     char ray_ref[RT_REF_SIZE]; /* Prefer: wait answers: adds X-Ray-Ref and Location */
     double prefer_wait;     /* seconds asked for with Prefer: wait=N, 0 when absent */
@@ -72,7 +74,7 @@ enum MHD_Result api_reply_json(api_request *req, unsigned status, json_t *json);
 
 /* A response holding json serialised (json stolen), for callers that add headers before
  * api_reply. NULL when out of memory. */
-struct MHD_Response *api_response_json(json_t *json);
+struct MHD_Response *api_response_json(api_request *req, json_t *json);
 
 /* Answers with no body. */
 enum MHD_Result api_reply_empty(api_request *req, unsigned status);
@@ -83,7 +85,8 @@ enum MHD_Result api_reply_static(api_request *req, unsigned status, const char *
 
 /* Answers with part of a stored buffer without copying it: the response holds a reference
  * (taken here) and drops it when MHD is done with it. */
-struct MHD_Response *api_response_from_buf(rt_buf *buf, size_t offset, size_t len);
+struct MHD_Response *api_response_from_buf(api_request *req, rt_buf *buf, size_t offset,
+                                           size_t len);
 
 /* ---- reading the request ------------------------------------------------------------ */
 

@@ -18,11 +18,19 @@ enum {
     API_BODY_RAW = 2   /* raw bytes collected straight into an rt_buf (object put) */
 };
 
+/* Who may call a route when auth is on (RAYD_API_TOKEN). */
+enum {
+    API_AUTH_OPEN = 0, /* health, readiness, metrics, the spec: never need a token */
+    API_AUTH_TOKEN,    /* every /v1/ route: the API token */
+    API_AUTH_ADMIN     /* registering code: the admin token (or the API token if unset) */
+};
+
 struct api_route {
     const char *method;  /* "GET", "POST", ... */
     const char *pattern; /* also the route's label in logs and metrics */
     api_handler handler;
     int body;            /* API_BODY_* */
+    int auth;            /* API_AUTH_*; routes under /v1/ are at least API_AUTH_TOKEN */
 };
 
 typedef enum api_match_result {

@@ -15,15 +15,17 @@
 #include <strings.h>
 #include <time.h>
 
+#include "api/metrics.h"
 #include "api/park.h"
 #include "api/problem.h"
 #include "api/router.h"
 #include "runtime/clock.h"
 
-/* Memory MHD gives each connection for headers and buffers. 256 KiB lets big bodies
- * arrive in large reads (LIBMICROHTTPD.md measured +17% for big uploads at 1 MiB) without
- * making thousands of idle connections expensive. */
-#define CONNECTION_MEMORY (256 * 1024)
+/* Memory MHD gives each connection for headers and buffers. libmicrohttpd 0.9.75 clears
+ * the whole pool after every keep-alive request, so this is paid per request: at 256 KiB
+ * the memset was 40% of the CPU of a small GET (measured with perf, BENCHMARKS.md); 64 KiB
+ * keeps big uploads as fast and small requests three times faster. */
+#define CONNECTION_MEMORY (64 * 1024)
 /* First allocation for a body without Content-Length. */
 #define BODY_INITIAL_CHUNKED (64 * 1024)
 
@@ -61,6 +63,41 @@ static int content_type_is_json_or_form(const char *ct)
     return strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
 }
 
+/* Compares two strings in time that depends only on their lengths, not on where they
+ * differ, so a token cannot be guessed byte by byte from response times. */
+static int secret_equal(const char *given, const char *secret)
+{
+    size_t a = strlen(given), b = strlen(secret);
+    unsigned char diff = (unsigned char)(a != b);
+    for (size_t i = 0; i < b; i++)
+        diff |= (unsigned char)(secret[i] ^ (i < a ? given[i] : 0));
+    return diff == 0;
+}
+
+/* Checks the bearer token a route needs (unmatched /v1/ paths need the API token). On
+ * failure answers 401 and returns -1. */
+static int check_auth(api_request *req)
+{
+    const api_config *cfg = &req->ctx->config;
+    int need = req->route ? req->route->auth
+                          : (strncmp(req->url, "/v1/", 4) == 0 ? API_AUTH_TOKEN : API_AUTH_OPEN);
+    const char *secret = cfg->api_token;
+    if (need == API_AUTH_ADMIN && cfg->admin_token && *cfg->admin_token)
+        secret = cfg->admin_token;
+    if (need == API_AUTH_OPEN || !secret || !*secret)
+        return 0;
+    const char *auth = api_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0 && secret_equal(auth + 7, secret))
+        return 0;
+    req->www_authenticate = 1;
+    api_problem(req, 401, "Unauthorized",
+                need == API_AUTH_ADMIN && secret == cfg->admin_token
+                    ? "this route needs the admin token: Authorization: Bearer <token>"
+                    : "this route needs a token: Authorization: Bearer <token>",
+                NULL);
+    return -1;
+}
+
 /* Parses Content-Length strictly. Returns 1 and sets *out, 0 when absent, -1 when bad. */
 static int content_length(api_request *req, size_t *out)
 {
@@ -89,16 +126,31 @@ static enum MHD_Result request_begin(api_request *req)
     char *allow = req->allow;
     api_match_result m = api_route_match(req->method, req->path_copy, &req->route,
                                          req->params, req->allow, sizeof(req->allow));
+    if (m == API_MATCH_NO_PATH && strncmp(req->url, "/v1/", 4) == 0 && check_auth(req) != 0)
+        return MHD_YES;
     if (m == API_MATCH_NO_PATH)
         return api_problemf(req, 404, "NotFound",
                             "no route for %s %s; the API is described at /openapi.yaml",
                             req->method, req->url);
+    if (m == API_MATCH_NO_METHOD && strncmp(req->url, "/v1/", 4) == 0 && check_auth(req) != 0)
+        return MHD_YES;
     if (m == API_MATCH_NO_METHOD) {
         json_t *extra = json_pack("{s:s}", "allow", allow);
         char detail[256];
         snprintf(detail, sizeof(detail), "%s is not allowed on %s; allowed: %s", req->method,
                  req->url, allow);
         return api_problem(req, 405, "MethodNotAllowed", detail, extra);
+    }
+
+    if (check_auth(req) != 0)
+        return MHD_YES;
+    if (__atomic_load_n(&ctx->lifecycle, __ATOMIC_ACQUIRE) == API_DRAINING &&
+        strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        req->retry_after = 1;
+        return api_problem(req, 503, "ShuttingDown",
+                           "the server is draining and takes no new work; retry on another "
+                           "replica",
+                           NULL);
     }
 
     size_t length = 0;
@@ -251,12 +303,30 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     api_request *req = *con_cls;
-    (void)cls;
+    api_server *server = cls;
     (void)conn;
     (void)toe;
     if (!req)
         return;
     api_park_finish(req);
+    double seconds = rt_clock_monotonic() - req->started;
+    const api_route *table;
+    size_t nroutes = api_route_table(&table);
+    int route = req->route ? (int)(req->route - table) : -1;
+    if (req->replied)
+        api_metrics_record(server->ctx->metrics, route, req->method, req->status, seconds);
+    if (server->ctx->log_request) {
+        api_request_summary s = {
+            .request_id = req->request_id,
+            .method = req->method,
+            .route = route >= 0 && (size_t)route < nroutes ? req->route->pattern : "unmatched",
+            .path = req->url,
+            .status = req->replied ? req->status : 0,
+            .seconds = seconds,
+            .bytes = req->bytes_out,
+        };
+        server->ctx->log_request(&s, server->ctx->log_arg);
+    }
     if (req->handler_state_free)
         req->handler_state_free(req->handler_state);
     rt_buf_decref(req->raw_buf);
@@ -278,8 +348,13 @@ api_server *api_server_start(api_context *ctx, char *err, size_t err_size)
     }
     server->ctx = ctx;
     ctx->parking = api_parking_new();
-    if (!ctx->parking) {
-        snprintf(err, err_size, "cannot start the deadline thread");
+    ctx->metrics = api_metrics_new();
+    if (!ctx->parking || !ctx->metrics) {
+        snprintf(err, err_size, "cannot start the deadline thread (out of memory?)");
+        api_parking_free(ctx->parking);
+        api_metrics_free(ctx->metrics);
+        ctx->parking = NULL;
+        ctx->metrics = NULL;
         free(server);
         return NULL;
     }
@@ -333,7 +408,9 @@ api_server *api_server_start(api_context *ctx, char *err, size_t err_size)
 
 fail:
     api_parking_free(ctx->parking);
+    api_metrics_free(ctx->metrics);
     ctx->parking = NULL;
+    ctx->metrics = NULL;
     free(server);
     return NULL;
 }
@@ -360,6 +437,8 @@ void api_server_stop(api_server *server)
     nanosleep(&settle, NULL);
     MHD_stop_daemon(server->daemon);
     api_parking_free(server->ctx->parking);
+    api_metrics_free(server->ctx->metrics);
     server->ctx->parking = NULL;
+    server->ctx->metrics = NULL;
     free(server);
 }

@@ -1,12 +1,45 @@
 /* Service endpoints: liveness, node status, and the OpenAPI document. */
+#include <stdlib.h>
+
 #include "api/handlers.h"
+#include "api/metrics.h"
 #include "api/openapi_spec.h"
+#include "api/problem.h"
 #include "runtime/clock.h"
 
 enum MHD_Result api_system_healthz(api_request *req)
 {
     static const char OK[] = "{\"status\":\"ok\"}";
     return api_reply_static(req, 200, OK, sizeof(OK) - 1, "application/json");
+}
+
+enum MHD_Result api_system_readyz(api_request *req)
+{
+    static const char READY[] = "{\"status\":\"ready\"}";
+    int state = __atomic_load_n(&req->ctx->lifecycle, __ATOMIC_ACQUIRE);
+    if (state == API_READY)
+        return api_reply_static(req, 200, READY, sizeof(READY) - 1, "application/json");
+    req->retry_after = 1;
+    return api_problem(req, 503, "ShuttingDown",
+                       state == API_STARTING ? "the server is starting"
+                                             : "the server is draining and takes no new work",
+                       NULL);
+}
+
+enum MHD_Result api_system_metrics(api_request *req)
+{
+    size_t len = 0;
+    char *text = api_metrics_render(req->ctx->metrics, req->ctx, &len);
+    if (!text)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    req->bytes_out = len;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    return api_reply(req, 200, resp, "text/plain; version=0.0.4; charset=utf-8");
 }
 
 enum MHD_Result api_system_status(api_request *req)

@@ -845,8 +845,8 @@ static int valid_name(const char *name)
     if (n == 0 || n > RT_ACTOR_NAME_MAX)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
-            return 0;
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f || name[i] == '/')
+            return 0; /* '/' would make GET /v1/actors/by-name/{name} unreachable */
     return 1;
 }
 
@@ -861,7 +861,7 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
         return RT_ENOTFOUND;
     }
     if (spec->name && !valid_name(spec->name)) {
-        snprintf(err, err_size, "name must be 1 to %d bytes without control characters",
+        snprintf(err, err_size, "name must be 1 to %d bytes without control characters or '/'",
                  RT_ACTOR_NAME_MAX);
         return RT_EINVAL;
     }

@@ -86,6 +86,7 @@ struct rt_tasks {
     size_t by_state[RT_TASK_STATE_COUNT];
     size_t pending;
     unsigned long long submitted, finished, failed, cancelled, retries;
+    rt_histogram run_seconds;
 };
 
 static const char *const STATE_NAMES[RT_TASK_STATE_COUNT] = {
@@ -519,7 +520,9 @@ static void run_job(rt_job *job)
         .cancel_flag = &t->cancel_flag,
         .deadline = t->timeout > 0 ? rt_clock_monotonic() + t->timeout : 0,
     };
+    double began = rt_clock_monotonic();
     t->fn->fn(&call);
+    rt_histogram_observe(&ts->run_seconds, rt_clock_monotonic() - began);
     bool timed_out = call.deadline > 0 && rt_clock_monotonic() >= call.deadline;
     json_decref(args);
     json_decref(kwargs);
@@ -1026,6 +1029,7 @@ void rt_tasks_get_stats(rt_tasks *ts, rt_tasks_stats *out)
     out->failed = __atomic_load_n(&ts->failed, __ATOMIC_RELAXED);
     out->cancelled = __atomic_load_n(&ts->cancelled, __ATOMIC_RELAXED);
     out->retries = __atomic_load_n(&ts->retries, __ATOMIC_RELAXED);
+    rt_histogram_read(&ts->run_seconds, &out->run_seconds);
 }
 
 /* ---- life --------------------------------------------------------------------------- */

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "runtime/function.h"
+#include "runtime/histogram.h"
 #include "runtime/object_store.h"
 #include "runtime/scheduler.h"
 
@@ -127,6 +128,7 @@ typedef struct rt_tasks_stats {
     size_t by_state[RT_TASK_STATE_COUNT]; /* tasks in each state now (kept records) */
     size_t pending;                       /* not yet ended */
     unsigned long long submitted, finished, failed, cancelled, retries;
+    rt_histogram run_seconds; /* how long function calls ran */
 } rt_tasks_stats;
 
 void rt_tasks_get_stats(rt_tasks *tasks, rt_tasks_stats *out);

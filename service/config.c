@@ -11,6 +11,7 @@
 
 typedef enum setting_kind {
     KIND_STRING,
+    KIND_CHOICE,     /* a string from `choices`, '|'-separated */
     KIND_UINT,       /* unsigned */
     KIND_SIZE_COUNT, /* a count stored as size_t */
     KIND_SIZE,       /* bytes: 512K, 2G */
@@ -25,33 +26,49 @@ typedef struct setting {
     unsigned long min, max; /* KIND_UINT bounds */
     const char *default_text; /* as shown in --help; NULL: computed (see help) */
     const char *help;
+    const char *choices; /* KIND_CHOICE: "json|text" */
 } setting;
 
 #define OFF(field) offsetof(svc_config, field)
 
 static const setting SETTINGS[] = {
     {"--bind", "RAYD_BIND", KIND_STRING, OFF(api.bind), 0, 0, "0.0.0.0",
-     "address to listen on (IPv4 or IPv6)"},
+     "address to listen on (IPv4 or IPv6)", NULL},
     {"--port", "RAYD_PORT", KIND_UINT, OFF(api.port), 0, 65535, "8080",
-     "TCP port; 0 lets the kernel pick one (printed in the 'listening' log line)"},
+     "TCP port; 0 lets the kernel pick one (printed in the 'listening' log line)", NULL},
     {"--http-threads", "RAYD_HTTP_THREADS", KIND_UINT, OFF(api.http_threads), 2, 256,
      "number of cores, at least 2",
-     "HTTP event-loop threads (at least 2: a single libmicrohttpd epoll thread stalls)"},
+     "HTTP event-loop threads (at least 2: a single libmicrohttpd epoll thread stalls)", NULL},
     {"--memory-limit", "RAYD_MEMORY_LIMIT", KIND_SIZE, OFF(api.memory_limit), 0, 0,
-     "30% of memory", "object store memory limit (512M, 2G); LRU eviction beyond it"},
+     "30% of memory", "object store memory limit (512M, 2G); LRU eviction beyond it", NULL},
     {"--max-body", "RAYD_MAX_BODY", KIND_SIZE, OFF(api.max_body), 0, 0, "256M",
-     "largest request body accepted (413 beyond it)"},
+     "largest request body accepted (413 beyond it)", NULL},
     {"--max-wait", "RAYD_MAX_WAIT", KIND_DURATION, OFF(api.max_wait), 0, 0, "60s",
-     "longest any request waits for objects (timeouts are capped at this)"},
+     "longest any request waits for objects (timeouts are capped at this)", NULL},
     {"--connection-limit", "RAYD_CONNECTION_LIMIT", KIND_UINT, OFF(api.connection_limit), 1,
-     1000000, "10000", "most simultaneous client connections"},
+     1000000, "10000", "most simultaneous client connections", NULL},
     {"--workers", "RAYD_WORKERS", KIND_UINT, OFF(api.workers), 1, 1024, "number of cores",
-     "worker threads that run tasks and actor calls"},
+     "worker threads that run tasks and actor calls", NULL},
     {"--max-pending-tasks", "RAYD_MAX_PENDING_TASKS", KIND_SIZE_COUNT, OFF(api.max_pending_tasks),
-     1, 100000000, "1000000", "tasks accepted but not ended; beyond it 429 TooManyRequests"},
+     1, 100000000, "1000000", "tasks accepted but not ended; beyond it 429 TooManyRequests", NULL},
     {"--connection-timeout", "RAYD_CONNECTION_TIMEOUT", KIND_DURATION,
      OFF(api.connection_timeout), 0, 0, "30s",
-     "idle connections are closed after this (parked requests are not idle)"},
+     "idle connections are closed after this (parked requests are not idle)", NULL},
+    {"--drain-timeout", "RAYD_DRAIN_TIMEOUT", KIND_DURATION, OFF(drain_timeout), 0, 0, "25s",
+     "after SIGTERM, how long running work may finish before the process exits", NULL},
+    {"--log-format", "RAYD_LOG_FORMAT", KIND_CHOICE, OFF(log_format), 0, 0, "json",
+     "json: one JSON object per line; text: for humans", "json|text"},
+    {"--log-level", "RAYD_LOG_LEVEL", KIND_CHOICE, OFF(log_level), 0, 0, "info",
+     "info logs every request; warn and error only problems", "debug|info|warn|error"},
+    {"--api-token", "RAYD_API_TOKEN", KIND_STRING, OFF(api.api_token), 0, 0, "(none)",
+     "bearer token every /v1/ route needs (prefer the file or the variable)", NULL},
+    {"--api-token-file", "RAYD_API_TOKEN_FILE", KIND_STRING, OFF(api_token_file), 0, 0,
+     "(none)", "file holding the API token (trailing newline ignored)", NULL},
+    {"--admin-token", "RAYD_ADMIN_TOKEN", KIND_STRING, OFF(api.admin_token), 0, 0, "(none)",
+     "bearer token for admin routes (registering code); default: the API token", NULL},
+    {"--admin-token-file", "RAYD_ADMIN_TOKEN_FILE", KIND_STRING, OFF(admin_token_file), 0, 0,
+     "(none)", "file holding the admin token", NULL},
+
 };
 
 #define SETTING_COUNT (sizeof(SETTINGS) / sizeof(SETTINGS[0]))
@@ -93,6 +110,9 @@ static void set_defaults(svc_config *c)
     c->api.connection_limit = 10000;
     c->api.connection_timeout = 30;
     c->api.workers = cores > 0 ? (unsigned)cores : 1;
+    c->drain_timeout = 25;
+    c->log_format = "json";
+    c->log_level = "info";
     c->api.max_pending_tasks = 1000000;
 }
 
@@ -110,6 +130,19 @@ static int apply(svc_config *c, const setting *s, const char *source, const char
             break;
         *(const char **)field = value;
         return 0;
+    case KIND_CHOICE: {
+        size_t n = strlen(value);
+        for (const char *opt = s->choices; n && *opt;) {
+            size_t len = strcspn(opt, "|");
+            if (len == n && strncmp(opt, value, n) == 0) {
+                *(const char **)field = value;
+                return 0;
+            }
+            opt += len + (opt[len] == '|');
+        }
+        fprintf(err, "rayd: %s: '%s' is not one of %s\n", source, value, s->choices);
+        return -1;
+    }
     case KIND_UINT:
     case KIND_SIZE_COUNT:
         if (svc_parse_uint(value, s->min, s->max, &u) != 0) {
@@ -159,6 +192,52 @@ void svc_config_print_help(FILE *out)
     fprintf(out, "  %-22s %-24s %-28s %s\n", "--version", "", "", "print the version and exit");
 }
 
+/* Reads a token file: its first line, without the newline. NULL (with a message) on
+ * error. */
+static char *read_token_file(const char *path, const char *source, FILE *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(err, "rayd: %s: cannot read '%s'\n", source, path);
+        return NULL;
+    }
+    char line[4096];
+    char *token = NULL;
+    if (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (*line)
+            token = strdup(line);
+    }
+    fclose(f);
+    if (!token)
+        fprintf(err, "rayd: %s: '%s' holds no token\n", source, path);
+    return token;
+}
+
+void svc_config_release(svc_config *c)
+{
+    free(c->tokens_read[0]);
+    free(c->tokens_read[1]);
+    c->tokens_read[0] = c->tokens_read[1] = NULL;
+}
+
+/* Reads the token files, if given; they win over tokens given directly. */
+static int load_tokens(svc_config *c, FILE *err)
+{
+    if (c->api_token_file) {
+        if (!(c->tokens_read[0] = read_token_file(c->api_token_file, "RAYD_API_TOKEN_FILE", err)))
+            return -1;
+        c->api.api_token = c->tokens_read[0];
+    }
+    if (c->admin_token_file) {
+        if (!(c->tokens_read[1] =
+                  read_token_file(c->admin_token_file, "RAYD_ADMIN_TOKEN_FILE", err)))
+            return -1;
+        c->api.admin_token = c->tokens_read[1];
+    }
+    return 0;
+}
+
 svc_config_result svc_config_load(svc_config *c, int argc, char **argv, FILE *out, FILE *err)
 {
     set_defaults(c);
@@ -199,5 +278,7 @@ svc_config_result svc_config_load(svc_config *c, int argc, char **argv, FILE *ou
         if (apply(c, s, s->flag, value, err) != 0)
             return SVC_CONFIG_ERROR;
     }
+    if (load_tokens(c, err) != 0)
+        return SVC_CONFIG_ERROR;
     return SVC_CONFIG_OK;
 }

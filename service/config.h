@@ -10,7 +10,16 @@
 
 typedef struct svc_config {
     api_config api;      /* bind, port, threads, limits the HTTP layer enforces */
+    double drain_timeout; /* seconds running work gets to finish after SIGTERM */
+    const char *log_format; /* "json" or "text" */
+    const char *log_level;  /* "debug", "info", "warn", "error" */
+    const char *api_token_file;
+    const char *admin_token_file;
+    char *tokens_read[2];   /* owned: tokens read from the files above */
 } svc_config;
+
+/* Frees what svc_config_load allocated. */
+void svc_config_release(svc_config *config);
 
 typedef enum svc_config_result {
     SVC_CONFIG_OK = 0,

@@ -1,26 +1,114 @@
-/* JSON log lines. */
+/* Log lines in JSON or text, written with one write(2) each. */
 #include "service/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "runtime/clock.h"
 
+static int log_text;                       /* 0: JSON lines, 1: text */
+static svc_log_level log_min = SVC_LOG_INFO;
+
+static svc_log_level level_of(const char *name)
+{
+    if (!name)
+        return SVC_LOG_INFO;
+    if (strcmp(name, "debug") == 0)
+        return SVC_LOG_DEBUG;
+    if (strcmp(name, "warn") == 0)
+        return SVC_LOG_WARN;
+    if (strcmp(name, "error") == 0)
+        return SVC_LOG_ERROR;
+    return SVC_LOG_INFO;
+}
+
+void svc_log_configure(const char *format, const char *level)
+{
+    log_text = format && strcmp(format, "text") == 0;
+    log_min = level_of(level);
+}
+
+static void write_line(const char *line, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(STDOUT_FILENO, line, len);
+        if (n <= 0)
+            return; /* a closed stdout must not stop the server */
+        line += n;
+        len -= (size_t)n;
+    }
+}
+
 void svc_log_event(const char *level, const char *event, json_t *fields)
 {
-    char now[40];
-    json_t *line = json_pack("{s:s,s:s,s:s}", "time",
-                             rt_clock_format(rt_clock_wall(), now, sizeof(now)), "level", level,
-                             "event", event);
-    if (fields) {
-        json_object_update_missing(line, fields);
+    if (level_of(level) < log_min) {
         json_decref(fields);
+        return;
     }
-    char *text = json_dumps(line, JSON_COMPACT);
-    json_decref(line);
-    if (text) {
-        fprintf(stdout, "%s\n", text);
-        fflush(stdout);
+    char now[40];
+    rt_clock_format(rt_clock_wall(), now, sizeof(now));
+    char *line = NULL;
+    if (log_text) {
+        char *rest = fields ? json_dumps(fields, JSON_COMPACT) : NULL;
+        if (asprintf(&line, "%s %-5s %s %s\n", now, level, event, rest ? rest : "") < 0)
+            line = NULL;
+        free(rest);
+    } else {
+        json_t *obj = json_pack("{s:s,s:s,s:s}", "time", now, "level", level, "event", event);
+        if (fields)
+            json_object_update_missing(obj, fields);
+        char *text = json_dumps(obj, JSON_COMPACT);
+        json_decref(obj);
+        if (text && asprintf(&line, "%s\n", text) < 0)
+            line = NULL;
         free(text);
     }
+    json_decref(fields);
+    if (line) {
+        write_line(line, strlen(line));
+        free(line);
+    }
+}
+
+/* Appends s as a JSON string body (without quotes), escaping what JSON needs. */
+static size_t escape(char *out, size_t cap, const char *s)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && o + 7 < cap; p++) {
+        if (*p == '"' || *p == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)*p;
+        } else if (*p < 0x20 || *p >= 0x7f) {
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", *p);
+        } else {
+            out[o++] = (char)*p;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
+void svc_log_request(const api_request_summary *s, void *arg)
+{
+    (void)arg;
+    if (log_min > SVC_LOG_INFO)
+        return;
+    char now[40], id[300], path[600], line[1200];
+    rt_clock_format(rt_clock_wall(), now, sizeof(now));
+    escape(id, sizeof(id), s->request_id);
+    escape(path, sizeof(path), s->path);
+    int n;
+    if (log_text)
+        n = snprintf(line, sizeof(line), "%s info  %s %s %u %.3f ms %zu B %s\n", now, s->method,
+                     path, s->status, s->seconds * 1e3, s->bytes, id);
+    else
+        n = snprintf(line, sizeof(line),
+                     "{\"time\":\"%s\",\"level\":\"info\",\"event\":\"request\","
+                     "\"request_id\":\"%s\",\"method\":\"%s\",\"route\":\"%s\",\"path\":\"%s\","
+                     "\"status\":%u,\"duration_seconds\":%.6f,\"bytes\":%zu}\n",
+                     now, id, s->method, s->route, path, s->status, s->seconds, s->bytes);
+    if (n > 0)
+        write_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }

@@ -1,11 +1,24 @@
-/* Structured logs: one JSON object per line on stdout, for people and for log shippers.
- * Thread-safe: each line is written with a single call under stdio's lock. */
+/* Logs: one line per event on stdout, JSON by default ({"time","level","event",...}) or
+ * text for people, filtered by level. Every answered request is one "request" line at level
+ * info. Thread-safe: each line is written with one write(2) call, so lines never interleave. */
 #ifndef RAYD_SERVICE_LOG_H
 #define RAYD_SERVICE_LOG_H
 
 #include <jansson.h>
 
-/* Writes {"time","level","event", ...fields}. fields is stolen (NULL for none). */
+#include "api/context.h"
+
+typedef enum svc_log_level { SVC_LOG_DEBUG = 0, SVC_LOG_INFO, SVC_LOG_WARN, SVC_LOG_ERROR } svc_log_level;
+
+/* Sets the format ("json" or "text") and the lowest level written ("debug", ...). Call once,
+ * before other threads log. */
+void svc_log_configure(const char *format, const char *level);
+
+/* Writes an event line: {"time","level","event", ...fields}. fields is stolen (NULL for
+ * none). level is "debug", "info", "warn" or "error". */
 void svc_log_event(const char *level, const char *event, json_t *fields);
+
+/* The access log: an api_request_logger (arg unused). */
+void svc_log_request(const api_request_summary *summary, void *arg);
 
 #endif

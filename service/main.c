@@ -6,7 +6,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "api/park.h"
 #include "api/server.h"
 #include "runtime/clock.h"
 #include "service/config.h"
@@ -22,6 +24,39 @@ static void raise_fd_limit(void)
     }
 }
 
+/* True while tasks or actor calls are queued or running. */
+static int work_in_flight(const api_context *ctx)
+{
+    rt_tasks_stats ts;
+    rt_scheduler_stats ss;
+    rt_tasks_get_stats(ctx->tasks, &ts);
+    rt_scheduler_get_stats(ctx->scheduler, &ss);
+    return ts.by_state[RT_TASK_RUNNING] > 0 || ts.by_state[RT_TASK_PENDING_NODE_ASSIGNMENT] > 0 ||
+           ss.busy > 0 || ss.queued > 0;
+}
+
+/* Graceful drain, as a load balancer expects: /readyz turns 503 at once, new work is
+ * refused with 503, parked requests are answered now with what there is, and running work
+ * gets drain_timeout seconds to finish. A second signal ends the process at once. */
+static void drain(api_context *ctx, const sigset_t *signals, double drain_timeout, int sig)
+{
+    __atomic_store_n(&ctx->lifecycle, API_DRAINING, __ATOMIC_RELEASE);
+    svc_log_event("info", "draining",
+                  json_pack("{s:s,s:f}", "signal", strsignal(sig), "drain_timeout", drain_timeout));
+    api_parking_wake_all(ctx->parking);
+    double deadline = rt_clock_monotonic() + drain_timeout;
+    while (work_in_flight(ctx) && rt_clock_monotonic() < deadline) {
+        struct timespec tick = {0, 50 * 1000 * 1000};
+        int again = sigtimedwait(signals, NULL, &tick);
+        if (again > 0) {
+            svc_log_event("warn", "stopped at once", json_pack("{s:s}", "signal", strsignal(again)));
+            _exit(1);
+        }
+    }
+    if (work_in_flight(ctx))
+        svc_log_event("warn", "drain timeout: cancelling running work", NULL);
+}
+
 int main(int argc, char **argv)
 {
     svc_config config;
@@ -30,6 +65,7 @@ int main(int argc, char **argv)
     case SVC_CONFIG_ERROR: return 2;
     case SVC_CONFIG_OK: break;
     }
+    svc_log_configure(config.log_format, config.log_level);
     raise_fd_limit();
 
     /* Signals are taken synchronously by the main thread below; every other thread
@@ -66,6 +102,7 @@ int main(int argc, char **argv)
         .version = svc_version(),
         .started_wall = rt_clock_wall(),
         .started_mono = rt_clock_monotonic(),
+        .log_request = svc_log_request,
     };
     char err[256];
     api_server *server = api_server_start(&ctx, err, sizeof(err));
@@ -81,6 +118,8 @@ int main(int argc, char **argv)
                             (json_int_t)config.api.memory_limit, "max_body",
                             (json_int_t)config.api.max_body, "max_wait", config.api.max_wait));
 
+    __atomic_store_n(&ctx.lifecycle, API_READY, __ATOMIC_RELEASE);
+
     /* The main thread's job from here: wait for a stop signal, and once a second expire
      * objects whose TTL has passed. */
     int sig = 0;
@@ -89,7 +128,7 @@ int main(int argc, char **argv)
         sig = sigtimedwait(&stop_signals, NULL, &tick);
         rt_store_expire(store);
     }
-    svc_log_event("info", "stopping", json_pack("{s:s}", "signal", strsignal(sig)));
+    drain(&ctx, &stop_signals, config.drain_timeout, sig);
     api_server_stop(server);
     /* Running functions see their cancel flag; queued tasks never start. Then the
      * workers drain and everything is freed in the reverse order of creation. */
@@ -100,5 +139,6 @@ int main(int argc, char **argv)
     rt_registry_free(registry);
     rt_store_free(store);
     svc_log_event("info", "stopped", NULL);
+    svc_config_release(&config);
     return 0;
 }

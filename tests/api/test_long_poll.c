@@ -176,7 +176,7 @@ static void test_2000_parked_gets(void **state)
 {
     char id[ID], ref[ID];
     double t0 = now_s();
-    tk_submit(&g_lp, "{\"function\":\"sleep\",\"args\":[2]}", id, ref);
+    tk_submit(&g_lp, "{\"function\":\"sleep\",\"args\":[3]}", id, ref);
     char url[256];
     snprintf(url, sizeof url, "%s/v1/objects/%s?timeout=30", g_lp.base_url, ref);
 
@@ -192,7 +192,7 @@ static void test_2000_parked_gets(void **state)
 
     /* Send every request; none may be answered while the task sleeps. */
     int sent = 0;
-    while (now_s() - t0 < 1.6) {
+    while (now_s() - t0 < 2.2) {
         drive(multi, 0.05);
         sent = requests_sent(t, PARKED);
         if (sent == PARKED)
@@ -210,16 +210,16 @@ static void test_2000_parked_gets(void **state)
                  early, t[0].status, t[0].body ? t[0].body : "");
 
     /* The point: with 2,000 requests parked on 2 HTTP threads, the server still answers
-     * at once. Each probe is a new connection. */
-    double worst = 0;
+     * at once. Each probe is a new connection; the median of 5 must be under 200 ms (one
+     * slow probe on a loaded machine is forgiven, a server that holds its threads until
+     * the object is ready is not: its probes would last until the task ends). */
+    double took[5];
     for (int k = 0; k < 5; k++) {
         double a = now_s();
         http_resp *r = http_get(&g_lp, "/healthz");
-        double took = now_s() - a;
+        took[k] = now_s() - a;
         assert_status(r, 200);
         http_resp_free(r);
-        if (took > worst)
-            worst = took;
     }
     double a = now_s();
     http_resp *r = http_get(&g_lp, "/v1/status");
@@ -227,13 +227,22 @@ static void test_2000_parked_gets(void **state)
     assert_status(r, 200);
     http_resp_free(r);
     double probes_end = now_s() - t0;
-    if (probes_end > 2.0)
-        fprintf(stderr, "warning: probes ended %.2f s after submission (after the task)\n",
-                probes_end);
-    if (worst > 0.2)
-        fail_msg("GET /healthz took %.0f ms with %d parked requests (limit 200 ms)",
-                 worst * 1000, PARKED);
-    if (status_took > 0.2)
+    for (int i = 1; i < 5; i++) /* sort took[] */
+        for (int j = i; j > 0 && took[j] < took[j - 1]; j--) {
+            double x = took[j];
+            took[j] = took[j - 1];
+            took[j - 1] = x;
+        }
+    double median = took[2], worst = took[4];
+    if (probes_end > 2.9)
+        fail_msg("the probes ended %.2f s after submission, after the 3 s task: the server "
+                 "did not answer while %d requests were parked (healthz worst %.0f ms)",
+                 probes_end, PARKED, worst * 1000);
+    if (median > 0.2)
+        fail_msg("GET /healthz took %.0f ms (median of 5, worst %.0f ms) with %d parked "
+                 "requests (limit 200 ms)",
+                 median * 1000, worst * 1000, PARKED);
+    if (status_took > 1.0)
         fail_msg("GET /v1/status took %.0f ms with %d parked requests", status_took * 1000,
                  PARKED);
 
@@ -247,7 +256,7 @@ static void test_2000_parked_gets(void **state)
     json_decref(info);
     http_resp *want = http_get(&g_lp, url + strlen(g_lp.base_url));
     assert_status(want, 200);
-    assert_string_equal(want->body, "2.0");
+    assert_string_equal(want->body, "3.0");
     double last = 0;
     for (int i = 0; i < PARKED; i++) {
         if (t[i].result != CURLE_OK)
@@ -263,15 +272,17 @@ static void test_2000_parked_gets(void **state)
             last = t[i].done_at - t0;
     }
     http_resp_free(want);
-    /* resumed promptly when the object became ready (2 s), not by polling */
-    if (last > 4.5)
-        fail_msg("the last parked GET was answered %.2f s after submission (task: 2 s)", last);
+    /* resumed promptly when the object became ready (3 s), not by polling */
+    if (last > 6.0)
+        fail_msg("the last parked GET was answered %.2f s after submission (task: 3 s)", last);
     for (int i = 0; i < PARKED; i++)
         tr_cleanup(&t[i], multi);
     free(t);
     curl_multi_cleanup(multi);
-    fprintf(stderr, "  parked %d in %.2f s, healthz worst %.1f ms, all answered at %.2f s\n",
-            PARKED, parked_at, worst * 1000, last);
+    fprintf(stderr,
+            "  parked %d in %.2f s, healthz median %.1f ms worst %.1f ms, all answered at "
+            "%.2f s\n",
+            PARKED, parked_at, median * 1000, worst * 1000, last);
 }
 
 /* Clients that give up while parked: once the server resumes their requests (the object
@@ -280,9 +291,16 @@ static void test_client_disconnects_while_parked(void **state)
 {
     enum { N = 20 };
     http_resp_free(http_get(&g_lp, "/healthz"));
-    sleep_s(0.2);
+    /* the baseline: wait until the server has closed earlier tests' connections */
     int fds0 = tk_count_fds(g_lp.pid);
     assert_true(fds0 > 0);
+    for (double until = now_s() + 5.0; now_s() < until;) {
+        sleep_s(0.1);
+        int n = tk_count_fds(g_lp.pid);
+        if (n == fds0 && n < 64)
+            break;
+        fds0 = n;
+    }
     json_t *st0 = tk_status(&g_lp);
     long long objects0 = json_int(json_member(st0, "object_store"), "objects");
     json_decref(st0);
@@ -304,6 +322,7 @@ static void test_client_disconnects_while_parked(void **state)
     int running = drive(multi, 3.0);
     double took = now_s() - a;
     assert_int_equal(running, 0);
+    int during = tk_count_fds(g_lp.pid);
     for (int i = 0; i < 2 * N; i++) {
         if (t[i].result != CURLE_OPERATION_TIMEDOUT)
             fail_msg("client %d: %s (status %ld), wanted a client-side timeout", i,
@@ -311,14 +330,15 @@ static void test_client_disconnects_while_parked(void **state)
         tr_cleanup(&t[i], multi);
     }
     curl_multi_cleanup(multi);
-    assert_true(took < 2.0);
+    if (took > 2.5)
+        fail_msg("clients with a 0.3 s timeout took %.2f s", took);
 
     /* the server still works, at once */
     a = now_s();
     http_resp *r = http_get(&g_lp, "/healthz");
     assert_status(r, 200);
     http_resp_free(r);
-    assert_true(now_s() - a < 0.2);
+    assert_true(now_s() - a < 1.0);
     json_t *v = tk_value(&g_lp, ready_ref);
     tk_assert_json_eq(v, "0.8");
     json_decref(v);
@@ -337,8 +357,9 @@ static void test_client_disconnects_while_parked(void **state)
         fds = tk_count_fds(g_lp.pid);
     }
     if (fds > fds0 + 2)
-        fail_msg("the server has %d descriptors open, %d before the abandoned requests", fds,
-                 fds0);
+        fail_msg("the server has %d descriptors open, %d before the abandoned requests (%d "
+                 "while they were parked)",
+                 fds, fds0, during);
     json_t *st = tk_status(&g_lp);
     json_t *store = json_member(st, "object_store");
     assert_int_equal(json_int(store, "pending"), 0);
@@ -371,7 +392,7 @@ static void test_parked_get_times_out_202(void **state)
     r = http_head(&g_lp, path);
     assert_status(r, 202);
     http_resp_free(r);
-    if (now_s() - a > 0.2)
+    if (now_s() - a > 1.0)
         fail_msg("HEAD of a pending object waited %.3f s", now_s() - a);
 
     /* timeout=0: answers at once */
@@ -379,7 +400,7 @@ static void test_parked_get_times_out_202(void **state)
     r = tk_getf(&g_lp, "/v1/objects/%s?timeout=0", ref);
     assert_status(r, 202);
     http_resp_free(r);
-    if (now_s() - a > 0.2)
+    if (now_s() - a > 1.0)
         fail_msg("GET ?timeout=0 waited %.3f s", now_s() - a);
     cancel_quietly(id);
 }
@@ -394,7 +415,7 @@ static void test_parked_get_resumes_when_ready(void **state)
     assert_status(r, 200);
     assert_true(json_is_number(r->json) && json_number_value(r->json) == 0.3);
     http_resp_free(r);
-    if (took < 0.25 || took > 1.5)
+    if (took < 0.25 || took > 2.0)
         fail_msg("a GET parked on a 0.3 s task answered after %.3f s", took);
 
     /* a stored error resumes it too, with the 424 */
@@ -411,7 +432,7 @@ static void test_parked_get_resumes_when_ready(void **state)
     r = tk_getf(&g_lp, "/v1/objects/%s", ref);
     assert_status(r, 200);
     http_resp_free(r);
-    assert_true(now_s() - a < 1.5);
+    assert_true(now_s() - a < 2.0);
 }
 
 static void test_get_batch_parks(void **state)
@@ -488,7 +509,7 @@ static void test_wait_returns_when_k_ready(void **state)
     assert_int_equal(json_array_size(not_ready), 1);
     assert_string_equal(json_string_value(json_array_get(not_ready, 0)), slow);
     http_resp_free(r);
-    if (took > 1.5)
+    if (took > 2.5)
         fail_msg("wait num_returns=1 answered after %.3f s; the fast task takes 0.2 s", took);
 
     /* asking for both: answers at the timeout with what is ready */

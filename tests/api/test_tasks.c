@@ -1229,8 +1229,11 @@ static void test_pending_cap_429(void **state)
     r = http_post_json(&g_fresh, "/v1/tasks", "{\"function\":\"echo\"}");
     for (int i = 0; i < 5; i++)
         cancel_quietly(&g_fresh, ids[i]);
-    assert_problem(r, 429, "TooManyRequests");
+    char why[512];
+    bool ok = problem_ok(r, 429, "TooManyRequests", why, sizeof why);
     http_resp_free(r);
+    if (!ok)
+        fail_msg("the 429 problem: %s", why);
 }
 
 /* ---------------------------------------------------------------- functions */

@@ -847,6 +847,82 @@ static void test_kill_before_constructor(void **state)
     assert_int_equal(state_of(id), RT_ACTOR_DEAD);
 }
 
+/* Kills racing with submitters: every accepted call resolves to ActorDied or a value, every
+ * refused one is RT_ESTATE, and no pin on the argument object leaks. */
+#define KILL_ROUNDS 200
+
+typedef struct kill_racer {
+    pthread_t thread;
+    char actor_id[RT_REF_SIZE];
+    const char *dep;
+    int accepted; /* atomic */
+    int bad_status;
+    char (*refs)[RT_REF_SIZE];
+    int cap;
+} kill_racer;
+
+static void *kill_race_main(void *arg)
+{
+    kill_racer *k = arg;
+    char args[256];
+    ref_arg(args, sizeof(args), k->dep, ", 0");
+    json_t *a = json_loads(args, 0, NULL);
+    for (int i = 0; i < k->cap; i++) {
+        char err[128];
+        rt_status st = rt_actor_call(actors, k->actor_id, "rec", a, NULL, k->refs[i], err,
+                                     sizeof(err));
+        if (st == RT_ESTATE)
+            break;
+        if (st != RT_OK) {
+            k->bad_status = st;
+            break;
+        }
+        __atomic_add_fetch(&k->accepted, 1, __ATOMIC_SEQ_CST);
+    }
+    json_decref(a);
+    return NULL;
+}
+
+static void test_kill_races_submitters(void **state)
+{
+    (void)state;
+    char dep[RT_REF_SIZE];
+    assert_int_equal(rt_store_create_pending(store, dep), RT_OK);
+    kill_racer *k = calloc(1, sizeof(*k));
+    assert_non_null(k);
+    k->cap = 4096;
+    k->refs = calloc((size_t)k->cap, RT_REF_SIZE);
+    assert_non_null(k->refs);
+    k->dep = dep;
+    for (int round = 0; round < KILL_ROUNDS; round++) {
+        create("Recorder", k->actor_id);
+        __atomic_store_n(&k->accepted, 0, __ATOMIC_SEQ_CST);
+        k->bad_status = 0;
+        assert_int_equal(pthread_create(&k->thread, NULL, kill_race_main, k), 0);
+        /* Let a few calls in, then kill while the submitter is still going. */
+        while (__atomic_load_n(&k->accepted, __ATOMIC_SEQ_CST) < 1 + round % 8)
+            ;
+        assert_int_equal(rt_actor_kill(actors, k->actor_id), RT_OK);
+        pthread_join(k->thread, NULL);
+        assert_int_equal(k->bad_status, 0);
+        int n = __atomic_load_n(&k->accepted, __ATOMIC_SEQ_CST);
+        assert_true(n <= k->cap); /* at cap the submitter stopped before the kill */
+        wait_refs((const char(*)[RT_REF_SIZE])k->refs, (size_t)n);
+        for (int i = 0; i < n; i++)
+            assert_int_equal(ref_error_kind(k->refs[i]), RT_ERR_ACTOR_DIED);
+        rt_object_view v;
+        assert_int_equal(rt_store_peek(store, dep, &v), RT_OK);
+        unsigned pins = v.pins;
+        rt_object_view_release(&v);
+        if (pins != 0)
+            fail_msg("round %d: %u pins left on the argument after the kill", round, pins);
+    }
+    resolve_json(dep, "1");
+    drain();
+    free(k->refs);
+    free(k);
+}
+
 /* ---- restarts and failing constructors ------------------------------------------------- */
 
 static void test_restarts_then_death(void **state)
@@ -1320,6 +1396,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_kill_with_queued_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_before_constructor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kill_races_submitters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restarts_then_death, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_restarts_zero_dies_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failing_constructor, setup, teardown),

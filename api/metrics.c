@@ -1,0 +1,245 @@
+/* Request counters and histograms, and the /metrics text. */
+#include "api/metrics.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/park.h"
+#include "api/router.h"
+#include "runtime/histogram.h"
+
+static const char *const METHODS[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OTHER"};
+#define NMETHODS 6
+static const unsigned STATUSES[] = {200, 201, 202, 204, 206, 304, 400, 401, 403, 404, 405, 409,
+                                    410, 413, 415, 416, 422, 424, 429, 500, 503, 507};
+#define NSTATUSES (sizeof(STATUSES) / sizeof(STATUSES[0]))
+#define MAX_ROUTES 64 /* slot MAX_ROUTES counts requests no route matched */
+
+struct api_metrics {
+    uint64_t requests[MAX_ROUTES + 1][NMETHODS][NSTATUSES + 1]; /* last status: other */
+    rt_histogram durations[MAX_ROUTES + 1];
+};
+
+api_metrics *api_metrics_new(void)
+{
+    return calloc(1, sizeof(api_metrics));
+}
+
+void api_metrics_free(api_metrics *metrics)
+{
+    free(metrics);
+}
+
+static int method_index(const char *method)
+{
+    for (int i = 0; i < NMETHODS - 1; i++)
+        if (strcmp(method, METHODS[i]) == 0)
+            return i;
+    return NMETHODS - 1;
+}
+
+static size_t status_index(unsigned status)
+{
+    for (size_t i = 0; i < NSTATUSES; i++)
+        if (STATUSES[i] == status)
+            return i;
+    return NSTATUSES;
+}
+
+void api_metrics_record(api_metrics *m, int route, const char *method, unsigned status,
+                        double seconds)
+{
+    size_t r = route >= 0 && route < MAX_ROUTES ? (size_t)route : MAX_ROUTES;
+    __atomic_add_fetch(&m->requests[r][method_index(method)][status_index(status)], 1,
+                       __ATOMIC_RELAXED);
+    rt_histogram_observe(&m->durations[r], seconds);
+}
+
+/* ---- rendering -------------------------------------------------------------------- */
+
+typedef struct text {
+    char *data;
+    size_t len, cap;
+    int failed;
+} text;
+
+static void emit(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void emit(text *t, const char *fmt, ...)
+{
+    if (t->failed)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->data + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = 1;
+            return;
+        }
+        if ((size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = (t->cap + (size_t)n) * 2;
+        char *grown = realloc(t->data, cap);
+        if (!grown) {
+            t->failed = 1;
+            return;
+        }
+        t->data = grown;
+        t->cap = cap;
+    }
+}
+
+static void header(text *t, const char *name, const char *type, const char *help)
+{
+    emit(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void histogram(text *t, const char *name, const char *labels, const rt_histogram *h)
+{
+    uint64_t cumulative = 0;
+    const char *sep = labels[0] ? "," : "";
+    for (int i = 0; i < RT_HISTOGRAM_BUCKETS; i++) {
+        cumulative += h->counts[i];
+        emit(t, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep, rt_histogram_bounds[i],
+             (unsigned long long)cumulative);
+    }
+    cumulative += h->counts[RT_HISTOGRAM_BUCKETS];
+    emit(t, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
+         (unsigned long long)cumulative);
+    emit(t, "%s_sum%s%s%s %.9f\n", name, labels[0] ? "{" : "", labels, labels[0] ? "}" : "",
+         (double)h->sum_ns / 1e9);
+    emit(t, "%s_count%s%s%s %llu\n", name, labels[0] ? "{" : "", labels, labels[0] ? "}" : "",
+         (unsigned long long)h->count);
+}
+
+static const char *route_label(const api_route *table, size_t nroutes, size_t r)
+{
+    return r < nroutes ? table[r].pattern : "unmatched";
+}
+
+static void render_http(text *t, api_metrics *m)
+{
+    const api_route *table;
+    size_t nroutes = api_route_table(&table);
+    if (nroutes > MAX_ROUTES)
+        nroutes = MAX_ROUTES;
+    header(t, "rayd_http_requests_total", "counter",
+           "HTTP requests answered, by route pattern, method and status.");
+    for (size_t r = 0; r <= MAX_ROUTES; r++) {
+        if (r >= nroutes && r != MAX_ROUTES)
+            continue;
+        for (int mi = 0; mi < NMETHODS; mi++)
+            for (size_t s = 0; s <= NSTATUSES; s++) {
+                uint64_t n = __atomic_load_n(&m->requests[r][mi][s], __ATOMIC_RELAXED);
+                if (!n)
+                    continue;
+                char status[8];
+                if (s < NSTATUSES)
+                    snprintf(status, sizeof(status), "%u", STATUSES[s]);
+                else
+                    snprintf(status, sizeof(status), "other");
+                emit(t, "rayd_http_requests_total{route=\"%s\",method=\"%s\",status=\"%s\"} %llu\n",
+                     route_label(table, nroutes, r), METHODS[mi], status, (unsigned long long)n);
+            }
+    }
+    header(t, "rayd_http_request_duration_seconds", "histogram",
+           "Time from a request's headers to its answer, parked time included, by route.");
+    for (size_t r = 0; r <= MAX_ROUTES; r++) {
+        if (r >= nroutes && r != MAX_ROUTES)
+            continue;
+        rt_histogram h;
+        rt_histogram_read(&m->durations[r], &h);
+        if (!h.count)
+            continue;
+        char labels[160];
+        snprintf(labels, sizeof(labels), "route=\"%s\"", route_label(table, nroutes, r));
+        histogram(t, "rayd_http_request_duration_seconds", labels, &h);
+    }
+}
+
+static void gauge(text *t, const char *name, const char *help, double value)
+{
+    header(t, name, "gauge", help);
+    emit(t, "%s %.17g\n", name, value);
+}
+
+static void counter(text *t, const char *name, const char *help, unsigned long long value)
+{
+    header(t, name, "counter", help);
+    emit(t, "%s %llu\n", name, value);
+}
+
+static void render_runtime(text *t, const api_context *ctx)
+{
+    rt_store_stats s;
+    rt_store_get_stats(ctx->store, &s);
+    gauge(t, "rayd_store_objects", "Objects in the store that are not lost.", (double)s.objects);
+    gauge(t, "rayd_store_pending_objects", "Objects waiting for their value.", (double)s.pending);
+    gauge(t, "rayd_store_bytes", "Bytes of ready objects in the store.", (double)s.bytes);
+    gauge(t, "rayd_store_memory_limit_bytes", "The store's memory limit (0: none).",
+          (double)s.memory_limit);
+    gauge(t, "rayd_store_tombstones", "Freed, evicted or expired objects still remembered.",
+          (double)s.tombstones);
+    counter(t, "rayd_store_hits_total", "Reads that found an object.", s.hits);
+    counter(t, "rayd_store_misses_total", "Reads of unknown or lost objects.", s.misses);
+    counter(t, "rayd_store_evictions_total", "Objects evicted under memory pressure.", s.evictions);
+    counter(t, "rayd_store_expirations_total", "Objects whose TTL ran out.", s.expirations);
+
+    rt_tasks_stats ts;
+    rt_tasks_get_stats(ctx->tasks, &ts);
+    header(t, "rayd_tasks", "gauge", "Task records by state.");
+    for (int i = 0; i < RT_TASK_STATE_COUNT; i++)
+        emit(t, "rayd_tasks{state=\"%s\"} %zu\n", rt_task_state_name((rt_task_state)i),
+             ts.by_state[i]);
+    counter(t, "rayd_tasks_submitted_total", "Tasks accepted.", ts.submitted);
+    header(t, "rayd_tasks_ended_total", "counter", "Tasks ended, by outcome.");
+    emit(t, "rayd_tasks_ended_total{outcome=\"finished\"} %llu\n", ts.finished);
+    emit(t, "rayd_tasks_ended_total{outcome=\"failed\"} %llu\n", ts.failed);
+    emit(t, "rayd_tasks_ended_total{outcome=\"cancelled\"} %llu\n", ts.cancelled);
+    counter(t, "rayd_task_retries_total", "Task attempts retried after a failure.", ts.retries);
+    header(t, "rayd_task_run_seconds", "histogram", "How long task functions ran.");
+    histogram(t, "rayd_task_run_seconds", "", &ts.run_seconds);
+
+    rt_actors_stats as;
+    rt_actors_get_stats(ctx->actors, &as);
+    header(t, "rayd_actors", "gauge", "Actors by state.");
+    for (int i = 0; i < RT_ACTOR_STATE_COUNT; i++)
+        emit(t, "rayd_actors{state=\"%s\"} %zu\n", rt_actor_state_name((rt_actor_state)i),
+             as.by_state[i]);
+    counter(t, "rayd_actor_calls_total", "Actor method calls accepted.", as.calls);
+    counter(t, "rayd_actor_calls_done_total", "Actor method calls that ran.", as.calls_done);
+    counter(t, "rayd_actor_restarts_total", "Actor restarts after fatal errors.", as.restarts);
+
+    rt_scheduler_stats ss;
+    rt_scheduler_get_stats(ctx->scheduler, &ss);
+    gauge(t, "rayd_workers", "Worker threads.", ss.workers);
+    gauge(t, "rayd_workers_busy", "Worker threads running a job now.", ss.busy);
+    gauge(t, "rayd_scheduler_queued_jobs", "Jobs waiting for a worker.", (double)ss.queued);
+    gauge(t, "rayd_parked_requests", "HTTP requests parked waiting for objects.",
+          ctx->parking ? (double)api_parking_count(ctx->parking) : 0);
+    gauge(t, "rayd_start_time_seconds", "When the server started, Unix time.",
+          ctx->started_wall);
+}
+
+char *api_metrics_render(api_metrics *m, const api_context *ctx, size_t *len)
+{
+    text t = {.cap = 16384};
+    t.data = malloc(t.cap);
+    if (!t.data)
+        return NULL;
+    render_http(&t, m);
+    render_runtime(&t, ctx);
+    if (t.failed) {
+        free(t.data);
+        return NULL;
+    }
+    *len = t.len;
+    return t.data;
+}

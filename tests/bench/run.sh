@@ -1,0 +1,583 @@
+#!/usr/bin/env bash
+# rayd benchmarks: every figure is a ratio against a baseline measured in the same run,
+# because the machine is shared and its absolute numbers are noisy. See BENCHMARKS.md.
+#
+#   tests/bench/run.sh                    (or `make bench`, which runs `make all` first)
+#
+# Environment:
+#   BENCH_ONLY=a,b,...  run only these benchmarks (default: all, in order)
+#   BENCH_SECONDS=N     duration of each wrk run (default 10)
+#   BENCH_ROUNDS=N      wrk rounds per side in a and b, alternated ABBA (default 2)
+#   BENCH_KEEP=1        keep build/bench/big-1g.bin (the 1 GiB upload file) afterwards
+#   BENCH_BIG_RUNS=N    runs of the 1 GiB put/get in benchmark c, best counts (default 3)
+#   RAYD_BIN=path       the server under test (default build/rayd)
+#   BENCH_BARE_CONN_MEMORY=BYTES  the baseline's connection memory limit (default: rayd's,
+#                       read from api/server.c, else 262144)
+#
+# Writes build/bench/report.md (and prints the same markdown on stdout). Exits non-zero
+# only when a benchmark could not be run (server does not start, a sanity check fails,
+# errors during the load); a missed target is reported as MISSED, exit status 0.
+#
+# Adding a benchmark: write a function bench_<name> that calls row/note/fail (see
+# bench_a), and add <name> to BENCHES. Issue 7 (Redis comparison) goes there.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT"
+
+BENCHES=(a b c d) # registry of benchmarks, run in this order: bench_a, bench_b, ...
+
+BENCH_SECONDS=${BENCH_SECONDS:-10}
+BENCH_ONLY=${BENCH_ONLY:-}
+BENCH_KEEP=${BENCH_KEEP:-0}
+RAYD_BIN=${RAYD_BIN:-build/rayd}
+OUT=build/bench
+LOGS=$OUT/logs
+BARE_BIN=$OUT/bare_server
+BIG_FILE=$OUT/big-1g.bin
+BIG_SIZE=$((1024 * 1024 * 1024))
+WRK=(wrk -t2 -c32 "-d${BENCH_SECONDS}s" --latency)
+
+for v in BENCH_SECONDS BENCH_ROUNDS BENCH_BIG_RUNS; do
+    [[ ${!v:-1} =~ ^[1-9][0-9]*$ ]] || {
+        echo "run.sh: $v must be a positive integer" >&2
+        exit 2
+    }
+done
+
+mkdir -p "$OUT" "$LOGS"
+
+# ---------------------------------------------------------------------------------------
+# Report state
+ROWS=()     # markdown table rows
+NOTES=()    # free-text lines under the table
+COMMANDS=() # exact commands that produced the figures
+FAILED=0
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+note() { NOTES+=("$*"); }
+# row BENCH METRIC BARE RAYD RATIO TARGET RESULT
+row() {
+    local out="|" x
+    for x in "$@"; do out+=" $x |"; done
+    ROWS+=("$out")
+}
+fail() {
+    log "FAILED: $*"
+    NOTES+=("**FAILED**: $*")
+    FAILED=1
+}
+# shq ARGS...: the arguments as one shell-quoted line, for the report
+shq() {
+    local a out=""
+    for a in "$@"; do
+        if [[ $a =~ ^[A-Za-z0-9_./:=@,+%-]+$ ]]; then
+            out+="$a "
+        else
+            out+="'${a//\'/\'\\\'\'}' "
+        fi
+    done
+    printf '%s' "${out% }"
+}
+# Run a command, recording it for the report. Output goes to stdout as usual.
+cmd() {
+    COMMANDS+=("$(shq "$@")")
+    "$@"
+}
+# verdict VALUE OP TARGET -> OK or MISSED (OP is >= or <=; or <)
+verdict() {
+    awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN {
+        ok = (op == ">=") ? (v >= t) : (op == "<=") ? (v <= t) : (v < t);
+        print ok ? "OK" : "MISSED" }'
+}
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+
+# ---------------------------------------------------------------------------------------
+# Servers. start_server NAME CMD... sets SRV_PID and SRV_PORT; all are stopped on exit.
+SERVER_PIDS=()
+SRV_PID=
+SRV_PORT=
+
+start_server() {
+    local name=$1
+    shift
+    local out=$LOGS/$name.stdout err=$LOGS/$name.stderr
+    : >"$out"
+    "$@" >"$out" 2>"$err" &
+    SRV_PID=$!
+    SERVER_PIDS+=("$SRV_PID")
+    local i line
+    for ((i = 0; i < 100; i++)); do
+        line=$(grep -m1 '"event":"listening"' "$out" || true)
+        if [[ -n $line ]]; then
+            SRV_PORT=$(sed -n 's/.*"port": *\([0-9][0-9]*\).*/\1/p' <<<"$line")
+            if [[ -n $SRV_PORT ]]; then
+                log "$name listening on 127.0.0.1:$SRV_PORT (pid $SRV_PID)"
+                return 0
+            fi
+        fi
+        kill -0 "$SRV_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "$name did not start; stderr:"
+    tail -5 "$err" >&2 || true
+    stop_server "$SRV_PID"
+    return 1
+}
+
+stop_server() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    local i
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local pid
+    for pid in "${SERVER_PIDS[@]}"; do stop_server "$pid"; done
+    if [[ $BENCH_KEEP != 1 ]]; then rm -f "$BIG_FILE" "$OUT"/batch-*.json; fi
+}
+trap cleanup EXIT
+
+# The bare server's per-connection memory follows rayd's (api/server.c CONNECTION_MEMORY),
+# because libmicrohttpd 0.9.75 zeroes the whole pool between two requests of a keep-alive
+# connection (MHD_pool_reset): its size alone changes small-request throughput ~2x.
+bare_conn_memory() {
+    local expr
+    expr=$(sed -n 's/^#define CONNECTION_MEMORY[[:space:]]*(\{0,1\}\([0-9 *]*\))\{0,1\}.*/\1/p' api/server.c 2>/dev/null | head -1)
+    if [[ $expr =~ ^[0-9\ *]+$ ]]; then echo $((expr)); else echo 262144; fi
+}
+BARE_CONN_MEMORY=${BENCH_BARE_CONN_MEMORY:-$(bare_conn_memory)}
+start_bare() {
+    start_server bare "$BARE_BIN" --port 0 --threads 2 --connection-memory "$BARE_CONN_MEMORY"
+}
+# start_rayd NAME [extra args]
+start_rayd() {
+    local name=$1
+    shift
+    start_server "$name" "$RAYD_BIN" --bind 127.0.0.1 --port 0 "$@"
+}
+
+# kB fields of /proc/PID/status, returned in bytes
+proc_bytes() { awk -v k="$2:" '$1 == k { print $2 * 1024 }' "/proc/$1/status"; }
+
+# ---------------------------------------------------------------------------------------
+# HTTP helpers
+# post_object PORT FILE CONTENT_TYPE -> prints the ref (empty on failure)
+post_object() {
+    curl -s --max-time 60 -X POST --data-binary @"$2" -H "Content-Type: $3" \
+        "http://127.0.0.1:$1/v1/objects" | jq -r '.ref // empty' 2>/dev/null || true
+}
+
+# sanity_rayd PORT: a 100-byte object round-trips, bytes and content type exact.
+sanity_rayd() {
+    local port=$1 f=$OUT/sanity.bin got=$OUT/sanity.got ref hdr
+    head -c 100 /dev/urandom >"$f"
+    ref=$(post_object "$port" "$f" application/x-bench-sanity)
+    [[ -n $ref ]] || {
+        echo "rayd POST /v1/objects returned no ref"
+        return 1
+    }
+    hdr=$(curl -s --max-time 10 -D - -o "$got" "http://127.0.0.1:$port/v1/objects/$ref" || true)
+    grep -qi '^content-type: application/x-bench-sanity' <<<"$hdr" || {
+        echo "rayd GET /v1/objects/$ref: wrong Content-Type"
+        return 1
+    }
+    cmp -s "$f" "$got" || {
+        echo "rayd GET /v1/objects/$ref: bytes differ from what was posted"
+        return 1
+    }
+}
+
+# sanity_bare PORT: GET and POST answer 200 {}.
+sanity_bare() {
+    local port=$1 a b
+    a=$(curl -s --max-time 10 -w ' %{http_code}' "http://127.0.0.1:$port/" || true)
+    b=$(curl -s --max-time 10 -w ' %{http_code}' -X POST --data-binary 'x' \
+        "http://127.0.0.1:$port/v1/objects" || true)
+    [[ $a == '{} 200' && $b == '{} 200' ]] || {
+        echo "bare server answered '$a' / '$b'"
+        return 1
+    }
+}
+
+# wrk_run LABEL ARGS... : runs wrk, sets W_RPS, W_P99_MS, W_NON2XX, W_SOCKERR.
+wrk_run() {
+    local label=$1
+    shift
+    local outf=$LOGS/wrk-$label.txt
+    cmd "${WRK[@]}" "$@" >"$outf" 2>&1 || {
+        W_RPS=
+        return 1
+    }
+    W_RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$outf")
+    W_P99_MS=$(awk '$1 == "99%" {
+        v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
+        print (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v }' "$outf")
+    W_NON2XX=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$outf")
+    W_NON2XX=${W_NON2XX:-0}
+    W_SOCKERR=$(awk '/Socket errors:/ { s = 0; for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) s += $i; print s }' "$outf")
+    W_SOCKERR=${W_SOCKERR:-0}
+    log "$label: ${W_RPS:-?} req/s, p99 ${W_P99_MS:-?} ms, non-2xx $W_NON2XX, socket errors $W_SOCKERR"
+    [[ -n $W_RPS ]]
+}
+
+# ---------------------------------------------------------------------------------------
+# Benchmarks. Each starts the servers it needs on ephemeral loopback ports and stops them.
+
+mean() { printf '%s\n' "$@" | awk '{ s += $1 } END { printf "%.2f", s / NR }'; }
+
+# wrk_abba NAME BARE_URL RAYD_URL [WRK_ARGS...]: BENCH_ROUNDS (default 2) rounds of wrk,
+# alternating bare, rayd, rayd, bare, ... so that drift in the machine's load hits both
+# sides alike. Sets P_BARE_RPS, P_RAYD_RPS, P_BARE_P99, P_RAYD_P99 (means), P_NON2XX (rayd
+# non-2xx answers, summed) and P_RUNS (each run's req/s, in order); returns 1 if wrk fails.
+wrk_abba() {
+    local name=$1 burl=$2 rurl=$3
+    shift 3
+    local rounds=${BENCH_ROUNDS:-2} i k=0 side order=() brps=() rrps=() bp99=() rp99=()
+    for ((i = 0; i < rounds; i++)); do
+        if ((i % 2 == 0)); then order+=(bare rayd); else order+=(rayd bare); fi
+    done
+    P_NON2XX=0 P_RUNS=""
+    for side in "${order[@]}"; do
+        k=$((k + 1))
+        if [[ $side == bare ]]; then
+            wrk_run "$name-$k-bare" "$@" "$burl" || return 1
+            if [[ $W_NON2XX != 0 ]]; then
+                fail "$name: the bare server answered $W_NON2XX non-2xx"
+                return 1
+            fi
+            brps+=("$W_RPS") bp99+=("$W_P99_MS")
+        else
+            wrk_run "$name-$k-rayd" "$@" "$rurl" || return 1
+            P_NON2XX=$((P_NON2XX + W_NON2XX))
+            rrps+=("$W_RPS") rp99+=("$W_P99_MS")
+        fi
+        P_RUNS+="${P_RUNS:+, }$side $(calc %.0f "$W_RPS")"
+    done
+    P_BARE_RPS=$(mean "${brps[@]}") P_RAYD_RPS=$(mean "${rrps[@]}")
+    P_BARE_P99=$(mean "${bp99[@]}") P_RAYD_P99=$(mean "${rp99[@]}")
+}
+
+# a) GET of a 100-byte object on rayd vs GET / on the bare server.
+bench_a() {
+    local bare rayd ref msg
+    start_bare || { fail "a: bare server did not start"; return; }
+    bare=$SRV_PID
+    local bport=$SRV_PORT
+    start_rayd rayd-a || { fail "a: rayd did not start"; stop_server "$bare"; return; }
+    rayd=$SRV_PID
+    local rport=$SRV_PORT
+    if ! msg=$(sanity_bare "$bport") || ! msg=$(sanity_rayd "$rport"); then
+        fail "a: $msg"
+        stop_server "$bare"
+        stop_server "$rayd"
+        return
+    fi
+    head -c 100 /dev/urandom >"$OUT/obj100.bin"
+    ref=$(post_object "$rport" "$OUT/obj100.bin" application/octet-stream)
+    if [[ -z $ref ]]; then
+        fail "a: could not store the 100-byte object"
+        stop_server "$bare"
+        stop_server "$rayd"
+        return
+    fi
+    local ok=1
+    wrk_abba a "http://127.0.0.1:$bport/" "http://127.0.0.1:$rport/v1/objects/$ref" ||
+        { fail "a: wrk failed"; ok=0; }
+    # the object must still be served exactly after the load
+    curl -s --max-time 10 -o "$OUT/obj100.got" "http://127.0.0.1:$rport/v1/objects/$ref" || true
+    cmp -s "$OUT/obj100.bin" "$OUT/obj100.got" || { fail "a: object bytes wrong after the load"; ok=0; }
+    stop_server "$bare"
+    stop_server "$rayd"
+    [[ $ok == 1 ]] || return
+    if [[ $P_NON2XX != 0 ]]; then
+        fail "a: rayd answered $P_NON2XX non-2xx responses under load"
+        return
+    fi
+    local ratio
+    ratio=$(calc %.2f "$P_RAYD_RPS / $P_BARE_RPS")
+    row a "GET 100 B object, req/s (p99 ms)" "$(calc %.0f "$P_BARE_RPS") ($P_BARE_P99)" \
+        "$(calc %.0f "$P_RAYD_RPS") ($P_RAYD_P99)" "$ratio" ">= 0.70" "$(verdict "$ratio" '>=' 0.70)"
+    note "a: req/s of each ${BENCH_SECONDS} s run, in order: $P_RUNS."
+}
+
+# b) POST of a 100-byte body: rayd /v1/objects vs the bare server.
+bench_b() {
+    local bare rayd msg
+    start_bare || { fail "b: bare server did not start"; return; }
+    bare=$SRV_PID
+    local bport=$SRV_PORT
+    start_rayd rayd-b || { fail "b: rayd did not start"; stop_server "$bare"; return; }
+    rayd=$SRV_PID
+    local rport=$SRV_PORT
+    if ! msg=$(sanity_bare "$bport") || ! msg=$(sanity_rayd "$rport"); then
+        fail "b: $msg"
+        stop_server "$bare"
+        stop_server "$rayd"
+        return
+    fi
+    local ok=1
+    wrk_abba b "http://127.0.0.1:$bport/v1/objects" "http://127.0.0.1:$rport/v1/objects" \
+        -s tests/bench/post100.lua || { fail "b: wrk failed"; ok=0; }
+    local objects rss
+    objects=$(curl -s --max-time 10 "http://127.0.0.1:$rport/v1/status" |
+        jq -r '.object_store.objects // empty' 2>/dev/null || true)
+    rss=$(proc_bytes "$rayd" VmRSS)
+    if ! msg=$(sanity_rayd "$rport"); then
+        fail "b: after the load: $msg"
+        ok=0
+    fi
+    stop_server "$bare"
+    stop_server "$rayd"
+    [[ $ok == 1 ]] || return
+    if [[ $P_NON2XX != 0 ]]; then
+        fail "b: rayd answered $P_NON2XX non-2xx responses under load"
+        return
+    fi
+    local ratio
+    ratio=$(calc %.2f "$P_RAYD_RPS / $P_BARE_RPS")
+    row b "POST 100 B object, req/s (p99 ms)" "$(calc %.0f "$P_BARE_RPS") ($P_BARE_P99)" \
+        "$(calc %.0f "$P_RAYD_RPS") ($P_RAYD_P99)" "$ratio" ">= 0.60" "$(verdict "$ratio" '>=' 0.60)"
+    note "b: req/s of each ${BENCH_SECONDS} s run, in order: $P_RUNS."
+    note "b: rayd keeps every object posted: ${objects:-?} objects at the end, RSS $(calc %.0f "${rss:-0} / 1048576") MiB (a long run stores millions; rayd's memory limit, 30% of RAM by default, evicts beyond it)."
+}
+
+# c) 1 GiB upload with curl: bare vs rayd, then GET of it from rayd; rayd peak RSS.
+make_big_file() {
+    if [[ -f $BIG_FILE && $(stat -c %s "$BIG_FILE") == "$BIG_SIZE" ]]; then return 0; fi
+    log "creating $BIG_FILE (1 GiB of random bytes)"
+    head -c "$BIG_SIZE" /dev/urandom >"$BIG_FILE.tmp"
+    mv "$BIG_FILE.tmp" "$BIG_FILE"
+}
+
+# curl_time ARGS... : sets C_TIME (s), C_CODE, C_UP, C_DOWN
+curl_time() {
+    local w
+    C_TIME=0 C_CODE=000 C_UP=0 C_DOWN=0
+    COMMANDS+=("$(shq curl -s --max-time 300 -w '%{time_total} %{http_code} %{size_upload} %{size_download}' "$@")")
+    w=$(curl -s --max-time 300 -w '%{time_total} %{http_code} %{size_upload} %{size_download}' "$@") || {
+        C_CODE=000
+        return 1
+    }
+    read -r C_TIME C_CODE C_UP C_DOWN <<<"$w"
+}
+
+bench_c() {
+    local bare rayd msg runs=${BENCH_BIG_RUNS:-3}
+    make_big_file || { fail "c: cannot create $BIG_FILE"; return; }
+    cat "$BIG_FILE" >/dev/null # warm the page cache: every run reads it from memory
+    # -T streams the file; curl 7.88 refuses `--data-binary @file` for a file of 1 GiB or more
+    # (its MAX_FILE2MEMORY), and reads the whole file into memory before sending otherwise.
+    local put=(-X POST -T "$BIG_FILE" -H 'Content-Type: application/octet-stream')
+
+    start_bare || { fail "c: bare server did not start"; return; }
+    bare=$SRV_PID
+    local bport=$SRV_PORT
+    if ! msg=$(sanity_bare "$bport"); then
+        fail "c: $msg"
+        stop_server "$bare"
+        return
+    fi
+    start_rayd rayd-c --max-body 2G || { fail "c: rayd did not start"; stop_server "$bare"; return; }
+    rayd=$SRV_PID
+    local rport=$SRV_PORT
+    if ! msg=$(sanity_rayd "$rport"); then
+        fail "c: $msg"
+        stop_server "$bare"
+        stop_server "$rayd"
+        return
+    fi
+
+    # Interleaved runs (bare put, rayd put, rayd get) so that both sides see the same
+    # noise; the best of $runs counts for each. The object is deleted between runs.
+    local i bare_t=999999 put_t=999999 get_t=999999 ref="" hdr=$OUT/big-put.json ok=1 runs_txt=""
+    for ((i = 1; i <= runs; i++)); do
+        curl_time -o /dev/null "${put[@]}" "http://127.0.0.1:$bport/v1/objects" || true
+        if [[ $C_CODE != 200 || $C_UP != "$BIG_SIZE" ]]; then
+            fail "c: bare upload answered $C_CODE after $C_UP bytes"
+            ok=0
+            break
+        fi
+        bare_t=$(awk -v a="$bare_t" -v b="$C_TIME" 'BEGIN { print (b < a) ? b : a }')
+        runs_txt+="${runs_txt:+, }bare put $(calc %.2f "$BIG_SIZE / $C_TIME / 1e9")"
+
+        curl_time -o "$hdr" "${put[@]}" "http://127.0.0.1:$rport/v1/objects" || true
+        ref=$(jq -r '.ref // empty' "$hdr" 2>/dev/null || true)
+        if [[ $C_CODE != 201 || -z $ref ]]; then
+            fail "c: rayd 1 GiB upload answered $C_CODE: $(head -c 300 "$hdr")"
+            ok=0
+            break
+        fi
+        put_t=$(awk -v a="$put_t" -v b="$C_TIME" 'BEGIN { print (b < a) ? b : a }')
+        runs_txt+=", rayd put $(calc %.2f "$BIG_SIZE / $C_TIME / 1e9")"
+
+        curl_time -o /dev/null "http://127.0.0.1:$rport/v1/objects/$ref" || true
+        if [[ $C_CODE != 200 || $C_DOWN != "$BIG_SIZE" ]]; then
+            fail "c: rayd GET answered $C_CODE with $C_DOWN bytes"
+            ok=0
+            break
+        fi
+        get_t=$(awk -v a="$get_t" -v b="$C_TIME" 'BEGIN { print (b < a) ? b : a }')
+        runs_txt+=", rayd get $(calc %.2f "$BIG_SIZE / $C_TIME / 1e9")"
+        if ((i < runs)); then
+            curl -s --max-time 10 -o /dev/null -X DELETE "http://127.0.0.1:$rport/v1/objects/$ref" || true
+        fi
+    done
+    # the stored object must be exactly the file (checked outside the timed runs)
+    if [[ $ok == 1 ]] && ! curl -s --max-time 300 "http://127.0.0.1:$rport/v1/objects/$ref" | cmp -s - "$BIG_FILE"; then
+        fail "c: the 1 GiB object read back differs from the file"
+        ok=0
+    fi
+    local hwm
+    hwm=$(proc_bytes "$rayd" VmHWM) # peak over every put and get, and the check
+    stop_server "$bare"
+    stop_server "$rayd"
+    [[ $ok == 1 ]] || return
+
+    local gb=$BIG_SIZE bare_gbs put_gbs get_gbs r_put r_get hwm_gib
+    bare_gbs=$(calc %.2f "$gb / $bare_t / 1e9")
+    put_gbs=$(calc %.2f "$gb / $put_t / 1e9")
+    get_gbs=$(calc %.2f "$gb / $get_t / 1e9")
+    r_put=$(calc %.2f "$bare_t / $put_t")
+    r_get=$(calc %.2f "$bare_t / $get_t")
+    hwm_gib=$(calc %.2f "$hwm / 1073741824")
+    row c "1 GiB PUT (curl -T), GB/s, best of $runs" "$bare_gbs" "$put_gbs" "$r_put" ">= 0.5" "$(verdict "$r_put" '>=' 0.5)"
+    row c "1 GiB GET (curl) vs bare PUT, GB/s, best of $runs" "$bare_gbs" "$get_gbs" "$r_get" ">= 0.5" "$(verdict "$r_get" '>=' 0.5)"
+    row c "rayd peak RSS (VmHWM), GiB" "-" "$hwm_gib" "-" "<= 2.2" "$(verdict "$hwm_gib" '<=' 2.2)"
+    note "c: GB/s of each run, in order: $runs_txt."
+}
+
+# d) one million 16-byte objects through POST /v1/objects/batch; RSS per object.
+bench_d() {
+    local rayd msg n_batches=100 per_batch=10000
+    log "writing $n_batches batch bodies of $per_batch objects"
+    local i
+    for ((i = 0; i < n_batches; i++)); do
+        # each value is a 14-char JSON string: stored compact with its quotes, 16 bytes
+        awk -v b="$i" -v n="$per_batch" 'BEGIN {
+            printf "{\"objects\":[";
+            for (j = 0; j < n; j++) printf "%s\"v%013d\"", (j ? "," : ""), b * n + j;
+            printf "]}" }' >"$OUT/batch-$i.json"
+    done
+
+    start_rayd rayd-d --max-body 64M || { fail "d: rayd did not start"; return; }
+    rayd=$SRV_PID
+    local rport=$SRV_PORT
+    if ! msg=$(sanity_rayd "$rport"); then
+        fail "d: $msg"
+        stop_server "$rayd"
+        return
+    fi
+    # the value stored from a batch is the 16-byte compact JSON
+    local r got
+    r=$(curl -s --max-time 10 -X POST -H 'Content-Type: application/json' \
+        --data-binary '{"objects":["abcdefghijklmn"]}' "http://127.0.0.1:$rport/v1/objects/batch" |
+        jq -r '.refs[0] // empty' 2>/dev/null || true)
+    got=$(curl -s --max-time 10 "http://127.0.0.1:$rport/v1/objects/$r" || true)
+    if [[ -z $r || $got != '"abcdefghijklmn"' ]]; then
+        fail "d: batch value read back as '$got' (ref '$r')"
+        stop_server "$rayd"
+        return
+    fi
+
+    local before after t0 t1 urls=()
+    for ((i = 0; i < n_batches; i++)); do
+        ((i == 0)) || urls+=(--next)
+        urls+=(-s --max-time 120 -H 'Content-Type: application/json' -o /dev/null -w '%{http_code}\n'
+            --data-binary @"$OUT/batch-$i.json" "http://127.0.0.1:$rport/v1/objects/batch")
+    done
+    before=$(proc_bytes "$rayd" VmRSS)
+    t0=$(date +%s.%N)
+    # one curl, one keep-alive connection, 100 requests in a row
+    local codes
+    codes=$(curl "${urls[@]}" | sort | uniq -c | xargs || true)
+    t1=$(date +%s.%N)
+    COMMANDS+=("curl -s --max-time 120 -H 'Content-Type: application/json' -o /dev/null -w '%{http_code}\\n' --data-binary @build/bench/batch-N.json http://127.0.0.1:PORT/v1/objects/batch --next ... (N = 0..99, one curl, one keep-alive connection)")
+    after=$(proc_bytes "$rayd" VmRSS)
+    local objects
+    objects=$(curl -s --max-time 10 "http://127.0.0.1:$rport/v1/status" |
+        jq -r '.object_store.objects // empty' 2>/dev/null || true)
+    # spot check: the last object of the last batch
+    r=$(curl -s --max-time 10 -X POST -H 'Content-Type: application/json' \
+        --data-binary '{"objects":["zzzzzzzzzzzzzz"]}' "http://127.0.0.1:$rport/v1/objects/batch" |
+        jq -r '.refs[0] // empty' 2>/dev/null || true)
+    got=$(curl -s --max-time 10 "http://127.0.0.1:$rport/v1/objects/$r" || true)
+    stop_server "$rayd"
+    if [[ $codes != "$n_batches 201" ]]; then
+        fail "d: batch POSTs answered: $codes"
+        return
+    fi
+    if [[ $got != '"zzzzzzzzzzzzzz"' ]]; then
+        fail "d: after the load a batch value read back as '$got'"
+        return
+    fi
+    local n=$((n_batches * per_batch)) per overhead rate
+    per=$(calc %.1f "($after - $before) / $n")
+    overhead=$(calc %.1f "($after - $before) / $n - 16")
+    rate=$(calc %.0f "$n / ($t1 - $t0)")
+    row d "RSS per 16 B object (payload 16 B subtracted: overhead)" "-" "$per ($overhead)" "-" \
+        "overhead < 200" "$(verdict "$overhead" '<' 200)"
+    note "d: 1,000,000 objects stored in $(calc %.2f "$t1 - $t0") s ($rate objects/s, 100 requests of 10,000); RSS $(calc %.0f "$before / 1048576") -> $(calc %.0f "$after / 1048576") MiB; store reports ${objects:-?} objects."
+}
+
+# ---------------------------------------------------------------------------------------
+selected() {
+    [[ -z $BENCH_ONLY ]] && return 0
+    [[ ,$BENCH_ONLY, == *",$1,"* ]]
+}
+
+for b in ${BENCH_ONLY//,/ }; do
+    [[ " ${BENCHES[*]} " == *" $b "* ]] || {
+        echo "run.sh: unknown benchmark '$b' in BENCH_ONLY (have: ${BENCHES[*]})" >&2
+        exit 2
+    }
+done
+
+command -v wrk >/dev/null || { echo "run.sh: wrk is not installed (make deps)" >&2; exit 1; }
+command -v curl >/dev/null || { echo "run.sh: curl is not installed (make deps)" >&2; exit 1; }
+command -v jq >/dev/null || { echo "run.sh: jq is not installed (make deps)" >&2; exit 1; }
+[[ -x $RAYD_BIN ]] || { echo "run.sh: $RAYD_BIN not built (make all)" >&2; exit 1; }
+
+log "building $BARE_BIN"
+# shellcheck disable=SC2046
+cc -O2 -o "$BARE_BIN" tests/bench/bare_server.c $(pkg-config --cflags --libs libmicrohttpd)
+
+STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+for b in "${BENCHES[@]}"; do
+    selected "$b" || continue
+    log "== benchmark $b"
+    "bench_$b"
+done
+
+{
+    echo "# rayd benchmark report"
+    echo
+    echo "- date: $STARTED; machine: $(nproc) cores ($(uname -m)), $(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
+    echo "- rayd: \`$RAYD_BIN\` ($(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ', dirty tree')); baseline: \`$BARE_BIN --threads 2 --connection-memory $BARE_CONN_MEMORY\` (bare libmicrohttpd)"
+    echo "- BENCH_SECONDS=$BENCH_SECONDS BENCH_ONLY=${BENCH_ONLY:-all}; load generator and servers share the machine, loopback only"
+    echo
+    echo "| bench | metric | bare | rayd | ratio | target | result |"
+    echo "|---|---|---|---|---|---|---|"
+    for r in "${ROWS[@]}"; do echo "$r"; done
+    echo
+    for n in "${NOTES[@]}"; do echo "- $n"; done
+    echo
+    echo "Commands (ports are ephemeral):"
+    echo
+    echo '```'
+    for c in "${COMMANDS[@]}"; do echo "$c"; done | awk '!seen[$0]++'
+    echo '```'
+} >"$OUT/report.md"
+cat "$OUT/report.md"
+
+if grep -q '| MISSED |' "$OUT/report.md"; then echo "MISSED: at least one target was not met (see the table)"; fi
+if [[ $FAILED != 0 ]]; then
+    echo "FAILED: at least one benchmark could not be run (see the notes)" >&2
+    exit 1
+fi
