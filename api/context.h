@@ -23,6 +23,8 @@ typedef struct api_config {
     size_t memory_limit;       /* for /v1/status only; the store enforces it */
     unsigned workers;          /* for /v1/status only; the scheduler has them */
     size_t max_pending_tasks;  /* for /v1/status only; the task system enforces it */
+    size_t max_parked;         /* parked requests at most; beyond it 429 */
+    double idempotency_ttl;    /* seconds an Idempotency-Key is remembered */
     const char *api_token;     /* bearer token for /v1/ routes; NULL or "": no auth */
     const char *admin_token;   /* bearer token for admin routes; NULL: api_token applies */
 } api_config;

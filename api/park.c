@@ -212,6 +212,12 @@ enum MHD_Result api_park_on_refs(api_request *req, const char *const *refs, size
     api_park_finish(req); /* a previous round, if any */
     if (__atomic_load_n(&req->ctx->lifecycle, __ATOMIC_ACQUIRE) == API_DRAINING)
         req->deadline = 0; /* draining: answer with what there is, right away */
+    if (req->ctx->config.max_parked && api_parking_count(pk) >= req->ctx->config.max_parked) {
+        req->retry_after = 1;
+        return api_problemf(req, 429, "TooManyRequests",
+                            "%zu requests are already waiting; the limit is %zu (RAYD_MAX_PARKED)",
+                            api_parking_count(pk), req->ctx->config.max_parked);
+    }
     api_park *park = calloc(1, sizeof(*park) + n * sizeof(rt_watcher));
     if (!park)
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);

@@ -611,6 +611,7 @@ static int resolve_call(rt_actors *as, actor_call *c, json_t **args, json_t **kw
 fail:
     json_decref(*args);
     json_decref(*kwargs);
+    *args = *kwargs = NULL; /* the caller frees them on every path */
     return -1;
 }
 
@@ -691,6 +692,7 @@ static void run_actor(rt_job *job)
     rt_error *result_err = NULL; /* what the call's ref gets instead of a value */
     rt_error *death = NULL;      /* the actor dies with this */
     bool restart = false;
+    bool counted = false; /* calls_done already counts this call */
     json_t *args = NULL, *kwargs = NULL;
     rt_error *cause = NULL;
 
@@ -722,6 +724,14 @@ static void run_actor(rt_job *job)
                         .kwargs = kwargs,
                         .cancel_flag = &never};
         c->method->fn(&a->user_state, &call);
+        /* Count the call as done before its result is visible, so that a client holding
+         * the result never sees calls_done lag behind it. */
+        pthread_mutex_lock(&a->lock);
+        a->calls_pending--;
+        a->calls_done++;
+        pthread_mutex_unlock(&a->lock);
+        __atomic_add_fetch(&as->calls_done, 1, __ATOMIC_RELAXED);
+        counted = true;
         if (call.error) {
             json_t *fields = call_fields(a, c->method->name);
             /* Methods name themselves in their messages ("Queue.get: ..."). */
@@ -779,7 +789,7 @@ static void run_actor(rt_job *job)
         if (!a->head)
             a->tail = NULL;
     }
-    if (c->method) {
+    if (c->method && !counted) {
         a->calls_pending--;
         a->calls_done++;
         __atomic_add_fetch(&as->calls_done, 1, __ATOMIC_RELAXED);

@@ -54,6 +54,10 @@ static const setting SETTINGS[] = {
     {"--connection-timeout", "RAYD_CONNECTION_TIMEOUT", KIND_DURATION,
      OFF(api.connection_timeout), 0, 0, "30s",
      "idle connections are closed after this (parked requests are not idle)", NULL},
+    {"--max-parked", "RAYD_MAX_PARKED", KIND_SIZE_COUNT, OFF(api.max_parked), 1, 10000000,
+     "100000", "requests waiting for objects at most; beyond it 429 TooManyRequests", NULL},
+    {"--idempotency-ttl", "RAYD_IDEMPOTENCY_TTL", KIND_DURATION, OFF(api.idempotency_ttl), 0, 0,
+     "24h", "how long an Idempotency-Key and its answer are remembered", NULL},
     {"--drain-timeout", "RAYD_DRAIN_TIMEOUT", KIND_DURATION, OFF(drain_timeout), 0, 0, "25s",
      "after SIGTERM, how long running work may finish before the process exits", NULL},
     {"--log-format", "RAYD_LOG_FORMAT", KIND_CHOICE, OFF(log_format), 0, 0, "json",
@@ -111,6 +115,8 @@ static void set_defaults(svc_config *c)
     c->api.connection_timeout = 30;
     c->api.workers = cores > 0 ? (unsigned)cores : 1;
     c->drain_timeout = 25;
+    c->api.max_parked = 100000;
+    c->api.idempotency_ttl = 24 * 3600;
     c->log_format = "json";
     c->log_level = "info";
     c->api.max_pending_tasks = 1000000;

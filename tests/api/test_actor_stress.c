@@ -38,10 +38,10 @@ typedef struct worker {
     int index;
     char (*ids)[ID]; /* the actors */
     int n_actors;
-    int n_calls;       /* calls to make (stress) */
-    long *received;    /* per actor: accepted calls (stress) */
-    char (*refs)[ID];  /* per actor: the ref of its one call (create-many) */
-    int first, last;   /* actor range [first, last) (create-many) */
+    int n_calls;      /* calls to make (stress) */
+    long *received;   /* per actor: accepted calls (stress) */
+    char (*refs)[ID]; /* per actor: the ref of its one call (create-many) */
+    int first, last;  /* actor range [first, last) (create-many) */
     long failures;
     char error[512];
 } worker;
@@ -163,8 +163,9 @@ static void test_50k_calls_over_200_actors(void **state)
     }
     curl_easy_cleanup(c);
     double t_all = now_s() - t0;
-    fprintf(stderr, "stress: %d calls over %d actors from %d threads: submitted in %.2f s "
-                    "(%.0f calls/s), all done in %.2f s\n",
+    fprintf(stderr,
+            "stress: %d calls over %d actors from %d threads: submitted in %.2f s "
+            "(%.0f calls/s), all done in %.2f s\n",
             CALLS, ACTORS, THREADS, t_submit, CALLS / t_submit, t_all);
     json_t *st = tk_status(&g_srv);
     json_t *acts = json_member(st, "actors");

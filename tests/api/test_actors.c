@@ -305,8 +305,8 @@ static void test_issue_example(void **state)
 {
     const rayd_server *s = &g_main;
     char id[ID], ref[ID];
-    json_t *a = create_status(s, "{\"class\":\"Counter\",\"args\":[10],\"name\":\"hits\"}", 201,
-                              id);
+    json_t *a =
+        create_status(s, "{\"class\":\"Counter\",\"args\":[10],\"name\":\"hits\"}", 201, id);
     assert_string_equal(json_str(a, "class"), "Counter");
     assert_string_equal(json_str(a, "name"), "hits");
     assert_int_equal(json_int(a, "restarts"), 0);
@@ -531,8 +531,8 @@ static void test_create_validation(void **state)
 
     /* valid options are echoed */
     a = create_status(
-        s, "{\"class\":\"Counter\",\"options\":{\"max_restarts\":-1,\"max_pending_calls\":7}}",
-        201, id);
+        s, "{\"class\":\"Counter\",\"options\":{\"max_restarts\":-1,\"max_pending_calls\":7}}", 201,
+        id);
     assert_int_equal(json_int(a, "max_restarts"), -1);
     assert_int_equal(json_int(a, "max_pending_calls"), 7);
     json_decref(a);
@@ -1329,8 +1329,8 @@ static void test_max_pending_calls(void **state)
 {
     const rayd_server *s = &g_main;
     char id[ID], p[ID], r1[ID], r2[ID], r4[ID];
-    json_t *a = create_status(
-        s, "{\"class\":\"Counter\",\"options\":{\"max_pending_calls\":2}}", 201, id);
+    json_t *a =
+        create_status(s, "{\"class\":\"Counter\",\"options\":{\"max_pending_calls\":2}}", 201, id);
     assert_int_equal(json_int(a, "max_pending_calls"), 2);
     json_decref(a);
     assert_int_equal(call_int(s, id, "get", NULL), 0);
@@ -1473,9 +1473,15 @@ static void test_list_paging_and_filters(void **state)
     http_resp_free(r);
 
     static const char *const bad[] = {
-        "/v1/actors?limit=0",   "/v1/actors?limit=1001",   "/v1/actors?limit=x",
-        "/v1/actors?limit=-1",  "/v1/actors?state=BOGUS",  "/v1/actors?state=alive",
-        "/v1/actors?cursor=%%%", "/v1/actors?cursor=zzzz-not-a-cursor", NULL,
+        "/v1/actors?limit=0",
+        "/v1/actors?limit=1001",
+        "/v1/actors?limit=x",
+        "/v1/actors?limit=-1",
+        "/v1/actors?state=BOGUS",
+        "/v1/actors?state=alive",
+        "/v1/actors?cursor=%%%",
+        "/v1/actors?cursor=zzzz-not-a-cursor",
+        NULL,
     };
     for (size_t k = 0; bad[k]; k++) {
         r = http_get(s, bad[k]);
@@ -1558,8 +1564,7 @@ int main(void)
         cmocka_unit_test(test_restarts),
         cmocka_unit_test(test_failing_constructor),
         cmocka_unit_test(test_max_pending_calls),
-        cmocka_unit_test_setup_teardown(test_list_paging_and_filters, fresh_setup,
-                                        fresh_teardown),
+        cmocka_unit_test_setup_teardown(test_list_paging_and_filters, fresh_setup, fresh_teardown),
         cmocka_unit_test_setup_teardown(test_status_counts, fresh_setup, fresh_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
