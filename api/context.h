@@ -65,6 +65,7 @@ typedef struct api_context {
     double started_mono;  /* monotonic clock at start */
     api_parking *parking; /* owned by the server (api/server.c), set when it starts */
     api_metrics *metrics; /* owned by the server, set when it starts */
+    struct api_idempotency *idempotency; /* owned by the server, set when it starts */
     int lifecycle;        /* api_lifecycle, atomic: set by service/, read by api/ */
     api_request_logger log_request; /* called once per request when set */
     void *log_arg;

@@ -8,7 +8,20 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/idempotency.h"
 #include "api/problem.h"
+
+/* Keeps a copy of an answer's body when the request carries an Idempotency-Key. */
+static void keep_body(api_request *req, const void *data, size_t len)
+{
+    if (!req->idem_entry)
+        return;
+    free(req->idem_body);
+    req->idem_body = malloc(len ? len : 1);
+    req->idem_body_len = req->idem_body ? len : 0;
+    if (req->idem_body && len)
+        memcpy(req->idem_body, data, len);
+}
 
 enum MHD_Result api_reply(api_request *req, unsigned status, struct MHD_Response *resp,
                           const char *content_type)
@@ -39,6 +52,8 @@ enum MHD_Result api_reply(api_request *req, unsigned status, struct MHD_Response
         MHD_add_response_header(resp, "X-Ray-Ref", req->ray_ref);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
     }
+    if (req->idem_entry)
+        api_idempotency_record(req->ctx->idempotency, req, status, resp, content_type);
     enum MHD_Result r = MHD_queue_response(req->conn, status, resp);
     MHD_destroy_response(resp);
     req->replied = true;
@@ -53,6 +68,7 @@ struct MHD_Response *api_response_json(api_request *req, json_t *json)
     if (!text)
         return NULL;
     req->bytes_out = strlen(text);
+    keep_body(req, text, req->bytes_out);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(req->bytes_out, text, MHD_RESPMEM_MUST_FREE);
     if (!resp)
@@ -79,6 +95,7 @@ enum MHD_Result api_reply_static(api_request *req, unsigned status, const char *
                                  size_t len, const char *content_type)
 {
     req->bytes_out = len;
+    keep_body(req, text, len);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_PERSISTENT);
     return api_reply(req, status, resp, content_type);
@@ -93,6 +110,7 @@ struct MHD_Response *api_response_from_buf(api_request *req, rt_buf *buf, size_t
                                            size_t len)
 {
     req->bytes_out = len;
+    keep_body(req, buf->data + offset, len);
     struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
         len, buf->data + offset, release_buf, buf);
     if (resp)

@@ -57,6 +57,9 @@ typedef struct api_request {
     size_t bytes_out;       /* body bytes of the queued response, for logs */
     char allow[64];         /* for 405 answers: the Allow header */
     bool www_authenticate;  /* 401 answers: add WWW-Authenticate */
+    void *idem_entry;       /* the Idempotency-Key entry this request will answer, if any */
+    char *idem_body;        /* owned: a copy of the answer's body, for that entry */
+    size_t idem_body_len;
     unsigned retry_after;   /* seconds for a Retry-After header (429, 202 pending), 0: none */
     char ray_ref[RT_REF_SIZE]; /* Prefer: wait answers: adds X-Ray-Ref and Location */
     double prefer_wait;     /* seconds asked for with Prefer: wait=N, 0 when absent */

@@ -31,6 +31,7 @@ struct api_route {
     api_handler handler;
     int body;            /* API_BODY_* */
     int auth;            /* API_AUTH_*; routes under /v1/ are at least API_AUTH_TOKEN */
+    int idempotent;      /* 1: honours Idempotency-Key (POSTs that create work) */
 };
 
 typedef enum api_match_result {

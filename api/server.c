@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "api/idempotency.h"
 #include "api/metrics.h"
 #include "api/park.h"
 #include "api/problem.h"
@@ -295,6 +296,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     }
     if (req->body)
         req->body[req->body_len] = '\0';
+    if (req->rounds == 0 && req->route->idempotent &&
+        api_idempotency_begin(req->ctx->idempotency, req) != 0)
+        return MHD_YES; /* answered: replayed, or the key was refused */
     req->rounds++;
     return req->route->handler(req);
 }
@@ -327,6 +331,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         };
         server->ctx->log_request(&s, server->ctx->log_arg);
     }
+    api_idempotency_abandon(server->ctx->idempotency, req); /* no answer was recorded */
+    free(req->idem_body);
     if (req->handler_state_free)
         req->handler_state_free(req->handler_state);
     rt_buf_decref(req->raw_buf);
@@ -349,12 +355,15 @@ api_server *api_server_start(api_context *ctx, char *err, size_t err_size)
     server->ctx = ctx;
     ctx->parking = api_parking_new();
     ctx->metrics = api_metrics_new();
-    if (!ctx->parking || !ctx->metrics) {
+    ctx->idempotency = api_idempotency_new(ctx->config.idempotency_ttl, 100000);
+    if (!ctx->parking || !ctx->metrics || !ctx->idempotency) {
         snprintf(err, err_size, "cannot start the deadline thread (out of memory?)");
         api_parking_free(ctx->parking);
         api_metrics_free(ctx->metrics);
+        api_idempotency_free(ctx->idempotency);
         ctx->parking = NULL;
         ctx->metrics = NULL;
+        ctx->idempotency = NULL;
         free(server);
         return NULL;
     }
@@ -409,8 +418,10 @@ api_server *api_server_start(api_context *ctx, char *err, size_t err_size)
 fail:
     api_parking_free(ctx->parking);
     api_metrics_free(ctx->metrics);
+    api_idempotency_free(ctx->idempotency);
     ctx->parking = NULL;
     ctx->metrics = NULL;
+    ctx->idempotency = NULL;
     free(server);
     return NULL;
 }
@@ -438,7 +449,9 @@ void api_server_stop(api_server *server)
     MHD_stop_daemon(server->daemon);
     api_parking_free(server->ctx->parking);
     api_metrics_free(server->ctx->metrics);
+    api_idempotency_free(server->ctx->idempotency);
     server->ctx->parking = NULL;
     server->ctx->metrics = NULL;
+    server->ctx->idempotency = NULL;
     free(server);
 }

@@ -1,0 +1,315 @@
+/* The Idempotency-Key table: key -> body digest and the first answer. */
+#include "api/idempotency.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/problem.h"
+#include "runtime/clock.h"
+#include "runtime/sha256.h"
+
+#define KEY_MAX 255
+#define BUCKETS_INITIAL 1024
+
+typedef struct entry {
+    struct entry *hnext;
+    struct entry *older, *newer; /* by creation, for expiry */
+    uint32_t hash;
+    char *scope;                 /* "POST /v1/tasks <key>" */
+    unsigned char digest[RT_SHA256_DIGEST_SIZE];
+    int done;
+    double expires_at;           /* monotonic */
+    /* the answer, when done */
+    unsigned status;
+    char *content_type, *location, *ray_ref, *preference;
+    char *body;
+    size_t body_len;
+} entry;
+
+struct api_idempotency {
+    pthread_mutex_t lock;
+    entry **buckets;
+    size_t nbuckets, count, max_keys;
+    entry *oldest, *newest;
+    double ttl;
+};
+
+static uint32_t hash_text(const char *s)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+static void entry_free(entry *e)
+{
+    if (!e)
+        return;
+    free(e->scope);
+    free(e->content_type);
+    free(e->location);
+    free(e->ray_ref);
+    free(e->preference);
+    free(e->body);
+    free(e);
+}
+
+api_idempotency *api_idempotency_new(double ttl_seconds, size_t max_keys)
+{
+    api_idempotency *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->nbuckets = BUCKETS_INITIAL;
+    t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
+    if (!t->buckets) {
+        free(t);
+        return NULL;
+    }
+    t->ttl = ttl_seconds;
+    t->max_keys = max_keys ? max_keys : 100000;
+    pthread_mutex_init(&t->lock, NULL);
+    return t;
+}
+
+void api_idempotency_free(api_idempotency *t)
+{
+    if (!t)
+        return;
+    for (entry *e = t->oldest; e;) {
+        entry *next = e->newer;
+        entry_free(e);
+        e = next;
+    }
+    free(t->buckets);
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
+/* ---- table (lock held) ------------------------------------------------------------ */
+
+static entry *find(api_idempotency *t, const char *scope, uint32_t h)
+{
+    for (entry *e = t->buckets[h & (t->nbuckets - 1)]; e; e = e->hnext)
+        if (e->hash == h && strcmp(e->scope, scope) == 0)
+            return e;
+    return NULL;
+}
+
+static void unlink_entry(api_idempotency *t, entry *e)
+{
+    entry **pp = &t->buckets[e->hash & (t->nbuckets - 1)];
+    while (*pp && *pp != e)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = e->hnext;
+    if (e->older)
+        e->older->newer = e->newer;
+    else
+        t->oldest = e->newer;
+    if (e->newer)
+        e->newer->older = e->older;
+    else
+        t->newest = e->older;
+    t->count--;
+}
+
+/* Drops expired entries and, beyond max_keys, the oldest finished ones. */
+static void prune(api_idempotency *t, double now)
+{
+    entry *e = t->oldest;
+    while (e && (e->expires_at <= now || t->count > t->max_keys)) {
+        entry *next = e->newer;
+        if (e->done) {
+            unlink_entry(t, e);
+            entry_free(e);
+        }
+        e = next;
+        if (e && e->expires_at > now && t->count <= t->max_keys)
+            break;
+    }
+}
+
+/* ---- requests ----------------------------------------------------------------------- */
+
+static void body_digest(const api_request *req, unsigned char out[RT_SHA256_DIGEST_SIZE])
+{
+    rt_sha256_ctx c;
+    rt_sha256_init(&c);
+    const char *ct = api_header((api_request *)req, "Content-Type");
+    if (ct)
+        rt_sha256_update(&c, ct, strlen(ct));
+    rt_sha256_update(&c, "\n", 1);
+    const char *q = api_query((api_request *)req, "ttl");
+    if (q)
+        rt_sha256_update(&c, q, strlen(q));
+    rt_sha256_update(&c, "\n", 1);
+    if (req->raw_buf)
+        rt_sha256_update(&c, req->raw_buf->data, req->raw_len);
+    else if (req->body)
+        rt_sha256_update(&c, req->body, req->body_len);
+    rt_sha256_final(&c, out);
+}
+
+static enum MHD_Result replay(api_request *req, const entry *e)
+{
+    void *copy = malloc(e->body_len ? e->body_len : 1);
+    if (!copy)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    memcpy(copy, e->body, e->body_len);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(e->body_len, copy, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(copy);
+        return MHD_NO;
+    }
+    if (e->location)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, e->location);
+    if (e->ray_ref)
+        MHD_add_response_header(resp, "X-Ray-Ref", e->ray_ref);
+    if (e->preference)
+        MHD_add_response_header(resp, "Preference-Applied", e->preference);
+    MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+    req->bytes_out = e->body_len;
+    return api_reply(req, e->status, resp, e->content_type);
+}
+
+int api_idempotency_begin(api_idempotency *t, api_request *req)
+{
+    const char *key = api_header(req, "Idempotency-Key");
+    if (!key || !t)
+        return 0;
+    size_t klen = strlen(key);
+    int ok = klen > 0 && klen <= KEY_MAX;
+    for (size_t i = 0; ok && i < klen; i++)
+        ok = key[i] > 0x20 && key[i] < 0x7f;
+    if (!ok) {
+        api_problemf(req, 400, "BadRequest",
+                     "Idempotency-Key must be 1 to %d printable characters without spaces",
+                     KEY_MAX);
+        return 1;
+    }
+    char *scope = NULL;
+    if (asprintf(&scope, "%s %s %s", req->method, req->url, key) < 0) {
+        api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+        return 1;
+    }
+    unsigned char digest[RT_SHA256_DIGEST_SIZE];
+    body_digest(req, digest);
+    uint32_t h = hash_text(scope);
+    double now = rt_clock_monotonic();
+
+    pthread_mutex_lock(&t->lock);
+    prune(t, now);
+    entry *e = find(t, scope, h);
+    if (e && memcmp(e->digest, digest, sizeof(digest)) != 0) {
+        pthread_mutex_unlock(&t->lock);
+        free(scope);
+        api_problem(req, 422, "UnprocessableContent",
+                    "this Idempotency-Key was used with another request body",
+                    json_pack("{s:s}", "idempotency_key", key));
+        return 1;
+    }
+    if (e && !e->done) {
+        pthread_mutex_unlock(&t->lock);
+        free(scope);
+        req->retry_after = 1;
+        api_problem(req, 409, "Conflict",
+                    "a request with this Idempotency-Key is still being answered",
+                    json_pack("{s:s}", "idempotency_key", key));
+        return 1;
+    }
+    if (e) {
+        /* Copy the answer out under the lock; replay it after. */
+        entry snapshot = *e;
+        snapshot.body = malloc(e->body_len ? e->body_len : 1);
+        snapshot.content_type = e->content_type ? strdup(e->content_type) : NULL;
+        snapshot.location = e->location ? strdup(e->location) : NULL;
+        snapshot.ray_ref = e->ray_ref ? strdup(e->ray_ref) : NULL;
+        snapshot.preference = e->preference ? strdup(e->preference) : NULL;
+        if (snapshot.body)
+            memcpy(snapshot.body, e->body, e->body_len);
+        pthread_mutex_unlock(&t->lock);
+        free(scope);
+        if (!snapshot.body)
+            api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+        else
+            replay(req, &snapshot);
+        free(snapshot.body);
+        free(snapshot.content_type);
+        free(snapshot.location);
+        free(snapshot.ray_ref);
+        free(snapshot.preference);
+        return 1;
+    }
+    e = calloc(1, sizeof(*e));
+    if (!e) {
+        pthread_mutex_unlock(&t->lock);
+        free(scope);
+        api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+        return 1;
+    }
+    e->scope = scope;
+    e->hash = h;
+    memcpy(e->digest, digest, sizeof(digest));
+    e->expires_at = now + t->ttl;
+    size_t b = h & (t->nbuckets - 1);
+    e->hnext = t->buckets[b];
+    t->buckets[b] = e;
+    e->older = t->newest;
+    if (t->newest)
+        t->newest->newer = e;
+    else
+        t->oldest = e;
+    t->newest = e;
+    t->count++;
+    req->idem_entry = e;
+    pthread_mutex_unlock(&t->lock);
+    return 0;
+}
+
+static char *dup_header(struct MHD_Response *resp, const char *name)
+{
+    const char *v = MHD_get_response_header(resp, name);
+    return v ? strdup(v) : NULL;
+}
+
+void api_idempotency_record(api_idempotency *t, api_request *req, unsigned status,
+                            struct MHD_Response *resp, const char *content_type)
+{
+    entry *e = req->idem_entry;
+    if (!e || !t)
+        return;
+    req->idem_entry = NULL;
+    pthread_mutex_lock(&t->lock);
+    if (status == 429 || status >= 500) {
+        /* Not an answer to remember: let a retry do the work. */
+        unlink_entry(t, e);
+        entry_free(e);
+    } else {
+        e->status = status;
+        e->content_type = content_type ? strdup(content_type) : NULL;
+        e->location = dup_header(resp, MHD_HTTP_HEADER_LOCATION);
+        e->ray_ref = dup_header(resp, "X-Ray-Ref");
+        e->preference = dup_header(resp, "Preference-Applied");
+        e->body = req->idem_body; /* stolen */
+        e->body_len = req->idem_body_len;
+        req->idem_body = NULL;
+        e->done = 1;
+    }
+    pthread_mutex_unlock(&t->lock);
+}
+
+void api_idempotency_abandon(api_idempotency *t, api_request *req)
+{
+    entry *e = req->idem_entry;
+    if (!e || !t)
+        return;
+    req->idem_entry = NULL;
+    pthread_mutex_lock(&t->lock);
+    unlink_entry(t, e);
+    entry_free(e);
+    pthread_mutex_unlock(&t->lock);
+}
