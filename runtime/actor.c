@@ -627,7 +627,8 @@ static rt_error *construct(rt_actor *a, json_t *args, json_t *kwargs)
                     .attempt = a->restarts + 1,
                     .args = args,
                     .kwargs = kwargs,
-                    .cancel_flag = &never};
+                    .cancel_flag = &never,
+                    .store = a->owner->store};
     a->cls->constructor(&a->user_state, &call);
     rt_error *err = NULL;
     if (call.error) {
@@ -722,7 +723,8 @@ static void run_actor(rt_job *job)
                         .attempt = 1,
                         .args = args,
                         .kwargs = kwargs,
-                        .cancel_flag = &never};
+                        .cancel_flag = &never,
+                        .store = as->store};
         c->method->fn(&a->user_state, &call);
         /* Count the call as done before its result is visible, so that a client holding
          * the result never sees calls_done lag behind it. */

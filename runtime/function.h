@@ -28,6 +28,7 @@ typedef struct rt_call {
     json_t *kwargs;          /* JSON object */
     const int *cancel_flag;  /* read with rt_call_cancelled */
     double deadline;         /* monotonic seconds; 0: none (the task's timeout option) */
+    struct rt_store *store;  /* the object store, for functions that put objects */
     /* outputs */
     json_t *result_json;     /* owned */
     rt_buf *result_buf;      /* owned */

@@ -519,6 +519,7 @@ static void run_job(rt_job *job)
         .kwargs = kwargs,
         .cancel_flag = &t->cancel_flag,
         .deadline = t->timeout > 0 ? rt_clock_monotonic() + t->timeout : 0,
+        .store = ts->store,
     };
     double began = rt_clock_monotonic();
     t->fn->fn(&call);

@@ -163,6 +163,21 @@ static void *drain_main(void *arg)
     for (;;) {
         ssize_t n = read(s->out_fd, buf, sizeof buf);
         if (n > 0) {
+            pthread_mutex_lock(&s->out_lock);
+            if (s->capturing) {
+                size_t need = s->captured_len + (size_t)n + 1;
+                if (need > s->captured_cap) {
+                    size_t cap = s->captured_cap ? s->captured_cap : 4096;
+                    while (cap < need)
+                        cap *= 2;
+                    s->captured = xrealloc(s->captured, cap);
+                    s->captured_cap = cap;
+                }
+                memcpy(s->captured + s->captured_len, buf, (size_t)n);
+                s->captured_len += (size_t)n;
+                s->captured[s->captured_len] = '\0';
+            }
+            pthread_mutex_unlock(&s->out_lock);
             if (echo) {
                 ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
                 (void)w;
@@ -195,12 +210,63 @@ static int parse_port(const char *line)
     return port;
 }
 
+/* Can we connect to 127.0.0.1:port? */
+static bool port_accepts(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+/* A port the kernel says is free now (bound to 0 and released), or -1. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sa;
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
+        port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}
+
+static int start_impl(rayd_server *s, const char *const *args, const char *const *env_add,
+                      int fixed_port);
+
 int rayd_start(rayd_server *s, const char *const *args, const char *const *env_add)
+{
+    return start_impl(s, args, env_add, 0);
+}
+
+int rayd_start_no_log(rayd_server *s, const char *const *args, const char *const *env_add)
+{
+    pthread_once(&global_once, global_init);
+    int port = free_port();
+    if (port <= 0) {
+        fprintf(stderr, "harness: no free port\n");
+        return -1;
+    }
+    return start_impl(s, args, env_add, port);
+}
+
+static int start_impl(rayd_server *s, const char *const *args, const char *const *env_add,
+                      int fixed_port)
 {
     pthread_once(&global_once, global_init);
     memset(s, 0, sizeof *s);
     s->pid = -1;
     s->out_fd = -1;
+    pthread_mutex_init(&s->out_lock, NULL);
 
     const char *bin = rayd_bin();
     size_t nargs = 0;
@@ -212,8 +278,10 @@ int rayd_start(rayd_server *s, const char *const *args, const char *const *env_a
     argv[a++] = bin;
     argv[a++] = "--bind";
     argv[a++] = "127.0.0.1";
+    char port_arg[16];
+    snprintf(port_arg, sizeof port_arg, "%d", fixed_port);
     argv[a++] = "--port";
-    argv[a++] = "0";
+    argv[a++] = port_arg;
     for (size_t i = 0; i < nargs; i++)
         argv[a++] = args[i];
     argv[a] = NULL;
@@ -253,14 +321,27 @@ int rayd_start(rayd_server *s, const char *const *args, const char *const *env_a
     s->pid = pid;
     s->out_fd = fds[0];
 
-    /* Read lines until the listening event. */
+    /* Read lines until the listening event (or, with a fixed port, until it accepts). */
     bool echo = verbose();
     double deadline = now_s() + 10.0;
     size_t cap = 4096, len = 0;
     char *buf = xmalloc(cap);
     int port = -1;
     const char *why = "timed out waiting for the listening line";
-    while (port < 0) {
+    while (fixed_port > 0 && port < 0 && now_s() < deadline) {
+        if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
+            why = "the server exited before it listened";
+            s->pid = -1;
+            break;
+        }
+        if (port_accepts(fixed_port))
+            port = fixed_port;
+        else
+            sleep_s(0.01);
+    }
+    if (fixed_port > 0 && port < 0 && s->pid > 0)
+        why = "timed out waiting for the port to accept";
+    while (fixed_port <= 0 && port < 0) {
         double left = deadline - now_s();
         if (left <= 0)
             break;
@@ -292,7 +373,8 @@ int rayd_start(rayd_server *s, const char *const *args, const char *const *env_a
         char *nl;
         while ((nl = strchr(line, '\n')) != NULL) {
             *nl = '\0';
-            if (strstr(line, "\"event\":\"listening\"")) {
+            if (strstr(line, "\"event\":\"listening\"") ||
+                (strstr(line, " listening {") && strstr(line, "\"port\":"))) { /* text */
                 port = parse_port(line);
                 if (port <= 0) {
                     why = "listening line without a port";
@@ -314,9 +396,11 @@ int rayd_start(rayd_server *s, const char *const *args, const char *const *env_a
     free(buf);
     if (port <= 0) {
         fprintf(stderr, "harness: %s did not start: %s\n", bin, why);
-        kill(s->pid, SIGKILL);
-        int st = wait_exit(s->pid, 5);
-        fprintf(stderr, "harness: exit status %d\n", st);
+        if (s->pid > 0) {
+            kill(s->pid, SIGKILL);
+            int st = wait_exit(s->pid, 5);
+            fprintf(stderr, "harness: exit status %d\n", st);
+        }
         close(s->out_fd);
         s->out_fd = -1;
         s->pid = -1;
@@ -327,6 +411,17 @@ int rayd_start(rayd_server *s, const char *const *args, const char *const *env_a
     if (pthread_create(&s->drainer, NULL, drain_main, s) == 0)
         s->drainer_running = true;
     return 0;
+}
+
+/* Frees the capture buffer once the drainer has stopped. */
+static void capture_release(rayd_server *s)
+{
+    pthread_mutex_lock(&s->out_lock);
+    free(s->captured);
+    s->captured = NULL;
+    s->captured_len = s->captured_cap = 0;
+    s->capturing = false;
+    pthread_mutex_unlock(&s->out_lock);
 }
 
 int rayd_stop_signal(rayd_server *s, int sig)
@@ -344,10 +439,78 @@ int rayd_stop_signal(rayd_server *s, int sig)
         close(s->out_fd);
         s->out_fd = -1;
     }
+    capture_release(s);
     if (st != 0)
         fprintf(stderr, "harness: rayd (port %d) exit status %d after signal %d\n", s->port, st,
                 sig);
     return st;
+}
+
+int rayd_wait_exit(rayd_server *s, double timeout_s)
+{
+    if (s->pid <= 0)
+        return -1;
+    int st = wait_exit(s->pid, timeout_s);
+    s->pid = -1;
+    if (s->drainer_running) {
+        pthread_join(s->drainer, NULL);
+        s->drainer_running = false;
+    }
+    if (s->out_fd >= 0) {
+        close(s->out_fd);
+        s->out_fd = -1;
+    }
+    capture_release(s);
+    return st;
+}
+
+void rayd_capture_stdout(rayd_server *s, bool on)
+{
+    pthread_mutex_lock(&s->out_lock);
+    s->capturing = on;
+    pthread_mutex_unlock(&s->out_lock);
+}
+
+char *rayd_stdout_text(rayd_server *s)
+{
+    pthread_mutex_lock(&s->out_lock);
+    char *copy = xstrdup(s->captured ? s->captured : "");
+    pthread_mutex_unlock(&s->out_lock);
+    return copy;
+}
+
+void rayd_stdout_clear(rayd_server *s)
+{
+    pthread_mutex_lock(&s->out_lock);
+    s->captured_len = 0;
+    if (s->captured)
+        s->captured[0] = '\0';
+    pthread_mutex_unlock(&s->out_lock);
+}
+
+char *rayd_stdout_wait_line(rayd_server *s, const char *needle, double timeout_s)
+{
+    double deadline = now_s() + timeout_s;
+    for (;;) {
+        char *found = NULL;
+        pthread_mutex_lock(&s->out_lock);
+        const char *line = s->captured ? s->captured : "";
+        const char *nl;
+        while (!found && (nl = strchr(line, '\n')) != NULL) {
+            size_t n = (size_t)(nl - line);
+            const char *hit = strstr(line, needle);
+            if (hit && hit + strlen(needle) <= nl) {
+                found = xmalloc(n + 1);
+                memcpy(found, line, n);
+                found[n] = '\0';
+            }
+            line = nl + 1;
+        }
+        pthread_mutex_unlock(&s->out_lock);
+        if (found || now_s() > deadline)
+            return found;
+        sleep_s(0.005);
+    }
 }
 
 int rayd_stop(rayd_server *s)

@@ -31,6 +31,11 @@ typedef struct rayd_server {
     pthread_t drainer; /* keeps reading out_fd so the pipe never fills */
     bool drainer_running;
     char base_url[64]; /* "http://127.0.0.1:PORT" */
+    /* stdout capture (rayd_capture_stdout): what the drainer read while capturing */
+    pthread_mutex_t out_lock;
+    bool capturing;
+    char *captured; /* NUL-terminated when not NULL */
+    size_t captured_len, captured_cap;
 } rayd_server;
 
 /* The binary under test: $RAYD_BIN, or "build/rayd". Borrowed. */
@@ -42,10 +47,31 @@ const char *rayd_bin(void);
  * Returns 0, or -1 after printing why (and killing the child) when it did not start. */
 int rayd_start(rayd_server *s, const char *const *args, const char *const *env_add);
 
+/* The same for a server that prints no listening line (RAYD_LOG_LEVEL=warn): runs it on a
+ * port free at the time (--port P instead of 0) and waits up to 10 s until it accepts
+ * connections. A text-format listening line (RAYD_LOG_FORMAT=text) rayd_start finds. */
+int rayd_start_no_log(rayd_server *s, const char *const *args, const char *const *env_add);
+
 /* Stop: SIGTERM (or sig), wait up to 10 s (then SIGKILL). Returns the exit status (0..255),
  * 128+signal when it died of a signal, or -1 when it had to be killed after the timeout. */
 int rayd_stop_signal(rayd_server *s, int sig);
 int rayd_stop(rayd_server *s);
+
+/* Wait up to timeout_s for the server to exit by itself (after a signal the test sent with
+ * kill(s->pid, ...)), without sending anything; then clean up as rayd_stop does. Returns
+ * the exit status, 128+signal, or -1 when it had to be killed after the timeout. */
+int rayd_wait_exit(rayd_server *s, double timeout_s);
+
+/* Capture the server's stdout (after the listening line) from now on (on), or stop (off;
+ * what was captured stays until rayd_stdout_clear). Off by default. */
+void rayd_capture_stdout(rayd_server *s, bool on);
+/* A copy of what was captured so far (new NUL-terminated string, free()). */
+char *rayd_stdout_text(rayd_server *s);
+/* Forget what was captured. */
+void rayd_stdout_clear(rayd_server *s);
+/* Wait up to timeout_s until a complete captured line contains needle. Returns a copy of
+ * the first such line (without its newline, new, free()), or NULL on timeout. */
+char *rayd_stdout_wait_line(rayd_server *s, const char *needle, double timeout_s);
 
 /* Run the binary to completion with exactly argv[1..] = args (no --bind/--port added),
  * env_add as for rayd_start. Captures stdout and stderr (new NUL-terminated strings, free()).
