@@ -28,7 +28,7 @@ DEB_PACKAGES := build-essential pkg-config libmicrohttpd-dev libjansson-dev \
                 libcurl4-openssl-dev libcmocka-dev python3-yaml curl jq wrk
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-           -Wno-unused-parameter -Wformat=2 -Wvla
+           -Wno-unused-parameter -Wno-missing-field-initializers -Wformat=2 -Wvla
 CFLAGS  += -std=gnu11 $(OPT) $(WARN) -pthread -MMD -MP -I. -D_GNU_SOURCE
 LDLIBS  += -pthread -lm
 ifneq ($(SANITIZE),)
@@ -136,4 +136,5 @@ format:
 clean:
 	rm -rf build
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(RUNTIME_OBJ:.o=.d) $(API_OBJ:.o=.d) $(SERVICE_OBJ:.o=.d) $(UNIT_BIN:=.d) \
+         $(API_TEST_BIN:=.d)

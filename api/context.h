@@ -9,6 +9,7 @@
 #include "runtime/actor.h"
 #include "runtime/function.h"
 #include "runtime/object_store.h"
+#include "runtime/remote.h"
 #include "runtime/scheduler.h"
 #include "runtime/task.h"
 
@@ -25,6 +26,8 @@ typedef struct api_config {
     size_t max_pending_tasks;  /* for /v1/status only; the task system enforces it */
     size_t max_parked;         /* parked requests at most; beyond it 429 */
     double idempotency_ttl;    /* seconds an Idempotency-Key is remembered */
+    const char *remote_allow;  /* comma-separated scheme://host:port prefixes remote
+                                  functions may use; NULL or "": registration disabled */
     const char *api_token;     /* bearer token for /v1/ routes; NULL or "": no auth */
     const char *admin_token;   /* bearer token for admin routes; NULL: api_token applies */
 } api_config;
@@ -60,6 +63,7 @@ typedef struct api_context {
     rt_scheduler *scheduler; /* borrowed */
     rt_tasks *tasks;      /* borrowed */
     rt_actors *actors;    /* borrowed */
+    rt_remote *remote;    /* borrowed: the I/O thread for remote functions */
     const char *version;  /* borrowed, static */
     double started_wall;  /* wall clock at start */
     double started_mono;  /* monotonic clock at start */

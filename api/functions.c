@@ -3,14 +3,23 @@
 
 #include "api/handlers.h"
 #include "api/problem.h"
+#include "runtime/remote_function.h"
 
 static json_t *function_json(const rt_function *fn)
 {
-    return json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", fn->name, "kind",
-                     rt_function_kind_name(fn->kind), "description",
-                     fn->description ? fn->description : "", "args",
-                     fn->args_doc ? fn->args_doc : "", "returns",
-                     fn->returns_doc ? fn->returns_doc : "");
+    json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s}", "name", fn->name, "kind",
+                          rt_function_kind_name(fn->kind), "description",
+                          fn->description ? fn->description : "", "args",
+                          fn->args_doc ? fn->args_doc : "", "returns",
+                          fn->returns_doc ? fn->returns_doc : "");
+    if (fn->kind == RT_FUNCTION_REMOTE) {
+        json_t *remote = json_pack("{s:s,s:f,s:i,s:i}", "url", fn->url, "timeout", fn->timeout,
+                                   "max_concurrency", (int)fn->max_concurrency, "max_retries",
+                                   fn->max_retries < 0 ? 3 : fn->max_retries);
+        json_object_update(j, remote);
+        json_decref(remote);
+    }
+    return j;
 }
 
 static void add_function(const rt_function *fn, void *arg)
@@ -32,4 +41,91 @@ enum MHD_Result api_functions_get(api_request *req)
         return api_problem(req, 404, "NotFound", "the function does not exist",
                            json_pack("{s:s}", "function", req->params[0]));
     return api_reply_json(req, 200, function_json(fn));
+}
+
+/* ---- PUT and DELETE /v1/functions/{name}: remote functions ---------------------------- */
+
+enum MHD_Result api_functions_put(api_request *req)
+{
+    static const char *const KEYS[] = {"url", "timeout", "max_concurrency", "max_retries", NULL};
+    const char *name = req->params[0];
+    const char *allow = req->ctx->config.remote_allow;
+    if (!allow || !*allow)
+        return api_problem(req, 403, "Forbidden",
+                           "remote functions are disabled: start rayd with RAYD_REMOTE_ALLOW "
+                           "(or --remote-allow) listing the scheme://host:port prefixes it may "
+                           "call, e.g. RAYD_REMOTE_ALLOW=http://127.0.0.1:9000",
+                           NULL);
+    if (api_body_json(req) != 0)
+        return MHD_YES;
+    if (!json_is_object(req->json))
+        return api_problem(req, 400, "BadRequest",
+                           "the body must be {\"url\", \"timeout\", \"max_concurrency\", "
+                           "\"max_retries\"}",
+                           NULL);
+    if (api_json_only_keys(req, req->json, KEYS, "the body") != 0)
+        return MHD_YES;
+    json_t *v;
+    rt_remote_function_spec spec = {.name = name, .timeout = 60, .max_retries = -1};
+    v = json_object_get(req->json, "url");
+    if (!json_is_string(v) || (strncmp(json_string_value(v), "http://", 7) != 0 &&
+                               strncmp(json_string_value(v), "https://", 8) != 0))
+        return api_problem(req, 400, "BadRequest", "url must be an http:// or https:// URL",
+                           NULL);
+    spec.url = json_string_value(v);
+    if (!rt_remote_url_allowed(allow, spec.url))
+        return api_problem(req, 403, "Forbidden",
+                           "the url is outside RAYD_REMOTE_ALLOW; ask the operator to add its "
+                           "scheme://host:port",
+                           json_pack("{s:s,s:s}", "url", spec.url, "allowed", allow));
+    if ((v = json_object_get(req->json, "timeout"))) {
+        if (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) > 3600)
+            return api_problem(req, 400, "BadRequest",
+                               "timeout must be a number of seconds, > 0 and at most 3600", NULL);
+        spec.timeout = json_number_value(v);
+    }
+    if ((v = json_object_get(req->json, "max_concurrency"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 100000)
+            return api_problem(req, 400, "BadRequest",
+                               "max_concurrency must be an integer from 0 (no limit) to 100000",
+                               NULL);
+        spec.max_concurrency = (unsigned)json_integer_value(v);
+    }
+    if ((v = json_object_get(req->json, "max_retries"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1000)
+            return api_problem(req, 400, "BadRequest",
+                               "max_retries must be an integer from 0 to 1000", NULL);
+        spec.max_retries = (int)json_integer_value(v);
+    }
+    rt_function *fn = rt_remote_function_new(req->ctx->remote, &spec);
+    if (!fn)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    bool replaced = false;
+    rt_status st = rt_registry_put_owned(req->ctx->registry, fn, rt_remote_function_release,
+                                         &replaced);
+    if (st != RT_OK) {
+        rt_remote_function_release(fn);
+        if (st == RT_EEXIST)
+            return api_problem(req, 409, "Conflict",
+                               "the name belongs to a built-in or module function",
+                               json_pack("{s:s}", "function", name));
+        if (st == RT_EINVAL)
+            return api_problem(req, 400, "BadRequest",
+                               "function names are 1 to 128 characters of [A-Za-z0-9_.-]",
+                               json_pack("{s:s}", "function", name));
+        return api_problem_status(req, st, "the function");
+    }
+    return api_reply_json(req, replaced ? 200 : 201, function_json(fn));
+}
+
+enum MHD_Result api_functions_delete(api_request *req)
+{
+    rt_status st = rt_registry_remove(req->ctx->registry, req->params[0]);
+    if (st == RT_ENOTFOUND)
+        return api_problem(req, 404, "NotFound", "the function does not exist",
+                           json_pack("{s:s}", "function", req->params[0]));
+    if (st == RT_ESTATE)
+        return api_problem(req, 409, "Conflict", "built-in and module functions cannot be removed",
+                           json_pack("{s:s}", "function", req->params[0]));
+    return api_reply_empty(req, 204);
 }

@@ -49,5 +49,7 @@ enum MHD_Result api_actor_classes_list(api_request *req);
 /* api/functions.c */
 enum MHD_Result api_functions_list(api_request *req);
 enum MHD_Result api_functions_get(api_request *req);
+enum MHD_Result api_functions_put(api_request *req);
+enum MHD_Result api_functions_delete(api_request *req);
 
 #endif

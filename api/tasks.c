@@ -12,8 +12,8 @@
 #define BATCH_MAX 10000
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
-#define DEFAULT_MAX_RETRIES 3 /* Ray's default; applies to function errors only with
-                                 retry_exceptions */
+#define DEFAULT_MAX_RETRIES -1 /* the function's default; Ray's (3) for built-ins. Function
+                                  errors are retried only with retry_exceptions */
 
 /* ---- reading a task from JSON ------------------------------------------------------- */
 
@@ -233,6 +233,7 @@ enum MHD_Result api_tasks_submit(api_request *req)
     s->n = spec.num_returns;
     req->handler_state = s;
     req->handler_state_free = submitted_free;
+    spec.request_id = req->request_id;
     rt_status st = rt_task_submit(req->ctx->tasks, &spec, s->task_id, s->refs, err, sizeof(err));
     if (st != RT_OK)
         return reply_submit_error(req, st, "", err);
@@ -278,6 +279,7 @@ enum MHD_Result api_tasks_submit_batch(api_request *req)
             goto done;
         }
         total_refs += specs[i].num_returns;
+        specs[i].request_id = req->request_id;
     }
     refs = calloc(total_refs, sizeof(*refs));
     if (!refs) {

@@ -10,6 +10,7 @@
 
 #include "runtime/base64.h"
 #include "runtime/clock.h"
+#include "runtime/error.h"
 
 #define RT_FUNCTION_NAME_MAX 128
 
@@ -24,6 +25,16 @@ static void call_clear_outputs(rt_call *call)
     call->result_buf = NULL;
     free(call->error);
     call->error = NULL;
+    json_decref(call->error_fields);
+    call->error_fields = NULL;
+    rt_error_decref(call->error_cause);
+    call->error_cause = NULL;
+    call->unavailable = false;
+}
+
+void rt_call_free_outputs(rt_call *call)
+{
+    call_clear_outputs(call);
 }
 
 /* A malloc'd copy of a fixed message (new, owned by the caller), or NULL. */
@@ -160,11 +171,19 @@ const char *rt_function_kind_name(rt_function_kind kind)
 /* A sorted array of borrowed function pointers under a read-write lock. Registration is
  * rare (startup, module load), so inserting into the array is cheap enough and lookups are
  * a binary search. */
+/* Functions the registry owns (remote ones), listed or retired, freed with it. */
+typedef struct owned_function {
+    struct owned_function *next;
+    rt_function *fn;
+    void (*release)(rt_function *fn);
+} owned_function;
+
 struct rt_registry {
     pthread_rwlock_t lock;
     const rt_function **fns; /* owned array of borrowed pointers, sorted by name */
     size_t count;
     size_t cap;
+    owned_function *owned;   /* lock */
 };
 
 rt_registry *rt_registry_new(void)
@@ -184,6 +203,12 @@ void rt_registry_free(rt_registry *registry)
     if (!registry)
         return;
     pthread_rwlock_destroy(&registry->lock);
+    for (owned_function *o = registry->owned; o;) {
+        owned_function *next = o->next;
+        o->release(o->fn);
+        free(o);
+        o = next;
+    }
     free(registry->fns);
     free(registry);
 }
@@ -225,9 +250,21 @@ static size_t registry_search(const rt_registry *registry, const char *name, boo
     return lo;
 }
 
+/* Doubles the function array. Write lock held. 0 or -1 (out of memory, unchanged). */
+static int grow_fns(rt_registry *registry)
+{
+    size_t cap = registry->cap ? registry->cap * 2 : 32;
+    const rt_function **grown = realloc(registry->fns, cap * sizeof(*grown));
+    if (!grown)
+        return -1;
+    registry->fns = grown;
+    registry->cap = cap;
+    return 0;
+}
+
 rt_status rt_registry_add(rt_registry *registry, const rt_function *fn)
 {
-    if (!registry || !fn || !fn->fn || !name_valid(fn->name))
+    if (!registry || !fn || (!fn->fn && !fn->start) || !name_valid(fn->name))
         return RT_EINVAL;
     rt_status status = RT_OK;
     pthread_rwlock_wrlock(&registry->lock);
@@ -237,15 +274,9 @@ rt_status rt_registry_add(rt_registry *registry, const rt_function *fn)
         status = RT_EEXIST;
         goto out;
     }
-    if (registry->count == registry->cap) {
-        size_t cap = registry->cap ? registry->cap * 2 : 32;
-        const rt_function **grown = realloc(registry->fns, cap * sizeof(*grown));
-        if (!grown) {
-            status = RT_ENOMEM;
-            goto out;
-        }
-        registry->fns = grown;
-        registry->cap = cap;
+    if (registry->count == registry->cap && grow_fns(registry) != 0) {
+        status = RT_ENOMEM;
+        goto out;
     }
     memmove(registry->fns + at + 1, registry->fns + at,
             (registry->count - at) * sizeof(*registry->fns));
@@ -291,4 +322,61 @@ void rt_registry_each(rt_registry *registry, void (*visit)(const rt_function *fn
     for (size_t i = 0; i < count; i++)
         visit(snapshot[i], arg);
     free(snapshot);
+}
+
+rt_status rt_registry_put_owned(rt_registry *registry, rt_function *fn,
+                                void (*release)(rt_function *fn), bool *replaced)
+{
+    *replaced = false;
+    if (!registry || !fn || (!fn->fn && !fn->start) || !name_valid(fn->name) || !release)
+        return RT_EINVAL;
+    owned_function *o = malloc(sizeof(*o));
+    if (!o)
+        return RT_ENOMEM;
+    o->fn = fn;
+    o->release = release;
+    pthread_rwlock_wrlock(&registry->lock);
+    bool found;
+    size_t at = registry_search(registry, fn->name, &found);
+    rt_status status = RT_OK;
+    if (found && registry->fns[at]->kind != RT_FUNCTION_REMOTE) {
+        status = RT_EEXIST;
+    } else if (found) {
+        registry->fns[at] = fn; /* the old one stays in the owned list, retired */
+        *replaced = true;
+    } else if (registry->count == registry->cap && grow_fns(registry) != 0) {
+        status = RT_ENOMEM;
+    } else {
+        memmove(registry->fns + at + 1, registry->fns + at,
+                (registry->count - at) * sizeof(*registry->fns));
+        registry->fns[at] = fn;
+        registry->count++;
+    }
+    if (status == RT_OK) {
+        o->next = registry->owned;
+        registry->owned = o;
+    }
+    pthread_rwlock_unlock(&registry->lock);
+    if (status != RT_OK)
+        free(o);
+    return status;
+}
+
+rt_status rt_registry_remove(rt_registry *registry, const char *name)
+{
+    pthread_rwlock_wrlock(&registry->lock);
+    bool found;
+    size_t at = name ? registry_search(registry, name, &found) : 0;
+    rt_status status = RT_OK;
+    if (!name || !found) {
+        status = RT_ENOTFOUND;
+    } else if (registry->fns[at]->kind != RT_FUNCTION_REMOTE) {
+        status = RT_ESTATE;
+    } else {
+        memmove(registry->fns + at, registry->fns + at + 1,
+                (registry->count - at - 1) * sizeof(*registry->fns));
+        registry->count--;
+    }
+    pthread_rwlock_unlock(&registry->lock);
+    return status;
 }

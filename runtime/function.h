@@ -29,11 +29,17 @@ typedef struct rt_call {
     const int *cancel_flag;  /* read with rt_call_cancelled */
     double deadline;         /* monotonic seconds; 0: none (the task's timeout option) */
     struct rt_store *store;  /* the object store, for functions that put objects */
+    const char *request_id;  /* the HTTP request that submitted the work, or NULL */
+    void *async_state;       /* private to asynchronous functions */
     /* outputs */
     json_t *result_json;     /* owned */
     rt_buf *result_buf;      /* owned */
     char *error;             /* owned, malloc'd message; set when the call failed */
     bool fatal;              /* actor methods: the failure breaks the actor's state */
+    bool unavailable;        /* with error: a system failure (the endpoint could not be
+                                reached); retried with backoff, finally WorkerUnavailable */
+    json_t *error_fields;    /* owned, optional: extra members for the error's problem body */
+    struct rt_error *error_cause; /* owned, optional: the error behind this one */
 } rt_call;
 
 typedef void (*rt_function_fn)(rt_call *call);
@@ -42,6 +48,8 @@ typedef void (*rt_function_fn)(rt_call *call);
 void rt_call_return_json(rt_call *call, json_t *value);
 /* Sets the result to bytes (stolen). */
 void rt_call_return_bytes(rt_call *call, rt_buf *buf);
+/* Frees every output of a call (result, error and its fields and cause). */
+void rt_call_free_outputs(rt_call *call);
 /* Fails the call with a message (printf-style). */
 void rt_call_fail(rt_call *call, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Fails an actor method call and marks the actor's state broken: the actor restarts
@@ -62,14 +70,30 @@ typedef enum rt_function_kind {
     RT_FUNCTION_REMOTE
 } rt_function_kind;
 
-typedef struct rt_function {
+typedef struct rt_function rt_function;
+
+/* Called once when an asynchronous call has finished (from any thread). */
+typedef void (*rt_call_complete_fn)(rt_call *call, void *arg);
+
+struct rt_function {
     const char *name;
     rt_function_kind kind;
     const char *description;
     const char *args_doc; /* e.g. "[a: number, b: number]" */
     const char *returns_doc;
-    rt_function_fn fn;
-} rt_function;
+    rt_function_fn fn;    /* synchronous functions: runs on a worker thread */
+    /* Asynchronous functions (remote ones) instead start the call and return at once; they
+     * call complete(call, arg) exactly once when it has finished. call stays valid until
+     * then. cancel asks a started call to finish early. */
+    void (*start)(const rt_function *fn, rt_call *call, rt_call_complete_fn complete, void *arg);
+    void (*cancel)(const rt_function *fn, rt_call *call);
+    int max_retries;      /* default retries of its tasks on system failures; 0 here means
+                             Ray's default (3) */
+    const char *url;      /* remote functions: the endpoint (for listings) */
+    double timeout;       /* remote functions: seconds per attempt */
+    unsigned max_concurrency; /* remote functions: calls in flight at most (0: no limit) */
+    void *impl;           /* kind-specific data */
+};
 
 typedef struct rt_registry rt_registry;
 
@@ -79,6 +103,17 @@ void rt_registry_free(rt_registry *registry); /* NULL accepted */
 /* Registers fn (borrowed: it must outlive the registry, as static tables do). RT_EEXIST
  * when the name is taken, RT_EINVAL when the name is not 1..128 chars of [A-Za-z0-9_.-]. */
 rt_status rt_registry_add(rt_registry *registry, const rt_function *fn);
+
+/* Registers a function the registry owns: release(fn) runs when the registry is freed.
+ * A REMOTE function may replace another REMOTE one of the same name (*replaced is then
+ * true); the old one is kept, unlisted, until the registry is freed, since tasks may still
+ * use it. RT_EEXIST when the name belongs to a built-in or module function. */
+rt_status rt_registry_put_owned(rt_registry *registry, rt_function *fn,
+                                void (*release)(rt_function *fn), bool *replaced);
+
+/* Unlists a REMOTE function (kept alive until the registry is freed). RT_OK, RT_ENOTFOUND,
+ * or RT_ESTATE for built-in and module functions, which cannot be removed. */
+rt_status rt_registry_remove(rt_registry *registry, const char *name);
 
 /* Looks a function up; borrowed, NULL when unknown. */
 const rt_function *rt_registry_find(rt_registry *registry, const char *name);

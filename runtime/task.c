@@ -69,6 +69,10 @@ struct rt_task {
     double submitted_at, started_at, finished_at;
     rt_error *error;
     int cancel_flag;                /* atomic, read by functions */
+    rt_call *async_call;            /* task lock: an asynchronous attempt in flight */
+    double began;                   /* monotonic start of the current attempt */
+    unsigned jitter_seed;           /* for retry backoff jitter (one attempt at a time) */
+    char request_id[130];           /* the HTTP request that submitted it, for remote calls */
 };
 
 struct rt_tasks {
@@ -317,6 +321,8 @@ static void fail_task(rt_task *t, rt_task_state s, rt_error *err)
 /* ---- running ------------------------------------------------------------------------ */
 
 static void run_job(rt_job *job);
+static void finish_attempt(rt_task *t, rt_call *call);
+static void on_async_complete(rt_call *call, void *arg);
 
 static void queue_task(rt_task *t)
 {
@@ -511,54 +517,107 @@ static void run_job(rt_job *job)
     unsigned attempt = t->attempts;
     pthread_mutex_unlock(&t->lock);
 
-    rt_call call = {
-        .task_id = t->id,
-        .function = t->function,
-        .attempt = attempt,
-        .args = args,
-        .kwargs = kwargs,
-        .cancel_flag = &t->cancel_flag,
-        .deadline = t->timeout > 0 ? rt_clock_monotonic() + t->timeout : 0,
-        .store = ts->store,
-    };
-    double began = rt_clock_monotonic();
-    t->fn->fn(&call);
-    rt_histogram_observe(&ts->run_seconds, rt_clock_monotonic() - began);
-    bool timed_out = call.deadline > 0 && rt_clock_monotonic() >= call.deadline;
-    json_decref(args);
-    json_decref(kwargs);
+    rt_call *call = calloc(1, sizeof(*call));
+    if (!call) {
+        json_decref(args);
+        json_decref(kwargs);
+        rt_error *err = rt_error_newf(RT_ERR_TASK_ERROR, NULL, NULL, "out of memory");
+        fail_task(t, RT_TASK_FAILED, err);
+        rt_error_decref(err);
+        task_decref(t);
+        return;
+    }
+    call->task_id = t->id;
+    call->function = t->function;
+    call->attempt = attempt;
+    call->args = args;
+    call->kwargs = kwargs;
+    call->cancel_flag = &t->cancel_flag;
+    call->deadline = t->timeout > 0 ? rt_clock_monotonic() + t->timeout : 0;
+    call->store = ts->store;
+    call->request_id = t->request_id[0] ? t->request_id : NULL;
+    t->began = rt_clock_monotonic();
+    if (t->fn->start) {
+        /* Asynchronous (remote): no worker waits; finish_attempt runs on completion. The
+         * job's reference is kept until then. */
+        pthread_mutex_lock(&t->lock);
+        t->async_call = call;
+        pthread_mutex_unlock(&t->lock);
+        t->fn->start(t->fn, call, on_async_complete, t);
+        return;
+    }
+    t->fn->fn(call);
+    finish_attempt(t, call);
+}
+
+static void on_async_complete(rt_call *call, void *arg)
+{
+    rt_task *t = arg;
+    pthread_mutex_lock(&t->lock);
+    t->async_call = NULL;
+    pthread_mutex_unlock(&t->lock);
+    finish_attempt(t, call);
+}
+
+/* Retries allowed for this task: its own max_retries, or the function's default for system
+ * failures, or Ray's default. */
+static unsigned retries_allowed(const rt_task *t)
+{
+    if (t->max_retries >= 0)
+        return (unsigned)t->max_retries;
+    return t->fn->max_retries > 0 ? (unsigned)t->fn->max_retries : 3;
+}
+
+/* Decides what an attempt's outcome means: a result to store, a retry, or an error.
+ * Consumes call (and the job's reference on t). */
+static void finish_attempt(rt_task *t, rt_call *call)
+{
+    rt_tasks *ts = t->owner;
+    unsigned attempt = call->attempt;
+    rt_histogram_observe(&ts->run_seconds, rt_clock_monotonic() - t->began);
+    bool timed_out = call->deadline > 0 && rt_clock_monotonic() >= call->deadline;
+    json_decref(call->args);
+    json_decref(call->kwargs);
+    call->args = call->kwargs = NULL;
 
     rt_error *err = NULL;
     rt_task_state end = RT_TASK_FINISHED;
     pthread_mutex_lock(&t->lock);
     json_t *fields = error_fields(t);
+    if (call->error_fields)
+        json_object_update(fields, call->error_fields);
+    bool failed = call->error || (!call->result_json && !call->result_buf);
+    /* System failures (an endpoint that cannot be reached) are retried as Ray retries a
+     * dead worker; function errors only with retry_exceptions. Never after a cancel. */
+    bool retry = failed && !t->cancel_requested && attempt <= retries_allowed(t) &&
+                 (call->unavailable || t->retry_exceptions);
     if (t->cancel_requested) {
         end = RT_TASK_CANCELLED;
         err = rt_error_newf(RT_ERR_TASK_CANCELLED, fields, NULL,
                             "task %s was cancelled while running", t->id);
-    } else if (call.error || (!call.result_json && !call.result_buf)) {
-        if (t->retry_exceptions && attempt <= (unsigned)t->max_retries) {
-            set_state_locked(t, RT_TASK_PENDING_NODE_ASSIGNMENT);
-            pthread_mutex_unlock(&t->lock);
-            count_add(&ts->retries);
-            json_decref(fields);
-            free(call.error);
-            json_decref(call.result_json);
-            rt_buf_decref(call.result_buf);
-            /* The job keeps its reference across the delay. */
-            rt_scheduler_submit_after(ts->scheduler, &t->job, retry_delay(ts, attempt));
-            return;
-        }
+    } else if (retry) {
+        set_state_locked(t, RT_TASK_PENDING_NODE_ASSIGNMENT);
+        pthread_mutex_unlock(&t->lock);
+        count_add(&ts->retries);
+        json_decref(fields);
+        rt_call_free_outputs(call);
+        free(call);
+        double delay = retry_delay(ts, attempt);
+        delay *= 0.5 + (double)(rand_r(&t->jitter_seed) % 1000) / 1000.0; /* jitter */
+        /* The job keeps its reference across the delay. */
+        rt_scheduler_submit_after(ts->scheduler, &t->job, delay);
+        return;
+    } else if (failed) {
         end = RT_TASK_FAILED;
         t->completing = true;
         t->ending = RT_TASK_FAILED;
-        if (timed_out && call.error)
-            err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL,
+        if (timed_out && call->error && !call->unavailable)
+            err = rt_error_newf(RT_ERR_TASK_ERROR, fields, call->error_cause,
                                 "%s timed out after %g s", t->function, t->timeout);
         else
-            err = rt_error_new(RT_ERR_TASK_ERROR,
-                               call.error ? call.error : "the function returned no result",
-                               fields, NULL);
+            err = rt_error_new(call->unavailable ? RT_ERR_WORKER_UNAVAILABLE : RT_ERR_TASK_ERROR,
+                               call->error ? call->error : "the function returned no result",
+                               fields, call->error_cause);
     } else {
         t->completing = true; /* from here a cancel has lost the race */
         t->ending = RT_TASK_FINISHED;
@@ -566,7 +625,7 @@ static void run_job(rt_job *job)
     pthread_mutex_unlock(&t->lock);
 
     if (!err)
-        err = store_results(t, &call); /* NULL on success */
+        err = store_results(t, call); /* NULL on success */
     if (err) {
         if (end == RT_TASK_FINISHED)
             end = RT_TASK_FAILED;
@@ -579,9 +638,8 @@ static void run_job(rt_job *job)
     }
     rt_error_decref(err);
     json_decref(fields);
-    free(call.error);
-    json_decref(call.result_json);
-    rt_buf_decref(call.result_buf);
+    rt_call_free_outputs(call);
+    free(call);
     task_decref(t);
 }
 
@@ -653,7 +711,7 @@ rt_status rt_task_validate(rt_tasks *ts, const rt_task_spec *spec, char *err, si
         snprintf(err, err_size, "num_returns must be from 1 to %d", RT_TASK_NUM_RETURNS_MAX);
         return RT_EINVAL;
     }
-    if (spec->max_retries < 0) {
+    if (spec->max_retries < -1) {
         snprintf(err, err_size, "max_retries must be >= 0");
         return RT_EINVAL;
     }
@@ -729,6 +787,9 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     t->retry_exceptions = spec->retry_exceptions;
     t->timeout = spec->timeout;
     t->submitted_at = rt_clock_wall();
+    t->jitter_seed = t->hash;
+    if (spec->request_id)
+        snprintf(t->request_id, sizeof(t->request_id), "%s", spec->request_id);
     t->result_refs = calloc(spec->num_returns, sizeof(*t->result_refs));
     t->ndeps = count_deps(t->args, t->kwargs);
     t->deps = t->ndeps ? calloc(t->ndeps, sizeof(*t->deps)) : NULL;
@@ -899,6 +960,8 @@ rt_status rt_task_cancel(rt_tasks *ts, const char *task_id, rt_task_state *state
     } else if (t->state == RT_TASK_RUNNING) {
         t->cancel_requested = true;
         __atomic_store_n(&t->cancel_flag, 1, __ATOMIC_RELEASE);
+        if (t->async_call && t->fn->cancel)
+            t->fn->cancel(t->fn, t->async_call); /* e.g. abort the HTTP call in flight */
     } else {
         t->cancel_requested = true;
         __atomic_store_n(&t->cancel_flag, 1, __ATOMIC_RELEASE);

@@ -56,10 +56,11 @@ typedef struct rt_task_spec {
     json_t *args;          /* borrowed JSON array, or NULL */
     json_t *kwargs;        /* borrowed JSON object, or NULL */
     unsigned num_returns;  /* 1.. RT_TASK_NUM_RETURNS_MAX */
-    int max_retries;       /* >= 0 */
+    int max_retries;       /* >= 0, or -1: the function's default (Ray's: 3) */
     bool retry_exceptions; /* retry when the function fails (off: only system failures) */
     double timeout;        /* seconds; 0: none. Functions see it as a deadline. */
     const char *name;      /* borrowed, optional */
+    const char *request_id; /* borrowed, optional: passed on to remote endpoints */
 } rt_task_spec;
 
 /* What rt_task_get and rt_task_list report. Release with rt_task_info_release. */

@@ -58,6 +58,9 @@ static const setting SETTINGS[] = {
      "100000", "requests waiting for objects at most; beyond it 429 TooManyRequests", NULL},
     {"--idempotency-ttl", "RAYD_IDEMPOTENCY_TTL", KIND_DURATION, OFF(api.idempotency_ttl), 0, 0,
      "24h", "how long an Idempotency-Key and its answer are remembered", NULL},
+    {"--remote-allow", "RAYD_REMOTE_ALLOW", KIND_STRING, OFF(api.remote_allow), 0, 0,
+     "(none)", "comma-separated scheme://host:port prefixes remote functions may call; "
+     "empty: registering remote functions is refused", NULL},
     {"--drain-timeout", "RAYD_DRAIN_TIMEOUT", KIND_DURATION, OFF(drain_timeout), 0, 0, "25s",
      "after SIGTERM, how long running work may finish before the process exits", NULL},
     {"--log-format", "RAYD_LOG_FORMAT", KIND_CHOICE, OFF(log_format), 0, 0, "json",

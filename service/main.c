@@ -85,9 +85,10 @@ int main(int argc, char **argv)
     rt_tasks *tasks = store && registry && scheduler
                           ? rt_tasks_new(store, registry, scheduler, &tasks_config)
                           : NULL;
+    rt_remote *remote = rt_remote_new(config.api.max_body);
     rt_actors_config actors_config = {0};
     rt_actors *actors = tasks ? rt_actors_new(store, scheduler, &actors_config) : NULL;
-    if (!actors || rt_builtins_register(registry) != RT_OK ||
+    if (!actors || !remote || rt_builtins_register(registry) != RT_OK ||
         rt_builtin_classes_register(actors) != RT_OK) {
         fprintf(stderr, "rayd: cannot start the runtime (out of memory or threads)\n");
         return 1;
@@ -99,6 +100,7 @@ int main(int argc, char **argv)
         .scheduler = scheduler,
         .tasks = tasks,
         .actors = actors,
+        .remote = remote,
         .version = svc_version(),
         .started_wall = rt_clock_wall(),
         .started_mono = rt_clock_monotonic(),
@@ -133,6 +135,7 @@ int main(int argc, char **argv)
     /* Running functions see their cancel flag; queued tasks never start. Then the
      * workers drain and everything is freed in the reverse order of creation. */
     rt_tasks_cancel_all(tasks);
+    rt_remote_free(remote); /* calls in flight complete as cancelled */
     rt_scheduler_free(scheduler);
     rt_actors_free(actors);
     rt_tasks_free(tasks);

@@ -1,0 +1,69 @@
+/* rt_remote: HTTP calls to user endpoints (remote functions and actor classes), made by one
+ * I/O thread that drives libcurl's multi interface, so thousands of calls in flight hold no
+ * worker thread.
+ *
+ * A call is posted from any thread and completes exactly once: its callback runs on the I/O
+ * thread with the result (an HTTP answer, or a transport failure: refused, timed out, body
+ * too large, cancelled). Redirects are never followed; only http and https are allowed;
+ * answers are capped at max_body bytes.
+ *
+ * Thread-safety: rt_remote_post and rt_remote_cancel may be called from any thread; the
+ * callback must not block for long (it runs on the one I/O thread). */
+#ifndef RAYD_RUNTIME_REMOTE_H
+#define RAYD_RUNTIME_REMOTE_H
+
+#include <stddef.h>
+
+typedef struct rt_remote rt_remote;
+typedef struct rt_remote_call rt_remote_call;
+
+typedef enum rt_remote_outcome {
+    RT_REMOTE_ANSWERED = 0, /* an HTTP answer arrived (any status) */
+    RT_REMOTE_UNREACHABLE,  /* could not connect, or the connection broke */
+    RT_REMOTE_TIMED_OUT,
+    RT_REMOTE_TOO_LARGE,    /* the answer was over max_body */
+    RT_REMOTE_CANCELLED
+} rt_remote_outcome;
+
+typedef struct rt_remote_result {
+    rt_remote_outcome outcome;
+    long status;         /* HTTP status when ANSWERED */
+    char *content_type;  /* owned by the call; NULL when none */
+    char *body;          /* owned by the call; NUL-terminated; body_len bytes */
+    size_t body_len;
+    char error[256];     /* why, for transport failures */
+} rt_remote_result;
+
+/* Called once per call, on the I/O thread. The callback owns call and frees it with
+ * rt_remote_call_free (after reading the result). */
+typedef void (*rt_remote_done)(rt_remote_call *call, const rt_remote_result *result, void *arg);
+
+/* Starts the I/O thread. max_body caps answers. NULL on failure. */
+rt_remote *rt_remote_new(size_t max_body);
+
+/* Cancels every call in flight (their callbacks run with RT_REMOTE_CANCELLED), stops the
+ * thread, frees everything. NULL accepted. */
+void rt_remote_free(rt_remote *remote);
+
+/* POSTs body (copied; len bytes, application/json) to url with a total timeout in seconds
+ * (0: none) and an X-Request-Id header when request_id is not NULL. Returns the call (owned
+ * by the callback once it runs), or NULL when out of memory (no callback then). */
+rt_remote_call *rt_remote_post(rt_remote *remote, const char *url, const char *body, size_t len,
+                               double timeout, const char *request_id, rt_remote_done done,
+                               void *arg);
+
+/* Asks for a call to stop; its callback still runs once (RT_REMOTE_CANCELLED, unless it
+ * had already finished). The call must not have been freed yet. */
+void rt_remote_cancel(rt_remote *remote, rt_remote_call *call);
+
+/* Frees a call after its callback. NULL accepted. */
+void rt_remote_call_free(rt_remote_call *call);
+
+/* Calls in flight now (posted and not yet completed). */
+size_t rt_remote_in_flight(rt_remote *remote);
+
+/* 1 when url starts with one of the comma-separated scheme://host:port prefixes in allow
+ * (the prefix must end the authority: "http://h:1" does not allow "http://h:10"). */
+int rt_remote_url_allowed(const char *allow, const char *url);
+
+#endif

@@ -1,0 +1,306 @@
+/* Remote functions: the calling convention over HTTP and the per-function concurrency
+ * limit.
+ *
+ * DESIGN: each function has a mutex guarding its in-flight count and a FIFO of attempts
+ * waiting for a slot. An attempt is posted to rt_remote; its completion (on the I/O thread)
+ * frees a slot, posts the next waiting attempt, and completes the call. Lock order:
+ * function lock -> rt_remote's lock; the I/O thread never holds rt_remote's lock while it
+ * calls back, so completion may take the function lock. */
+#include "runtime/remote_function.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/clock.h"
+#include "runtime/error.h"
+
+#define ERROR_BODY_MAX 4096
+
+typedef struct attempt attempt;
+
+typedef struct remote_impl {
+    rt_remote *remote;
+    pthread_mutex_t lock;
+    unsigned in_flight;
+    attempt *waiting_head, *waiting_tail;
+    char *name, *url, *description;
+} remote_impl;
+
+struct attempt {
+    attempt *next; /* waiting FIFO */
+    rt_call *call;
+    rt_call_complete_fn complete;
+    void *arg;
+    remote_impl *impl;
+    rt_remote_call *rc; /* impl lock; NULL while waiting */
+    char *payload;
+    size_t payload_len;
+    double timeout;
+};
+
+/* ---- answers -> call outputs ------------------------------------------------------ */
+
+static int is_json(const char *ct)
+{
+    return ct && rt_content_type_is_json(ct);
+}
+
+/* An endpoint's problem+json body as an error (new reference), or NULL. */
+static rt_error *problem_as_error(const rt_remote_result *r)
+{
+    if (!r->content_type || !strstr(r->content_type, "problem+json"))
+        return NULL;
+    json_t *p = json_loadb(r->body, r->body_len, 0, NULL);
+    if (!json_is_object(p)) {
+        json_decref(p);
+        return NULL;
+    }
+    const char *detail = json_string_value(json_object_get(p, "detail"));
+    const char *title = json_string_value(json_object_get(p, "title"));
+    json_t *fields = json_deep_copy(p);
+    json_object_del(fields, "type");
+    json_object_del(fields, "title");
+    json_object_del(fields, "status");
+    json_object_del(fields, "detail");
+    json_object_del(fields, "cause");
+    if (title)
+        json_object_set_new(fields, "remote_title", json_string(title));
+    json_object_set_new(fields, "remote_status", json_integer(r->status));
+    rt_error *err = rt_error_new(RT_ERR_TASK_ERROR, detail ? detail : title ? title : "remote error",
+                                 fields, NULL);
+    json_decref(fields);
+    json_decref(p);
+    return err;
+}
+
+void rt_remote_result_to_call(const rt_remote_result *r, rt_call *call, const char *what,
+                              const char *url)
+{
+    switch (r->outcome) {
+    case RT_REMOTE_ANSWERED:
+        break;
+    case RT_REMOTE_UNREACHABLE:
+    case RT_REMOTE_TIMED_OUT:
+        rt_call_fail(call, "%s: %s could not be reached: %s", what, url, r->error);
+        call->unavailable = true;
+        return;
+    case RT_REMOTE_TOO_LARGE:
+        rt_call_fail(call, "%s: %s", what, r->error);
+        return;
+    case RT_REMOTE_CANCELLED:
+        rt_call_fail(call, "%s: cancelled", what);
+        return;
+    }
+    if (r->status >= 200 && r->status < 300) {
+        if (is_json(r->content_type)) {
+            json_t *v = json_loadb(r->body, r->body_len, JSON_DECODE_ANY, NULL);
+            if (v) {
+                rt_call_return_json(call, v);
+                return;
+            }
+        }
+        rt_buf *buf = rt_buf_from(r->body, r->body_len, r->content_type);
+        if (!buf)
+            buf = rt_buf_from(r->body, r->body_len, NULL); /* content type too long */
+        rt_call_return_bytes(call, buf);
+        return;
+    }
+    rt_call_fail(call, "%s: the endpoint answered %ld", what, r->status);
+    call->error_fields = json_pack("{s:I}", "remote_status", (json_int_t)r->status);
+    call->error_cause = problem_as_error(r);
+    if (!call->error_cause && r->body_len) {
+        size_t n = r->body_len < ERROR_BODY_MAX ? r->body_len : ERROR_BODY_MAX;
+        json_t *body = json_stringn(r->body, n);
+        if (body)
+            json_object_set_new(call->error_fields, "remote_body", body);
+    }
+}
+
+/* ---- attempts ------------------------------------------------------------------------ */
+
+static void post(attempt *a);
+
+static void attempt_free(attempt *a)
+{
+    free(a->payload);
+    free(a);
+}
+
+static void on_done(rt_remote_call *rc, const rt_remote_result *result, void *arg)
+{
+    attempt *a = arg;
+    remote_impl *impl = a->impl;
+    pthread_mutex_lock(&impl->lock);
+    a->rc = NULL;
+    a->call->async_state = NULL;
+    attempt *next = impl->waiting_head;
+    if (next) {
+        impl->waiting_head = next->next;
+        if (!impl->waiting_head)
+            impl->waiting_tail = NULL;
+    } else {
+        impl->in_flight--;
+    }
+    pthread_mutex_unlock(&impl->lock);
+    rt_remote_result_to_call(result, a->call, impl->name, impl->url);
+    rt_remote_call_free(rc);
+    a->complete(a->call, a->arg);
+    attempt_free(a);
+    if (next)
+        post(next); /* takes over the slot */
+}
+
+/* Posts an attempt that holds a slot. */
+static void post(attempt *a)
+{
+    remote_impl *impl = a->impl;
+    pthread_mutex_lock(&impl->lock);
+    a->rc = rt_remote_post(impl->remote, impl->url, a->payload, a->payload_len, a->timeout,
+                           a->call->request_id, on_done, a);
+    bool failed = a->rc == NULL;
+    if (failed) {
+        a->call->async_state = NULL;
+        impl->in_flight--;
+    }
+    pthread_mutex_unlock(&impl->lock);
+    if (failed) {
+        rt_call_fail(a->call, "%s: out of memory posting the call", impl->name);
+        a->complete(a->call, a->arg);
+        attempt_free(a);
+    }
+}
+
+static void remote_start(const rt_function *fn, rt_call *call, rt_call_complete_fn complete,
+                         void *arg)
+{
+    remote_impl *impl = fn->impl;
+    attempt *a = calloc(1, sizeof(*a));
+    json_t *body = json_pack("{s:s,s:s,s:i,s:O,s:O}", "task_id", call->task_id ? call->task_id : "",
+                             "function", fn->name, "attempt", (int)call->attempt, "args",
+                             call->args ? call->args : json_array(), "kwargs",
+                             call->kwargs ? call->kwargs : json_object());
+    char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!a || !payload) {
+        free(a);
+        free(payload);
+        rt_call_fail(call, "%s: out of memory", fn->name);
+        complete(call, arg);
+        return;
+    }
+    a->call = call;
+    a->complete = complete;
+    a->arg = arg;
+    a->impl = impl;
+    a->payload = payload;
+    a->payload_len = strlen(payload);
+    a->timeout = fn->timeout;
+    if (call->deadline > 0) {
+        /* The task's own timeout, when shorter, bounds the attempt. */
+        double left = call->deadline - rt_clock_monotonic();
+        if (left < a->timeout)
+            a->timeout = left > 0.001 ? left : 0.001;
+    }
+    call->async_state = a;
+
+    pthread_mutex_lock(&impl->lock);
+    bool queued = fn->max_concurrency && impl->in_flight >= fn->max_concurrency;
+    if (queued) {
+        if (impl->waiting_tail)
+            impl->waiting_tail->next = a;
+        else
+            impl->waiting_head = a;
+        impl->waiting_tail = a;
+    } else {
+        impl->in_flight++;
+    }
+    pthread_mutex_unlock(&impl->lock);
+    if (!queued)
+        post(a);
+}
+
+static void remote_cancel(const rt_function *fn, rt_call *call)
+{
+    remote_impl *impl = fn->impl;
+    attempt *dequeued = NULL;
+    pthread_mutex_lock(&impl->lock);
+    attempt *a = call->async_state;
+    if (a && a->rc) {
+        rt_remote_cancel(impl->remote, a->rc); /* on_done completes it */
+    } else if (a) {
+        /* Still waiting for a slot: take it out of the FIFO and complete it here. */
+        attempt **pp = &impl->waiting_head;
+        attempt *prev = NULL;
+        while (*pp && *pp != a) {
+            prev = *pp;
+            pp = &(*pp)->next;
+        }
+        if (*pp) {
+            *pp = a->next;
+            if (impl->waiting_tail == a)
+                impl->waiting_tail = prev;
+            call->async_state = NULL;
+            dequeued = a;
+        }
+    }
+    pthread_mutex_unlock(&impl->lock);
+    if (dequeued) {
+        rt_call_fail(call, "%s: cancelled before it was sent", fn->name);
+        dequeued->complete(call, dequeued->arg);
+        attempt_free(dequeued);
+    }
+}
+
+/* ---- life --------------------------------------------------------------------------- */
+
+rt_function *rt_remote_function_new(rt_remote *remote, const rt_remote_function_spec *spec)
+{
+    rt_function *fn = calloc(1, sizeof(*fn));
+    remote_impl *impl = calloc(1, sizeof(*impl));
+    if (!fn || !impl) {
+        free(fn);
+        free(impl);
+        return NULL;
+    }
+    impl->remote = remote;
+    pthread_mutex_init(&impl->lock, NULL);
+    impl->name = strdup(spec->name);
+    impl->url = strdup(spec->url);
+    if (asprintf(&impl->description, "Remote function at %s.", spec->url) < 0)
+        impl->description = NULL;
+    if (!impl->name || !impl->url || !impl->description) {
+        fn->impl = impl;
+        rt_remote_function_release(fn);
+        return NULL;
+    }
+    fn->name = impl->name;
+    fn->kind = RT_FUNCTION_REMOTE;
+    fn->description = impl->description;
+    fn->args_doc = "[any, ...]: sent as JSON; binary objects as {\"$bytes\", \"content_type\"}";
+    fn->returns_doc = "the endpoint's 2xx body, with its Content-Type";
+    fn->start = remote_start;
+    fn->cancel = remote_cancel;
+    fn->max_retries = spec->max_retries;
+    fn->url = impl->url;
+    fn->timeout = spec->timeout > 0 ? spec->timeout : 60;
+    fn->max_concurrency = spec->max_concurrency;
+    fn->impl = impl;
+    return fn;
+}
+
+void rt_remote_function_release(rt_function *fn)
+{
+    if (!fn)
+        return;
+    remote_impl *impl = fn->impl;
+    if (impl) {
+        pthread_mutex_destroy(&impl->lock);
+        free(impl->name);
+        free(impl->url);
+        free(impl->description);
+        free(impl);
+    }
+    free(fn);
+}
