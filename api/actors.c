@@ -9,6 +9,7 @@
 #include "api/problem.h"
 #include "runtime/actor.h"
 #include "runtime/clock.h"
+#include "runtime/remote_class.h"
 
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
@@ -301,11 +302,15 @@ static void add_class(const rt_actor_class *cls, void *arg)
                                cls->methods[i].args_doc ? cls->methods[i].args_doc : "",
                                "description",
                                cls->methods[i].description ? cls->methods[i].description : ""));
-    json_array_append_new(arg, json_pack("{s:s,s:s,s:s,s:s,s:o}", "name", cls->name, "kind",
-                                         rt_function_kind_name(cls->kind), "description",
-                                         cls->description ? cls->description : "", "args",
-                                         cls->args_doc ? cls->args_doc : "", "methods",
-                                         methods));
+    json_t *c = json_pack("{s:s,s:s,s:s,s:s,s:o}", "name", cls->name, "kind",
+                          rt_function_kind_name(cls->kind), "description",
+                          cls->description ? cls->description : "", "args",
+                          cls->args_doc ? cls->args_doc : "", "methods", methods);
+    if (cls->url) {
+        json_object_set_new(c, "url", json_string(cls->url));
+        json_object_set_new(c, "timeout", json_real(cls->timeout));
+    }
+    json_array_append_new(arg, c);
 }
 
 enum MHD_Result api_actor_classes_list(api_request *req)
@@ -313,4 +318,74 @@ enum MHD_Result api_actor_classes_list(api_request *req)
     json_t *list = json_array();
     rt_actors_each_class(req->ctx->actors, add_class, list);
     return api_reply_json(req, 200, json_pack("{s:o}", "classes", list));
+}
+
+/* ---- PUT and DELETE /v1/actor-classes/{name}: remote actor classes --------------------- */
+
+enum MHD_Result api_actor_classes_put(api_request *req)
+{
+    static const char *const KEYS[] = {"url", "timeout", NULL};
+    const char *name = req->params[0];
+    const char *allow = req->ctx->config.remote_allow;
+    if (!allow || !*allow)
+        return api_problem(req, 403, "Forbidden",
+                           "remote actor classes are disabled: start rayd with "
+                           "RAYD_REMOTE_ALLOW (or --remote-allow) listing the scheme://host:port "
+                           "prefixes it may call",
+                           NULL);
+    if (api_body_json(req) != 0)
+        return MHD_YES;
+    if (!json_is_object(req->json))
+        return api_problem(req, 400, "BadRequest", "the body must be {\"url\", \"timeout\"}",
+                           NULL);
+    if (api_json_only_keys(req, req->json, KEYS, "the body") != 0)
+        return MHD_YES;
+    json_t *url = json_object_get(req->json, "url"), *timeout = json_object_get(req->json, "timeout");
+    if (!json_is_string(url) || (strncmp(json_string_value(url), "http://", 7) != 0 &&
+                                 strncmp(json_string_value(url), "https://", 8) != 0))
+        return api_problem(req, 400, "BadRequest", "url must be an http:// or https:// URL",
+                           NULL);
+    if (timeout && (!json_is_number(timeout) || json_number_value(timeout) <= 0 ||
+                    json_number_value(timeout) > 3600))
+        return api_problem(req, 400, "BadRequest",
+                           "timeout must be a number of seconds, > 0 and at most 3600", NULL);
+    if (!rt_remote_url_allowed(allow, json_string_value(url)))
+        return api_problem(req, 403, "Forbidden",
+                           "the url is outside RAYD_REMOTE_ALLOW; ask the operator to add its "
+                           "scheme://host:port",
+                           json_pack("{s:s,s:s}", "url", json_string_value(url), "allowed", allow));
+    if (!*name || strlen(name) > RT_ACTOR_NAME_MAX)
+        return api_problem(req, 400, "BadRequest", "class names are 1 to 128 characters", NULL);
+    rt_actor_class *cls = rt_remote_class_new(req->ctx->remote, name, json_string_value(url),
+                                              timeout ? json_number_value(timeout) : 60);
+    if (!cls)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    bool replaced = false;
+    rt_status st = rt_actors_put_owned_class(req->ctx->actors, cls, rt_remote_class_release,
+                                             &replaced);
+    if (st != RT_OK) {
+        rt_remote_class_release(cls);
+        if (st == RT_EEXIST)
+            return api_problem(req, 409, "Conflict", "the name belongs to a built-in or module class",
+                               json_pack("{s:s}", "class", name));
+        return api_problem_status(req, st, "the class");
+    }
+    json_t *list = json_array();
+    add_class(cls, list);
+    json_t *body = json_incref(json_array_get(list, 0));
+    json_decref(list);
+    return api_reply_json(req, replaced ? 200 : 201, body);
+}
+
+enum MHD_Result api_actor_classes_delete(api_request *req)
+{
+    rt_status st = rt_actors_remove_class(req->ctx->actors, req->params[0]);
+    if (st == RT_ENOTFOUND)
+        return api_problem(req, 404, "NotFound", "the actor class does not exist",
+                           json_pack("{s:s}", "class", req->params[0]));
+    if (st == RT_ESTATE)
+        return api_problem(req, 409, "Conflict",
+                           "built-in and module classes cannot be removed",
+                           json_pack("{s:s}", "class", req->params[0]));
+    return api_reply_empty(req, 204);
 }

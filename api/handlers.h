@@ -45,6 +45,8 @@ enum MHD_Result api_actors_get_by_name(api_request *req);
 enum MHD_Result api_actors_call(api_request *req);
 enum MHD_Result api_actors_kill(api_request *req);
 enum MHD_Result api_actor_classes_list(api_request *req);
+enum MHD_Result api_actor_classes_put(api_request *req);
+enum MHD_Result api_actor_classes_delete(api_request *req);
 
 /* api/functions.c */
 enum MHD_Result api_functions_list(api_request *req);

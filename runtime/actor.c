@@ -44,6 +44,7 @@ struct actor_call {
     int refs;         /* atomic */
     rt_actor *actor;  /* owned reference */
     const rt_actor_method *method; /* NULL: the constructor */
+    char method_name[RT_ACTOR_NAME_MAX + 1]; /* "__init__" for the constructor */
     json_t *args, *kwargs;         /* owned */
     char ref[RT_REF_SIZE];         /* result; "" for the constructor */
     size_t ndeps;
@@ -95,6 +96,7 @@ struct rt_actors {
     pthread_rwlock_t classes_lock;
     const rt_actor_class *classes[CLASSES_MAX]; /* sorted by name */
     size_t nclasses;
+    struct owned_class *owned;                  /* classes_lock: freed with the system */
     size_t by_state[RT_ACTOR_STATE_COUNT]; /* atomics */
     unsigned long long calls, calls_done, restarts;
 };
@@ -157,9 +159,73 @@ static int class_index(rt_actors *as, const char *name, size_t *pos)
     return 0;
 }
 
+typedef struct owned_class {
+    struct owned_class *next;
+    rt_actor_class *cls;
+    void (*release)(rt_actor_class *cls);
+} owned_class;
+
+rt_status rt_actors_put_owned_class(rt_actors *as, rt_actor_class *cls,
+                                    void (*release)(rt_actor_class *cls), bool *replaced)
+{
+    *replaced = false;
+    if (!cls || !cls->name || !*cls->name || strlen(cls->name) > RT_ACTOR_NAME_MAX ||
+        !cls->start || !release)
+        return RT_EINVAL;
+    owned_class *o = malloc(sizeof(*o));
+    if (!o)
+        return RT_ENOMEM;
+    o->cls = cls;
+    o->release = release;
+    pthread_rwlock_wrlock(&as->classes_lock);
+    size_t pos;
+    rt_status st = RT_OK;
+    if (class_index(as, cls->name, &pos)) {
+        if (as->classes[pos]->kind != RT_FUNCTION_REMOTE) {
+            st = RT_EEXIST;
+        } else {
+            as->classes[pos] = cls; /* the old one stays owned: its actors still use it */
+            *replaced = true;
+        }
+    } else if (as->nclasses == CLASSES_MAX) {
+        st = RT_ELIMIT;
+    } else {
+        memmove(&as->classes[pos + 1], &as->classes[pos],
+                (as->nclasses - pos) * sizeof(as->classes[0]));
+        as->classes[pos] = cls;
+        as->nclasses++;
+    }
+    if (st == RT_OK) {
+        o->next = as->owned;
+        as->owned = o;
+    }
+    pthread_rwlock_unlock(&as->classes_lock);
+    if (st != RT_OK)
+        free(o);
+    return st;
+}
+
+rt_status rt_actors_remove_class(rt_actors *as, const char *name)
+{
+    pthread_rwlock_wrlock(&as->classes_lock);
+    size_t pos;
+    rt_status st = RT_OK;
+    if (!name || !class_index(as, name, &pos)) {
+        st = RT_ENOTFOUND;
+    } else if (as->classes[pos]->kind != RT_FUNCTION_REMOTE) {
+        st = RT_ESTATE;
+    } else {
+        memmove(&as->classes[pos], &as->classes[pos + 1],
+                (as->nclasses - pos - 1) * sizeof(as->classes[0]));
+        as->nclasses--;
+    }
+    pthread_rwlock_unlock(&as->classes_lock);
+    return st;
+}
+
 rt_status rt_actors_add_class(rt_actors *as, const rt_actor_class *cls)
 {
-    if (!cls || !cls->name || !cls->constructor || !*cls->name ||
+    if (!cls || !cls->name || (!cls->constructor && !cls->start) || !*cls->name ||
         strlen(cls->name) > RT_ACTOR_NAME_MAX)
         return RT_EINVAL;
     pthread_rwlock_wrlock(&as->classes_lock);
@@ -378,10 +444,10 @@ static void fail_detached(rt_actor *a, actor_call *list, rt_error *cause)
     while (list) {
         actor_call *next = list->next;
         if (list->method) {
-            json_t *fields = call_fields(a, list->method->name);
+            json_t *fields = call_fields(a, list->method_name);
             rt_error *err = rt_error_newf(RT_ERR_ACTOR_DIED, fields, cause,
                                           "actor %s died before %s.%s ran", a->id, a->cls->name,
-                                          list->method->name);
+                                          list->method_name);
             json_decref(fields);
             rt_store_fail(as->store, list->ref, err);
             rt_error_decref(err);
@@ -405,6 +471,9 @@ static void fail_detached(rt_actor *a, actor_call *list, rt_error *cause)
 }
 
 static void run_actor(rt_job *job);
+
+/* The method of every call to an asynchronous class: the name is the call's own. */
+static const rt_actor_method ANY_REMOTE_METHOD = {"*", "[any, ...]", "any method", NULL};
 
 /* Queues the actor when its head call is ready and it is not already queued. */
 static void maybe_schedule_locked(rt_actor *a)
@@ -491,8 +560,8 @@ static rt_status check_refs(rt_actors *as, json_t *args, json_t *kwargs, char *e
 }
 
 /* A new call with its dependencies counted (not yet watched). NULL when out of memory. */
-static actor_call *call_new(rt_actor *a, const rt_actor_method *method, json_t *args,
-                            json_t *kwargs)
+static actor_call *call_new(rt_actor *a, const rt_actor_method *method, const char *name,
+                            json_t *args, json_t *kwargs)
 {
     actor_call *c = calloc(1, sizeof(*c));
     if (!c)
@@ -500,6 +569,7 @@ static actor_call *call_new(rt_actor *a, const rt_actor_method *method, json_t *
     c->refs = 1; /* the mailbox's */
     c->actor = actor_incref(a);
     c->method = method;
+    snprintf(c->method_name, sizeof(c->method_name), "%s", method ? name : "__init__");
     c->args = args ? json_deep_copy(args) : json_array();
     c->kwargs = kwargs ? json_deep_copy(kwargs) : json_object();
     size_t i, n = 0;
@@ -522,9 +592,11 @@ static actor_call *call_new(rt_actor *a, const rt_actor_method *method, json_t *
     return c;
 }
 
-/* Pins and watches a call's dependencies; the call becomes ready when all resolved. The call
- * must already be in the mailbox. No lock held. */
-static void call_start(rt_actors *as, actor_call *c)
+/* Pins and watches a call's dependencies BEFORE the call is published in a mailbox, so
+ * that a kill detaching it at any later moment finds them all pinned and watched. The
+ * guard in deps_remaining stays held: the call cannot become ready until call_publish.
+ * No lock held. */
+static void call_watch(rt_actors *as, actor_call *c)
 {
     for (size_t i = 0; i < c->ndeps; i++) {
         call_dependency *d = &c->deps[i];
@@ -535,11 +607,27 @@ static void call_start(rt_actors *as, actor_call *c)
         call_incref(c);
         if (rt_store_watch(as->store, d->ref, &d->watcher) != RT_OK) {
             d->watcher.fn = NULL;
-            call_decref(c);
-            call_dependency_done(c);
+            call_decref(c); /* not the last: the caller holds one */
+            __atomic_sub_fetch(&c->deps_remaining, 1, __ATOMIC_ACQ_REL); /* guard stays */
         }
     }
-    call_dependency_done(c); /* the guard */
+}
+
+/* Undoes call_watch for a call that was never published. */
+static void call_unwatch(rt_actors *as, actor_call *c)
+{
+    for (size_t i = 0; i < c->ndeps; i++) {
+        rt_store_unpin(as->store, c->deps[i].ref);
+        if (c->deps[i].watcher.fn && rt_store_unwatch(as->store, &c->deps[i].watcher))
+            call_decref(c); /* the caller's reference keeps it alive */
+    }
+}
+
+/* Drops the guard of a published call: it becomes ready now if its dependencies are.
+ * The caller holds its own reference across this (a kill may have detached the call). */
+static void call_publish_done(actor_call *c)
+{
+    call_dependency_done(c);
 }
 
 /* ---- running calls ------------------------------------------------------------------ */
@@ -656,7 +744,7 @@ static rt_error *store_result(rt_actors *as, actor_call *c, rt_call *call)
             free(text);
         }
     }
-    json_t *fields = call_fields(c->actor, c->method->name);
+    json_t *fields = call_fields(c->actor, c->method_name);
     rt_error *err = NULL;
     if (!buf) {
         err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL, "out of memory storing the result");
@@ -671,6 +759,79 @@ static rt_error *store_result(rt_actors *as, actor_call *c, rt_call *call)
     }
     json_decref(fields);
     return err;
+}
+
+/* What one run of an actor's head call decided. */
+typedef struct run_outcome {
+    rt_error *result_err; /* what the call's ref gets instead of a value (owned) */
+    rt_error *death;      /* the actor dies with this (owned) */
+    bool restart;         /* a fatal method error: rebuild the state */
+    bool counted;         /* calls_done already counts this call */
+} run_outcome;
+
+/* An asynchronous call in flight: the actor stays `running` until it completes. */
+typedef struct async_run {
+    rt_actor *actor;
+    actor_call *call;
+    rt_call rc;
+} async_run;
+
+static void finish_run(rt_actor *a, actor_call *c, run_outcome *o);
+
+/* Counts a method call as done before its result is visible, so that a client holding the
+ * result never sees calls_done lag behind it. */
+static void count_done(rt_actor *a, run_outcome *o)
+{
+    pthread_mutex_lock(&a->lock);
+    a->calls_pending--;
+    a->calls_done++;
+    pthread_mutex_unlock(&a->lock);
+    __atomic_add_fetch(&a->owner->calls_done, 1, __ATOMIC_RELAXED);
+    o->counted = true;
+}
+
+/* Turns a finished method call's outputs into the outcome, storing its result. */
+static void method_outcome(rt_actor *a, actor_call *c, rt_call *call, run_outcome *o)
+{
+    count_done(a, o);
+    if (call->error) {
+        json_t *fields = call_fields(a, c->method_name);
+        if (call->error_fields)
+            json_object_update(fields, call->error_fields);
+        /* Methods name themselves in their messages ("Queue.get: ..."). */
+        o->result_err = rt_error_new(call->unavailable ? RT_ERR_WORKER_UNAVAILABLE
+                                                        : RT_ERR_TASK_ERROR,
+                                     call->error, fields, call->error_cause);
+        json_decref(fields);
+        o->restart = call->fatal;
+    } else {
+        o->result_err = store_result(a->owner, c, call);
+    }
+}
+
+static void on_async_done(rt_call *call, void *arg)
+{
+    async_run *x = arg;
+    rt_actor *a = x->actor;
+    actor_call *c = x->call;
+    run_outcome o = {0};
+    if (!c->method) {
+        if (call->error) {
+            json_t *fields = call_fields(a, "__init__");
+            o.death = rt_error_newf(call->unavailable ? RT_ERR_WORKER_UNAVAILABLE
+                                                      : RT_ERR_TASK_ERROR,
+                                    fields, call->error_cause, "%s.__init__ failed: %s",
+                                    a->cls->name, call->error);
+            json_decref(fields);
+        }
+    } else {
+        method_outcome(a, c, call, &o);
+    }
+    json_decref(call->args);
+    json_decref(call->kwargs);
+    rt_call_free_outputs(call);
+    free(x);
+    finish_run(a, c, &o);
 }
 
 static void run_actor(rt_job *job)
@@ -690,71 +851,75 @@ static void run_actor(rt_job *job)
     a->running = true;
     pthread_mutex_unlock(&a->lock);
 
-    rt_error *result_err = NULL; /* what the call's ref gets instead of a value */
-    rt_error *death = NULL;      /* the actor dies with this */
-    bool restart = false;
-    bool counted = false; /* calls_done already counts this call */
+    run_outcome o = {0};
     json_t *args = NULL, *kwargs = NULL;
     rt_error *cause = NULL;
-
     if (dead) {
-        json_t *fields = c->method ? call_fields(a, c->method->name) : NULL;
-        result_err = rt_error_newf(RT_ERR_ACTOR_DIED, fields, a->death_cause,
-                                   "actor %s is dead", a->id);
+        json_t *fields = c->method ? call_fields(a, c->method_name) : NULL;
+        o.result_err = rt_error_newf(RT_ERR_ACTOR_DIED, fields, a->death_cause,
+                                     "actor %s is dead", a->id);
         json_decref(fields);
     } else if (resolve_call(as, c, &args, &kwargs, &cause) != 0) {
-        const char *mname = c->method ? c->method->name : "__init__";
-        json_t *fields = call_fields(a, mname);
-        result_err = rt_error_newf(RT_ERR_TASK_ERROR, fields, cause,
-                                   "%s.%s did not run: an argument holds an error, %s (see "
-                                   "cause)",
-                                   a->cls->name, mname,
-                                   rt_error_kind_name(rt_error_kind_of(cause)));
+        json_t *fields = call_fields(a, c->method_name);
+        o.result_err = rt_error_newf(RT_ERR_TASK_ERROR, fields, cause,
+                                     "%s.%s did not run: an argument holds an error, %s (see "
+                                     "cause)",
+                                     a->cls->name, c->method_name,
+                                     rt_error_kind_name(rt_error_kind_of(cause)));
         json_decref(fields);
         if (!c->method)
-            death = rt_error_incref(result_err);
+            o.death = rt_error_incref(o.result_err);
         rt_error_decref(cause);
+    } else if (a->cls->start) {
+        async_run *x = calloc(1, sizeof(*x));
+        if (x) {
+            x->actor = a;
+            x->call = c;
+            x->rc.task_id = a->id;
+            x->rc.function = c->method_name;
+            x->rc.attempt = 1;
+            x->rc.args = args;
+            x->rc.kwargs = kwargs;
+            x->rc.store = as->store;
+            /* The class calls on_async_done when the endpoint has answered; the worker
+             * goes back to the pool now. */
+            a->cls->start(a->cls, &a->user_state, &x->rc, on_async_done, x);
+            return;
+        }
+        json_t *fields = call_fields(a, c->method_name);
+        o.result_err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL, "out of memory");
+        json_decref(fields);
     } else if (!c->method) {
-        death = construct(a, args, kwargs);
+        o.death = construct(a, args, kwargs);
     } else {
         int never = 0;
         rt_call call = {.task_id = a->id,
-                        .function = c->method->name,
+                        .function = c->method_name,
                         .attempt = 1,
                         .args = args,
                         .kwargs = kwargs,
                         .cancel_flag = &never,
                         .store = as->store};
         c->method->fn(&a->user_state, &call);
-        /* Count the call as done before its result is visible, so that a client holding
-         * the result never sees calls_done lag behind it. */
-        pthread_mutex_lock(&a->lock);
-        a->calls_pending--;
-        a->calls_done++;
-        pthread_mutex_unlock(&a->lock);
-        __atomic_add_fetch(&as->calls_done, 1, __ATOMIC_RELAXED);
-        counted = true;
-        if (call.error) {
-            json_t *fields = call_fields(a, c->method->name);
-            /* Methods name themselves in their messages ("Queue.get: ..."). */
-            result_err = rt_error_new(RT_ERR_TASK_ERROR, call.error, fields, NULL);
-            json_decref(fields);
-            restart = call.fatal;
-        } else {
-            result_err = store_result(as, c, &call);
-        }
-        free(call.error);
-        json_decref(call.result_json);
-        rt_buf_decref(call.result_buf);
+        method_outcome(a, c, &call, &o);
+        rt_call_free_outputs(&call);
     }
     json_decref(args);
     json_decref(kwargs);
+    finish_run(a, c, &o);
+}
 
+/* Ends a run: stores a failure, restarts or kills the actor if it must, pops the call and
+ * queues the actor again when the next call is ready. Consumes o and the job's reference. */
+static void finish_run(rt_actor *a, actor_call *c, run_outcome *o)
+{
+    rt_actors *as = a->owner;
+    rt_error *result_err = o->result_err, *death = o->death;
     if (result_err && c->method)
         rt_store_fail(as->store, c->ref, result_err);
 
     /* A fatal method error: rebuild the state, or die when out of restarts. */
-    if (restart) {
+    if (o->restart) {
         pthread_mutex_lock(&a->lock);
         bool can = a->state != RT_ACTOR_DEAD && (a->max_restarts < 0 ||
                                                  a->restarts < (unsigned)a->max_restarts);
@@ -791,7 +956,7 @@ static void run_actor(rt_job *job)
         if (!a->head)
             a->tail = NULL;
     }
-    if (c->method && !counted) {
+    if (c->method && !o->counted) {
         a->calls_pending--;
         a->calls_done++;
         __atomic_add_fetch(&as->calls_done, 1, __ATOMIC_RELAXED);
@@ -914,7 +1079,7 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
     a->max_pending_calls = spec->max_pending_calls;
     a->created_at = rt_clock_wall();
     a->state = RT_ACTOR_PENDING_CREATION;
-    actor_call *ctor = call_new(a, NULL, a->ctor_args, a->ctor_kwargs);
+    actor_call *ctor = call_new(a, NULL, NULL, a->ctor_args, a->ctor_kwargs);
     if (!a->ctor_args || !a->ctor_kwargs || !ctor) {
         if (ctor)
             call_decref(ctor); /* drops its reference to a */
@@ -922,6 +1087,7 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
         return RT_ENOMEM;
     }
 
+    call_watch(as, ctor);
     pthread_mutex_lock(&as->table_lock);
     if (spec->name) {
         rt_actor *existing = find_by_name(as, spec->name);
@@ -929,6 +1095,7 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
             if (spec->get_if_exists)
                 fill_info(existing, info);
             pthread_mutex_unlock(&as->table_lock);
+            call_unwatch(as, ctor);
             call_decref(ctor);
             actor_decref(a);
             if (spec->get_if_exists)
@@ -959,10 +1126,12 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
     stat_add(&as->by_state[RT_ACTOR_PENDING_CREATION], 1);
     /* The constructor is the first call in the mailbox. */
     a->head = a->tail = ctor;
+    call_incref(ctor); /* ours, across call_publish_done: a kill may detach it first */
     fill_info(a, info);
     pthread_mutex_unlock(&as->table_lock);
     *created = true;
-    call_start(as, ctor);
+    call_publish_done(ctor);
+    call_decref(ctor);
     return RT_OK;
 }
 
@@ -980,8 +1149,10 @@ rt_status rt_actor_call(rt_actors *as, const char *actor_id, const char *method,
     }
     rt_status st = RT_OK;
     actor_call *c = NULL;
-    const rt_actor_method *m = rt_actor_class_method(a->cls, method);
-    if (!m) {
+    /* Asynchronous (remote) classes take any method name; the endpoint decides. */
+    const rt_actor_method *m =
+        a->cls->start ? &ANY_REMOTE_METHOD : rt_actor_class_method(a->cls, method);
+    if (!m || !method || !*method || strlen(method) > RT_ACTOR_NAME_MAX) {
         snprintf(err, err_size, "%s has no method '%.128s'", a->cls->name, method);
         st = RT_EINVAL;
         goto out;
@@ -993,11 +1164,12 @@ rt_status rt_actor_call(rt_actors *as, const char *actor_id, const char *method,
     }
     if ((st = check_refs(as, args, kwargs, err, err_size)) != RT_OK)
         goto out;
-    c = call_new(a, m, args, kwargs);
+    c = call_new(a, m, method, args, kwargs);
     if (!c || rt_store_create_pending(as->store, c->ref) != RT_OK) {
         st = RT_ENOMEM;
         goto out;
     }
+    call_watch(as, c);
     pthread_mutex_lock(&a->lock);
     if (a->state == RT_ACTOR_DEAD) {
         st = RT_ESTATE;
@@ -1015,15 +1187,17 @@ rt_status rt_actor_call(rt_actors *as, const char *actor_id, const char *method,
         a->tail = c;
         a->calls_pending++;
     }
+    if (st == RT_OK)
+        call_incref(c); /* ours, across call_publish_done: a kill may detach it first */
     pthread_mutex_unlock(&a->lock);
     if (st != RT_OK) {
+        call_unwatch(as, c);
         rt_store_delete(as->store, c->ref);
         goto out;
     }
     __atomic_add_fetch(&as->calls, 1, __ATOMIC_RELAXED);
     memcpy(ref_out, c->ref, RT_REF_SIZE);
-    call_start(as, c); /* the mailbox owns c now */
-    c = NULL;
+    call_publish_done(c); /* the mailbox holds its own reference */
 out:
     if (c)
         call_decref(c);
@@ -1172,6 +1346,12 @@ void rt_actors_free(rt_actors *as)
     }
     free(as->by_id);
     free(as->by_name);
+    for (owned_class *o = as->owned; o;) {
+        owned_class *next = o->next;
+        o->release(o->cls);
+        free(o);
+        o = next;
+    }
     pthread_rwlock_destroy(&as->classes_lock);
     pthread_mutex_destroy(&as->table_lock);
     free(as);

@@ -48,6 +48,15 @@ typedef struct rt_actor_class {
     void (*destroy)(void *state); /* frees a state; NULL state accepted */
     const rt_actor_method *methods;
     size_t nmethods;
+    /* Asynchronous classes (remote ones) run the constructor and every method through
+     * start instead (call->function is the method, "__init__" for the constructor), accept
+     * any method name, and call complete(call, arg) once when done. *state stays theirs to
+     * replace until then. */
+    void (*start)(const struct rt_actor_class *cls, void **state, rt_call *call,
+                  rt_call_complete_fn complete, void *arg);
+    const char *url;  /* remote classes: the endpoint (for listings) */
+    double timeout;   /* remote classes: seconds per call */
+    void *impl;       /* kind-specific data */
 } rt_actor_class;
 
 /* The method of a class by name, or NULL. */
@@ -109,6 +118,13 @@ void rt_actors_free(rt_actors *actors);
 
 /* Registers a class (borrowed: it must outlive the actor system). RT_EEXIST, RT_EINVAL. */
 rt_status rt_actors_add_class(rt_actors *actors, const rt_actor_class *cls);
+/* Registers a class the actor system owns (remote ones): release(cls) runs when the actor
+ * system is freed. A REMOTE class may replace a REMOTE class of the same name (*replaced);
+ * the old one is kept until then, as live actors use it. RT_EEXIST for other kinds. */
+rt_status rt_actors_put_owned_class(rt_actors *actors, rt_actor_class *cls,
+                                    void (*release)(rt_actor_class *cls), bool *replaced);
+/* Unlists a REMOTE class (kept alive for its actors). RT_OK, RT_ENOTFOUND, RT_ESTATE. */
+rt_status rt_actors_remove_class(rt_actors *actors, const char *name);
 /* A class by name, or NULL. */
 const rt_actor_class *rt_actors_find_class(rt_actors *actors, const char *name);
 /* Visits every class in name order. */

@@ -1343,7 +1343,7 @@ static void test_validate(void **state)
     cases[n].spec = ok, cases[n].spec.num_returns = 0, cases[n++].expect = RT_EINVAL;
     cases[n].spec = ok, cases[n].spec.num_returns = RT_TASK_NUM_RETURNS_MAX + 1,
     cases[n++].expect = RT_EINVAL;
-    cases[n].spec = ok, cases[n].spec.max_retries = -1, cases[n++].expect = RT_EINVAL;
+    cases[n].spec = ok, cases[n].spec.max_retries = -2, cases[n++].expect = RT_EINVAL;
     cases[n].spec = ok, cases[n].spec.timeout = -1, cases[n++].expect = RT_EINVAL;
     cases[n].spec = ok, cases[n].spec.name = longname, cases[n++].expect = RT_EINVAL;
     cases[n].spec = ok, cases[n].spec.name = "a\nb", cases[n++].expect = RT_EINVAL;

@@ -1,0 +1,130 @@
+/* Remote actor classes: state in rayd, code behind an HTTP endpoint. */
+#include "runtime/remote_class.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/remote_function.h"
+
+typedef struct class_impl {
+    rt_remote *remote;
+    char *name, *url, *description;
+} class_impl;
+
+/* One call in flight. */
+typedef struct class_call {
+    rt_call *call;
+    void **state; /* the actor's state slot: only this call touches it until complete */
+    rt_call_complete_fn complete;
+    void *arg;
+    const rt_actor_class *cls;
+} class_call;
+
+static void state_destroy(void *state)
+{
+    json_decref(state);
+}
+
+static void on_done(rt_remote_call *rc, const rt_remote_result *r, void *arg)
+{
+    class_call *cc = arg;
+    class_impl *impl = cc->cls->impl;
+    char what[300];
+    snprintf(what, sizeof(what), "%s.%s", impl->name, cc->call->function);
+    rt_remote_result_to_call(r, cc->call, what, impl->url);
+    rt_remote_call_free(rc);
+    if (!cc->call->error) {
+        /* The answer must be {"result": value, "state": new_state}. */
+        json_t *answer = cc->call->result_json;
+        json_t *result = json_is_object(answer) ? json_object_get(answer, "result") : NULL;
+        if (!result || !json_object_get(answer, "state")) {
+            rt_call_fail(cc->call, "%s: the endpoint must answer {\"result\": ..., \"state\": ...}",
+                         what);
+        } else {
+            json_t *state = json_incref(json_object_get(answer, "state"));
+            json_incref(result);
+            json_decref(*cc->state);
+            *cc->state = state; /* kept only when the call succeeded */
+            rt_call_return_json(cc->call, result);
+        }
+    }
+    cc->complete(cc->call, cc->arg);
+    free(cc);
+}
+
+static void class_start(const rt_actor_class *cls, void **state, rt_call *call,
+                        rt_call_complete_fn complete, void *arg)
+{
+    class_impl *impl = cls->impl;
+    class_call *cc = calloc(1, sizeof(*cc));
+    json_t *body = json_pack("{s:s,s:s,s:s,s:O,s:O,s:O}", "actor_id", call->task_id, "class",
+                             cls->name, "method", call->function, "args",
+                             call->args ? call->args : json_array(), "kwargs",
+                             call->kwargs ? call->kwargs : json_object(), "state",
+                             *state ? (json_t *)*state : json_null());
+    char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    rt_remote_call *rc = NULL;
+    if (cc && payload) {
+        cc->call = call;
+        cc->state = state;
+        cc->complete = complete;
+        cc->arg = arg;
+        cc->cls = cls;
+        rc = rt_remote_post(impl->remote, impl->url, payload, strlen(payload), cls->timeout,
+                            call->request_id, on_done, cc);
+    }
+    free(payload);
+    if (!rc) {
+        free(cc);
+        rt_call_fail(call, "%s.%s: out of memory", cls->name, call->function);
+        complete(call, arg);
+    }
+}
+
+rt_actor_class *rt_remote_class_new(rt_remote *remote, const char *name, const char *url,
+                                    double timeout)
+{
+    rt_actor_class *cls = calloc(1, sizeof(*cls));
+    class_impl *impl = calloc(1, sizeof(*impl));
+    if (!cls || !impl) {
+        free(cls);
+        free(impl);
+        return NULL;
+    }
+    cls->impl = impl;
+    impl->remote = remote;
+    impl->name = strdup(name);
+    impl->url = strdup(url);
+    if (asprintf(&impl->description, "Remote actor class at %s; its state is kept in rayd.",
+                 url) < 0)
+        impl->description = NULL;
+    if (!impl->name || !impl->url || !impl->description) {
+        rt_remote_class_release(cls);
+        return NULL;
+    }
+    cls->name = impl->name;
+    cls->kind = RT_FUNCTION_REMOTE;
+    cls->description = impl->description;
+    cls->args_doc = "[any, ...]: passed to the endpoint's __init__";
+    cls->destroy = state_destroy;
+    cls->start = class_start;
+    cls->url = impl->url;
+    cls->timeout = timeout > 0 ? timeout : 60;
+    return cls;
+}
+
+void rt_remote_class_release(rt_actor_class *cls)
+{
+    if (!cls)
+        return;
+    class_impl *impl = cls->impl;
+    if (impl) {
+        free(impl->name);
+        free(impl->url);
+        free(impl->description);
+        free(impl);
+    }
+    free(cls);
+}
