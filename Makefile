@@ -30,7 +30,7 @@ DEB_PACKAGES := build-essential pkg-config libmicrohttpd-dev libjansson-dev \
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -Wno-missing-field-initializers -Wformat=2 -Wvla
 CFLAGS  += -std=gnu11 $(OPT) $(WARN) -pthread -MMD -MP -I. -D_GNU_SOURCE
-LDLIBS  += -pthread -lm
+LDLIBS  += -pthread -lm -ldl
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -138,3 +138,20 @@ clean:
 
 -include $(RUNTIME_OBJ:.o=.d) $(API_OBJ:.o=.d) $(SERVICE_OBJ:.o=.d) $(UNIT_BIN:=.d) \
          $(API_TEST_BIN:=.d)
+
+# ---- C modules: examples/modules/*.c -> $(BUILD)/examples/modules/*.so ----------------------
+# Modules include runtime/rayd_module.h only; rayd exports nothing (no -rdynamic needed).
+EXAMPLE_MODULES := $(patsubst %.c,$(BUILD)/%.so,$(wildcard examples/modules/*.c))
+
+.PHONY: examples
+examples: $(EXAMPLE_MODULES)
+
+$(BUILD)/examples/modules/%.so: examples/modules/%.c
+	@mkdir -p $(@D)
+	$(CC) -shared -fPIC $(CFLAGS) $(PKG_CFLAGS) -o $@ $<
+
+# tests/api/test_modules.c loads them.
+api-test: examples
+
+-include $(EXAMPLE_MODULES:.so=.d)
+# ---- end of C modules ----------------------------------------------------------------------

@@ -600,10 +600,13 @@ static void finish_attempt(rt_task *t, rt_call *call)
         pthread_mutex_unlock(&t->lock);
         count_add(&ts->retries);
         json_decref(fields);
+        double delay = retry_delay(ts, attempt);
+        /* A system failure is likely shared by many tasks (an endpoint down): jitter
+         * spreads their retries so they do not all knock at once. */
+        if (call->unavailable)
+            delay *= 0.5 + (double)(rand_r(&t->jitter_seed) % 1000) / 1000.0;
         rt_call_free_outputs(call);
         free(call);
-        double delay = retry_delay(ts, attempt);
-        delay *= 0.5 + (double)(rand_r(&t->jitter_seed) % 1000) / 1000.0; /* jitter */
         /* The job keeps its reference across the delay. */
         rt_scheduler_submit_after(ts->scheduler, &t->job, delay);
         return;

@@ -15,7 +15,9 @@ typedef enum setting_kind {
     KIND_UINT,       /* unsigned */
     KIND_SIZE_COUNT, /* a count stored as size_t */
     KIND_SIZE,       /* bytes: 512K, 2G */
-    KIND_DURATION    /* seconds: 1.5, 500ms, 2m */
+    KIND_DURATION,   /* seconds: 1.5, 500ms, 2m */
+    KIND_LIST        /* svc_list: each flag adds a value (the first drops the variable's);
+                        the variable is a ':'-separated list */
 } setting_kind;
 
 typedef struct setting {
@@ -61,6 +63,8 @@ static const setting SETTINGS[] = {
     {"--remote-allow", "RAYD_REMOTE_ALLOW", KIND_STRING, OFF(api.remote_allow), 0, 0,
      "(none)", "comma-separated scheme://host:port prefixes remote functions may call; "
      "empty: registering remote functions is refused", NULL},
+    {"--module", "RAYD_MODULES", KIND_LIST, OFF(modules), 0, 0, "(none)",
+     "C module (.so) to load at start-up; repeatable; the variable is ':'-separated", NULL},
     {"--drain-timeout", "RAYD_DRAIN_TIMEOUT", KIND_DURATION, OFF(drain_timeout), 0, 0, "25s",
      "after SIGTERM, how long running work may finish before the process exits", NULL},
     {"--log-format", "RAYD_LOG_FORMAT", KIND_CHOICE, OFF(log_format), 0, 0, "json",
@@ -125,6 +129,46 @@ static void set_defaults(svc_config *c)
     c->api.max_pending_tasks = 1000000;
 }
 
+/* Appends item (borrowed) to a list. 0, or -1 when out of memory. */
+static int list_add(svc_list *list, const char *item)
+{
+    if (list->count == list->cap) {
+        size_t cap = list->cap ? list->cap * 2 : 4;
+        const char **grown = realloc(list->items, cap * sizeof(*grown));
+        if (!grown)
+            return -1;
+        list->items = grown;
+        list->cap = cap;
+    }
+    list->items[list->count++] = item;
+    return 0;
+}
+
+/* A list setting's value: the variable's (from_env) replaces the list with its non-empty
+ * ':'-separated parts; a flag's value is added, after dropping the variable's values the
+ * first time. 0, or -1 when out of memory. */
+static int list_apply(svc_list *list, const char *value, int from_env)
+{
+    if (!from_env) {
+        if (!list->from_flags)
+            list->count = 0;
+        list->from_flags = 1;
+        return list_add(list, value);
+    }
+    free(list->text);
+    list->count = 0;
+    if (!(list->text = strdup(value)))
+        return -1;
+    for (char *part = list->text, *end; part; part = end) {
+        end = strchr(part, ':');
+        if (end)
+            *end++ = '\0';
+        if (*part && list_add(list, part) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Applies one value; on error prints one line naming the source and returns -1. */
 static int apply(svc_config *c, const setting *s, const char *source, const char *value,
                  FILE *err)
@@ -182,6 +226,16 @@ static int apply(svc_config *c, const setting *s, const char *source, const char
         }
         *(double *)field = secs;
         return 0;
+    case KIND_LIST: {
+        int from_env = strcmp(source, s->env) == 0;
+        if (!*value && !from_env)
+            break;
+        if (list_apply((svc_list *)field, value, from_env) != 0) {
+            fprintf(err, "rayd: %s: out of memory\n", source);
+            return -1;
+        }
+        return 0;
+    }
     }
     fprintf(err, "rayd: %s: must not be empty\n", source);
     return -1;
@@ -228,6 +282,9 @@ void svc_config_release(svc_config *c)
     free(c->tokens_read[0]);
     free(c->tokens_read[1]);
     c->tokens_read[0] = c->tokens_read[1] = NULL;
+    free(c->modules.items);
+    free(c->modules.text);
+    memset(&c->modules, 0, sizeof(c->modules));
 }
 
 /* Reads the token files, if given; they win over tokens given directly. */
@@ -247,7 +304,19 @@ static int load_tokens(svc_config *c, FILE *err)
     return 0;
 }
 
+static svc_config_result config_load(svc_config *c, int argc, char **argv, FILE *out,
+                                     FILE *err);
+
 svc_config_result svc_config_load(svc_config *c, int argc, char **argv, FILE *out, FILE *err)
+{
+    svc_config_result result = config_load(c, argc, argv, out, err);
+    if (result != SVC_CONFIG_OK)
+        svc_config_release(c);
+    return result;
+}
+
+static svc_config_result config_load(svc_config *c, int argc, char **argv, FILE *out,
+                                     FILE *err)
 {
     set_defaults(c);
     for (size_t i = 0; i < SETTING_COUNT; i++) {

@@ -8,6 +8,14 @@
 
 #include "api/context.h"
 
+/* A setting that takes several values: a repeatable flag, or a ':'-separated variable. */
+typedef struct svc_list {
+    const char **items; /* owned array; the strings point into argv or text */
+    size_t count, cap;
+    char *text;         /* owned: the variable's value, split in place at ':' */
+    int from_flags;     /* the flags replaced the variable's values */
+} svc_list;
+
 typedef struct svc_config {
     api_config api;      /* bind, port, threads, limits the HTTP layer enforces */
     double drain_timeout; /* seconds running work gets to finish after SIGTERM */
@@ -16,6 +24,7 @@ typedef struct svc_config {
     const char *api_token_file;
     const char *admin_token_file;
     char *tokens_read[2];   /* owned: tokens read from the files above */
+    svc_list modules;       /* C modules (.so paths) to load at start-up, in order */
 } svc_config;
 
 /* Frees what svc_config_load allocated. */
@@ -29,7 +38,7 @@ typedef enum svc_config_result {
 
 /* Fills config from defaults, the environment and argv. Messages go to out (help) and err
  * (one line per error). Strings in config point into argv, the environment or static
- * storage. */
+ * storage. Unless it returns SVC_CONFIG_OK, nothing stays allocated. */
 svc_config_result svc_config_load(svc_config *config, int argc, char **argv, FILE *out,
                                   FILE *err);
 

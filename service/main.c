@@ -11,6 +11,7 @@
 #include "api/park.h"
 #include "api/server.h"
 #include "runtime/clock.h"
+#include "runtime/module.h"
 #include "service/config.h"
 #include "service/log.h"
 
@@ -92,6 +93,19 @@ int main(int argc, char **argv)
         rt_builtin_classes_register(actors) != RT_OK) {
         fprintf(stderr, "rayd: cannot start the runtime (out of memory or threads)\n");
         return 1;
+    }
+    char module_err[512];
+    if (rt_modules_load(config.modules.items, config.modules.count, registry, actors,
+                        module_err, sizeof(module_err)) != RT_OK) {
+        fprintf(stderr, "rayd: %s\n", module_err);
+        rt_remote_free(remote);
+        rt_scheduler_free(scheduler);
+        rt_actors_free(actors);
+        rt_tasks_free(tasks);
+        rt_registry_free(registry);
+        rt_store_free(store);
+        svc_config_release(&config);
+        return 2;
     }
     api_context ctx = {
         .config = config.api,

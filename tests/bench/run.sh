@@ -10,6 +10,8 @@
 #   BENCH_ROUNDS=N      wrk rounds per side in a and b, alternated ABBA (default 2)
 #   BENCH_KEEP=1        keep build/bench/big-1g.bin (the 1 GiB upload file) afterwards
 #   BENCH_BIG_RUNS=N    runs of the 1 GiB put/get in benchmark c, best counts (default 3)
+#   BENCH_TASK_ROUNDS=N rounds of 10,000 tasks in benchmark e (default 5)
+#   BENCH_ACTORS=N      actors created in benchmark i (default 100000)
 #   RAYD_BIN=path       the server under test (default build/rayd)
 #   BENCH_BARE_CONN_MEMORY=BYTES  the baseline's connection memory limit (default: rayd's,
 #                       read from api/server.c, else 262144)
@@ -25,7 +27,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 
-BENCHES=(a b c d) # registry of benchmarks, run in this order: bench_a, bench_b, ...
+BENCHES=(a b c d e f g h i) # registry of benchmarks, run in this order: bench_a, bench_b, ...
 
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ONLY=${BENCH_ONLY:-}
@@ -34,11 +36,12 @@ RAYD_BIN=${RAYD_BIN:-build/rayd}
 OUT=build/bench
 LOGS=$OUT/logs
 BARE_BIN=$OUT/bare_server
+TASKBATCH_BIN=$OUT/taskbatch
 BIG_FILE=$OUT/big-1g.bin
 BIG_SIZE=$((1024 * 1024 * 1024))
 WRK=(wrk -t2 -c32 "-d${BENCH_SECONDS}s" --latency)
 
-for v in BENCH_SECONDS BENCH_ROUNDS BENCH_BIG_RUNS; do
+for v in BENCH_SECONDS BENCH_ROUNDS BENCH_BIG_RUNS BENCH_TASK_ROUNDS BENCH_ACTORS; do
     [[ ${!v:-1} =~ ^[1-9][0-9]*$ ]] || {
         echo "run.sh: $v must be a positive integer" >&2
         exit 2
@@ -141,6 +144,7 @@ cleanup() {
     local pid
     for pid in "${SERVER_PIDS[@]}"; do stop_server "$pid"; done
     if [[ $BENCH_KEEP != 1 ]]; then rm -f "$BIG_FILE" "$OUT"/batch-*.json; fi
+    rm -f "$OUT"/actors-*.txt
 }
 trap cleanup EXIT
 
@@ -206,7 +210,8 @@ sanity_bare() {
     }
 }
 
-# wrk_run LABEL ARGS... : runs wrk, sets W_RPS, W_P99_MS, W_NON2XX, W_SOCKERR.
+# wrk_run LABEL ARGS... : runs wrk, sets W_RPS, W_P99_MS, W_NON2XX, W_SOCKERR, W_REQS
+# (completed requests) and W_MAX_MS (largest latency).
 wrk_run() {
     local label=$1
     shift
@@ -223,6 +228,13 @@ wrk_run() {
     W_NON2XX=${W_NON2XX:-0}
     W_SOCKERR=$(awk '/Socket errors:/ { s = 0; for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) s += $i; print s }' "$outf")
     W_SOCKERR=${W_SOCKERR:-0}
+    # completed requests ("N requests in 10.00s, ...") and the largest latency seen (ms)
+    W_REQS=$(awk '$2 == "requests" && $3 == "in" { print $1 }' "$outf")
+    W_REQS=${W_REQS:-0}
+    W_MAX_MS=$(awk '$1 == "Latency" && NF >= 4 {
+        v = $4; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
+        print (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : (u == "m") ? v * 60000 : v; exit }' "$outf")
+    W_MAX_MS=${W_MAX_MS:-0}
     log "$label: ${W_RPS:-?} req/s, p99 ${W_P99_MS:-?} ms, non-2xx $W_NON2XX, socket errors $W_SOCKERR"
     [[ -n $W_RPS ]]
 }
@@ -235,7 +247,9 @@ mean() { printf '%s\n' "$@" | awk '{ s += $1 } END { printf "%.2f", s / NR }'; }
 # wrk_abba NAME BARE_URL RAYD_URL [WRK_ARGS...]: BENCH_ROUNDS (default 2) rounds of wrk,
 # alternating bare, rayd, rayd, bare, ... so that drift in the machine's load hits both
 # sides alike. Sets P_BARE_RPS, P_RAYD_RPS, P_BARE_P99, P_RAYD_P99 (means), P_NON2XX (rayd
-# non-2xx answers, summed) and P_RUNS (each run's req/s, in order); returns 1 if wrk fails.
+# non-2xx answers, summed), P_RAYD_REQS, P_RAYD_SOCKERR (rayd's completed requests and socket
+# errors, summed), P_RAYD_MAX_MS (rayd's largest latency), P_RAYD_RUNS (rayd runs) and P_RUNS
+# (each run's req/s, in order); returns 1 if wrk fails.
 wrk_abba() {
     local name=$1 burl=$2 rurl=$3
     shift 3
@@ -243,7 +257,7 @@ wrk_abba() {
     for ((i = 0; i < rounds; i++)); do
         if ((i % 2 == 0)); then order+=(bare rayd); else order+=(rayd bare); fi
     done
-    P_NON2XX=0 P_RUNS=""
+    P_NON2XX=0 P_RUNS="" P_RAYD_REQS=0 P_RAYD_SOCKERR=0 P_RAYD_MAX_MS=0 P_RAYD_RUNS=0
     for side in "${order[@]}"; do
         k=$((k + 1))
         if [[ $side == bare ]]; then
@@ -256,6 +270,9 @@ wrk_abba() {
         else
             wrk_run "$name-$k-rayd" "$@" "$rurl" || return 1
             P_NON2XX=$((P_NON2XX + W_NON2XX))
+            P_RAYD_REQS=$((P_RAYD_REQS + W_REQS)) P_RAYD_SOCKERR=$((P_RAYD_SOCKERR + W_SOCKERR))
+            P_RAYD_RUNS=$((P_RAYD_RUNS + 1))
+            P_RAYD_MAX_MS=$(awk -v a="$P_RAYD_MAX_MS" -v b="$W_MAX_MS" 'BEGIN { print (b > a) ? b : a }')
             rrps+=("$W_RPS") rp99+=("$W_P99_MS")
         fi
         P_RUNS+="${P_RUNS:+, }$side $(calc %.0f "$W_RPS")"
@@ -527,6 +544,288 @@ bench_d() {
 }
 
 # ---------------------------------------------------------------------------------------
+# Tasks and actors (e-i). tests/bench/taskbatch.c is their libcurl client (built below,
+# like the bare server); it prints key=value lines, read back with kv.
+kv() { sed -n "s/^$2=//p" "$1" | head -1; }
+
+# taskbatch LABEL ARGS...: runs the client, its key=value answer in $OUT/taskbatch-LABEL.txt,
+# its stderr in the logs; on failure the last stderr line is in TB_ERR.
+taskbatch() {
+    local label=$1
+    shift
+    TB_OUT=$OUT/taskbatch-$label.txt TB_ERR=
+    if ! cmd "$TASKBATCH_BIN" "$@" >"$TB_OUT" 2>"$LOGS/taskbatch-$label.stderr"; then
+        TB_ERR=$(tail -1 "$LOGS/taskbatch-$label.stderr")
+        return 1
+    fi
+}
+
+# rayd_status PORT JQ_FILTER
+rayd_status() {
+    curl -s --max-time 10 "http://127.0.0.1:$1/v1/status" | jq -r "$2 // empty" 2>/dev/null || true
+}
+
+# e) task throughput: rounds of 10,000 `echo` tasks in one POST /v1/tasks/batch, then one
+# POST /v1/wait with num_returns 10000 on all their refs; end to end, fresh refs each round.
+bench_e() {
+    local rayd msg rounds=${BENCH_TASK_ROUNDS:-5} n=10000
+    start_rayd rayd-e || { fail "e: rayd did not start"; return; }
+    rayd=$SRV_PID
+    local rport=$SRV_PORT
+    if ! msg=$(sanity_rayd "$rport"); then
+        fail "e: $msg"
+        stop_server "$rayd"
+        return
+    fi
+    # one round first, not counted: the first 10,000 tasks of a fresh process fault in the
+    # memory of its task table and store (its rate is in the notes)
+    local warm=""
+    if taskbatch e-warmup batch "$rport" 1 "$n"; then warm=$(kv "$TB_OUT" rate); fi
+    if ! taskbatch e batch "$rport" "$rounds" "$n"; then
+        fail "e: $TB_ERR"
+        stop_server "$rayd"
+        return
+    fi
+    local res=$TB_OUT finished failed
+    finished=$(rayd_status "$rport" .tasks.finished)
+    failed=$(rayd_status "$rport" .tasks.failed)
+    stop_server "$rayd"
+    if [[ ${failed:-0} != 0 ]]; then
+        fail "e: rayd reports $failed failed tasks"
+        return
+    fi
+    local rate
+    rate=$(kv "$res" rate)
+    row e "10,000 echo tasks: batch POST + wait for all, tasks/s ($rounds rounds)" "-" "$rate" "-" \
+        ">= 100000" "$(verdict "$rate" '>=' 100000)"
+    note "e: tasks/s of each round (10,000 tasks, from the batch POST to the wait answer listing all 10,000 ready): $(kv "$res" rates) (best $(kv "$res" best_rate), worst $(kv "$res" worst_rate)); the figure is all tasks / all time. Warm-up round before them, not counted: ${warm:-failed} tasks/s. In every round the wait answer listed 10,000 ready and none not ready, and one value read back was the echoed argument; rayd counts ${finished:-?} finished tasks (warm-up included), 0 failed."
+}
+
+# f) one task per request, answered when done: POST /v1/tasks echo(1) with Prefer: wait=5,
+# wrk vs the same POST on the bare server.
+bench_f() {
+    local bare rayd msg
+    start_bare || { fail "f: bare server did not start"; return; }
+    bare=$SRV_PID
+    local bport=$SRV_PORT
+    start_rayd rayd-f || { fail "f: rayd did not start"; stop_server "$bare"; return; }
+    rayd=$SRV_PID
+    local rport=$SRV_PORT
+    if ! msg=$(sanity_bare "$bport") || ! msg=$(sanity_rayd "$rport"); then
+        fail "f: $msg"
+        stop_server "$bare"
+        stop_server "$rayd"
+        return
+    fi
+    # a sample answer: 200, body 1, X-Ray-Ref
+    local hdr body code
+    body=$(curl -s --max-time 10 -D "$OUT/f-sample.hdr" -w '\n%{http_code}' -H 'Prefer: wait=5' \
+        -H 'Content-Type: application/json' --data-binary '{"function":"echo","args":[1]}' \
+        "http://127.0.0.1:$rport/v1/tasks" || true)
+    code=${body##*$'\n'} body=${body%$'\n'*}
+    hdr=$(grep -i '^x-ray-ref: [A-Za-z0-9_-]' "$OUT/f-sample.hdr" || true)
+    if [[ $code != 200 || $body != 1 || -z $hdr ]]; then
+        fail "f: sample POST /v1/tasks with Prefer: wait=5 answered $code '$body' (X-Ray-Ref: ${hdr:-missing})"
+        stop_server "$bare"
+        stop_server "$rayd"
+        return
+    fi
+    local ok=1
+    wrk_abba f "http://127.0.0.1:$bport/v1/tasks" "http://127.0.0.1:$rport/v1/tasks" \
+        -s tests/bench/task_echo.lua || { fail "f: wrk failed"; ok=0; }
+    sleep 0.5 # let the calls in flight when wrk stopped finish
+    local submitted finished failed
+    submitted=$(rayd_status "$rport" .tasks.submitted)
+    finished=$(rayd_status "$rport" .tasks.finished)
+    failed=$(rayd_status "$rport" .tasks.failed)
+    if ! msg=$(sanity_rayd "$rport"); then
+        fail "f: after the load: $msg"
+        ok=0
+    fi
+    stop_server "$bare"
+    stop_server "$rayd"
+    [[ $ok == 1 ]] || return
+    if [[ $P_NON2XX != 0 ]]; then
+        fail "f: rayd answered $P_NON2XX non-2xx responses under load"
+        return
+    fi
+    # An answer slower than the 5 s wait would be a 202 receipt (2xx for wrk), not a result.
+    if awk -v m="$P_RAYD_MAX_MS" 'BEGIN { exit !(m >= 5000) }'; then
+        fail "f: an answer took ${P_RAYD_MAX_MS} ms, beyond Prefer: wait=5: some answers may be 202 receipts"
+        return
+    fi
+    # Every answered request is a finished task; at most one request per connection per rayd
+    # run was in flight when wrk stopped (sent, run, not counted by wrk).
+    local extra=$((${submitted:-0} - P_RAYD_REQS - 1)) slack=$((32 * P_RAYD_RUNS + P_RAYD_SOCKERR))
+    if ((extra < 0 || extra > slack)) || [[ ${failed:-0} != 0 || ${finished:-0} != "${submitted:-0}" ]]; then
+        fail "f: rayd counts $submitted tasks submitted, $finished finished, $failed failed, for $P_RAYD_REQS answers to wrk + 1 sample (allowed: 0..$slack more submitted, in flight at the end of a run)"
+        return
+    fi
+    local ratio
+    ratio=$(calc %.2f "$P_RAYD_RPS / $P_BARE_RPS")
+    row f "task per request, Prefer: wait=5, req/s (p99 ms)" "$(calc %.0f "$P_BARE_RPS") ($P_BARE_P99)" \
+        "$(calc %.0f "$P_RAYD_RPS") ($P_RAYD_P99)" "$ratio" ">= 0.50" "$(verdict "$ratio" '>=' 0.50)"
+    note "f: req/s of each ${BENCH_SECONDS} s run, in order: $P_RUNS. Sample answer 200 \`1\` with ${hdr%$'\r'}; slowest answer under load ${P_RAYD_MAX_MS} ms (< 5 s, so every answer was the result, none a 202 receipt); rayd ran $submitted tasks for $P_RAYD_REQS answers + 1 sample ($extra in flight when wrk stopped, allowed 0..$slack), all finished."
+}
+
+# g) dependency chains of 10,000 `add` tasks, one request each (see taskbatch.c, cmd_chain).
+bench_g() {
+    local rayd msg n=10000
+    start_rayd rayd-g || { fail "g: rayd did not start"; return; }
+    rayd=$SRV_PID
+    local rport=$SRV_PORT
+    if ! msg=$(sanity_rayd "$rport"); then
+        fail "g: $msg"
+        stop_server "$rayd"
+        return
+    fi
+    if ! taskbatch g chain "$rport" "$n"; then
+        fail "g: $TB_ERR"
+        stop_server "$rayd"
+        return
+    fi
+    stop_server "$rayd"
+    local r=$TB_OUT
+    row g "chain of 10,000 adds, one POST each: µs per hop, first submit to last ready" "-" \
+        "$(kv "$r" open_us_per_hop)" "-" "-" "-"
+    row g "same chain held by a pending gate: µs per hop, gate ready to last ready" "-" \
+        "$(kv "$r" gated_us_per_hop)" "-" "-" "-"
+    note "g: open chain (t1 = add(0, 1), t_i = add({\"\$ref\": t_{i-1}}, 1)): 10,000 submitted in $(kv "$r" open_submit_s) s ($(kv "$r" open_submit_rate) POST/s, one keep-alive connection), last ref ready $(kv "$r" open_total_s) s after the first submit, value 10000 as expected. Gated chain (t1 = add({\"\$ref\": gate}, 1), gate = sleep($(kv "$r" gate_s) s)): all 10,000 submitted in $(kv "$r" gated_submit_s) s while the gate was pending (checked), then $(kv "$r" gated_release_s) s from the gate's long-poll GET returning to the last ref's (server's finished_at timestamps: $(kv "$r" server_release_s) s, $(kv "$r" server_us_per_hop) µs per hop); final value $(kv "$r" final_value) = gate value + 10000."
+}
+
+# h) actor calls, one per request, answered when done: 32 Counter actors, wrk spreading
+# POST /v1/actors/{id}/methods/incr over them, vs the same requests on the bare server.
+bench_h() {
+    local bare rayd msg nact=32
+    start_bare || { fail "h: bare server did not start"; return; }
+    bare=$SRV_PID
+    local bport=$SRV_PORT
+    start_rayd rayd-h || { fail "h: rayd did not start"; stop_server "$bare"; return; }
+    rayd=$SRV_PID
+    local rport=$SRV_PORT
+    if ! msg=$(sanity_bare "$bport") || ! msg=$(sanity_rayd "$rport"); then
+        fail "h: $msg"
+        stop_server "$bare"
+        stop_server "$rayd"
+        return
+    fi
+    local ids=$OUT/actors-h.txt
+    if ! taskbatch h-create actors "$rport" "$nact" 8 "$ids"; then
+        fail "h: creating $nact actors: $TB_ERR"
+        stop_server "$bare"
+        stop_server "$rayd"
+        return
+    fi
+    # one sample call per actor: 200, body 1 (the counter's new value), X-Ray-Ref
+    local id body code bad=""
+    while read -r id; do
+        body=$(curl -s --max-time 10 -D "$OUT/h-sample.hdr" -w '\n%{http_code}' -H 'Prefer: wait=5' \
+            -H 'Content-Type: application/json' --data-binary '{"args":[1]}' \
+            "http://127.0.0.1:$rport/v1/actors/$id/methods/incr" || true)
+        code=${body##*$'\n'} body=${body%$'\n'*}
+        if [[ $code != 200 || $body != 1 ]] || ! grep -qi '^x-ray-ref: [A-Za-z0-9_-]' "$OUT/h-sample.hdr"; then
+            bad="actor $id: sample incr answered $code '$body'"
+            break
+        fi
+    done <"$ids"
+    if [[ -n $bad ]]; then
+        fail "h: $bad"
+        stop_server "$bare"
+        stop_server "$rayd"
+        return
+    fi
+    local ok=1
+    export BENCH_ACTORS_FILE=$ids
+    wrk_abba h "http://127.0.0.1:$bport/" "http://127.0.0.1:$rport/" \
+        -s tests/bench/actor_calls.lua || { fail "h: wrk failed"; ok=0; }
+    unset BENCH_ACTORS_FILE
+    # The counters: each call queues behind the ones accepted before it, so `get` waits
+    # for the calls still in flight when wrk stopped.
+    local sum=0 min=-1 max=0 v
+    while read -r id; do
+        v=$(curl -s --max-time 30 -H 'Prefer: wait=20' -H 'Content-Type: application/json' \
+            --data-binary '{}' "http://127.0.0.1:$rport/v1/actors/$id/methods/get" || true)
+        [[ $v =~ ^[0-9]+$ ]] || { fail "h: actor $id: get answered '$v'"; ok=0; break; }
+        sum=$((sum + v))
+        if ((min < 0 || v < min)); then min=$v; fi
+        if ((v > max)); then max=$v; fi
+    done <"$ids"
+    if ! msg=$(sanity_rayd "$rport"); then
+        fail "h: after the load: $msg"
+        ok=0
+    fi
+    stop_server "$bare"
+    stop_server "$rayd"
+    [[ $ok == 1 ]] || return
+    if [[ $P_NON2XX != 0 ]]; then
+        fail "h: rayd answered $P_NON2XX non-2xx responses under load"
+        return
+    fi
+    if awk -v m="$P_RAYD_MAX_MS" 'BEGIN { exit !(m >= 5000) }'; then
+        fail "h: an answer took ${P_RAYD_MAX_MS} ms, beyond Prefer: wait=5: some answers may be 202 receipts"
+        return
+    fi
+    # sum of counters = wrk's answers + the 32 samples + calls in flight when a run stopped
+    # (at most one per connection per rayd run, plus any wrk socket errors)
+    local extra=$((sum - P_RAYD_REQS - nact)) slack=$((32 * P_RAYD_RUNS + P_RAYD_SOCKERR))
+    if ((extra < 0 || extra > slack)); then
+        fail "h: the $nact counters sum to $sum for $P_RAYD_REQS answers to wrk + $nact samples (allowed 0..$slack more: calls in flight when a run stopped)"
+        return
+    fi
+    local ratio
+    ratio=$(calc %.2f "$P_RAYD_RPS / $P_BARE_RPS")
+    row h "actor call per request (32 Counters), Prefer: wait=5, req/s (p99 ms)" \
+        "$(calc %.0f "$P_BARE_RPS") ($P_BARE_P99)" "$(calc %.0f "$P_RAYD_RPS") ($P_RAYD_P99)" \
+        "$ratio" ">= 0.50" "$(verdict "$ratio" '>=' 0.50)"
+    note "h: req/s of each ${BENCH_SECONDS} s run, in order: $P_RUNS. The 32 counters sum to $sum = $P_RAYD_REQS answers to wrk + 32 samples + $extra calls in flight when wrk stopped (allowed 0..$slack: one per connection per rayd run, plus socket errors); per actor $min..$max calls; slowest answer ${P_RAYD_MAX_MS} ms (< 5 s: all results, no 202 receipts). wrk reads the actor ids from BENCH_ACTORS_FILE."
+}
+
+# i) memory per idle actor: BENCH_ACTORS (default 100,000) Counter actors, VmRSS before/after.
+bench_i() {
+    local rayd msg n=${BENCH_ACTORS:-100000}
+    start_rayd rayd-i || { fail "i: rayd did not start"; return; }
+    rayd=$SRV_PID
+    local rport=$SRV_PORT
+    if ! msg=$(sanity_rayd "$rport"); then
+        fail "i: $msg"
+        stop_server "$rayd"
+        return
+    fi
+    local before after alive=0 k ids=$OUT/actors-i.txt
+    before=$(proc_bytes "$rayd" VmRSS)
+    if ! taskbatch i actors "$rport" "$n" 8 "$ids"; then
+        fail "i: $TB_ERR"
+        stop_server "$rayd"
+        return
+    fi
+    # constructors run asynchronously: measure once all are ALIVE
+    for ((k = 0; k < 300; k++)); do
+        alive=$(rayd_status "$rport" .actors.by_state.ALIVE)
+        ((${alive:-0} >= n)) && break
+        sleep 0.1
+    done
+    after=$(proc_bytes "$rayd" VmRSS)
+    # one of them answers a call
+    local id body
+    id=$(sed -n "$((n / 2 + 1))p" "$ids")
+    body=$(curl -s --max-time 10 -H 'Prefer: wait=5' -H 'Content-Type: application/json' \
+        --data-binary '{"args":[5]}' "http://127.0.0.1:$rport/v1/actors/$id/methods/incr" || true)
+    stop_server "$rayd"
+    if ((${alive:-0} != n)); then
+        fail "i: $alive of $n actors ALIVE after 30 s"
+        return
+    fi
+    if [[ $body != 5 ]]; then
+        fail "i: actor $id: incr(5) answered '$body'"
+        return
+    fi
+    local per
+    per=$(calc %.0f "($after - $before) / $n")
+    row i "RSS per idle Counter actor, bytes ($n actors)" "-" "$per" "-" "< 1024" "$(verdict "$per" '<' 1024)"
+    note "i: $n actors created in $(kv "$TB_OUT" seconds) s ($(kv "$TB_OUT" rate) POST /v1/actors per s over 8 keep-alive connections), all ALIVE; RSS $(calc %.1f "$before / 1048576") -> $(calc %.1f "$after / 1048576") MiB; one of them answered incr(5) with 5."
+}
+
+# ---------------------------------------------------------------------------------------
 selected() {
     [[ -z $BENCH_ONLY ]] && return 0
     [[ ,$BENCH_ONLY, == *",$1,"* ]]
@@ -547,8 +846,12 @@ command -v jq >/dev/null || { echo "run.sh: jq is not installed (make deps)" >&2
 log "building $BARE_BIN"
 # shellcheck disable=SC2046
 cc -O2 -o "$BARE_BIN" tests/bench/bare_server.c $(pkg-config --cflags --libs libmicrohttpd)
+log "building $TASKBATCH_BIN"
+# shellcheck disable=SC2046
+cc -O2 -o "$TASKBATCH_BIN" tests/bench/taskbatch.c $(pkg-config --cflags --libs libcurl) -lm
 
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 for b in "${BENCHES[@]}"; do
     selected "$b" || continue
     log "== benchmark $b"
@@ -560,6 +863,7 @@ done
     echo
     echo "- date: $STARTED; machine: $(nproc) cores ($(uname -m)), $(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
     echo "- rayd: \`$RAYD_BIN\` ($(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ', dirty tree')); baseline: \`$BARE_BIN --threads 2 --connection-memory $BARE_CONN_MEMORY\` (bare libmicrohttpd)"
+    echo "- load average at the start (1, 5, 15 min): $LOADAVG"
     echo "- BENCH_SECONDS=$BENCH_SECONDS BENCH_ONLY=${BENCH_ONLY:-all}; load generator and servers share the machine, loopback only"
     echo
     echo "| bench | metric | bare | rayd | ratio | target | result |"
