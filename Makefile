@@ -53,7 +53,7 @@ API_TEST_SUPPORT := $(wildcard tests/api/support/*.c)
 API_TEST_SRC := $(wildcard tests/api/test_*.c)
 API_TEST_BIN := $(API_TEST_SRC:tests/api/%.c=$(BUILD)/tests/api/%)
 
-.PHONY: all run test unit api-test deps bench clean spec-lint format
+.PHONY: all run test unit api-test deps bench clean spec-lint format image-test lb-demo
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/rayd
@@ -129,6 +129,17 @@ test: deps
 bench: deps
 	$(MAKE) all
 	tests/bench/run.sh
+
+# The real docker/Dockerfile built and run with podman (see shared CONTAINERS.md).
+image-test:
+	tests/container/image_test.sh
+
+# Three rayd behind a real nginx on loopback, with docker/nginx.conf's shape.
+lb-demo: all
+	RAYD_BIN=$(BUILD)/rayd tests/lb/lb_demo.sh
+
+spec-lint:
+	openapi/lint.sh
 
 format:
 	clang-format -i $(RUNTIME_SRC) $(API_SRC) $(SERVICE_SRC) runtime/*.h api/*.h service/*.h
