@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/decode.h"
 #include "api/handlers.h"
 #include "api/park.h"
 #include "api/problem.h"
@@ -46,67 +47,15 @@ static int check_actor_id(api_request *req, const char *id)
 
 enum MHD_Result api_actors_create(api_request *req)
 {
-    static const char *const KEYS[] = {"class", "args", "kwargs", "name", "get_if_exists",
-                                       "options", NULL};
-    static const char *const OPTION_KEYS[] = {"max_restarts", "max_pending_calls", NULL};
     if (api_body_json(req) != 0)
         return MHD_YES;
-    json_t *body = req->json;
-    if (!json_is_object(body))
-        return api_problem(req, 400, "BadRequest", "the body must be {\"class\", \"args\", ...}",
-                           NULL);
-    if (api_json_only_keys(req, body, KEYS, "the body") != 0)
-        return MHD_YES;
-    rt_actor_spec spec = {.max_restarts = 0, .max_pending_calls = -1};
-    json_t *v = json_object_get(body, "class");
-    if (!json_is_string(v))
-        return api_problem(req, 400, "BadRequest", "class must be a string", NULL);
-    spec.class_name = json_string_value(v);
-    spec.args = json_object_get(body, "args");
-    spec.kwargs = json_object_get(body, "kwargs");
-    if (spec.args && json_is_null(spec.args))
-        spec.args = NULL;
-    if (spec.kwargs && json_is_null(spec.kwargs))
-        spec.kwargs = NULL;
-    if ((v = json_object_get(body, "name")) && !json_is_null(v)) {
-        if (!json_is_string(v))
-            return api_problem(req, 400, "BadRequest", "name must be a string", NULL);
-        spec.name = json_string_value(v);
-    }
-    if ((v = json_object_get(body, "get_if_exists"))) {
-        if (!json_is_boolean(v))
-            return api_problem(req, 400, "BadRequest", "get_if_exists must be true or false",
-                               NULL);
-        spec.get_if_exists = json_is_true(v);
-    }
-    json_t *options = json_object_get(body, "options");
-    if (options && !json_is_null(options)) {
-        if (!json_is_object(options))
-            return api_problem(req, 400, "BadRequest", "options must be an object", NULL);
-        if (api_json_only_keys(req, options, OPTION_KEYS, "options") != 0)
-            return MHD_YES;
-        if ((v = json_object_get(options, "max_restarts"))) {
-            if (!json_is_integer(v) || json_integer_value(v) < -1 ||
-                json_integer_value(v) > 1000000)
-                return api_problem(req, 400, "BadRequest",
-                                   "options.max_restarts must be an integer >= -1 (-1: no limit)",
-                                   NULL);
-            spec.max_restarts = (int)json_integer_value(v);
-        }
-        if ((v = json_object_get(options, "max_pending_calls"))) {
-            if (!json_is_integer(v) || json_integer_value(v) == 0 ||
-                json_integer_value(v) < -1 || json_integer_value(v) > 100000000)
-                return api_problem(req, 400, "BadRequest",
-                                   "options.max_pending_calls must be an integer >= 1, or -1 "
-                                   "for no limit",
-                                   NULL);
-            spec.max_pending_calls = (long)json_integer_value(v);
-        }
-    }
+    rt_actor_spec spec;
+    char err[256];
+    if (api_decode_actor(req->json, &spec, err, sizeof(err)) != API_DECODE_OK)
+        return api_problem(req, 400, "BadRequest", err, NULL);
 
     rt_actor_info info;
     bool created = false;
-    char err[256];
     rt_status st = rt_actor_create(req->ctx->actors, &spec, &info, &created, err, sizeof(err));
     if (st == RT_ENOTFOUND)
         return api_problem(req, 404, "NotFound", err, NULL);
@@ -223,32 +172,20 @@ static enum MHD_Result call_answer_or_park(api_request *req, const char *ref)
 
 enum MHD_Result api_actors_call(api_request *req)
 {
-    static const char *const KEYS[] = {"args", "kwargs", NULL};
     if (req->handler_state)
         return call_answer_or_park(req, ((call_state *)req->handler_state)->ref);
     const char *id = req->params[0], *method = req->params[1];
     if (check_actor_id(req, id) != 0)
         return MHD_YES;
     json_t *args = NULL, *kwargs = NULL;
-    if (req->body_len > 0) {
-        if (api_body_json(req) != 0)
-            return MHD_YES;
-        if (!json_is_object(req->json))
-            return api_problem(req, 400, "BadRequest", "the body must be {\"args\", \"kwargs\"}",
-                               NULL);
-        if (api_json_only_keys(req, req->json, KEYS, "the body") != 0)
-            return MHD_YES;
-        args = json_object_get(req->json, "args");
-        kwargs = json_object_get(req->json, "kwargs");
-        if (args && json_is_null(args))
-            args = NULL;
-        if (kwargs && json_is_null(kwargs))
-            kwargs = NULL;
-    }
+    char err[256];
+    if (req->body_len > 0 && api_body_json(req) != 0)
+        return MHD_YES;
+    if (api_decode_call(req->json, &args, &kwargs, err, sizeof(err)) != API_DECODE_OK)
+        return api_problem(req, 400, "BadRequest", err, NULL);
     call_state *cs = calloc(1, sizeof(*cs));
     if (!cs)
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
-    char err[256];
     rt_status st = rt_actor_call(req->ctx->actors, id, method, args, kwargs, cs->ref, err,
                                  sizeof(err));
     if (st != RT_OK) {

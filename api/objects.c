@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/decode.h"
 #include "api/handlers.h"
 #include "api/park.h"
 #include "api/problem.h"
@@ -11,7 +12,6 @@
 #include "api/values.h"
 #include "runtime/clock.h"
 
-#define BATCH_MAX 100000
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
 
@@ -81,34 +81,21 @@ enum MHD_Result api_objects_put(api_request *req)
 
 enum MHD_Result api_objects_put_batch(api_request *req)
 {
-    static const char *const KEYS[] = {"objects", NULL};
     if (api_body_json(req) != 0)
         return MHD_YES;
-    json_t *objects = json_object_get(req->json, "objects");
-    if (!json_is_object(req->json) || api_json_only_keys(req, req->json, KEYS, "the body") != 0)
-        return req->replied ? MHD_YES
-                            : api_problem(req, 400, "BadRequest",
-                                          "the body must be {\"objects\": [value, ...]}", NULL);
-    if (!json_is_array(objects) || json_array_size(objects) == 0 ||
-        json_array_size(objects) > BATCH_MAX)
-        return api_problemf(req, 400, "BadRequest",
-                            "objects must be a list of 1 to %d values", BATCH_MAX);
-
-    size_t n = json_array_size(objects);
-    rt_buf **bufs = calloc(n, sizeof(*bufs));
+    rt_buf **bufs = NULL;
+    size_t n = 0;
+    char err[256];
+    int d = api_decode_object_batch(req->json, &bufs, &n, err, sizeof(err));
+    if (d == API_DECODE_NOMEM)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    if (d != API_DECODE_OK)
+        return api_problem(req, 400, "BadRequest", err, NULL);
     char(*refs)[RT_REF_SIZE] = malloc(n * sizeof(*refs));
     enum MHD_Result result;
-    if (!bufs || !refs) {
+    if (!refs) {
         result = api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
         goto done;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char err[200];
-        bufs[i] = api_value_to_buf(json_array_get(objects, i), err, sizeof(err));
-        if (!bufs[i]) {
-            result = api_problemf(req, 400, "BadRequest", "objects[%zu]: %s", i, err);
-            goto done;
-        }
     }
     rt_status st = rt_store_put_many(req->ctx->store, bufs, n, refs);
     if (st != RT_OK) {
@@ -121,9 +108,7 @@ enum MHD_Result api_objects_put_batch(api_request *req)
         json_array_append_new(list, json_string(refs[i]));
     result = api_reply_json(req, 201, json_pack("{s:o}", "refs", list));
 done:
-    for (size_t i = 0; bufs && i < n; i++)
-        rt_buf_decref(bufs[i]);
-    free(bufs);
+    api_free_bufs(bufs, n);
     free(refs);
     return result;
 }

@@ -3,122 +3,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/decode.h"
 #include "api/handlers.h"
 #include "api/park.h"
 #include "api/problem.h"
 #include "api/values.h"
 #include "runtime/clock.h"
 
-#define BATCH_MAX 10000
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
-#define DEFAULT_MAX_RETRIES -1 /* the function's default; Ray's (3) for built-ins. Function
-                                  errors are retried only with retry_exceptions */
-
-/* ---- reading a task from JSON ------------------------------------------------------- */
-
-/* Fills spec from one task object (borrowed JSON; spec points into it). Returns 0, or -1
- * with a reason in err. */
-static int parse_task(json_t *task, rt_task_spec *spec, char *err, size_t err_size)
-{
-    static const char *const KEYS[] = {"function", "args", "kwargs", "options", NULL};
-    static const char *const OPTION_KEYS[] = {"max_retries", "retry_exceptions", "timeout",
-                                              "num_returns", "name", NULL};
-    memset(spec, 0, sizeof(*spec));
-    spec->num_returns = 1;
-    spec->max_retries = DEFAULT_MAX_RETRIES;
-    if (!json_is_object(task)) {
-        snprintf(err, err_size, "a task must be an object {\"function\", \"args\", ...}");
-        return -1;
-    }
-    const char *key;
-    json_t *v;
-    json_object_foreach(task, key, v)
-    {
-        int known = 0;
-        for (const char *const *k = KEYS; *k; k++)
-            known |= strcmp(*k, key) == 0;
-        if (!known) {
-            snprintf(err, err_size, "unknown member '%.64s'", key);
-            return -1;
-        }
-    }
-    json_t *fn = json_object_get(task, "function");
-    if (!json_is_string(fn)) {
-        snprintf(err, err_size, "function must be a string");
-        return -1;
-    }
-    spec->function = json_string_value(fn);
-    spec->args = json_object_get(task, "args");
-    spec->kwargs = json_object_get(task, "kwargs");
-    if (spec->args && json_is_null(spec->args))
-        spec->args = NULL;
-    if (spec->kwargs && json_is_null(spec->kwargs))
-        spec->kwargs = NULL;
-    if (spec->args && !json_is_array(spec->args)) {
-        snprintf(err, err_size, "args must be a list");
-        return -1;
-    }
-    if (spec->kwargs && !json_is_object(spec->kwargs)) {
-        snprintf(err, err_size, "kwargs must be an object");
-        return -1;
-    }
-    json_t *options = json_object_get(task, "options");
-    if (!options || json_is_null(options))
-        return 0;
-    if (!json_is_object(options)) {
-        snprintf(err, err_size, "options must be an object");
-        return -1;
-    }
-    json_object_foreach(options, key, v)
-    {
-        int known = 0;
-        for (const char *const *k = OPTION_KEYS; *k; k++)
-            known |= strcmp(*k, key) == 0;
-        if (!known) {
-            snprintf(err, err_size, "unknown option '%.64s'", key);
-            return -1;
-        }
-    }
-    if ((v = json_object_get(options, "num_returns"))) {
-        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-            json_integer_value(v) > RT_TASK_NUM_RETURNS_MAX) {
-            snprintf(err, err_size, "options.num_returns must be an integer from 1 to %d",
-                     RT_TASK_NUM_RETURNS_MAX);
-            return -1;
-        }
-        spec->num_returns = (unsigned)json_integer_value(v);
-    }
-    if ((v = json_object_get(options, "max_retries"))) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1000) {
-            snprintf(err, err_size, "options.max_retries must be an integer from 0 to 1000");
-            return -1;
-        }
-        spec->max_retries = (int)json_integer_value(v);
-    }
-    if ((v = json_object_get(options, "retry_exceptions"))) {
-        if (!json_is_boolean(v)) {
-            snprintf(err, err_size, "options.retry_exceptions must be true or false");
-            return -1;
-        }
-        spec->retry_exceptions = json_is_true(v);
-    }
-    if ((v = json_object_get(options, "timeout")) && !json_is_null(v)) {
-        if (!json_is_number(v) || json_number_value(v) < 0) {
-            snprintf(err, err_size, "options.timeout must be a number of seconds >= 0");
-            return -1;
-        }
-        spec->timeout = json_number_value(v);
-    }
-    if ((v = json_object_get(options, "name")) && !json_is_null(v)) {
-        if (!json_is_string(v)) {
-            snprintf(err, err_size, "options.name must be a string");
-            return -1;
-        }
-        spec->name = json_string_value(v);
-    }
-    return 0;
-}
 
 /* The receipt of one submitted task: {"task_id", "ref"} or {"task_id", "refs"}. */
 static json_t *receipt(const char *task_id, char (*refs)[RT_REF_SIZE], unsigned n)
@@ -220,7 +113,7 @@ enum MHD_Result api_tasks_submit(api_request *req)
         return MHD_YES;
     rt_task_spec spec;
     char err[256];
-    if (parse_task(req->json, &spec, err, sizeof(err)) != 0)
+    if (api_decode_task(req->json, &spec, err, sizeof(err)) != API_DECODE_OK)
         return api_problem(req, 400, "BadRequest", err, NULL);
 
     submitted *s = calloc(1, sizeof(*s));
@@ -249,40 +142,25 @@ enum MHD_Result api_tasks_submit(api_request *req)
 
 enum MHD_Result api_tasks_submit_batch(api_request *req)
 {
-    static const char *const KEYS[] = {"tasks", NULL};
     if (api_body_json(req) != 0)
         return MHD_YES;
-    if (!json_is_object(req->json))
-        return api_problem(req, 400, "BadRequest", "the body must be {\"tasks\": [task, ...]}",
-                           NULL);
-    if (api_json_only_keys(req, req->json, KEYS, "the body") != 0)
-        return MHD_YES;
-    json_t *list = json_object_get(req->json, "tasks");
-    if (!json_is_array(list) || json_array_size(list) == 0 ||
-        json_array_size(list) > BATCH_MAX)
-        return api_problemf(req, 400, "BadRequest", "tasks must be a list of 1 to %d tasks",
-                            BATCH_MAX);
-    size_t n = json_array_size(list);
-    rt_task_spec *specs = calloc(n, sizeof(*specs));
-    char(*ids)[RT_REF_SIZE] = calloc(n, sizeof(*ids));
-    char(*refs)[RT_REF_SIZE] = NULL;
-    enum MHD_Result result;
+    rt_task_spec *specs = NULL;
+    size_t n = 0;
     char err[256], prefix[32];
+    int d = api_decode_task_batch(req->json, &specs, &n, err, sizeof(err));
+    if (d == API_DECODE_NOMEM)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    if (d != API_DECODE_OK)
+        return api_problem(req, 400, "BadRequest", err, NULL);
     size_t total_refs = 0;
-    if (!specs || !ids) {
-        result = api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
-        goto done;
-    }
     for (size_t i = 0; i < n; i++) {
-        if (parse_task(json_array_get(list, i), &specs[i], err, sizeof(err)) != 0) {
-            result = api_problemf(req, 400, "BadRequest", "tasks[%zu]: %s", i, err);
-            goto done;
-        }
         total_refs += specs[i].num_returns;
         specs[i].request_id = req->request_id;
     }
-    refs = calloc(total_refs, sizeof(*refs));
-    if (!refs) {
+    char(*ids)[RT_REF_SIZE] = calloc(n, sizeof(*ids));
+    char(*refs)[RT_REF_SIZE] = calloc(total_refs, sizeof(*refs));
+    enum MHD_Result result;
+    if (!ids || !refs) {
         result = api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
         goto done;
     }

@@ -4,125 +4,50 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/decode.h"
 #include "api/handlers.h"
 #include "api/park.h"
 #include "api/problem.h"
 #include "api/values.h"
 #include "runtime/clock.h"
 
-#define REFS_MAX 100000
 
-/* The parsed body, kept across rounds. refs point into req->json. */
-typedef struct wait_args {
-    const char **refs;
-    size_t n;
-    size_t num_returns;
-} wait_args;
+/* The decoded body, kept across rounds (refs point into req->json). */
+typedef api_wait_request wait_args;
 
 static void wait_args_free(void *p)
 {
-    wait_args *a = p;
-    if (a) {
-        free(a->refs);
-        free(a);
-    }
+    api_wait_request_release(p);
+    free(p);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Parses {"refs": [...], "timeout": S, ...} on the first round; sets req->deadline and
- * req->handler_state. extra_key is the one more member allowed (num_returns) or NULL.
- * Returns the args, or NULL after answering an error. */
+/* Decodes the body on the first round, checks every ref exists, and sets req->deadline.
+ * Returns the arguments, or NULL after answering an error. */
 static wait_args *parse_args(api_request *req, int is_wait)
 {
     if (req->handler_state)
         return req->handler_state;
-    static const char *const GET_KEYS[] = {"refs", "timeout", NULL};
-    static const char *const WAIT_KEYS[] = {"refs", "timeout", "num_returns", "fetch_local",
-                                            NULL};
     if (api_body_json(req) != 0)
         return NULL;
-    if (!json_is_object(req->json)) {
-        api_problem(req, 400, "BadRequest", "the body must be a JSON object", NULL);
-        return NULL;
-    }
-    if (api_json_only_keys(req, req->json, is_wait ? WAIT_KEYS : GET_KEYS, "the body") != 0)
-        return NULL;
-    json_t *refs = json_object_get(req->json, "refs");
-    if (!json_is_array(refs) || json_array_size(refs) > REFS_MAX) {
-        api_problemf(req, 400, "BadRequest", "refs must be a list of at most %d refs", REFS_MAX);
-        return NULL;
-    }
-    double timeout = req->ctx->config.max_wait;
-    json_t *t = json_object_get(req->json, "timeout");
-    if (t && !json_is_null(t)) {
-        if (!json_is_number(t) || json_number_value(t) < 0) {
-            api_problem(req, 400, "BadRequest", "timeout must be a number of seconds >= 0",
-                        NULL);
-            return NULL;
-        }
-        timeout = json_number_value(t);
-    }
-    if (timeout > req->ctx->config.max_wait)
-        timeout = req->ctx->config.max_wait;
-
     wait_args *a = calloc(1, sizeof(*a));
-    size_t n = json_array_size(refs);
-    if (!a || !(a->refs = malloc((n + 1) * sizeof(*a->refs)))) {
-        free(a);
+    if (!a) {
         api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
         return NULL;
     }
-    a->n = n;
+    char err[256];
+    int d = api_decode_wait(req->json, is_wait, a, err, sizeof(err));
+    if (d != API_DECODE_OK) {
+        free(a);
+        if (d == API_DECODE_NOMEM)
+            api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+        else
+            api_problem(req, 400, "BadRequest", err, NULL);
+        return NULL;
+    }
     req->handler_state = a;
     req->handler_state_free = wait_args_free;
-    for (size_t i = 0; i < n; i++) {
-        json_t *r = json_array_get(refs, i);
-        if (!json_is_string(r) || !rt_ref_valid(json_string_value(r))) {
-            api_problemf(req, 400, "BadRequest",
-                         "refs[%zu] is not a ref (1 to 64 characters of [A-Za-z0-9_-])", i);
-            return NULL;
-        }
-        a->refs[i] = json_string_value(r);
-    }
-    if (is_wait) {
-        json_t *k = json_object_get(req->json, "num_returns");
-        json_int_t num = 1;
-        if (k && !json_is_integer(k)) {
-            api_problem(req, 400, "BadRequest", "num_returns must be an integer", NULL);
-            return NULL;
-        }
-        if (k)
-            num = json_integer_value(k);
-        if (n > 0 && (num <= 0 || (size_t)num > n)) {
-            api_problemf(req, 400, "BadRequest",
-                         "num_returns must be between 1 and the number of refs (%zu)", n);
-            return NULL;
-        }
-        a->num_returns = (size_t)(num > 0 ? num : 1);
-        /* ray.wait refuses duplicates: sort a copy and look at neighbours. */
-        const char **sorted = malloc((n + 1) * sizeof(*sorted));
-        if (!sorted) {
-            api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
-            return NULL;
-        }
-        memcpy(sorted, a->refs, n * sizeof(*sorted));
-        qsort(sorted, n, sizeof(*sorted), cmp_str);
-        for (size_t i = 1; i < n; i++) {
-            if (strcmp(sorted[i - 1], sorted[i]) == 0) {
-                api_problemf(req, 400, "BadRequest", "ref %s appears more than once in refs",
-                             sorted[i]);
-                free(sorted);
-                return NULL;
-            }
-        }
-        free(sorted);
-    }
     /* A ref that never existed is a client error, not something to wait for. */
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < a->n; i++) {
         rt_object_view view;
         if (rt_store_peek(req->ctx->store, a->refs[i], &view) == RT_ENOTFOUND) {
             api_problem(req, 404, "NotFound", "a ref in refs does not exist",
@@ -131,6 +56,9 @@ static wait_args *parse_args(api_request *req, int is_wait)
         }
         rt_object_view_release(&view);
     }
+    double timeout = a->timeout < 0 || a->timeout > req->ctx->config.max_wait
+                         ? req->ctx->config.max_wait
+                         : a->timeout;
     req->deadline = rt_clock_monotonic() + timeout;
     return a;
 }

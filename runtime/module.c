@@ -11,8 +11,10 @@
  *   module is never dlclosed once its init ran.
  * - Dispatch: rt_function_fn and rt_method_fn carry no user data, so the adapters find the
  *   module's function by the call's name (rt_call.function) in a process-wide index sorted
- *   by name (g_lock, a read-write lock, taken for reading per call). A method finds its
- *   class through the actor's state, which the adapters wrap: {class, module's state}.
+ *   by name (g_lock, a read-write lock, taken for reading per call). A constructor finds
+ *   its class the same way: actor.c calls constructors with the class's name as
+ *   rt_call.function. A method finds its class through the actor's state, which the
+ *   adapters wrap: {class, module's state}.
  * - Everything a loaded module registered lives until the process ends (the registry and
  *   actor system borrow it), reachable from g_modules.
  * - rayd_call is a stack struct around the rt_call, alive during one call of the module,
@@ -59,11 +61,11 @@ typedef struct mod_state {
 } mod_state;
 
 struct rayd_module {
-    char *path;        /* owned: as given, for messages */
-    void *handle;      /* dlopen's */
-    bool initializing; /* registration is allowed */
-    int status;        /* the first registration failure (RAYD_*), or 0 */
-    char error[256];   /* its message */
+    char *path;               /* owned: as given, for messages */
+    void *handle;             /* dlopen's */
+    bool initializing;        /* registration is allowed */
+    int status;               /* the first registration failure (RAYD_*), or 0 */
+    char error[256];          /* its message */
     mod_function **functions; /* owned */
     size_t nfunctions, functions_cap;
     mod_class **classes; /* owned */
@@ -397,8 +399,7 @@ static int api_register_function(rayd_module *m, const rayd_function_def *def)
         return reg_fail(m, RAYD_EINVAL, "function '%s' has no fn", def->name);
     if (!utf8_valid(def->description) || !utf8_valid(def->args_doc) ||
         !utf8_valid(def->returns_doc))
-        return reg_fail(m, RAYD_EINVAL, "function '%s': its documentation is not UTF-8",
-                        def->name);
+        return reg_fail(m, RAYD_EINVAL, "function '%s': its documentation is not UTF-8", def->name);
     for (size_t i = 0; i < m->nfunctions; i++)
         if (strcmp(m->functions[i]->fn.name, def->name) == 0)
             return reg_fail(m, RAYD_EEXIST, "function '%s' is registered twice", def->name);
@@ -454,8 +455,8 @@ static int class_def_check(rayd_module *m, const rayd_class_def *def)
                             md->name);
         if (!utf8_valid(md->description) || !utf8_valid(md->args_doc))
             return reg_fail(m, RAYD_EINVAL,
-                            "class '%s': the documentation of method '%s' is not UTF-8",
-                            def->name, md->name);
+                            "class '%s': the documentation of method '%s' is not UTF-8", def->name,
+                            md->name);
         for (size_t j = 0; j < i; j++)
             if (strcmp(def->methods[j].name, md->name) == 0)
                 return reg_fail(m, RAYD_EEXIST, "class '%s': method '%s' is defined twice",
@@ -604,8 +605,7 @@ static void api_return_json(rayd_call *mc, json_t *value)
     rt_call_return_json(mc->call, value); /* NULL fails it with "out of memory" */
 }
 
-static void api_return_bytes(rayd_call *mc, const void *data, size_t len,
-                             const char *content_type)
+static void api_return_bytes(rayd_call *mc, const void *data, size_t len, const char *content_type)
 {
     if (!mc)
         return;
@@ -680,12 +680,18 @@ static int api_put_object(rayd_call *mc, const void *data, size_t len, const cha
 static const char *api_status_name(int status)
 {
     switch (status) {
-    case RAYD_OK: return "RAYD_OK";
-    case RAYD_EINVAL: return "RAYD_EINVAL";
-    case RAYD_EEXIST: return "RAYD_EEXIST";
-    case RAYD_ENOMEM: return "RAYD_ENOMEM";
-    case RAYD_EFULL: return "RAYD_EFULL";
-    case RAYD_ESTATE: return "RAYD_ESTATE";
+    case RAYD_OK:
+        return "RAYD_OK";
+    case RAYD_EINVAL:
+        return "RAYD_EINVAL";
+    case RAYD_EEXIST:
+        return "RAYD_EEXIST";
+    case RAYD_ENOMEM:
+        return "RAYD_ENOMEM";
+    case RAYD_EFULL:
+        return "RAYD_EFULL";
+    case RAYD_ESTATE:
+        return "RAYD_ESTATE";
     }
     return "RAYD_EUNKNOWN";
 }
@@ -753,8 +759,8 @@ static rt_status module_commit(rayd_module *m, rt_registry *registry, rt_actors 
     for (size_t i = 0; i < m->nfunctions; i++) {
         const rt_function *taken = rt_registry_find(registry, m->functions[i]->fn.name);
         if (taken) {
-            errf(err, err_size, "module '%s': function '%s' is already registered (%s)",
-                 m->path, taken->name, rt_function_kind_name(taken->kind));
+            errf(err, err_size, "module '%s': function '%s' is already registered (%s)", m->path,
+                 taken->name, rt_function_kind_name(taken->kind));
             return RT_EEXIST;
         }
     }
@@ -775,8 +781,8 @@ static rt_status module_commit(rayd_module *m, rt_registry *registry, rt_actors 
         if ((clash = index_find(&g_classes, m->classes[i]->cls.name)))
             what = "class";
     if (clash) {
-        errf(err, err_size, "module '%s': %s '%s' is already registered by module '%s'",
-             m->path, what, clash->name, clash->module->path);
+        errf(err, err_size, "module '%s': %s '%s' is already registered by module '%s'", m->path,
+             what, clash->name, clash->module->path);
         pthread_rwlock_unlock(&g_lock);
         return RT_EEXIST;
     }
@@ -817,16 +823,19 @@ static rt_status module_commit(rayd_module *m, rt_registry *registry, rt_actors 
 static rt_status status_of(int rayd_status)
 {
     switch (rayd_status) {
-    case RAYD_EEXIST: return RT_EEXIST;
-    case RAYD_ENOMEM: return RT_ENOMEM;
-    default: return RT_EINVAL;
+    case RAYD_EEXIST:
+        return RT_EEXIST;
+    case RAYD_ENOMEM:
+        return RT_ENOMEM;
+    default:
+        return RT_EINVAL;
     }
 }
 
 typedef int (*init_fn)(const rayd_api *api, rayd_module *module);
 
-static rt_status module_load(const char *path, rt_registry *registry, rt_actors *actors,
-                             char *err, size_t err_size)
+static rt_status module_load(const char *path, rt_registry *registry, rt_actors *actors, char *err,
+                             size_t err_size)
 {
     if (!path || !*path) {
         errf(err, err_size, "module '': the path is empty");

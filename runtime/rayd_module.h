@@ -180,9 +180,9 @@ typedef struct rayd_method_def {
 typedef struct rayd_class_def {
     const char *name; /* see RAYD_NAME_MAX */
     const char *description;
-    const char *args_doc;       /* the constructor's arguments */
-    rayd_method_fn constructor; /* builds *state from the creation arguments */
-    void (*destroy)(void *state); /* frees a state (NULL accepted); NULL: nothing to free */
+    const char *args_doc;           /* the constructor's arguments */
+    rayd_method_fn constructor;     /* builds *state from the creation arguments */
+    void (*destroy)(void *state);   /* frees a state (NULL accepted); NULL: nothing to free */
     const rayd_method_def *methods; /* nmethods of them */
     size_t nmethods;
 } rayd_class_def;
@@ -214,7 +214,8 @@ typedef struct rayd_api {
     const char *(*name)(rayd_call *call);
     /* The task's id (for actors, the actor's id). Borrowed, valid during the call. */
     const char *(*task_id)(rayd_call *call);
-    /* 1 for a task's first attempt, 2 for its first retry... (1 for actor methods). */
+    /* 1 for a task's first attempt, 2 for its first retry...; 1 for actor methods, and
+     * for a constructor 1 + the actor's restarts so far. */
     unsigned (*attempt)(rayd_call *call);
     /* True once the task was cancelled or its timeout passed: return early. */
     bool (*cancelled)(rayd_call *call);
@@ -233,8 +234,7 @@ typedef struct rayd_api {
     void (*return_json)(rayd_call *call, json_t *value);
     /* Returns bytes (copied) with a content type: printable ASCII, at most 255 bytes;
      * NULL means "application/octet-stream". A bad content type fails the call. */
-    void (*return_bytes)(rayd_call *call, const void *data, size_t len,
-                         const char *content_type);
+    void (*return_bytes)(rayd_call *call, const void *data, size_t len, const char *content_type);
     /* Fails the call with a printf-style message. */
     void (*fail)(rayd_call *call, const char *fmt, ...) RAYD_MODULE_PRINTF(2, 3);
     /* Actor methods: fails the call and marks the state broken (the actor restarts or
@@ -258,16 +258,17 @@ typedef struct rayd_api {
 } rayd_api;
 
 /* True when the running rayd's table has `member` (for members added after version 1). */
-#define RAYD_API_HAS(api, member)                                                              \
+#define RAYD_API_HAS(api, member)                                                                  \
     ((api)->size >= offsetof(rayd_api, member) + sizeof((api)->member))
 
 /* The two symbols rayd looks up in a module. */
 RAYD_MODULE_EXPORT extern const unsigned rayd_module_abi_version;
 RAYD_MODULE_EXPORT int rayd_module_init(const rayd_api *api, rayd_module *module);
 
-/* Defines rayd_module_abi_version; write it once at file scope, followed by ';'. */
-#define RAYD_MODULE_DEFINE_ABI_VERSION                                                         \
-    RAYD_MODULE_EXPORT const unsigned rayd_module_abi_version = RAYD_MODULE_ABI_VERSION
+/* Defines rayd_module_abi_version (exported by the declaration above, also when the module
+ * is built with -fvisibility=hidden); write it once at file scope, followed by ';'. */
+#define RAYD_MODULE_DEFINE_ABI_VERSION                                                             \
+    const unsigned rayd_module_abi_version = RAYD_MODULE_ABI_VERSION
 
 #ifdef __cplusplus
 }

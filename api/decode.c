@@ -1,0 +1,409 @@
+/* Request body decoders (see decode.h). */
+#include "api/decode.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/values.h"
+#include "runtime/ref.h"
+
+/* Tasks retry system failures as many times as their function says (Ray's 3 for built-ins);
+ * function errors only with retry_exceptions. -1 asks for that default. */
+#define DEFAULT_MAX_RETRIES -1
+
+int api_decode_only_keys(json_t *obj, const char *const *allowed, const char *what, char *err,
+                         size_t err_size)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(obj, key, value)
+    {
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++)
+            ok |= strcmp(*a, key) == 0;
+        if (!ok) {
+            snprintf(err, err_size, "%s has an unknown member '%.64s'", what, key);
+            return API_DECODE_BAD;
+        }
+    }
+    return API_DECODE_OK;
+}
+
+/* ---- get and wait ------------------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+void api_wait_request_release(api_wait_request *req)
+{
+    if (req) {
+        free(req->refs);
+        req->refs = NULL;
+    }
+}
+
+int api_decode_wait(json_t *body, bool is_wait, api_wait_request *out, char *err,
+                    size_t err_size)
+{
+    static const char *const GET_KEYS[] = {"refs", "timeout", NULL};
+    static const char *const WAIT_KEYS[] = {"refs", "timeout", "num_returns", "fetch_local",
+                                            NULL};
+    memset(out, 0, sizeof(*out));
+    out->timeout = -1;
+    if (!json_is_object(body)) {
+        snprintf(err, err_size, "the body must be a JSON object");
+        return API_DECODE_BAD;
+    }
+    if (api_decode_only_keys(body, is_wait ? WAIT_KEYS : GET_KEYS, "the body", err, err_size))
+        return API_DECODE_BAD;
+    json_t *refs = json_object_get(body, "refs");
+    if (!json_is_array(refs) || json_array_size(refs) > API_REFS_MAX) {
+        snprintf(err, err_size, "refs must be a list of at most %d refs", API_REFS_MAX);
+        return API_DECODE_BAD;
+    }
+    json_t *t = json_object_get(body, "timeout");
+    if (t && !json_is_null(t)) {
+        if (!json_is_number(t) || json_number_value(t) < 0) {
+            snprintf(err, err_size, "timeout must be a number of seconds >= 0");
+            return API_DECODE_BAD;
+        }
+        out->timeout = json_number_value(t);
+    }
+    size_t n = json_array_size(refs);
+    for (size_t i = 0; i < n; i++) {
+        json_t *r = json_array_get(refs, i);
+        if (!json_is_string(r) || !rt_ref_valid(json_string_value(r))) {
+            snprintf(err, err_size, "refs[%zu] is not a ref (1 to 64 characters of [A-Za-z0-9_-])",
+                     i);
+            return API_DECODE_BAD;
+        }
+    }
+    json_int_t num = 1;
+    if (is_wait) {
+        json_t *k = json_object_get(body, "num_returns");
+        if (k && !json_is_integer(k)) {
+            snprintf(err, err_size, "num_returns must be an integer");
+            return API_DECODE_BAD;
+        }
+        if (k)
+            num = json_integer_value(k);
+        if (n > 0 && (num <= 0 || (size_t)num > n)) {
+            snprintf(err, err_size, "num_returns must be between 1 and the number of refs (%zu)",
+                     n);
+            return API_DECODE_BAD;
+        }
+    }
+    out->refs = malloc((n + 1) * sizeof(*out->refs));
+    if (!out->refs)
+        return API_DECODE_NOMEM;
+    out->n = n;
+    out->num_returns = (size_t)(num > 0 ? num : 1);
+    for (size_t i = 0; i < n; i++)
+        out->refs[i] = json_string_value(json_array_get(refs, i));
+    if (is_wait && n > 1) {
+        /* ray.wait refuses duplicates: sort a copy and look at neighbours. */
+        const char **sorted = malloc(n * sizeof(*sorted));
+        if (!sorted) {
+            api_wait_request_release(out);
+            return API_DECODE_NOMEM;
+        }
+        memcpy(sorted, out->refs, n * sizeof(*sorted));
+        qsort(sorted, n, sizeof(*sorted), cmp_str);
+        for (size_t i = 1; i < n; i++) {
+            if (strcmp(sorted[i - 1], sorted[i]) == 0) {
+                snprintf(err, err_size, "ref %s appears more than once in refs", sorted[i]);
+                free(sorted);
+                api_wait_request_release(out);
+                return API_DECODE_BAD;
+            }
+        }
+        free(sorted);
+    }
+    return API_DECODE_OK;
+}
+
+/* ---- tasks -------------------------------------------------------------------------- */
+
+int api_decode_task(json_t *task, rt_task_spec *spec, char *err, size_t err_size)
+{
+    static const char *const KEYS[] = {"function", "args", "kwargs", "options", NULL};
+    static const char *const OPTION_KEYS[] = {"max_retries", "retry_exceptions", "timeout",
+                                              "num_returns", "name", NULL};
+    memset(spec, 0, sizeof(*spec));
+    spec->num_returns = 1;
+    spec->max_retries = DEFAULT_MAX_RETRIES;
+    if (!json_is_object(task)) {
+        snprintf(err, err_size, "a task must be an object {\"function\", \"args\", ...}");
+        return API_DECODE_BAD;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(task, key, v)
+    {
+        int known = 0;
+        for (const char *const *k = KEYS; *k; k++)
+            known |= strcmp(*k, key) == 0;
+        if (!known) {
+            snprintf(err, err_size, "unknown member '%.64s'", key);
+            return API_DECODE_BAD;
+        }
+    }
+    json_t *fn = json_object_get(task, "function");
+    if (!json_is_string(fn)) {
+        snprintf(err, err_size, "function must be a string");
+        return API_DECODE_BAD;
+    }
+    spec->function = json_string_value(fn);
+    spec->args = json_object_get(task, "args");
+    spec->kwargs = json_object_get(task, "kwargs");
+    if (spec->args && json_is_null(spec->args))
+        spec->args = NULL;
+    if (spec->kwargs && json_is_null(spec->kwargs))
+        spec->kwargs = NULL;
+    if (spec->args && !json_is_array(spec->args)) {
+        snprintf(err, err_size, "args must be a list");
+        return API_DECODE_BAD;
+    }
+    if (spec->kwargs && !json_is_object(spec->kwargs)) {
+        snprintf(err, err_size, "kwargs must be an object");
+        return API_DECODE_BAD;
+    }
+    json_t *options = json_object_get(task, "options");
+    if (!options || json_is_null(options))
+        return API_DECODE_OK;
+    if (!json_is_object(options)) {
+        snprintf(err, err_size, "options must be an object");
+        return API_DECODE_BAD;
+    }
+    json_object_foreach(options, key, v)
+    {
+        int known = 0;
+        for (const char *const *k = OPTION_KEYS; *k; k++)
+            known |= strcmp(*k, key) == 0;
+        if (!known) {
+            snprintf(err, err_size, "unknown option '%.64s'", key);
+            return API_DECODE_BAD;
+        }
+    }
+    if ((v = json_object_get(options, "num_returns"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+            json_integer_value(v) > RT_TASK_NUM_RETURNS_MAX) {
+            snprintf(err, err_size, "options.num_returns must be an integer from 1 to %d",
+                     RT_TASK_NUM_RETURNS_MAX);
+            return API_DECODE_BAD;
+        }
+        spec->num_returns = (unsigned)json_integer_value(v);
+    }
+    if ((v = json_object_get(options, "max_retries"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 1000) {
+            snprintf(err, err_size, "options.max_retries must be an integer from 0 to 1000");
+            return API_DECODE_BAD;
+        }
+        spec->max_retries = (int)json_integer_value(v);
+    }
+    if ((v = json_object_get(options, "retry_exceptions"))) {
+        if (!json_is_boolean(v)) {
+            snprintf(err, err_size, "options.retry_exceptions must be true or false");
+            return API_DECODE_BAD;
+        }
+        spec->retry_exceptions = json_is_true(v);
+    }
+    if ((v = json_object_get(options, "timeout")) && !json_is_null(v)) {
+        if (!json_is_number(v) || json_number_value(v) < 0) {
+            snprintf(err, err_size, "options.timeout must be a number of seconds >= 0");
+            return API_DECODE_BAD;
+        }
+        spec->timeout = json_number_value(v);
+    }
+    if ((v = json_object_get(options, "name")) && !json_is_null(v)) {
+        if (!json_is_string(v)) {
+            snprintf(err, err_size, "options.name must be a string");
+            return API_DECODE_BAD;
+        }
+        spec->name = json_string_value(v);
+    }
+    return API_DECODE_OK;
+}
+
+int api_decode_task_batch(json_t *body, rt_task_spec **specs, size_t *n, char *err,
+                          size_t err_size)
+{
+    static const char *const KEYS[] = {"tasks", NULL};
+    *specs = NULL;
+    *n = 0;
+    if (!json_is_object(body)) {
+        snprintf(err, err_size, "the body must be {\"tasks\": [task, ...]}");
+        return API_DECODE_BAD;
+    }
+    if (api_decode_only_keys(body, KEYS, "the body", err, err_size))
+        return API_DECODE_BAD;
+    json_t *list = json_object_get(body, "tasks");
+    if (!json_is_array(list) || json_array_size(list) == 0 ||
+        json_array_size(list) > API_TASKS_BATCH_MAX) {
+        snprintf(err, err_size, "tasks must be a list of 1 to %d tasks", API_TASKS_BATCH_MAX);
+        return API_DECODE_BAD;
+    }
+    size_t count = json_array_size(list);
+    rt_task_spec *out = calloc(count, sizeof(*out));
+    if (!out)
+        return API_DECODE_NOMEM;
+    for (size_t i = 0; i < count; i++) {
+        char why[200];
+        if (api_decode_task(json_array_get(list, i), &out[i], why, sizeof(why))) {
+            snprintf(err, err_size, "tasks[%zu]: %s", i, why);
+            free(out);
+            return API_DECODE_BAD;
+        }
+    }
+    *specs = out;
+    *n = count;
+    return API_DECODE_OK;
+}
+
+/* ---- actors ------------------------------------------------------------------------- */
+
+int api_decode_actor(json_t *body, rt_actor_spec *spec, char *err, size_t err_size)
+{
+    static const char *const KEYS[] = {"class", "args", "kwargs", "name", "get_if_exists",
+                                       "options", NULL};
+    static const char *const OPTION_KEYS[] = {"max_restarts", "max_pending_calls", NULL};
+    memset(spec, 0, sizeof(*spec));
+    spec->max_pending_calls = -1;
+    if (!json_is_object(body)) {
+        snprintf(err, err_size, "the body must be {\"class\", \"args\", ...}");
+        return API_DECODE_BAD;
+    }
+    if (api_decode_only_keys(body, KEYS, "the body", err, err_size))
+        return API_DECODE_BAD;
+    json_t *v = json_object_get(body, "class");
+    if (!json_is_string(v)) {
+        snprintf(err, err_size, "class must be a string");
+        return API_DECODE_BAD;
+    }
+    spec->class_name = json_string_value(v);
+    spec->args = json_object_get(body, "args");
+    spec->kwargs = json_object_get(body, "kwargs");
+    if (spec->args && json_is_null(spec->args))
+        spec->args = NULL;
+    if (spec->kwargs && json_is_null(spec->kwargs))
+        spec->kwargs = NULL;
+    if ((spec->args && !json_is_array(spec->args)) ||
+        (spec->kwargs && !json_is_object(spec->kwargs))) {
+        snprintf(err, err_size, "args must be a list and kwargs an object");
+        return API_DECODE_BAD;
+    }
+    if ((v = json_object_get(body, "name")) && !json_is_null(v)) {
+        if (!json_is_string(v)) {
+            snprintf(err, err_size, "name must be a string");
+            return API_DECODE_BAD;
+        }
+        spec->name = json_string_value(v);
+    }
+    if ((v = json_object_get(body, "get_if_exists"))) {
+        if (!json_is_boolean(v)) {
+            snprintf(err, err_size, "get_if_exists must be true or false");
+            return API_DECODE_BAD;
+        }
+        spec->get_if_exists = json_is_true(v);
+    }
+    json_t *options = json_object_get(body, "options");
+    if (!options || json_is_null(options))
+        return API_DECODE_OK;
+    if (!json_is_object(options)) {
+        snprintf(err, err_size, "options must be an object");
+        return API_DECODE_BAD;
+    }
+    if (api_decode_only_keys(options, OPTION_KEYS, "options", err, err_size))
+        return API_DECODE_BAD;
+    if ((v = json_object_get(options, "max_restarts"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < -1 || json_integer_value(v) > 1000000) {
+            snprintf(err, err_size, "options.max_restarts must be an integer >= -1 (-1: no limit)");
+            return API_DECODE_BAD;
+        }
+        spec->max_restarts = (int)json_integer_value(v);
+    }
+    if ((v = json_object_get(options, "max_pending_calls"))) {
+        if (!json_is_integer(v) || json_integer_value(v) == 0 || json_integer_value(v) < -1 ||
+            json_integer_value(v) > 100000000) {
+            snprintf(err, err_size,
+                     "options.max_pending_calls must be an integer >= 1, or -1 for no limit");
+            return API_DECODE_BAD;
+        }
+        spec->max_pending_calls = (long)json_integer_value(v);
+    }
+    return API_DECODE_OK;
+}
+
+int api_decode_call(json_t *body, json_t **args, json_t **kwargs, char *err, size_t err_size)
+{
+    static const char *const KEYS[] = {"args", "kwargs", NULL};
+    *args = *kwargs = NULL;
+    if (!body)
+        return API_DECODE_OK;
+    if (!json_is_object(body)) {
+        snprintf(err, err_size, "the body must be {\"args\", \"kwargs\"}");
+        return API_DECODE_BAD;
+    }
+    if (api_decode_only_keys(body, KEYS, "the body", err, err_size))
+        return API_DECODE_BAD;
+    *args = json_object_get(body, "args");
+    *kwargs = json_object_get(body, "kwargs");
+    if (*args && json_is_null(*args))
+        *args = NULL;
+    if (*kwargs && json_is_null(*kwargs))
+        *kwargs = NULL;
+    if ((*args && !json_is_array(*args)) || (*kwargs && !json_is_object(*kwargs))) {
+        snprintf(err, err_size, "args must be a list and kwargs an object");
+        return API_DECODE_BAD;
+    }
+    return API_DECODE_OK;
+}
+
+/* ---- objects ------------------------------------------------------------------------ */
+
+void api_free_bufs(rt_buf **bufs, size_t n)
+{
+    for (size_t i = 0; bufs && i < n; i++)
+        rt_buf_decref(bufs[i]);
+    free(bufs);
+}
+
+int api_decode_object_batch(json_t *body, rt_buf ***bufs, size_t *n, char *err,
+                            size_t err_size)
+{
+    static const char *const KEYS[] = {"objects", NULL};
+    *bufs = NULL;
+    *n = 0;
+    if (!json_is_object(body)) {
+        snprintf(err, err_size, "the body must be {\"objects\": [value, ...]}");
+        return API_DECODE_BAD;
+    }
+    if (api_decode_only_keys(body, KEYS, "the body", err, err_size))
+        return API_DECODE_BAD;
+    json_t *objects = json_object_get(body, "objects");
+    if (!json_is_array(objects) || json_array_size(objects) == 0 ||
+        json_array_size(objects) > API_OBJECTS_BATCH_MAX) {
+        snprintf(err, err_size, "objects must be a list of 1 to %d values",
+                 API_OBJECTS_BATCH_MAX);
+        return API_DECODE_BAD;
+    }
+    size_t count = json_array_size(objects);
+    rt_buf **out = calloc(count, sizeof(*out));
+    if (!out)
+        return API_DECODE_NOMEM;
+    for (size_t i = 0; i < count; i++) {
+        char why[200];
+        out[i] = api_value_to_buf(json_array_get(objects, i), why, sizeof(why));
+        if (!out[i]) {
+            snprintf(err, err_size, "objects[%zu]: %s", i, why);
+            api_free_bufs(out, i);
+            return API_DECODE_BAD;
+        }
+    }
+    *bufs = out;
+    *n = count;
+    return API_DECODE_OK;
+}

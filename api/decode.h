@@ -1,0 +1,59 @@
+/* Request decoders: pure functions from a parsed JSON body to what the runtime takes, with a
+ * one-line reason when the body is wrong. No HTTP and no store here, so the handlers answer
+ * 400 with the reason, and fuzzers (tests/fuzz/) drive exactly this code.
+ *
+ * Every decoder returns API_DECODE_OK, API_DECODE_BAD (err says why: answer 400) or
+ * API_DECODE_NOMEM. Results point into the JSON they were decoded from (borrowed): keep it
+ * alive while using them. Thread-safe: pure. */
+#ifndef RAYD_API_DECODE_H
+#define RAYD_API_DECODE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "runtime/actor.h"
+#include "runtime/buffer.h"
+#include "runtime/task.h"
+
+enum { API_DECODE_OK = 0, API_DECODE_BAD = -1, API_DECODE_NOMEM = -2 };
+
+#define API_REFS_MAX 100000        /* refs in one get or wait */
+#define API_OBJECTS_BATCH_MAX 100000
+#define API_TASKS_BATCH_MAX 10000
+
+/* Checks that obj has only the allowed members (NULL-terminated list). */
+int api_decode_only_keys(json_t *obj, const char *const *allowed, const char *what, char *err,
+                         size_t err_size);
+
+/* POST /v1/objects/get and /v1/wait: {"refs", "timeout", "num_returns" (wait only)}. */
+typedef struct api_wait_request {
+    const char **refs;  /* owned array of borrowed strings */
+    size_t n;
+    size_t num_returns; /* wait: 1..n (1 when refs is empty) */
+    double timeout;     /* seconds; negative when absent (the server's maximum applies) */
+} api_wait_request;
+
+int api_decode_wait(json_t *body, bool is_wait, api_wait_request *out, char *err,
+                    size_t err_size);
+void api_wait_request_release(api_wait_request *req);
+
+/* One task: {"function", "args", "kwargs", "options"}. */
+int api_decode_task(json_t *task, rt_task_spec *spec, char *err, size_t err_size);
+
+/* {"tasks": [task, ...]}: *specs is malloc'd (n entries); err names the bad index. */
+int api_decode_task_batch(json_t *body, rt_task_spec **specs, size_t *n, char *err,
+                          size_t err_size);
+
+/* POST /v1/actors: {"class", "args", "kwargs", "name", "get_if_exists", "options"}. */
+int api_decode_actor(json_t *body, rt_actor_spec *spec, char *err, size_t err_size);
+
+/* An actor call: {"args", "kwargs"} (body may be NULL: no arguments). */
+int api_decode_call(json_t *body, json_t **args, json_t **kwargs, char *err, size_t err_size);
+
+/* {"objects": [value, ...]}: *bufs is a malloc'd array of n new buffers. */
+int api_decode_object_batch(json_t *body, rt_buf ***bufs, size_t *n, char *err,
+                            size_t err_size);
+void api_free_bufs(rt_buf **bufs, size_t n);
+
+#endif
