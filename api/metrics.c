@@ -20,12 +20,29 @@ static const unsigned STATUSES[] = {200, 201, 202, 204, 206, 304, 400, 401, 403,
 
 struct api_metrics {
     uint64_t requests[MAX_ROUTES + 1][NMETHODS][NSTATUSES + 1]; /* last status: other */
+    /* Durations are labelled by route pattern only, and routes such as GET and HEAD of
+     * /v1/objects/{ref} share a pattern: each route's histogram is its pattern's first
+     * route's, so that every series appears once. */
     rt_histogram durations[MAX_ROUTES + 1];
+    size_t pattern_of[MAX_ROUTES + 1];
 };
 
 api_metrics *api_metrics_new(void)
 {
-    return calloc(1, sizeof(api_metrics));
+    api_metrics *m = calloc(1, sizeof(api_metrics));
+    if (!m)
+        return NULL;
+    const api_route *table;
+    size_t n = api_route_table(&table);
+    for (size_t r = 0; r <= MAX_ROUTES; r++) {
+        m->pattern_of[r] = r;
+        for (size_t first = 0; r < n && first < r; first++)
+            if (strcmp(table[first].pattern, table[r].pattern) == 0) {
+                m->pattern_of[r] = first;
+                break;
+            }
+    }
+    return m;
 }
 
 void api_metrics_free(api_metrics *metrics)
@@ -55,7 +72,7 @@ void api_metrics_record(api_metrics *m, int route, const char *method, unsigned 
     size_t r = route >= 0 && route < MAX_ROUTES ? (size_t)route : MAX_ROUTES;
     __atomic_add_fetch(&m->requests[r][method_index(method)][status_index(status)], 1,
                        __ATOMIC_RELAXED);
-    rt_histogram_observe(&m->durations[r], seconds);
+    rt_histogram_observe(&m->durations[m->pattern_of[r]], seconds);
 }
 
 /* ---- rendering -------------------------------------------------------------------- */
@@ -152,7 +169,7 @@ static void render_http(text *t, api_metrics *m)
     header(t, "rayd_http_request_duration_seconds", "histogram",
            "Time from a request's headers to its answer, parked time included, by route.");
     for (size_t r = 0; r <= MAX_ROUTES; r++) {
-        if (r >= nroutes && r != MAX_ROUTES)
+        if ((r >= nroutes && r != MAX_ROUTES) || m->pattern_of[r] != r)
             continue;
         rt_histogram h;
         rt_histogram_read(&m->durations[r], &h);

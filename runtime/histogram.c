@@ -17,8 +17,12 @@ void rt_histogram_observe(rt_histogram *h, double seconds)
 
 void rt_histogram_read(const rt_histogram *h, rt_histogram *out)
 {
-    for (int i = 0; i <= RT_HISTOGRAM_BUCKETS; i++)
+    /* The count is the sum of the buckets read, so that the +Inf bucket and _count agree
+     * even while other threads record (Prometheus requires it). */
+    out->count = 0;
+    for (int i = 0; i <= RT_HISTOGRAM_BUCKETS; i++) {
         out->counts[i] = __atomic_load_n(&h->counts[i], __ATOMIC_RELAXED);
+        out->count += out->counts[i];
+    }
     out->sum_ns = __atomic_load_n(&h->sum_ns, __ATOMIC_RELAXED);
-    out->count = __atomic_load_n(&h->count, __ATOMIC_RELAXED);
 }

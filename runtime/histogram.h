@@ -19,7 +19,8 @@ typedef struct rt_histogram {
 /* Records one observation. h must be zero-initialised before first use. */
 void rt_histogram_observe(rt_histogram *h, double seconds);
 
-/* Copies a consistent-enough snapshot (each field read atomically). */
+/* Copies a snapshot: each field read atomically, count equal to the sum of the buckets
+ * read (the sum may lag by observations in flight). */
 void rt_histogram_read(const rt_histogram *h, rt_histogram *out);
 
 #endif
