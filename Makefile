@@ -118,7 +118,7 @@ unit: $(UNIT_BIN)
 	@tests/run_all.sh $(UNIT_BIN)
 
 api-test: $(API_TEST_BIN) $(BUILD)/rayd
-	@RAYD_BIN=$(BUILD)/rayd tests/run_all.sh $(API_TEST_BIN)
+	@RAYD_BIN=$(BUILD)/rayd tests/run_all.sh $(API_TEST_BIN) tests/check_docs.sh
 
 # Unit and API tests both run even when one fails; make test fails if either did.
 test: deps

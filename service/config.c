@@ -255,6 +255,15 @@ void svc_config_print_help(FILE *out)
     fprintf(out, "  %-22s %-24s %-28s %s\n", "--version", "", "", "print the version and exit");
 }
 
+void svc_config_print_markdown(FILE *out)
+{
+    fprintf(out, "| flag | variable | default | meaning |\n|---|---|---|---|\n");
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        const setting *s = &SETTINGS[i];
+        fprintf(out, "| `%s` | `%s` | %s | %s |\n", s->flag, s->env, s->default_text, s->help);
+    }
+}
+
 /* Reads a token file: its first line, without the newline. NULL (with a message) on
  * error. */
 static char *read_token_file(const char *path, const char *source, FILE *err)
@@ -328,6 +337,10 @@ static svc_config_result config_load(svc_config *c, int argc, char **argv, FILE 
         const char *arg = argv[a];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             svc_config_print_help(out);
+            return SVC_CONFIG_EXIT_OK;
+        }
+        if (strcmp(arg, "--config-markdown") == 0) {
+            svc_config_print_markdown(out); /* the README's table is this output */
             return SVC_CONFIG_EXIT_OK;
         }
         if (strcmp(arg, "--version") == 0) {

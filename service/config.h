@@ -45,6 +45,9 @@ svc_config_result svc_config_load(svc_config *config, int argc, char **argv, FIL
 /* Prints the settings table (flag, variable, default, meaning) as --help shows it. */
 void svc_config_print_help(FILE *out);
 
+/* Prints the same table as a Markdown table (the README's configuration reference). */
+void svc_config_print_markdown(FILE *out);
+
 /* The version string. */
 const char *svc_version(void);
 
