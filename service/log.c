@@ -43,7 +43,9 @@ static void write_line(const char *line, size_t len)
 
 void svc_log_event(const char *level, const char *event, json_t *fields)
 {
-    if (level_of(level) < log_min) {
+    /* The listening line is always written: with --port 0 it is the only way to learn the
+     * port. */
+    if (level_of(level) < log_min && strcmp(event, "listening") != 0) {
         json_decref(fields);
         return;
     }

@@ -126,6 +126,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "rayd: %s\n", err);
         return 1;
     }
+    /* Ready before we say so: a client that waits for the listening line may go at once. */
+    __atomic_store_n(&ctx.lifecycle, API_READY, __ATOMIC_RELEASE);
     svc_log_event("info", "listening",
                   json_pack("{s:s,s:i,s:s,s:i,s:i,s:I,s:I,s:f}", "address", config.api.bind,
                             "port", (int)api_server_port(server), "version", svc_version(),
@@ -134,7 +136,6 @@ int main(int argc, char **argv)
                             (json_int_t)config.api.memory_limit, "max_body",
                             (json_int_t)config.api.max_body, "max_wait", config.api.max_wait));
 
-    __atomic_store_n(&ctx.lifecycle, API_READY, __ATOMIC_RELEASE);
 
     /* The main thread's job from here: wait for a stop signal, and once a second expire
      * objects whose TTL has passed. */

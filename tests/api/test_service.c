@@ -591,6 +591,18 @@ static void test_metrics_format_and_families(void **state)
     http_resp_free(r);
     (void)MX_WAIT_GE(&g_srv, 2.0, 1, "rayd_http_requests_total", "route", "/healthz", "method",
                      "GET", "status", "200");
+    /* ready: the server may say "starting" (503) for a moment after its listening line */
+    for (double deadline = now_s() + 2;;) {
+        r = http_get(&g_srv, "/readyz");
+        if (r->status == 200 || now_s() > deadline)
+            break;
+        assert_problem(r, 503, "ShuttingDown");
+        http_resp_free(r);
+        sleep_s(0.005);
+    }
+    assert_status(r, 200);
+    assert_string_equal(json_str(r->json, "status"), "ready");
+    http_resp_free(r);
     mx_set *m = mx_fetch(&g_srv);
     expect_family(m, "rayd_http_requests_total", "counter");
     expect_family(m, "rayd_http_request_duration_seconds", "histogram");
@@ -1353,8 +1365,22 @@ static void test_drain_answers_parked_and_waits_for_running(void **state)
     if (bad)
         fail_msg("%d of %d parked GETs were not answered 202 pending", bad, PARKED);
 
+    /* the drain is logged; the tasks finish in time, so nothing is cancelled */
+    char *draining = rayd_stdout_wait_line(&g_own, "\"event\":\"draining\"", 2.0);
+    if (!draining)
+        fail_msg("no \"draining\" log event after SIGTERM");
+    free(draining);
+    char *stopped = rayd_stdout_wait_line(&g_own, "\"event\":\"stopped\"", 10.0);
+    char *out = rayd_stdout_text(&g_own);
+    bool cancelled = strstr(out, "drain timeout") != NULL;
+    free(out);
     int st = rayd_wait_exit(&g_own, 15.0);
     double t_exit = now_s();
+    if (!stopped)
+        fail_msg("no \"stopped\" log event before the exit");
+    free(stopped);
+    if (cancelled)
+        fail_msg("the drain timed out and cancelled work although the tasks needed 1.5 s of 10");
     fprintf(stderr,
             "drain: /readyz 503 after %.0f ms, parked answered after %.0f ms, a new GET took "
             "%.0f ms, exit %d after %.2f s (tasks started %.2f s before SIGTERM)\n",
@@ -1389,10 +1415,12 @@ static void test_drain_timeout_cancels_running(void **state)
     double t0 = now_s();
     assert_int_equal(kill(g_own.pid, SIGTERM), 0);
     (void)wait_not_ready(&g_own, t0);
-    char *line = rayd_stdout_wait_line(&g_own, "draining", 2.0);
-    free(line);
+    char *line = rayd_stdout_wait_line(&g_own, "drain timeout", 5.0);
     int st = rayd_wait_exit(&g_own, 10.0);
     double took = now_s() - t0;
+    if (!line)
+        fail_msg("no \"drain timeout\" warning logged when the drain timed out");
+    free(line);
     fprintf(stderr, "drain timeout 2 s: exit %d after %.2f s\n", st, took);
     assert_int_equal(st, 0);
     if (took < 1.9 || took > 4.0)
