@@ -282,15 +282,15 @@ enum MHD_Result api_actor_classes_put(api_request *req)
                                  strncmp(json_string_value(url), "https://", 8) != 0))
         return api_problem(req, 400, "BadRequest", "url must be an http:// or https:// URL",
                            NULL);
-    if (timeout && (!json_is_number(timeout) || json_number_value(timeout) <= 0 ||
-                    json_number_value(timeout) > 3600))
-        return api_problem(req, 400, "BadRequest",
-                           "timeout must be a number of seconds, > 0 and at most 3600", NULL);
     if (!rt_remote_url_allowed(allow, json_string_value(url)))
         return api_problem(req, 403, "Forbidden",
                            "the url is outside RAYD_REMOTE_ALLOW; ask the operator to add its "
                            "scheme://host:port",
                            json_pack("{s:s,s:s}", "url", json_string_value(url), "allowed", allow));
+    if (timeout && (!json_is_number(timeout) || json_number_value(timeout) <= 0 ||
+                    json_number_value(timeout) > 3600))
+        return api_problem(req, 400, "BadRequest",
+                           "timeout must be a number of seconds, > 0 and at most 3600", NULL);
     if (!*name || strlen(name) > RT_ACTOR_NAME_MAX)
         return api_problem(req, 400, "BadRequest", "class names are 1 to 128 characters", NULL);
     rt_actor_class *cls = rt_remote_class_new(req->ctx->remote, name, json_string_value(url),

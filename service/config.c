@@ -179,6 +179,10 @@ static int apply(svc_config *c, const setting *s, const char *source, const char
     double secs;
     switch (s->kind) {
     case KIND_STRING:
+        if (!*value && strcmp(s->default_text, "(none)") == 0) {
+            *(const char **)field = NULL; /* an optional setting given empty: unset */
+            return 0;
+        }
         if (!*value)
             break;
         *(const char **)field = value;
