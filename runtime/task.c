@@ -270,7 +270,8 @@ static void end_locked(rt_task *t, rt_task_state s, rt_error *err)
 {
     rt_tasks *ts = t->owner;
     set_state_locked(t, s);
-    t->finished_at = rt_clock_wall();
+    if (t->finished_at == 0 || s != RT_TASK_FINISHED)
+        t->finished_at = rt_clock_wall();
     t->error = rt_error_incref(err);
     stat_add(&ts->pending, -1);
     if (s == RT_TASK_FINISHED)
@@ -624,6 +625,7 @@ static void finish_attempt(rt_task *t, rt_call *call)
     } else {
         t->completing = true; /* from here a cancel has lost the race */
         t->ending = RT_TASK_FINISHED;
+        t->finished_at = rt_clock_wall(); /* before the result is visible */
     }
     pthread_mutex_unlock(&t->lock);
 
@@ -1031,7 +1033,9 @@ static void fill_info(rt_task *t, rt_task_info *info)
     else
         info->num_returns = 0;
     pthread_mutex_lock(&t->lock);
-    info->state = t->state;
+    /* Once the outcome is decided the record says so, even while the results are being
+     * stored: a client that already holds the result never reads RUNNING. */
+    info->state = t->completing && !state_is_terminal(t->state) ? t->ending : t->state;
     info->attempts = t->attempts;
     info->submitted_at = t->submitted_at;
     info->started_at = t->started_at;
