@@ -64,8 +64,6 @@ struct rt_task {
     unsigned attempts;
     bool cancel_requested;
     bool deps_started;   /* dependencies pinned and watched (set once, by task_start) */
-    bool completing;     /* the function returned; its outcome is being stored */
-    rt_task_state ending; /* that outcome, when completing */
     double submitted_at, started_at, finished_at;
     rt_error *error;
     int cancel_flag;                /* atomic, read by functions */
@@ -270,8 +268,7 @@ static void end_locked(rt_task *t, rt_task_state s, rt_error *err)
 {
     rt_tasks *ts = t->owner;
     set_state_locked(t, s);
-    if (t->finished_at == 0 || s != RT_TASK_FINISHED)
-        t->finished_at = rt_clock_wall();
+    t->finished_at = rt_clock_wall();
     t->error = rt_error_incref(err);
     stat_add(&ts->pending, -1);
     if (s == RT_TASK_FINISHED)
@@ -613,8 +610,6 @@ static void finish_attempt(rt_task *t, rt_call *call)
         return;
     } else if (failed) {
         end = RT_TASK_FAILED;
-        t->completing = true;
-        t->ending = RT_TASK_FAILED;
         if (timed_out && call->error && !call->unavailable)
             err = rt_error_newf(RT_ERR_TASK_ERROR, fields, call->error_cause,
                                 "%s timed out after %g s", t->function, t->timeout);
@@ -622,25 +617,28 @@ static void finish_attempt(rt_task *t, rt_call *call)
             err = rt_error_new(call->unavailable ? RT_ERR_WORKER_UNAVAILABLE : RT_ERR_TASK_ERROR,
                                call->error ? call->error : "the function returned no result",
                                fields, call->error_cause);
-    } else {
-        t->completing = true; /* from here a cancel has lost the race */
-        t->ending = RT_TASK_FINISHED;
-        t->finished_at = rt_clock_wall(); /* before the result is visible */
     }
+    /* The record ends before its results are visible, so that a client holding a result
+     * never reads a task that is still RUNNING, and a cancel from here on has lost. */
+    end_locked(t, end, err);
     pthread_mutex_unlock(&t->lock);
 
-    if (!err)
+    if (end == RT_TASK_FINISHED) {
         err = store_results(t, call); /* NULL on success */
-    if (err) {
-        if (end == RT_TASK_FINISHED)
-            end = RT_TASK_FAILED;
-        fail_task(t, end, err);
-    } else {
-        pthread_mutex_lock(&t->lock);
-        end_locked(t, RT_TASK_FINISHED, NULL);
-        pthread_mutex_unlock(&t->lock);
-        after_end(t);
+        if (err) {
+            /* The result could not be stored (the store is full): the task failed after
+             * all. Rare; the record changes its mind once. */
+            pthread_mutex_lock(&t->lock);
+            set_state_locked(t, RT_TASK_FAILED);
+            t->error = rt_error_incref(err);
+            __atomic_sub_fetch(&ts->finished, 1, __ATOMIC_RELAXED);
+            count_add(&ts->failed);
+            pthread_mutex_unlock(&t->lock);
+        }
     }
+    if (err)
+        fail_results(t, err); /* refs already resolved keep their value */
+    after_end(t);
     rt_error_decref(err);
     json_decref(fields);
     rt_call_free_outputs(call);
@@ -959,9 +957,6 @@ rt_status rt_task_cancel(rt_tasks *ts, const char *task_id, rt_task_state *state
     pthread_mutex_lock(&t->lock);
     if (state_is_terminal(t->state)) {
         st = RT_ESTATE;
-    } else if (t->completing) {
-        /* The function has returned and its outcome is being stored: too late. */
-        st = RT_ESTATE;
     } else if (t->state == RT_TASK_RUNNING) {
         t->cancel_requested = true;
         __atomic_store_n(&t->cancel_flag, 1, __ATOMIC_RELEASE);
@@ -976,7 +971,7 @@ rt_status rt_task_cancel(rt_tasks *ts, const char *task_id, rt_task_state *state
         json_decref(fields);
         end_locked(t, RT_TASK_CANCELLED, err);
     }
-    *state_out = t->completing && !state_is_terminal(t->state) ? t->ending : t->state;
+    *state_out = t->state;
     pthread_mutex_unlock(&t->lock);
 
     if (err) {
@@ -1033,9 +1028,7 @@ static void fill_info(rt_task *t, rt_task_info *info)
     else
         info->num_returns = 0;
     pthread_mutex_lock(&t->lock);
-    /* Once the outcome is decided the record says so, even while the results are being
-     * stored: a client that already holds the result never reads RUNNING. */
-    info->state = t->completing && !state_is_terminal(t->state) ? t->ending : t->state;
+    info->state = t->state;
     info->attempts = t->attempts;
     info->submitted_at = t->submitted_at;
     info->started_at = t->started_at;

@@ -857,6 +857,20 @@ static void test_cancel_during_backoff(void **state)
 
 /* ---- cancel ------------------------------------------------------------------------- */
 
+
+/* Statistics once no task is pending: a record shows its outcome as soon as it is decided,
+ * and the counters move when the results are stored, a moment later. */
+static rt_tasks_stats settled_stats(env *e)
+{
+    rt_tasks_stats st = tstats(e);
+    for (int i = 0; i < 2000 && st.pending != 0; i++) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+        st = tstats(e);
+    }
+    return st;
+}
+
 static void test_cancel_before_run(void **state)
 {
     env *e = env_new(state, 1);
@@ -904,14 +918,7 @@ static void test_cancel_before_run(void **state)
     /* Cancelling again: it already ended. */
     assert_int_equal(rt_task_cancel(e->tasks, id, &s), RT_ESTATE);
     assert_int_equal(s, RT_TASK_CANCELLED);
-    /* A record shows its outcome as soon as it is decided; the counters move when the
-     * results are stored, a moment later. */
-    rt_tasks_stats st = tstats(e);
-    for (int i = 0; i < 1000 && st.pending != 0; i++) {
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-        st = tstats(e);
-    }
+    rt_tasks_stats st = settled_stats(e);
     assert_int_equal(st.cancelled, 1);
     assert_int_equal(st.failed, 1);
     assert_int_equal(st.finished, 2);
@@ -1698,7 +1705,7 @@ static void test_max_kept(void **state)
     assert_int_equal(rt_task_get(e->tasks, ids[0], &info), RT_ENOTFOUND);
     /* Results outlive their records. */
     assert_int_equal(wait_int(e, refs[0]), 1);
-    rt_tasks_stats st = tstats(e);
+    rt_tasks_stats st = settled_stats(e);
     assert_int_equal(st.finished, N);
     assert_true(st.by_state[RT_TASK_FINISHED] <= 6);
     assert_true(st.by_state[RT_TASK_FINISHED] >= 5);
