@@ -186,10 +186,12 @@ enum MHD_Result api_actors_call(api_request *req)
     call_state *cs = calloc(1, sizeof(*cs));
     if (!cs)
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
-    rt_status st = rt_actor_call(req->ctx->actors, id, method, args, kwargs, cs->ref, err,
-                                 sizeof(err));
+    api_read_prefer_wait(req);
+    rt_status st = rt_actor_call_opts(req->ctx->actors, id, method, args, kwargs,
+                                      req->prefer_wait > 0, cs->ref, err, sizeof(err));
     if (st != RT_OK) {
         free(cs);
+        req->prefer_wait = 0; /* refused before any wait: no Preference-Applied */
         json_t *extra = json_pack("{s:s,s:s}", "actor_id", id, "method", method);
         switch (st) {
         case RT_ENOTFOUND: return api_problem(req, 404, "NotFound", err, extra);
@@ -209,7 +211,6 @@ enum MHD_Result api_actors_call(api_request *req)
     }
     req->handler_state = cs;
     req->handler_state_free = free;
-    api_read_prefer_wait(req);
     if (req->prefer_wait <= 0)
         return reply_call_receipt(req, cs->ref);
     req->deadline = rt_clock_monotonic() + req->prefer_wait;

@@ -127,11 +127,14 @@ enum MHD_Result api_tasks_submit(api_request *req)
     req->handler_state = s;
     req->handler_state_free = submitted_free;
     spec.request_id = req->request_id;
-    rt_status st = rt_task_submit(req->ctx->tasks, &spec, s->task_id, s->refs, err, sizeof(err));
-    if (st != RT_OK)
-        return reply_submit_error(req, st, "", err);
-
     api_read_prefer_wait(req);
+    spec.inline_ok = req->prefer_wait > 0;
+    rt_status st = rt_task_submit(req->ctx->tasks, &spec, s->task_id, s->refs, err, sizeof(err));
+    if (st != RT_OK) {
+        req->prefer_wait = 0; /* refused before any wait: no Preference-Applied */
+        return reply_submit_error(req, st, "", err);
+    }
+
     if (req->prefer_wait <= 0)
         return reply_receipt(req, s);
     req->deadline = rt_clock_monotonic() + req->prefer_wait;

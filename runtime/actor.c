@@ -475,12 +475,21 @@ static void run_actor(rt_job *job);
 /* The method of every call to an asynchronous class: the name is the call's own. */
 static const rt_actor_method ANY_REMOTE_METHOD = {"*", "[any, ...]", "any method", NULL};
 
+/* Set by rt_actor_call_opts around publishing an inline-able call: instead of queueing the
+ * actor, maybe_schedule_locked hands its job back here for the caller to run. */
+static __thread bool inline_wanted;
+static __thread rt_job *inline_job;
+
 /* Queues the actor when its head call is ready and it is not already queued. */
 static void maybe_schedule_locked(rt_actor *a)
 {
     if (!a->scheduled && a->head && a->head->ready) {
         a->scheduled = true;
         actor_incref(a);
+        if (inline_wanted && !inline_job && a->cls->quick) {
+            inline_job = &a->job; /* the caller runs it right after unlocking */
+            return;
+        }
         rt_scheduler_submit(a->owner->scheduler, &a->job);
     }
 }
@@ -1138,6 +1147,14 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
 rt_status rt_actor_call(rt_actors *as, const char *actor_id, const char *method, json_t *args,
                         json_t *kwargs, char ref_out[RT_REF_SIZE], char *err, size_t err_size)
 {
+    return rt_actor_call_opts(as, actor_id, method, args, kwargs, false, ref_out, err,
+                              err_size);
+}
+
+rt_status rt_actor_call_opts(rt_actors *as, const char *actor_id, const char *method,
+                             json_t *args, json_t *kwargs, bool inline_ok,
+                             char ref_out[RT_REF_SIZE], char *err, size_t err_size)
+{
     pthread_mutex_lock(&as->table_lock);
     rt_actor *a = find_by_id(as, actor_id);
     if (a)
@@ -1197,7 +1214,14 @@ rt_status rt_actor_call(rt_actors *as, const char *actor_id, const char *method,
     }
     __atomic_add_fetch(&as->calls, 1, __ATOMIC_RELAXED);
     memcpy(ref_out, c->ref, RT_REF_SIZE);
+    inline_wanted = inline_ok;
     call_publish_done(c); /* the mailbox holds its own reference */
+    inline_wanted = false;
+    if (inline_job) {
+        rt_job *job = inline_job;
+        inline_job = NULL;
+        run_actor(job); /* exactly what a worker would do, on this thread */
+    }
 out:
     if (c)
         call_decref(c);

@@ -57,6 +57,8 @@ typedef struct rt_actor_class {
     const char *url;  /* remote classes: the endpoint (for listings) */
     double timeout;   /* remote classes: seconds per call */
     void *impl;       /* kind-specific data */
+    bool quick;       /* every method runs in microseconds and never blocks: a call may run
+                         on the thread that waits for it when the actor is idle */
 } rt_actor_class;
 
 /* The method of a class by name, or NULL. */
@@ -145,6 +147,14 @@ rt_status rt_actor_create(rt_actors *actors, const rt_actor_spec *spec, rt_actor
 rt_status rt_actor_call(rt_actors *actors, const char *actor_id, const char *method,
                         json_t *args, json_t *kwargs, char ref_out[RT_REF_SIZE], char *err,
                         size_t err_size);
+
+/* As rt_actor_call; with inline_ok (the caller waits for the result anyway), a call to an
+ * idle actor of a quick class whose arguments are ready runs right away on the calling
+ * thread instead of going through a worker. Order is kept: it runs only when nothing is
+ * ahead of it in the mailbox. */
+rt_status rt_actor_call_opts(rt_actors *actors, const char *actor_id, const char *method,
+                             json_t *args, json_t *kwargs, bool inline_ok,
+                             char ref_out[RT_REF_SIZE], char *err, size_t err_size);
 
 /* Kills an actor (as ray.kill): queued calls resolve to ActorDied, a running call finishes,
  * the name is freed. RT_OK (also when it was already dead) or RT_ENOTFOUND. */

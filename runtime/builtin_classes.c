@@ -666,7 +666,7 @@ static const rt_actor_method ACCUMULATOR_METHODS[] = {
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
-static const rt_actor_class CLASSES[] = {
+static rt_actor_class CLASSES[] = {
     {"Counter", RT_FUNCTION_BUILTIN,
      "An integer counter (64-bit; overflow fails). Counter.crash fails fatally, for testing "
      "restarts.",
@@ -692,6 +692,9 @@ rt_status rt_builtin_classes_register(rt_actors *actors)
 {
     if (!actors)
         return RT_EINVAL;
+    /* Every built-in method is a few instructions on a small state. */
+    for (size_t i = 0; i < COUNT_OF(CLASSES); i++)
+        CLASSES[i].quick = true;
     /* Check every name first so that a clash registers nothing. */
     for (size_t i = 0; i < COUNT_OF(CLASSES); i++)
         if (rt_actors_find_class(actors, CLASSES[i].name))

@@ -683,7 +683,7 @@ static void fn_matmul(rt_call *call)
 
 /* ---- the table -------------------------------------------------------------------------- */
 
-static const rt_function BUILTINS[] = {
+static rt_function BUILTINS[] = {
     {"echo", RT_FUNCTION_BUILTIN,
      "Returns its argument unchanged; several arguments come back as a list, none as null.",
      "[value: any, ...]", "any: the argument, the list of arguments, or null", fn_echo},
@@ -743,6 +743,13 @@ rt_status rt_builtins_register(rt_registry *registry)
     if (!registry)
         return RT_EINVAL;
     size_t count = sizeof(BUILTINS) / sizeof(BUILTINS[0]);
+    /* Quick ones may run on the thread that waits for them (Prefer: wait): all but those
+     * that sleep or whose cost grows beyond a request's parsing (matmul, sort, sha256). */
+    for (size_t i = 0; i < count; i++) {
+        const char *n = BUILTINS[i].name;
+        BUILTINS[i].quick = strcmp(n, "sleep") != 0 && strcmp(n, "matmul") != 0 &&
+                            strcmp(n, "sort") != 0 && strcmp(n, "sha256") != 0;
+    }
     /* Check every name first so that a clash registers nothing. */
     for (size_t i = 0; i < count; i++)
         if (rt_registry_find(registry, BUILTINS[i].name))

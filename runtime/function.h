@@ -93,6 +93,8 @@ struct rt_function {
     double timeout;       /* remote functions: seconds per attempt */
     unsigned max_concurrency; /* remote functions: calls in flight at most (0: no limit) */
     void *impl;           /* kind-specific data */
+    bool quick;           /* runs in microseconds and never blocks: may run on the thread
+                             that submitted it when that thread waits for it anyway */
 };
 
 typedef struct rt_registry rt_registry;

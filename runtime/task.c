@@ -909,12 +909,17 @@ rt_status rt_task_submit_many(rt_tasks *ts, const rt_task_spec *specs, size_t n,
         for (unsigned k = 0; k < made[i]->num_returns; k++)
             memcpy(refs[r++], made[i]->result_refs[k], RT_REF_SIZE);
     }
-    /* Tasks without dependencies go to the queue in one go; the others wait. */
+    /* Tasks without dependencies go to the queue in one go; the others wait. A quick
+     * function whose submitter waits for it runs here: handing it to a worker and back
+     * would cost more than running it (two thread switches per task). */
     rt_job *first = NULL, *last = NULL;
     size_t queued = 0;
     for (size_t i = 0; i < n; i++) {
         rt_task *t = made[i];
-        if (t->ndeps == 0) {
+        if (t->ndeps == 0 && specs[i].inline_ok && t->fn->quick && !t->fn->start) {
+            task_incref(t);
+            run_job(&t->job);
+        } else if (t->ndeps == 0) {
             task_incref(t);
             t->job.next = NULL;
             if (last)

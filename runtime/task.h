@@ -61,6 +61,8 @@ typedef struct rt_task_spec {
     double timeout;        /* seconds; 0: none. Functions see it as a deadline. */
     const char *name;      /* borrowed, optional */
     const char *request_id; /* borrowed, optional: passed on to remote endpoints */
+    bool inline_ok;        /* the submitter waits for the result: a quick function with
+                              no dependencies may run right away on its thread */
 } rt_task_spec;
 
 /* What rt_task_get and rt_task_list report. Release with rt_task_info_release. */
