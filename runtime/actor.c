@@ -26,6 +26,7 @@
 
 #include "runtime/base64.h"
 #include "runtime/clock.h"
+#include "runtime/lock.h"
 
 #define TABLE_BUCKETS_INITIAL 1024
 #define CLASSES_MAX 1024
@@ -1071,7 +1072,7 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
     rt_actor *a = calloc(1, sizeof(*a));
     if (!a)
         return RT_ENOMEM;
-    pthread_mutex_init(&a->lock, NULL);
+    rt_mutex_init(&a->lock);
     a->refs = 1; /* the table's */
     a->owner = as;
     a->cls = cls;
@@ -1332,7 +1333,7 @@ rt_actors *rt_actors_new(rt_store *store, rt_scheduler *scheduler,
         as->config = *config;
     if (!as->config.max_kept_dead)
         as->config.max_kept_dead = 100000;
-    pthread_mutex_init(&as->table_lock, NULL);
+    rt_mutex_init(&as->table_lock);
     pthread_rwlock_init(&as->classes_lock, NULL);
     as->nbuckets = TABLE_BUCKETS_INITIAL;
     as->by_id = calloc(as->nbuckets, sizeof(*as->by_id));

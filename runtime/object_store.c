@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "runtime/clock.h"
+#include "runtime/lock.h"
 
 #define SHARD_COUNT 64
 #define SHARD_INITIAL_BUCKETS 64
@@ -237,10 +238,10 @@ rt_store *rt_store_new(const rt_store_config *config)
     if (!store)
         return NULL;
     store->memory_limit = config ? config->memory_limit : 0;
-    pthread_mutex_init(&store->lru_lock, NULL);
+    rt_mutex_init(&store->lru_lock);
     for (int i = 0; i < SHARD_COUNT; i++) {
         shard *sh = &store->shards[i];
-        pthread_mutex_init(&sh->lock, NULL);
+        rt_mutex_init(&sh->lock);
         sh->nbuckets = SHARD_INITIAL_BUCKETS;
         sh->buckets = calloc(sh->nbuckets, sizeof(*sh->buckets));
         if (!sh->buckets) {

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "runtime/clock.h"
+#include "runtime/lock.h"
 
 struct rt_scheduler {
     pthread_mutex_t lock;
@@ -148,7 +149,7 @@ rt_scheduler *rt_scheduler_new(unsigned workers)
         free(s);
         return NULL;
     }
-    pthread_mutex_init(&s->lock, NULL);
+    rt_mutex_init(&s->lock);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);

@@ -26,6 +26,7 @@
 
 #include "runtime/base64.h"
 #include "runtime/clock.h"
+#include "runtime/lock.h"
 
 #define TABLE_BUCKETS_INITIAL 1024
 
@@ -225,18 +226,23 @@ static void table_remove(rt_tasks *ts, rt_task *t)
 }
 
 /* Forgets the oldest ended tasks beyond max_kept. Called with no lock held. */
+/* Up to max_kept / PRUNE_FRACTION extra records are kept before a batch is forgotten. */
+#define PRUNE_FRACTION 64
+#define PRUNE_MAX 2048 /* records forgotten per batch at most */
+
 static void forget_old_records(rt_tasks *ts)
 {
-    rt_task *dropped[64];
+    rt_task *dropped[PRUNE_MAX];
     size_t n = 0;
     pthread_mutex_lock(&ts->table_lock);
     rt_task *t = ts->oldest;
-    while (t && ts->finished_kept > ts->config.max_kept && n < 64) {
+    while (t && __atomic_load_n(&ts->finished_kept, __ATOMIC_RELAXED) > ts->config.max_kept &&
+           n < PRUNE_MAX) {
         rt_task *next = t->order_next;
         rt_task_state s = __atomic_load_n(&t->state, __ATOMIC_ACQUIRE);
         if (state_is_terminal(s)) {
             table_remove(ts, t);
-            ts->finished_kept--;
+            __atomic_sub_fetch(&ts->finished_kept, 1, __ATOMIC_RELAXED);
             stat_add(&ts->by_state[s], -1);
             dropped[n++] = t;
         }
@@ -288,11 +294,10 @@ static void after_end(rt_task *t)
     pthread_mutex_unlock(&t->lock);
     for (size_t i = 0; pinned && i < t->ndeps; i++)
         rt_store_unpin(ts->store, t->deps[i].ref);
-    pthread_mutex_lock(&ts->table_lock);
-    ts->finished_kept++;
-    bool prune = ts->finished_kept > ts->config.max_kept;
-    pthread_mutex_unlock(&ts->table_lock);
-    if (prune)
+    /* Records are forgotten in batches, so that the table lock is not taken for every
+     * task once the table is full. */
+    size_t kept = __atomic_add_fetch(&ts->finished_kept, 1, __ATOMIC_RELAXED);
+    if (kept > ts->config.max_kept + ts->config.max_kept / PRUNE_FRACTION)
         forget_old_records(ts);
 }
 
@@ -773,7 +778,7 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     rt_task *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
-    pthread_mutex_init(&t->lock, NULL);
+    rt_mutex_init(&t->lock);
     t->refs = 1; /* the table's */
     t->owner = ts;
     t->job.run = run_job;
@@ -1121,7 +1126,7 @@ rt_tasks *rt_tasks_new(rt_store *store, rt_registry *registry, rt_scheduler *sch
         ts->config.retry_base_delay = 0.05;
     if (ts->config.retry_max_delay <= 0)
         ts->config.retry_max_delay = 5;
-    pthread_mutex_init(&ts->table_lock, NULL);
+    rt_mutex_init(&ts->table_lock);
     ts->nbuckets = TABLE_BUCKETS_INITIAL;
     ts->buckets = calloc(ts->nbuckets, sizeof(*ts->buckets));
     if (!ts->buckets) {
