@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/base64.h"
+#include "runtime/args.h"
 #include "runtime/clock.h"
 #include "runtime/lock.h"
 
@@ -517,58 +517,6 @@ static void on_call_dependency(rt_watcher *w, void *arg)
     call_decref(c); /* the watcher's reference */
 }
 
-static bool is_ref_arg(json_t *v)
-{
-    return json_is_object(v) && json_object_size(v) == 1 &&
-           json_is_string(json_object_get(v, "$ref"));
-}
-
-/* Checks ref arguments exist (or existed). RT_OK or RT_EINVAL with err. */
-static rt_status check_refs(rt_actors *as, json_t *args, json_t *kwargs, char *err,
-                            size_t err_size)
-{
-    size_t i;
-    const char *key;
-    json_t *v;
-    json_array_foreach(args, i, v)
-    {
-        json_t *r = json_is_object(v) ? json_object_get(v, "$ref") : NULL;
-        if (!r)
-            continue;
-        rt_object_view view;
-        if (!is_ref_arg(v) || !rt_ref_valid(json_string_value(r))) {
-            snprintf(err, err_size, "args[%zu]: a ref argument must be {\"$ref\": \"<ref>\"}", i);
-            return RT_EINVAL;
-        }
-        rt_status st = rt_store_peek(as->store, json_string_value(r), &view);
-        rt_object_view_release(&view);
-        if (st == RT_ENOTFOUND) {
-            snprintf(err, err_size, "args[%zu]: ref %s does not exist", i, json_string_value(r));
-            return RT_EINVAL;
-        }
-    }
-    json_object_foreach(kwargs, key, v)
-    {
-        json_t *r = json_is_object(v) ? json_object_get(v, "$ref") : NULL;
-        if (!r)
-            continue;
-        rt_object_view view;
-        if (!is_ref_arg(v) || !rt_ref_valid(json_string_value(r))) {
-            snprintf(err, err_size, "kwargs.%.64s: a ref argument must be {\"$ref\": \"<ref>\"}",
-                     key);
-            return RT_EINVAL;
-        }
-        rt_status st = rt_store_peek(as->store, json_string_value(r), &view);
-        rt_object_view_release(&view);
-        if (st == RT_ENOTFOUND) {
-            snprintf(err, err_size, "kwargs.%.64s: ref %s does not exist", key,
-                     json_string_value(r));
-            return RT_EINVAL;
-        }
-    }
-    return RT_OK;
-}
-
 /* A new call with its dependencies counted (not yet watched). NULL when out of memory. */
 static actor_call *call_new(rt_actor *a, const rt_actor_method *method, const char *name,
                             json_t *args, json_t *kwargs)
@@ -582,22 +530,21 @@ static actor_call *call_new(rt_actor *a, const rt_actor_method *method, const ch
     snprintf(c->method_name, sizeof(c->method_name), "%s", method ? name : "__init__");
     c->args = args ? json_deep_copy(args) : json_array();
     c->kwargs = kwargs ? json_deep_copy(kwargs) : json_object();
-    size_t i, n = 0;
-    const char *key;
-    json_t *v;
-    json_array_foreach(c->args, i, v) n += is_ref_arg(v);
-    json_object_foreach(c->kwargs, key, v) n += is_ref_arg(v);
+    size_t n = rt_args_count_refs(c->args, c->kwargs);
     c->ndeps = n;
     c->deps = n ? calloc(n, sizeof(*c->deps)) : NULL;
-    if (!c->args || !c->kwargs || (n && !c->deps)) {
+    char(*refs)[RT_REF_SIZE] = n ? malloc(n * sizeof(*refs)) : NULL;
+    if (!c->args || !c->kwargs || (n && (!c->deps || !refs))) {
+        free(refs);
         call_decref(c);
         return NULL;
     }
-    size_t d = 0;
-    json_array_foreach(c->args, i, v) if (is_ref_arg(v)) snprintf(
-        c->deps[d++].ref, RT_REF_SIZE, "%s", json_string_value(json_object_get(v, "$ref")));
-    json_object_foreach(c->kwargs, key, v) if (is_ref_arg(v)) snprintf(
-        c->deps[d++].ref, RT_REF_SIZE, "%s", json_string_value(json_object_get(v, "$ref")));
+    if (n) {
+        rt_args_collect_refs(c->args, c->kwargs, refs);
+        for (size_t d = 0; d < n; d++)
+            memcpy(c->deps[d].ref, refs[d], RT_REF_SIZE);
+        free(refs);
+    }
     c->deps_remaining = (long)n + 1;
     return c;
 }
@@ -641,77 +588,6 @@ static void call_publish_done(actor_call *c)
 }
 
 /* ---- running calls ------------------------------------------------------------------ */
-
-/* The value a method receives for a READY object (new reference). */
-static json_t *value_of(const rt_object_view *v)
-{
-    if (rt_content_type_is_json(v->content_type)) {
-        json_t *parsed = json_loadb(v->buf->data, v->buf->size, JSON_DECODE_ANY, NULL);
-        if (parsed)
-            return parsed;
-    }
-    char *b64 = malloc(rt_base64_encoded_size(v->size));
-    if (!b64)
-        return NULL;
-    size_t n = rt_base64_encode(v->buf->data, v->size, b64);
-    json_t *out = json_pack("{s:s%,s:s}", "$bytes", b64, n, "content_type", v->content_type);
-    free(b64);
-    return out;
-}
-
-static json_t *resolve_value(rt_actors *as, json_t *arg, rt_error **cause)
-{
-    if (!is_ref_arg(arg))
-        return json_incref(arg);
-    const char *ref = json_string_value(json_object_get(arg, "$ref"));
-    rt_object_view v;
-    rt_status st = rt_store_peek(as->store, ref, &v);
-    json_t *out = NULL;
-    if (st == RT_OK && v.state == RT_OBJ_READY) {
-        out = value_of(&v);
-        if (!out)
-            *cause = rt_error_newf(RT_ERR_TASK_ERROR, NULL, NULL, "out of memory");
-    } else if (st == RT_OK && v.state == RT_OBJ_ERROR) {
-        *cause = rt_error_incref(v.error);
-    } else {
-        json_t *fields = json_pack("{s:s}", "ref", ref);
-        *cause = rt_error_newf(RT_ERR_OBJECT_LOST, fields, NULL,
-                               "argument object %s was freed or evicted", ref);
-        json_decref(fields);
-    }
-    rt_object_view_release(&v);
-    return out;
-}
-
-static int resolve_call(rt_actors *as, actor_call *c, json_t **args, json_t **kwargs,
-                        rt_error **cause)
-{
-    *args = json_array();
-    *kwargs = json_object();
-    size_t i;
-    const char *key;
-    json_t *v;
-    json_array_foreach(c->args, i, v)
-    {
-        json_t *r = resolve_value(as, v, cause);
-        if (!r)
-            goto fail;
-        json_array_append_new(*args, r);
-    }
-    json_object_foreach(c->kwargs, key, v)
-    {
-        json_t *r = resolve_value(as, v, cause);
-        if (!r)
-            goto fail;
-        json_object_set_new(*kwargs, key, r);
-    }
-    return 0;
-fail:
-    json_decref(*args);
-    json_decref(*kwargs);
-    *args = *kwargs = NULL; /* the caller frees them on every path */
-    return -1;
-}
 
 /* Runs the constructor on the actor's state. Returns NULL, or the error that kills it. */
 static rt_error *construct(rt_actor *a, json_t *args, json_t *kwargs)
@@ -869,7 +745,7 @@ static void run_actor(rt_job *job)
         o.result_err = rt_error_newf(RT_ERR_ACTOR_DIED, fields, a->death_cause,
                                      "actor %s is dead", a->id);
         json_decref(fields);
-    } else if (resolve_call(as, c, &args, &kwargs, &cause) != 0) {
+    } else if (rt_args_resolve(as->store, c->args, c->kwargs, &args, &kwargs, &cause) != RT_OK) {
         json_t *fields = call_fields(a, c->method_name);
         o.result_err = rt_error_newf(RT_ERR_TASK_ERROR, fields, cause,
                                      "%s.%s did not run: an argument holds an error, %s (see "
@@ -944,8 +820,8 @@ static void finish_run(rt_actor *a, actor_call *c, run_outcome *o)
             rt_error *ccause = NULL;
             /* The constructor's ref arguments were pinned for its first run and resolved;
              * they are read again as they are now. */
-            actor_call tmp = {.args = a->ctor_args, .kwargs = a->ctor_kwargs};
-            if (resolve_call(as, &tmp, &cargs, &ckwargs, &ccause) != 0)
+            if (rt_args_resolve(as->store, a->ctor_args, a->ctor_kwargs, &cargs, &ckwargs,
+                                &ccause) != RT_OK)
                 death = ccause;
             else
                 death = construct(a, cargs, ckwargs);
@@ -1065,7 +941,7 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
         snprintf(err, err_size, "args must be a list and kwargs an object");
         return RT_EINVAL;
     }
-    rt_status st = check_refs(as, spec->args, spec->kwargs, err, err_size);
+    rt_status st = rt_args_check(as->store, spec->args, spec->kwargs, err, err_size);
     if (st != RT_OK)
         return st;
 
@@ -1180,7 +1056,7 @@ rt_status rt_actor_call_opts(rt_actors *as, const char *actor_id, const char *me
         st = RT_EINVAL;
         goto out;
     }
-    if ((st = check_refs(as, args, kwargs, err, err_size)) != RT_OK)
+    if ((st = rt_args_check(as->store, args, kwargs, err, err_size)) != RT_OK)
         goto out;
     c = call_new(a, m, method, args, kwargs);
     if (!c || rt_store_create_pending(as->store, c->ref) != RT_OK) {

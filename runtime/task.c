@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/base64.h"
+#include "runtime/args.h"
 #include "runtime/clock.h"
 #include "runtime/lock.h"
 
@@ -333,90 +333,6 @@ static void queue_task(rt_task *t)
     rt_scheduler_submit(t->owner->scheduler, &t->job);
 }
 
-static bool is_ref_arg(json_t *v)
-{
-    return json_is_object(v) && json_object_size(v) == 1 &&
-           json_is_string(json_object_get(v, "$ref"));
-}
-
-/* The value a function receives for a READY object. New reference, NULL on failure. */
-static json_t *value_of(const rt_object_view *v)
-{
-    if (rt_content_type_is_json(v->content_type)) {
-        json_t *parsed = json_loadb(v->buf->data, v->buf->size, JSON_DECODE_ANY, NULL);
-        if (parsed)
-            return parsed;
-    }
-    char *b64 = malloc(rt_base64_encoded_size(v->size));
-    if (!b64)
-        return NULL;
-    size_t n = rt_base64_encode(v->buf->data, v->size, b64);
-    json_t *out = json_pack("{s:s%,s:s}", "$bytes", b64, n, "content_type", v->content_type);
-    free(b64);
-    return out;
-}
-
-/* Resolves one argument: plain values are shared, ref arguments become their value.
- * On a dependency that failed or is gone, sets *cause (new reference) and returns NULL. */
-static json_t *resolve_arg(rt_task *t, json_t *arg, rt_error **cause)
-{
-    if (!is_ref_arg(arg))
-        return json_incref(arg);
-    const char *ref = json_string_value(json_object_get(arg, "$ref"));
-    rt_object_view v;
-    rt_status st = rt_store_peek(t->owner->store, ref, &v);
-    json_t *out = NULL;
-    if (st == RT_OK && v.state == RT_OBJ_READY) {
-        out = value_of(&v);
-        if (!out)
-            *cause = rt_error_newf(RT_ERR_TASK_ERROR, NULL, NULL,
-                                   "out of memory reading argument %s", ref);
-    } else if (st == RT_OK && v.state == RT_OBJ_ERROR) {
-        *cause = rt_error_incref(v.error);
-    } else {
-        json_t *fields = json_pack("{s:s}", "ref", ref);
-        *cause = rt_error_newf(RT_ERR_OBJECT_LOST, fields, NULL, "argument object %s was %s",
-                               ref,
-                               st == RT_ENOTFOUND ? "forgotten"
-                               : v.lost_reason == RT_LOST_EVICTED ? "evicted"
-                               : v.lost_reason == RT_LOST_EXPIRED ? "expired"
-                                                                  : "freed");
-        json_decref(fields);
-    }
-    rt_object_view_release(&v);
-    return out;
-}
-
-/* Builds the resolved args and kwargs. Returns 0, or -1 with *cause set. */
-static int resolve_all(rt_task *t, json_t **args_out, json_t **kwargs_out, rt_error **cause)
-{
-    json_t *args = json_array(), *kwargs = json_object();
-    size_t i;
-    json_t *v;
-    json_array_foreach(t->args, i, v)
-    {
-        json_t *r = resolve_arg(t, v, cause);
-        if (!r)
-            goto fail;
-        json_array_append_new(args, r);
-    }
-    const char *key;
-    json_object_foreach(t->kwargs, key, v)
-    {
-        json_t *r = resolve_arg(t, v, cause);
-        if (!r)
-            goto fail;
-        json_object_set_new(kwargs, key, r);
-    }
-    *args_out = args;
-    *kwargs_out = kwargs;
-    return 0;
-fail:
-    json_decref(args);
-    json_decref(kwargs);
-    return -1;
-}
-
 /* Stores a successful call's result(s). Returns NULL, or an error to fail the task with
  * (new reference) when the result does not fit num_returns or the store. */
 static rt_error *store_results(rt_task *t, rt_call *call)
@@ -491,7 +407,7 @@ static void run_job(rt_job *job)
 
     json_t *args = NULL, *kwargs = NULL;
     rt_error *cause = NULL;
-    if (resolve_all(t, &args, &kwargs, &cause) != 0) {
+    if (rt_args_resolve(ts->store, t->args, t->kwargs, &args, &kwargs, &cause) != RT_OK) {
         json_t *fields = error_fields(t);
         rt_error *err = rt_error_newf(RT_ERR_TASK_ERROR, fields, cause,
                                       "%s did not run: an argument holds an error, %s (see "
@@ -686,28 +602,6 @@ static int valid_name(const char *name)
     return 1;
 }
 
-/* A value that looks like a ref argument must be exactly {"$ref": ref} naming an object
- * that exists or existed. */
-static rt_status check_ref_arg(rt_tasks *ts, json_t *v, const char *label, char *err,
-                               size_t err_size)
-{
-    json_t *r = json_is_object(v) ? json_object_get(v, "$ref") : NULL;
-    if (!r)
-        return RT_OK;
-    if (json_object_size(v) != 1 || !json_is_string(r) || !rt_ref_valid(json_string_value(r))) {
-        snprintf(err, err_size, "%s: a ref argument must be {\"$ref\": \"<ref>\"}", label);
-        return RT_EINVAL;
-    }
-    rt_object_view view;
-    rt_status st = rt_store_peek(ts->store, json_string_value(r), &view);
-    rt_object_view_release(&view);
-    if (st == RT_ENOTFOUND) {
-        snprintf(err, err_size, "%s: ref %s does not exist", label, json_string_value(r));
-        return RT_EINVAL;
-    }
-    return RT_OK;
-}
-
 rt_status rt_task_validate(rt_tasks *ts, const rt_task_spec *spec, char *err, size_t err_size)
 {
     if (!spec->function || !rt_registry_find(ts->registry, spec->function)) {
@@ -741,35 +635,9 @@ rt_status rt_task_validate(rt_tasks *ts, const rt_task_spec *spec, char *err, si
         return RT_EINVAL;
     }
     /* Top-level ref arguments must name objects that exist (or existed). */
-    size_t i;
-    const char *key;
-    json_t *v;
-    char label[96];
-    json_array_foreach(spec->args, i, v)
-    {
-        snprintf(label, sizeof(label), "args[%zu]", i);
-        rt_status st = check_ref_arg(ts, v, label, err, err_size);
-        if (st != RT_OK)
-            return st;
-    }
-    json_object_foreach(spec->kwargs, key, v)
-    {
-        snprintf(label, sizeof(label), "kwargs.%.64s", key);
-        rt_status st = check_ref_arg(ts, v, label, err, err_size);
-        if (st != RT_OK)
-            return st;
-    }
+    if (rt_args_check(ts->store, spec->args, spec->kwargs, err, err_size) != RT_OK)
+        return RT_EINVAL;
     return RT_OK;
-}
-
-static size_t count_deps(json_t *args, json_t *kwargs)
-{
-    size_t n = 0, i;
-    const char *key;
-    json_t *v;
-    json_array_foreach(args, i, v) n += is_ref_arg(v);
-    json_object_foreach(kwargs, key, v) n += is_ref_arg(v);
-    return n;
 }
 
 /* Makes a task record with its result objects, not yet visible. */
@@ -799,7 +667,7 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     if (spec->request_id)
         snprintf(t->request_id, sizeof(t->request_id), "%s", spec->request_id);
     t->result_refs = calloc(spec->num_returns, sizeof(*t->result_refs));
-    t->ndeps = count_deps(t->args, t->kwargs);
+    t->ndeps = rt_args_count_refs(t->args, t->kwargs);
     t->deps = t->ndeps ? calloc(t->ndeps, sizeof(*t->deps)) : NULL;
     if (!t->fn || !t->args || !t->kwargs || !t->result_refs || (t->ndeps && !t->deps)) {
         task_free(t);
@@ -813,13 +681,19 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
             return NULL;
         }
     }
-    size_t d = 0, i;
-    const char *key;
-    json_t *v;
-    json_array_foreach(t->args, i, v) if (is_ref_arg(v)) snprintf(
-        t->deps[d++].ref, RT_REF_SIZE, "%s", json_string_value(json_object_get(v, "$ref")));
-    json_object_foreach(t->kwargs, key, v) if (is_ref_arg(v)) snprintf(
-        t->deps[d++].ref, RT_REF_SIZE, "%s", json_string_value(json_object_get(v, "$ref")));
+    if (t->ndeps) {
+        char(*refs)[RT_REF_SIZE] = malloc(t->ndeps * sizeof(*refs));
+        if (!refs) {
+            for (unsigned i = 0; i < spec->num_returns; i++)
+                rt_store_delete(ts->store, t->result_refs[i]);
+            task_free(t);
+            return NULL;
+        }
+        rt_args_collect_refs(t->args, t->kwargs, refs);
+        for (size_t d = 0; d < t->ndeps; d++)
+            memcpy(t->deps[d].ref, refs[d], RT_REF_SIZE);
+        free(refs);
+    }
     t->state = t->ndeps ? RT_TASK_PENDING_ARGS_AVAIL : RT_TASK_PENDING_NODE_ASSIGNMENT;
     return t;
 }
