@@ -53,7 +53,7 @@ API_TEST_SUPPORT := $(wildcard tests/api/support/*.c)
 API_TEST_SRC := $(wildcard tests/api/test_*.c)
 API_TEST_BIN := $(API_TEST_SRC:tests/api/%.c=$(BUILD)/tests/api/%)
 
-.PHONY: all run test unit api-test deps bench clean spec-lint format image-test lb-demo
+.PHONY: all run test unit api-test deps bench clean spec-lint format image-test lb-demo fuzz
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/rayd
@@ -140,6 +140,12 @@ lb-demo: all
 
 spec-lint:
 	openapi/lint.sh
+
+# libFuzzer harnesses (clang): make fuzz FUZZ_SECONDS=N runs each harness N seconds,
+# after replaying every kept regression input.
+FUZZ_SECONDS ?= 10
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
 
 format:
 	clang-format -i $(RUNTIME_SRC) $(API_SRC) $(SERVICE_SRC) runtime/*.h api/*.h service/*.h

@@ -100,7 +100,7 @@ int api_decode_wait(json_t *body, bool is_wait, api_wait_request *out, char *err
     if (!out->refs)
         return API_DECODE_NOMEM;
     out->n = n;
-    out->num_returns = (size_t)(num > 0 ? num : 1);
+    out->num_returns = n == 0 ? 1 : (size_t)num; /* ray.wait([]) answers at once */
     for (size_t i = 0; i < n; i++)
         out->refs[i] = json_string_value(json_array_get(refs, i));
     if (is_wait && n > 1) {

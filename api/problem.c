@@ -33,9 +33,20 @@ unsigned api_problem_status_of_kind(rt_error_kind kind)
 json_t *api_problem_from_error(const rt_error *err, const char *ref)
 {
     /* Build the chain outermost first, then link each to its cause. Iterative so that a
-     * chain of any length cannot overflow the stack. */
+     * chain of any length cannot overflow the stack here; and only the first
+     * API_PROBLEM_CAUSES_MAX levels are nested, since JSON writers and readers (jansson's
+     * among them) recurse per level: a failure at the bottom of a chain of 40,000 tasks
+     * would otherwise make a body nobody can read, or crash the encoder. */
     json_t *outer = NULL, *prev = NULL;
-    for (const rt_error *e = err; e; e = rt_error_cause(e)) {
+    size_t depth = 0;
+    for (const rt_error *e = err; e; e = rt_error_cause(e), depth++) {
+        if (depth == API_PROBLEM_CAUSES_MAX) {
+            size_t left = 0;
+            for (const rt_error *r = e; r; r = rt_error_cause(r))
+                left++;
+            json_object_set_new(prev, "causes_omitted", json_integer((json_int_t)left));
+            break;
+        }
         rt_error_kind kind = rt_error_kind_of(e);
         json_t *p = api_problem_new(api_problem_status_of_kind(kind), rt_error_kind_name(kind),
                                     rt_error_message(e));

@@ -13,8 +13,12 @@
  * error kind; detail may be NULL. */
 json_t *api_problem_new(unsigned status, const char *title, const char *detail);
 
+/* Causes nested at most; deeper ones are counted in "causes_omitted" on the last shown. */
+#define API_PROBLEM_CAUSES_MAX 32
+
 /* The problem object for a stored error, with its fields and a nested "cause" for each
- * error in the chain (new reference). ref, if not NULL, is added as "ref". */
+ * error in the chain, up to API_PROBLEM_CAUSES_MAX deep (new reference). ref, if not NULL,
+ * is added as "ref". */
 json_t *api_problem_from_error(const rt_error *err, const char *ref);
 
 /* The HTTP status of a stored error kind (424 for all of them). */

@@ -1,5 +1,6 @@
 /* rayd's entry point: read the configuration, build the runtime, serve HTTP, and stop
  * cleanly on SIGTERM or SIGINT. */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,11 @@ int main(int argc, char **argv)
     }
     svc_log_configure(config.log_format, config.log_level);
     raise_fd_limit();
+    /* Object buffers of 128 KiB and more get their own mappings, so freeing them gives the
+     * memory back to the system. Left to itself glibc raises this threshold after the first
+     * big frees and keeps later buffers in its heaps: a soak run held 300 MiB of freed heap
+     * with an empty store. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
     /* Signals are taken synchronously by the main thread below; every other thread
      * inherits the blocked mask. SIGPIPE is ignored: a vanished client is not fatal. */
