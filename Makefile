@@ -53,7 +53,7 @@ API_TEST_SUPPORT := $(wildcard tests/api/support/*.c)
 API_TEST_SRC := $(wildcard tests/api/test_*.c)
 API_TEST_BIN := $(API_TEST_SRC:tests/api/%.c=$(BUILD)/tests/api/%)
 
-.PHONY: all run test unit api-test deps bench clean spec-lint format image-test lb-demo fuzz
+.PHONY: all run test unit api-test deps bench clean spec-lint format image-test lb-demo fuzz soak
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/rayd
@@ -146,6 +146,11 @@ spec-lint:
 FUZZ_SECONDS ?= 10
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
+
+# Mixed load with faults for SOAK_SECONDS (default 60), loopback only; see BENCHMARKS.md.
+SOAK_SECONDS ?= 60
+soak: all
+	SOAK_SECONDS=$(SOAK_SECONDS) tests/soak/run.sh
 
 format:
 	clang-format -i $(RUNTIME_SRC) $(API_SRC) $(SERVICE_SRC) runtime/*.h api/*.h service/*.h
