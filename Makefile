@@ -58,15 +58,20 @@ API_TEST_BIN := $(API_TEST_SRC:tests/api/%.c=$(BUILD)/tests/api/%)
 
 all: $(BUILD)/rayd
 
-# Install the Debian packages the build and tests need, only the missing ones.
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+# Installs the Debian packages given that are missing (as root, from Debian's mirror).
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+endef
+
+# The packages the build and tests need.
+deps:
+	$(call install_missing,$(DEB_PACKAGES))
 
 run: deps
 	$(MAKE) all
@@ -127,6 +132,7 @@ test: deps
 	[ $$u -eq 0 ] && [ $$a -eq 0 ]
 
 bench: deps
+	$(call install_missing,redis-server redis-tools valgrind python3)
 	$(MAKE) all
 	tests/bench/run.sh
 
@@ -144,7 +150,8 @@ spec-lint:
 # libFuzzer harnesses (clang): make fuzz FUZZ_SECONDS=N runs each harness N seconds,
 # after replaying every kept regression input.
 FUZZ_SECONDS ?= 10
-fuzz:
+fuzz: deps
+	$(call install_missing,clang libclang-rt-14-dev)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run.sh
 
 # Mixed load with faults for SOAK_SECONDS (default 60), loopback only; see BENCHMARKS.md.
