@@ -129,8 +129,10 @@ rt_status rt_store_peek(rt_store *store, const char *ref, rt_object_view *view);
  * (already gone). */
 rt_status rt_store_delete(rt_store *store, const char *ref);
 
-/* Pins protect an object from eviction; they nest. Returns RT_OK, RT_ENOTFOUND, RT_ELOST,
- * or for unpin RT_ESTATE when not pinned. */
+/* Pins protect an object from eviction; they nest. The last unpin puts the object at the
+ * most-recently-used end of the LRU (as Ray's plasma store does). Returns RT_OK,
+ * RT_ENOTFOUND, RT_ELOST, or for unpin RT_ESTATE when not pinned (unpinning a lost object
+ * that still had pins is RT_OK). */
 rt_status rt_store_pin(rt_store *store, const char *ref);
 rt_status rt_store_unpin(rt_store *store, const char *ref);
 

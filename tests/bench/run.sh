@@ -12,6 +12,9 @@
 #   BENCH_BIG_RUNS=N    runs of the 1 GiB put/get in benchmark c, best counts (default 3)
 #   BENCH_TASK_ROUNDS=N rounds of 10,000 tasks in benchmark e (default 5)
 #   BENCH_ACTORS=N      actors created in benchmark i (default 100000)
+#   BENCH_REMOTE_CALLS=N        sequential remote calls per side in j (default 4000)
+#   BENCH_REMOTE_CONC_CALLS=N   remote calls per side over 16 connections in j (default 8000)
+#   BENCH_PROFILE_GETS=N        GETs profiled under callgrind in l (default 20000)
 #   RAYD_BIN=path       the server under test (default build/rayd)
 #   BENCH_BARE_CONN_MEMORY=BYTES  the baseline's connection memory limit (default: rayd's,
 #                       read from api/server.c, else 262144)
@@ -21,13 +24,13 @@
 # errors during the load); a missed target is reported as MISSED, exit status 0.
 #
 # Adding a benchmark: write a function bench_<name> that calls row/note/fail (see
-# bench_a), and add <name> to BENCHES. Issue 7 (Redis comparison) goes there.
+# bench_a), and add <name> to BENCHES.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 
-BENCHES=(a b c d e f g h i) # registry of benchmarks, run in this order: bench_a, bench_b, ...
+BENCHES=(a b c d e f g h i j k l) # registry of benchmarks, run in this order: bench_a, bench_b, ...
 
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ONLY=${BENCH_ONLY:-}
@@ -41,7 +44,8 @@ BIG_FILE=$OUT/big-1g.bin
 BIG_SIZE=$((1024 * 1024 * 1024))
 WRK=(wrk -t2 -c32 "-d${BENCH_SECONDS}s" --latency)
 
-for v in BENCH_SECONDS BENCH_ROUNDS BENCH_BIG_RUNS BENCH_TASK_ROUNDS BENCH_ACTORS; do
+for v in BENCH_SECONDS BENCH_ROUNDS BENCH_BIG_RUNS BENCH_TASK_ROUNDS BENCH_ACTORS \
+    BENCH_REMOTE_CALLS BENCH_REMOTE_CONC_CALLS BENCH_PROFILE_GETS; do
     [[ ${!v:-1} =~ ^[1-9][0-9]*$ ]] || {
         echo "run.sh: $v must be a positive integer" >&2
         exit 2
@@ -98,9 +102,11 @@ calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 
 # ---------------------------------------------------------------------------------------
 # Servers. start_server NAME CMD... sets SRV_PID and SRV_PORT; all are stopped on exit.
+# It waits START_TRIES x 0.1 s for the listening line (more under valgrind, see l).
 SERVER_PIDS=()
 SRV_PID=
 SRV_PORT=
+START_TRIES=100
 
 start_server() {
     local name=$1
@@ -111,7 +117,7 @@ start_server() {
     SRV_PID=$!
     SERVER_PIDS+=("$SRV_PID")
     local i line
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < START_TRIES; i++)); do
         line=$(grep -m1 '"event":"listening"' "$out" || true)
         if [[ -n $line ]]; then
             SRV_PORT=$(sed -n 's/.*"port": *\([0-9][0-9]*\).*/\1/p' <<<"$line")
@@ -824,6 +830,399 @@ bench_i() {
     per=$(calc %.0f "($after - $before) / $n")
     row i "RSS per idle Counter actor, bytes ($n actors)" "-" "$per" "-" "< 1024" "$(verdict "$per" '<' 1024)"
     note "i: $n actors created in $(kv "$TB_OUT" seconds) s ($(kv "$TB_OUT" rate) POST /v1/actors per s over 8 keep-alive connections), all ALIVE; RSS $(calc %.1f "$before / 1048576") -> $(calc %.1f "$after / 1048576") MiB; one of them answered incr(5) with 5."
+}
+
+# ---------------------------------------------------------------------------------------
+# j) remote functions ("any-language functions"): the example Python worker's `wordcount`
+# called directly and through rayd (POST /v1/tasks, Prefer: wait=5), sequential calls on one
+# keep-alive connection and calls over 16 connections, interleaved direct, rayd, rayd,
+# direct (tests/bench/taskbatch.c, cmd_remote).
+#
+# The worker is examples/python/worker.py run as it is, except that its handler sets
+# TCP_NODELAY (`disable_nagle_algorithm`, a standard BaseHTTPRequestHandler attribute):
+# http.server writes the headers and the body of an answer in two send() calls, so with
+# Nagle on, the body waits for the client's delayed ACK of the headers, ~40 ms on every
+# call, whoever the client is (measured here: 44 ms p50 directly and through rayd alike).
+# If worker.py sets it itself, this changes nothing.
+WORKER_PY='import sys
+sys.path.insert(0, "examples/python")
+sys.argv = ["worker.py", "0"]
+import worker
+worker.Handler.disable_nagle_algorithm = True
+worker.main()'
+
+# start_worker: the example worker on a port the kernel picks; sets SRV_PID and SRV_PORT.
+start_worker() {
+    local out=$LOGS/worker-j.stdout err=$LOGS/worker-j.stderr i
+    : >"$out"
+    COMMANDS+=("HOST=127.0.0.1 python3 -c '<examples/python/worker.py, port 0, Handler.disable_nagle_algorithm = True: WORKER_PY in run.sh>'")
+    HOST=127.0.0.1 python3 -c "$WORKER_PY" >"$out" 2>"$err" &
+    SRV_PID=$!
+    SERVER_PIDS+=("$SRV_PID")
+    for ((i = 0; i < 100; i++)); do
+        SRV_PORT=$(sed -n 's|^worker listening on http://127\.0\.0\.1:\([0-9][0-9]*\).*|\1|p' "$out")
+        if [[ -n $SRV_PORT ]]; then
+            log "worker listening on 127.0.0.1:$SRV_PORT (pid $SRV_PID)"
+            return 0
+        fi
+        kill -0 "$SRV_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "worker did not start; stderr:"
+    tail -5 "$err" >&2 || true
+    stop_server "$SRV_PID"
+    return 1
+}
+
+bench_j() {
+    local worker rayd msg n=${BENCH_REMOTE_CALLS:-4000} m=${BENCH_REMOTE_CONC_CALLS:-8000} conc=16
+    command -v python3 >/dev/null || { fail "j: python3 is not installed"; return; }
+    start_worker || { fail "j: the example worker did not start"; return; }
+    worker=$SRV_PID
+    local wport=$SRV_PORT
+    start_rayd rayd-j --remote-allow "http://127.0.0.1:$wport" ||
+        { fail "j: rayd did not start"; stop_server "$worker"; return; }
+    rayd=$SRV_PID
+    local rport=$SRV_PORT
+    j_stop() { stop_server "$rayd"; stop_server "$worker"; }
+    if ! msg=$(sanity_rayd "$rport"); then
+        fail "j: $msg"
+        j_stop
+        return
+    fi
+    local reg code
+    reg=$(curl -s --max-time 10 -w '\n%{http_code}' -X PUT -H 'Content-Type: application/json' \
+        --data-binary "{\"url\":\"http://127.0.0.1:$wport/functions/wordcount\",\"timeout\":10}" \
+        "http://127.0.0.1:$rport/v1/functions/wordcount" || true)
+    code=${reg##*$'\n'} reg=${reg%$'\n'*}
+    if [[ $code != 20[01] ]] || ! jq -e '.kind == "remote"' >/dev/null 2>&1 <<<"$reg"; then
+        fail "j: PUT /v1/functions/wordcount answered $code: $reg"
+        j_stop
+        return
+    fi
+    # a sample each way: "the cat and the hat" has 5 words
+    local direct via
+    direct=$(curl -s --max-time 10 -w ' %{http_code}' -H 'Content-Type: application/json' \
+        --data-binary '{"task_id":"sample","function":"wordcount","attempt":1,"args":["the cat and the hat"],"kwargs":{}}' \
+        "http://127.0.0.1:$wport/functions/wordcount" || true)
+    via=$(curl -s --max-time 10 -D "$OUT/j-sample.hdr" -w ' %{http_code}' -H 'Prefer: wait=5' \
+        -H 'Content-Type: application/json' --data-binary '{"function":"wordcount","args":["the cat and the hat"]}' \
+        "http://127.0.0.1:$rport/v1/tasks" || true)
+    if [[ $direct != '5 200' || $via != '5 200' ]] || ! grep -qi '^x-ray-ref: [A-Za-z0-9_-]' "$OUT/j-sample.hdr"; then
+        fail "j: sample wordcount answered '$direct' directly and '$via' through rayd (expected '5 200', with X-Ray-Ref)"
+        j_stop
+        return
+    fi
+    local before
+    before=$(curl -s --max-time 10 "http://127.0.0.1:$wport/stats" | jq -r '.wordcount.calls // 0' 2>/dev/null || true)
+    if ! taskbatch j remote "$wport" "$rport" wordcount "$n" "$conc" "$m"; then
+        fail "j: $TB_ERR"
+        j_stop
+        return
+    fi
+    local r=$TB_OUT after submitted finished failed retries
+    sleep 0.2
+    after=$(curl -s --max-time 10 "http://127.0.0.1:$wport/stats" | jq -r '.wordcount.calls // 0' 2>/dev/null || true)
+    submitted=$(rayd_status "$rport" .tasks.submitted)
+    finished=$(rayd_status "$rport" .tasks.finished)
+    failed=$(rayd_status "$rport" .tasks.failed)
+    retries=$(rayd_status "$rport" .tasks.retries)
+    j_stop
+    local calls rcalls
+    calls=$(kv "$r" calls_total) rcalls=$(kv "$r" rayd_calls)
+    # every call reached the worker exactly once (no retries), every rayd call is one task
+    if [[ $((${after:-0} - ${before:-0})) != "$calls" || ${submitted:-0} != $((rcalls + 1)) ||
+        ${finished:-0} != "${submitted:-0}" || ${failed:-1} != 0 || ${retries:-1} != 0 ]]; then
+        fail "j: the worker counts $((${after:-0} - ${before:-0})) calls for $calls made; rayd $submitted tasks submitted, $finished finished, $failed failed, $retries retries, for $rcalls calls + 1 sample"
+        return
+    fi
+    local ov_mean ov_p50 ov_p99
+    ov_mean=$(calc %+.0f "$(kv "$r" rayd_seq_mean_us) - $(kv "$r" direct_seq_mean_us)")
+    ov_p50=$(calc %+.0f "$(kv "$r" rayd_seq_p50_us) - $(kv "$r" direct_seq_p50_us)")
+    ov_p99=$(calc %+.0f "$(kv "$r" rayd_seq_p99_us) - $(kv "$r" direct_seq_p99_us)")
+    lat3() { printf '%s / %s / %s' "$(calc %.0f "$(kv "$r" "$1_mean_us")")" "$(calc %.0f "$(kv "$r" "$1_p50_us")")" "$(calc %.0f "$(kv "$r" "$1_p99_us")")"; }
+    row j "remote wordcount (Python worker), sequential calls, latency µs mean / p50 / p99 (bare column: the worker called directly)" \
+        "$(lat3 direct_seq)" "$(lat3 rayd_seq)" "-" "-" "-"
+    row j "rayd's overhead per remote call (rayd - direct), µs mean / p50 / p99" "-" "$ov_mean / $ov_p50 / $ov_p99" "-" "-" "-"
+    row j "remote wordcount, 16 concurrent connections, calls/s (p50 / p99 µs)" \
+        "$(kv "$r" direct_conc_rate) ($(calc %.0f "$(kv "$r" direct_conc_p50_us)") / $(calc %.0f "$(kv "$r" direct_conc_p99_us)"))" \
+        "$(kv "$r" rayd_conc_rate) ($(calc %.0f "$(kv "$r" rayd_conc_p50_us)") / $(calc %.0f "$(kv "$r" rayd_conc_p99_us)"))" \
+        "$(calc %.2f "$(kv "$r" rayd_conc_rate) / $(kv "$r" direct_conc_rate)")" "-" "-"
+    note "j: examples/python/worker.py (stdlib ThreadingHTTPServer; TCP_NODELAY set by run.sh, see WORKER_PY) and rayd --remote-allow for it; wordcount registered with PUT /v1/functions/wordcount. Call i's argument is a string of (i mod 64) + 1 words and its answer must be that number, checked on every call. $n sequential calls per side (one keep-alive connection; $(kv "$r" direct_seq_rate) calls/s directly, $(kv "$r" rayd_seq_rate) through rayd), then $m per side over $conc connections (one curl multi handle), each in two halves interleaved direct, rayd, rayd, direct after $((conc + 1)) warm-up calls per side. Through rayd: POST /v1/tasks {\"function\":\"wordcount\",\"args\":[text]} with Prefer: wait=5, 200 with the result. The worker counted exactly the $calls calls made (no retries); rayd $submitted tasks, all finished, 0 failed, 0 retries. Largest latency: direct $(calc %.1f "$(kv "$r" direct_seq_max_us) / 1000") ms, rayd $(calc %.1f "$(kv "$r" rayd_seq_max_us) / 1000") ms sequential."
+}
+
+# ---------------------------------------------------------------------------------------
+# k) Redis ("proof under pressure"): redis-server GET and SET of 100-byte values with
+# redis-benchmark, and in the same session rayd's GET and POST of 100 bytes with wrk (as a
+# and b), plus the bare libmicrohttpd server for scale. Runs mirrored: redis, bare GET,
+# rayd GET, bare POST, rayd POST, rayd POST, bare POST, rayd GET, bare GET, redis.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# redis_bench PORT LABEL: sets R_SET, R_GET (req/s) and R_SET_P50, R_GET_P50 (ms)
+redis_bench() {
+    local outf=$LOGS/redis-benchmark-$2.txt
+    cmd redis-benchmark -h 127.0.0.1 -p "$1" -t set,get -d 100 -c 32 -n 400000 -P 1 --threads 2 -q \
+        >"$outf" 2>&1 || return 1
+    local lines
+    lines=$(tr '\r' '\n' <"$outf" | grep -E '^(SET|GET): [0-9.]+ requests per second' || true)
+    R_SET=$(awk '$1 == "SET:" { print $2 }' <<<"$lines")
+    R_GET=$(awk '$1 == "GET:" { print $2 }' <<<"$lines")
+    R_SET_P50=$(sed -n 's/^SET: .*p50=\([0-9.]*\) msec.*/\1/p' <<<"$lines")
+    R_GET_P50=$(sed -n 's/^GET: .*p50=\([0-9.]*\) msec.*/\1/p' <<<"$lines")
+    log "redis $2: SET ${R_SET:-?} req/s, GET ${R_GET:-?} req/s"
+    [[ -n $R_SET && -n $R_GET ]]
+}
+
+bench_k() {
+    local t
+    for t in redis-server redis-benchmark redis-cli python3; do
+        command -v "$t" >/dev/null || {
+            fail "k: $t is not installed (apt-get install -y redis-server redis-tools)"
+            return
+        }
+    done
+    local port redis bare rayd msg i
+    port=$(free_port)
+    COMMANDS+=("redis-server --port $port --bind 127.0.0.1 --save '' --appendonly no --daemonize no")
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+        >"$LOGS/redis-server.log" 2>&1 &
+    redis=$!
+    SERVER_PIDS+=("$redis")
+    for ((i = 0; i < 100; i++)); do
+        [[ $(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null) == PONG ]] && break
+        kill -0 "$redis" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ $(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null) != PONG ]]; then
+        fail "k: redis-server did not start on port $port ($(tail -1 "$LOGS/redis-server.log"))"
+        stop_server "$redis"
+        return
+    fi
+    log "redis-server listening on 127.0.0.1:$port (pid $redis)"
+    start_bare || { fail "k: bare server did not start"; stop_server "$redis"; return; }
+    bare=$SRV_PID
+    local bport=$SRV_PORT
+    start_rayd rayd-k || { fail "k: rayd did not start"; stop_server "$bare"; stop_server "$redis"; return; }
+    rayd=$SRV_PID
+    local rport=$SRV_PORT
+    k_stop() { stop_server "$bare"; stop_server "$rayd"; stop_server "$redis"; }
+    if ! msg=$(sanity_bare "$bport") || ! msg=$(sanity_rayd "$rport"); then
+        fail "k: $msg"
+        k_stop
+        return
+    fi
+    local ref
+    head -c 100 /dev/urandom >"$OUT/obj100-k.bin"
+    ref=$(post_object "$rport" "$OUT/obj100-k.bin" application/octet-stream)
+    [[ -n $ref ]] || { fail "k: could not store the 100-byte object"; k_stop; return; }
+    local step seq=(redis bare-get rayd-get bare-post rayd-post rayd-post bare-post rayd-get bare-get redis)
+    local rs=() rg=() bg=() bp=() yg=() yp=() runs="" nredis=0 non2xx=0 ok=1
+    for step in "${seq[@]}"; do
+        case $step in
+        redis)
+            nredis=$((nredis + 1))
+            redis_bench "$port" "k-$nredis" || { fail "k: redis-benchmark failed (see $LOGS/redis-benchmark-k-$nredis.txt)"; ok=0; break; }
+            rs+=("$R_SET") rg+=("$R_GET")
+            runs+="${runs:+, }redis SET $(calc %.0f "$R_SET") GET $(calc %.0f "$R_GET")"
+            continue
+            ;;
+        bare-get) wrk_run "k-$step" "http://127.0.0.1:$bport/" || { ok=0; break; } ;;
+        rayd-get) wrk_run "k-$step" "http://127.0.0.1:$rport/v1/objects/$ref" || { ok=0; break; } ;;
+        bare-post) wrk_run "k-$step" -s tests/bench/post100.lua "http://127.0.0.1:$bport/v1/objects" || { ok=0; break; } ;;
+        rayd-post) wrk_run "k-$step" -s tests/bench/post100.lua "http://127.0.0.1:$rport/v1/objects" || { ok=0; break; } ;;
+        esac
+        non2xx=$((non2xx + W_NON2XX))
+        case $step in
+        bare-get) bg+=("$W_RPS") ;;
+        rayd-get) yg+=("$W_RPS") ;;
+        bare-post) bp+=("$W_RPS") ;;
+        rayd-post) yp+=("$W_RPS") ;;
+        esac
+        runs+=", $step $(calc %.0f "$W_RPS")"
+    done
+    [[ $ok == 1 ]] || fail "k: a load run failed"
+    local vlen
+    vlen=$(redis-cli -h 127.0.0.1 -p "$port" strlen key:__rand_int__ 2>/dev/null || true)
+    if [[ $ok == 1 ]]; then
+        curl -s --max-time 10 -o "$OUT/obj100-k.got" "http://127.0.0.1:$rport/v1/objects/$ref" || true
+        cmp -s "$OUT/obj100-k.bin" "$OUT/obj100-k.got" || { fail "k: rayd's object bytes wrong after the load"; ok=0; }
+        msg=$(sanity_rayd "$rport") || { fail "k: after the load: $msg"; ok=0; }
+        [[ $vlen == 100 ]] || { fail "k: redis holds a ${vlen:-missing}-byte value after SET -d 100"; ok=0; }
+        [[ $non2xx == 0 ]] || { fail "k: $non2xx non-2xx answers under load"; ok=0; }
+    fi
+    k_stop
+    [[ $ok == 1 ]] || return
+    local m_rs m_rg m_bg m_bp m_yg m_yp
+    m_rs=$(mean "${rs[@]}") m_rg=$(mean "${rg[@]}") m_bg=$(mean "${bg[@]}")
+    m_bp=$(mean "${bp[@]}") m_yg=$(mean "${yg[@]}") m_yp=$(mean "${yp[@]}")
+    row k "GET 100 B, req/s: redis-server GET (bare column) vs rayd GET /v1/objects/{ref}" \
+        "$(calc %.0f "$m_rg")" "$(calc %.0f "$m_yg")" "$(calc %.2f "$m_yg / $m_rg")" "-" "-"
+    row k "put 100 B, req/s: redis-server SET (bare column) vs rayd POST /v1/objects" \
+        "$(calc %.0f "$m_rs")" "$(calc %.0f "$m_yp")" "$(calc %.2f "$m_yp / $m_rs")" "-" "-"
+    note "k: $(nproc) cores shared by redis-server (one thread), redis-benchmark (--threads 2) or wrk (-t2 -c32), and the servers. Redis speaks RESP, a much lighter protocol than HTTP/1.1 (no header parsing, no Date/ETag/request-id headers, no JSON log line), so rayd/redis is the honest end-to-end comparison, not a like-for-like one. For scale, the bare libmicrohttpd server (it answers {} and keeps nothing) in the same session: GET $(calc %.0f "$m_bg") req/s ($(calc %.2f "$m_bg / $m_rg") of redis), POST $(calc %.0f "$m_bp") req/s ($(calc %.2f "$m_bp / $m_rs") of redis); rayd/bare: GET $(calc %.2f "$m_yg / $m_bg"), POST $(calc %.2f "$m_yp / $m_bp"). Each run, in order: $runs (redis-benchmark: 400,000 requests per test, one key, value of 100 bytes, checked afterwards with STRLEN; wrk: ${BENCH_SECONDS} s each). redis-benchmark p50 of the last run: SET $R_SET_P50 ms, GET $R_GET_P50 ms."
+}
+
+# ---------------------------------------------------------------------------------------
+# l) profile of the small-GET path under callgrind: BENCH_PROFILE_GETS (default 20,000)
+# GETs of a 100-byte object on one keep-alive connection (taskbatch gets), counters zeroed
+# after a warm-up and dumped after the last GET (callgrind_control), then SIGTERM. The same
+# for the bare server's GET /, for scale. Instruction counts do not depend on the machine's
+# load, so Ir per request is the repeatable figure. Summary: build/bench/callgrind-summary.txt.
+
+# cg_run LABEL PATH FILE CMD...: starts CMD under callgrind (PATH may contain @REF@, replaced
+# by the ref of a 100-byte object stored first from FILE); a warm-up of n/20 GETs, zero,
+# n GETs, dump, SIGTERM. Sets CG_FILE (the dump of the n GETs), CG_IR (its total Ir) and
+# CG_RATE (GETs/s under valgrind); on failure returns 1 with the reason in CG_ERR.
+cg_run() {
+    local label=$1 path=$2 file=$3 n=${BENCH_PROFILE_GETS:-20000} pid port ref i
+    shift 3
+    CG_ERR="did not start"
+    START_TRIES=600
+    if ! start_server "$label" valgrind --tool=callgrind \
+        --callgrind-out-file="$OUT/callgrind.out.$label.%p" "$@"; then
+        START_TRIES=100
+        return 1
+    fi
+    START_TRIES=100
+    pid=$SRV_PID port=$SRV_PORT
+    if [[ $path == *@REF@* ]]; then
+        ref=$(post_object "$port" "$file" application/octet-stream)
+        [[ -n $ref ]] || { stop_server "$pid"; CG_ERR="could not store the object"; return 1; }
+        path=${path//@REF@/$ref}
+    fi
+    if ! taskbatch "$label-warmup" gets "$port" "$path" $((n / 20)) "$file" ||
+        ! cmd callgrind_control -z "$pid" >/dev/null ||
+        ! taskbatch "$label" gets "$port" "$path" "$n" "$file" ||
+        ! cmd callgrind_control -d "$pid" >/dev/null; then
+        stop_server "$pid"
+        CG_ERR=${TB_ERR:-callgrind_control failed}
+        return 1
+    fi
+    CG_RATE=$(kv "$TB_OUT" rate)
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 600; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    stop_server "$pid"
+    CG_FILE=$OUT/callgrind.out.$label.$pid.1
+    [[ -s $CG_FILE ]] || { CG_ERR="no dump in $CG_FILE"; return 1; }
+    CG_IR=$(awk '/^totals:/ { print $2; exit }' "$CG_FILE")
+    [[ -n $CG_IR ]] || { CG_ERR="no total in $CG_FILE"; return 1; }
+}
+
+# cg_costs FILE: exclusive Ir of every function in a callgrind dump (one event, Ir), as
+# "Ir<TAB>object<TAB>function<TAB>source file" lines. Cost lines after `calls=` are the
+# callee's inclusive cost and are skipped; names are compressed as "(id) name" then "(id)".
+cg_costs() {
+    awk '
+        function nm(kind, v,   id, rest) {
+            if (v !~ /^\([0-9]+\)/) return v;
+            id = v; sub(/\).*/, "", id); sub(/^\(/, "", id);
+            rest = v; sub(/^\([0-9]+\) ?/, "", rest);
+            if (rest != "") names[kind, id] = rest;
+            return names[kind, id] }
+        /^ob=/ { ob = nm("ob", substr($0, 4)); next }
+        /^cob=/ { nm("ob", substr($0, 5)); next }
+        /^fl=/ { fl = nm("fl", substr($0, 4)); next }
+        /^(fi|fe)=/ { nm("fl", substr($0, 4)); next }
+        /^(cfi|cfl)=/ { nm("fl", substr($0, 5)); next }
+        /^fn=/ { fn = nm("fn", substr($0, 4)); file[ob "\t" fn] = fl; next }
+        /^cfn=/ { nm("fn", substr($0, 5)); next }
+        /^calls=/ { skip = 1; next }
+        /^[0-9+*-]/ { if (skip) { skip = 0; next } cost[ob "\t" fn] += $2 }
+        END { for (k in cost) if (cost[k] > 0) printf "%d\t%s\t%s\n", cost[k], k, file[k] }
+    ' "$1" | sed "s|/usr/lib/x86_64-linux-gnu/||; s|$ROOT/||g" | sort -t$'\t' -k1,1nr
+}
+
+# cg_groups FILE N: where the instructions go, per request, by group: "Ir<TAB>pct<TAB>group"
+cg_groups() {
+    cg_costs "$1" | awk -F'\t' -v n="$2" -v bin="$3" '
+        { ob = $2; fn = $3; f = $4; g = "other: " ob
+          if (ob ~ /^libc\.so/ && fn ~ /^__mem(set|set_avx|set_erms)|^__memset/) g = "libc memset (libmicrohttpd zeroing its connection memory pool)"
+          else if (ob ~ /^libc\.so/ && fn ~ /malloc|free|calloc|realloc|consolidate|unlink_chunk|tcache|memalign|^strdup|^__strdup/) g = "libc malloc/free/strdup"
+          else if (ob ~ /^libc\.so/ && fn ~ /printf|xsputn|_itoa|strchrnul|_IO_|__printf_fp|hack_digit|__mpn_/) g = "libc printf family"
+          else if (ob ~ /^libc\.so/ && fn ~ /^__(str|mem)|^str|^mem/) g = "libc string functions"
+          else if (ob ~ /^libc\.so/ && fn ~ /time|tz|offtime|clock_gettime/) g = "libc time conversion"
+          else if (ob ~ /^libc\.so/ && fn ~ /pthread|mutex|lll_|futex/) g = "libc locks"
+          else if (ob ~ /^libc\.so/) g = "libc other"
+          else if (ob ~ /libmicrohttpd/) g = "libmicrohttpd"
+          else if (ob ~ /libjansson/) g = "jansson"
+          else if (ob ~ ("(^|/)" bin "$")) g = "rayd " f
+          sum[g] += $1; tot += $1 }
+        END { for (g in sum) if (sum[g] / n >= 5) printf "%.0f\t%.1f\t%s\n", sum[g] / n, 100 * sum[g] / tot, g }
+    ' | sort -t$'\t' -k1,1nr
+}
+
+# cg_top FILE N [inclusive]: the 25 costliest functions, "Ir per request (pct) function [object]"
+cg_top() {
+    if [[ ${3:-} == inclusive ]]; then
+        callgrind_annotate --auto=no --threshold=100 --inclusive=yes "$1" 2>/dev/null |
+            grep -E '^ *[0-9,]+ \(.*\]$' | sed -E "s|/usr/lib/x86_64-linux-gnu/||; s|$ROOT/||g; s#  (\\./|/usr/|\\?\\?\\?:)[^ ]*:#  #" |
+            awk -v n="$2" '{ ir = $1; gsub(/,/, "", ir); $1 = ""; printf "%9.0f %s\n", ir / n, $0 }' | head -25
+    else
+        cg_costs "$1" | awk -F'\t' -v n="$2" '{ tot += $1; l[NR] = $0 }
+            END { for (i = 1; i <= 25 && i <= NR; i++) { split(l[i], a, "\t");
+                printf "%9.0f (%5.2f%%)  %s [%s]\n", a[1] / n, 100 * a[1] / tot,
+                    (a[4] ~ /^[.\/?]/ || a[4] == "") ? a[3] : a[4] ":" a[3], a[2] } }'
+    fi
+}
+
+bench_l() {
+    local t
+    for t in valgrind callgrind_control callgrind_annotate; do
+        command -v "$t" >/dev/null || { fail "l: $t is not installed (apt-get install -y valgrind)"; return; }
+    done
+    local n=${BENCH_PROFILE_GETS:-20000} sum=$OUT/callgrind-summary.txt
+    rm -f "$OUT"/callgrind.out.*
+    head -c 100 /dev/urandom >"$OUT/obj100-l.bin"
+    printf '{}' >"$OUT/bare-answer.json"
+    if ! cg_run rayd-l '/v1/objects/@REF@' "$OUT/obj100-l.bin" "$RAYD_BIN" --bind 127.0.0.1 --port 0; then
+        fail "l: rayd under callgrind: $CG_ERR"
+        return
+    fi
+    local rfile=$CG_FILE rir=$CG_IR rrate=$CG_RATE
+    if ! cg_run bare-l / "$OUT/bare-answer.json" "$BARE_BIN" --port 0 --threads 2 \
+        --connection-memory "$BARE_CONN_MEMORY"; then
+        fail "l: bare server under callgrind: $CG_ERR"
+        return
+    fi
+    local bfile=$CG_FILE bir=$CG_IR
+    local rper bper bin
+    bin=$(basename "$RAYD_BIN")
+    rper=$(calc %.0f "$rir / $n") bper=$(calc %.0f "$bir / $n")
+    {
+        echo "callgrind: $n GETs on one keep-alive connection (taskbatch gets), counters zeroed after $((n / 20)) warm-up GETs"
+        echo "rayd: $rfile: $rir Ir, $rper Ir per GET of a 100-byte object"
+        echo "bare: $bfile: $bir Ir, $bper Ir per GET / (answers {})"
+        echo "Figures below are Ir per GET. Valgrind counts each iteration of a rep-prefixed"
+        echo "instruction (memset's rep stosb) as one instruction, so the memset share is far larger"
+        echo "in Ir than in CPU time."
+        echo
+        echo "== rayd: exclusive Ir per GET by group (Ir, % of all)"
+        cg_groups "$rfile" "$n" "$bin"
+        echo
+        echo "== rayd: top 25 functions, exclusive (Ir per GET, % of all)"
+        cg_top "$rfile" "$n"
+        echo
+        echo "== rayd: top 25 functions, inclusive (Ir per GET, % of all)"
+        cg_top "$rfile" "$n" inclusive
+        echo
+        echo "== bare: exclusive Ir per GET by group"
+        cg_groups "$bfile" "$n" "$(basename "$BARE_BIN")"
+    } >"$sum"
+    COMMANDS+=("callgrind_annotate --auto=no --threshold=100 [--inclusive=yes] build/bench/callgrind.out.rayd-l.PID.1")
+    local rmem bmem
+    rmem=$(cg_groups "$rfile" "$n" "$bin" | awk -F'\t' '$3 ~ /^libc memset/ { print $1 }')
+    bmem=$(cg_groups "$bfile" "$n" "$(basename "$BARE_BIN")" | awk -F'\t' '$3 ~ /^libc memset/ { print $1 }')
+    row l "small-GET path under callgrind: instructions (Ir) per GET of 100 B, all / without the pool memset ($n GETs)" \
+        "$bper / $((bper - ${bmem:-0}))" "$rper / $((rper - ${rmem:-0}))" \
+        "$(calc %.2f "$rper / $bper") / $(calc %.2f "($rper - ${rmem:-0}) / ($bper - ${bmem:-0})")" "-" "-"
+    local groups
+    groups=$(cg_groups "$rfile" "$n" "$bin" | head -12 | awk -F'\t' '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $3, $1 }')
+    note "l: rayd's $n GETs cost $rir instructions ($rper per GET; the bare server's GET /: $bper; the ratio column is rayd/bare in instructions, higher is costlier). Both spend ${rmem:-?} / ${bmem:-?} Ir per request in memset: libmicrohttpd zeroing its connection memory pool, which valgrind counts byte by byte (rep stosb). Ir per GET by group: $groups. Top functions: $sum; dumps: $rfile, $bfile. Under valgrind the client got $rrate GETs/s (not a performance figure)."
 }
 
 # ---------------------------------------------------------------------------------------

@@ -8,6 +8,15 @@
  *   taskbatch chain  PORT N           g: chains of N dependent `add` tasks (see below)
  *   taskbatch actors PORT N CONNS OUT h, i: create N Counter actors over CONNS keep-alive
  *                                        connections; ids to OUT, one a line (- = none)
+ *   taskbatch remote WPORT PORT FN N CONC M
+ *                                     j: the remote function FN (a wordcount: one string
+ *                                        argument, answers its number of words) called
+ *                                        directly on the worker at WPORT and through rayd
+ *                                        (POST /v1/tasks, Prefer: wait=5): N sequential calls
+ *                                        per side on one keep-alive connection, then M calls
+ *                                        per side over CONC concurrent connections
+ *   taskbatch gets   PORT PATH N FILE l: N sequential GETs of PATH on one keep-alive
+ *                                        connection, each answer byte for byte FILE
  *
  * Output: `key=value` lines on stdout (parsed by run.sh), progress and errors on stderr.
  * Exit status 0 when every answer was checked and right, 1 otherwise, 2 on bad usage.
@@ -474,11 +483,281 @@ static int cmd_actors(int n, int conns, const char *out_path)
     return 0;
 }
 
+/* ---------------------------------------------------------------------------------------
+ * j) remote: one remote function called directly on its worker and through rayd.
+ *
+ * The argument of call i is a string of k = i % 64 + 1 words ("w w ... w"), so the answer
+ * must be k: a stale or cached answer cannot pass. Directly, the body is the one rayd sends
+ * (runtime/remote_function.c: task_id, function, attempt, args, kwargs); through rayd it is
+ * POST /v1/tasks {"function":FN,"args":[text]} with Prefer: wait=5, answered 200 with the
+ * worker's body (a 202 receipt means the 5 s wait ran out and fails the run).
+ *
+ * Interleaved like the wrk benchmarks: sequential direct, rayd, rayd, direct (N/2 calls
+ * each), then concurrent direct, rayd, rayd, direct (M/2 calls each); each side's latencies
+ * are pooled over its two runs. Latency: around curl_easy_perform (sequential), from adding
+ * the handle to its completion (concurrent). */
+static const char *g_fn;
+static struct curl_slist *g_rayd_hdr;
+
+static int remote_words(long i)
+{
+    return (int)(i % 64) + 1;
+}
+
+static void remote_body(struct buf *b, int direct, long i)
+{
+    int k = remote_words(i);
+    char text[160];
+    for (int w = 0; w < k; w++) {
+        text[2 * w] = 'w';
+        text[2 * w + 1] = ' ';
+    }
+    text[2 * k - 1] = '\0';
+    b->len = 0;
+    if (direct)
+        buf_printf(b,
+                   "{\"task_id\":\"bench-%ld\",\"function\":\"%s\",\"attempt\":1,"
+                   "\"args\":[\"%s\"],\"kwargs\":{}}",
+                   i, g_fn, text);
+    else
+        buf_printf(b, "{\"function\":\"%s\",\"args\":[\"%s\"]}", g_fn, text);
+}
+
+static void remote_setup(CURL *h, int direct, char *url, size_t urlsz, int wport, int port)
+{
+    if (direct)
+        snprintf(url, urlsz, "http://127.0.0.1:%d/functions/%s", wport, g_fn);
+    else
+        snprintf(url, urlsz, "http://127.0.0.1:%d/v1/tasks", port);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, direct ? g_json_hdr : g_rayd_hdr);
+}
+
+static void remote_check(int direct, long i, long code, CURLcode rc, const struct buf *resp)
+{
+    char want[16];
+    snprintf(want, sizeof want, "%d", remote_words(i));
+    if (rc != CURLE_OK)
+        die("%s call %ld: %s", direct ? "direct" : "rayd", i, curl_easy_strerror(rc));
+    if (code != 200 || strcmp(resp->p ? resp->p : "", want) != 0)
+        die("%s call %ld: answered %ld '%.200s', expected 200 '%s'", direct ? "direct" : "rayd",
+            i, code, resp->p ? resp->p : "", want);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* mean, p50, p99 (nearest rank), max of n latencies (s), printed in µs as PREFIX_... */
+static void print_lat(const char *prefix, double *v, long n)
+{
+    double sum = 0;
+    for (long i = 0; i < n; i++)
+        sum += v[i];
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    long i50 = (long)ceil(0.50 * n) - 1, i99 = (long)ceil(0.99 * n) - 1;
+    printf("%s_calls=%ld\n%s_mean_us=%.1f\n%s_p50_us=%.1f\n%s_p99_us=%.1f\n%s_max_us=%.1f\n",
+           prefix, n, prefix, sum / n * 1e6, prefix, v[i50 < 0 ? 0 : i50] * 1e6, prefix,
+           v[i99 < 0 ? 0 : i99] * 1e6, prefix, v[n - 1] * 1e6);
+}
+
+/* n sequential calls on h from call number *next on; latencies appended to lat */
+static double remote_seq(CURL *h, int direct, int wport, int port, long n, long *next,
+                         double *lat)
+{
+    char url[128];
+    struct buf body = {0}, resp = {0};
+    remote_setup(h, direct, url, sizeof url, wport, port);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
+    double t0 = now_s();
+    for (long j = 0; j < n; j++) {
+        long i = (*next)++;
+        remote_body(&body, direct, i);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body.p);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body.len);
+        resp.len = 0;
+        buf_reserve(&resp, 0);
+        resp.p[0] = '\0';
+        double t = now_s();
+        CURLcode rc = curl_easy_perform(h);
+        lat[j] = now_s() - t;
+        long code = 0;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
+        remote_check(direct, i, code, rc, &resp);
+    }
+    double dt = now_s() - t0;
+    free(body.p);
+    free(resp.p);
+    return dt;
+}
+
+struct rslot {
+    CURL *h;
+    struct buf body, resp;
+    long i;
+    double t;
+};
+
+/* m calls over conc connections (one multi handle, a finished handle is re-added) */
+static double remote_conc(struct rslot *slots, int conc, int direct, int wport, int port,
+                          long m, long *next, double *lat)
+{
+    CURLM *multi = curl_multi_init();
+    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)conc);
+    char url[128];
+    long started = 0, done = 0;
+    int running = 0;
+    double t0 = now_s();
+    for (int s = 0; s < conc && started < m; s++, started++) {
+        struct rslot *sl = &slots[s];
+        remote_setup(sl->h, direct, url, sizeof url, wport, port);
+        curl_easy_setopt(sl->h, CURLOPT_WRITEDATA, &sl->resp);
+        curl_easy_setopt(sl->h, CURLOPT_PRIVATE, sl);
+        sl->i = (*next)++;
+        remote_body(&sl->body, direct, sl->i);
+        curl_easy_setopt(sl->h, CURLOPT_POSTFIELDS, sl->body.p);
+        curl_easy_setopt(sl->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)sl->body.len);
+        sl->resp.len = 0;
+        sl->t = now_s();
+        curl_multi_add_handle(multi, sl->h);
+    }
+    while (done < m) {
+        curl_multi_perform(multi, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            struct rslot *sl;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&sl);
+            lat[done++] = now_s() - sl->t;
+            long code = 0;
+            curl_easy_getinfo(sl->h, CURLINFO_RESPONSE_CODE, &code);
+            buf_reserve(&sl->resp, 0);
+            sl->resp.p[sl->resp.len] = '\0';
+            remote_check(direct, sl->i, code, msg->data.result, &sl->resp);
+            curl_multi_remove_handle(multi, sl->h);
+            if (started < m) {
+                started++;
+                sl->i = (*next)++;
+                remote_body(&sl->body, direct, sl->i);
+                curl_easy_setopt(sl->h, CURLOPT_POSTFIELDS, sl->body.p);
+                curl_easy_setopt(sl->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)sl->body.len);
+                sl->resp.len = 0;
+                sl->t = now_s();
+                curl_multi_add_handle(multi, sl->h);
+            }
+        }
+        if (done < m)
+            curl_multi_poll(multi, NULL, 0, 1000, NULL);
+    }
+    double dt = now_s() - t0;
+    curl_multi_cleanup(multi);
+    return dt;
+}
+
+static int cmd_remote(int wport, int port, long n, int conc, long m)
+{
+    static const int order[4] = {1, 0, 0, 1}; /* direct, rayd, rayd, direct */
+    long half_n = n / 2, half_m = m / 2, next = 0;
+    n = 2 * half_n;
+    m = 2 * half_m;
+    double *lat[2], *clat[2], seq_t[2] = {0, 0}, conc_t[2] = {0, 0};
+    long nl[2] = {0, 0}, ncl[2] = {0, 0};
+    struct rslot *slots[2];
+    CURL *h[2];
+    for (int d = 0; d < 2; d++) {
+        lat[d] = malloc((size_t)n * sizeof(double));
+        clat[d] = malloc((size_t)m * sizeof(double));
+        slots[d] = calloc((size_t)conc, sizeof(struct rslot));
+        if (!lat[d] || !clat[d] || !slots[d])
+            die("out of memory");
+        h[d] = new_handle();
+        for (int s = 0; s < conc; s++)
+            slots[d][s].h = new_handle();
+    }
+    /* warm-up, not counted: one call each way on every connection that will be used */
+    remote_seq(h[1], 1, wport, port, 1, &next, lat[1]);
+    remote_seq(h[0], 0, wport, port, 1, &next, lat[0]);
+    for (int d = 0; d < 2; d++)
+        remote_conc(slots[d], conc, d, wport, port, conc, &next, clat[d]);
+    long warm = next;
+    for (int r = 0; r < 4; r++) {
+        int d = order[r];
+        double dt = remote_seq(h[d], d, wport, port, half_n, &next, lat[d] + nl[d]);
+        seq_t[d] += dt;
+        nl[d] += half_n;
+        fprintf(stderr, "taskbatch: %s, %ld sequential calls: %.0f calls/s\n",
+                d ? "direct" : "rayd", half_n, half_n / dt);
+    }
+    for (int r = 0; r < 4; r++) {
+        int d = order[r];
+        double dt = remote_conc(slots[d], conc, d, wport, port, half_m, &next, clat[d] + ncl[d]);
+        conc_t[d] += dt;
+        ncl[d] += half_m;
+        fprintf(stderr, "taskbatch: %s, %ld calls over %d connections: %.0f calls/s\n",
+                d ? "direct" : "rayd", half_m, conc, half_m / dt);
+    }
+    /* per side: 1 sequential + conc warm-up calls, then n sequential and m concurrent */
+    printf("warmup_calls=%ld\ncalls_total=%ld\ndirect_calls=%ld\nrayd_calls=%ld\nconc=%d\n", warm,
+           next, 1 + conc + n + m, 1 + conc + n + m, conc);
+    printf("direct_seq_rate=%.0f\nrayd_seq_rate=%.0f\n", n / seq_t[1], n / seq_t[0]);
+    printf("direct_conc_rate=%.0f\nrayd_conc_rate=%.0f\n", m / conc_t[1], m / conc_t[0]);
+    print_lat("direct_seq", lat[1], n);
+    print_lat("rayd_seq", lat[0], n);
+    print_lat("direct_conc", clat[1], m);
+    print_lat("rayd_conc", clat[0], m);
+    for (int d = 0; d < 2; d++) {
+        curl_easy_cleanup(h[d]);
+        for (int s = 0; s < conc; s++) {
+            curl_easy_cleanup(slots[d][s].h);
+            free(slots[d][s].body.p);
+            free(slots[d][s].resp.p);
+        }
+        free(slots[d]);
+        free(lat[d]);
+        free(clat[d]);
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * l) gets: N sequential GETs of PATH on one keep-alive connection (the profiled load). */
+static int cmd_gets(const char *path, long n, const char *file)
+{
+    FILE *f = fopen(file, "rb");
+    if (f == NULL)
+        die("cannot read %s", file);
+    struct buf want = {0}, resp = {0};
+    char chunk[4096];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_add(&want, chunk, got);
+    fclose(f);
+    CURL *h = new_handle();
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        long code = request(h, path, NULL, &resp);
+        if (code != 200 || resp.len != want.len || memcmp(resp.p, want.p, want.len) != 0)
+            die("GET %s number %ld answered %ld with %zu bytes, not the %zu of %s", path, i, code,
+                resp.len, want.len, file);
+    }
+    double dt = now_s() - t0;
+    printf("gets=%ld\nseconds=%.6f\nrate=%.0f\n", n, dt, n / dt);
+    curl_easy_cleanup(h);
+    free(want.p);
+    free(resp.p);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
         fprintf(stderr, "usage: taskbatch batch PORT ROUNDS N | chain PORT N | "
-                        "actors PORT N CONNS OUTFILE\n");
+                        "actors PORT N CONNS OUTFILE | remote WPORT PORT FN N CONC M | "
+                        "gets PORT PATH N FILE\n");
         return 2;
     }
     int port = atoi(argv[2]);
@@ -488,6 +767,9 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     g_json_hdr = curl_slist_append(NULL, "Content-Type: application/json");
     g_json_hdr = curl_slist_append(g_json_hdr, "Expect:"); /* no 100-continue round trip */
+    g_rayd_hdr = curl_slist_append(NULL, "Content-Type: application/json");
+    g_rayd_hdr = curl_slist_append(g_rayd_hdr, "Expect:");
+    g_rayd_hdr = curl_slist_append(g_rayd_hdr, "Prefer: wait=5");
     int rc = 2;
     if (strcmp(argv[1], "batch") == 0 && argc == 5 && atoi(argv[3]) > 0 && atoi(argv[4]) > 0)
         rc = cmd_batch(atoi(argv[3]), atoi(argv[4]));
@@ -495,9 +777,17 @@ int main(int argc, char **argv)
         rc = cmd_chain(atoi(argv[3]));
     else if (strcmp(argv[1], "actors") == 0 && argc == 6 && atoi(argv[3]) > 0 && atoi(argv[4]) > 0)
         rc = cmd_actors(atoi(argv[3]), atoi(argv[4]), argv[5]);
+    else if (strcmp(argv[1], "remote") == 0 && argc == 8 && atoi(argv[3]) > 0 &&
+             atoi(argv[3]) <= 65535 && atol(argv[5]) >= 2 && atoi(argv[6]) > 0 &&
+             atol(argv[7]) >= 2) {
+        g_fn = argv[4];
+        rc = cmd_remote(port, atoi(argv[3]), atol(argv[5]), atoi(argv[6]), atol(argv[7]));
+    } else if (strcmp(argv[1], "gets") == 0 && argc == 6 && atol(argv[4]) > 0)
+        rc = cmd_gets(argv[3], atol(argv[4]), argv[5]);
     else
         fprintf(stderr, "taskbatch: bad arguments (see the comment at the top of taskbatch.c)\n");
     curl_slist_free_all(g_json_hdr);
+    curl_slist_free_all(g_rayd_hdr);
     curl_global_cleanup();
     return rc;
 }

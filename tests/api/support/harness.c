@@ -8,6 +8,7 @@
 #include "tests/api/support/harness.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -424,12 +425,27 @@ static void capture_release(rayd_server *s)
     pthread_mutex_unlock(&s->out_lock);
 }
 
+/* RAYD_EXIT_LOG: one line "pid=P how=signal|wait sig=S status=X" per server that ended
+ * (tests/valgrind/run.sh matches them to the valgrind logs, named by pid). */
+static void exit_log(pid_t pid, const char *how, int sig, int status)
+{
+    const char *path = getenv("RAYD_EXIT_LOG");
+    if (!path || !*path)
+        return;
+    FILE *f = fopen(path, "a");
+    if (!f)
+        return;
+    fprintf(f, "pid=%d how=%s sig=%d status=%d\n", (int)pid, how, sig, status);
+    fclose(f);
+}
+
 int rayd_stop_signal(rayd_server *s, int sig)
 {
     if (s->pid <= 0)
         return -1;
     kill(s->pid, sig);
     int st = wait_exit(s->pid, 10.0);
+    exit_log(s->pid, "signal", sig, st);
     s->pid = -1;
     if (s->drainer_running) {
         pthread_join(s->drainer, NULL);
@@ -451,6 +467,7 @@ int rayd_wait_exit(rayd_server *s, double timeout_s)
     if (s->pid <= 0)
         return -1;
     int st = wait_exit(s->pid, timeout_s);
+    exit_log(s->pid, "wait", 0, st);
     s->pid = -1;
     if (s->drainer_running) {
         pthread_join(s->drainer, NULL);
@@ -760,6 +777,149 @@ static bool has_header(const char *const *headers, const char *name)
     return false;
 }
 
+/* ---------------------------------------------------------------- contract recorder */
+
+/* Opt-in (RAYD_CONTRACT_LOG=<file>): every response http_request_opts gets is appended to
+ * the file as one JSON line, for tests/contract/validate.mjs to check against the spec. */
+#define CONTRACT_BODY_MAX (1024 * 1024)
+
+static pthread_mutex_t contract_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static char *base64_encode(const unsigned char *in, size_t n)
+{
+    static const char tbl[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *out = xmalloc((n + 2) / 3 * 4 + 1), *o = out;
+    size_t i = 0;
+    for (; i + 2 < n; i += 3) {
+        unsigned v = (unsigned)in[i] << 16 | (unsigned)in[i + 1] << 8 | in[i + 2];
+        *o++ = tbl[v >> 18 & 63];
+        *o++ = tbl[v >> 12 & 63];
+        *o++ = tbl[v >> 6 & 63];
+        *o++ = tbl[v & 63];
+    }
+    if (i < n) {
+        unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0);
+        *o++ = tbl[v >> 18 & 63];
+        *o++ = tbl[v >> 12 & 63];
+        *o++ = i + 1 < n ? tbl[v >> 6 & 63] : '=';
+        *o++ = '=';
+    }
+    *o = '\0';
+    return out;
+}
+
+/* {lower-case name: value}; a repeated header's values are joined with ", ". */
+static json_t *contract_headers(const http_header *h, size_t n)
+{
+    json_t *obj = json_object();
+    for (size_t i = 0; i < n; i++) {
+        size_t nl = strlen(h[i].name);
+        char *name = xmalloc(nl + 1);
+        for (size_t k = 0; k <= nl; k++)
+            name[k] = (char)tolower((unsigned char)h[i].name[k]);
+        json_t *old = json_object_get(obj, name);
+        const char *v = h[i].value;
+        json_t *val;
+        if (json_is_string(old)) {
+            size_t len = strlen(json_string_value(old)) + strlen(v) + 3;
+            char *joined = xmalloc(len);
+            snprintf(joined, len, "%s, %s", json_string_value(old), v);
+            val = json_string(joined);
+            free(joined);
+        } else {
+            val = json_string(v);
+        }
+        if (val)
+            json_object_set_new(obj, name, val);
+        free(name);
+    }
+    return obj;
+}
+
+void http_contract_record(const char *method, const char *path,
+                          const char *const *request_headers, const http_resp *r)
+{
+    const char *file = getenv("RAYD_CONTRACT_LOG");
+    if (!file || !*file || !r || r->status == 0)
+        return;
+    json_t *line = json_object();
+    size_t plen = strcspn(path, "?");
+    json_object_set_new(line, "method", json_string(method ? method : "GET"));
+    json_t *p = json_stringn(path, plen);
+    json_object_set_new(line, "path", p ? p : json_string("(not UTF-8)"));
+    if (path[plen] == '?') {
+        json_t *q = json_string(path + plen + 1);
+        if (q)
+            json_object_set_new(line, "query", q);
+    }
+    json_object_set_new(line, "status", json_integer(r->status));
+    const char *ct = http_header_get(r, "Content-Type");
+    json_object_set_new(line, "content_type", ct ? json_string(ct) : json_null());
+    json_object_set_new(line, "headers", contract_headers(r->headers, r->n_headers));
+    if (r->body_len > CONTRACT_BODY_MAX) {
+        json_object_set_new(line, "body_omitted", json_true());
+        json_object_set_new(line, "body_length", json_integer((json_int_t)r->body_len));
+    } else {
+        json_t *b = json_stringn(r->body ? r->body : "", r->body_len); /* NULL: not UTF-8 */
+        if (b) {
+            json_object_set_new(line, "body", b);
+        } else {
+            char *b64 = base64_encode((const unsigned char *)r->body, r->body_len);
+            json_object_set_new(line, "body_base64", json_string(b64));
+            free(b64);
+        }
+    }
+    /* What the test sent, to tell the request in a failure report. */
+    if (request_headers) {
+        json_t *rh = json_object();
+        for (size_t i = 0; request_headers[i]; i++) {
+            const char *h = request_headers[i], *colon = strchr(h, ':');
+            if (!colon)
+                continue;
+            const char *v = colon + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            if (!*v)
+                continue; /* "Name:" only suppresses a curl default */
+            char name[128];
+            size_t nl = (size_t)(colon - h) < sizeof name - 1 ? (size_t)(colon - h)
+                                                               : sizeof name - 1;
+            for (size_t k = 0; k < nl; k++)
+                name[k] = (char)tolower((unsigned char)h[k]);
+            name[nl] = '\0';
+            json_t *val = json_string(v);
+            if (val)
+                json_object_set_new(rh, name, val);
+        }
+        json_object_set_new(line, "request_headers", rh);
+    }
+    json_object_set_new(line, "test", json_string(program_invocation_short_name));
+
+    char *text = json_dumps(line, JSON_COMPACT | JSON_ENSURE_ASCII);
+    json_decref(line);
+    if (!text)
+        return;
+    size_t len = strlen(text);
+    text[len] = '\n'; /* one write() per line: the NUL becomes the newline */
+    pthread_mutex_lock(&contract_lock);
+    int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        size_t off = 0;
+        while (off < len + 1) {
+            ssize_t w = write(fd, text + off, len + 1 - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            off += (size_t)w;
+        }
+        close(fd);
+    }
+    pthread_mutex_unlock(&contract_lock);
+    free(text);
+}
+
 http_resp *http_request_opts(const rayd_server *s, const http_opts *o)
 {
     pthread_once(&global_once, global_init);
@@ -823,6 +983,8 @@ http_resp *http_request_opts(const rayd_server *s, const http_opts *o)
 
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    if (rc == CURLE_OK)
+        http_contract_record(method, o->path, o->headers, r);
     if (!o->handle)
         curl_easy_cleanup(c);
     curl_slist_free_all(hl);

@@ -9,6 +9,13 @@
  * Environment:
  *   RAYD_BIN           server binary (default build/rayd)
  *   RAYD_TEST_VERBOSE  when set, the server's stdout is echoed to stderr
+ *   RAYD_CONTRACT_LOG  when set to a file path, every response http_request_opts (and so
+ *                      every helper built on it) receives is appended to that file as one
+ *                      JSON line, for tests/contract/validate.mjs (see
+ *                      http_contract_record)
+ *   RAYD_EXIT_LOG      when set to a file path, rayd_stop_signal/rayd_stop/rayd_wait_exit
+ *                      append "pid=P how=signal|wait sig=S status=X" for each server that
+ *                      ended (tests/valgrind/run.sh checks clean exits with it)
  *
  * Thread-safety: one rayd_server per thread; the HTTP helpers are thread-safe. */
 #ifndef RAYD_TESTS_API_SUPPORT_HARNESS_H
@@ -134,6 +141,16 @@ http_resp *http_post_json(const rayd_server *s, const char *path, const char *js
 http_resp *http_post_bytes(const rayd_server *s, const char *path, const char *content_type,
                            const void *body, size_t len);
 void http_resp_free(http_resp *r);
+
+/* The contract recorder: when RAYD_CONTRACT_LOG names a file, appends one JSON line
+ * {"method", "path" (without the query), "query" (when there is one), "status",
+ * "content_type" (null when absent), "headers": {lower-case name: value}, "body" (text)
+ * or "body_base64" (not UTF-8) or "body_omitted": true (over 1 MiB), "request_headers",
+ * "test"} describing r; does nothing otherwise, or when r->status is 0. Thread-safe.
+ * http_request_opts calls it for every response; tests that talk HTTP some other way
+ * (curl multi handles) may call it themselves. request_headers as for http_opts. */
+void http_contract_record(const char *method, const char *path,
+                          const char *const *request_headers, const http_resp *r);
 
 /* Header value by name, case-insensitive; NULL when absent. Borrowed. */
 const char *http_header_get(const http_resp *r, const char *name);
