@@ -156,7 +156,8 @@ static enum MHD_Result call_answer_or_park(api_request *req, const char *ref)
     rt_store_peek(req->ctx->store, ref, &view);
     enum MHD_Result r;
     if (view.state == RT_OBJ_PENDING) {
-        if (rt_clock_monotonic() < req->deadline) {
+        /* The call is accepted: when no more requests may wait, answer the receipt. */
+        if (rt_clock_monotonic() < req->deadline && !api_parking_full(req)) {
             const char *refs[1] = {ref};
             r = api_park_on_refs(req, refs, 1, 1);
         } else {

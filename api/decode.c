@@ -64,6 +64,11 @@ int api_decode_wait(json_t *body, bool is_wait, api_wait_request *out, char *err
         snprintf(err, err_size, "refs must be a list of at most %d refs", API_REFS_MAX);
         return API_DECODE_BAD;
     }
+    json_t *fl = json_object_get(body, "fetch_local");
+    if (fl && !json_is_boolean(fl)) {
+        snprintf(err, err_size, "fetch_local must be true or false");
+        return API_DECODE_BAD;
+    }
     json_t *t = json_object_get(body, "timeout");
     if (t && !json_is_null(t)) {
         if (!json_is_number(t) || json_number_value(t) < 0) {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api/problem.h"
 #include "runtime/clock.h"
@@ -23,7 +24,8 @@ typedef struct entry {
     double expires_at;           /* monotonic */
     /* the answer, when done */
     unsigned status;
-    char *content_type, *location, *ray_ref, *preference;
+    char *content_type;
+    char *headers;    /* the answer's headers, "Name: value\n" each, as they are replayed */
     char *body;
     size_t body_len;
 } entry;
@@ -50,9 +52,7 @@ static void entry_free(entry *e)
         return;
     free(e->scope);
     free(e->content_type);
-    free(e->location);
-    free(e->ray_ref);
-    free(e->preference);
+    free(e->headers);
     free(e->body);
     free(e);
 }
@@ -165,12 +165,16 @@ static enum MHD_Result replay(api_request *req, const entry *e)
         free(copy);
         return MHD_NO;
     }
-    if (e->location)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, e->location);
-    if (e->ray_ref)
-        MHD_add_response_header(resp, "X-Ray-Ref", e->ray_ref);
-    if (e->preference)
-        MHD_add_response_header(resp, "Preference-Applied", e->preference);
+    for (const char *line = e->headers; line && *line;) {
+        const char *colon = strchr(line, ':'), *end = strchr(line, '\n');
+        if (!colon || !end || colon > end)
+            break;
+        char name[128], value[1024];
+        snprintf(name, sizeof(name), "%.*s", (int)(colon - line), line);
+        snprintf(value, sizeof(value), "%.*s", (int)(end - colon - 2), colon + 2);
+        MHD_add_response_header(resp, name, value);
+        line = end + 1;
+    }
     MHD_add_response_header(resp, "Idempotent-Replayed", "true");
     req->bytes_out = e->body_len;
     return api_reply(req, e->status, resp, e->content_type);
@@ -226,9 +230,7 @@ int api_idempotency_begin(api_idempotency *t, api_request *req)
         entry snapshot = *e;
         snapshot.body = malloc(e->body_len ? e->body_len : 1);
         snapshot.content_type = e->content_type ? strdup(e->content_type) : NULL;
-        snapshot.location = e->location ? strdup(e->location) : NULL;
-        snapshot.ray_ref = e->ray_ref ? strdup(e->ray_ref) : NULL;
-        snapshot.preference = e->preference ? strdup(e->preference) : NULL;
+        snapshot.headers = e->headers ? strdup(e->headers) : NULL;
         if (snapshot.body)
             memcpy(snapshot.body, e->body, e->body_len);
         pthread_mutex_unlock(&t->lock);
@@ -239,9 +241,7 @@ int api_idempotency_begin(api_idempotency *t, api_request *req)
             replay(req, &snapshot);
         free(snapshot.body);
         free(snapshot.content_type);
-        free(snapshot.location);
-        free(snapshot.ray_ref);
-        free(snapshot.preference);
+        free(snapshot.headers);
         return 1;
     }
     e = calloc(1, sizeof(*e));
@@ -270,10 +270,22 @@ int api_idempotency_begin(api_idempotency *t, api_request *req)
     return 0;
 }
 
-static char *dup_header(struct MHD_Response *resp, const char *name)
+/* Collects an answer's headers for replay, leaving out those each answer makes anew. */
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *name,
+                                      const char *value)
 {
-    const char *v = MHD_get_response_header(resp, name);
-    return v ? strdup(v) : NULL;
+    char **text = cls;
+    (void)kind;
+    if (strcasecmp(name, "X-Request-Id") == 0 || strcasecmp(name, "Content-Type") == 0 ||
+        strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Date") == 0 ||
+        strcasecmp(name, "Connection") == 0 || !value)
+        return MHD_YES;
+    char *grown = NULL;
+    if (asprintf(&grown, "%s%s: %s\n", *text ? *text : "", name, value) < 0)
+        return MHD_NO;
+    free(*text);
+    *text = grown;
+    return MHD_YES;
 }
 
 void api_idempotency_record(api_idempotency *t, api_request *req, unsigned status,
@@ -291,9 +303,7 @@ void api_idempotency_record(api_idempotency *t, api_request *req, unsigned statu
     } else {
         e->status = status;
         e->content_type = content_type ? strdup(content_type) : NULL;
-        e->location = dup_header(resp, MHD_HTTP_HEADER_LOCATION);
-        e->ray_ref = dup_header(resp, "X-Ray-Ref");
-        e->preference = dup_header(resp, "Preference-Applied");
+        MHD_get_response_headers(resp, collect_header, &e->headers);
         e->body = req->idem_body; /* stolen */
         e->body_len = req->idem_body_len;
         req->idem_body = NULL;

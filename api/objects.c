@@ -168,21 +168,29 @@ static int etag_matches(const char *header, const char *ref)
     return 0;
 }
 
+/* The body reader of a 304: there is no body, so it ends at once if ever asked. */
+static ssize_t no_body_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)cls;
+    (void)pos;
+    (void)buf;
+    (void)max;
+    return MHD_CONTENT_READER_END_OF_STREAM;
+}
+
 static enum MHD_Result serve_ready(api_request *req, const rt_object_view *view)
 {
     char etag[RT_REF_SIZE + 2];
     snprintf(etag, sizeof(etag), "\"%s\"", view->ref);
     if (etag_matches(api_header(req, MHD_HTTP_HEADER_IF_NONE_MATCH), view->ref)) {
-        struct MHD_Response *resp =
-            MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        /* RFC 9110 8.6: a 304's Content-Length, if any, is the selected representation's.
+         * A response of the object's size whose reader is never asked for bytes makes
+         * libmicrohttpd say exactly that (a 304 has no body), where an empty buffer would
+         * make it say 0. */
+        struct MHD_Response *resp = MHD_create_response_from_callback(
+            view->size, 4096, no_body_reader, NULL, NULL);
         if (!resp)
             return MHD_NO;
-        /* RFC 9110 8.6: a 304's Content-Length, if any, is the selected representation's.
-         * libmicrohttpd would write 0 for the empty body, so say it ourselves. */
-        char length[24];
-        snprintf(length, sizeof(length), "%zu", view->size);
-        MHD_set_response_options(resp, MHD_RF_INSANITY_HEADER_CONTENT_LENGTH, MHD_RO_END);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_LENGTH, length);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
         return api_reply(req, 304, resp, NULL);
     }
@@ -199,7 +207,7 @@ static enum MHD_Result serve_ready(api_request *req, const rt_object_view *view)
                                     "the range is outside the object");
         json_object_set_new(p, "ref", json_string(view->ref));
         json_object_set_new(p, "size", json_integer((json_int_t)view->size));
-        json_object_set_new(p, "instance", json_string(req->url));
+        json_object_set_new(p, "instance", api_problem_instance(req->url));
         struct MHD_Response *resp = api_response_json(req, p);
         if (!resp)
             return MHD_NO;

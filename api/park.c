@@ -186,6 +186,12 @@ void api_parking_wake_all(api_parking *pk)
     pthread_mutex_unlock(&pk->lock);
 }
 
+bool api_parking_full(const api_request *req)
+{
+    size_t max = req->ctx->config.max_parked;
+    return max && api_parking_count(req->ctx->parking) >= max;
+}
+
 size_t api_parking_count(api_parking *pk)
 {
     pthread_mutex_lock(&pk->lock);

@@ -20,6 +20,7 @@
 #ifndef RAYD_API_PARK_H
 #define RAYD_API_PARK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "api/request.h"
@@ -35,6 +36,10 @@ void api_parking_free(api_parking *parking);
 
 /* Wakes every parked request now (server stopping). Thread-safe. */
 void api_parking_wake_all(api_parking *parking);
+
+/* True when no more requests may park (RAYD_MAX_PARKED). Handlers whose request already
+ * did its work (a submitted task) answer without waiting then, rather than 429. */
+bool api_parking_full(const api_request *req);
 
 /* How many requests are parked now. */
 size_t api_parking_count(api_parking *parking);

@@ -62,12 +62,43 @@ json_t *api_problem_from_error(const rt_error *err, const char *ref)
     return outer;
 }
 
+/* The request path as a URI reference: bytes outside unreserved characters and '/' are
+ * percent-encoded again (libmicrohttpd hands us the decoded path). */
+json_t *api_problem_instance(const char *path)
+{
+    static const char HEX[] = "0123456789ABCDEF";
+    size_t n = strlen(path);
+    if (n > 2048)
+        n = 2048;
+    char *out = malloc(3 * n + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)path[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = HEX[c >> 4];
+            out[o++] = HEX[c & 15];
+        }
+    }
+    json_t *s = json_stringn(out, o);
+    free(out);
+    return s;
+}
+
 enum MHD_Result api_problem_send(api_request *req, json_t *problem)
 {
     json_t *st = json_object_get(problem, "status");
     unsigned status = json_is_integer(st) ? (unsigned)json_integer_value(st) : 500;
-    if (req->url && !json_object_get(problem, "instance"))
-        json_object_set_new(problem, "instance", json_string(req->url));
+    if (req->url && !json_object_get(problem, "instance")) {
+        json_t *instance = api_problem_instance(req->url);
+        if (instance)
+            json_object_set_new(problem, "instance", instance);
+    }
     return api_reply(req, status, api_response_json(req, problem), "application/problem+json");
 }
 

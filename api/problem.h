@@ -33,6 +33,10 @@ enum MHD_Result api_problem(api_request *req, unsigned status, const char *title
 enum MHD_Result api_problemf(api_request *req, unsigned status, const char *title,
                              const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* A request path as the problem's "instance" URI reference, percent-encoded where needed
+ * (new reference, NULL when out of memory). */
+json_t *api_problem_instance(const char *path);
+
 /* Answers with a problem body already built (stolen), taking status from it. */
 enum MHD_Result api_problem_send(api_request *req, json_t *problem);
 

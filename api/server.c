@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,13 @@ static int check_auth(api_request *req)
     const char *auth = api_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
     if (auth && strncasecmp(auth, "Bearer ", 7) == 0 && secret_equal(auth + 7, secret))
         return 0;
+    if (need == API_AUTH_ADMIN && secret == cfg->admin_token && cfg->api_token &&
+        *cfg->api_token && auth && strncasecmp(auth, "Bearer ", 7) == 0 &&
+        secret_equal(auth + 7, cfg->api_token)) {
+        /* Known caller, not allowed here (API.md: an admin route without the admin token). */
+        api_problem(req, 403, "Forbidden", "this route needs the admin token", NULL);
+        return -1;
+    }
     req->www_authenticate = 1;
     api_problem(req, 401, "Unauthorized",
                 need == API_AUTH_ADMIN && secret == cfg->admin_token
@@ -394,12 +402,16 @@ api_server *api_server_start(api_context *ctx, char *err, size_t err_size)
     }
 
     unsigned threads = ctx->config.http_threads < 2 ? 2 : ctx->config.http_threads;
+    /* libmicrohttpd counts idle time in whole seconds, and 0 would mean never: round up. */
+    unsigned idle_timeout = (unsigned)ceil(ctx->config.connection_timeout);
+    if (ctx->config.connection_timeout > 0 && idle_timeout == 0)
+        idle_timeout = 1;
     server->daemon = MHD_start_daemon(
         flags, (uint16_t)ctx->config.port, NULL, NULL, on_access, server,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
         MHD_OPTION_THREAD_POOL_SIZE, threads,
         MHD_OPTION_CONNECTION_LIMIT, ctx->config.connection_limit,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(ctx->config.connection_timeout + 0.5),
+        MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,

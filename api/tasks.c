@@ -84,7 +84,9 @@ static enum MHD_Result answer_or_park(api_request *req, const submitted *s)
         rt_object_view_release(&view);
     }
     if (np > 0) {
-        if (rt_clock_monotonic() < req->deadline)
+        /* The task is accepted whatever happens now: when no more requests may wait, the
+         * answer is the receipt, not a 429 that would invite a second submission. */
+        if (rt_clock_monotonic() < req->deadline && !api_parking_full(req))
             return api_park_on_refs(req, pending, np, np);
         return reply_receipt(req, s);
     }

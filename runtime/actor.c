@@ -821,9 +821,15 @@ static void finish_run(rt_actor *a, actor_call *c, run_outcome *o)
             /* The constructor's ref arguments were pinned for its first run and resolved;
              * they are read again as they are now. */
             if (rt_args_resolve(as->store, a->ctor_args, a->ctor_kwargs, &cargs, &ckwargs,
-                                &ccause) != RT_OK)
-                death = ccause;
-            else
+                                &ccause) != RT_OK) {
+                json_t *fields = call_fields(a, "__init__");
+                death = rt_error_newf(RT_ERR_TASK_ERROR, fields, ccause,
+                                      "%s.__init__ did not run: an argument holds an error, %s "
+                                      "(see cause)",
+                                      a->cls->name, rt_error_kind_name(rt_error_kind_of(ccause)));
+                json_decref(fields);
+                rt_error_decref(ccause);
+            } else
                 death = construct(a, cargs, ckwargs);
             json_decref(cargs);
             json_decref(ckwargs);

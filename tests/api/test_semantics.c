@@ -294,7 +294,8 @@ static void test_chain_of_200(void **state)
     tk_assert_json_eq(v, "200");
     json_decref(v);
 
-    /* a failure at the head of a chain fails every link, cause chain 200 deep */
+    /* a failure at the head of a chain fails every link, cause chain 200 deep; the answer
+     * nests the first 32 causes and counts the rest in causes_omitted */
     tk_submit(&g_srv, "{\"function\":\"fail\",\"args\":[\"head\"]}", NULL, refs[0]);
     for (int i = 1; i < N; i++)
         tk_submitf(NULL, refs[i], &g_srv, "{\"function\":\"add\",\"args\":[{\"$ref\":\"%s\"},1]}",
@@ -306,8 +307,17 @@ static void test_chain_of_200(void **state)
         p = json_object_get(p, "cause");
         depth++;
     }
-    assert_int_equal(depth, N - 1);
-    assert_string_equal(json_str(p, "detail"), "head");
+    assert_int_equal(depth, 31); /* the outer problem and 31 causes: 32 levels */
+    json_t *omitted = json_object_get(p, "causes_omitted");
+    assert_true(json_is_integer(omitted));
+    assert_int_equal(json_integer_value(omitted), N - 32); /* the rest, down to "head" */
+    /* The whole chain is still there: the ref of a link near the head shows its end. */
+    http_resp *near = tk_error(&g_srv, refs[10], "TaskError");
+    json_t *q = near->json;
+    while (json_object_get(q, "cause"))
+        q = json_object_get(q, "cause");
+    assert_string_equal(json_str(q, "detail"), "head");
+    http_resp_free(near);
     http_resp_free(r);
     free(refs);
 }

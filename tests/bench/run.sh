@@ -1018,8 +1018,9 @@ bench_k() {
     ref=$(post_object "$rport" "$OUT/obj100-k.bin" application/octet-stream)
     [[ -n $ref ]] || { fail "k: could not store the 100-byte object"; k_stop; return; }
     local step seq=(redis bare-get rayd-get bare-post rayd-post rayd-post bare-post rayd-get bare-get redis)
-    local rs=() rg=() bg=() bp=() yg=() yp=() runs="" nredis=0 non2xx=0 ok=1
+    local rs=() rg=() bg=() bp=() yg=() yp=() runs="" nredis=0 non2xx=0 ok=1 k=0
     for step in "${seq[@]}"; do
+        k=$((k + 1))
         case $step in
         redis)
             nredis=$((nredis + 1))
@@ -1028,10 +1029,10 @@ bench_k() {
             runs+="${runs:+, }redis SET $(calc %.0f "$R_SET") GET $(calc %.0f "$R_GET")"
             continue
             ;;
-        bare-get) wrk_run "k-$step" "http://127.0.0.1:$bport/" || { ok=0; break; } ;;
-        rayd-get) wrk_run "k-$step" "http://127.0.0.1:$rport/v1/objects/$ref" || { ok=0; break; } ;;
-        bare-post) wrk_run "k-$step" -s tests/bench/post100.lua "http://127.0.0.1:$bport/v1/objects" || { ok=0; break; } ;;
-        rayd-post) wrk_run "k-$step" -s tests/bench/post100.lua "http://127.0.0.1:$rport/v1/objects" || { ok=0; break; } ;;
+        bare-get) wrk_run "k-$k-$step" "http://127.0.0.1:$bport/" || { ok=0; break; } ;;
+        rayd-get) wrk_run "k-$k-$step" "http://127.0.0.1:$rport/v1/objects/$ref" || { ok=0; break; } ;;
+        bare-post) wrk_run "k-$k-$step" -s tests/bench/post100.lua "http://127.0.0.1:$bport/v1/objects" || { ok=0; break; } ;;
+        rayd-post) wrk_run "k-$k-$step" -s tests/bench/post100.lua "http://127.0.0.1:$rport/v1/objects" || { ok=0; break; } ;;
         esac
         non2xx=$((non2xx + W_NON2XX))
         case $step in
@@ -1161,7 +1162,7 @@ cg_top() {
     if [[ ${3:-} == inclusive ]]; then
         callgrind_annotate --auto=no --threshold=100 --inclusive=yes "$1" 2>/dev/null |
             grep -E '^ *[0-9,]+ \(.*\]$' | sed -E "s|/usr/lib/x86_64-linux-gnu/||; s|$ROOT/||g; s#  (\\./|/usr/|\\?\\?\\?:)[^ ]*:#  #" |
-            awk -v n="$2" '{ ir = $1; gsub(/,/, "", ir); $1 = ""; printf "%9.0f %s\n", ir / n, $0 }' | head -25
+            awk -v n="$2" '{ ir = $1; gsub(/,/, "", ir); $1 = ""; if (NR <= 25) printf "%9.0f %s\n", ir / n, $0 }'
     else
         cg_costs "$1" | awk -F'\t' -v n="$2" '{ tot += $1; l[NR] = $0 }
             END { for (i = 1; i <= 25 && i <= NR; i++) { split(l[i], a, "\t");
@@ -1221,7 +1222,7 @@ bench_l() {
         "$bper / $((bper - ${bmem:-0}))" "$rper / $((rper - ${rmem:-0}))" \
         "$(calc %.2f "$rper / $bper") / $(calc %.2f "($rper - ${rmem:-0}) / ($bper - ${bmem:-0})")" "-" "-"
     local groups
-    groups=$(cg_groups "$rfile" "$n" "$bin" | head -12 | awk -F'\t' '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $3, $1 }')
+    groups=$(cg_groups "$rfile" "$n" "$bin" | awk -F'\t' 'NR <= 12 { printf "%s%s %s", (NR > 1 ? ", " : ""), $3, $1 }')
     note "l: rayd's $n GETs cost $rir instructions ($rper per GET; the bare server's GET /: $bper; the ratio column is rayd/bare in instructions, higher is costlier). Both spend ${rmem:-?} / ${bmem:-?} Ir per request in memset: libmicrohttpd zeroing its connection memory pool, which valgrind counts byte by byte (rep stosb). Ir per GET by group: $groups. Top functions: $sum; dumps: $rfile, $bfile. Under valgrind the client got $rrate GETs/s (not a performance figure)."
 }
 
@@ -1254,8 +1255,10 @@ STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 # the tree's state when the run starts (others may commit while it runs)
 GIT_DESC="$(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ', dirty tree')"
+LOADS="" # load average when each benchmark started
 for b in "${BENCHES[@]}"; do
     selected "$b" || continue
+    LOADS+="${LOADS:+; }$b $(date -u +%H:%M:%S) $(cut -d' ' -f1-3 /proc/loadavg)"
     log "== benchmark $b"
     "bench_$b"
 done
@@ -1266,6 +1269,7 @@ done
     echo "- date: $STARTED; machine: $(nproc) cores ($(uname -m)), $(awk '/MemTotal/ { printf "%.0f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
     echo "- rayd: \`$RAYD_BIN\` (tree at $GIT_DESC when the run started); baseline: \`$BARE_BIN --threads 2 --connection-memory $BARE_CONN_MEMORY\` (bare libmicrohttpd)"
     echo "- load average at the start (1, 5, 15 min): $LOADAVG"
+    echo "- load average (1, 5, 15 min) when each benchmark started (UTC): $LOADS"
     echo "- BENCH_SECONDS=$BENCH_SECONDS BENCH_ONLY=${BENCH_ONLY:-all}; load generator and servers share the machine, loopback only"
     echo
     echo "| bench | metric | bare | rayd | ratio | target | result |"

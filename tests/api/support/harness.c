@@ -425,6 +425,18 @@ static void capture_release(rayd_server *s)
     pthread_mutex_unlock(&s->out_lock);
 }
 
+/* RAYD_TEST_FILTER / RAYD_TEST_SKIP: cmocka's test filter and skip filter (one glob pattern
+ * of test names each), set before main runs the group. */
+__attribute__((constructor)) static void test_filters_from_env(void)
+{
+    const char *only = getenv("RAYD_TEST_FILTER");
+    if (only && *only)
+        cmocka_set_test_filter(only);
+    const char *skip = getenv("RAYD_TEST_SKIP");
+    if (skip && *skip)
+        cmocka_set_skip_filter(skip);
+}
+
 /* RAYD_EXIT_LOG: one line "pid=P how=signal|wait sig=S status=X" per server that ended
  * (tests/valgrind/run.sh matches them to the valgrind logs, named by pid). */
 static void exit_log(pid_t pid, const char *how, int sig, int status)
@@ -784,6 +796,7 @@ static bool has_header(const char *const *headers, const char *name)
 #define CONTRACT_BODY_MAX (1024 * 1024)
 
 static pthread_mutex_t contract_lock = PTHREAD_MUTEX_INITIALIZER;
+static int contract_fd = -1;
 
 static char *base64_encode(const unsigned char *in, size_t n)
 {
@@ -903,18 +916,18 @@ void http_contract_record(const char *method, const char *path,
     size_t len = strlen(text);
     text[len] = '\n'; /* one write() per line: the NUL becomes the newline */
     pthread_mutex_lock(&contract_lock);
-    int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd >= 0) {
+    if (contract_fd < 0) /* opened once per process; O_APPEND keeps processes' lines whole */
+        contract_fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (contract_fd >= 0) {
         size_t off = 0;
         while (off < len + 1) {
-            ssize_t w = write(fd, text + off, len + 1 - off);
+            ssize_t w = write(contract_fd, text + off, len + 1 - off);
             if (w < 0 && errno == EINTR)
                 continue;
             if (w <= 0)
                 break;
             off += (size_t)w;
         }
-        close(fd);
     }
     pthread_mutex_unlock(&contract_lock);
     free(text);

@@ -16,6 +16,8 @@
  *   RAYD_EXIT_LOG      when set to a file path, rayd_stop_signal/rayd_stop/rayd_wait_exit
  *                      append "pid=P how=signal|wait sig=S status=X" for each server that
  *                      ended (tests/valgrind/run.sh checks clean exits with it)
+ *   RAYD_TEST_FILTER   run only the tests whose name matches this glob (cmocka's filter)
+ *   RAYD_TEST_SKIP     skip the tests whose name matches this glob
  *
  * Thread-safety: one rayd_server per thread; the HTTP helpers are thread-safe. */
 #ifndef RAYD_TESTS_API_SUPPORT_HARNESS_H

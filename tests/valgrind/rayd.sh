@@ -1,0 +1,10 @@
+#!/bin/sh
+# rayd under valgrind's memcheck, for tests/valgrind/run.sh: the API test harness starts this
+# script as RAYD_BIN. One log per server process in $RAYD_VALGRIND_DIR (build/valgrind).
+# RAYD_VALGRIND_REAL overrides the binary (default build/rayd, relative to the repository).
+here=$(cd "$(dirname "$0")/../.." && pwd)
+dir=${RAYD_VALGRIND_DIR:-$here/build/valgrind}
+bin=${RAYD_VALGRIND_REAL:-$here/build/rayd}
+mkdir -p "$dir"
+exec valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite \
+    --error-exitcode=99 --log-file="$dir/rayd.%p.log" "$bin" "$@"
