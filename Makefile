@@ -53,7 +53,7 @@ API_TEST_SUPPORT := $(wildcard tests/api/support/*.c)
 API_TEST_SRC := $(wildcard tests/api/test_*.c)
 API_TEST_BIN := $(API_TEST_SRC:tests/api/%.c=$(BUILD)/tests/api/%)
 
-.PHONY: all run test unit api-test deps bench clean spec-lint format image-test lb-demo fuzz soak
+.PHONY: all run test unit api-test deps bench clean spec-lint format image-test lb-demo fuzz soak contract-test valgrind
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/rayd
@@ -146,6 +146,17 @@ lb-demo: all
 
 spec-lint:
 	openapi/lint.sh
+
+# Every API test response checked against the spec, then spec-driven generated requests.
+contract-test: $(API_TEST_BIN) $(BUILD)/rayd examples
+	BUILD=$(BUILD) RAYD_BIN=$(BUILD)/rayd API_TEST_BIN="$(API_TEST_BIN)" tests/contract/run.sh
+
+# rayd under valgrind memcheck while API tests drive it: no errors, no definite leaks,
+# clean exits. BUILD must be an unsanitized build.
+VALGRIND_TESTS := objects tasks actors service long_poll bad_input config remote limits \
+                  idempotency actor_stress
+valgrind: $(BUILD)/rayd $(VALGRIND_TESTS:%=$(BUILD)/tests/api/test_%)
+	@BUILD=$(BUILD) tests/valgrind/run.sh $(VALGRIND_TESTS:%=test_%)
 
 # libFuzzer harnesses (clang): make fuzz FUZZ_SECONDS=N runs each harness N seconds,
 # after replaying every kept regression input.
