@@ -62,6 +62,14 @@ enum MHD_Result api_system_status(api_request *req)
                               (json_int_t)s.evictions, "expirations",
                               (json_int_t)s.expirations);
     json_object_set_new(config, "workers", json_integer(ctx->config.workers));
+    json_object_set_new(config, "max_parked", json_integer((json_int_t)ctx->config.max_parked));
+    json_object_set_new(config, "idempotency_ttl", json_real(ctx->config.idempotency_ttl));
+    json_object_set_new(config, "auth",
+                        json_boolean(ctx->config.api_token && *ctx->config.api_token));
+    json_object_set_new(config, "remote_allow",
+                        ctx->config.remote_allow && *ctx->config.remote_allow
+                            ? json_string(ctx->config.remote_allow)
+                            : json_null());
     json_object_set_new(config, "max_pending_tasks",
                         json_integer((json_int_t)ctx->config.max_pending_tasks));
 
