@@ -1,6 +1,7 @@
 /* The route table and the matcher. */
 #include "api/router.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include "api/handlers.h"
@@ -44,6 +45,20 @@ static const api_route ROUTES[] = {
 
 #define ROUTE_COUNT (sizeof(ROUTES) / sizeof(ROUTES[0]))
 #define MAX_SEGMENTS 8
+
+/* Segments in each route's pattern, counted once. */
+static int route_segments[ROUTE_COUNT];
+static pthread_once_t segments_once = PTHREAD_ONCE_INIT;
+
+static void count_segments(void)
+{
+    for (size_t i = 0; i < ROUTE_COUNT; i++) {
+        int n = 0;
+        for (const char *p = ROUTES[i].pattern; *p; p++)
+            n += *p == '/';
+        route_segments[i] = n;
+    }
+}
 
 size_t api_route_table(const api_route **table)
 {
@@ -111,12 +126,16 @@ api_match_result api_route_match(const char *method, char *path, const api_route
     if (nsegs < 0)
         return API_MATCH_NO_PATH;
 
-    /* The most specific patterns that match the path own it. */
+    /* The most specific patterns that match the path own it. Only patterns with as many
+     * segments as the path can match, which skips most of the table cheaply. */
+    pthread_once(&segments_once, count_segments);
     int best = -1;
     int spec[ROUTE_COUNT];
     const char *scratch[API_MAX_PARAMS];
     for (size_t i = 0; i < ROUTE_COUNT; i++) {
-        spec[i] = match_pattern(ROUTES[i].pattern, segs, nsegs, scratch);
+        spec[i] = route_segments[i] == nsegs
+                      ? match_pattern(ROUTES[i].pattern, segs, nsegs, scratch)
+                      : -1;
         if (spec[i] > best)
             best = spec[i];
     }

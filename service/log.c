@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "runtime/clock.h"
@@ -92,13 +93,40 @@ static size_t escape(char *out, size_t cap, const char *s)
     return o;
 }
 
+/* Formats the current time as rt_clock_format does, rebuilding the date and time part only
+ * when the second changes (gmtime and the date formatting were a third of rayd's own
+ * instructions per small request). Per thread, so no lock. */
+static void format_now(char *out, size_t size)
+{
+    static __thread time_t cached_second = -1;
+    static __thread char cached[40]; /* "2026-11-25T22:36:30" */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (ts.tv_sec != cached_second) {
+        char full[40];
+        rt_clock_format((double)ts.tv_sec, full, sizeof(full));
+        memcpy(cached, full, 19);
+        cached[19] = '\0';
+        cached_second = ts.tv_sec;
+    }
+    int ms = (int)(ts.tv_nsec / 1000000);
+    memcpy(out, cached, 19);
+    out[19] = '.';
+    out[20] = (char)('0' + ms / 100);
+    out[21] = (char)('0' + ms / 10 % 10);
+    out[22] = (char)('0' + ms % 10);
+    out[23] = 'Z';
+    out[24] = '\0';
+    (void)size;
+}
+
 void svc_log_request(const api_request_summary *s, void *arg)
 {
     (void)arg;
     if (log_min > SVC_LOG_INFO)
         return;
     char now[40], id[300], path[600], line[1200];
-    rt_clock_format(rt_clock_wall(), now, sizeof(now));
+    format_now(now, sizeof(now));
     escape(id, sizeof(id), s->request_id);
     escape(path, sizeof(path), s->path);
     int n;

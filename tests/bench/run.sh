@@ -1151,7 +1151,7 @@ cg_groups() {
           else if (ob ~ /^libc\.so/) g = "libc other"
           else if (ob ~ /libmicrohttpd/) g = "libmicrohttpd"
           else if (ob ~ /libjansson/) g = "jansson"
-          else if (ob ~ ("(^|/)" bin "$")) g = "rayd " f
+          else if (ob ~ ("(^|/)" bin "$")) g = bin " " f
           sum[g] += $1; tot += $1 }
         END { for (g in sum) if (sum[g] / n >= 5) printf "%.0f\t%.1f\t%s\n", sum[g] / n, 100 * sum[g] / tot, g }
     ' | sort -t$'\t' -k1,1nr

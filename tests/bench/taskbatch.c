@@ -1,5 +1,6 @@
 /*
- * taskbatch: the libcurl client of the task and actor benchmarks (e, g, h, i) in
+ * taskbatch: the libcurl client of the task, actor and remote-function benchmarks and of the
+ * profiled GETs (e, g, h, i, j, l) in
  * tests/bench/run.sh. Loopback only; every request has a timeout, so a stuck server
  * fails the benchmark instead of hanging it.
  *
