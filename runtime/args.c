@@ -33,13 +33,19 @@ void rt_args_collect_refs(json_t *args, json_t *kwargs, char (*refs)[RT_REF_SIZE
         refs[d++], RT_REF_SIZE, "%s", json_string_value(json_object_get(v, "$ref")));
 }
 
-/* One value that looks like a ref argument. */
-static rt_status check_one(rt_store *store, json_t *v, const char *label, char *err,
-                           size_t err_size)
+/* One value that looks like a ref argument. The argument is named in messages as
+ * args[index] or kwargs.key (key non-NULL). */
+static rt_status check_one(rt_store *store, json_t *v, size_t index, const char *key,
+                           char *err, size_t err_size)
 {
     json_t *r = json_is_object(v) ? json_object_get(v, "$ref") : NULL;
     if (!r)
         return RT_OK;
+    char label[96];
+    if (key)
+        snprintf(label, sizeof(label), "kwargs.%.64s", key);
+    else
+        snprintf(label, sizeof(label), "args[%zu]", index);
     if (json_object_size(v) != 1 || !json_is_string(r) || !rt_ref_valid(json_string_value(r))) {
         snprintf(err, err_size, "%s: a ref argument must be {\"$ref\": \"<ref>\"}", label);
         return RT_EINVAL;
@@ -60,19 +66,10 @@ rt_status rt_args_check(rt_store *store, json_t *args, json_t *kwargs, char *err
     size_t i;
     const char *key;
     json_t *v;
-    char label[96];
-    json_array_foreach(args, i, v)
-    {
-        snprintf(label, sizeof(label), "args[%zu]", i);
-        if (check_one(store, v, label, err, err_size) != RT_OK)
-            return RT_EINVAL;
-    }
-    json_object_foreach(kwargs, key, v)
-    {
-        snprintf(label, sizeof(label), "kwargs.%.64s", key);
-        if (check_one(store, v, label, err, err_size) != RT_OK)
-            return RT_EINVAL;
-    }
+    json_array_foreach(args, i, v) if (check_one(store, v, i, NULL, err, err_size) != RT_OK)
+        return RT_EINVAL;
+    json_object_foreach(kwargs, key, v) if (check_one(store, v, 0, key, err, err_size) != RT_OK)
+        return RT_EINVAL;
     return RT_OK;
 }
 

@@ -20,6 +20,7 @@
 #include "runtime/task.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -333,21 +334,37 @@ static void queue_task(rt_task *t)
     rt_scheduler_submit(t->owner->scheduler, &t->job);
 }
 
+/* A TaskError about task t (new reference), its fields built only now: the success path
+ * never pays for them. */
+static rt_error *task_error(const rt_task *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static rt_error *task_error(const rt_task *t, const char *fmt, ...)
+{
+    char message[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(message, sizeof(message), fmt, ap);
+    va_end(ap);
+    json_t *fields = error_fields(t);
+    rt_error *err = rt_error_new(RT_ERR_TASK_ERROR, message, fields, NULL);
+    json_decref(fields);
+    return err;
+}
+
 /* Stores a successful call's result(s). Returns NULL, or an error to fail the task with
  * (new reference) when the result does not fit num_returns or the store. */
 static rt_error *store_results(rt_task *t, rt_call *call)
 {
     rt_tasks *ts = t->owner;
-    json_t *fields = error_fields(t);
     rt_error *err = NULL;
     if (t->num_returns > 1) {
         json_t *list = call->result_json;
         if (!json_is_array(list) || json_array_size(list) != t->num_returns) {
-            err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL,
+            err = task_error(t, 
                                 "%s was declared with num_returns=%u but returned %s", t->function,
                                 t->num_returns,
                                 json_is_array(list) ? "a list of another length" : "no list");
-            json_decref(fields);
             return err;
         }
     }
@@ -367,18 +384,17 @@ static rt_error *store_results(rt_task *t, rt_call *call)
             }
         }
         if (!buf) {
-            err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL, "out of memory storing the result");
+            err = task_error(t,  "out of memory storing the result");
             break;
         }
         rt_status st = rt_store_resolve(ts->store, t->result_refs[i], buf);
         if (st == RT_EFULL)
-            err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL,
+            err = task_error(t, 
                                 "the result of %zu bytes does not fit in the object store",
                                 buf->size);
         if (st != RT_OK)
             rt_buf_decref(buf); /* RT_ELOST: the ref was freed meanwhile; nothing to do */
     }
-    json_decref(fields);
     return err;
 }
 
@@ -501,17 +517,23 @@ static void finish_attempt(rt_task *t, rt_call *call)
 
     rt_error *err = NULL;
     rt_task_state end = RT_TASK_FINISHED;
-    pthread_mutex_lock(&t->lock);
-    json_t *fields = error_fields(t);
-    if (call->error_fields)
-        json_object_update(fields, call->error_fields);
     bool failed = call->error || (!call->result_json && !call->result_buf);
+    /* The members of an error's problem body; built only when there is an error. */
+    json_t *fields = NULL;
+    if (failed || __atomic_load_n(&t->cancel_flag, __ATOMIC_ACQUIRE)) {
+        fields = error_fields(t);
+        if (call->error_fields)
+            json_object_update(fields, call->error_fields);
+    }
+    pthread_mutex_lock(&t->lock);
     /* System failures (an endpoint that cannot be reached) are retried as Ray retries a
      * dead worker; function errors only with retry_exceptions. Never after a cancel. */
     bool retry = failed && !t->cancel_requested && attempt <= retries_allowed(t) &&
                  (call->unavailable || t->retry_exceptions);
     if (t->cancel_requested) {
         end = RT_TASK_CANCELLED;
+        if (!fields)
+            fields = error_fields(t); /* the cancel came after the first look */
         err = rt_error_newf(RT_ERR_TASK_CANCELLED, fields, NULL,
                             "task %s was cancelled while running", t->id);
     } else if (retry) {
@@ -653,7 +675,8 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     rt_ref_generate(t->id, 't');
     t->hash = hash_id(t->id);
     t->fn = rt_registry_find(ts->registry, spec->function);
-    snprintf(t->function, sizeof(t->function), "%s", spec->function);
+    /* Validated: names are at most RT_TASK_NAME_MAX bytes. */
+    memcpy(t->function, spec->function, strnlen(spec->function, RT_TASK_NAME_MAX));
     if (spec->name)
         snprintf(t->name, sizeof(t->name), "%s", spec->name);
     t->args = spec->args ? json_deep_copy(spec->args) : json_array();
