@@ -1,6 +1,8 @@
 /* Log lines in JSON or text, written with one write(2) each. */
 #include "service/log.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,15 +33,91 @@ void svc_log_configure(const char *format, const char *level)
     log_min = level_of(level);
 }
 
-static void write_line(const char *line, size_t len)
+static void write_all(const char *data, size_t len)
 {
     while (len > 0) {
-        ssize_t n = write(STDOUT_FILENO, line, len);
+        ssize_t n = write(STDOUT_FILENO, data, len);
         if (n <= 0)
             return; /* a closed stdout must not stop the server */
-        line += n;
+        data += n;
         len -= (size_t)n;
     }
+}
+
+/* Request lines are gathered in a buffer and written in batches: a write(2) per request
+ * was a large part of a small request's cost. The buffer is written when it is nearly
+ * full, by a flusher thread every FLUSH_INTERVAL, before every event line (so the order
+ * holds) and at exit. Whole lines only, so lines never interleave. */
+#define LOG_BUFFER_SIZE (256 * 1024)
+#define LOG_FLUSH_AT (192 * 1024)
+#define FLUSH_INTERVAL_NS (50 * 1000 * 1000)
+
+static pthread_mutex_t buffer_lock = PTHREAD_MUTEX_INITIALIZER;
+static char buffer[LOG_BUFFER_SIZE];
+static size_t buffered;
+static pthread_once_t flusher_once = PTHREAD_ONCE_INIT;
+
+/* buffer_lock held. */
+static void flush_locked(void)
+{
+    write_all(buffer, buffered);
+    buffered = 0;
+}
+
+void svc_log_flush(void)
+{
+    pthread_mutex_lock(&buffer_lock);
+    flush_locked();
+    pthread_mutex_unlock(&buffer_lock);
+}
+
+static void *flusher(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct timespec ts = {0, FLUSH_INTERVAL_NS};
+        nanosleep(&ts, NULL);
+        svc_log_flush();
+    }
+    return NULL;
+}
+
+static void start_flusher(void)
+{
+    pthread_t t;
+    sigset_t all, old;
+    sigfillset(&all); /* the main thread takes the signals */
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    if (pthread_create(&t, NULL, flusher, NULL) == 0)
+        pthread_detach(t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void buffer_line(const char *line, size_t len)
+{
+    pthread_once(&flusher_once, start_flusher);
+    pthread_mutex_lock(&buffer_lock);
+    if (buffered + len > LOG_BUFFER_SIZE)
+        flush_locked();
+    if (len > LOG_BUFFER_SIZE) {
+        write_all(line, len);
+    } else {
+        memcpy(buffer + buffered, line, len);
+        buffered += len;
+        if (buffered >= LOG_FLUSH_AT)
+            flush_locked();
+    }
+    pthread_mutex_unlock(&buffer_lock);
+}
+
+/* Event lines are rare and may be awaited (the listening line): written at once, after
+ * whatever request lines came before them. */
+static void write_line(const char *line, size_t len)
+{
+    pthread_mutex_lock(&buffer_lock);
+    flush_locked();
+    write_all(line, len);
+    pthread_mutex_unlock(&buffer_lock);
 }
 
 void svc_log_event(const char *level, const char *event, json_t *fields)
@@ -140,5 +218,5 @@ void svc_log_request(const api_request_summary *s, void *arg)
                      "\"status\":%u,\"duration_seconds\":%.6f,\"bytes\":%zu}\n",
                      now, id, s->method, s->route, path, s->status, s->seconds, s->bytes);
     if (n > 0)
-        write_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+        buffer_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }

@@ -1,6 +1,7 @@
 /* Logs: one line per event on stdout, JSON by default ({"time","level","event",...}) or
  * text for people, filtered by level. Every answered request is one "request" line at level
- * info. Thread-safe: each line is written with one write(2) call, so lines never interleave. */
+ * info. Thread-safe: lines are written whole (request lines in batches, within 50 ms),
+ * never interleaved. */
 #ifndef RAYD_SERVICE_LOG_H
 #define RAYD_SERVICE_LOG_H
 
@@ -18,7 +19,11 @@ void svc_log_configure(const char *format, const char *level);
  * none). level is "debug", "info", "warn" or "error". */
 void svc_log_event(const char *level, const char *event, json_t *fields);
 
-/* The access log: an api_request_logger (arg unused). */
+/* Writes the request lines gathered so far (they are also written every 50 ms, before
+ * every event line, and when the buffer fills). Call before exiting. */
+void svc_log_flush(void);
+
+/* The access log: an api_request_logger (arg unused). Lines reach stdout within 50 ms. */
 void svc_log_request(const api_request_summary *summary, void *arg);
 
 #endif
