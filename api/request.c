@@ -76,6 +76,29 @@ struct MHD_Response *api_response_json(api_request *req, json_t *json)
     return resp;
 }
 
+size_t api_json_escape(const char *s, char *out, size_t cap)
+{
+    static const char HEX[] = "0123456789abcdef";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && o + 7 < cap; p++) {
+        if (*p == '"' || *p == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)*p;
+        } else if (*p < 0x20 || *p >= 0x7f) { /* also bytes that may not be UTF-8 */
+            out[o++] = '\\';
+            out[o++] = 'u';
+            out[o++] = '0';
+            out[o++] = '0';
+            out[o++] = HEX[*p >> 4];
+            out[o++] = HEX[*p & 15];
+        } else {
+            out[o++] = (char)*p;
+        }
+    }
+    out[o] = '\0';
+    return o;
+}
+
 enum MHD_Result api_reply_json(api_request *req, unsigned status, json_t *json)
 {
     struct MHD_Response *resp = api_response_json(req, json);

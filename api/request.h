@@ -79,6 +79,11 @@ enum MHD_Result api_reply_json(api_request *req, unsigned status, json_t *json);
  * api_reply. NULL when out of memory. */
 struct MHD_Response *api_response_json(api_request *req, json_t *json);
 
+/* Writes s as the inside of a JSON string (quotes, backslashes and control characters
+ * escaped) into out (cap bytes, always NUL-terminated; cut short if too small). Returns
+ * the length written. */
+size_t api_json_escape(const char *s, char *out, size_t cap);
+
 /* Answers with no body. */
 enum MHD_Result api_reply_empty(api_request *req, unsigned status);
 
