@@ -74,6 +74,27 @@ static enum MHD_Result reply_receipt(api_request *req, const submitted *s)
 /* Prefer: wait rounds: answer with the result once every ref resolved, or the receipt. */
 static enum MHD_Result answer_or_park(api_request *req, const submitted *s)
 {
+    if (s->n == 1) {
+        /* One result: one look at the store decides. */
+        rt_object_view view;
+        rt_status st = rt_store_get(req->ctx->store, s->refs[0], &view);
+        enum MHD_Result r;
+        if (st == RT_ENOTFOUND) {
+            r = reply_receipt(req, s); /* long forgotten: the receipt is all there is */
+        } else if (st == RT_OK && view.state == RT_OBJ_PENDING) {
+            const char *refs[1] = {s->refs[0]};
+            /* The task is accepted whatever happens now: when no more requests may wait,
+             * the answer is the receipt, not a 429 that would invite a second submission. */
+            r = rt_clock_monotonic() < req->deadline && !api_parking_full(req)
+                    ? api_park_on_refs(req, refs, 1, 1)
+                    : reply_receipt(req, s);
+        } else {
+            snprintf(req->ray_ref, sizeof(req->ray_ref), "%s", s->refs[0]);
+            r = api_objects_reply_resolved(req, &view);
+        }
+        rt_object_view_release(&view);
+        return r;
+    }
     const char *pending[RT_TASK_NUM_RETURNS_MAX];
     size_t np = 0;
     for (unsigned i = 0; i < s->n; i++) {
@@ -89,14 +110,6 @@ static enum MHD_Result answer_or_park(api_request *req, const submitted *s)
         if (rt_clock_monotonic() < req->deadline && !api_parking_full(req))
             return api_park_on_refs(req, pending, np, np);
         return reply_receipt(req, s);
-    }
-    if (s->n == 1) {
-        rt_object_view view;
-        rt_store_get(req->ctx->store, s->refs[0], &view);
-        snprintf(req->ray_ref, sizeof(req->ray_ref), "%s", s->refs[0]);
-        enum MHD_Result r = api_objects_reply_resolved(req, &view);
-        rt_object_view_release(&view);
-        return r;
     }
     /* Several results: answer as POST /v1/objects/get would, with the task id. */
     json_t *list = json_array();
