@@ -75,36 +75,37 @@ void rt_call_return_bytes(rt_call *call, rt_buf *buf)
     call->result_buf = buf;
 }
 
-void rt_call_fail(rt_call *call, const char *fmt, ...)
+/* Sets the call's failure (fatal or not) from a printf-style message. */
+static void call_fail_v(rt_call *call, bool fatal, const char *fmt, va_list ap)
 {
-    if (!call)
-        return;
     /* Format first: the arguments may point into the outputs being replaced. */
     char *message = NULL;
-    va_list ap;
-    va_start(ap, fmt);
     int n = fmt ? vasprintf(&message, fmt, ap) : -1;
-    va_end(ap);
     if (n < 0)
         message = message_dup(fmt ? "out of memory" : "failed");
     call_clear_outputs(call);
     call->error = message; /* NULL only when even the fallback could not be allocated */
+    call->fatal = fatal;
+}
+
+void rt_call_fail(rt_call *call, const char *fmt, ...)
+{
+    if (!call)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    call_fail_v(call, false, fmt, ap);
+    va_end(ap);
 }
 
 void rt_call_fail_fatal(rt_call *call, const char *fmt, ...)
 {
     if (!call)
         return;
-    char *message = NULL;
     va_list ap;
     va_start(ap, fmt);
-    int n = fmt ? vasprintf(&message, fmt, ap) : -1;
+    call_fail_v(call, true, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        message = message_dup(fmt ? "out of memory" : "failed");
-    call_clear_outputs(call);
-    call->error = message;
-    call->fatal = true;
 }
 
 bool rt_call_cancelled(const rt_call *call)
