@@ -164,11 +164,21 @@ distribution() {
 check "30 x /healthz through nginx: all 200, all three replicas reached" distribution
 
 # --- 3. X-Request-Id ----------------------------------------------------------------------
+# rayd writes request log lines in batches (within 50 ms): look for a while.
+in_rayd_logs() {
+    local i
+    for i in $(seq 1 40); do
+        grep -q "\"request_id\":\"$1\"" "$LB"/rayd[123].log && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
 request_id_passes() {
     local rid=lb-demo-$$-$RANDOM got
     got=$(curl -s -o /dev/null -D - -H "X-Request-Id: $rid" "$URL/healthz" |
           tr -d '\r' | sed -n 's/^[Xx]-[Rr]equest-[Ii]d: //p')
-    [ "$got" = "$rid" ] && grep -q "\"request_id\":\"$rid\"" "$LB"/rayd[123].log
+    [ "$got" = "$rid" ] && in_rayd_logs "$rid"
 }
 check "X-Request-Id sent by the client comes back and reaches rayd's log" request_id_passes
 
@@ -176,7 +186,7 @@ request_id_made() { # no id sent: nginx's $request_id (32 hex) is the one rayd u
     local got
     got=$(curl -s -o /dev/null -D - "$URL/healthz" | tr -d '\r' |
           sed -n 's/^[Xx]-[Rr]equest-[Ii]d: //p')
-    [[ "$got" =~ ^[0-9a-f]{32}$ ]] && grep -q "\"request_id\":\"$got\"" "$LB"/rayd[123].log
+    [[ "$got" =~ ^[0-9a-f]{32}$ ]] && in_rayd_logs "$got"
 }
 check "without X-Request-Id, nginx makes one and rayd uses it" request_id_made
 
