@@ -66,7 +66,7 @@ enum MHD_Result api_actors_create(api_request *req)
     if (st != RT_OK)
         return api_problem(req, 400, "BadRequest", err, NULL);
     char location[16 + RT_REF_SIZE];
-    snprintf(location, sizeof(location), "/v1/actors/%s", info.actor_id);
+    snprintf(location, sizeof(location), "/v1/actors/" "%s", info.actor_id);
     struct MHD_Response *resp = api_response_json(req, info_json(&info));
     rt_actor_info_release(&info);
     if (!resp)
@@ -141,7 +141,7 @@ typedef struct call_state {
 static enum MHD_Result reply_call_receipt(api_request *req, const char *ref)
 {
     char location[16 + RT_REF_SIZE];
-    snprintf(location, sizeof(location), "/v1/objects/%s", ref);
+    snprintf(location, sizeof(location), "/v1/objects/" "%s", ref);
     struct MHD_Response *resp = api_response_json(req, json_pack("{s:s}", "ref", ref));
     if (!resp)
         return MHD_NO;

@@ -67,7 +67,7 @@ enum MHD_Result api_objects_put(api_request *req)
     req->raw_buf = NULL; /* the store owns it now */
 
     char location[16 + RT_REF_SIZE];
-    snprintf(location, sizeof(location), "/v1/objects/%s", ref);
+    snprintf(location, sizeof(location), "/v1/objects/" "%s", ref);
     /* Written directly: jansson's pack and dump were half of a small put's own cost. */
     char ct_json[3 * RT_CONTENT_TYPE_MAX + 8];
     api_json_escape(content_type, ct_json, sizeof(ct_json));

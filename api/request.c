@@ -48,7 +48,7 @@ enum MHD_Result api_reply(api_request *req, unsigned status, struct MHD_Response
     }
     if (req->ray_ref[0]) {
         char location[16 + RT_REF_SIZE];
-        snprintf(location, sizeof(location), "/v1/objects/%s", req->ray_ref);
+        snprintf(location, sizeof(location), "/v1/objects/" "%s", req->ray_ref);
         MHD_add_response_header(resp, "X-Ray-Ref", req->ray_ref);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
     }
