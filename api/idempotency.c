@@ -9,6 +9,7 @@
 
 #include "api/problem.h"
 #include "runtime/clock.h"
+#include "runtime/hash.h"
 #include "runtime/sha256.h"
 
 #define KEY_MAX 255
@@ -37,14 +38,6 @@ struct api_idempotency {
     entry *oldest, *newest;
     double ttl;
 };
-
-static uint32_t hash_text(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h;
-}
 
 static void entry_free(entry *e)
 {
@@ -202,7 +195,7 @@ int api_idempotency_begin(api_idempotency *t, api_request *req)
     }
     unsigned char digest[RT_SHA256_DIGEST_SIZE];
     body_digest(req, digest);
-    uint32_t h = hash_text(scope);
+    uint32_t h = rt_hash_str(scope);
     double now = rt_clock_monotonic();
 
     pthread_mutex_lock(&t->lock);

@@ -26,6 +26,7 @@
 
 #include "runtime/args.h"
 #include "runtime/clock.h"
+#include "runtime/hash.h"
 #include "runtime/lock.h"
 
 #define TABLE_BUCKETS_INITIAL 1024
@@ -117,14 +118,6 @@ int rt_actor_state_parse(const char *name)
         if (strcmp(name, STATE_NAMES[i]) == 0)
             return i;
     return -1;
-}
-
-static uint32_t hash_text(const char *s)
-{
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h;
 }
 
 static void stat_add(size_t *p, long delta)
@@ -337,7 +330,7 @@ static void table_grow(rt_actors *as)
 /* table_lock held. */
 static rt_actor *find_by_id(rt_actors *as, const char *id)
 {
-    uint32_t h = hash_text(id);
+    uint32_t h = rt_hash_str(id);
     for (rt_actor *a = as->by_id[h & (as->nbuckets - 1)]; a; a = a->id_next)
         if (a->id_hash == h && strcmp(a->id, id) == 0)
             return a;
@@ -347,7 +340,7 @@ static rt_actor *find_by_id(rt_actors *as, const char *id)
 /* table_lock held. */
 static rt_actor *find_by_name(rt_actors *as, const char *name)
 {
-    uint32_t h = hash_text(name);
+    uint32_t h = rt_hash_str(name);
     for (rt_actor *a = as->by_name[h & (as->nbuckets - 1)]; a; a = a->name_next)
         if (a->name_hash == h && strcmp(a->name, name) == 0)
             return a;
@@ -962,10 +955,10 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
     a->cls = cls;
     a->job.run = run_actor;
     rt_ref_generate(a->id, 'a');
-    a->id_hash = hash_text(a->id);
+    a->id_hash = rt_hash_str(a->id);
     if (spec->name) {
         snprintf(a->name, sizeof(a->name), "%s", spec->name);
-        a->name_hash = hash_text(a->name);
+        a->name_hash = rt_hash_str(a->name);
     }
     a->ctor_args = spec->args ? json_deep_copy(spec->args) : json_array();
     a->ctor_kwargs = spec->kwargs ? json_deep_copy(spec->kwargs) : json_object();

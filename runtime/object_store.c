@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "runtime/clock.h"
+#include "runtime/hash.h"
 #include "runtime/lock.h"
 
 #define SHARD_COUNT 64
@@ -86,14 +87,6 @@ struct rt_store {
 };
 
 /* ---- small helpers ---------------------------------------------------------------- */
-
-static uint32_t hash_ref(const char *ref)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const unsigned char *p = (const unsigned char *)ref; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h;
-}
 
 static shard *shard_for(rt_store *store, uint32_t hash)
 {
@@ -416,7 +409,7 @@ static rt_object *object_new(rt_store *store)
     if (!o)
         return NULL;
     rt_ref_generate(o->ref, 'o');
-    o->hash = hash_ref(o->ref);
+    o->hash = rt_hash_str(o->ref);
     o->seq = __atomic_add_fetch(&store->next_seq, 1, __ATOMIC_RELAXED);
     o->created_at = rt_clock_wall();
     return o;
@@ -534,7 +527,7 @@ static void fire_watchers(rt_watcher *list)
 
 int rt_store_watch(rt_store *store, const char *ref, rt_watcher *watcher)
 {
-    uint32_t h = hash_ref(ref);
+    uint32_t h = rt_hash_str(ref);
     shard *sh = shard_for(store, h);
     pthread_mutex_lock(&sh->lock);
     rt_object *o = shard_find(sh, ref, h);
@@ -588,7 +581,7 @@ int rt_store_unwatch(rt_store *store, rt_watcher *watcher)
 static rt_status lock_pending(rt_store *store, const char *ref, shard **sh_out,
                               rt_object **o_out)
 {
-    uint32_t h = hash_ref(ref);
+    uint32_t h = rt_hash_str(ref);
     shard *sh = shard_for(store, h);
     pthread_mutex_lock(&sh->lock);
     rt_object *o = shard_find(sh, ref, h);
@@ -698,7 +691,7 @@ static bool expire_if_due_locked(rt_store *store, rt_object *o, double now, rt_b
 static rt_status read_object(rt_store *store, const char *ref, rt_object_view *view,
                              bool count)
 {
-    uint32_t h = hash_ref(ref);
+    uint32_t h = rt_hash_str(ref);
     shard *sh = shard_for(store, h);
     rt_buf *dropped_buf = NULL;
     rt_error *dropped_err = NULL;
@@ -741,7 +734,7 @@ rt_status rt_store_peek(rt_store *store, const char *ref, rt_object_view *view)
 
 rt_status rt_store_delete(rt_store *store, const char *ref)
 {
-    uint32_t h = hash_ref(ref);
+    uint32_t h = rt_hash_str(ref);
     shard *sh = shard_for(store, h);
     rt_buf *buf = NULL;
     rt_error *err = NULL;
@@ -769,7 +762,7 @@ rt_status rt_store_delete(rt_store *store, const char *ref)
 
 rt_status rt_store_pin(rt_store *store, const char *ref)
 {
-    uint32_t h = hash_ref(ref);
+    uint32_t h = rt_hash_str(ref);
     shard *sh = shard_for(store, h);
     pthread_mutex_lock(&sh->lock);
     rt_object *o = shard_find(sh, ref, h);
@@ -790,7 +783,7 @@ rt_status rt_store_pin(rt_store *store, const char *ref)
 
 rt_status rt_store_unpin(rt_store *store, const char *ref)
 {
-    uint32_t h = hash_ref(ref);
+    uint32_t h = rt_hash_str(ref);
     shard *sh = shard_for(store, h);
     pthread_mutex_lock(&sh->lock);
     rt_object *o = shard_find(sh, ref, h);

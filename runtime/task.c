@@ -27,6 +27,7 @@
 
 #include "runtime/args.h"
 #include "runtime/clock.h"
+#include "runtime/hash.h"
 #include "runtime/lock.h"
 
 #define TABLE_BUCKETS_INITIAL 1024
@@ -127,14 +128,6 @@ static void count_add(unsigned long long *p)
 
 /* ---- records ------------------------------------------------------------------------ */
 
-static uint32_t hash_id(const char *id)
-{
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h;
-}
-
 static void task_free(rt_task *t)
 {
     json_decref(t->args);
@@ -161,7 +154,7 @@ static void task_decref(rt_task *t)
 /* table_lock held. */
 static rt_task *table_find(rt_tasks *ts, const char *id)
 {
-    uint32_t h = hash_id(id);
+    uint32_t h = rt_hash_str(id);
     for (rt_task *t = ts->buckets[h & (ts->nbuckets - 1)]; t; t = t->hnext)
         if (t->hash == h && strcmp(t->id, id) == 0)
             return t;
@@ -673,7 +666,7 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     t->owner = ts;
     t->job.run = run_job;
     rt_ref_generate(t->id, 't');
-    t->hash = hash_id(t->id);
+    t->hash = rt_hash_str(t->id);
     t->fn = rt_registry_find(ts->registry, spec->function);
     /* Validated: names are at most RT_TASK_NAME_MAX bytes. */
     memcpy(t->function, spec->function, strnlen(spec->function, RT_TASK_NAME_MAX));
