@@ -146,18 +146,14 @@ static void body_digest(const api_request *req, unsigned char out[RT_SHA256_DIGE
     rt_sha256_final(&c, out);
 }
 
-static enum MHD_Result replay(api_request *req, const entry *e)
+/* Answers with a remembered answer. e is a snapshot taken under the lock; its body is
+ * stolen (handed to the response). */
+static enum MHD_Result replay(api_request *req, entry *e)
 {
-    void *copy = malloc(e->body_len ? e->body_len : 1);
-    if (!copy)
-        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
-    memcpy(copy, e->body, e->body_len);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(e->body_len, copy, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(copy);
+    struct MHD_Response *resp = api_response_text(req, e->body, e->body_len);
+    e->body = NULL;
+    if (!resp)
         return MHD_NO;
-    }
     for (const char *line = e->headers; line && *line;) {
         const char *colon = strchr(line, ':'), *end = strchr(line, '\n');
         if (!colon || !end || colon > end)
@@ -169,7 +165,6 @@ static enum MHD_Result replay(api_request *req, const entry *e)
         line = end + 1;
     }
     MHD_add_response_header(resp, "Idempotent-Replayed", "true");
-    req->bytes_out = e->body_len;
     return api_reply(req, e->status, resp, e->content_type);
 }
 

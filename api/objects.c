@@ -74,22 +74,9 @@ enum MHD_Result api_objects_put(api_request *req)
     char *body = NULL;
     int n = asprintf(&body, "{\"ref\":\"%s\",\"size\":%zu,\"content_type\":\"%s\"}", ref,
                      size, ct_json);
-    if (n < 0)
+    struct MHD_Response *resp = api_response_text(req, n < 0 ? NULL : body, n < 0 ? 0 : (size_t)n);
+    if (!resp)
         return MHD_NO;
-    req->bytes_out = (size_t)n;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(body);
-        return MHD_NO;
-    }
-    if (req->idem_entry) { /* an Idempotency-Key answer is replayed from a copy */
-        free(req->idem_body);
-        req->idem_body = malloc((size_t)n);
-        req->idem_body_len = req->idem_body ? (size_t)n : 0;
-        if (req->idem_body)
-            memcpy(req->idem_body, body, (size_t)n);
-    }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
     return api_reply(req, 201, resp, "application/json");
 }

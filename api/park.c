@@ -242,7 +242,7 @@ enum MHD_Result api_park_on_refs(api_request *req, const char *const *refs, size
     pthread_mutex_lock(&pk->lock);
     __atomic_add_fetch(&park->refs, 1, __ATOMIC_RELAXED);
     if (heap_push(pk, park) != 0) {
-        park->refs--;
+        __atomic_sub_fetch(&park->refs, 1, __ATOMIC_RELAXED); /* the heap never held it */
         park->deadline = 0; /* could not track: wake at once and answer */
         pthread_mutex_unlock(&pk->lock);
         park_wake(park);

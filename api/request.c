@@ -61,19 +61,24 @@ enum MHD_Result api_reply(api_request *req, unsigned status, struct MHD_Response
     return r;
 }
 
+struct MHD_Response *api_response_text(api_request *req, char *text, size_t len)
+{
+    if (!text)
+        return NULL;
+    req->bytes_out = len;
+    keep_body(req, text, len);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+    if (!resp)
+        free(text);
+    return resp;
+}
+
 struct MHD_Response *api_response_json(api_request *req, json_t *json)
 {
     char *text = json ? json_dumps(json, JSON_COMPACT) : NULL;
     json_decref(json);
-    if (!text)
-        return NULL;
-    req->bytes_out = strlen(text);
-    keep_body(req, text, req->bytes_out);
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(req->bytes_out, text, MHD_RESPMEM_MUST_FREE);
-    if (!resp)
-        free(text);
-    return resp;
+    return api_response_text(req, text, text ? strlen(text) : 0);
 }
 
 size_t api_json_escape(const char *s, char *out, size_t cap)

@@ -75,6 +75,11 @@ enum MHD_Result api_reply(api_request *req, unsigned status, struct MHD_Response
 /* Serialises json (stolen) and answers with application/json. */
 enum MHD_Result api_reply_json(api_request *req, unsigned status, json_t *json);
 
+/* A response holding text (malloc'd, len bytes, stolen: freed by MHD, or here on failure),
+ * counted for the log and kept for an Idempotency-Key. NULL when text is NULL or out of
+ * memory. */
+struct MHD_Response *api_response_text(api_request *req, char *text, size_t len);
+
 /* A response holding json serialised (json stolen), for callers that add headers before
  * api_reply. NULL when out of memory. */
 struct MHD_Response *api_response_json(api_request *req, json_t *json);

@@ -32,13 +32,9 @@ enum MHD_Result api_system_metrics(api_request *req)
     char *text = api_metrics_render(req->ctx->metrics, req->ctx, &len);
     if (!text)
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
-    req->bytes_out = len;
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        free(text);
+    struct MHD_Response *resp = api_response_text(req, text, len);
+    if (!resp)
         return MHD_NO;
-    }
     return api_reply(req, 200, resp, "text/plain; version=0.0.4; charset=utf-8");
 }
 
