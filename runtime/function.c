@@ -75,9 +75,10 @@ void rt_call_return_bytes(rt_call *call, rt_buf *buf)
     call->result_buf = buf;
 }
 
-/* Sets the call's failure (fatal or not) from a printf-style message. */
-static void call_fail_v(rt_call *call, bool fatal, const char *fmt, va_list ap)
+void rt_call_vfail(rt_call *call, bool fatal, const char *fmt, va_list ap)
 {
+    if (!call)
+        return;
     /* Format first: the arguments may point into the outputs being replaced. */
     char *message = NULL;
     int n = fmt ? vasprintf(&message, fmt, ap) : -1;
@@ -94,7 +95,7 @@ void rt_call_fail(rt_call *call, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    call_fail_v(call, false, fmt, ap);
+    rt_call_vfail(call, false, fmt, ap);
     va_end(ap);
 }
 
@@ -104,7 +105,7 @@ void rt_call_fail_fatal(rt_call *call, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    call_fail_v(call, true, fmt, ap);
+    rt_call_vfail(call, true, fmt, ap);
     va_end(ap);
 }
 

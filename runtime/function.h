@@ -12,6 +12,7 @@
 #define RAYD_RUNTIME_FUNCTION_H
 
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdbool.h>
 
 #include "runtime/buffer.h"
@@ -55,6 +56,9 @@ void rt_call_fail(rt_call *call, const char *fmt, ...) __attribute__((format(pri
 /* Fails an actor method call and marks the actor's state broken: the actor restarts
  * (re-runs its constructor) if it has restarts left, or dies. */
 void rt_call_fail_fatal(rt_call *call, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* rt_call_fail or rt_call_fail_fatal (fatal) with a va_list, for wrappers. */
+void rt_call_vfail(rt_call *call, bool fatal, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 /* True once the task was cancelled (or its deadline passed): long-running functions should
  * check it and return early. */
 bool rt_call_cancelled(const rt_call *call);

@@ -623,25 +623,14 @@ static void api_return_bytes(rayd_call *mc, const void *data, size_t len, const 
     rt_call_return_bytes(mc->call, rt_buf_from(data ? data : "", len, content_type));
 }
 
-/* Formats a module's failure message (new, or NULL when out of memory). */
-static char *message_vformat(const char *fmt, va_list ap)
-{
-    char *message = NULL;
-    if (!fmt || vasprintf(&message, fmt, ap) < 0)
-        return NULL;
-    return message;
-}
-
 static void api_fail(rayd_call *mc, const char *fmt, ...)
 {
     if (!mc)
         return;
     va_list ap;
     va_start(ap, fmt);
-    char *message = message_vformat(fmt, ap);
+    rt_call_vfail(mc->call, false, fmt, ap);
     va_end(ap);
-    rt_call_fail(mc->call, "%s", message ? message : fmt ? "out of memory" : "failed");
-    free(message);
 }
 
 static void api_fail_fatal(rayd_call *mc, const char *fmt, ...)
@@ -650,10 +639,8 @@ static void api_fail_fatal(rayd_call *mc, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    char *message = message_vformat(fmt, ap);
+    rt_call_vfail(mc->call, true, fmt, ap);
     va_end(ap);
-    rt_call_fail_fatal(mc->call, "%s", message ? message : fmt ? "out of memory" : "failed");
-    free(message);
 }
 
 static int api_put_object(rayd_call *mc, const void *data, size_t len, const char *content_type,
