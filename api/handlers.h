@@ -1,5 +1,6 @@
-/* Every route handler, one file per resource: api/objects.c, api/waiting.c,
- * api/system.c. Each answers one request (see api/request.h). */
+/* Every route handler, one file per resource: objects.c, waiting.c (get and wait),
+ * tasks.c, actors.c, functions.c, system.c. Each answers one request (see request.h);
+ * request bodies are decoded by decode.c. */
 #ifndef RAYD_API_HANDLERS_H
 #define RAYD_API_HANDLERS_H
 

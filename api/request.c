@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "api/decode.h"
 #include "api/idempotency.h"
 #include "api/problem.h"
 
@@ -265,18 +266,9 @@ int api_body_json(api_request *req)
 int api_json_only_keys(api_request *req, json_t *obj, const char *const *allowed,
                        const char *what)
 {
-    const char *key;
-    json_t *value;
-    json_object_foreach(obj, key, value)
-    {
-        int ok = 0;
-        for (const char *const *a = allowed; *a; a++)
-            if (strcmp(*a, key) == 0)
-                ok = 1;
-        if (!ok) {
-            api_problemf(req, 400, "BadRequest", "%s has an unknown member '%.64s'", what, key);
-            return -1;
-        }
-    }
-    return 0;
+    char err[200];
+    if (api_decode_only_keys(obj, allowed, what, err, sizeof(err)) == API_DECODE_OK)
+        return 0;
+    api_problem(req, 400, "BadRequest", err, NULL);
+    return -1;
 }
