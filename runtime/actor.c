@@ -14,9 +14,15 @@
  *   next is ready, so a busy actor cannot starve others.
  * - A call's ref arguments are tracked like a task's: a watcher per dependency and a
  *   counter with a guard; when it reaches 0 the call becomes ready, and if it is at the head
- *   of the mailbox the actor is scheduled.
- * - Lifetime: actors and calls are reference-counted: the table holds the actor; a
- *   scheduled job and each registered watcher hold the call (and the call holds its actor). */
+ *   of the mailbox the actor is scheduled. They are pinned and watched before the call is
+ *   published in the mailbox, so a kill that detaches it finds them all.
+ * - Asynchronous (remote) classes: the actor stays `running` from start to completion, so
+ *   order holds while no worker waits. A quick class's call whose submitter waits for it
+ *   (Prefer: wait) runs on the submitting thread when the actor is idle: the job is handed
+ *   back instead of queued, and is the only job of that actor as always.
+ * - Lifetime: actors and calls are reference-counted: the table holds the actor, and so
+ *   does a queued or running job; the mailbox and each registered watcher hold a call, and
+ *   a call holds its actor. */
 #include "runtime/actor.h"
 
 #include <pthread.h>

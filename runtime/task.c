@@ -8,7 +8,10 @@
  * - Per task, `lock` guards state, attempts, timestamps, error and cancel_requested.
  *   Lock order: table_lock -> task lock; store locks are never held while taking either.
  * - Lifetime: a task is reference-counted: one reference for the table, one for each
- *   registered dependency watcher, one while its job is queued or running.
+ *   registered dependency watcher, one while its job is queued or running (an asynchronous
+ *   attempt keeps it until its completion callback, and a retry across its delay).
+ * - A quick function whose submitter waits for it (Prefer: wait) runs on the submitting
+ *   thread; it goes through run_job exactly as on a worker.
  * - Dependencies: deps_remaining starts at ndeps + 1. Each dependency that resolves (or
  *   already was resolved at submission) takes one off, and submission takes the extra one
  *   off when it has registered every watcher; whoever reaches 0 queues the task. So a
