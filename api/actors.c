@@ -101,11 +101,7 @@ enum MHD_Result api_actors_list(api_request *req)
         rt_actor_info_release(&infos[i]);
     }
     free(infos);
-    char next_text[24];
-    snprintf(next_text, sizeof(next_text), "%llu", (unsigned long long)next);
-    return api_reply_json(req, 200,
-                          json_pack("{s:o,s:o}", "actors", list, "next_cursor",
-                                    next ? json_string(next_text) : json_null()));
+    return api_reply_page(req, "actors", list, next);
 }
 
 enum MHD_Result api_actors_get(api_request *req)

@@ -142,11 +142,7 @@ enum MHD_Result api_objects_list(api_request *req)
         rt_object_view_release(&views[i]);
     }
     free(views);
-    char next_text[24];
-    snprintf(next_text, sizeof(next_text), "%llu", (unsigned long long)next);
-    return api_reply_json(req, 200,
-                          json_pack("{s:o,s:o}", "objects", list, "next_cursor",
-                                    next ? json_string(next_text) : json_null()));
+    return api_reply_page(req, "objects", list, next);
 }
 
 /* ---- GET and HEAD /v1/objects/{ref} --------------------------------------------------- */

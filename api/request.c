@@ -82,6 +82,16 @@ struct MHD_Response *api_response_json(api_request *req, json_t *json)
     return api_response_text(req, text, text ? strlen(text) : 0);
 }
 
+enum MHD_Result api_reply_page(api_request *req, const char *key, json_t *items,
+                               unsigned long long next)
+{
+    char next_text[24];
+    snprintf(next_text, sizeof(next_text), "%llu", next);
+    return api_reply_json(req, 200,
+                          json_pack("{s:o,s:o}", key, items, "next_cursor",
+                                    next ? json_string(next_text) : json_null()));
+}
+
 size_t api_json_escape(const char *s, char *out, size_t cap)
 {
     static const char HEX[] = "0123456789abcdef";

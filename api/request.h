@@ -89,6 +89,11 @@ struct MHD_Response *api_response_json(api_request *req, json_t *json);
  * the length written. */
 size_t api_json_escape(const char *s, char *out, size_t cap);
 
+/* Answers 200 with one page of a listing: {key: items, "next_cursor": "N" or null}.
+ * items is stolen; next is the cursor of the next page, 0 at the end. */
+enum MHD_Result api_reply_page(api_request *req, const char *key, json_t *items,
+                               unsigned long long next);
+
 /* Answers with no body. */
 enum MHD_Result api_reply_empty(api_request *req, unsigned status);
 

@@ -286,11 +286,7 @@ enum MHD_Result api_tasks_list(api_request *req)
         rt_task_info_release(&infos[i]);
     }
     free(infos);
-    char next_text[24];
-    snprintf(next_text, sizeof(next_text), "%llu", (unsigned long long)next);
-    return api_reply_json(req, 200,
-                          json_pack("{s:o,s:o}", "tasks", list, "next_cursor",
-                                    next ? json_string(next_text) : json_null()));
+    return api_reply_page(req, "tasks", list, next);
 }
 
 enum MHD_Result api_tasks_cancel(api_request *req)
