@@ -215,7 +215,7 @@ void rt_registry_free(rt_registry *registry)
     free(registry);
 }
 
-static bool name_valid(const char *name)
+bool rt_function_name_valid(const char *name)
 {
     if (!name)
         return false;
@@ -266,7 +266,7 @@ static int grow_fns(rt_registry *registry)
 
 rt_status rt_registry_add(rt_registry *registry, const rt_function *fn)
 {
-    if (!registry || !fn || (!fn->fn && !fn->start) || !name_valid(fn->name))
+    if (!registry || !fn || (!fn->fn && !fn->start) || !rt_function_name_valid(fn->name))
         return RT_EINVAL;
     rt_status status = RT_OK;
     pthread_rwlock_wrlock(&registry->lock);
@@ -330,7 +330,7 @@ rt_status rt_registry_put_owned(rt_registry *registry, rt_function *fn,
                                 void (*release)(rt_function *fn), bool *replaced)
 {
     *replaced = false;
-    if (!registry || !fn || (!fn->fn && !fn->start) || !name_valid(fn->name) || !release)
+    if (!registry || !fn || (!fn->fn && !fn->start) || !rt_function_name_valid(fn->name) || !release)
         return RT_EINVAL;
     owned_function *o = malloc(sizeof(*o));
     if (!o)

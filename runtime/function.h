@@ -128,6 +128,10 @@ const rt_function *rt_registry_find(rt_registry *registry, const char *name);
 void rt_registry_each(rt_registry *registry, void (*visit)(const rt_function *fn, void *arg),
                       void *arg);
 
+/* True when name is 1 to 128 characters of [A-Za-z0-9_.-], as function, class and method
+ * names must be. */
+bool rt_function_name_valid(const char *name);
+
 /* "builtin", "module", "remote". */
 const char *rt_function_kind_name(rt_function_kind kind);
 

@@ -35,6 +35,7 @@
 #include "runtime/ref.h"
 
 _Static_assert(RAYD_REF_SIZE == RT_REF_SIZE, "rayd_module.h's RAYD_REF_SIZE is RT_REF_SIZE");
+_Static_assert(RAYD_NAME_MAX == 128, "rayd_module.h's RAYD_NAME_MAX is rt_function_name_valid's limit");
 
 /* ---- what a module registered ----------------------------------------------------------- */
 
@@ -175,22 +176,6 @@ static const mod_class *find_class(const char *name)
 }
 
 /* ---- checks and copies ---------------------------------------------------------------------- */
-
-static bool name_valid(const char *name)
-{
-    if (!name)
-        return false;
-    size_t n = 0;
-    for (const char *p = name; *p; p++, n++) {
-        char c = *p;
-        if (n >= RAYD_NAME_MAX)
-            return false;
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-'))
-            return false;
-    }
-    return n > 0;
-}
 
 /* True when s (NUL-terminated; NULL counts as "") is well-formed UTF-8: no overlong forms,
  * no surrogates, nothing above U+10FFFF. jansson refuses anything else. */
@@ -391,7 +376,7 @@ static int api_register_function(rayd_module *m, const rayd_function_def *def)
         return RAYD_ESTATE;
     if (!def)
         return reg_fail(m, RAYD_EINVAL, "register_function was given NULL");
-    if (!name_valid(def->name))
+    if (!rt_function_name_valid(def->name))
         return reg_fail(m, RAYD_EINVAL,
                         "function name '%.64s' is not 1 to %d characters of [A-Za-z0-9_.-]",
                         shown(def->name), RAYD_NAME_MAX);
@@ -432,7 +417,7 @@ static int api_register_function(rayd_module *m, const rayd_function_def *def)
 /* Checks a class definition; records and returns the failure, or RAYD_OK. */
 static int class_def_check(rayd_module *m, const rayd_class_def *def)
 {
-    if (!name_valid(def->name))
+    if (!rt_function_name_valid(def->name))
         return reg_fail(m, RAYD_EINVAL,
                         "class name '%.64s' is not 1 to %d characters of [A-Za-z0-9_.-]",
                         shown(def->name), RAYD_NAME_MAX);
@@ -445,7 +430,7 @@ static int class_def_check(rayd_module *m, const rayd_class_def *def)
                         def->name, def->nmethods);
     for (size_t i = 0; i < def->nmethods; i++) {
         const rayd_method_def *md = &def->methods[i];
-        if (!name_valid(md->name))
+        if (!rt_function_name_valid(md->name))
             return reg_fail(m, RAYD_EINVAL,
                             "class '%s': method name '%.64s' is not 1 to %d characters of "
                             "[A-Za-z0-9_.-]",
