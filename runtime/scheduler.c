@@ -30,6 +30,18 @@ struct rt_scheduler {
     pthread_t *threads;
 };
 
+/* Appends one job to the ready FIFO. Lock held. */
+static void ready_append_locked(rt_scheduler *s, rt_job *job)
+{
+    job->next = NULL;
+    if (s->tail)
+        s->tail->next = job;
+    else
+        s->head = job;
+    s->tail = job;
+    s->queued++;
+}
+
 /* ---- delayed heap (lock held) ------------------------------------------------------ */
 
 static void delayed_push(rt_scheduler *s, rt_job *job)
@@ -38,14 +50,7 @@ static void delayed_push(rt_scheduler *s, rt_job *job)
         size_t cap = s->delayed_cap ? s->delayed_cap * 2 : 64;
         rt_job **h = realloc(s->delayed, cap * sizeof(*h));
         if (!h) {
-            /* Cannot delay: run it now rather than lose it. */
-            job->next = NULL;
-            if (s->tail)
-                s->tail->next = job;
-            else
-                s->head = job;
-            s->tail = job;
-            s->queued++;
+            ready_append_locked(s, job); /* cannot delay: run it now rather than lose it */
             return;
         }
         s->delayed = h;
@@ -85,16 +90,8 @@ static rt_job *delayed_pop(rt_scheduler *s)
 /* Moves due delayed jobs to the ready queue. */
 static void promote_due(rt_scheduler *s, double now)
 {
-    while (s->ndelayed > 0 && (s->stopping || s->delayed[0]->due <= now)) {
-        rt_job *job = delayed_pop(s);
-        job->next = NULL;
-        if (s->tail)
-            s->tail->next = job;
-        else
-            s->head = job;
-        s->tail = job;
-        s->queued++;
-    }
+    while (s->ndelayed > 0 && (s->stopping || s->delayed[0]->due <= now))
+        ready_append_locked(s, delayed_pop(s));
 }
 
 /* ---- workers ----------------------------------------------------------------------- */
