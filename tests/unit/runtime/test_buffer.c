@@ -260,6 +260,71 @@ static void test_is_json(void **state)
     assert_false(rt_content_type_is_json(""));
 }
 
+/* The VmFlags of the mapping that holds addr, from /proc/self/smaps ("" if not found). */
+static void vma_flags_of(const void *addr, char *out, size_t size)
+{
+    out[0] = '\0';
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return;
+    char line[512];
+    int inside = 0;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            inside = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+        } else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+            snprintf(out, size, "%s", line + 8);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+static int has_flag(const char *flags, const char *flag)
+{
+    char padded[600];
+    snprintf(padded, sizeof(padded), " %s ", flags);
+    char *nl = strchr(padded, '\n');
+    if (nl)
+        *nl = ' ';
+    char want[16];
+    snprintf(want, sizeof(want), " %s ", flag);
+    return strstr(padded, want) != NULL;
+}
+
+/* Buffers of 32 MiB and more ask for transparent huge pages (the "hg" VmFlag of
+ * MADV_HUGEPAGE), also when grown to that size; a 1 MiB one does not. */
+static void test_big_buffers_ask_for_huge_pages(void **state)
+{
+    (void)state;
+    char flags[512];
+    rt_buf *small = rt_buf_new((size_t)1 << 20, NULL);
+    assert_non_null(small);
+    memset(small->data, 1, small->size);
+    vma_flags_of(small->data + small->size / 2, flags, sizeof(flags));
+    if (!flags[0])
+        skip(); /* no /proc/self/smaps here */
+    assert_false(has_flag(flags, "hg"));
+    rt_buf_decref(small);
+
+    rt_buf *big = rt_buf_new((size_t)64 << 20, NULL);
+    assert_non_null(big);
+    vma_flags_of(big->data + big->size / 2, flags, sizeof(flags));
+    if (!has_flag(flags, "hg"))
+        fail_msg("a 64 MiB buffer's mapping has VmFlags %s, without hg", flags);
+    rt_buf_decref(big);
+
+    rt_buf *grown = rt_buf_new(1024, NULL);
+    assert_non_null(grown);
+    grown = rt_buf_resize(grown, (size_t)48 << 20);
+    assert_non_null(grown);
+    vma_flags_of(grown->data + grown->size / 2, flags, sizeof(flags));
+    if (!has_flag(flags, "hg"))
+        fail_msg("a buffer grown to 48 MiB has VmFlags %s, without hg", flags);
+    rt_buf_decref(grown);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +339,7 @@ int main(void)
         cmocka_unit_test(test_intern_length_limit),
         cmocka_unit_test(test_intern_concurrent),
         cmocka_unit_test(test_is_json),
+        cmocka_unit_test(test_big_buffers_ask_for_huge_pages),
     };
     return cmocka_run_group_tests_name("runtime/buffer", tests, NULL, NULL);
 }
