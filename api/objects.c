@@ -180,8 +180,12 @@ static ssize_t no_body_reader(void *cls, uint64_t pos, char *buf, size_t max)
 
 static enum MHD_Result serve_ready(api_request *req, const rt_object_view *view)
 {
-    char etag[RT_REF_SIZE + 2];
-    snprintf(etag, sizeof(etag), "\"%s\"", view->ref);
+    char etag[RT_REF_SIZE + 2]; /* "ref" */
+    size_t ref_len = strnlen(view->ref, RT_REF_SIZE - 1);
+    etag[0] = '"';
+    memcpy(etag + 1, view->ref, ref_len);
+    etag[ref_len + 1] = '"';
+    etag[ref_len + 2] = '\0';
     if (etag_matches(api_header(req, MHD_HTTP_HEADER_IF_NONE_MATCH), view->ref)) {
         /* RFC 9110 8.6: a 304's Content-Length, if any, is the selected representation's.
          * A response of the object's size whose reader is never asked for bytes makes

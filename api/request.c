@@ -24,6 +24,26 @@ static void keep_body(api_request *req, const void *data, size_t len)
         memcpy(req->idem_body, data, len);
 }
 
+/* "wait=N" as %g prints it; whole seconds (the usual case) without printf, which was a
+ * good part of a waited task's reply. */
+static void format_wait_applied(char *out, size_t size, double seconds)
+{
+    if (seconds >= 1 && seconds < 1e6 && seconds == (double)(unsigned)seconds) {
+        char digits[8];
+        unsigned v = (unsigned)seconds, n = 0;
+        while (v) {
+            digits[n++] = (char)('0' + v % 10);
+            v /= 10;
+        }
+        memcpy(out, "wait=", 5);
+        for (unsigned i = 0; i < n; i++)
+            out[5 + i] = digits[n - 1 - i];
+        out[5 + n] = '\0';
+        return;
+    }
+    snprintf(out, size, "wait=%g", seconds);
+}
+
 enum MHD_Result api_reply(api_request *req, unsigned status, struct MHD_Response *resp,
                           const char *content_type)
 {
@@ -44,12 +64,14 @@ enum MHD_Result api_reply(api_request *req, unsigned status, struct MHD_Response
     }
     if (req->prefer_wait > 0) {
         char applied[48];
-        snprintf(applied, sizeof(applied), "wait=%g", req->prefer_wait);
+        format_wait_applied(applied, sizeof(applied), req->prefer_wait);
         MHD_add_response_header(resp, "Preference-Applied", applied);
     }
     if (req->ray_ref[0]) {
-        char location[16 + RT_REF_SIZE];
-        snprintf(location, sizeof(location), "/v1/objects/" "%s", req->ray_ref);
+        static const char prefix[] = "/v1/objects/";
+        char location[sizeof(prefix) + RT_REF_SIZE];
+        memcpy(location, prefix, sizeof(prefix) - 1);
+        memcpy(location + sizeof(prefix) - 1, req->ray_ref, strlen(req->ray_ref) + 1);
         MHD_add_response_header(resp, "X-Ray-Ref", req->ray_ref);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
     }

@@ -89,7 +89,9 @@ static enum MHD_Result answer_or_park(api_request *req, const submitted *s)
                     ? api_park_on_refs(req, refs, 1, 1)
                     : reply_receipt(req, s);
         } else {
-            snprintf(req->ray_ref, sizeof(req->ray_ref), "%s", s->refs[0]);
+            size_t len = strnlen(s->refs[0], sizeof(req->ray_ref) - 1);
+            memcpy(req->ray_ref, s->refs[0], len);
+            req->ray_ref[len] = '\0';
             r = api_objects_reply_resolved(req, &view);
         }
         rt_object_view_release(&view);

@@ -1101,6 +1101,16 @@ static void test_prefer_wait(void **state)
     json_decref(v);
     http_resp_free(r);
 
+    /* the wait applied is echoed as given: several digits, a fraction */
+    r = submit_prefer(&g_main, "wait=12", "{\"function\":\"mul\",\"args\":[6,7]}");
+    assert_status(r, 200);
+    assert_header_eq(r, "Preference-Applied", "wait=12");
+    http_resp_free(r);
+    r = submit_prefer(&g_main, "wait=2.5", "{\"function\":\"mul\",\"args\":[6,7]}");
+    assert_status(r, 200);
+    assert_header_eq(r, "Preference-Applied", "wait=2.5");
+    http_resp_free(r);
+
     /* a dependency is waited for within the budget */
     char slow[ID];
     tk_submit(&g_main, "{\"function\":\"sleep\",\"args\":[0.25]}", NULL, slow);
