@@ -25,7 +25,7 @@ comma := ,
 RUN_ARGS ?=
 
 DEB_PACKAGES := build-essential pkg-config libmicrohttpd-dev libjansson-dev \
-                libcurl4-openssl-dev libcmocka-dev python3-yaml curl jq wrk
+                libcurl4-openssl-dev libcmocka-dev libjemalloc-dev python3-yaml curl jq wrk
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -Wno-missing-field-initializers -Wformat=2 -Wvla
@@ -34,6 +34,17 @@ LDLIBS  += -pthread -lm -ldl
 ifneq ($(SANITIZE),)
 CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+# The daemon's allocator: jemalloc (service/allocator.c says why), except under sanitizers,
+# which bring their own. ALLOCATOR=glibc builds without it.
+ifeq ($(SANITIZE),)
+ALLOCATOR ?= jemalloc
+else
+ALLOCATOR := glibc
+endif
+ifeq ($(ALLOCATOR),jemalloc)
+CFLAGS     += -DRAYD_JEMALLOC
+RAYD_LIBS  := -ljemalloc
 endif
 
 PKGS        := libmicrohttpd jansson libcurl
@@ -86,7 +97,7 @@ $(BUILD)/librayd_api.a: $(API_OBJ)
 	$(AR) rcs $@ $^
 
 $(BUILD)/rayd: $(SERVICE_OBJ) $(BUILD)/librayd_api.a $(BUILD)/librayd_runtime.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(RAYD_LIBS) $(LDLIBS)
 
 # The OpenAPI document is compiled into the binary, which serves it.
 $(BUILD)/gen/openapi_spec.c: openapi/openapi.yaml openapi/embed.py

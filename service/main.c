@@ -1,6 +1,5 @@
 /* rayd's entry point: read the configuration, build the runtime, serve HTTP, and stop
  * cleanly on SIGTERM or SIGINT. */
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include "api/server.h"
 #include "runtime/clock.h"
 #include "runtime/module.h"
+#include "service/allocator.h"
 #include "service/config.h"
 #include "service/log.h"
 
@@ -69,11 +69,7 @@ int main(int argc, char **argv)
     }
     svc_log_configure(config.log_format, config.log_level);
     raise_fd_limit();
-    /* Object buffers of 128 KiB and more get their own mappings, so freeing them gives the
-     * memory back to the system. Left to itself glibc raises this threshold after the first
-     * big frees and keeps later buffers in its heaps: a soak run held 300 MiB of freed heap
-     * with an empty store. */
-    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+    svc_allocator_configure();
 
     /* Signals are taken synchronously by the main thread below; every other thread
      * inherits the blocked mask. SIGPIPE is ignored: a vanished client is not fatal. */
@@ -135,12 +131,13 @@ int main(int argc, char **argv)
     /* Ready before we say so: a client that waits for the listening line may go at once. */
     __atomic_store_n(&ctx.lifecycle, API_READY, __ATOMIC_RELEASE);
     svc_log_event("info", "listening",
-                  json_pack("{s:s,s:i,s:s,s:i,s:i,s:I,s:I,s:f}", "address", config.api.bind,
+                  json_pack("{s:s,s:i,s:s,s:i,s:i,s:I,s:I,s:f,s:s}", "address", config.api.bind,
                             "port", (int)api_server_port(server), "version", svc_version(),
                             "http_threads", (int)config.api.http_threads, "workers",
                             (int)config.api.workers, "memory_limit",
                             (json_int_t)config.api.memory_limit, "max_body",
-                            (json_int_t)config.api.max_body, "max_wait", config.api.max_wait));
+                            (json_int_t)config.api.max_body, "max_wait", config.api.max_wait,
+                            "allocator", svc_allocator_name()));
 
 
     /* The main thread's job from here: wait for a stop signal, and once a second expire
