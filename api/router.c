@@ -46,17 +46,40 @@ static const api_route ROUTES[] = {
 #define ROUTE_COUNT (sizeof(ROUTES) / sizeof(ROUTES[0]))
 #define MAX_SEGMENTS 8
 
-/* Segments in each route's pattern, counted once. */
-static int route_segments[ROUTE_COUNT];
-static pthread_once_t segments_once = PTHREAD_ONCE_INIT;
+/* Each pattern split into segments once, so that matching compares lengths and bytes
+ * instead of scanning pattern strings for '/' on every request (the matcher was the
+ * largest part of rayd's own instructions per small GET). */
+typedef struct pattern_segment {
+    const char *text; /* into the pattern; not NUL-terminated at the segment's end */
+    size_t len;
+    int is_param; /* {name} */
+} pattern_segment;
 
-static void count_segments(void)
+typedef struct compiled_pattern {
+    pattern_segment segs[MAX_SEGMENTS];
+    int nsegs;
+    int literals; /* the pattern's specificity */
+} compiled_pattern;
+
+static compiled_pattern compiled[ROUTE_COUNT];
+static pthread_once_t compile_once = PTHREAD_ONCE_INIT;
+
+static void compile_patterns(void)
 {
     for (size_t i = 0; i < ROUTE_COUNT; i++) {
-        int n = 0;
-        for (const char *p = ROUTES[i].pattern; *p; p++)
-            n += *p == '/';
-        route_segments[i] = n;
+        compiled_pattern *c = &compiled[i];
+        const char *p = ROUTES[i].pattern + 1; /* every pattern starts with '/' */
+        for (;;) {
+            size_t len = strcspn(p, "/");
+            pattern_segment *seg = &c->segs[c->nsegs++];
+            seg->text = p;
+            seg->len = len;
+            seg->is_param = p[0] == '{';
+            c->literals += !seg->is_param;
+            if (!p[len])
+                break;
+            p += len + 1;
+        }
     }
 }
 
@@ -66,9 +89,9 @@ size_t api_route_table(const api_route **table)
     return ROUTE_COUNT;
 }
 
-/* Splits "/a/b/c" into segments in place. Returns the count, or -1 when there are too
- * many or the path does not start with '/'. */
-static int split_path(char *path, char *segs[MAX_SEGMENTS])
+/* Splits "/a/b/c" into NUL-terminated segments in place, with their lengths. Returns the
+ * count, or -1 when there are too many or the path does not start with '/'. */
+static int split_path(char *path, char *segs[MAX_SEGMENTS], size_t lens[MAX_SEGMENTS])
 {
     if (path[0] != '/')
         return -1;
@@ -77,43 +100,39 @@ static int split_path(char *path, char *segs[MAX_SEGMENTS])
     for (;;) {
         if (n == MAX_SEGMENTS)
             return -1;
-        segs[n++] = p;
+        segs[n] = p;
         char *slash = strchr(p, '/');
-        if (!slash)
+        if (!slash) {
+            lens[n++] = strlen(p);
             break;
+        }
+        lens[n++] = (size_t)(slash - p);
         *slash = '\0';
         p = slash + 1;
     }
     return n;
 }
 
-/* Matches one pattern against split segments. Returns the number of literal segments
- * (its specificity) or -1 for no match; fills params. */
-static int match_pattern(const char *pattern, char *const segs[], int nsegs,
-                         const char *params[API_MAX_PARAMS])
+/* Whether a compiled pattern matches the split path (same segment count, checked by the
+ * caller). A capture needs a non-empty segment. */
+static int pattern_matches(const compiled_pattern *c, char *const segs[], const size_t lens[])
 {
-    const char *p = pattern + 1;
-    int literals = 0, nparams = 0;
-    for (int i = 0; i < nsegs; i++) {
-        if (!*p && i > 0)
-            return -1; /* the path is longer */
-        size_t len = strcspn(p, "/");
-        if (p[0] == '{') {
-            if (!segs[i][0] || nparams == API_MAX_PARAMS)
-                return -1;
-            params[nparams++] = segs[i];
-        } else {
-            if (strlen(segs[i]) != len || strncmp(segs[i], p, len) != 0)
-                return -1;
-            literals++;
-        }
-        p += len;
-        if (*p == '/')
-            p++;
-        else if (i + 1 < nsegs)
-            return -1; /* the pattern ends before the path */
+    for (int i = 0; i < c->nsegs; i++) {
+        const pattern_segment *seg = &c->segs[i];
+        if (seg->is_param ? lens[i] == 0
+                          : lens[i] != seg->len || memcmp(segs[i], seg->text, seg->len) != 0)
+            return 0;
     }
-    return *p ? -1 : literals; /* the pattern is longer than the path */
+    return 1;
+}
+
+static void fill_params(const compiled_pattern *c, char *const segs[],
+                        const char *params[API_MAX_PARAMS])
+{
+    int nparams = 0;
+    for (int i = 0; i < c->nsegs && nparams < API_MAX_PARAMS; i++)
+        if (c->segs[i].is_param)
+            params[nparams++] = segs[i];
 }
 
 api_match_result api_route_match(const char *method, char *path, const api_route **route,
@@ -121,21 +140,20 @@ api_match_result api_route_match(const char *method, char *path, const api_route
                                  size_t allow_size)
 {
     char *segs[MAX_SEGMENTS];
-    int nsegs = split_path(path, segs);
+    size_t lens[MAX_SEGMENTS];
+    int nsegs = split_path(path, segs, lens);
     *route = NULL;
     if (nsegs < 0)
         return API_MATCH_NO_PATH;
 
     /* The most specific patterns that match the path own it. Only patterns with as many
      * segments as the path can match, which skips most of the table cheaply. */
-    pthread_once(&segments_once, count_segments);
+    pthread_once(&compile_once, compile_patterns);
     int best = -1;
     int spec[ROUTE_COUNT];
-    const char *scratch[API_MAX_PARAMS];
     for (size_t i = 0; i < ROUTE_COUNT; i++) {
-        spec[i] = route_segments[i] == nsegs
-                      ? match_pattern(ROUTES[i].pattern, segs, nsegs, scratch)
-                      : -1;
+        const compiled_pattern *c = &compiled[i];
+        spec[i] = c->nsegs == nsegs && pattern_matches(c, segs, lens) ? c->literals : -1;
         if (spec[i] > best)
             best = spec[i];
     }
@@ -149,7 +167,7 @@ api_match_result api_route_match(const char *method, char *path, const api_route
         if (spec[i] != best)
             continue;
         if (strcmp(ROUTES[i].method, method) == 0) {
-            match_pattern(ROUTES[i].pattern, segs, nsegs, params);
+            fill_params(&compiled[i], segs, params);
             *route = &ROUTES[i];
             return API_MATCH_OK;
         }

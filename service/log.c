@@ -186,18 +186,29 @@ static size_t escape(char *out, const char *s, size_t max)
 {
     static const char hex[] = "0123456789abcdef";
     size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p && max > 0; p++, max--) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p && max > 0) {
+        /* a run of bytes that need no escape, copied at once */
+        const unsigned char *run = p;
+        while (max > 0 && *p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') {
+            p++;
+            max--;
+        }
+        memcpy(out + o, run, (size_t)(p - run));
+        o += (size_t)(p - run);
+        if (!*p || max == 0)
+            break;
         if (*p == '"' || *p == '\\') {
             out[o++] = '\\';
             out[o++] = (char)*p;
-        } else if (*p < 0x20 || *p >= 0x7f) {
+        } else {
             memcpy(out + o, "\\u00", 4);
             out[o + 4] = hex[*p >> 4];
             out[o + 5] = hex[*p & 15];
             o += 6;
-        } else {
-            out[o++] = (char)*p;
         }
+        p++;
+        max--;
     }
     return o;
 }
