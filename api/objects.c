@@ -223,7 +223,10 @@ static enum MHD_Result serve_ready(api_request *req, const rt_object_view *view)
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+    /* Ranges are served by GET of the object itself; the result in a POST's answer
+     * (Prefer: wait) does not advertise them. */
+    if (req->method[0] != 'P')
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
     if (range == API_RANGE_OK) {
         char content_range[80];
         snprintf(content_range, sizeof(content_range), "bytes %zu-%zu/%zu", start,

@@ -304,3 +304,12 @@ int api_json_only_keys(api_request *req, json_t *obj, const char *const *allowed
     api_problem(req, 400, "BadRequest", err, NULL);
     return -1;
 }
+
+json_t *api_json_take(json_t *obj, const char *key, json_t *value)
+{
+    if (!value)
+        return NULL;
+    json_incref(value);
+    json_object_del(obj, key);
+    return value;
+}

@@ -132,6 +132,10 @@ int api_query_uint(api_request *req, const char *name, unsigned long long min,
 /* Parses req->body as JSON into req->json (once). On failure answers 400 and returns -1. */
 int api_body_json(api_request *req);
 
+/* Takes value, the member key of obj (or NULL), out of obj and returns it with the only
+ * reference, so that it can be handed on without a copy. NULL gives NULL. */
+json_t *api_json_take(json_t *obj, const char *key, json_t *value);
+
 /* Checks that a JSON object has only the allowed member names (NULL-terminated list).
  * On failure answers 400 naming the member and returns -1. */
 int api_json_only_keys(api_request *req, json_t *obj, const char *const *allowed,

@@ -144,6 +144,11 @@ enum MHD_Result api_tasks_submit(api_request *req)
     req->handler_state = s;
     req->handler_state_free = submitted_free;
     spec.request_id = req->request_id;
+    /* The task takes args and kwargs out of the request's document instead of copying
+     * them: nothing reads them there after this. */
+    spec.args = api_json_take(req->json, "args", spec.args);
+    spec.kwargs = api_json_take(req->json, "kwargs", spec.kwargs);
+    spec.args_given = true;
     api_read_prefer_wait(req);
     spec.inline_ok = req->prefer_wait > 0;
     rt_status st = rt_task_submit(req->ctx->tasks, &spec, s->task_id, s->refs, err, sizeof(err));

@@ -659,11 +659,26 @@ rt_status rt_task_validate(rt_tasks *ts, const rt_task_spec *spec, char *err, si
 }
 
 /* Makes a task record with its result objects, not yet visible. */
+/* Drops the references of specs that hand over their arguments (args_given) and did not
+ * become tasks. */
+static void release_given_args(const rt_task_spec *specs, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++) {
+        if (specs[i].args_given) {
+            json_decref(specs[i].args);
+            json_decref(specs[i].kwargs);
+        }
+    }
+}
+
+/* Consumes spec's arguments when it gives them (args_given), also when it fails. */
 static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
 {
     rt_task *t = calloc(1, sizeof(*t));
-    if (!t)
+    if (!t) {
+        release_given_args(spec, 0, 1);
         return NULL;
+    }
     rt_mutex_init(&t->lock);
     t->refs = 1; /* the table's */
     t->owner = ts;
@@ -675,8 +690,13 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     memcpy(t->function, spec->function, strnlen(spec->function, RT_TASK_NAME_MAX));
     if (spec->name)
         snprintf(t->name, sizeof(t->name), "%s", spec->name);
-    t->args = spec->args ? json_deep_copy(spec->args) : json_array();
-    t->kwargs = spec->kwargs ? json_deep_copy(spec->kwargs) : json_object();
+    if (spec->args_given) {
+        t->args = spec->args ? spec->args : json_array();
+        t->kwargs = spec->kwargs ? spec->kwargs : json_object();
+    } else {
+        t->args = spec->args ? json_deep_copy(spec->args) : json_array();
+        t->kwargs = spec->kwargs ? json_deep_copy(spec->kwargs) : json_object();
+    }
     t->num_returns = spec->num_returns;
     t->max_retries = spec->max_retries;
     t->retry_exceptions = spec->retry_exceptions;
@@ -758,6 +778,7 @@ rt_status rt_task_submit_many(rt_tasks *ts, const rt_task_spec *specs, size_t n,
     for (size_t i = 0; i < n; i++) {
         rt_status st = rt_task_validate(ts, &specs[i], err, err_size);
         if (st != RT_OK) {
+            release_given_args(specs, 0, n);
             *bad_index = i;
             return st;
         }
@@ -767,6 +788,7 @@ rt_status rt_task_submit_many(rt_tasks *ts, const rt_task_spec *specs, size_t n,
     size_t pending = __atomic_add_fetch(&ts->pending, n, __ATOMIC_ACQ_REL);
     if (pending > ts->config.max_pending) {
         __atomic_sub_fetch(&ts->pending, n, __ATOMIC_ACQ_REL);
+        release_given_args(specs, 0, n);
         *bad_index = 0;
         snprintf(err, err_size, "%zu tasks are pending; the limit is %zu", pending - n,
                  ts->config.max_pending);
@@ -775,16 +797,18 @@ rt_status rt_task_submit_many(rt_tasks *ts, const rt_task_spec *specs, size_t n,
     rt_task **made = malloc((n + 1) * sizeof(*made));
     if (!made) {
         __atomic_sub_fetch(&ts->pending, n, __ATOMIC_ACQ_REL);
+        release_given_args(specs, 0, n);
         return RT_ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        made[i] = task_new(ts, &specs[i]);
+        made[i] = task_new(ts, &specs[i]); /* consumes given arguments, also on failure */
         if (!made[i]) {
             for (size_t k = 0; k < i; k++) {
                 for (unsigned r = 0; r < made[k]->num_returns; r++)
                     rt_store_delete(ts->store, made[k]->result_refs[r]);
                 task_free(made[k]);
             }
+            release_given_args(specs, i + 1, n);
             free(made);
             __atomic_sub_fetch(&ts->pending, n, __ATOMIC_ACQ_REL);
             *bad_index = i;

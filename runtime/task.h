@@ -63,6 +63,9 @@ typedef struct rt_task_spec {
     const char *request_id; /* borrowed, optional: passed on to remote endpoints */
     bool inline_ok;        /* the submitter waits for the result: a quick function with
                               no dependencies may run right away on its thread */
+    bool args_given;       /* args and kwargs are the submitter's own references, shared
+                              with nothing else: the task keeps them instead of deep
+                              copies, and submission consumes them whatever it returns */
 } rt_task_spec;
 
 /* What rt_task_get and rt_task_list report. Release with rt_task_info_release. */
@@ -98,7 +101,8 @@ rt_status rt_task_validate(rt_tasks *tasks, const rt_task_spec *spec, char *err,
 /* Submits n tasks, all or nothing: each is validated first, and RT_ELIMIT is answered when
  * they would exceed max_pending. On RT_OK, task_ids[i] receives each task's id and refs
  * receives their result refs, spec by spec (sum of num_returns entries). On error,
- * *bad_index is the spec at fault and err says why. */
+ * *bad_index is the spec at fault and err says why. The arguments of specs with
+ * args_given are consumed in every case. */
 rt_status rt_task_submit_many(rt_tasks *tasks, const rt_task_spec *specs, size_t n,
                               char (*task_ids)[RT_REF_SIZE], char (*refs)[RT_REF_SIZE],
                               size_t *bad_index, char *err, size_t err_size);

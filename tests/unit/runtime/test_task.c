@@ -569,6 +569,43 @@ static void test_simple_result(void **state)
     assert_int_equal(st.by_state[RT_TASK_FINISHED], 1);
 }
 
+/* args_given: the task keeps the submitter's argument documents instead of copies, and
+ * submission consumes them in every case: accepted, refused by validation (also the
+ * valid specs of a refused batch), and with no args at all. A leak or a double release
+ * here fails the sanitized run (LeakSanitizer, AddressSanitizer). */
+static void test_given_args_are_consumed(void **state)
+{
+    env *e = env_new(state, 2);
+    char id[RT_REF_SIZE], ref[RT_REF_SIZE];
+    rt_task_spec spec = spec_of("add", json_pack("[i,i]", 20, 22));
+    spec.kwargs = json_object();
+    spec.args_given = true;
+    submit_ok(e, spec, id, ref);
+    assert_int_equal(wait_int(e, ref), 42);
+
+    spec = spec_of("no_such_function", json_pack("[i]", 1));
+    spec.args_given = true;
+    char err[256], refs[2][RT_REF_SIZE], ids[2][RT_REF_SIZE];
+    assert_int_equal(rt_task_submit(e->tasks, &spec, id, refs, err, sizeof(err)),
+                     RT_ENOTFOUND);
+
+    rt_task_spec two[2] = {spec_of("add", json_pack("[i,i]", 1, 1)),
+                           spec_of("no_such_function", json_pack("[s]", "x"))};
+    two[0].args_given = two[1].args_given = true;
+    two[1].kwargs = json_pack("{s:i}", "k", 1);
+    size_t bad = 99;
+    assert_int_equal(
+        rt_task_submit_many(e->tasks, two, 2, ids, refs, &bad, err, sizeof(err)),
+        RT_ENOTFOUND);
+    assert_int_equal(bad, 1);
+
+    spec = spec_of("echo", NULL); /* no args: an empty list */
+    spec.args_given = true;
+    submit_ok(e, spec, id, ref);
+    assert_int_equal(wait_task(e, id), RT_TASK_FINISHED);
+    assert_int_equal(tstats(e).submitted, 2);
+}
+
 /* A function that fails, and one that returns nothing. */
 static void test_function_failure(void **state)
 {
@@ -1736,6 +1773,7 @@ int main(void)
         cmocka_unit_test(test_state_names),
         T(test_get_unknown),
         T(test_simple_result),
+        T(test_given_args_are_consumed),
         T(test_function_failure),
         T(test_argument_values),
         T(test_diamond),
