@@ -186,7 +186,10 @@ static enum MHD_Result serve_ready(api_request *req, const rt_object_view *view)
     memcpy(etag + 1, view->ref, ref_len);
     etag[ref_len + 1] = '"';
     etag[ref_len + 2] = '\0';
-    if (etag_matches(api_header(req, MHD_HTTP_HEADER_IF_NONE_MATCH), view->ref)) {
+    /* Only a GET or HEAD of the object is conditional: 304 is no answer to a POST (RFC 9110
+     * 15.4.5), whose Prefer: wait answer also comes here. */
+    int reading = req->method[0] != 'P';
+    if (reading && etag_matches(api_header(req, MHD_HTTP_HEADER_IF_NONE_MATCH), view->ref)) {
         /* RFC 9110 8.6: a 304's Content-Length, if any, is the selected representation's.
          * A response of the object's size whose reader is never asked for bytes makes
          * libmicrohttpd say exactly that (a 304 has no body), where an empty buffer would
@@ -225,7 +228,7 @@ static enum MHD_Result serve_ready(api_request *req, const rt_object_view *view)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
     /* Ranges are served by GET of the object itself; the result in a POST's answer
      * (Prefer: wait) does not advertise them. */
-    if (req->method[0] != 'P')
+    if (reading)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
     if (range == API_RANGE_OK) {
         char content_range[80];

@@ -1098,6 +1098,22 @@ static void test_prefer_wait(void **state)
     assert_header_eq(r, "Preference-Applied", "wait=5");
     /* ranges are for GETs of the object, not advertised on a POST's answer */
     assert_null(http_header_get(r, "Accept-Ranges"));
+    /* and If-None-Match does not turn a POST's answer into a 304 (RFC 9110 15.4.5) */
+    {
+        char inm[160];
+        snprintf(inm, sizeof inm, "If-None-Match: \"%s\"", ref);
+        const char *h[] = {"Content-Type: application/json", "Prefer: wait=5", inm, NULL};
+        static const char again[] = "{\"function\":\"mul\",\"args\":[6,7]}";
+        http_resp *c = http_request(&g_main, "POST", "/v1/tasks", h, again, strlen(again));
+        assert_status(c, 200);
+        assert_string_equal(c->body, "42");
+        http_resp_free(c);
+        const char *star[] = {"Content-Type: application/json", "Prefer: wait=5",
+                              "If-None-Match: *", NULL};
+        c = http_request(&g_main, "POST", "/v1/tasks", star, again, strlen(again));
+        assert_status(c, 200);
+        http_resp_free(c);
+    }
     json_t *v = tk_value(&g_main, ref); /* the ref is a real object */
     tk_assert_json_eq(v, "42");
     json_decref(v);
