@@ -56,7 +56,7 @@ struct rt_task {
     const rt_function *fn;
     char function[RT_TASK_NAME_MAX + 1];
     char name[RT_TASK_NAME_MAX + 1];
-    json_t *args, *kwargs;          /* owned */
+    json_t *args, *kwargs;          /* owned; NULL once an attempt has ended the task */
     unsigned num_returns;
     char (*result_refs)[RT_REF_SIZE]; /* owned */
     size_t ndeps;
@@ -560,7 +560,14 @@ static void finish_attempt(rt_task *t, rt_call *call)
     /* The record ends before its results are visible, so that a client holding a result
      * never reads a task that is still RUNNING, and a cancel from here on has lost. */
     end_locked(t, end, err);
+    /* Ended: no attempt will read the arguments again. They go now, while they are in
+     * the cache, instead of when the record is forgotten (max_kept records later, when
+     * touching them was most of what forgetting a record cost). */
+    json_t *ended_args = t->args, *ended_kwargs = t->kwargs;
+    t->args = t->kwargs = NULL;
     pthread_mutex_unlock(&t->lock);
+    json_decref(ended_args);
+    json_decref(ended_kwargs);
 
     if (end == RT_TASK_FINISHED) {
         err = store_results(t, call); /* NULL on success */

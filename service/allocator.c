@@ -15,8 +15,15 @@
 /* Read by jemalloc when it starts. Freed memory goes back to the system within about a
  * second (dirty pages are purged after 1 s, with no "muzzy" second stage), by a background
  * thread so that an idle server returns it too: rayd holds objects of any size and an
- * operator expects RSS to fall when they are freed. */
-const char *malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
+ * operator expects RSS to fall when they are freed.
+ *
+ * The heap is on transparent huge pages (thp:always, and metadata_thp:auto for jemalloc's
+ * own): rayd's tables of objects and task records are large and read at random, and on a
+ * virtual machine each TLB miss is a two-level page walk. With 4 KiB pages a task per
+ * request slowed by a quarter once 100,000 task records were kept; with huge pages by
+ * about a tenth (BENCHMARKS.md). The price is a few MiB of RSS at idle (13 -> 18 MiB). */
+const char *malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,"
+                          "thp:always,metadata_thp:auto";
 
 void svc_allocator_configure(void)
 {
