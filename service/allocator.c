@@ -17,13 +17,10 @@
  * thread so that an idle server returns it too: rayd holds objects of any size and an
  * operator expects RSS to fall when they are freed.
  *
- * The heap is on transparent huge pages (thp:always, and metadata_thp:auto for jemalloc's
- * own): rayd's tables of objects and task records are large and read at random, and on a
- * virtual machine each TLB miss is a two-level page walk. With 4 KiB pages a task per
- * request slowed by a quarter once 100,000 task records were kept; with huge pages by
- * about a tenth (BENCHMARKS.md). The price is a few MiB of RSS at idle (13 -> 18 MiB). */
-const char *malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,"
-                          "thp:always,metadata_thp:auto";
+ * Not set: thp:always (the heap on transparent huge pages). Measured on benchmark f it was
+ * within the noise (74k vs 72k requests/s in five interleaved rounds), for 5 MiB more RSS
+ * at idle and 10% more per idle actor. */
+const char *malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
 
 void svc_allocator_configure(void)
 {
