@@ -1748,6 +1748,41 @@ static void test_max_kept(void **state)
     assert_true(st.by_state[RT_TASK_FINISHED] >= 5);
 }
 
+/* Thousands of records through a small max_kept: the table grows and forgets from every
+ * position in its chains, and afterwards exactly the newest records are found. */
+static void test_max_kept_many(void **state)
+{
+    enum { N = 3000, KEEP = 200 };
+    rt_tasks_config cfg = {.max_kept = KEEP, .retry_base_delay = 0.001};
+    env *e = env_new_cfg(state, 2, 0, &cfg);
+    static char ids[N][RT_REF_SIZE], refs[N][RT_REF_SIZE];
+    for (int i = 0; i < N; i++) {
+        submit_fn(e, "add", json_pack("[i,i]", i, 1), ids[i], refs[i]);
+        if (i % 500 == 499) /* let them end in waves, so that forgetting interleaves */
+            assert_int_equal(wait_int(e, refs[i]), i + 1);
+    }
+    for (int i = 0; i < N; i++) /* results outlive their records */
+        assert_int_equal(wait_int(e, refs[i]), i + 1);
+    (void)settled_stats(e);
+    rt_task_info info;
+    int found_old = 0, missing_new = 0;
+    for (int i = 0; i < N; i++) {
+        memset(&info, 0, sizeof(info));
+        rt_status st = rt_task_get(e->tasks, ids[i], &info);
+        if (st == RT_OK)
+            rt_task_info_release(&info);
+        if (i < N - KEEP - KEEP / 64 - 1 && st == RT_OK)
+            found_old++;
+        if (i >= N - KEEP && st != RT_OK)
+            missing_new++;
+    }
+    if (found_old || missing_new)
+        fail_msg("%d old records still found, %d of the newest %d missing", found_old,
+                 missing_new, KEEP);
+    rt_tasks_stats st = settled_stats(e);
+    assert_int_equal(st.finished, N);
+}
+
 /* A task's timeout reaches the function as a deadline. */
 static void test_timeout(void **state)
 {
@@ -1799,6 +1834,7 @@ int main(void)
         T(test_cancel_all),
         T(test_list_paging_and_filters),
         T(test_max_kept),
+        T(test_max_kept_many),
         T(test_timeout),
     };
     return cmocka_run_group_tests_name("runtime/task", tests, NULL, NULL);
