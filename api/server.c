@@ -447,9 +447,13 @@ void api_server_stop(api_server *server)
 {
     if (!server)
         return;
-    MHD_socket listen_fd = MHD_quiesce_daemon(server->daemon);
-    (void)listen_fd;
-    /* Parked requests must be resumed before MHD_stop_daemon: wake them all and give MHD a
+    /* No MHD_quiesce_daemon: with epoll worker threads, libmicrohttpd 0.9.75 races its
+     * own event loop removing the listen socket from the epoll sets and aborts the process
+     * ("Failed to remove listen FD from epoll set", seen in CI; an open upstream defect).
+     * Until MHD_stop_daemon closes it, the socket keeps accepting, and new work is
+     * answered 503 ShuttingDown as during the whole drain.
+     *
+     * Parked requests must be resumed before MHD_stop_daemon: wake them all and give MHD a
      * moment to answer them. */
     api_parking_wake_all(server->ctx->parking);
     for (int i = 0; i < 200 && api_parking_count(server->ctx->parking) > 0; i++) {
