@@ -54,11 +54,11 @@ struct rt_task {
     uint32_t hash;
     uint64_t seq;
     const rt_function *fn;
-    char function[RT_TASK_NAME_MAX + 1];
-    char name[RT_TASK_NAME_MAX + 1];
+    const char *function;           /* in tail */
+    const char *name;               /* in tail; "" when none */
     json_t *args, *kwargs;          /* owned; NULL once an attempt has ended the task */
     unsigned num_returns;
-    char (*result_refs)[RT_REF_SIZE]; /* owned */
+    char (*result_refs)[RT_REF_SIZE]; /* in tail */
     size_t ndeps;
     dependency *deps;               /* owned */
     long deps_remaining;            /* atomic */
@@ -76,8 +76,14 @@ struct rt_task {
     rt_call *async_call;            /* task lock: an asynchronous attempt in flight */
     double began;                   /* monotonic start of the current attempt */
     unsigned jitter_seed;           /* for retry backoff jitter (one attempt at a time) */
-    char request_id[130];           /* the HTTP request that submitted it, for remote calls */
+    const char *request_id;         /* in tail: the HTTP request that submitted it, or "" */
+    /* One allocation holds the record and what varies in size: the result refs, then the
+     * function's name, the task's name and the request id, each NUL-terminated. Fixed
+     * arrays for the strings made every record 736 bytes, zeroed at each submission. */
+    char tail[];
 };
+
+#define REQUEST_ID_MAX 129 /* bytes of a request id kept (as X-Request-Id accepts) */
 
 struct rt_tasks {
     rt_store *store;
@@ -135,7 +141,6 @@ static void task_free(rt_task *t)
 {
     json_decref(t->args);
     json_decref(t->kwargs);
-    free(t->result_refs);
     free(t->deps);
     rt_error_decref(t->error);
     pthread_mutex_destroy(&t->lock);
@@ -688,11 +693,32 @@ static void release_given_args(const rt_task_spec *specs, size_t from, size_t to
 /* Consumes spec's arguments when it gives them (args_given), also when it fails. */
 static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
 {
-    rt_task *t = calloc(1, sizeof(*t));
+    /* Validated: names are at most RT_TASK_NAME_MAX bytes. */
+    size_t function_len = strnlen(spec->function, RT_TASK_NAME_MAX);
+    size_t name_len = spec->name ? strnlen(spec->name, RT_TASK_NAME_MAX) : 0;
+    size_t request_id_len = spec->request_id ? strnlen(spec->request_id, REQUEST_ID_MAX) : 0;
+    size_t refs_size = (size_t)spec->num_returns * RT_REF_SIZE;
+    rt_task *t = malloc(sizeof(*t) + refs_size + function_len + name_len + request_id_len + 3);
     if (!t) {
         release_given_args(spec, 0, 1);
         return NULL;
     }
+    memset(t, 0, sizeof(*t));
+    char *tail = t->tail;
+    t->result_refs = (char(*)[RT_REF_SIZE])tail; /* written by rt_store_create_pending */
+    tail += refs_size;
+    t->function = memcpy(tail, spec->function, function_len);
+    tail[function_len] = '\0';
+    tail += function_len + 1;
+    t->name = tail;
+    if (name_len)
+        memcpy(tail, spec->name, name_len);
+    tail[name_len] = '\0';
+    tail += name_len + 1;
+    t->request_id = tail;
+    if (request_id_len)
+        memcpy(tail, spec->request_id, request_id_len);
+    tail[request_id_len] = '\0';
     rt_mutex_init(&t->lock);
     t->refs = 1; /* the table's */
     t->owner = ts;
@@ -700,10 +726,6 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     rt_ref_generate(t->id, 't');
     t->hash = rt_hash_str(t->id);
     t->fn = rt_registry_find(ts->registry, spec->function);
-    /* Validated: names are at most RT_TASK_NAME_MAX bytes. */
-    memcpy(t->function, spec->function, strnlen(spec->function, RT_TASK_NAME_MAX));
-    if (spec->name)
-        snprintf(t->name, sizeof(t->name), "%s", spec->name);
     if (spec->args_given) {
         t->args = spec->args ? spec->args : json_array();
         t->kwargs = spec->kwargs ? spec->kwargs : json_object();
@@ -717,12 +739,9 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     t->timeout = spec->timeout;
     t->submitted_at = rt_clock_wall();
     t->jitter_seed = t->hash;
-    if (spec->request_id)
-        snprintf(t->request_id, sizeof(t->request_id), "%s", spec->request_id);
-    t->result_refs = calloc(spec->num_returns, sizeof(*t->result_refs));
     t->ndeps = rt_args_count_refs(t->args, t->kwargs);
     t->deps = t->ndeps ? calloc(t->ndeps, sizeof(*t->deps)) : NULL;
-    if (!t->fn || !t->args || !t->kwargs || !t->result_refs || (t->ndeps && !t->deps)) {
+    if (!t->fn || !t->args || !t->kwargs || (t->ndeps && !t->deps)) {
         task_free(t);
         return NULL;
     }
@@ -959,8 +978,8 @@ static void fill_info(rt_task *t, rt_task_info *info)
 {
     memset(info, 0, sizeof(*info));
     memcpy(info->task_id, t->id, RT_REF_SIZE);
-    memcpy(info->function, t->function, sizeof(info->function));
-    memcpy(info->name, t->name, sizeof(info->name));
+    snprintf(info->function, sizeof(info->function), "%s", t->function);
+    snprintf(info->name, sizeof(info->name), "%s", t->name);
     info->num_returns = t->num_returns;
     info->seq = t->seq;
     info->refs = malloc(t->num_returns * sizeof(*info->refs));
