@@ -196,7 +196,7 @@ static void table_insert(rt_tasks *ts, rt_task *t)
     /* A sparse table (a quarter full at most): the records forgotten are the oldest, at
      * the ends of their chains behind newer ones that are cold by then, and walking those
      * was most of what forgetting a record cost. 8 bytes of buckets per record, 4 to 8
-     * times over, is cheap next to the 700-byte records. */
+     * times over, is cheap next to the records (368 bytes and more). */
     if (ts->count * 4 >= ts->nbuckets)
         table_grow(ts);
     size_t b = t->hash & (ts->nbuckets - 1);
