@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,8 +181,40 @@ static void format_now(char *out, size_t size)
     (void)size;
 }
 
-/* Appends s as a JSON string body (without quotes), escaping what JSON needs, at most
- * max bytes of s. Returns the bytes written; out has room for 6 * max. */
+/* Length of the well-formed UTF-8 sequence that starts at p (2 to 4 bytes), or 0 when p
+ * does not start one (a stray continuation byte, an overlong form, a surrogate, a cut
+ * sequence: the NUL that ends the string is not a continuation byte). */
+static size_t utf8_sequence(const unsigned char *p)
+{
+    size_t n;
+    uint32_t cp;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        n = 2;
+        cp = p[0] & 0x1f;
+    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        n = 3;
+        cp = p[0] & 0x0f;
+    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        n = 4;
+        cp = p[0] & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return n;
+}
+
+/* Appends s as a JSON string body (without quotes), at most max bytes of s: quotes,
+ * backslashes and control bytes escaped, UTF-8 kept as it is, and a byte that is not
+ * part of well-formed UTF-8 written as U+FFFD, so that every line is valid JSON. Returns
+ * the bytes written; out has room for 6 * max. */
 static size_t escape(char *out, const char *s, size_t max)
 {
     static const char hex[] = "0123456789abcdef";
@@ -198,17 +231,27 @@ static size_t escape(char *out, const char *s, size_t max)
         o += (size_t)(p - run);
         if (!*p || max == 0)
             break;
+        size_t n;
         if (*p == '"' || *p == '\\') {
             out[o++] = '\\';
             out[o++] = (char)*p;
+            n = 1;
+        } else if (*p >= 0x80 && (n = utf8_sequence(p)) != 0 && n <= max) {
+            memcpy(out + o, p, n);
+            o += n;
+        } else if (*p >= 0x80) {
+            memcpy(out + o, "\\ufffd", 6);
+            o += 6;
+            n = 1;
         } else {
             memcpy(out + o, "\\u00", 4);
             out[o + 4] = hex[*p >> 4];
             out[o + 5] = hex[*p & 15];
             o += 6;
+            n = 1;
         }
-        p++;
-        max--;
+        p += n;
+        max -= n;
     }
     return o;
 }

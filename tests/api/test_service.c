@@ -935,6 +935,38 @@ static int count_lines_with(const char *text, const char *needle)
     return n;
 }
 
+/* Paths are logged as what they are: UTF-8 kept (a name "café" reads "café", not "cafÃ©"),
+ * and a byte that is not UTF-8 written as U+FFFD, so that the line stays valid JSON. */
+static void test_log_utf8_paths(void **state)
+{
+    rayd_stdout_clear(&g_srv);
+    rayd_capture_stdout(&g_srv, true);
+    http_resp *r = http_get(&g_srv, "/v1/actors/by-name/caf%C3%A9-logutf8");
+    assert_status(r, 404);
+    http_resp_free(r);
+    r = http_get(&g_srv, "/v1/actors/by-name/bad%FF%E2%82-logutf8");
+    assert_status(r, 404);
+    http_resp_free(r);
+    static const char *const want[][2] = {
+        {"caf\xc3\xa9-logutf8", "/v1/actors/by-name/caf\xc3\xa9-logutf8"},
+        {"bad\\ufffd\\ufffd\\ufffd-logutf8",
+         "/v1/actors/by-name/bad\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd-logutf8"},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        char *line = rayd_stdout_wait_line(&g_srv, want[i][0], 3.0);
+        if (!line)
+            fail_msg("no log line with %s within 3 s", want[i][0]);
+        json_t *j = parse_log_line(line);
+        const char *path = json_string_value(json_object_get(j, "path"));
+        if (!path || strcmp(path, want[i][1]) != 0)
+            fail_msg("logged path %s, wanted %s (line: %.300s)", path ? path : "(none)",
+                     want[i][1], line);
+        json_decref(j);
+        free(line);
+    }
+    rayd_capture_stdout(&g_srv, false);
+}
+
 static void test_log_json_request_line(void **state)
 {
     char ref[ID];
@@ -1467,6 +1499,7 @@ int main(void)
         cmocka_unit_test(test_metrics_parked_requests),
         cmocka_unit_test(test_metrics_consistent_under_load),
         cmocka_unit_test(test_log_json_request_line),
+        cmocka_unit_test(test_log_utf8_paths),
         cmocka_unit_test_teardown(test_log_text_format, own_teardown),
         cmocka_unit_test_teardown(test_log_level_warn_silences_requests, own_teardown),
         cmocka_unit_test_teardown(test_auth_token_file, own_teardown),
