@@ -12,6 +12,11 @@
  * function errors only with retry_exceptions. -1 asks for that default. */
 #define DEFAULT_MAX_RETRIES -1
 
+json_t *api_decode_body(const char *data, size_t len, json_error_t *error)
+{
+    return json_loadb(data, len, JSON_REJECT_DUPLICATES, error);
+}
+
 int api_decode_only_keys(json_t *obj, const char *const *allowed, const char *what, char *err,
                          size_t err_size)
 {

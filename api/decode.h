@@ -22,6 +22,10 @@ enum { API_DECODE_OK = 0, API_DECODE_BAD = -1, API_DECODE_NOMEM = -2 };
 #define API_OBJECTS_BATCH_MAX 100000
 #define API_TASKS_BATCH_MAX 10000
 
+/* A request body parsed as every JSON endpoint parses it (duplicate members refused):
+ * a new reference, or NULL with error filled. The fuzzers parse their inputs with it too. */
+json_t *api_decode_body(const char *data, size_t len, json_error_t *error);
+
 /* Checks that obj has only the allowed members (NULL-terminated list). */
 int api_decode_only_keys(json_t *obj, const char *const *allowed, const char *what, char *err,
                          size_t err_size);

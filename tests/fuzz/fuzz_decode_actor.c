@@ -1,7 +1,7 @@
 /* libFuzzer harness for api_decode_actor (api/decode.c), the decoder of POST /v1/actors.
  *
- * Input: a request body, parsed as the handlers parse it (json_loadb with
- * JSON_REJECT_DUPLICATES), decoded, and freed as api/actors.c does (the spec only borrows,
+ * Input: a request body, parsed as the handlers parse it (api_decode_body),
+ * decoded, and freed as api/actors.c does (the spec only borrows,
  * so only the JSON is freed). Invariants checked:
  *   OK   class_name is the body's "class" string; args NULL or an array and kwargs NULL or
  *        an object, borrowed from the body; name NULL or the body's "name" string;
@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     json_error_t error;
-    json_t *body = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &error);
+    json_t *body = api_decode_body((const char *)data, size, &error);
     if (!body)
         return 0;
     rt_actor_spec spec;

@@ -2,7 +2,7 @@
  * POST /v1/actors/{actor_id}/methods/{method}.
  *
  * Input: a request body. As in api/actors.c, an empty body means no JSON at all (the
- * decoder gets NULL); otherwise it is parsed with json_loadb(JSON_REJECT_DUPLICATES), and a
+ * decoder gets NULL); otherwise it is parsed with api_decode_body, and a
  * body that does not parse is answered before the decoder. Freed as the handler does (args
  * and kwargs are borrowed, so only the JSON). Invariants checked:
  *   OK   args NULL or an array and kwargs NULL or an object, each the body's member; a NULL
@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *body = NULL;
     if (size > 0) {
         json_error_t error;
-        body = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &error);
+        body = api_decode_body((const char *)data, size, &error);
         if (!body)
             return 0;
     }

@@ -2,8 +2,8 @@
  * POST /v1/objects/batch, and through it api_value_to_buf (api/values.c: JSON values and
  * {"$bytes": base64, "content_type"} values) and the runtime's base64 and buffers.
  *
- * Input: a request body, parsed as the handlers parse it (json_loadb with
- * JSON_REJECT_DUPLICATES), decoded, and freed as api/objects.c does (api_free_bufs, then
+ * Input: a request body, parsed as the handlers parse it (api_decode_body),
+ * decoded, and freed as api/objects.c does (api_free_bufs, then
  * the JSON). Invariants checked:
  *   OK   1 <= n <= API_OBJECTS_BATCH_MAX, n is the size of "objects"; every buffer has one
  *        reference, a content type, and a NUL after its bytes. Each buffer read back the
@@ -58,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     json_error_t error;
-    json_t *body = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &error);
+    json_t *body = api_decode_body((const char *)data, size, &error);
     if (!body)
         return 0;
     rt_buf **bufs = (rt_buf **)(uintptr_t)1; /* must be overwritten */

@@ -1,7 +1,7 @@
 /* libFuzzer harness for api_decode_task (api/decode.c), the decoder of POST /v1/tasks.
  *
- * Input: a request body, parsed as the handlers parse it (json_loadb with
- * JSON_REJECT_DUPLICATES), decoded, and freed as api/tasks.c does (the spec only borrows
+ * Input: a request body, parsed as the handlers parse it (api_decode_body),
+ * decoded, and freed as api/tasks.c does (the spec only borrows
  * from the JSON, so only the JSON is freed). Invariants checked:
  *   OK   function is the body's "function" string; args is NULL or an array and kwargs
  *        NULL or an object, both borrowed from the body; 1 <= num_returns <=
@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     json_error_t error;
-    json_t *body = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &error);
+    json_t *body = api_decode_body((const char *)data, size, &error);
     if (!body)
         return 0;
     rt_task_spec spec;

@@ -1,8 +1,8 @@
 /* libFuzzer harness for api_decode_task_batch (api/decode.c), the decoder of
  * POST /v1/tasks/batch.
  *
- * Input: a request body, parsed as the handlers parse it (json_loadb with
- * JSON_REJECT_DUPLICATES), decoded, and freed as api/tasks.c does (free(specs), then the
+ * Input: a request body, parsed as the handlers parse it (api_decode_body),
+ * decoded, and freed as api/tasks.c does (free(specs), then the
  * JSON). Invariants checked:
  *   OK   1 <= n <= API_TASKS_BATCH_MAX and n is the size of "tasks"; every spec is what
  *        api_decode_task makes of that element (same fields, same borrowed pointers).
@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     json_error_t error;
-    json_t *body = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &error);
+    json_t *body = api_decode_body((const char *)data, size, &error);
     if (!body)
         return 0;
     rt_task_spec *specs = (rt_task_spec *)(uintptr_t)1; /* must be overwritten */

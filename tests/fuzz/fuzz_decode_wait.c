@@ -1,8 +1,8 @@
 /* libFuzzer harness for api_decode_wait (api/decode.c), the decoder behind both
  * POST /v1/objects/get (is_wait false) and POST /v1/wait (is_wait true).
  *
- * Input: a request body. It is parsed as the handlers parse it (json_loadb with
- * JSON_REJECT_DUPLICATES), decoded both ways, and freed as api/waiting.c does
+ * Input: a request body. It is parsed as the handlers parse it (api_decode_body),
+ * decoded both ways, and freed as api/waiting.c does
  * (api_wait_request_release, then the JSON). Invariants checked:
  *   OK   refs holds n valid refs, each the string at that index of the body's "refs" (the
  *        result borrows from the JSON); 1 <= num_returns <= max(n, 1); timeout is -1 or
@@ -58,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     json_error_t error;
-    json_t *body = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &error);
+    json_t *body = api_decode_body((const char *)data, size, &error);
     if (!body)
         return 0;
     decode_one(body, false);
