@@ -37,12 +37,7 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-    int st = rayd_stop(&g_srv);
-    if (st != 0) {
-        fprintf(stderr, "rayd exit status %d (want 0)\n", st);
-        return -1;
-    }
-    return 0;
+    return rayd_stop_clean(&g_srv);
 }
 
 /* A failed test leaves its server running: SIGTERM (it runs with a short drain timeout),

@@ -198,12 +198,7 @@ static int fresh_setup(void **state)
 
 static int fresh_teardown(void **state)
 {
-    int st = rayd_stop(&g_fresh);
-    if (st != 0) {
-        fprintf(stderr, "rayd exit status %d (want 0)\n", st);
-        return -1;
-    }
-    return 0;
+    return rayd_stop_clean(&g_fresh);
 }
 
 /* ---------------------------------------------------------------- put / get */

@@ -27,12 +27,7 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-    int st = rayd_stop(&g_srv);
-    if (st != 0) {
-        fprintf(stderr, "rayd exit status %d (want 0)\n", st);
-        return -1;
-    }
-    return 0;
+    return rayd_stop_clean(&g_srv);
 }
 
 static void cancel_quietly(const char *task_id)

@@ -547,6 +547,16 @@ int rayd_stop(rayd_server *s)
     return rayd_stop_signal(s, SIGTERM);
 }
 
+int rayd_stop_clean(rayd_server *s)
+{
+    int st = rayd_stop(s);
+    if (st != 0) {
+        fprintf(stderr, "rayd exit status %d (want 0)\n", st);
+        return -1;
+    }
+    return 0;
+}
+
 typedef struct sbuf {
     char *p;
     size_t len, cap;

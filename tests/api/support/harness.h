@@ -66,6 +66,10 @@ int rayd_start_no_log(rayd_server *s, const char *const *args, const char *const
 int rayd_stop_signal(rayd_server *s, int sig);
 int rayd_stop(rayd_server *s);
 
+/* rayd_stop for a cmocka teardown: 0 when the server exited 0, else says the status on
+ * stderr and returns -1 (a teardown failure). */
+int rayd_stop_clean(rayd_server *s);
+
 /* Wait up to timeout_s for the server to exit by itself (after a signal the test sent with
  * kill(s->pid, ...)), without sending anything; then clean up as rayd_stop does. Returns
  * the exit status, 128+signal, or -1 when it had to be killed after the timeout. */
