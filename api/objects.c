@@ -67,10 +67,10 @@ enum MHD_Result api_objects_put(api_request *req)
     req->raw_buf = NULL; /* the store owns it now */
 
     char location[16 + RT_REF_SIZE];
-    snprintf(location, sizeof(location), "/v1/objects/" "%s", ref);
+    snprintf(location, sizeof(location), "/v1/objects/%s", ref);
     /* Written directly: jansson's pack and dump were half of a small put's own cost. */
-    char ct_json[3 * RT_CONTENT_TYPE_MAX + 8];
-    api_json_escape(content_type, ct_json, sizeof(ct_json));
+    char ct_json[6 * RT_CONTENT_TYPE_MAX + 1];
+    ct_json[api_json_escape_into(ct_json, content_type, RT_CONTENT_TYPE_MAX)] = '\0';
     char *body = NULL;
     int n = asprintf(&body, "{\"ref\":\"%s\",\"size\":%zu,\"content_type\":\"%s\"}", ref,
                      size, ct_json);

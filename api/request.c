@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -114,26 +115,74 @@ enum MHD_Result api_reply_page(api_request *req, const char *key, json_t *items,
                                     next ? json_string(next_text) : json_null()));
 }
 
-size_t api_json_escape(const char *s, char *out, size_t cap)
+/* Length of the well-formed UTF-8 sequence that starts at p (2 to 4 bytes), or 0 when p
+ * does not start one (a stray continuation byte, an overlong form, a surrogate, a cut
+ * sequence: the NUL that ends the string is not a continuation byte). */
+static size_t utf8_sequence(const unsigned char *p)
 {
-    static const char HEX[] = "0123456789abcdef";
+    size_t n;
+    uint32_t cp;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        n = 2;
+        cp = p[0] & 0x1f;
+    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        n = 3;
+        cp = p[0] & 0x0f;
+    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        n = 4;
+        cp = p[0] & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return n;
+}
+
+size_t api_json_escape_into(char *out, const char *s, size_t max)
+{
+    static const char hex[] = "0123456789abcdef";
     size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p && o + 7 < cap; p++) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p && max > 0) {
+        /* a run of bytes that need no escape, copied at once */
+        const unsigned char *run = p;
+        while (max > 0 && *p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') {
+            p++;
+            max--;
+        }
+        memcpy(out + o, run, (size_t)(p - run));
+        o += (size_t)(p - run);
+        if (!*p || max == 0)
+            break;
+        size_t n;
         if (*p == '"' || *p == '\\') {
             out[o++] = '\\';
             out[o++] = (char)*p;
-        } else if (*p < 0x20 || *p >= 0x7f) { /* also bytes that may not be UTF-8 */
-            out[o++] = '\\';
-            out[o++] = 'u';
-            out[o++] = '0';
-            out[o++] = '0';
-            out[o++] = HEX[*p >> 4];
-            out[o++] = HEX[*p & 15];
+            n = 1;
+        } else if (*p >= 0x80 && (n = utf8_sequence(p)) != 0 && n <= max) {
+            memcpy(out + o, p, n);
+            o += n;
+        } else if (*p >= 0x80) {
+            memcpy(out + o, "\\ufffd", 6);
+            o += 6;
+            n = 1;
         } else {
-            out[o++] = (char)*p;
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[*p >> 4];
+            out[o + 5] = hex[*p & 15];
+            o += 6;
+            n = 1;
         }
+        p += n;
+        max -= n;
     }
-    out[o] = '\0';
     return o;
 }
 
@@ -286,7 +335,7 @@ int api_body_json(api_request *req)
         return -1;
     }
     json_error_t error;
-    req->json = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &error);
+    req->json = api_decode_body(req->body, req->body_len, &error);
     if (!req->json) {
         api_problemf(req, 400, "BadRequest", "the body is not valid JSON: %s at line %d column %d",
                      error.text, error.line, error.column);

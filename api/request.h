@@ -21,7 +21,7 @@
 #include "runtime/ref.h"
 
 #define API_MAX_PARAMS 4
-#define API_REQUEST_ID_MAX 128
+#define API_REQUEST_ID_MAX RT_REQUEST_ID_MAX /* the runtime keeps no more */
 
 typedef struct api_route api_route;
 typedef struct api_park api_park;
@@ -84,10 +84,11 @@ struct MHD_Response *api_response_text(api_request *req, char *text, size_t len)
  * api_reply. NULL when out of memory. */
 struct MHD_Response *api_response_json(api_request *req, json_t *json);
 
-/* Writes s as the inside of a JSON string (quotes, backslashes and control characters
- * escaped) into out (cap bytes, always NUL-terminated; cut short if too small). Returns
- * the length written. */
-size_t api_json_escape(const char *s, char *out, size_t cap);
+/* Writes at most max bytes of s as the inside of a JSON string into out, which has room
+ * for 6 * max bytes: quotes, backslashes and control bytes escaped, well-formed UTF-8 kept
+ * as it is, any other byte written as U+FFFD, so the result is always valid JSON. Returns
+ * the bytes written; out is not NUL-terminated. */
+size_t api_json_escape_into(char *out, const char *s, size_t max);
 
 /* Answers 200 with one page of a listing: {key: items, "next_cursor": "N" or null}.
  * items is stolen; next is the cursor of the next page, 0 at the end. */
@@ -132,8 +133,9 @@ int api_query_uint(api_request *req, const char *name, unsigned long long min,
 /* Parses req->body as JSON into req->json (once). On failure answers 400 and returns -1. */
 int api_body_json(api_request *req);
 
-/* Takes value, the member key of obj (or NULL), out of obj and returns it with the only
- * reference, so that it can be handed on without a copy. NULL gives NULL. */
+/* Takes value, the member key of obj (or NULL), out of obj: returns a new reference owned
+ * by the caller, the only one when obj held the only other (as a parsed request body
+ * does), so that it can be handed on without a copy. NULL gives NULL. */
 json_t *api_json_take(json_t *obj, const char *key, json_t *value);
 
 /* Checks that a JSON object has only the allowed member names (NULL-terminated list).

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/request.h"
 #include "runtime/clock.h"
 
 static int log_text;                       /* 0: JSON lines, 1: text */
@@ -53,7 +54,7 @@ static void write_all(const char *data, size_t len)
 #define LOG_FLUSH_AT (192 * 1024)
 #define FLUSH_INTERVAL_NS (50 * 1000 * 1000)
 
-static pthread_mutex_t buffer_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t buffer_lock = PTHREAD_MUTEX_INITIALIZER; /* guards buffer, buffered */
 static char buffer[LOG_BUFFER_SIZE];
 static size_t buffered;
 static pthread_once_t flusher_once = PTHREAD_ONCE_INIT;
@@ -65,7 +66,9 @@ static void flush_locked(void)
     buffered = 0;
 }
 
-void svc_log_flush(void)
+/* Writes the request lines gathered so far: every 50 ms, and before every event line (the
+ * last one, "stopped", flushes them at exit). */
+static void svc_log_flush(void)
 {
     pthread_mutex_lock(&buffer_lock);
     flush_locked();
@@ -181,81 +184,6 @@ static void format_now(char *out, size_t size)
     (void)size;
 }
 
-/* Length of the well-formed UTF-8 sequence that starts at p (2 to 4 bytes), or 0 when p
- * does not start one (a stray continuation byte, an overlong form, a surrogate, a cut
- * sequence: the NUL that ends the string is not a continuation byte). */
-static size_t utf8_sequence(const unsigned char *p)
-{
-    size_t n;
-    uint32_t cp;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-        n = 2;
-        cp = p[0] & 0x1f;
-    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-        n = 3;
-        cp = p[0] & 0x0f;
-    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-        n = 4;
-        cp = p[0] & 0x07;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return n;
-}
-
-/* Appends s as a JSON string body (without quotes), at most max bytes of s: quotes,
- * backslashes and control bytes escaped, UTF-8 kept as it is, and a byte that is not
- * part of well-formed UTF-8 written as U+FFFD, so that every line is valid JSON. Returns
- * the bytes written; out has room for 6 * max. */
-static size_t escape(char *out, const char *s, size_t max)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p && max > 0) {
-        /* a run of bytes that need no escape, copied at once */
-        const unsigned char *run = p;
-        while (max > 0 && *p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') {
-            p++;
-            max--;
-        }
-        memcpy(out + o, run, (size_t)(p - run));
-        o += (size_t)(p - run);
-        if (!*p || max == 0)
-            break;
-        size_t n;
-        if (*p == '"' || *p == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)*p;
-            n = 1;
-        } else if (*p >= 0x80 && (n = utf8_sequence(p)) != 0 && n <= max) {
-            memcpy(out + o, p, n);
-            o += n;
-        } else if (*p >= 0x80) {
-            memcpy(out + o, "\\ufffd", 6);
-            o += 6;
-            n = 1;
-        } else {
-            memcpy(out + o, "\\u00", 4);
-            out[o + 4] = hex[*p >> 4];
-            out[o + 5] = hex[*p & 15];
-            o += 6;
-            n = 1;
-        }
-        p += n;
-        max -= n;
-    }
-    return o;
-}
-
 /* The JSON request line is put together by hand: snprintf was most of the logging's cost
  * per small request. */
 typedef struct line_writer {
@@ -308,8 +236,8 @@ void svc_log_request(const api_request_summary *s, void *arg)
     format_now(now, sizeof(now));
     if (log_text) {
         char id[6 * LOG_ID_MAX + 1], path[6 * LOG_PATH_MAX + 1], line[8192];
-        id[escape(id, s->request_id, LOG_ID_MAX)] = '\0';
-        path[escape(path, s->path, LOG_PATH_MAX)] = '\0';
+        id[api_json_escape_into(id, s->request_id, LOG_ID_MAX)] = '\0';
+        path[api_json_escape_into(path, s->path, LOG_PATH_MAX)] = '\0';
         int n = snprintf(line, sizeof(line), "%s info  %s %s %u %.3f ms %zu B %s\n", now,
                          s->method, path, s->status, s->seconds * 1e3, s->bytes, id);
         if (n > 0)
@@ -322,13 +250,13 @@ void svc_log_request(const api_request_summary *s, void *arg)
     PUT_LITERAL(&w, "{\"time\":\"");
     put(&w, now, strlen(now));
     PUT_LITERAL(&w, "\",\"level\":\"info\",\"event\":\"request\",\"request_id\":\"");
-    w.at += escape(w.at, s->request_id, LOG_ID_MAX);
+    w.at += api_json_escape_into(w.at, s->request_id, LOG_ID_MAX);
     PUT_LITERAL(&w, "\",\"method\":\"");
-    w.at += escape(w.at, s->method, LOG_METHOD_MAX);
+    w.at += api_json_escape_into(w.at, s->method, LOG_METHOD_MAX);
     PUT_LITERAL(&w, "\",\"route\":\"");
-    w.at += escape(w.at, s->route, LOG_ROUTE_MAX);
+    w.at += api_json_escape_into(w.at, s->route, LOG_ROUTE_MAX);
     PUT_LITERAL(&w, "\",\"path\":\"");
-    w.at += escape(w.at, s->path, LOG_PATH_MAX);
+    w.at += api_json_escape_into(w.at, s->path, LOG_PATH_MAX);
     PUT_LITERAL(&w, "\",\"status\":");
     put_uint(&w, s->status);
     PUT_LITERAL(&w, ",\"duration_seconds\":");

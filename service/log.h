@@ -19,10 +19,6 @@ void svc_log_configure(const char *format, const char *level);
  * none). level is "debug", "info", "warn" or "error". */
 void svc_log_event(const char *level, const char *event, json_t *fields);
 
-/* Writes the request lines gathered so far (they are also written every 50 ms, before
- * every event line, and when the buffer fills). Call before exiting. */
-void svc_log_flush(void);
-
 /* The access log: an api_request_logger (arg unused). Lines reach stdout within 50 ms. */
 void svc_log_request(const api_request_summary *summary, void *arg);
 
