@@ -137,7 +137,7 @@ typedef struct call_state {
 static enum MHD_Result reply_call_receipt(api_request *req, const char *ref)
 {
     char location[16 + RT_REF_SIZE];
-    snprintf(location, sizeof(location), "/v1/objects/" "%s", ref);
+    snprintf(location, sizeof(location), "/v1/objects/%s", ref);
     struct MHD_Response *resp = api_response_json(req, json_pack("{s:s}", "ref", ref));
     if (!resp)
         return MHD_NO;

@@ -63,7 +63,7 @@ static void submitted_free(void *p)
 static enum MHD_Result reply_receipt(api_request *req, const submitted *s)
 {
     char location[16 + RT_REF_SIZE];
-    snprintf(location, sizeof(location), "/v1/tasks/" "%s", s->task_id);
+    snprintf(location, sizeof(location), "/v1/tasks/%s", s->task_id);
     struct MHD_Response *resp = api_response_json(req, receipt(s->task_id, s->refs, s->n));
     if (!resp)
         return MHD_NO;

@@ -53,7 +53,7 @@ struct actor_call {
     rt_actor *actor;  /* owned reference */
     const rt_actor_method *method; /* NULL: the constructor */
     char method_name[RT_ACTOR_NAME_MAX + 1]; /* "__init__" for the constructor */
-    char request_id[130];          /* the submitting request's X-Request-Id, or "" */
+    char request_id[RT_REQUEST_ID_MAX + 1]; /* the submitting request's X-Request-Id, or "" */
     json_t *args, *kwargs;         /* owned */
     char ref[RT_REF_SIZE];         /* result; "" for the constructor */
     size_t ndeps;
@@ -477,7 +477,8 @@ static void run_actor(rt_job *job);
 static const rt_actor_method ANY_REMOTE_METHOD = {"*", "[any, ...]", "any method", NULL};
 
 /* Set by rt_actor_call_opts around publishing an inline-able call: instead of queueing the
- * actor, maybe_schedule_locked hands its job back here for the caller to run. */
+ * actor, maybe_schedule_locked hands its job back here for the caller to run. The job
+ * carries the actor reference maybe_schedule_locked took; run_actor consumes it. */
 static __thread bool inline_wanted;
 static __thread rt_job *inline_job;
 

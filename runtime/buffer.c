@@ -63,10 +63,12 @@ rt_buf *rt_buf_resize(rt_buf *buf, size_t new_size)
 {
     if (new_size > (size_t)-1 - sizeof(rt_buf) - 1)
         return NULL;
+    size_t old_size = buf->size;
     rt_buf *grown = realloc(buf, sizeof(rt_buf) + new_size + 1);
     if (!grown)
         return NULL;
-    advise_huge_pages(grown, sizeof(rt_buf) + new_size + 1);
+    if (new_size > old_size) /* a shrink to fit keeps the advice it had */
+        advise_huge_pages(grown, sizeof(rt_buf) + new_size + 1);
     grown->size = new_size;
     grown->data[new_size] = '\0';
     return grown;

@@ -18,6 +18,9 @@
 #include "runtime/buffer.h"
 #include "runtime/status.h"
 
+/* Longest request id (X-Request-Id) that work keeps and passes on to remote endpoints. */
+#define RT_REQUEST_ID_MAX 128
+
 /* One call of a function. The runtime fills the inputs; the function fills exactly one
  * output through rt_call_return_json, rt_call_return_bytes or rt_call_fail. */
 typedef struct rt_call {
@@ -30,7 +33,8 @@ typedef struct rt_call {
     const int *cancel_flag;  /* read with rt_call_cancelled */
     double deadline;         /* monotonic seconds; 0: none (the task's timeout option) */
     struct rt_store *store;  /* the object store, for functions that put objects */
-    const char *request_id;  /* the HTTP request that submitted the work, or NULL */
+    const char *request_id;  /* the HTTP request that submitted the work (at most
+                                RT_REQUEST_ID_MAX bytes), or NULL */
     void *async_state;       /* private to asynchronous functions */
     /* outputs */
     json_t *result_json;     /* owned */

@@ -56,7 +56,9 @@ struct rt_task {
     const rt_function *fn;
     const char *function;           /* in tail */
     const char *name;               /* in tail; "" when none */
-    json_t *args, *kwargs;          /* owned; NULL once an attempt has ended the task */
+    json_t *args, *kwargs;          /* owned; set to NULL (task lock) by the attempt that ends
+                                       the task; run_job reads them unlocked, safe because
+                                       one attempt at a time runs */
     unsigned num_returns;
     char (*result_refs)[RT_REF_SIZE]; /* in tail */
     size_t ndeps;
@@ -83,7 +85,6 @@ struct rt_task {
     char tail[];
 };
 
-#define REQUEST_ID_MAX 129 /* bytes of a request id kept (as X-Request-Id accepts) */
 
 struct rt_tasks {
     rt_store *store;
@@ -94,7 +95,7 @@ struct rt_tasks {
     rt_task **buckets;
     size_t nbuckets, count;
     rt_task *oldest, *newest;       /* submission order */
-    size_t finished_kept;           /* records of ended tasks in the table */
+    size_t finished_kept;           /* records of ended tasks in the table (atomic) */
     uint64_t next_seq;
     /* statistics (atomics) */
     size_t by_state[RT_TASK_STATE_COUNT];
@@ -231,7 +232,6 @@ static void table_remove(rt_tasks *ts, rt_task *t)
         ts->newest = t->order_prev;
 }
 
-/* Forgets the oldest ended tasks beyond max_kept. Called with no lock held. */
 /* Up to max_kept / PRUNE_FRACTION extra records are kept before a batch is forgotten:
  * about 100 at the default max_kept, so that the table lock is held for a short while
  * (forgetting reads cold records; a batch of 1,500 held it for milliseconds, and the
@@ -239,6 +239,8 @@ static void table_remove(rt_tasks *ts, rt_task *t)
 #define PRUNE_FRACTION 1024
 #define PRUNE_MAX 2048 /* records forgotten per batch at most */
 
+/* Forgets the oldest ended tasks until max_kept are left (after_end calls it once
+ * max_kept / PRUNE_FRACTION more have ended). Called with no lock held. */
 static void forget_old_records(rt_tasks *ts)
 {
     rt_task *dropped[PRUNE_MAX];
@@ -677,7 +679,6 @@ rt_status rt_task_validate(rt_tasks *ts, const rt_task_spec *spec, char *err, si
     return RT_OK;
 }
 
-/* Makes a task record with its result objects, not yet visible. */
 /* Drops the references of specs that hand over their arguments (args_given) and did not
  * become tasks. */
 static void release_given_args(const rt_task_spec *specs, size_t from, size_t to)
@@ -690,13 +691,15 @@ static void release_given_args(const rt_task_spec *specs, size_t from, size_t to
     }
 }
 
-/* Consumes spec's arguments when it gives them (args_given), also when it fails. */
+/* Makes a task record with its result objects, not yet visible (new, one reference: the
+ * table's). Consumes spec's arguments when it gives them (args_given), also when it
+ * fails. */
 static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
 {
     /* Validated: names are at most RT_TASK_NAME_MAX bytes. */
     size_t function_len = strnlen(spec->function, RT_TASK_NAME_MAX);
     size_t name_len = spec->name ? strnlen(spec->name, RT_TASK_NAME_MAX) : 0;
-    size_t request_id_len = spec->request_id ? strnlen(spec->request_id, REQUEST_ID_MAX) : 0;
+    size_t request_id_len = spec->request_id ? strnlen(spec->request_id, RT_REQUEST_ID_MAX) : 0;
     size_t refs_size = (size_t)spec->num_returns * RT_REF_SIZE;
     rt_task *t = malloc(sizeof(*t) + refs_size + function_len + name_len + request_id_len + 3);
     if (!t) {

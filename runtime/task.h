@@ -53,8 +53,8 @@ typedef struct rt_tasks_config {
 
 typedef struct rt_task_spec {
     const char *function;  /* borrowed */
-    json_t *args;          /* borrowed JSON array, or NULL */
-    json_t *kwargs;        /* borrowed JSON object, or NULL */
+    json_t *args;          /* JSON array, or NULL: borrowed, or given (args_given) */
+    json_t *kwargs;        /* JSON object, or NULL: borrowed, or given (args_given) */
     unsigned num_returns;  /* 1.. RT_TASK_NUM_RETURNS_MAX */
     int max_retries;       /* >= 0, or -1: the function's default (Ray's: 3) */
     bool retry_exceptions; /* retry when the function fails (off: only system failures) */
