@@ -277,8 +277,11 @@ static void test_put_get_64mib(void **state)
 
 static void test_content_type_kept(void **state)
 {
+    /* the last: a quoted parameter with UTF-8 (obs-text in a header), kept byte for byte
+     * in the put answer's JSON as in the GET's header */
     static const char *const types[] = {"text/plain; charset=utf-8", "image/png",
-                                        "application/json", "application/vnd.rayd.test+json", NULL};
+                                        "application/json", "application/vnd.rayd.test+json",
+                                        "text/plain; name=\"caf\xc3\xa9\"", NULL};
     static const char body[] = "{\"b\": 2,   \"a\": 1}";
     for (int i = 0; types[i]; i++) {
         http_resp *r = http_post_bytes(&g_main, "/v1/objects", types[i], body, strlen(body));
