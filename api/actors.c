@@ -277,10 +277,8 @@ enum MHD_Result api_actor_classes_put(api_request *req)
     if (api_json_only_keys(req, req->json, KEYS, "the body") != 0)
         return MHD_YES;
     json_t *url = json_object_get(req->json, "url"), *timeout = json_object_get(req->json, "timeout");
-    if (!json_is_string(url) || (strncmp(json_string_value(url), "http://", 7) != 0 &&
-                                 strncmp(json_string_value(url), "https://", 8) != 0))
-        return api_problem(req, 400, "BadRequest", "url must be an http:// or https:// URL",
-                           NULL);
+    if (api_functions_check_url(req, url) != 0)
+        return MHD_YES;
     if (!rt_remote_url_allowed(allow, json_string_value(url)))
         return api_problem(req, 403, "Forbidden",
                            "the url is outside RAYD_REMOTE_ALLOW; ask the operator to add its "

@@ -20,6 +20,8 @@ typedef struct api_config {
     unsigned connection_limit;
     double connection_timeout; /* seconds of inactivity before a connection is closed */
     size_t max_body;           /* bytes */
+    size_t linger_max;         /* bytes of an unread body discarded after an early answer;
+                                  0: close at once (api/linger.h) */
     double max_wait;           /* seconds; every wait is capped at this */
     size_t memory_limit;       /* for /v1/status only; the store enforces it */
     unsigned workers;          /* for /v1/status only; the scheduler has them */

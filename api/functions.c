@@ -45,6 +45,24 @@ enum MHD_Result api_functions_get(api_request *req)
 
 /* ---- PUT and DELETE /v1/functions/{name}: remote functions ---------------------------- */
 
+int api_functions_check_url(api_request *req, json_t *url)
+{
+    char why[200];
+    if (!json_is_string(url)) {
+        api_problem(req, 400, "BadRequest", "url must be an http:// or https:// URL", NULL);
+        return -1;
+    }
+    if (strlen(json_string_value(url)) != json_string_length(url)) {
+        api_problem(req, 400, "BadRequest", "url must not contain a NUL character", NULL);
+        return -1;
+    }
+    if (rt_remote_url_check(json_string_value(url), why, sizeof(why)) != 0) {
+        api_problem(req, 400, "BadRequest", why, NULL);
+        return -1;
+    }
+    return 0;
+}
+
 enum MHD_Result api_functions_put(api_request *req)
 {
     static const char *const KEYS[] = {"url", "timeout", "max_concurrency", "max_retries", NULL};
@@ -68,10 +86,8 @@ enum MHD_Result api_functions_put(api_request *req)
     json_t *v;
     rt_remote_function_spec spec = {.name = name, .timeout = 60, .max_retries = -1};
     v = json_object_get(req->json, "url");
-    if (!json_is_string(v) || (strncmp(json_string_value(v), "http://", 7) != 0 &&
-                               strncmp(json_string_value(v), "https://", 8) != 0))
-        return api_problem(req, 400, "BadRequest", "url must be an http:// or https:// URL",
-                           NULL);
+    if (api_functions_check_url(req, v) != 0)
+        return MHD_YES;
     spec.url = json_string_value(v);
     if (!rt_remote_url_allowed(allow, spec.url))
         return api_problem(req, 403, "Forbidden",

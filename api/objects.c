@@ -58,9 +58,12 @@ enum MHD_Result api_objects_put(api_request *req)
 
     char ref[RT_REF_SIZE];
     rt_buf *buf = req->raw_buf;
-    /* Read these now: once stored, the buffer may be evicted by another thread. */
+    /* Read these now: once stored, the buffer (and a content type it owns) may be evicted
+     * by another thread. Written directly: jansson's pack and dump were half of a small
+     * put's own cost. */
     size_t size = buf->size;
-    const char *content_type = buf->content_type; /* interned: lives forever */
+    char ct_json[6 * RT_CONTENT_TYPE_MAX + 1];
+    ct_json[api_json_escape_into(ct_json, buf->content_type, RT_CONTENT_TYPE_MAX)] = '\0';
     rt_status st = rt_store_put(req->ctx->store, buf, ttl, ref);
     if (st != RT_OK)
         return api_problem_status(req, st, "the object");
@@ -68,9 +71,6 @@ enum MHD_Result api_objects_put(api_request *req)
 
     char location[16 + RT_REF_SIZE];
     snprintf(location, sizeof(location), "/v1/objects/%s", ref);
-    /* Written directly: jansson's pack and dump were half of a small put's own cost. */
-    char ct_json[6 * RT_CONTENT_TYPE_MAX + 1];
-    ct_json[api_json_escape_into(ct_json, content_type, RT_CONTENT_TYPE_MAX)] = '\0';
     char *body = NULL;
     int n = asprintf(&body, "{\"ref\":\"%s\",\"size\":%zu,\"content_type\":\"%s\"}", ref,
                      size, ct_json);
@@ -147,25 +147,47 @@ enum MHD_Result api_objects_list(api_request *req)
 
 /* ---- GET and HEAD /v1/objects/{ref} --------------------------------------------------- */
 
-/* True when an If-None-Match header names this ref's ETag (or is "*"). */
+/* True when an If-None-Match header names this ref's ETag, or is "*" (RFC 9110 13.1.2:
+ * If-None-Match = "*" / #entity-tag, compared weakly). A comma inside a quoted tag is part
+ * of the tag, and a header that is not such a list is ignored (no match). */
 static int etag_matches(const char *header, const char *ref)
 {
     if (!header)
         return 0;
     size_t rlen = strlen(ref);
-    for (const char *p = header; *p;) {
-        while (*p == ' ' || *p == ',' || *p == '\t')
+    const char *p = header;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '*') {
+        p++;
+        while (*p == ' ' || *p == '\t')
             p++;
-        if (*p == '*')
-            return 1;
+        return *p == '\0';
+    }
+    int matched = 0;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++; /* empty list elements are allowed */
+        if (!*p)
+            return matched;
         if (p[0] == 'W' && p[1] == '/')
             p += 2;
-        if (*p == '"' && strncmp(p + 1, ref, rlen) == 0 && p[1 + rlen] == '"')
-            return 1;
-        while (*p && *p != ',')
+        if (*p != '"')
+            return 0;
+        const char *tag = ++p;
+        for (unsigned char c = (unsigned char)*p; c == 0x21 || (c >= 0x23 && c != 0x7f);
+             c = (unsigned char)*++p)
+            ; /* etagc: %x21 / %x23-7E / obs-text */
+        if (*p != '"')
+            return 0;
+        if ((size_t)(p - tag) == rlen && strncmp(tag, ref, rlen) == 0)
+            matched = 1;
+        p++;
+        while (*p == ' ' || *p == '\t')
             p++;
+        if (*p && *p != ',')
+            return 0;
     }
-    return 0;
 }
 
 /* The body reader of a 304: there is no body, so it ends at once if ever asked. */

@@ -45,6 +45,7 @@ typedef struct api_request {
     size_t raw_len;
     bool body_too_large;    /* discard the rest and answer 413 */
     bool replied;           /* a response is queued */
+    bool linger;            /* answered before its body: read the rest away (api/linger.h) */
     json_t *json;           /* parsed body, owned; kept across parks */
     void *handler_state;    /* owned by the handler: freed with handler_state_free */
     void (*handler_state_free)(void *state);

@@ -16,7 +16,9 @@
 #include <strings.h>
 #include <time.h>
 
+#include "api/framing.h"
 #include "api/idempotency.h"
+#include "api/linger.h"
 #include "api/metrics.h"
 #include "api/park.h"
 #include "api/problem.h"
@@ -35,6 +37,7 @@ struct api_server {
     struct MHD_Daemon *daemon;
     api_context *ctx;
     unsigned port;
+    api_linger *linger; /* owned: connections answered before their body */
 };
 
 /* ---- request set-up ---------------------------------------------------------------- */
@@ -122,16 +125,17 @@ static int content_length(api_request *req, size_t *out)
     return 1;
 }
 
+/* True when the request says a body follows (which an early answer leaves unread). */
+static bool request_declares_body(api_request *req)
+{
+    const char *cl = api_header(req, "Content-Length");
+    return api_header(req, "Transfer-Encoding") || (cl && strspn(cl, "0") != strlen(cl));
+}
+
 /* Called once the headers are in. Returns MHD_YES to go on (maybe with a reply queued). */
 static enum MHD_Result request_begin(api_request *req)
 {
     api_context *ctx = req->ctx;
-    if (api_header(req, "Transfer-Encoding") && api_header(req, "Content-Length"))
-        return api_problem(req, 400, "BadRequest",
-                           "a request must not carry both Transfer-Encoding and "
-                           "Content-Length",
-                           NULL);
-
     char *allow = req->allow;
     api_match_result m = api_route_match(req->method, req->path_copy, &req->route,
                                          req->params, req->allow, sizeof(req->allow));
@@ -188,6 +192,11 @@ static enum MHD_Result request_begin(api_request *req)
         if (ct && strlen(ct) > RT_CONTENT_TYPE_MAX)
             return api_problemf(req, 400, "BadRequest",
                                 "Content-Type is longer than %d bytes", RT_CONTENT_TYPE_MAX);
+        if (ct && *ct && !rt_content_type_valid(ct))
+            return api_problem(req, 400, "BadRequest",
+                               "Content-Type is not valid header text: control characters, "
+                               "or bytes over 0x7f that are not UTF-8",
+                               NULL);
         if (has_length && !rt_store_could_fit(ctx->store, length))
             return api_problemf(req, 507, "ObjectStoreFull",
                                 "an object of %zu bytes is larger than the object store's "
@@ -262,9 +271,9 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
 {
     api_server *server = cls;
     api_request *req = *con_cls;
-    (void)version;
 
-    if (!req) {
+    if (!req || api_uri_refused(req)) {
+        const void *uri_mark = req; /* set by api_uri_check: refuse the target */
         req = calloc(1, sizeof(*req));
         if (!req)
             return MHD_NO;
@@ -278,7 +287,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (!req->path_copy)
             return MHD_NO;
         request_set_id(req);
-        return request_begin(req);
+        enum MHD_Result r = MHD_YES;
+        if (uri_mark)
+            r = api_uri_refuse(req, uri_mark);
+        else if (api_framing_check(req, version) == 0)
+            r = request_begin(req);
+        /* Answered before the body: libmicrohttpd will close without reading it. */
+        req->linger = req->replied && request_declares_body(req);
+        return r;
     }
 
     if (*upload_data_size) {
@@ -316,10 +332,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     api_request *req = *con_cls;
     api_server *server = cls;
-    (void)conn;
-    (void)toe;
-    if (!req)
+    if (!req || api_uri_refused(req)) {
+        *con_cls = NULL; /* no request was made (libmicrohttpd refused it itself) */
         return;
+    }
+    if (req->linger && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        api_linger_connection(server->linger, conn);
     api_park_finish(req);
     double seconds = rt_clock_monotonic() - req->started;
     const api_route *table;
@@ -364,11 +382,13 @@ api_server *api_server_start(api_context *ctx, char *err, size_t err_size)
     ctx->parking = api_parking_new();
     ctx->metrics = api_metrics_new();
     ctx->idempotency = api_idempotency_new(ctx->config.idempotency_ttl, 100000);
-    if (!ctx->parking || !ctx->metrics || !ctx->idempotency) {
+    server->linger = api_linger_new(ctx->config.linger_max);
+    if (!ctx->parking || !ctx->metrics || !ctx->idempotency || !server->linger) {
         snprintf(err, err_size, "cannot start the deadline thread (out of memory?)");
         api_parking_free(ctx->parking);
         api_metrics_free(ctx->metrics);
         api_idempotency_free(ctx->idempotency);
+        api_linger_free(server->linger);
         ctx->parking = NULL;
         ctx->metrics = NULL;
         ctx->idempotency = NULL;
@@ -415,6 +435,7 @@ api_server *api_server_start(api_context *ctx, char *err, size_t err_size)
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
+        MHD_OPTION_URI_LOG_CALLBACK, api_uri_check, NULL,
         MHD_OPTION_END);
     if (!server->daemon) {
         snprintf(err, err_size, "cannot listen on %s port %u (in use, or not allowed)",
@@ -428,6 +449,7 @@ api_server *api_server_start(api_context *ctx, char *err, size_t err_size)
     return server;
 
 fail:
+    api_linger_free(server->linger);
     api_parking_free(ctx->parking);
     api_metrics_free(ctx->metrics);
     api_idempotency_free(ctx->idempotency);
@@ -463,6 +485,7 @@ void api_server_stop(api_server *server)
     struct timespec settle = {0, 50 * 1000 * 1000};
     nanosleep(&settle, NULL);
     MHD_stop_daemon(server->daemon);
+    api_linger_free(server->linger); /* after MHD: no connection can be handed over now */
     api_parking_free(server->ctx->parking);
     api_metrics_free(server->ctx->metrics);
     api_idempotency_free(server->ctx->idempotency);

@@ -45,6 +45,14 @@ rt_buf *api_value_to_buf(json_t *value, char *err, size_t err_size)
                  RT_CONTENT_TYPE_MAX);
         return NULL;
     }
+    /* It becomes a header of the object's GET: header text, no control characters (and no
+     * NUL inside, which would cut it short). */
+    if (ct && (strlen(json_string_value(ct)) != json_string_length(ct) ||
+               !rt_content_type_valid(json_string_value(ct)))) {
+        snprintf(err, err_size, "content_type must be valid header text, without control "
+                                "characters");
+        return NULL;
+    }
     size_t len = json_string_length(b64);
     rt_buf *buf = rt_buf_new(rt_base64_decoded_max(len), ct ? json_string_value(ct) : NULL);
     if (!buf) {

@@ -1,4 +1,5 @@
-/* Reference-counted immutable buffers and the content-type intern table. */
+/* Reference-counted immutable buffers, the content-type intern table, and what a content
+ * type may hold. */
 #include "runtime/buffer.h"
 
 #include <pthread.h>
@@ -34,17 +35,34 @@ static void advise_huge_pages(void *mem, size_t len)
 #endif
 }
 
+static const char *intern_or_null(const char *content_type, size_t len);
+
 rt_buf *rt_buf_new(size_t size, const char *content_type)
 {
-    const char *ct = rt_content_type_intern(content_type ? content_type
-                                                         : "application/octet-stream");
-    if (!ct || size > (size_t)-1 - sizeof(rt_buf) - 1)
+    if (!content_type)
+        content_type = "application/octet-stream";
+    if (!rt_content_type_valid(content_type) || size > (size_t)-1 - sizeof(rt_buf) - 1)
         return NULL;
+    size_t ct_len = strlen(content_type);
+    const char *ct = intern_or_null(content_type, ct_len);
+    char *owned = NULL;
+    if (!ct) {
+        /* The intern table is full: this buffer keeps its own copy, freed with it, so that
+         * the type is kept and memory stays bounded by the objects that use it. */
+        owned = malloc(ct_len + 1);
+        if (!owned)
+            return NULL;
+        memcpy(owned, content_type, ct_len + 1);
+        ct = owned;
+    }
     rt_buf *buf = malloc(sizeof(rt_buf) + size + 1);
-    if (!buf)
+    if (!buf) {
+        free(owned);
         return NULL;
+    }
     advise_huge_pages(buf, sizeof(rt_buf) + size + 1);
     buf->refs = 1;
+    buf->owns_content_type = owned != NULL;
     buf->size = size;
     buf->content_type = ct;
     buf->data[size] = '\0';
@@ -83,14 +101,17 @@ rt_buf *rt_buf_incref(rt_buf *buf)
 
 void rt_buf_decref(rt_buf *buf)
 {
-    if (buf && __atomic_sub_fetch(&buf->refs, 1, __ATOMIC_ACQ_REL) == 0)
+    if (buf && __atomic_sub_fetch(&buf->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        if (buf->owns_content_type)
+            free((char *)buf->content_type);
         free(buf);
+    }
 }
 
 /* The intern table: a small, append-only linked list. Content types in real use number a
  * handful, so a list under a lock is fast enough, and the two most common are answered
  * without any lock. The table is bounded so that hostile clients cannot grow it forever;
- * past the bound, new types fall back to a generic one. */
+ * past the bound, buffers with a new type keep their own copy of it (rt_buf_new). */
 #define INTERN_MAX 4096
 
 typedef struct intern_node {
@@ -105,13 +126,10 @@ static unsigned intern_count;
 static const char OCTET_STREAM[] = "application/octet-stream";
 static const char JSON_UTF8[] = "application/json";
 
-const char *rt_content_type_intern(const char *content_type)
+/* The interned copy of content_type (len bytes), or NULL when the table is full (or out of
+ * memory). */
+static const char *intern_or_null(const char *content_type, size_t len)
 {
-    if (!content_type)
-        return NULL;
-    size_t len = strlen(content_type);
-    if (len > RT_CONTENT_TYPE_MAX)
-        return NULL;
     if (strcmp(content_type, OCTET_STREAM) == 0)
         return OCTET_STREAM;
     if (strcmp(content_type, JSON_UTF8) == 0)
@@ -134,11 +152,65 @@ const char *rt_content_type_intern(const char *content_type)
             intern_count++;
             found = n->text;
         }
-    } else if (!found) {
-        found = OCTET_STREAM;
     }
     pthread_mutex_unlock(&intern_lock);
     return found;
+}
+
+const char *rt_content_type_intern(const char *content_type)
+{
+    if (!content_type || !rt_content_type_valid(content_type))
+        return NULL;
+    return intern_or_null(content_type, strlen(content_type));
+}
+
+/* Length of the well-formed UTF-8 sequence of 2 to 4 bytes at p, or 0 (RFC 3629: no
+ * overlong forms, no surrogates, nothing past U+10FFFF; the terminating NUL is never a
+ * continuation byte, so a cut sequence is 0 too). */
+static size_t utf8_sequence(const unsigned char *p)
+{
+    size_t n;
+    uint32_t cp;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        n = 2;
+        cp = p[0] & 0x1f;
+    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        n = 3;
+        cp = p[0] & 0x0f;
+    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        n = 4;
+        cp = p[0] & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+        (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+        return 0;
+    return n;
+}
+
+bool rt_content_type_valid(const char *content_type)
+{
+    const unsigned char *p = (const unsigned char *)content_type;
+    size_t len = 0;
+    while (p[len]) {
+        size_t n = 1;
+        if (p[len] >= 0x80)
+            n = utf8_sequence(p + len);
+        else if ((p[len] < 0x20 && p[len] != '\t') || p[len] == 0x7f)
+            n = 0;
+        if (n == 0)
+            return false;
+        len += n;
+        if (len > RT_CONTENT_TYPE_MAX)
+            return false;
+    }
+    return len > 0;
 }
 
 int rt_content_type_is_json(const char *content_type)

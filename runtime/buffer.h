@@ -10,6 +10,7 @@
 #ifndef RAYD_RUNTIME_BUFFER_H
 #define RAYD_RUNTIME_BUFFER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Longest content type kept, in bytes, not counting the terminating NUL. */
@@ -17,15 +18,18 @@
 
 typedef struct rt_buf {
     int refs;                 /* atomic; use rt_buf_incref / rt_buf_decref */
+    bool owns_content_type;   /* content_type is this buffer's own copy, freed with it */
     size_t size;              /* bytes in data */
-    const char *content_type; /* interned (see rt_content_type_intern), never NULL */
+    const char *content_type; /* never NULL; lives as long as the buffer: interned (see
+                                 rt_content_type_intern), or the buffer's own copy once the
+                                 intern table is full */
     char data[];              /* the bytes, plus one NUL after them for convenience */
 } rt_buf;
 
 /* A new buffer of size bytes (contents uninitialised, data[size] is NUL) with one
- * reference owned by the caller. content_type is interned; NULL means
- * "application/octet-stream". Returns NULL when out of memory or when content_type is
- * longer than RT_CONTENT_TYPE_MAX. */
+ * reference owned by the caller. content_type is copied (interned when the table has room);
+ * NULL means "application/octet-stream". Returns NULL when out of memory or when
+ * content_type is not valid (rt_content_type_valid). */
 rt_buf *rt_buf_new(size_t size, const char *content_type);
 
 /* A new buffer holding a copy of data. Same rules as rt_buf_new. */
@@ -42,9 +46,14 @@ rt_buf *rt_buf_incref(rt_buf *buf);
 void rt_buf_decref(rt_buf *buf);
 
 /* Returns a process-lifetime pointer for a content type string, the same pointer for equal
- * strings, so content types cost nothing per object. NULL on out of memory or over
- * RT_CONTENT_TYPE_MAX. Thread-safe. */
+ * strings, so content types cost nothing per object. NULL when the type is not valid, when
+ * the table is full (it holds at most 4,096 types) or out of memory. Thread-safe. */
 const char *rt_content_type_intern(const char *content_type);
+
+/* True when content_type can be kept and sent back as an HTTP header and a JSON string:
+ * 1 to RT_CONTENT_TYPE_MAX bytes of header text (RFC 9110 field-value: visible ASCII,
+ * space, tab) where bytes over 0x7f must form well-formed UTF-8. No control characters. */
+bool rt_content_type_valid(const char *content_type);
 
 /* True when a content type names JSON ("application/json", "...+json", with parameters). */
 int rt_content_type_is_json(const char *content_type);

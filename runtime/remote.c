@@ -377,6 +377,62 @@ size_t rt_remote_in_flight(rt_remote *r)
     return n;
 }
 
+/* RFC 3986 2.2 and 2.3: the characters a URI may hold as they are. */
+static int uri_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != 0 && strchr("-._~:/?[]@!$&'()*+,;=", c) != NULL);
+}
+
+static int hex_digit(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+int rt_remote_url_check(const char *url, char *why, size_t why_size)
+{
+    size_t len = url ? strlen(url) : 0;
+    if (!url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)) {
+        snprintf(why, why_size, "url must be an http:// or https:// URL");
+        return -1;
+    }
+    if (len > RT_REMOTE_URL_MAX) {
+        snprintf(why, why_size, "url is longer than %d bytes", RT_REMOTE_URL_MAX);
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)url[i];
+        if (c == '%' && hex_digit(url[i + 1]) && hex_digit(url[i + 2])) {
+            i += 2;
+            continue;
+        }
+        if (c == '#') {
+            snprintf(why, why_size, "url must not have a #fragment");
+            return -1;
+        }
+        if (!uri_char(c)) {
+            snprintf(why, why_size,
+                     "url has a character a URL cannot hold at byte %zu (0x%02x): spaces, "
+                     "control characters and non-ASCII bytes must be percent-encoded",
+                     i, c);
+            return -1;
+        }
+    }
+    /* The structure (a host, a port that is a number) as libcurl, which makes the calls,
+     * will read it. */
+    CURLU *u = curl_url();
+    char *host = NULL;
+    int ok = u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+             curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host && *host;
+    curl_free(host);
+    curl_url_cleanup(u);
+    if (!ok) {
+        snprintf(why, why_size, "url is not a valid URL with a host");
+        return -1;
+    }
+    return 0;
+}
+
 int rt_remote_url_allowed(const char *allow, const char *url)
 {
     if (!allow || !url)

@@ -62,6 +62,15 @@ void rt_remote_call_free(rt_remote_call *call);
 /* Calls in flight now (posted and not yet completed). */
 size_t rt_remote_in_flight(rt_remote *remote);
 
+/* Longest remote URL accepted, in bytes. */
+#define RT_REMOTE_URL_MAX 2048
+
+/* Checks a URL given for a remote function or class: an absolute http:// or https:// URL
+ * with a host, of at most RT_REMOTE_URL_MAX bytes of URI characters (RFC 3986: no spaces,
+ * control characters or raw non-ASCII bytes; '%' followed by two hex digits), without a
+ * #fragment. Returns 0, or -1 with the reason in why (why_size bytes). */
+int rt_remote_url_check(const char *url, char *why, size_t why_size);
+
 /* 1 when url starts with one of the comma-separated scheme://host:port prefixes in allow
  * (the prefix must end the authority: "http://h:1" does not allow "http://h:10"). */
 int rt_remote_url_allowed(const char *allow, const char *url);

@@ -103,7 +103,7 @@ void rt_remote_result_to_call(const rt_remote_result *r, rt_call *call, const ch
         }
         rt_buf *buf = rt_buf_from(r->body, r->body_len, r->content_type);
         if (!buf)
-            buf = rt_buf_from(r->body, r->body_len, NULL); /* content type too long */
+            buf = rt_buf_from(r->body, r->body_len, NULL); /* type too long or not header text */
         rt_call_return_bytes(call, buf);
         return;
     }

@@ -45,6 +45,9 @@ static const setting SETTINGS[] = {
      "30% of memory", "object store memory limit (512M, 2G); LRU eviction beyond it", NULL},
     {"--max-body", "RAYD_MAX_BODY", KIND_SIZE, OFF(api.max_body), 0, 0, "256M",
      "largest request body accepted (413 beyond it)", NULL},
+    {"--linger-max", "RAYD_LINGER_MAX", KIND_SIZE, OFF(api.linger_max), 0, 0, "64M",
+     "after answering a request before reading its body (413, 507...), read and discard up "
+     "to this much of it so the client gets the answer; 0: close at once", NULL},
     {"--max-wait", "RAYD_MAX_WAIT", KIND_DURATION, OFF(api.max_wait), 0, 0, "60s",
      "longest any request waits for objects (timeouts are capped at this)", NULL},
     {"--connection-limit", "RAYD_CONNECTION_LIMIT", KIND_UINT, OFF(api.connection_limit), 1,
@@ -117,6 +120,7 @@ static void set_defaults(svc_config *c)
     c->api.http_threads = cores > 2 ? (unsigned)cores : 2;
     c->api.memory_limit = memory_available() / 10 * 3;
     c->api.max_body = (size_t)256 << 20;
+    c->api.linger_max = (size_t)64 << 20;
     c->api.max_wait = 60;
     c->api.connection_limit = 10000;
     c->api.connection_timeout = 30;
