@@ -277,13 +277,8 @@ enum MHD_Result api_actor_classes_put(api_request *req)
     if (api_json_only_keys(req, req->json, KEYS, "the body") != 0)
         return MHD_YES;
     json_t *url = json_object_get(req->json, "url"), *timeout = json_object_get(req->json, "timeout");
-    if (api_functions_check_url(req, url) != 0)
+    if (api_functions_check_url(req, url, allow) != 0)
         return MHD_YES;
-    if (!rt_remote_url_allowed(allow, json_string_value(url)))
-        return api_problem(req, 403, "Forbidden",
-                           "the url is outside RAYD_REMOTE_ALLOW; ask the operator to add its "
-                           "scheme://host:port",
-                           json_pack("{s:s,s:s}", "url", json_string_value(url), "allowed", allow));
     if (timeout && (!json_is_number(timeout) || json_number_value(timeout) <= 0 ||
                     json_number_value(timeout) > 3600))
         return api_problem(req, 400, "BadRequest",

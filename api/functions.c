@@ -45,18 +45,26 @@ enum MHD_Result api_functions_get(api_request *req)
 
 /* ---- PUT and DELETE /v1/functions/{name}: remote functions ---------------------------- */
 
-int api_functions_check_url(api_request *req, json_t *url)
+int api_functions_check_url(api_request *req, json_t *url, const char *allow)
 {
-    char why[200];
-    if (!json_is_string(url)) {
+    const char *text = json_string_value(url);
+    if (!text || (strncmp(text, "http://", 7) != 0 && strncmp(text, "https://", 8) != 0)) {
         api_problem(req, 400, "BadRequest", "url must be an http:// or https:// URL", NULL);
         return -1;
     }
-    if (strlen(json_string_value(url)) != json_string_length(url)) {
+    if (strlen(text) != json_string_length(url)) {
         api_problem(req, 400, "BadRequest", "url must not contain a NUL character", NULL);
         return -1;
     }
-    if (rt_remote_url_check(json_string_value(url), why, sizeof(why)) != 0) {
+    if (!rt_remote_url_allowed(allow, text)) {
+        api_problem(req, 403, "Forbidden",
+                    "the url is outside RAYD_REMOTE_ALLOW; ask the operator to add its "
+                    "scheme://host:port",
+                    json_pack("{s:s,s:s}", "url", text, "allowed", allow));
+        return -1;
+    }
+    char why[200];
+    if (rt_remote_url_check(text, why, sizeof(why)) != 0) {
         api_problem(req, 400, "BadRequest", why, NULL);
         return -1;
     }
@@ -86,14 +94,9 @@ enum MHD_Result api_functions_put(api_request *req)
     json_t *v;
     rt_remote_function_spec spec = {.name = name, .timeout = 60, .max_retries = -1};
     v = json_object_get(req->json, "url");
-    if (api_functions_check_url(req, v) != 0)
+    if (api_functions_check_url(req, v, allow) != 0)
         return MHD_YES;
     spec.url = json_string_value(v);
-    if (!rt_remote_url_allowed(allow, spec.url))
-        return api_problem(req, 403, "Forbidden",
-                           "the url is outside RAYD_REMOTE_ALLOW; ask the operator to add its "
-                           "scheme://host:port",
-                           json_pack("{s:s,s:s}", "url", spec.url, "allowed", allow));
     if ((v = json_object_get(req->json, "timeout"))) {
         if (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) > 3600)
             return api_problem(req, 400, "BadRequest",

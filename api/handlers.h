@@ -54,9 +54,10 @@ enum MHD_Result api_functions_list(api_request *req);
 enum MHD_Result api_functions_get(api_request *req);
 enum MHD_Result api_functions_put(api_request *req);
 enum MHD_Result api_functions_delete(api_request *req);
-/* Checks the url member (borrowed) of a remote function's or class's registration, so that
- * a URL that could never be called (a space, a CR/LF, no host) is refused now rather than
- * failing every call later. On failure answers 400 and returns -1. */
-int api_functions_check_url(api_request *req, json_t *url);
+/* Checks the url member (borrowed) of a remote function's or class's registration: an
+ * http(s) URL (else 400), inside the allow-list (else 403), and one that can be called (else
+ * 400: a space, a CR/LF, no host... is refused now rather than failing every call later).
+ * On failure answers and returns -1. */
+int api_functions_check_url(api_request *req, json_t *url, const char *allow);
 
 #endif

@@ -580,7 +580,6 @@ static void test_remote_urls_checked_at_registration(void **state)
         "http://127.0.0.1:9/a%zz",
         "http://127.0.0.1:9/a#frag",
         "http://127.0.0.1:9/a\\u0000b",
-        "http://",
         NULL,
     };
     static const char *const paths[] = {"/v1/functions/framing_fn",
