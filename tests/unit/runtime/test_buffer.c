@@ -325,6 +325,74 @@ static void test_big_buffers_ask_for_huge_pages(void **state)
     rt_buf_decref(grown);
 }
 
+static void test_content_type_valid(void **state)
+{
+    (void)state;
+    static const char *const good[] = {"text/plain", "application/json; charset=utf-8",
+                                       "text/plain;\tname=\"caf\xc3\xa9\"", "x/\xf0\x9f\x98\x80",
+                                       "a", NULL};
+    for (int i = 0; good[i]; i++)
+        if (!rt_content_type_valid(good[i]))
+            fail_msg("refused: %s", good[i]);
+    static const char *const bad[] = {"",
+                                      "text/\xff\xfe",
+                                      "text/\xc3",
+                                      "text/\xc3(",
+                                      "text/\xc0\xaf",         /* overlong */
+                                      "text/\xed\xa0\x80",     /* a surrogate */
+                                      "text/\xf4\x90\x80\x80", /* past U+10FFFF */
+                                      "text/\x01",
+                                      "text/plain\r\nX: y",
+                                      "text/\x7f",
+                                      NULL};
+    for (int i = 0; bad[i]; i++) {
+        if (rt_content_type_valid(bad[i]))
+            fail_msg("accepted bad type %d", i);
+        assert_null(rt_buf_new(1, bad[i]));
+        assert_null(rt_content_type_intern(bad[i]));
+    }
+}
+
+/* Past the intern table's bound (4,096 types) a buffer keeps its own copy of its type; it
+ * lives as long as the buffer (through resizes) and is freed with it (ASan checks that).
+ * Runs last: the table is process-wide and stays full. */
+#define MANY_TYPES 4300
+
+static void test_types_kept_past_intern_table(void **state)
+{
+    (void)state;
+    static rt_buf *bufs[MANY_TYPES];
+    char name[64];
+    size_t owned = 0;
+    for (int i = 0; i < MANY_TYPES; i++) {
+        snprintf(name, sizeof(name), "application/x-many-%d", i);
+        bufs[i] = rt_buf_new(8, name);
+        assert_non_null(bufs[i]);
+        owned += bufs[i]->owns_content_type;
+    }
+    assert_true(owned >= MANY_TYPES - 4096);
+    for (int i = 0; i < MANY_TYPES; i++) {
+        bufs[i] = rt_buf_resize(bufs[i], 100000);
+        assert_non_null(bufs[i]);
+        snprintf(name, sizeof(name), "application/x-many-%d", i);
+        assert_string_equal(bufs[i]->content_type, name);
+    }
+    /* an owned type is not shared: each buffer frees its own */
+    rt_buf *x = rt_buf_new(1, "application/x-many-4299");
+    assert_non_null(x);
+    assert_true(x->owns_content_type);
+    assert_ptr_not_equal(x->content_type, bufs[4299]->content_type);
+    assert_null(rt_content_type_intern("application/x-many-4299"));
+    rt_buf_decref(x);
+    /* interned types are still shared */
+    rt_buf *j = rt_buf_new(1, "application/json");
+    assert_false(j->owns_content_type);
+    assert_ptr_equal(j->content_type, rt_content_type_intern("application/json"));
+    rt_buf_decref(j);
+    for (int i = 0; i < MANY_TYPES; i++)
+        rt_buf_decref(bufs[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +408,8 @@ int main(void)
         cmocka_unit_test(test_intern_concurrent),
         cmocka_unit_test(test_is_json),
         cmocka_unit_test(test_big_buffers_ask_for_huge_pages),
+        cmocka_unit_test(test_content_type_valid),
+        cmocka_unit_test(test_types_kept_past_intern_table), /* last: fills the table */
     };
     return cmocka_run_group_tests_name("runtime/buffer", tests, NULL, NULL);
 }
