@@ -214,7 +214,11 @@ void *api_uri_check(void *cls, const char *uri, struct MHD_Connection *conn)
          * and then resets the connection's state, so the connection stalls until its idle
          * timeout. uri points into the connection's (writable) read buffer, and the query
          * starts after this '?': ending the string there leaves no arguments to split. The
-         * request is refused anyway (api_uri_refuse), so nothing reads them. */
+         * request is refused anyway (api_uri_refuse), so nothing reads them.
+         *
+         * Not covered: a target with a NUL byte before its '?' hides the query from this
+         * callback (it sees a C string) but not from libmicrohttpd, which then stalls as
+         * before, until the idle timeout: no worse than any client that goes silent. */
         ((char *)query)[1] = '\0';
     }
     return len > API_URI_MAX ? MARK_TOO_LONG : MARK_TOO_MANY_ARGS;
