@@ -29,9 +29,8 @@ struct api_linger {
     int epfd, wakefd;
     pthread_t thread;
     bool running;
-    pthread_mutex_t lock; /* guards slots, count, stopping */
+    pthread_mutex_t lock; /* guards slots and stopping */
     bool stopping;
-    size_t count;
     linger_slot slots[API_LINGER_CONNECTIONS];
 };
 
@@ -41,19 +40,22 @@ static void slot_close(api_linger *lg, linger_slot *s)
     epoll_ctl(lg->epfd, EPOLL_CTL_DEL, s->fd, NULL);
     close(s->fd);
     s->fd = -1;
-    __atomic_store_n(&lg->count, lg->count - 1, __ATOMIC_RELAXED);
 }
 
-/* Reads and discards what the client sent; closes at its end, on an error, or past the
- * byte limit. Lock held (the reads do not block). */
+/* Reads and discards what the client sent, at most DRAIN_ROUND bytes a round so that the
+ * lock is held briefly (epoll reports the socket again while data is waiting); closes at
+ * the client's end, on an error, or past the byte limit. Lock held (reads do not block). */
+#define DRAIN_ROUND (256 * 1024)
+
 static void slot_drain(api_linger *lg, linger_slot *s, double now)
 {
     static char sink[64 * 1024]; /* only this thread writes it, and nobody reads it */
-    for (;;) {
+    for (size_t round = 0; round < DRAIN_ROUND;) {
         ssize_t n = recv(s->fd, sink, sizeof(sink), MSG_DONTWAIT);
         if (n > 0) {
             s->bytes += (size_t)n;
             s->last = now;
+            round += (size_t)n;
             if (s->bytes > lg->max_bytes) {
                 slot_close(lg, s);
                 return;
@@ -202,14 +204,8 @@ void api_linger_connection(api_linger *lg, struct MHD_Connection *conn)
     if (fd >= 0) {
         double now = rt_clock_monotonic();
         *s = (linger_slot){.fd = fd, .bytes = 0, .started = now, .last = now};
-        __atomic_store_n(&lg->count, lg->count + 1, __ATOMIC_RELAXED);
     }
     pthread_mutex_unlock(&lg->lock);
     if (fd >= 0)
         wake(lg); /* the thread recomputes its next deadline */
-}
-
-size_t api_linger_count(api_linger *lg)
-{
-    return lg ? __atomic_load_n(&lg->count, __ATOMIC_RELAXED) : 0;
 }

@@ -42,7 +42,4 @@ void api_linger_free(api_linger *linger);
  * full. */
 void api_linger_connection(api_linger *linger, struct MHD_Connection *conn);
 
-/* Sockets lingering now (for /metrics and tests). */
-size_t api_linger_count(api_linger *linger);
-
 #endif
