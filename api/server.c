@@ -1,5 +1,7 @@
 /* The MHD daemon and its access handler: request set-up, body collection, early refusals
- * (404, 405, 413, 415, request smuggling), dispatch to the route's handler, and clean-up.
+ * (framing and request targets: api/framing.h; 404, 405, 413, 415), dispatch to the
+ * route's handler, and clean-up, which hands connections answered before their body to
+ * the lingering close (api/linger.h).
  *
  * MHD calls the access handler several times per request: once when the headers are in
  * (we set up and may refuse at once, before any body is read), once per chunk of body
