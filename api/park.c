@@ -346,6 +346,8 @@ void api_park_finish(api_request *req)
     if (park->heap_index != SIZE_MAX) {
         heap_remove(pk, park);
         park_decref(park);
+        if (pk->closed && pk->count == 0)
+            pthread_cond_broadcast(&pk->settled); /* api_parking_close may wait on it */
     }
     pthread_mutex_unlock(&pk->lock);
     park_decref(park);
