@@ -117,11 +117,11 @@ $(BUILD)/tests/unit/api/%: tests/unit/api/%.c $(BUILD)/librayd_api.a $(BUILD)/li
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/librayd_api.a \
 	    $(BUILD)/librayd_runtime.a -lcmocka $(PKG_LIBS) $(LDLIBS)
 
-# Unit tests of runtime/ link the runtime only: no HTTP.
+# Unit tests of runtime/ link the runtime only: no HTTP server (libcurl for rt_remote).
 $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/librayd_runtime.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/librayd_runtime.a \
-	    -lcmocka -ljansson $(LDLIBS)
+	    -lcmocka -ljansson -lcurl $(LDLIBS)
 
 # API tests: libcurl clients against the real server binary.
 $(BUILD)/tests/api/%: tests/api/%.c $(API_TEST_SUPPORT) $(BUILD)/rayd

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "api/problem.h"
+#include "api/router.h"
 #include "runtime/clock.h"
 
 struct api_park {
@@ -24,8 +25,12 @@ struct api_park {
 struct api_parking {
     pthread_mutex_t lock;
     pthread_cond_t changed;
+    pthread_cond_t settled; /* signalled when `live` or the heap empties after closing */
     pthread_t thread;
     int stopping;
+    int closed;      /* the server is stopping: nothing suspends any more */
+    size_t live;     /* requests that parked and have not completed (suspended, or
+                        resumed and still answering) */
     api_park **heap; /* min-heap by deadline */
     size_t count, cap;
 };
@@ -123,6 +128,8 @@ static void *deadline_thread(void *arg)
             park_wake(park);
             park_decref(park); /* the heap's reference; the request still holds one */
         }
+        if (pk->closed && pk->count == 0)
+            pthread_cond_broadcast(&pk->settled); /* every resume has been issued */
         if (pk->count == 0) {
             pthread_cond_wait(&pk->changed, &pk->lock);
         } else {
@@ -148,8 +155,10 @@ api_parking *api_parking_new(void)
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&pk->changed, &attr);
+    pthread_cond_init(&pk->settled, &attr);
     pthread_condattr_destroy(&attr);
     if (pthread_create(&pk->thread, NULL, deadline_thread, pk) != 0) {
+        pthread_cond_destroy(&pk->settled);
         pthread_cond_destroy(&pk->changed);
         pthread_mutex_destroy(&pk->lock);
         free(pk);
@@ -171,6 +180,7 @@ void api_parking_free(api_parking *pk)
     for (size_t i = 0; i < pk->count; i++)
         park_decref(pk->heap[i]);
     free(pk->heap);
+    pthread_cond_destroy(&pk->settled);
     pthread_cond_destroy(&pk->changed);
     pthread_mutex_destroy(&pk->lock);
     free(pk);
@@ -184,6 +194,40 @@ void api_parking_wake_all(api_parking *pk)
         pk->heap[i]->deadline = now; /* all equal: still a valid heap */
     pthread_cond_signal(&pk->changed);
     pthread_mutex_unlock(&pk->lock);
+}
+
+/* Absolute CLOCK_MONOTONIC time `seconds` from now, for the condition variables. */
+static struct timespec monotonic_in(double seconds)
+{
+    double when = rt_clock_monotonic() + seconds;
+    struct timespec ts;
+    ts.tv_sec = (time_t)when;
+    ts.tv_nsec = (long)((when - (double)ts.tv_sec) * 1e9);
+    return ts;
+}
+
+bool api_parking_close(api_parking *pk, double timeout)
+{
+    struct timespec until = monotonic_in(timeout);
+    pthread_mutex_lock(&pk->lock);
+    pk->closed = 1;
+    double now = rt_clock_monotonic();
+    for (size_t i = 0; i < pk->count; i++)
+        pk->heap[i]->deadline = now; /* all equal: still a valid heap */
+    pthread_cond_signal(&pk->changed);
+    /* Each parked request is resumed by the deadline thread, answered by its handler, and
+     * counted down when MHD has sent the answer (api_park_complete). */
+    int timed_out = 0;
+    while (pk->live > 0 && !timed_out)
+        timed_out = pthread_cond_timedwait(&pk->settled, &pk->lock, &until) == ETIMEDOUT;
+    /* Whatever is still answering (a client that does not read) has at least been
+     * resumed, which is all MHD_stop_daemon needs: the deadline thread empties the heap
+     * at once now that every deadline has come. */
+    while (pk->count > 0)
+        pthread_cond_wait(&pk->settled, &pk->lock);
+    bool all = pk->live == 0;
+    pthread_mutex_unlock(&pk->lock);
+    return all;
 }
 
 bool api_parking_full(const api_request *req)
@@ -218,6 +262,21 @@ enum MHD_Result api_park_on_refs(api_request *req, const char *const *refs, size
     api_park_finish(req); /* a previous round, if any */
     if (__atomic_load_n(&req->ctx->lifecycle, __ATOMIC_ACQUIRE) == API_DRAINING)
         req->deadline = 0; /* draining: answer with what there is, right away */
+    pthread_mutex_lock(&pk->lock);
+    bool closed = pk->closed;
+    if (!closed && !req->parked) {
+        req->parked = true; /* counted until it completes, across rounds */
+        pk->live++;
+    }
+    pthread_mutex_unlock(&pk->lock);
+    if (closed) {
+        /* The server is stopping and MHD must find no connection suspended: no park, the
+         * handler is called again at once, past its deadline, and answers with what there
+         * is, as a woken request would. */
+        req->deadline = 0;
+        req->rounds++;
+        return req->route->handler(req);
+    }
     if (req->ctx->config.max_parked && api_parking_count(pk) >= req->ctx->config.max_parked) {
         req->retry_after = 1;
         return api_problemf(req, 429, "TooManyRequests",
@@ -240,6 +299,8 @@ enum MHD_Result api_park_on_refs(api_request *req, const char *const *refs, size
     MHD_suspend_connection(req->conn);
 
     pthread_mutex_lock(&pk->lock);
+    if (pk->closed)
+        park->deadline = 0; /* closed since we looked: wake at once */
     __atomic_add_fetch(&park->refs, 1, __ATOMIC_RELAXED);
     if (heap_push(pk, park) != 0) {
         __atomic_sub_fetch(&park->refs, 1, __ATOMIC_RELAXED); /* the heap never held it */
@@ -285,7 +346,22 @@ void api_park_finish(api_request *req)
     if (park->heap_index != SIZE_MAX) {
         heap_remove(pk, park);
         park_decref(park);
+        if (pk->closed && pk->count == 0)
+            pthread_cond_broadcast(&pk->settled); /* api_parking_close may wait on it */
     }
     pthread_mutex_unlock(&pk->lock);
     park_decref(park);
+}
+
+void api_park_complete(api_request *req)
+{
+    api_park_finish(req);
+    if (!req->parked)
+        return;
+    req->parked = false;
+    api_parking *pk = req->ctx->parking;
+    pthread_mutex_lock(&pk->lock);
+    if (--pk->live == 0 && pk->closed)
+        pthread_cond_broadcast(&pk->settled);
+    pthread_mutex_unlock(&pk->lock);
 }

@@ -16,7 +16,11 @@
  *   libmicrohttpd allows from any thread. The connection is suspended before any watcher is
  *   registered, so a resume can never come before its suspend.
  * - Suspended connections are invisible to MHD's timeouts and disconnect detection; the
- *   deadline (capped by RAYD_MAX_WAIT) bounds how long a vanished client costs memory. */
+ *   deadline (capped by RAYD_MAX_WAIT) bounds how long a vanished client costs memory.
+ * - Stopping: MHD_stop_daemon aborts the process if a connection is still suspended, and
+ *   a resumed one it closes unanswered. A request is counted (`live`) from its first park
+ *   until it completes; api_parking_close refuses new parks, wakes the rest and waits on a
+ *   condition variable for that count to reach zero, instead of sleeping and hoping. */
 #ifndef RAYD_API_PARK_H
 #define RAYD_API_PARK_H
 
@@ -34,8 +38,16 @@ api_parking *api_parking_new(void);
  * uses is req->ctx->parking. */
 void api_parking_free(api_parking *parking);
 
-/* Wakes every parked request now (server stopping). Thread-safe. */
+/* Wakes every parked request now (server draining). Thread-safe. */
 void api_parking_wake_all(api_parking *parking);
+
+/* Server stopping, before MHD_stop_daemon (which must find no connection suspended):
+ * from now on no request parks (a handler that would is called again at once, past its
+ * deadline, and answers with what there is); every parked request is woken; then waits
+ * until each request that ever parked has completed (its answer sent), up to timeout
+ * seconds, and in any case until every suspended connection has been resumed. Returns
+ * true when all completed. Call once, from the thread that stops the server. */
+bool api_parking_close(api_parking *parking, double timeout);
 
 /* True when no more requests may park (RAYD_MAX_PARKED). Handlers whose request already
  * did its work (a submitted task) answer without waiting then, rather than 429. */
@@ -51,8 +63,12 @@ enum MHD_Result api_park_on_refs(api_request *req, const char *const *refs, size
                                  size_t needed);
 
 /* Ends the current round of a resumed request: removes its watchers and its deadline and
- * drops the request's reference. Called by the server before it calls the handler again,
- * and when a request completes. NULL park accepted. */
+ * drops the request's reference. Called by the server before it calls the handler again.
+ * NULL park accepted. */
 void api_park_finish(api_request *req);
+
+/* A request completed (MHD's completion callback): ends its round as api_park_finish, and
+ * counts it down if it ever parked, so api_parking_close knows when all are answered. */
+void api_park_complete(api_request *req);
 
 #endif

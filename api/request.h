@@ -53,6 +53,8 @@ typedef struct api_request {
     /* Waiting. deadline is monotonic seconds, 0 until a handler sets it. */
     double deadline;
     api_park *park;         /* non-NULL while parked or just resumed */
+    bool parked;            /* parked at least once: counted by the parking until it
+                               completes (api_park_complete) */
     unsigned rounds;        /* how many times the handler was called */
     unsigned status;        /* status of the queued response, for logs and metrics */
     size_t bytes_out;       /* body bytes of the queued response, for logs */

@@ -340,7 +340,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     if (req->linger && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
         api_linger_connection(server->linger, conn);
-    api_park_finish(req);
+    api_park_complete(req);
     double seconds = rt_clock_monotonic() - req->started;
     const api_route *table;
     size_t nroutes = api_route_table(&table);
@@ -477,15 +477,13 @@ void api_server_stop(api_server *server)
      * Until MHD_stop_daemon closes it, the socket keeps accepting, and new work is
      * answered 503 ShuttingDown as during the whole drain.
      *
-     * Parked requests must be resumed before MHD_stop_daemon: wake them all and give MHD a
-     * moment to answer them. */
-    api_parking_wake_all(server->ctx->parking);
-    for (int i = 0; i < 200 && api_parking_count(server->ctx->parking) > 0; i++) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    struct timespec settle = {0, 50 * 1000 * 1000};
-    nanosleep(&settle, NULL);
+     * Parked requests must be resumed before MHD_stop_daemon (it aborts on a suspended
+     * connection) and answered before it (it closes them unanswered): close the parking
+     * and wait until every request that parked has completed. A client that does not read
+     * its answer is dropped by MHD's idle timeout, which bounds the wait. */
+    const api_config *cfg = &server->ctx->config;
+    double bound = (cfg->connection_timeout > 0 ? cfg->connection_timeout : 30) + 1;
+    api_parking_close(server->ctx->parking, bound);
     MHD_stop_daemon(server->daemon);
     api_linger_free(server->linger); /* after MHD: no connection can be handed over now */
     api_parking_free(server->ctx->parking);

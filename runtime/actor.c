@@ -1117,7 +1117,40 @@ out:
     return st;
 }
 
+static rt_status kill_actor(rt_actors *as, const char *actor_id, bool server_stopping);
+
 rt_status rt_actor_kill(rt_actors *as, const char *actor_id)
+{
+    return kill_actor(as, actor_id, false);
+}
+
+size_t rt_actors_stop(rt_actors *as)
+{
+    size_t n = 0, cap = 0, killed = 0;
+    char(*ids)[RT_REF_SIZE] = NULL;
+    pthread_mutex_lock(&as->table_lock);
+    for (rt_actor *a = as->oldest; a; a = a->order_next) {
+        if (__atomic_load_n(&a->state, __ATOMIC_ACQUIRE) == RT_ACTOR_DEAD)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            char(*grown)[RT_REF_SIZE] = realloc(ids, cap * sizeof(*ids));
+            if (!grown)
+                break;
+            ids = grown;
+        }
+        memcpy(ids[n++], a->id, RT_REF_SIZE);
+    }
+    pthread_mutex_unlock(&as->table_lock);
+    /* Killed one by one with no lock held: a kill fails refs, which wakes watchers. */
+    for (size_t i = 0; i < n; i++)
+        if (kill_actor(as, ids[i], true) == RT_OK)
+            killed++;
+    free(ids);
+    return killed;
+}
+
+static rt_status kill_actor(rt_actors *as, const char *actor_id, bool server_stopping)
 {
     pthread_mutex_lock(&as->table_lock);
     rt_actor *a = find_by_id(as, actor_id);
@@ -1135,7 +1168,9 @@ rt_status rt_actor_kill(rt_actors *as, const char *actor_id)
     if (!was_dead) {
         json_t *fields = json_pack("{s:s}", "actor_id", a->id);
         rt_error *cause = rt_error_newf(RT_ERR_ACTOR_DIED, fields, NULL,
-                                        "actor %s was killed", a->id);
+                                        server_stopping ? "actor %s was stopped with the server"
+                                                        : "actor %s was killed",
+                                        a->id);
         json_decref(fields);
         pthread_mutex_lock(&a->lock);
         if (!a->death_cause)

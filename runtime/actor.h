@@ -162,6 +162,11 @@ rt_status rt_actor_call_opts(rt_actors *actors, const char *actor_id, const char
  * the name is freed. RT_OK (also when it was already dead) or RT_ENOTFOUND. */
 rt_status rt_actor_kill(rt_actors *actors, const char *actor_id);
 
+/* Kills every actor that is not dead yet (server shutdown), as rt_actor_kill does: calls
+ * that have not run resolve to ActorDied, a running call finishes (a remote one completes
+ * when its HTTP call does, or when rt_remote_stop cancels it). Returns how many. */
+size_t rt_actors_stop(rt_actors *actors);
+
 /* Info by id or by name. RT_OK or RT_ENOTFOUND. */
 rt_status rt_actor_get(rt_actors *actors, const char *actor_id, rt_actor_info *info);
 rt_status rt_actor_get_by_name(rt_actors *actors, const char *name, rt_actor_info *info);

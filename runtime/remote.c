@@ -8,7 +8,11 @@
  *   another thread can only race with completion inside the I/O thread, where it is
  *   resolved: a cancel that finds the call finished does nothing.
  * - Lifetime of a call: posted (in `adding`) -> running (in the multi) -> done (callback ran).
- *   `state` records it under `lock`. */
+ *   `state` records it under `lock`.
+ * - Stopping comes before freeing: rt_remote_stop refuses posts from then on (under `lock`,
+ *   so none slips in after the last sweep), joins the thread and completes every call left
+ *   as cancelled. Workers and actors may still run and post until they are stopped; they
+ *   get a refusal, never a freed handle. */
 #include "runtime/remote.h"
 
 #include <curl/curl.h>
@@ -47,7 +51,7 @@ struct rt_remote {
     rt_remote_call *running;    /* calls in the multi (I/O thread only) */
     rt_remote_call **cancels;   /* lock: calls to take out of the multi */
     size_t ncancels, cancels_cap;
-    int stopping;               /* lock */
+    int stopping;               /* lock: rt_remote_stop began; posts are refused */
     size_t in_flight;           /* lock */
     size_t max_body;
 };
@@ -268,16 +272,20 @@ rt_remote *rt_remote_new(size_t max_body)
     return r;
 }
 
-void rt_remote_free(rt_remote *r)
+void rt_remote_stop(rt_remote *r)
 {
     if (!r)
         return;
     pthread_mutex_lock(&r->lock);
-    r->stopping = 1;
+    int again = r->stopping;
+    r->stopping = 1; /* from here rt_remote_post refuses */
     pthread_mutex_unlock(&r->lock);
+    if (again)
+        return;
     curl_multi_wakeup(r->multi);
     pthread_join(r->thread, NULL);
-    /* Complete what is left: calls never added, then calls still in the multi. */
+    /* Complete what is left on this thread: calls never added, then calls still in the
+     * multi. Their callbacks may post again (refused now) or cancel (nothing to do). */
     rt_remote_call *adds;
     rt_remote_call **cancels;
     size_t ncancels;
@@ -294,6 +302,22 @@ void rt_remote_free(rt_remote *r)
         running_remove(r, c);
         complete(r, c, CURLE_ABORTED_BY_CALLBACK, 1);
     }
+}
+
+int rt_remote_stopped(rt_remote *r)
+{
+    pthread_mutex_lock(&r->lock);
+    int stopping = r->stopping;
+    pthread_mutex_unlock(&r->lock);
+    return stopping;
+}
+
+void rt_remote_free(rt_remote *r)
+{
+    if (!r)
+        return;
+    rt_remote_stop(r);
+    free(r->cancels);
     curl_multi_cleanup(r->multi);
     pthread_mutex_destroy(&r->lock);
     free(r);
@@ -324,11 +348,18 @@ rt_remote_call *rt_remote_post(rt_remote *r, const char *url, const char *body, 
         return NULL;
     }
     pthread_mutex_lock(&r->lock);
-    c->state = CALL_ADDING;
-    c->next = r->adding;
-    r->adding = c;
-    r->in_flight++;
+    int refused = r->stopping;
+    if (!refused) {
+        c->state = CALL_ADDING;
+        c->next = r->adding;
+        r->adding = c;
+        r->in_flight++;
+    }
     pthread_mutex_unlock(&r->lock);
+    if (refused) {
+        rt_remote_call_free(c);
+        return NULL;
+    }
     curl_multi_wakeup(r->multi);
     return c;
 }
@@ -336,7 +367,8 @@ rt_remote_call *rt_remote_post(rt_remote *r, const char *url, const char *body, 
 void rt_remote_cancel(rt_remote *r, rt_remote_call *c)
 {
     pthread_mutex_lock(&r->lock);
-    if (c->state != CALL_DONE && !c->cancel_requested) {
+    /* Once stopping, rt_remote_stop completes every call itself: nothing to queue. */
+    if (c->state != CALL_DONE && !c->cancel_requested && !r->stopping) {
         c->cancel_requested = 1;
         if (c->state == CALL_RUNNING) {
             if (r->ncancels == r->cancels_cap) {

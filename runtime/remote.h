@@ -41,13 +41,25 @@ typedef void (*rt_remote_done)(rt_remote_call *call, const rt_remote_result *res
 /* Starts the I/O thread. max_body caps answers. NULL on failure. */
 rt_remote *rt_remote_new(size_t max_body);
 
-/* Cancels every call in flight (their callbacks run with RT_REMOTE_CANCELLED), stops the
- * thread, frees everything. NULL accepted. */
+/* Stops the I/O thread: from now on rt_remote_post refuses (returns NULL), and every call
+ * in flight or not yet started completes as RT_REMOTE_CANCELLED, its callback running on
+ * the calling thread before this returns. Call from one thread; again does nothing. NULL
+ * accepted. */
+void rt_remote_stop(rt_remote *remote);
+
+/* 1 once rt_remote_stop has begun (posts are refused), else 0. */
+int rt_remote_stopped(rt_remote *remote);
+
+/* Stops (as rt_remote_stop) if not yet stopped, then frees everything. Nothing may use
+ * remote afterwards: stop the workers and actors that post to it first. NULL accepted. */
 void rt_remote_free(rt_remote *remote);
 
 /* POSTs body (copied; len bytes, application/json) to url with a total timeout in seconds
  * (0: none) and an X-Request-Id header when request_id is not NULL. Returns the call (owned
- * by the callback once it runs), or NULL when out of memory (no callback then). */
+ * by the callback once it runs), or NULL when out of memory or once rt_remote_stop has
+ * begun (rt_remote_stopped tells which). On NULL no callback runs: the caller completes
+ * its own work with an error. It never calls back from inside, so the caller may hold its
+ * own lock across it. */
 rt_remote_call *rt_remote_post(rt_remote *remote, const char *url, const char *body, size_t len,
                                double timeout, const char *request_id, rt_remote_done done,
                                void *arg);

@@ -77,8 +77,12 @@ static void class_start(const rt_actor_class *cls, void **state, rt_call *call,
     }
     free(payload);
     if (!rc) {
+        /* Refused once the server is stopping (rt_remote_stop), else out of memory: the
+         * call completes now with that error, so the actor's mailbox moves on. */
         free(cc);
-        rt_call_fail(call, "%s.%s: out of memory", cls->name, call->function);
+        rt_call_fail(call, "%s.%s: %s", cls->name, call->function,
+                     rt_remote_stopped(impl->remote) ? "not sent: the server is stopping"
+                                                     : "out of memory");
         complete(call, arg);
     }
 }

@@ -5,7 +5,9 @@
  * waiting for a slot. An attempt is posted to rt_remote; its completion (on the I/O thread)
  * frees a slot, posts the next waiting attempt, and completes the call. Lock order:
  * function lock -> rt_remote's lock; the I/O thread never holds rt_remote's lock while it
- * calls back, so completion may take the function lock. */
+ * calls back, so completion may take the function lock. No completion (the task's
+ * callback) runs with the function lock held: a cancel may complete a waiting attempt on
+ * its own thread, and a refused post (the server stopping) completes where it was made. */
 #include "runtime/remote_function.h"
 
 #include <pthread.h>
@@ -152,23 +154,51 @@ static void on_done(rt_remote_call *rc, const rt_remote_result *result, void *ar
         post(next); /* takes over the slot */
 }
 
-/* Posts an attempt that holds a slot. */
+/* True once the attempt's task was cancelled (its deadline is the endpoint's business). */
+static bool cancel_asked(const rt_call *call)
+{
+    return call->cancel_flag && __atomic_load_n(call->cancel_flag, __ATOMIC_ACQUIRE);
+}
+
+/* Posts an attempt that holds a slot. rt_remote_post never calls back from inside, so the
+ * lock may be held across it: a->rc is set before on_done or a cancel can look at it. An
+ * attempt cancelled meanwhile, or refused (the server is stopping), is completed here and
+ * its slot goes to the next waiting attempt, in a loop rather than recursion (a refused
+ * FIFO may be long). */
 static void post(attempt *a)
 {
     remote_impl *impl = a->impl;
-    pthread_mutex_lock(&impl->lock);
-    a->rc = rt_remote_post(impl->remote, impl->url, a->payload, a->payload_len, a->timeout,
-                           a->call->request_id, on_done, a);
-    bool failed = a->rc == NULL;
-    if (failed) {
-        a->call->async_state = NULL;
-        impl->in_flight--;
-    }
-    pthread_mutex_unlock(&impl->lock);
-    if (failed) {
-        rt_call_fail(a->call, "%s: out of memory posting the call", impl->name);
+    while (a) {
+        const char *why = NULL;
+        attempt *next = NULL;
+        pthread_mutex_lock(&impl->lock);
+        if (cancel_asked(a->call)) {
+            why = "cancelled before it was sent";
+        } else {
+            a->rc = rt_remote_post(impl->remote, impl->url, a->payload, a->payload_len,
+                                   a->timeout, a->call->request_id, on_done, a);
+            if (!a->rc)
+                why = rt_remote_stopped(impl->remote) ? "not sent: the server is stopping"
+                                                      : "out of memory posting the call";
+        }
+        if (why) {
+            a->call->async_state = NULL;
+            next = impl->waiting_head;
+            if (next) {
+                impl->waiting_head = next->next;
+                if (!impl->waiting_head)
+                    impl->waiting_tail = NULL;
+            } else {
+                impl->in_flight--;
+            }
+        }
+        pthread_mutex_unlock(&impl->lock);
+        if (!why)
+            return; /* on_done completes it */
+        rt_call_fail(a->call, "%s: %s", impl->name, why);
         a->complete(a->call, a->arg);
         attempt_free(a);
+        a = next; /* takes over the slot */
     }
 }
 
@@ -203,22 +233,31 @@ static void remote_start(const rt_function *fn, rt_call *call, rt_call_complete_
         if (left < a->timeout)
             a->timeout = left > 0.001 ? left : 0.001;
     }
-    call->async_state = a;
 
+    /* A cancel sets the flag before it calls remote_cancel, which looks under this lock:
+     * either it finds the attempt here, or the attempt sees the flag. */
     pthread_mutex_lock(&impl->lock);
-    bool queued = fn->max_concurrency && impl->in_flight >= fn->max_concurrency;
+    bool cancelled = cancel_asked(call);
+    bool queued = !cancelled && fn->max_concurrency && impl->in_flight >= fn->max_concurrency;
+    if (!cancelled)
+        call->async_state = a;
     if (queued) {
         if (impl->waiting_tail)
             impl->waiting_tail->next = a;
         else
             impl->waiting_head = a;
         impl->waiting_tail = a;
-    } else {
+    } else if (!cancelled) {
         impl->in_flight++;
     }
     pthread_mutex_unlock(&impl->lock);
-    if (!queued)
+    if (cancelled) {
+        rt_call_fail(call, "%s: cancelled before it was sent", fn->name);
+        complete(call, arg);
+        attempt_free(a);
+    } else if (!queued) {
         post(a);
+    }
 }
 
 static void remote_cancel(const rt_function *fn, rt_call *call)

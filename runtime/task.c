@@ -19,7 +19,9 @@
  * - A queued task first checks its dependencies: if one holds an error or is gone, the
  *   task fails at once without running. This happens on a worker, not inside the watcher
  *   callback, so a failure in the middle of a long chain never recurses.
- * - Cancel and completion meet under the task lock: whichever comes first decides. */
+ * - Cancel and completion meet under the task lock: whichever comes first decides. A
+ *   function's cancel hook runs with no lock held (it may complete the attempt on the
+ *   cancelling thread); while it runs, a completion leaves the attempt to the canceller. */
 #include "runtime/task.h"
 
 #include <pthread.h>
@@ -76,6 +78,9 @@ struct rt_task {
     rt_error *error;
     int cancel_flag;                /* atomic, read by functions */
     rt_call *async_call;            /* task lock: an asynchronous attempt in flight */
+    bool in_cancel_hook;            /* task lock: a cancel is running fn->cancel on async_call */
+    rt_call *completed_in_hook;     /* task lock: the attempt completed meanwhile; the
+                                       canceller finishes it once the hook has returned */
     double began;                   /* monotonic start of the current attempt */
     unsigned jitter_seed;           /* for retry backoff jitter (one attempt at a time) */
     const char *request_id;         /* in tail: the HTTP request that submitted it, or "" */
@@ -495,13 +500,20 @@ static void run_job(rt_job *job)
     finish_attempt(t, call);
 }
 
+/* An asynchronous attempt completed (any thread, maybe inside the function's own cancel
+ * hook). While a cancel runs that hook the call must stay valid, so the canceller is left
+ * to finish the attempt once the hook has returned. */
 static void on_async_complete(rt_call *call, void *arg)
 {
     rt_task *t = arg;
     pthread_mutex_lock(&t->lock);
     t->async_call = NULL;
+    bool deferred = t->in_cancel_hook;
+    if (deferred)
+        t->completed_in_hook = call;
     pthread_mutex_unlock(&t->lock);
-    finish_attempt(t, call);
+    if (!deferred)
+        finish_attempt(t, call);
 }
 
 /* Retries allowed for this task: its own max_retries, or the function's default for system
@@ -917,14 +929,20 @@ rt_status rt_task_cancel(rt_tasks *ts, const char *task_id, rt_task_state *state
 
     rt_status st = RT_OK;
     rt_error *err = NULL;
+    rt_call *hook_call = NULL;
     pthread_mutex_lock(&t->lock);
     if (state_is_terminal(t->state)) {
         st = RT_ESTATE;
     } else if (t->state == RT_TASK_RUNNING) {
         t->cancel_requested = true;
         __atomic_store_n(&t->cancel_flag, 1, __ATOMIC_RELEASE);
-        if (t->async_call && t->fn->cancel)
-            t->fn->cancel(t->fn, t->async_call); /* e.g. abort the HTTP call in flight */
+        /* The hook (e.g. abort the HTTP call in flight) runs after unlocking: it may
+         * complete the attempt on this thread, and completion takes this lock. One
+         * canceller runs it; a second one has nothing to add. */
+        if (t->async_call && t->fn->cancel && !t->in_cancel_hook) {
+            hook_call = t->async_call;
+            t->in_cancel_hook = true;
+        }
     } else {
         t->cancel_requested = true;
         __atomic_store_n(&t->cancel_flag, 1, __ATOMIC_RELEASE);
@@ -937,6 +955,18 @@ rt_status rt_task_cancel(rt_tasks *ts, const char *task_id, rt_task_state *state
     *state_out = t->state;
     pthread_mutex_unlock(&t->lock);
 
+    if (hook_call) {
+        t->fn->cancel(t->fn, hook_call);
+        pthread_mutex_lock(&t->lock);
+        t->in_cancel_hook = false;
+        rt_call *completed = t->completed_in_hook;
+        t->completed_in_hook = NULL;
+        pthread_mutex_unlock(&t->lock);
+        if (completed) {
+            finish_attempt(t, completed); /* consumes the job's reference, not ours */
+            *state_out = __atomic_load_n(&t->state, __ATOMIC_ACQUIRE);
+        }
+    }
     if (err) {
         /* Stop watching dependencies; a watcher already firing just finds it ended. */
         for (size_t i = 0; i < t->ndeps; i++)

@@ -149,12 +149,21 @@ int main(int argc, char **argv)
         rt_store_expire(store);
     }
     drain(&ctx, &stop_signals, config.drain_timeout, sig);
+    /* Stop in dependency order, each part after what feeds it work:
+     * 1. HTTP: parked requests are answered (counted down, not slept on), then
+     *    libmicrohttpd stops; no request makes new work after this.
+     * 2. Actors die (calls not run resolve to ActorDied) and tasks are cancelled (queued
+     *    ones never run, running ones see their flag, remote attempts are aborted).
+     * 3. The remote thread: posts are refused from here (the caller gets an error, not a
+     *    freed handle), and calls in flight complete as cancelled on this thread.
+     * 4. The workers run what those completions queued (their posts are refused) and
+     *    stop; only then is anything freed, in the reverse order of creation. */
     api_server_stop(server);
-    /* Running functions see their cancel flag; queued tasks never start. Then the
-     * workers drain and everything is freed in the reverse order of creation. */
+    rt_actors_stop(actors);
     rt_tasks_cancel_all(tasks);
-    rt_remote_free(remote); /* calls in flight complete as cancelled */
+    rt_remote_stop(remote);
     rt_scheduler_free(scheduler);
+    rt_remote_free(remote);
     rt_actors_free(actors);
     rt_tasks_free(tasks);
     rt_registry_free(registry);

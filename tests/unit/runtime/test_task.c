@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -1800,6 +1801,100 @@ static void test_timeout(void **state)
     assert_int_equal(wait_task(e, id), RT_TASK_FAILED);
 }
 
+/* ---- asynchronous functions: the cancel hook -------------------------------------- */
+
+/* t.held: an asynchronous function that keeps its call until its cancel hook completes it,
+ * on the cancelling thread (hook_mode 0, as a remote attempt still waiting for a slot is)
+ * or on another thread while the hook waits for it (hook_mode 1, as the I/O thread may). */
+static struct {
+    pthread_mutex_t mu;
+    rt_call *call;
+    rt_call_complete_fn complete;
+    void *arg;
+    int hook_mode;
+} held = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, NULL, 0};
+
+static void held_start(const rt_function *fn, rt_call *call, rt_call_complete_fn complete,
+                       void *arg)
+{
+    (void)fn;
+    pthread_mutex_lock(&held.mu);
+    held.call = call;
+    held.complete = complete;
+    held.arg = arg;
+    pthread_mutex_unlock(&held.mu);
+    gate_note_started();
+}
+
+static void *held_complete_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&held.mu);
+    rt_call *call = held.call;
+    held.call = NULL;
+    pthread_mutex_unlock(&held.mu);
+    if (call) {
+        rt_call_fail(call, "cancelled before it was sent");
+        held.complete(call, held.arg);
+    }
+    return NULL;
+}
+
+static void held_cancel(const rt_function *fn, rt_call *call)
+{
+    (void)fn;
+    (void)call;
+    if (held.hook_mode == 0) {
+        held_complete_main(NULL);
+    } else {
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, held_complete_main, NULL), 0);
+        pthread_join(th, NULL);
+    }
+}
+
+static const rt_function HELD_FUNCTION = {
+    .name = "t.held", .kind = RT_FUNCTION_REMOTE, .description = "test: held until cancelled",
+    .args_doc = "[]", .returns_doc = "never", .start = held_start, .cancel = held_cancel};
+
+/* A cancel whose hook completes the attempt (here or on another thread meanwhile) returns,
+ * and the task ends CANCELLED. It once deadlocked: the hook ran under the task's lock and
+ * completion takes it. alarm() turns a hang into a failure. */
+static void cancel_with_hook(void **state, int mode)
+{
+    env *e = env_new(state, 2);
+    held.hook_mode = mode;
+    assert_int_equal(rt_registry_add(e->registry, &HELD_FUNCTION), RT_OK);
+    char id[RT_REF_SIZE], ref[RT_REF_SIZE];
+    submit_fn(e, "t.held", NULL, id, ref);
+    gate_wait_started(1);
+    assert_int_equal(task_state(e, id), RT_TASK_RUNNING);
+    rt_task_state s = RT_TASK_FINISHED;
+    alarm((unsigned)WAIT_LIMIT);
+    assert_int_equal(rt_task_cancel(e->tasks, id, &s), RT_OK);
+    alarm(0);
+    assert_int_equal(s, RT_TASK_CANCELLED);
+    assert_int_equal(task_state(e, id), RT_TASK_CANCELLED);
+    rt_error *err = wait_error(e, ref);
+    assert_int_equal(rt_error_kind_of(err), RT_ERR_TASK_CANCELLED);
+    rt_error_decref(err);
+    rt_task_info info = get_info(e, id);
+    assert_int_equal(info.attempts, 1);
+    rt_task_info_release(&info);
+    /* a second cancel finds it ended */
+    assert_int_equal(rt_task_cancel(e->tasks, id, &s), RT_ESTATE);
+}
+
+static void test_cancel_hook_completes_inline(void **state)
+{
+    cancel_with_hook(state, 0);
+}
+
+static void test_cancel_hook_completes_elsewhere(void **state)
+{
+    cancel_with_hook(state, 1);
+}
+
 #define T(fn) cmocka_unit_test_teardown(fn, env_teardown)
 
 int main(void)
@@ -1836,6 +1931,8 @@ int main(void)
         T(test_max_kept),
         T(test_max_kept_many),
         T(test_timeout),
+        T(test_cancel_hook_completes_inline),
+        T(test_cancel_hook_completes_elsewhere),
     };
     return cmocka_run_group_tests_name("runtime/task", tests, NULL, NULL);
 }
