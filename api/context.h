@@ -73,6 +73,8 @@ typedef struct api_context {
     int lifecycle;        /* api_lifecycle, atomic: set by service/, read by api/ */
     api_request_logger log_request; /* called once per request when set */
     void *log_arg;
+    unsigned long long (*log_dropped)(void); /* log lines dropped so far, for /metrics;
+                                                NULL: none */
 } api_context;
 
 #endif

@@ -243,6 +243,9 @@ static void render_runtime(text *t, const api_context *ctx)
           ctx->parking ? (double)api_parking_count(ctx->parking) : 0);
     gauge(t, "rayd_start_time_seconds", "When the server started, Unix time.",
           ctx->started_wall);
+    counter(t, "rayd_log_lines_dropped_total",
+            "Log lines dropped because stdout could not keep up.",
+            ctx->log_dropped ? ctx->log_dropped() : 0);
 }
 
 char *api_metrics_render(api_metrics *m, const api_context *ctx, size_t *len)

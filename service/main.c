@@ -52,6 +52,7 @@ static void drain(api_context *ctx, const sigset_t *signals, double drain_timeou
         int again = sigtimedwait(signals, NULL, &tick);
         if (again > 0) {
             svc_log_event("warn", "stopped at once", json_pack("{s:s}", "signal", strsignal(again)));
+            svc_log_flush(0.5);
             _exit(1);
         }
     }
@@ -121,6 +122,7 @@ int main(int argc, char **argv)
         .started_wall = rt_clock_wall(),
         .started_mono = rt_clock_monotonic(),
         .log_request = svc_log_request,
+        .log_dropped = svc_log_dropped,
     };
     char err[256];
     api_server *server = api_server_start(&ctx, err, sizeof(err));
@@ -160,6 +162,7 @@ int main(int argc, char **argv)
     rt_registry_free(registry);
     rt_store_free(store);
     svc_log_event("info", "stopped", NULL);
+    svc_log_flush(2.0); /* bounded: a stdout nobody reads must not keep us from exiting */
     svc_config_release(&config);
     return 0;
 }

@@ -162,6 +162,10 @@ static void *drain_main(void *arg)
     char buf[8192];
     bool echo = verbose();
     for (;;) {
+        pthread_mutex_lock(&s->out_lock);
+        while (s->stalled)
+            pthread_cond_wait(&s->out_unstalled, &s->out_lock);
+        pthread_mutex_unlock(&s->out_lock);
         ssize_t n = read(s->out_fd, buf, sizeof buf);
         if (n > 0) {
             pthread_mutex_lock(&s->out_lock);
@@ -268,6 +272,7 @@ static int start_impl(rayd_server *s, const char *const *args, const char *const
     s->pid = -1;
     s->out_fd = -1;
     pthread_mutex_init(&s->out_lock, NULL);
+    pthread_cond_init(&s->out_unstalled, NULL);
 
     const char *bin = rayd_bin();
     size_t nargs = 0;
@@ -459,6 +464,7 @@ int rayd_stop_signal(rayd_server *s, int sig)
     int st = wait_exit(s->pid, 10.0);
     exit_log(s->pid, "signal", sig, st);
     s->pid = -1;
+    rayd_stdout_stall(s, false); /* the drainer reads on to the end */
     if (s->drainer_running) {
         pthread_join(s->drainer, NULL);
         s->drainer_running = false;
@@ -481,6 +487,7 @@ int rayd_wait_exit(rayd_server *s, double timeout_s)
     int st = wait_exit(s->pid, timeout_s);
     exit_log(s->pid, "wait", 0, st);
     s->pid = -1;
+    rayd_stdout_stall(s, false); /* the drainer reads on to the end */
     if (s->drainer_running) {
         pthread_join(s->drainer, NULL);
         s->drainer_running = false;
@@ -491,6 +498,15 @@ int rayd_wait_exit(rayd_server *s, double timeout_s)
     }
     capture_release(s);
     return st;
+}
+
+void rayd_stdout_stall(rayd_server *s, bool stall)
+{
+    pthread_mutex_lock(&s->out_lock);
+    s->stalled = stall;
+    if (!stall)
+        pthread_cond_broadcast(&s->out_unstalled);
+    pthread_mutex_unlock(&s->out_lock);
 }
 
 void rayd_capture_stdout(rayd_server *s, bool on)

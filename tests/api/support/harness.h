@@ -45,6 +45,8 @@ typedef struct rayd_server {
     bool capturing;
     char *captured; /* NUL-terminated when not NULL */
     size_t captured_len, captured_cap;
+    bool stalled;                   /* rayd_stdout_stall: the drainer reads nothing */
+    pthread_cond_t out_unstalled;   /* with out_lock */
 } rayd_server;
 
 /* The binary under test: $RAYD_BIN, or "build/rayd". Borrowed. */
@@ -74,6 +76,10 @@ int rayd_stop_clean(rayd_server *s);
  * kill(s->pid, ...)), without sending anything; then clean up as rayd_stop does. Returns
  * the exit status, 128+signal, or -1 when it had to be killed after the timeout. */
 int rayd_wait_exit(rayd_server *s, double timeout_s);
+
+/* Stop reading the server's stdout (stall true), so that its pipe fills and its writes
+ * block, as with a stuck log collector; false reads on. Stopping the server reads on. */
+void rayd_stdout_stall(rayd_server *s, bool stall);
 
 /* Capture the server's stdout (after the listening line) from now on (on), or stop (off;
  * what was captured stays until rayd_stdout_clear). Off by default. */
