@@ -25,6 +25,8 @@ typedef struct api_config {
     unsigned workers;          /* for /v1/status only; the scheduler has them */
     size_t max_pending_tasks;  /* for /v1/status only; the task system enforces it */
     size_t max_parked;         /* parked requests at most; beyond it 429 */
+    int admin_port;            /* the probes' listener (/healthz, /readyz, /metrics): its
+                                  port, 0: the kernel picks one, -1: none */
     double idempotency_ttl;    /* seconds an Idempotency-Key is remembered */
     const char *remote_allow;  /* comma-separated scheme://host:port prefixes remote
                                   functions may use; NULL or "": registration disabled */

@@ -196,6 +196,22 @@ static void *drain_main(void *arg)
     return NULL;
 }
 
+/* The member `key` of a JSON listening line (or of the JSON part of a text one), or -1. */
+static int parse_port_key(const char *line, const char *key)
+{
+    json_error_t jerr;
+    const char *brace = strchr(line, '{');
+    json_t *j = brace ? json_loads(brace, JSON_DISABLE_EOF_CHECK, &jerr) : NULL;
+    int port = -1;
+    if (j) {
+        json_t *p = json_object_get(j, key);
+        if (json_is_integer(p))
+            port = (int)json_integer_value(p);
+        json_decref(j);
+    }
+    return port;
+}
+
 static int parse_port(const char *line)
 {
     json_error_t jerr;
@@ -382,6 +398,7 @@ static int start_impl(rayd_server *s, const char *const *args, const char *const
             if (strstr(line, "\"event\":\"listening\"") ||
                 (strstr(line, " listening {") && strstr(line, "\"port\":"))) { /* text */
                 port = parse_port(line);
+                s->admin_port = parse_port_key(line, "admin_port");
                 if (port <= 0) {
                     why = "listening line without a port";
                     port = -2;
@@ -414,6 +431,8 @@ static int start_impl(rayd_server *s, const char *const *args, const char *const
     }
     s->port = port;
     snprintf(s->base_url, sizeof s->base_url, "http://127.0.0.1:%d", port);
+    if (s->admin_port > 0)
+        snprintf(s->admin_url, sizeof s->admin_url, "http://127.0.0.1:%d", s->admin_port);
     if (pthread_create(&s->drainer, NULL, drain_main, s) == 0)
         s->drainer_running = true;
     return 0;
@@ -974,9 +993,10 @@ http_resp *http_request_opts(const rayd_server *s, const http_opts *o)
         c = curl_easy_init();
     if (!c)
         fail_msg("curl_easy_init failed");
-    size_t ul = strlen(s->base_url) + strlen(o->path) + 1;
+    const char *base = o->base_url ? o->base_url : s->base_url;
+    size_t ul = strlen(base) + strlen(o->path) + 1;
     char *url = xmalloc(ul);
-    snprintf(url, ul, "%s%s", s->base_url, o->path);
+    snprintf(url, ul, "%s%s", base, o->path);
 
     bool sends_body = o->has_body || o->read_fn || strcmp(method, "POST") == 0;
     struct curl_slist *hl = NULL;

@@ -40,6 +40,8 @@ typedef struct rayd_server {
     pthread_t drainer; /* keeps reading out_fd so the pipe never fills */
     bool drainer_running;
     char base_url[64]; /* "http://127.0.0.1:PORT" */
+    int admin_port;    /* --admin-port's bound port from the listening line; <= 0: none */
+    char admin_url[64]; /* "http://127.0.0.1:ADMIN_PORT" when admin_port > 0 */
     /* stdout capture (rayd_capture_stdout): what the drainer read while capturing */
     pthread_mutex_t out_lock;
     bool capturing;
@@ -134,6 +136,8 @@ typedef struct http_opts {
                                    problems are reported in error, status 0 on transport
                                    errors */
     CURL *handle;               /* reuse this easy handle (keep-alive); NULL: a new one */
+    const char *base_url;       /* talk to this instead of the server's base_url (e.g. its
+                                   admin_url); NULL: base_url */
 } http_opts;
 
 /* The general request. Unless the caller sets them, no Content-Type and no Expect header is
