@@ -19,7 +19,9 @@
  *   deadline thread watches them itself: each parked client's socket is in its epoll set
  *   for EPOLLRDHUP (hang-up and error come with it). A client that closes or resets its
  *   connection is woken at once; its request answers with what there is (as at its
- *   deadline) and libmicrohttpd, failing to send, closes the connection. So a vanished
+ *   deadline) and libmicrohttpd, failing to send, closes the connection. A client that
+ *   only shuts down its sending side is taken as gone too, as nginx does (HTTP/1.1
+ *   clients do not half-close while waiting for an answer). So a vanished
  *   client frees its parking slot and its descriptor within milliseconds, not at its
  *   deadline. The socket leaves the set in api_park_finish, before libmicrohttpd can close
  *   it; the park's poll reference is dropped by the deadline thread once no event of its
