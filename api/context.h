@@ -27,6 +27,8 @@ typedef struct api_config {
     unsigned workers;          /* for /v1/status only; the scheduler has them */
     size_t max_pending_tasks;  /* for /v1/status only; the task system enforces it */
     size_t max_parked;         /* parked requests at most; beyond it 429 */
+    int admin_port;            /* the probes' listener (/healthz, /readyz, /metrics): its
+                                  port, 0: the kernel picks one, -1: none */
     double idempotency_ttl;    /* seconds an Idempotency-Key is remembered */
     const char *remote_allow;  /* comma-separated scheme://host:port prefixes remote
                                   functions may use; NULL or "": registration disabled */
@@ -75,6 +77,8 @@ typedef struct api_context {
     int lifecycle;        /* api_lifecycle, atomic: set by service/, read by api/ */
     api_request_logger log_request; /* called once per request when set */
     void *log_arg;
+    unsigned long long (*log_dropped)(void); /* log lines dropped so far, for /metrics;
+                                                NULL: none */
 } api_context;
 
 #endif

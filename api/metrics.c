@@ -241,8 +241,14 @@ static void render_runtime(text *t, const api_context *ctx)
     gauge(t, "rayd_scheduler_queued_jobs", "Jobs waiting for a worker.", (double)ss.queued);
     gauge(t, "rayd_parked_requests", "HTTP requests parked waiting for objects.",
           ctx->parking ? (double)api_parking_count(ctx->parking) : 0);
+    counter(t, "rayd_parked_clients_gone_total",
+            "Parked requests ended early because their client closed the connection.",
+            ctx->parking ? api_parking_clients_gone(ctx->parking) : 0);
     gauge(t, "rayd_start_time_seconds", "When the server started, Unix time.",
           ctx->started_wall);
+    counter(t, "rayd_log_lines_dropped_total",
+            "Log lines dropped because stdout could not keep up.",
+            ctx->log_dropped ? ctx->log_dropped() : 0);
 }
 
 char *api_metrics_render(api_metrics *m, const api_context *ctx, size_t *len)

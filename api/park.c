@@ -2,13 +2,25 @@
 #include "api/park.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api/problem.h"
 #include "api/router.h"
 #include "runtime/clock.h"
+
+/* Parks whose socket left the epoll set wait in the retired list until the deadline thread
+ * has handled the events of its current epoll_wait (which may still name them); it wakes
+ * early once this many wait. */
+#define RETIRED_WAKE 64
+#define EVENTS_PER_WAIT 64
 
 struct api_park {
     int refs;      /* atomic */
@@ -18,21 +30,29 @@ struct api_park {
     api_parking *parking;
     double deadline;     /* monotonic; guarded by parking->lock */
     size_t heap_index;   /* parking->lock; SIZE_MAX when not in the heap */
+    int fd;              /* the client's socket, watched while polled */
+    bool polled;         /* parking->lock: fd is in the epoll set (holds a reference) */
+    bool gone;           /* parking->lock: the client closed or reset its connection */
+    api_park *retired_next; /* parking->lock */
     size_t nwatchers;
     rt_watcher watchers[];
 };
 
 struct api_parking {
     pthread_mutex_t lock;
-    pthread_cond_t changed;
     pthread_cond_t settled; /* signalled when `live` or the heap empties after closing */
     pthread_t thread;
+    int epfd;   /* the deadline thread's: wakefd and the sockets of parked clients */
+    int wakefd; /* eventfd: the heap's first deadline changed, stopping, retired list long */
     int stopping;
     int closed;      /* the server is stopping: nothing suspends any more */
     size_t live;     /* requests that parked and have not completed (suspended, or
                         resumed and still answering) */
     api_park **heap; /* min-heap by deadline */
     size_t count, cap;
+    api_park *retired; /* left the epoll set; each still holds its poll reference */
+    size_t nretired;
+    unsigned long long clients_gone; /* atomic */
 };
 
 static void park_decref(api_park *park)
@@ -47,6 +67,14 @@ static void park_wake(api_park *park)
     if (__atomic_compare_exchange_n(&park->woken, &expected, 1, 0, __ATOMIC_ACQ_REL,
                                     __ATOMIC_ACQUIRE))
         MHD_resume_connection(park->conn);
+}
+
+/* Wakes the deadline thread. Any thread; no lock needed. */
+static void thread_poke(api_parking *pk)
+{
+    uint64_t one = 1;
+    ssize_t n = write(pk->wakefd, &one, sizeof(one));
+    (void)n; /* EAGAIN: a wake-up is pending already */
 }
 
 /* ---- the deadline heap (parking->lock held) ----------------------------------------- */
@@ -116,11 +144,37 @@ static void heap_remove(api_parking *pk, api_park *park)
 
 /* ---- the deadline thread ----------------------------------------------------------- */
 
+/* A parked client's socket reported a hang-up or an error: it closed or reset the
+ * connection. Takes the socket out of the set and wakes the request, which answers at
+ * once (api_park_finish) and lets libmicrohttpd close the connection. parking->lock held. */
+static void client_gone_locked(api_parking *pk, api_park *park)
+{
+    if (!park->polled)
+        return; /* finished after the wait returned: it is in the retired list */
+    epoll_ctl(pk->epfd, EPOLL_CTL_DEL, park->fd, NULL);
+    park->polled = false;
+    park->gone = true;
+    __atomic_add_fetch(&pk->clients_gone, 1, __ATOMIC_RELAXED);
+    park_wake(park);
+    park_decref(park); /* the poll reference; the request still holds one */
+}
+
 static void *deadline_thread(void *arg)
 {
     api_parking *pk = arg;
+    struct epoll_event events[EVENTS_PER_WAIT];
+    int nevents = 0;
     pthread_mutex_lock(&pk->lock);
     while (!pk->stopping) {
+        for (int i = 0; i < nevents; i++) {
+            if (events[i].data.ptr) {
+                client_gone_locked(pk, events[i].data.ptr);
+            } else {
+                uint64_t n;
+                ssize_t r = read(pk->wakefd, &n, sizeof(n));
+                (void)r;
+            }
+        }
         double now = rt_clock_monotonic();
         while (pk->count > 0 && pk->heap[0]->deadline <= now) {
             api_park *park = pk->heap[0];
@@ -130,16 +184,23 @@ static void *deadline_thread(void *arg)
         }
         if (pk->closed && pk->count == 0)
             pthread_cond_broadcast(&pk->settled); /* every resume has been issued */
-        if (pk->count == 0) {
-            pthread_cond_wait(&pk->changed, &pk->lock);
-        } else {
-            double when = pk->heap[0]->deadline;
-            /* The condition variable uses CLOCK_MONOTONIC (set in api_parking_new). */
-            struct timespec ts;
-            ts.tv_sec = (time_t)when;
-            ts.tv_nsec = (long)((when - (double)ts.tv_sec) * 1e9);
-            pthread_cond_timedwait(&pk->changed, &pk->lock, &ts);
+        /* The events just handled were the last that could name a retired park. */
+        while (pk->retired) {
+            api_park *park = pk->retired;
+            pk->retired = park->retired_next;
+            park_decref(park);
         }
+        pk->nretired = 0;
+        int timeout = -1;
+        if (pk->count > 0) {
+            double ms = ceil((pk->heap[0]->deadline - now) * 1000);
+            timeout = ms > INT_MAX ? INT_MAX : (int)ms;
+        }
+        pthread_mutex_unlock(&pk->lock);
+        nevents = epoll_wait(pk->epfd, events, EVENTS_PER_WAIT, timeout);
+        if (nevents < 0)
+            nevents = 0; /* EINTR */
+        pthread_mutex_lock(&pk->lock);
     }
     pthread_mutex_unlock(&pk->lock);
     return NULL;
@@ -150,21 +211,36 @@ api_parking *api_parking_new(void)
     api_parking *pk = calloc(1, sizeof(*pk));
     if (!pk)
         return NULL;
+    pk->epfd = epoll_create1(EPOLL_CLOEXEC);
+    pk->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    if (pk->epfd < 0 || pk->wakefd < 0 ||
+        epoll_ctl(pk->epfd, EPOLL_CTL_ADD, pk->wakefd, &ev) != 0)
+        goto fail;
     pthread_mutex_init(&pk->lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&pk->changed, &attr);
     pthread_cond_init(&pk->settled, &attr);
     pthread_condattr_destroy(&attr);
-    if (pthread_create(&pk->thread, NULL, deadline_thread, pk) != 0) {
+    sigset_t all, old;
+    sigfillset(&all); /* the main thread takes the signals */
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int started = pthread_create(&pk->thread, NULL, deadline_thread, pk);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (started != 0) {
         pthread_cond_destroy(&pk->settled);
-        pthread_cond_destroy(&pk->changed);
         pthread_mutex_destroy(&pk->lock);
-        free(pk);
-        return NULL;
+        goto fail;
     }
     return pk;
+fail:
+    if (pk->epfd >= 0)
+        close(pk->epfd);
+    if (pk->wakefd >= 0)
+        close(pk->wakefd);
+    free(pk);
+    return NULL;
 }
 
 void api_parking_free(api_parking *pk)
@@ -173,15 +249,21 @@ void api_parking_free(api_parking *pk)
         return;
     pthread_mutex_lock(&pk->lock);
     pk->stopping = 1;
-    pthread_cond_signal(&pk->changed);
     pthread_mutex_unlock(&pk->lock);
+    thread_poke(pk);
     pthread_join(pk->thread, NULL);
     /* Anything still in the heap belongs to requests MHD has already dropped. */
     for (size_t i = 0; i < pk->count; i++)
         park_decref(pk->heap[i]);
+    while (pk->retired) {
+        api_park *park = pk->retired;
+        pk->retired = park->retired_next;
+        park_decref(park);
+    }
     free(pk->heap);
     pthread_cond_destroy(&pk->settled);
-    pthread_cond_destroy(&pk->changed);
+    close(pk->epfd);
+    close(pk->wakefd);
     pthread_mutex_destroy(&pk->lock);
     free(pk);
 }
@@ -192,8 +274,8 @@ void api_parking_wake_all(api_parking *pk)
     double now = rt_clock_monotonic();
     for (size_t i = 0; i < pk->count; i++)
         pk->heap[i]->deadline = now; /* all equal: still a valid heap */
-    pthread_cond_signal(&pk->changed);
     pthread_mutex_unlock(&pk->lock);
+    thread_poke(pk);
 }
 
 /* Absolute CLOCK_MONOTONIC time `seconds` from now, for the condition variables. */
@@ -214,7 +296,7 @@ bool api_parking_close(api_parking *pk, double timeout)
     double now = rt_clock_monotonic();
     for (size_t i = 0; i < pk->count; i++)
         pk->heap[i]->deadline = now; /* all equal: still a valid heap */
-    pthread_cond_signal(&pk->changed);
+    thread_poke(pk);
     /* Each parked request is resumed by the deadline thread, answered by its handler, and
      * counted down when MHD has sent the answer (api_park_complete). */
     int timed_out = 0;
@@ -242,6 +324,11 @@ size_t api_parking_count(api_parking *pk)
     size_t n = pk->count;
     pthread_mutex_unlock(&pk->lock);
     return n;
+}
+
+unsigned long long api_parking_clients_gone(api_parking *pk)
+{
+    return __atomic_load_n(&pk->clients_gone, __ATOMIC_RELAXED);
 }
 
 /* ---- parking and resuming a request ------------------------------------------------ */
@@ -293,6 +380,9 @@ enum MHD_Result api_park_on_refs(api_request *req, const char *const *refs, size
     park->deadline = req->deadline;
     park->heap_index = SIZE_MAX;
     park->nwatchers = n;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    park->fd = info ? info->connect_fd : -1;
     req->park = park;
 
     /* Suspend before anything can resume us. */
@@ -309,9 +399,18 @@ enum MHD_Result api_park_on_refs(api_request *req, const char *const *refs, size
         park_wake(park);
         return MHD_YES;
     }
-    if (park->heap_index == 0)
-        pthread_cond_signal(&pk->changed);
+    bool first = park->heap_index == 0;
+    /* libmicrohttpd does not watch a suspended connection: watch for the client leaving
+     * (a hang-up or an error on its socket; level-triggered, so one that left before this
+     * is seen at once). Without it, the deadline still ends the wait. */
+    struct epoll_event ev = {.events = EPOLLRDHUP, .data.ptr = park};
+    if (park->fd >= 0 && epoll_ctl(pk->epfd, EPOLL_CTL_ADD, park->fd, &ev) == 0) {
+        __atomic_add_fetch(&park->refs, 1, __ATOMIC_RELAXED); /* the poll reference */
+        park->polled = true;
+    }
     pthread_mutex_unlock(&pk->lock);
+    if (first)
+        thread_poke(pk);
 
     long resolved = 0;
     for (size_t i = 0; i < n; i++) {
@@ -342,6 +441,7 @@ void api_park_finish(api_request *req)
         if (w->fn && rt_store_unwatch(req->ctx->store, w))
             park_decref(park); /* removed before firing: its reference is ours to drop */
     }
+    bool poke = false;
     pthread_mutex_lock(&pk->lock);
     if (park->heap_index != SIZE_MAX) {
         heap_remove(pk, park);
@@ -349,7 +449,20 @@ void api_park_finish(api_request *req)
         if (pk->closed && pk->count == 0)
             pthread_cond_broadcast(&pk->settled); /* api_parking_close may wait on it */
     }
+    if (park->polled) {
+        /* Out of the set before libmicrohttpd may close the socket; the poll reference
+         * goes once the deadline thread can no longer hold this park from its last wait. */
+        epoll_ctl(pk->epfd, EPOLL_CTL_DEL, park->fd, NULL);
+        park->polled = false;
+        park->retired_next = pk->retired;
+        pk->retired = park;
+        poke = ++pk->nretired == RETIRED_WAKE;
+    }
+    if (park->gone)
+        req->deadline = 0; /* nobody is waiting: answer with what there is, now */
     pthread_mutex_unlock(&pk->lock);
+    if (poke)
+        thread_poke(pk);
     park_decref(park);
 }
 

@@ -15,8 +15,17 @@
  * - Waking is once per round: an atomic flag decides who calls MHD_resume_connection, which
  *   libmicrohttpd allows from any thread. The connection is suspended before any watcher is
  *   registered, so a resume can never come before its suspend.
- * - Suspended connections are invisible to MHD's timeouts and disconnect detection; the
- *   deadline (capped by RAYD_MAX_WAIT) bounds how long a vanished client costs memory.
+ * - Suspended connections are invisible to MHD's timeouts and disconnect detection, so the
+ *   deadline thread watches them itself: each parked client's socket is in its epoll set
+ *   for EPOLLRDHUP (hang-up and error come with it). A client that closes or resets its
+ *   connection is woken at once; its request answers with what there is (as at its
+ *   deadline) and libmicrohttpd, failing to send, closes the connection. A client that
+ *   only shuts down its sending side is taken as gone too, as nginx does (HTTP/1.1
+ *   clients do not half-close while waiting for an answer). So a vanished
+ *   client frees its parking slot and its descriptor within milliseconds, not at its
+ *   deadline. The socket leaves the set in api_park_finish, before libmicrohttpd can close
+ *   it; the park's poll reference is dropped by the deadline thread once no event of its
+ *   last epoll_wait can still name it.
  * - Stopping: MHD_stop_daemon aborts the process if a connection is still suspended, and
  *   a resumed one it closes unanswered. A request is counted (`live`) from its first park
  *   until it completes; api_parking_close refuses new parks, wakes the rest and waits on a
@@ -56,15 +65,19 @@ bool api_parking_full(const api_request *req);
 /* How many requests are parked now. */
 size_t api_parking_count(api_parking *parking);
 
+/* How many parked requests were woken because their client went away. */
+unsigned long long api_parking_clients_gone(api_parking *parking);
+
 /* Parks req until `needed` of the n refs have resolved (left PENDING) or req->deadline.
  * refs are borrowed for the call only. Suspends the connection. Returns MHD_YES, or an
  * answered 503 problem on failure. The handler must return right after. */
 enum MHD_Result api_park_on_refs(api_request *req, const char *const *refs, size_t n,
                                  size_t needed);
 
-/* Ends the current round of a resumed request: removes its watchers and its deadline and
- * drops the request's reference. Called by the server before it calls the handler again.
- * NULL park accepted. */
+/* Ends the current round of a resumed request: removes its watchers, its deadline and its
+ * socket watch, and drops the request's reference. When the client went away, sets
+ * req->deadline to 0 so that the handler answers at once. Called by the server before it
+ * calls the handler again. NULL park accepted. */
 void api_park_finish(api_request *req);
 
 /* A request completed (MHD's completion callback): ends its round as api_park_finish, and

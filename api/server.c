@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "api/framing.h"
+#include "api/handlers.h"
 #include "api/idempotency.h"
 #include "api/linger.h"
 #include "api/metrics.h"
@@ -40,6 +41,8 @@ struct api_server {
     api_context *ctx;
     unsigned port;
     api_linger *linger; /* owned: connections answered before their body */
+    struct MHD_Daemon *admin; /* the probes' listener, or NULL (see admin_start) */
+    unsigned admin_port;
 };
 
 /* ---- request set-up ---------------------------------------------------------------- */
@@ -371,6 +374,138 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
+/* ---- the admin listener ------------------------------------------------------------- */
+
+/* A second, small daemon on --admin-port for probes and scrapes: /healthz, /readyz and
+ * /metrics only. It has its own connections and thread, and nothing on it ever parks, so
+ * parked requests filling the main connection limit cannot keep a liveness probe waiting
+ * in the listen backlog (and get a healthy container restarted, losing its store). */
+#define ADMIN_CONNECTIONS 32
+#define ADMIN_TIMEOUT 10 /* seconds a probe's connection may stay idle */
+#define ADMIN_CONNECTION_MEMORY (16 * 1024)
+
+static int admin_path(const char *url)
+{
+    return strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 ||
+           strcmp(url, "/metrics") == 0;
+}
+
+/* Called once the headers are in, on the admin port. Refuses what is not a probe route. */
+static enum MHD_Result admin_begin(api_request *req)
+{
+    if (!admin_path(req->url))
+        return api_problemf(req, 404, "NotFound",
+                            "the admin port serves /healthz, /readyz and /metrics only; %s "
+                            "is on the API port",
+                            req->url);
+    api_match_result m = api_route_match(req->method, req->path_copy, &req->route,
+                                         req->params, req->allow, sizeof(req->allow));
+    if (m != API_MATCH_OK) {
+        req->route = NULL;
+        return api_problem(req, 405, "MethodNotAllowed",
+                           "the admin port answers GET only",
+                           json_pack("{s:s}", "allow", req->allow));
+    }
+    check_auth(req); /* answers 401 when refused (these routes are open today) */
+    return MHD_YES;
+}
+
+static enum MHD_Result admin_on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                       const char *method, const char *version,
+                                       const char *upload_data, size_t *upload_data_size,
+                                       void **con_cls)
+{
+    api_server *server = cls;
+    api_request *req = *con_cls;
+    (void)version;
+    (void)upload_data;
+    if (!req) {
+        req = calloc(1, sizeof(*req));
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        req->conn = conn;
+        req->ctx = server->ctx;
+        req->method = method;
+        req->url = url;
+        req->started = rt_clock_monotonic();
+        req->path_copy = strdup(url);
+        if (!req->path_copy)
+            return MHD_NO;
+        request_set_id(req);
+        return admin_begin(req);
+    }
+    if (*upload_data_size) {
+        *upload_data_size = 0; /* probe routes take no body: read and dropped */
+        return MHD_YES;
+    }
+    if (req->replied)
+        return MHD_YES;
+    req->rounds++;
+    return req->route->handler(req);
+}
+
+/* Fills addr for bind:port and adds MHD_USE_IPv6 to *flags for an IPv6 address. 0, or -1
+ * with a reason in err. */
+static int listen_address(const char *bind, unsigned port, struct sockaddr_storage *addr,
+                          unsigned *flags, char *err, size_t err_size)
+{
+    memset(addr, 0, sizeof(*addr));
+    if (strchr(bind, ':')) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        if (inet_pton(AF_INET6, bind, &a6->sin6_addr) != 1) {
+            snprintf(err, err_size, "bind address %s is not an IPv6 address", bind);
+            return -1;
+        }
+        *flags |= MHD_USE_IPv6;
+        return 0;
+    }
+    struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, bind, &a4->sin_addr) != 1) {
+        snprintf(err, err_size, "bind address %s is not an IPv4 address", bind);
+        return -1;
+    }
+    return 0;
+}
+
+/* Starts the admin listener on the API's bind address. 0, or -1 with a reason in err. */
+static int admin_start(api_server *server, char *err, size_t err_size)
+{
+    const api_config *cfg = &server->ctx->config;
+    struct sockaddr_storage addr;
+    /* One polling thread: a few probe connections at a time, never the 128 busy ones
+     * that stall a single epoll thread (LIBMICROHTTPD.md). */
+    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    if (listen_address(cfg->bind, (unsigned)cfg->admin_port, &addr, &flags, err, err_size) != 0)
+        return -1;
+    server->admin = MHD_start_daemon(
+        flags, (uint16_t)cfg->admin_port, NULL, NULL, admin_on_access, server,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)ADMIN_CONNECTIONS,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ADMIN_TIMEOUT,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_CONNECTION_MEMORY,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
+        MHD_OPTION_END);
+    if (!server->admin) {
+        snprintf(err, err_size, "cannot listen on %s admin port %d (in use, or not allowed)",
+                 cfg->bind, cfg->admin_port);
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(server->admin,
+                                                           MHD_DAEMON_INFO_BIND_PORT);
+    server->admin_port = info ? info->port : (unsigned)cfg->admin_port;
+    return 0;
+}
+
+unsigned api_server_admin_port(const api_server *server)
+{
+    return server->admin ? server->admin_port : 0;
+}
+
 /* ---- start and stop ---------------------------------------------------------------- */
 
 api_server *api_server_start(api_context *ctx, char *err, size_t err_size)
@@ -399,29 +534,10 @@ api_server *api_server_start(api_context *ctx, char *err, size_t err_size)
     }
 
     struct sockaddr_storage addr;
-    memset(&addr, 0, sizeof(addr));
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
-    if (strchr(ctx->config.bind, ':')) {
-        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)ctx->config.port);
-        if (inet_pton(AF_INET6, ctx->config.bind, &a6->sin6_addr) != 1) {
-            snprintf(err, err_size, "bind address %s is not an IPv6 address",
-                     ctx->config.bind);
-            goto fail;
-        }
-        flags |= MHD_USE_IPv6;
-    } else {
-        struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons((uint16_t)ctx->config.port);
-        if (inet_pton(AF_INET, ctx->config.bind, &a4->sin_addr) != 1) {
-            snprintf(err, err_size, "bind address %s is not an IPv4 address",
-                     ctx->config.bind);
-            goto fail;
-        }
-    }
+    if (listen_address(ctx->config.bind, ctx->config.port, &addr, &flags, err, err_size) != 0)
+        goto fail;
 
     unsigned threads = ctx->config.http_threads < 2 ? 2 : ctx->config.http_threads;
     /* libmicrohttpd counts idle time in whole seconds, and 0 would mean never: round up. */
@@ -448,6 +564,10 @@ api_server *api_server_start(api_context *ctx, char *err, size_t err_size)
         MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);
     server->port = info ? info->port : ctx->config.port;
     ctx->config.port = server->port; /* what /v1/status reports */
+    if (ctx->config.admin_port >= 0 && admin_start(server, err, err_size) != 0) {
+        MHD_stop_daemon(server->daemon);
+        goto fail;
+    }
     return server;
 
 fail:
@@ -485,6 +605,8 @@ void api_server_stop(api_server *server)
     double bound = (cfg->connection_timeout > 0 ? cfg->connection_timeout : 30) + 1;
     api_parking_close(server->ctx->parking, bound);
     MHD_stop_daemon(server->daemon);
+    if (server->admin)
+        MHD_stop_daemon(server->admin); /* probes are answered until the API port closes */
     api_linger_free(server->linger); /* after MHD: no connection can be handed over now */
     api_parking_free(server->ctx->parking);
     api_metrics_free(server->ctx->metrics);

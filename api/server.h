@@ -18,6 +18,10 @@ api_server *api_server_start(api_context *ctx, char *err, size_t err_size);
 /* The port actually bound (useful with port 0). */
 unsigned api_server_port(const api_server *server);
 
+/* The admin listener's port actually bound (config.admin_port), or 0 when there is none.
+ * It serves /healthz, /readyz and /metrics only, on connections of its own. */
+unsigned api_server_admin_port(const api_server *server);
+
 /* Stops accepting, answers parked requests, waits for in-flight requests, frees the
  * server. NULL accepted. */
 void api_server_stop(api_server *server);

@@ -2,11 +2,15 @@
  * restarts and kills.
  *
  * DESIGN
- * - Records: actors live in one hash table by id, one by name, and a creation-order list,
- *   all under table_lock (held for O(1) work only; the list walk of rt_actor_list aside).
+ * - Records: actors live in the record table (runtime/record_table.c: by id, in creation
+ *   order and by state, so that a page of a listing costs what it holds and the oldest dead
+ *   actor is found at once), and the named ones in a hash table by name under table_lock
+ *   (held for O(1) work only).
  * - Per actor, `lock` guards the mailbox, the lifecycle state, counters and `scheduled`.
- *   Lock order: table_lock -> actor lock. No store call is made with either held, because
- *   store calls wake watchers that may take actor locks.
+ *   Lock order: table_lock -> actor lock -> the record table's lock (a leaf: state changes
+ *   are told to it under the actor lock, so that they reach it in order). No store call is
+ *   made with any of them held, because store calls wake watchers that may take actor
+ *   locks.
  * - Mailbox: calls in acceptance order. The constructor is the first entry. The actor is
  *   `scheduled` (its job queued or running) only while its head call is ready, and only one
  *   job per actor exists at a time, so exactly one thread touches the actor's state and
@@ -34,6 +38,7 @@
 #include "runtime/clock.h"
 #include "runtime/hash.h"
 #include "runtime/lock.h"
+#include "runtime/record_table.h"
 
 #define TABLE_BUCKETS_INITIAL 1024
 #define CLASSES_MAX 1024
@@ -63,21 +68,19 @@ struct actor_call {
 };
 
 struct rt_actor {
-    rt_actor *id_next, *name_next;     /* table chains (table_lock) */
-    rt_actor *order_prev, *order_next; /* creation order (table_lock) */
-    int refs;                          /* atomic */
+    rt_record rec;                     /* id, creation order (rec.seq), references (rec.refs) */
+    rt_actor *name_next;               /* name table chain (table_lock) */
     rt_actors *owner;
     pthread_mutex_t lock;
     rt_job job;
     char id[RT_REF_SIZE];
-    uint32_t id_hash, name_hash;
+    uint32_t name_hash;
     char name[RT_ACTOR_NAME_MAX + 1];
     bool named;                        /* in the name table (table_lock) */
     const rt_actor_class *cls;
     json_t *ctor_args, *ctor_kwargs;   /* kept for restarts */
     int max_restarts;
     long max_pending_calls;
-    uint64_t seq;
     double created_at;
     /* actor lock: */
     rt_actor_state state;
@@ -96,12 +99,11 @@ struct rt_actors {
     rt_store *store;
     rt_scheduler *scheduler;
     rt_actors_config config;
-    pthread_mutex_t table_lock;
-    rt_actor **by_id, **by_name;
-    size_t nbuckets, count;
-    rt_actor *oldest, *newest;
+    rt_record_table *records;
+    pthread_mutex_t table_lock;        /* guards by_name, its size, named and dead_kept */
+    rt_actor **by_name;
+    size_t nbuckets, nnamed;
     size_t dead_kept;
-    uint64_t next_seq;
     pthread_rwlock_t classes_lock;
     const rt_actor_class *classes[CLASSES_MAX]; /* sorted by name */
     size_t nclasses;
@@ -270,13 +272,13 @@ void rt_actors_each_class(rt_actors *as, void (*visit)(const rt_actor_class *cls
 
 static rt_actor *actor_incref(rt_actor *a)
 {
-    __atomic_add_fetch(&a->refs, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&a->rec.refs, 1, __ATOMIC_RELAXED);
     return a;
 }
 
 static void actor_decref(rt_actor *a)
 {
-    if (__atomic_sub_fetch(&a->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    if (__atomic_sub_fetch(&a->rec.refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     if (a->cls->destroy)
         a->cls->destroy(a->user_state);
@@ -305,42 +307,34 @@ static void call_decref(actor_call *c)
 }
 
 /* table_lock held. */
-static void table_grow(rt_actors *as)
+static void names_grow(rt_actors *as)
 {
     size_t n = as->nbuckets * 2;
-    rt_actor **ids = calloc(n, sizeof(*ids)), **names = calloc(n, sizeof(*names));
-    if (!ids || !names) {
-        free(ids);
-        free(names);
-        return;
-    }
+    rt_actor **names = calloc(n, sizeof(*names));
+    if (!names)
+        return; /* chains get longer; lookups still work */
     for (size_t i = 0; i < as->nbuckets; i++) {
-        for (rt_actor *a = as->by_id[i], *next; a; a = next) {
-            next = a->id_next;
-            a->id_next = ids[a->id_hash & (n - 1)];
-            ids[a->id_hash & (n - 1)] = a;
-        }
         for (rt_actor *a = as->by_name[i], *next; a; a = next) {
             next = a->name_next;
             a->name_next = names[a->name_hash & (n - 1)];
             names[a->name_hash & (n - 1)] = a;
         }
     }
-    free(as->by_id);
     free(as->by_name);
-    as->by_id = ids;
     as->by_name = names;
     as->nbuckets = n;
 }
 
-/* table_lock held. */
+static rt_actor *actor_of(rt_record *rec)
+{
+    return (rt_actor *)(void *)((char *)rec - offsetof(rt_actor, rec));
+}
+
+/* The actor with this id, as a new reference, or NULL. */
 static rt_actor *find_by_id(rt_actors *as, const char *id)
 {
-    uint32_t h = rt_hash_str(id);
-    for (rt_actor *a = as->by_id[h & (as->nbuckets - 1)]; a; a = a->id_next)
-        if (a->id_hash == h && strcmp(a->id, id) == 0)
-            return a;
-    return NULL;
+    rt_record *rec = rt_record_table_find(as->records, id);
+    return rec ? actor_of(rec) : NULL;
 }
 
 /* table_lock held. */
@@ -364,42 +358,28 @@ static void unname(rt_actors *as, rt_actor *a)
     if (*pp)
         *pp = a->name_next;
     a->named = false;
+    as->nnamed--;
 }
 
 /* Forgets the oldest dead actors beyond max_kept_dead. No lock held. */
 static void forget_old_dead(rt_actors *as)
 {
-    rt_actor *dropped[64];
-    size_t n = 0;
+    rt_record *dropped[64];
     pthread_mutex_lock(&as->table_lock);
-    for (rt_actor *a = as->oldest, *next; a && as->dead_kept > as->config.max_kept_dead &&
-                                          n < 64;
-         a = next) {
-        next = a->order_next;
-        if (__atomic_load_n(&a->state, __ATOMIC_ACQUIRE) != RT_ACTOR_DEAD)
-            continue;
-        rt_actor **pp = &as->by_id[a->id_hash & (as->nbuckets - 1)];
-        while (*pp && *pp != a)
-            pp = &(*pp)->id_next;
-        if (*pp)
-            *pp = a->id_next;
-        unname(as, a);
-        if (a->order_prev)
-            a->order_prev->order_next = a->order_next;
-        else
-            as->oldest = a->order_next;
-        if (a->order_next)
-            a->order_next->order_prev = a->order_prev;
-        else
-            as->newest = a->order_prev;
-        as->count--;
-        as->dead_kept--;
-        stat_add(&as->by_state[RT_ACTOR_DEAD], -1);
-        dropped[n++] = a;
-    }
-    pthread_mutex_unlock(&as->table_lock);
+    size_t over = as->dead_kept > as->config.max_kept_dead
+                      ? as->dead_kept - as->config.max_kept_dead
+                      : 0;
+    size_t n = over ? rt_record_table_take_oldest(as->records, 1u << RT_ACTOR_DEAD,
+                                                  over < 64 ? over : 64, dropped)
+                    : 0;
     for (size_t i = 0; i < n; i++)
-        actor_decref(dropped[i]);
+        unname(as, actor_of(dropped[i]));
+    as->dead_kept -= n;
+    pthread_mutex_unlock(&as->table_lock);
+    for (size_t i = 0; i < n; i++) {
+        stat_add(&as->by_state[RT_ACTOR_DEAD], -1);
+        actor_decref(actor_of(dropped[i]));
+    }
 }
 
 /* ---- state changes (actor lock held) ----------------------------------------------- */
@@ -411,6 +391,7 @@ static void set_state_locked(rt_actor *a, rt_actor_state s)
     stat_add(&a->owner->by_state[a->state], -1);
     stat_add(&a->owner->by_state[s], 1);
     __atomic_store_n(&a->state, s, __ATOMIC_RELEASE);
+    rt_record_table_set_state(a->owner->records, &a->rec, (int)s);
 }
 
 static json_t *call_fields(const rt_actor *a, const char *method)
@@ -892,7 +873,7 @@ static void fill_info(rt_actor *a, rt_actor_info *info)
     info->max_restarts = a->max_restarts;
     info->max_pending_calls = a->max_pending_calls;
     info->created_at = a->created_at;
-    info->seq = a->seq;
+    info->seq = a->rec.seq;
     pthread_mutex_lock(&a->lock);
     info->state = a->state;
     info->calls_pending = a->calls_pending;
@@ -957,12 +938,12 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
     if (!a)
         return RT_ENOMEM;
     rt_mutex_init(&a->lock);
-    a->refs = 1; /* the table's */
+    a->rec.refs = 1; /* the table's */
     a->owner = as;
     a->cls = cls;
     a->job.run = run_actor;
     rt_ref_generate(a->id, 'a');
-    a->id_hash = rt_hash_str(a->id);
+    rt_record_init(&a->rec, a->id, RT_ACTOR_PENDING_CREATION);
     if (spec->name) {
         snprintf(a->name, sizeof(a->name), "%s", spec->name);
         a->name_hash = rt_hash_str(a->name);
@@ -998,25 +979,17 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
             return RT_EEXIST;
         }
     }
-    if (as->count >= as->nbuckets)
-        table_grow(as);
-    a->seq = ++as->next_seq;
-    size_t b = a->id_hash & (as->nbuckets - 1);
-    a->id_next = as->by_id[b];
-    as->by_id[b] = a;
     if (spec->name) {
+        if (as->nnamed >= as->nbuckets)
+            names_grow(as);
         size_t nb = a->name_hash & (as->nbuckets - 1);
         a->name_next = as->by_name[nb];
         as->by_name[nb] = a;
         a->named = true;
+        as->nnamed++;
     }
-    a->order_prev = as->newest;
-    if (as->newest)
-        as->newest->order_next = a;
-    else
-        as->oldest = a;
-    as->newest = a;
-    as->count++;
+    rt_record *rec = &a->rec;
+    rt_record_table_insert(as->records, &rec, 1);
     stat_add(&as->by_state[RT_ACTOR_PENDING_CREATION], 1);
     /* The constructor is the first call in the mailbox. */
     a->head = a->tail = ctor;
@@ -1041,11 +1014,7 @@ rt_status rt_actor_call_opts(rt_actors *as, const char *actor_id, const char *me
                              const char *request_id, char ref_out[RT_REF_SIZE], char *err,
                              size_t err_size)
 {
-    pthread_mutex_lock(&as->table_lock);
     rt_actor *a = find_by_id(as, actor_id);
-    if (a)
-        actor_incref(a);
-    pthread_mutex_unlock(&as->table_lock);
     if (!a) {
         snprintf(err, err_size, "actor %s does not exist", actor_id);
         return RT_ENOTFOUND;
@@ -1128,20 +1097,28 @@ size_t rt_actors_stop(rt_actors *as)
 {
     size_t n = 0, cap = 0, killed = 0;
     char(*ids)[RT_REF_SIZE] = NULL;
-    pthread_mutex_lock(&as->table_lock);
-    for (rt_actor *a = as->oldest; a; a = a->order_next) {
-        if (__atomic_load_n(&a->state, __ATOMIC_ACQUIRE) == RT_ACTOR_DEAD)
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 256;
-            char(*grown)[RT_REF_SIZE] = realloc(ids, cap * sizeof(*ids));
-            if (!grown)
-                break;
-            ids = grown;
+    enum { BATCH = 64 };
+    rt_record *page[BATCH];
+    unsigned alive_mask = RT_RECORD_ALL_STATES & ~(1u << RT_ACTOR_DEAD);
+    uint64_t cursor = 0, more = 0;
+    do {
+        size_t got = rt_record_table_page(as->records, cursor, alive_mask, page, BATCH, &more);
+        for (size_t i = 0; i < got; i++) {
+            rt_actor *a = actor_of(page[i]);
+            cursor = a->rec.seq;
+            if (n == cap) {
+                size_t grown_cap = cap ? cap * 2 : 256;
+                char(*grown)[RT_REF_SIZE] = realloc(ids, grown_cap * sizeof(*ids));
+                if (grown) {
+                    ids = grown;
+                    cap = grown_cap;
+                }
+            }
+            if (n < cap)
+                memcpy(ids[n++], a->id, RT_REF_SIZE);
+            actor_decref(a);
         }
-        memcpy(ids[n++], a->id, RT_REF_SIZE);
-    }
-    pthread_mutex_unlock(&as->table_lock);
+    } while (more);
     /* Killed one by one with no lock held: a kill fails refs, which wakes watchers. */
     for (size_t i = 0; i < n; i++)
         if (kill_actor(as, ids[i], true) == RT_OK)
@@ -1152,15 +1129,12 @@ size_t rt_actors_stop(rt_actors *as)
 
 static rt_status kill_actor(rt_actors *as, const char *actor_id, bool server_stopping)
 {
-    pthread_mutex_lock(&as->table_lock);
     rt_actor *a = find_by_id(as, actor_id);
-    if (a) {
-        actor_incref(a);
-        unname(as, a); /* killing frees the name at once */
-    }
-    pthread_mutex_unlock(&as->table_lock);
     if (!a)
         return RT_ENOTFOUND;
+    pthread_mutex_lock(&as->table_lock);
+    unname(as, a); /* killing frees the name at once */
+    pthread_mutex_unlock(&as->table_lock);
     pthread_mutex_lock(&a->lock);
     bool was_dead = a->state == RT_ACTOR_DEAD;
     actor_call *detached = was_dead ? NULL : die_locked(a, NULL);
@@ -1189,12 +1163,12 @@ static rt_status kill_actor(rt_actors *as, const char *actor_id, bool server_sto
 
 rt_status rt_actor_get(rt_actors *as, const char *actor_id, rt_actor_info *info)
 {
-    pthread_mutex_lock(&as->table_lock);
     rt_actor *a = find_by_id(as, actor_id);
-    if (a)
-        fill_info(a, info);
-    pthread_mutex_unlock(&as->table_lock);
-    return a ? RT_OK : RT_ENOTFOUND;
+    if (!a)
+        return RT_ENOTFOUND;
+    fill_info(a, info);
+    actor_decref(a);
+    return RT_OK;
 }
 
 rt_status rt_actor_get_by_name(rt_actors *as, const char *name, rt_actor_info *info)
@@ -1207,29 +1181,53 @@ rt_status rt_actor_get_by_name(rt_actors *as, const char *name, rt_actor_info *i
     return a ? RT_OK : RT_ENOTFOUND;
 }
 
+/* Records a class-filtered listing looks at per page at most, beyond the page itself (the
+ * record table has no index by class): see rt_actor_list. */
+#define LIST_SCAN_MAX 4096
+
 size_t rt_actor_list(rt_actors *as, uint64_t after_seq, int state, const char *class_name,
                      size_t limit, rt_actor_info *infos, uint64_t *next_seq)
 {
-    size_t n = 0;
+    size_t n = 0, scanned = 0;
     *next_seq = 0;
-    if (limit == 0)
+    if (limit == 0 || state >= RT_ACTOR_STATE_COUNT)
         return 0;
-    pthread_mutex_lock(&as->table_lock);
-    for (rt_actor *a = as->oldest; a; a = a->order_next) {
-        if (a->seq <= after_seq)
-            continue;
-        if (state >= 0 && (int)__atomic_load_n(&a->state, __ATOMIC_ACQUIRE) != state)
-            continue;
-        if (class_name && strcmp(class_name, a->cls->name) != 0)
-            continue;
-        if (n == limit) {
-            *next_seq = infos[n - 1].seq;
-            break;
+    unsigned mask = state >= 0 ? 1u << state : RT_RECORD_ALL_STATES;
+    enum { BATCH = 64 };
+    rt_record *page[BATCH];
+    uint64_t cursor = after_seq; /* the last record looked at */
+    for (;;) {
+        /* one more than the page needs, to know whether another follows */
+        size_t want = class_name || limit - n + 1 > BATCH ? BATCH : limit - n + 1;
+        uint64_t more;
+        size_t got = rt_record_table_page(as->records, cursor, mask, page, want, &more);
+        int full = 0;
+        for (size_t i = 0; i < got; i++) {
+            rt_actor *a = actor_of(page[i]);
+            int match = !class_name || strcmp(class_name, a->cls->name) == 0;
+            if (!full && match && n == limit) {
+                *next_seq = infos[n - 1].seq; /* another one follows the page */
+                full = 1;
+            } else if (!full) {
+                scanned++;
+                cursor = a->rec.seq;
+                if (match)
+                    fill_info(a, &infos[n++]);
+            }
+            actor_decref(a);
         }
-        fill_info(a, &infos[n++]);
+        if (full || !more)
+            return n;
+        if (scanned >= LIST_SCAN_MAX + limit) {
+            *next_seq = cursor; /* looked at enough for one page: go on from here */
+            return n;
+        }
     }
-    pthread_mutex_unlock(&as->table_lock);
-    return n;
+}
+
+uint64_t rt__actors_list_visits(rt_actors *as)
+{
+    return rt_record_table_visits(as->records);
 }
 
 void rt_actors_get_stats(rt_actors *as, rt_actors_stats *out)
@@ -1255,17 +1253,17 @@ rt_actors *rt_actors_new(rt_store *store, rt_scheduler *scheduler,
         as->config = *config;
     if (!as->config.max_kept_dead)
         as->config.max_kept_dead = 100000;
-    rt_mutex_init(&as->table_lock);
-    pthread_rwlock_init(&as->classes_lock, NULL);
     as->nbuckets = TABLE_BUCKETS_INITIAL;
-    as->by_id = calloc(as->nbuckets, sizeof(*as->by_id));
     as->by_name = calloc(as->nbuckets, sizeof(*as->by_name));
-    if (!as->by_id || !as->by_name) {
-        free(as->by_id);
+    as->records = rt_record_table_new(RT_ACTOR_STATE_COUNT);
+    if (!as->by_name || !as->records) {
         free(as->by_name);
+        rt_record_table_free(as->records);
         free(as);
         return NULL;
     }
+    rt_mutex_init(&as->table_lock);
+    pthread_rwlock_init(&as->classes_lock, NULL);
     return as;
 }
 
@@ -1273,25 +1271,28 @@ void rt_actors_free(rt_actors *as)
 {
     if (!as)
         return;
-    rt_actor *a = as->oldest;
-    while (a) {
-        rt_actor *next = a->order_next;
-        /* Calls still in the mailbox never ran (the scheduler has stopped): drop them and
-         * the watchers that hold them. */
-        actor_call *c = a->head;
-        a->head = a->tail = NULL;
-        while (c) {
-            actor_call *cn = c->next;
-            for (size_t i = 0; i < c->ndeps; i++)
-                if (c->deps[i].watcher.fn && rt_store_unwatch(as->store, &c->deps[i].watcher))
-                    call_decref(c);
-            call_decref(c);
-            c = cn;
+    rt_record *recs[256];
+    size_t n;
+    while ((n = rt_record_table_take_oldest(as->records, RT_RECORD_ALL_STATES, 256, recs))) {
+        for (size_t k = 0; k < n; k++) {
+            rt_actor *a = actor_of(recs[k]);
+            /* Calls still in the mailbox never ran (the scheduler has stopped): drop them
+             * and the watchers that hold them. */
+            actor_call *c = a->head;
+            a->head = a->tail = NULL;
+            while (c) {
+                actor_call *cn = c->next;
+                for (size_t i = 0; i < c->ndeps; i++)
+                    if (c->deps[i].watcher.fn &&
+                        rt_store_unwatch(as->store, &c->deps[i].watcher))
+                        call_decref(c);
+                call_decref(c);
+                c = cn;
+            }
+            actor_decref(a); /* the table's */
         }
-        actor_decref(a);
-        a = next;
     }
-    free(as->by_id);
+    rt_record_table_free(as->records);
     free(as->by_name);
     for (owned_class *o = as->owned; o;) {
         owned_class *next = o->next;

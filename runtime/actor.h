@@ -172,9 +172,15 @@ rt_status rt_actor_get(rt_actors *actors, const char *actor_id, rt_actor_info *i
 rt_status rt_actor_get_by_name(rt_actors *actors, const char *name, rt_actor_info *info);
 
 /* Lists actors in creation order after cursor after_seq, optionally in one state (state < 0:
- * all) and of one class (NULL: all). Returns the count written; *next_seq as for tasks. */
+ * all) and of one class (NULL: all). Returns the count written; *next_seq as for tasks. A
+ * page costs what it holds (see rt_task_list): a class filter looks at a few thousand
+ * actors per page at most, so that page may hold fewer than limit (even none) with a
+ * cursor to go on from. */
 size_t rt_actor_list(rt_actors *actors, uint64_t after_seq, int state, const char *class_name,
                      size_t limit, rt_actor_info *infos, uint64_t *next_seq);
+
+/* For tests: how many records listings have looked at so far (see rt_record_table). */
+uint64_t rt__actors_list_visits(rt_actors *actors);
 
 typedef struct rt_actors_stats {
     size_t by_state[RT_ACTOR_STATE_COUNT];

@@ -19,7 +19,12 @@
  * - Memory: used_bytes counts the bytes of READY objects. A put reserves its size first,
  *   evicts while over the limit, and gives the reservation back when that is not enough.
  * - Watchers fire exactly once, when an object leaves PENDING, after the shard lock is
- *   released, on the thread that resolved, failed or freed the object. */
+ *   released, on the thread that resolved, failed or freed the object.
+ * - TTL: objects with a TTL are in a min-heap by expiry time (ttl_lock, taken last: shard
+ *   -> lru_lock -> ttl_lock), entered with their shard lock held and left when they become
+ *   tombstones, so a heap entry never outlives its object. rt_store_expire looks at the
+ *   heap's top only: its cost is what expires, not how many objects have a TTL. A due
+ *   object that is pinned leaves the heap and expires when its last pin goes. */
 #include "runtime/object_store.h"
 
 #include <pthread.h>
@@ -35,6 +40,7 @@
 #define SHARD_INITIAL_BUCKETS 64
 /* Tombstones remembered; beyond this the oldest are forgotten (their refs answer 404). */
 #define TOMBSTONE_MAX 1000000
+#define TTL_NONE UINT32_MAX /* ttl_index of an object not in the TTL heap */
 
 enum { LIST_NONE = 0, LIST_LRU, LIST_TOMBSTONES };
 
@@ -51,6 +57,7 @@ typedef struct rt_object {
     double expires_at; /* 0: no TTL */
     uint32_t hash;
     uint32_t pins;       /* shard lock */
+    uint32_t ttl_index;  /* ttl_lock: its place in the TTL heap, or TTL_NONE */
     uint8_t state;       /* rt_object_state, shard lock */
     uint8_t lost_reason; /* rt_lost_reason, shard lock */
     uint8_t in_list;     /* LIST_*, lru_lock */
@@ -84,6 +91,10 @@ struct rt_store {
     pthread_mutex_t lru_lock;
     object_list lru;
     object_list tombstones;
+    pthread_mutex_t ttl_lock;
+    rt_object **ttl_heap; /* min-heap by expires_at (ttl_lock) */
+    size_t ttl_count, ttl_cap;
+    uint64_t expire_visits; /* ttl_lock: heap tops rt_store_expire looked at (for tests) */
 };
 
 /* ---- small helpers ---------------------------------------------------------------- */
@@ -232,6 +243,7 @@ rt_store *rt_store_new(const rt_store_config *config)
         return NULL;
     store->memory_limit = config ? config->memory_limit : 0;
     rt_mutex_init(&store->lru_lock);
+    rt_mutex_init(&store->ttl_lock);
     for (int i = 0; i < SHARD_COUNT; i++) {
         shard *sh = &store->shards[i];
         rt_mutex_init(&sh->lock);
@@ -273,7 +285,83 @@ void rt_store_free(rt_store *store)
         pthread_mutex_destroy(&sh->lock);
     }
     pthread_mutex_destroy(&store->lru_lock);
+    pthread_mutex_destroy(&store->ttl_lock);
+    free(store->ttl_heap);
     free(store);
+}
+
+/* ---- the TTL heap (ttl_lock held) ----------------------------------------------------- */
+
+static void ttl_swap(rt_store *store, size_t a, size_t b)
+{
+    rt_object *t = store->ttl_heap[a];
+    store->ttl_heap[a] = store->ttl_heap[b];
+    store->ttl_heap[b] = t;
+    store->ttl_heap[a]->ttl_index = (uint32_t)a;
+    store->ttl_heap[b]->ttl_index = (uint32_t)b;
+}
+
+static void ttl_up(rt_store *store, size_t i)
+{
+    rt_object **h = store->ttl_heap;
+    while (i > 0 && h[(i - 1) / 2]->expires_at > h[i]->expires_at) {
+        ttl_swap(store, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static void ttl_down(rt_store *store, size_t i)
+{
+    rt_object **h = store->ttl_heap;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < store->ttl_count && h[l]->expires_at < h[m]->expires_at)
+            m = l;
+        if (r < store->ttl_count && h[r]->expires_at < h[m]->expires_at)
+            m = r;
+        if (m == i)
+            return;
+        ttl_swap(store, i, m);
+        i = m;
+    }
+}
+
+/* Adds o (its shard lock held). When out of memory o stays out: it still expires when read. */
+static void ttl_push(rt_store *store, rt_object *o)
+{
+    pthread_mutex_lock(&store->ttl_lock);
+    if (store->ttl_count == store->ttl_cap && store->ttl_cap < TTL_NONE) {
+        size_t cap = store->ttl_cap ? store->ttl_cap * 2 : 256;
+        rt_object **h = realloc(store->ttl_heap, cap * sizeof(*h));
+        if (h) {
+            store->ttl_heap = h;
+            store->ttl_cap = cap;
+        }
+    }
+    if (store->ttl_count < store->ttl_cap) {
+        o->ttl_index = (uint32_t)store->ttl_count;
+        store->ttl_heap[store->ttl_count++] = o;
+        ttl_up(store, o->ttl_index);
+    }
+    pthread_mutex_unlock(&store->ttl_lock);
+}
+
+/* Takes o out of the heap if it is in (its shard lock held). */
+static void ttl_remove(rt_store *store, rt_object *o)
+{
+    pthread_mutex_lock(&store->ttl_lock);
+    size_t i = o->ttl_index;
+    if (i != TTL_NONE) {
+        store->ttl_count--;
+        if (i != store->ttl_count) {
+            store->ttl_heap[i] = store->ttl_heap[store->ttl_count];
+            store->ttl_heap[i]->ttl_index = (uint32_t)i;
+            ttl_down(store, i);
+            ttl_up(store, i);
+        }
+        o->ttl_index = TTL_NONE;
+    }
+    pthread_mutex_unlock(&store->ttl_lock);
 }
 
 /* ---- eviction and tombstones ---------------------------------------------------------- */
@@ -312,8 +400,10 @@ static void make_tombstone_locked(rt_store *store, rt_object *o, rt_lost_reason 
     } else if (o->state == RT_OBJ_PENDING) {
         atomic_sub(&store->pending, 1);
     }
-    if (o->expires_at > 0)
+    if (o->expires_at > 0) {
         atomic_sub(&store->ttl_objects, 1);
+        ttl_remove(store, o);
+    }
     o->value.buf = NULL;
     o->state = RT_OBJ_LOST;
     o->lost_reason = (uint8_t)reason;
@@ -412,6 +502,7 @@ static rt_object *object_new(rt_store *store)
     o->hash = rt_hash_str(o->ref);
     o->seq = __atomic_add_fetch(&store->next_seq, 1, __ATOMIC_RELAXED);
     o->created_at = rt_clock_wall();
+    o->ttl_index = TTL_NONE;
     return o;
 }
 
@@ -426,6 +517,8 @@ static void insert_ready(rt_store *store, rt_object *o, rt_buf *buf)
     pthread_mutex_lock(&store->lru_lock);
     list_append(&store->lru, o, LIST_LRU);
     pthread_mutex_unlock(&store->lru_lock);
+    if (o->expires_at > 0)
+        ttl_push(store, o); /* before anyone can free it, so the entry never dangles */
     pthread_mutex_unlock(&sh->lock);
     atomic_add(&store->live_objects, 1);
 }
@@ -785,6 +878,8 @@ rt_status rt_store_unpin(rt_store *store, const char *ref)
 {
     uint32_t h = rt_hash_str(ref);
     shard *sh = shard_for(store, h);
+    rt_buf *buf = NULL;
+    rt_error *err = NULL;
     pthread_mutex_lock(&sh->lock);
     rt_object *o = shard_find(sh, ref, h);
     rt_status st = RT_OK;
@@ -797,42 +892,58 @@ rt_status rt_store_unpin(rt_store *store, const char *ref)
         if (o->in_list == LIST_NONE)
             list_append(&store->lru, o, LIST_LRU);
         pthread_mutex_unlock(&store->lru_lock);
+        /* Its TTL may have run out while pinned (it left the heap then): expire it now. */
+        if (o->expires_at > 0)
+            expire_if_due_locked(store, o, rt_clock_wall(), &buf, &err);
     }
     pthread_mutex_unlock(&sh->lock);
+    rt_buf_decref(buf);
+    rt_error_decref(err);
     return st;
 }
 
 size_t rt_store_expire(rt_store *store)
 {
-    if (atomic_get(&store->ttl_objects) == 0)
-        return 0;
     double now = rt_clock_wall();
     size_t expired = 0;
-    for (int i = 0; i < SHARD_COUNT; i++) {
-        shard *sh = &store->shards[i];
-        enum { BATCH = 64 };
-        rt_buf *bufs[BATCH];
-        rt_error *errs[BATCH];
-        int n = 0;
+    pthread_mutex_lock(&store->ttl_lock);
+    /* Each round takes the heap's top out (expired, or left for its unpin), so the loop
+     * ends; the bound is a guard. */
+    for (size_t rounds = store->ttl_count; rounds > 0; rounds--) {
+        store->expire_visits++;
+        if (store->ttl_count == 0 || store->ttl_heap[0]->expires_at > now)
+            break;
+        /* Copy the ref and let go: the lock order takes the shard lock first, and the
+         * object may become a tombstone (leaving the heap) meanwhile. */
+        char ref[RT_REF_LEN + 1];
+        memcpy(ref, store->ttl_heap[0]->ref, sizeof(ref));
+        uint32_t hash = store->ttl_heap[0]->hash;
+        pthread_mutex_unlock(&store->ttl_lock);
+
+        shard *sh = shard_for(store, hash);
+        rt_buf *buf = NULL;
+        rt_error *err = NULL;
         pthread_mutex_lock(&sh->lock);
-        for (size_t b = 0; b < sh->nbuckets && n < BATCH; b++) {
-            for (rt_object *o = sh->buckets[b]; o && n < BATCH; o = o->hnext) {
-                bufs[n] = NULL;
-                errs[n] = NULL;
-                if (expire_if_due_locked(store, o, now, &bufs[n], &errs[n]))
-                    n++;
-            }
-        }
+        rt_object *o = shard_find(sh, ref, hash);
+        if (o && expire_if_due_locked(store, o, now, &buf, &err))
+            expired++;
+        else if (o && o->pins > 0 && o->expires_at <= now)
+            ttl_remove(store, o); /* due but pinned: rt_store_unpin expires it */
         pthread_mutex_unlock(&sh->lock);
-        for (int k = 0; k < n; k++) {
-            rt_buf_decref(bufs[k]);
-            rt_error_decref(errs[k]);
-        }
-        expired += (size_t)n;
-        if (n == BATCH)
-            i--; /* this shard may hold more: go again */
+        rt_buf_decref(buf);
+        rt_error_decref(err);
+        pthread_mutex_lock(&store->ttl_lock);
     }
+    pthread_mutex_unlock(&store->ttl_lock);
     return expired;
+}
+
+uint64_t rt__store_expire_visits(rt_store *store)
+{
+    pthread_mutex_lock(&store->ttl_lock);
+    uint64_t v = store->expire_visits;
+    pthread_mutex_unlock(&store->ttl_lock);
+    return v;
 }
 
 /* ---- listing and statistics ----------------------------------------------------------- */

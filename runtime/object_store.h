@@ -163,8 +163,13 @@ int rt_store_watch(rt_store *store, const char *ref, rt_watcher *watcher);
 int rt_store_unwatch(rt_store *store, rt_watcher *watcher);
 
 /* Turns objects whose TTL has passed into LOST tombstones; returns how many. Call it now
- * and then (the service does, every second); reads also check expiry. */
+ * and then (the service does, every second); reads also check expiry. Its cost is what
+ * expires: objects with a TTL wait in a heap by expiry time, and only its top is looked
+ * at. A pinned object expires when its last pin goes. */
 size_t rt_store_expire(rt_store *store);
+
+/* For tests: how many heap tops rt_store_expire has looked at so far. */
+uint64_t rt__store_expire_visits(rt_store *store);
 
 /* Lists objects in creation order after the object with sequence after_seq (0: from the
  * start), at most limit of them, optionally only in one state (state < 0: all). views

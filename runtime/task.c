@@ -2,12 +2,15 @@
  * the worker pool, retries, cancellation, and storing results or errors.
  *
  * DESIGN
- * - Records: every task is in one hash table and one submission-order list, both under
- *   table_lock (held for O(1) work only). Finished records beyond max_kept are forgotten,
- *   oldest first.
+ * - Records: every task is in the record table (runtime/record_table.c: by id, in
+ *   submission order and by state), which makes a page of a listing cost what it holds
+ *   and finds the oldest ended record at once. Finished records beyond max_kept are
+ *   forgotten, oldest first.
  * - Per task, `lock` guards state, attempts, timestamps, error and cancel_requested.
- *   Lock order: table_lock -> task lock; store locks are never held while taking either.
- * - Lifetime: a task is reference-counted: one reference for the table, one for each
+ *   Lock order: task lock -> the record table's lock (a leaf: state changes are told to
+ *   the table under the task lock, so that they reach it in order); store locks are never
+ *   held while taking either.
+ * - Lifetime: a task is reference-counted (rec.refs): one reference for the table, one for each
  *   registered dependency watcher, one while its job is queued or running (an asynchronous
  *   attempt keeps it until its completion callback, and a retry across its delay).
  * - A quick function whose submitter waits for it (Prefer: wait) runs on the submitting
@@ -34,8 +37,7 @@
 #include "runtime/clock.h"
 #include "runtime/hash.h"
 #include "runtime/lock.h"
-
-#define TABLE_BUCKETS_INITIAL 1024
+#include "runtime/record_table.h"
 
 typedef struct rt_task rt_task;
 
@@ -46,15 +48,11 @@ typedef struct dependency {
 } dependency;
 
 struct rt_task {
-    rt_task *hnext;                 /* table chain (table_lock) */
-    rt_task *order_prev, *order_next; /* submission order (table_lock) */
-    int refs;                       /* atomic */
+    rt_record rec;                  /* id, submission order (rec.seq), references (rec.refs) */
     rt_job job;
     rt_tasks *owner;
     pthread_mutex_t lock;
     char id[RT_REF_SIZE];
-    uint32_t hash;
-    uint64_t seq;
     const rt_function *fn;
     const char *function;           /* in tail */
     const char *name;               /* in tail; "" when none */
@@ -96,12 +94,8 @@ struct rt_tasks {
     rt_registry *registry;
     rt_scheduler *scheduler;
     rt_tasks_config config;
-    pthread_mutex_t table_lock;
-    rt_task **buckets;
-    size_t nbuckets, count;
-    rt_task *oldest, *newest;       /* submission order */
+    rt_record_table *records;
     size_t finished_kept;           /* records of ended tasks in the table (atomic) */
-    uint64_t next_seq;
     /* statistics (atomics) */
     size_t by_state[RT_TASK_STATE_COUNT];
     size_t pending;
@@ -155,87 +149,30 @@ static void task_free(rt_task *t)
 
 static rt_task *task_incref(rt_task *t)
 {
-    __atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&t->rec.refs, 1, __ATOMIC_RELAXED);
     return t;
 }
 
 static void task_decref(rt_task *t)
 {
-    if (__atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) == 0)
+    if (__atomic_sub_fetch(&t->rec.refs, 1, __ATOMIC_ACQ_REL) == 0)
         task_free(t);
 }
 
-/* table_lock held. */
-static rt_task *table_find(rt_tasks *ts, const char *id)
+static rt_task *task_of(rt_record *rec)
 {
-    uint32_t h = rt_hash_str(id);
-    for (rt_task *t = ts->buckets[h & (ts->nbuckets - 1)]; t; t = t->hnext)
-        if (t->hash == h && strcmp(t->id, id) == 0)
-            return t;
-    return NULL;
+    return (rt_task *)(void *)((char *)rec - offsetof(rt_task, rec));
 }
 
-/* table_lock held. */
-static void table_grow(rt_tasks *ts)
+/* The task with this id, as a new reference, or NULL. */
+static rt_task *task_find(rt_tasks *ts, const char *id)
 {
-    size_t n = ts->nbuckets * 2;
-    rt_task **nb = calloc(n, sizeof(*nb));
-    if (!nb)
-        return;
-    for (size_t i = 0; i < ts->nbuckets; i++) {
-        rt_task *t = ts->buckets[i];
-        while (t) {
-            rt_task *next = t->hnext;
-            t->hnext = nb[t->hash & (n - 1)];
-            nb[t->hash & (n - 1)] = t;
-            t = next;
-        }
-    }
-    free(ts->buckets);
-    ts->buckets = nb;
-    ts->nbuckets = n;
+    rt_record *rec = rt_record_table_find(ts->records, id);
+    return rec ? task_of(rec) : NULL;
 }
 
-/* table_lock held. */
-static void table_insert(rt_tasks *ts, rt_task *t)
-{
-    /* A sparse table (a quarter full at most): the records forgotten are the oldest, at
-     * the ends of their chains behind newer ones that are cold by then, and walking those
-     * was most of what forgetting a record cost. 8 bytes of buckets per record, 4 to 8
-     * times over, is cheap next to the records (368 bytes and more). */
-    if (ts->count * 4 >= ts->nbuckets)
-        table_grow(ts);
-    size_t b = t->hash & (ts->nbuckets - 1);
-    t->hnext = ts->buckets[b];
-    ts->buckets[b] = t;
-    ts->count++;
-    t->order_prev = ts->newest;
-    t->order_next = NULL;
-    if (ts->newest)
-        ts->newest->order_next = t;
-    else
-        ts->oldest = t;
-    ts->newest = t;
-}
-
-/* table_lock held. Unlinks t from table and order list; the caller drops the reference. */
-static void table_remove(rt_tasks *ts, rt_task *t)
-{
-    rt_task **pp = &ts->buckets[t->hash & (ts->nbuckets - 1)];
-    while (*pp && *pp != t)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = t->hnext;
-    ts->count--;
-    if (t->order_prev)
-        t->order_prev->order_next = t->order_next;
-    else
-        ts->oldest = t->order_next;
-    if (t->order_next)
-        t->order_next->order_prev = t->order_prev;
-    else
-        ts->newest = t->order_prev;
-}
+#define ENDED_STATES                                                                       \
+    ((1u << RT_TASK_FINISHED) | (1u << RT_TASK_FAILED) | (1u << RT_TASK_CANCELLED))
 
 /* Up to max_kept / PRUNE_FRACTION extra records are kept before a batch is forgotten:
  * about 100 at the default max_kept, so that the table lock is held for a short while
@@ -248,25 +185,18 @@ static void table_remove(rt_tasks *ts, rt_task *t)
  * max_kept / PRUNE_FRACTION more have ended). Called with no lock held. */
 static void forget_old_records(rt_tasks *ts)
 {
-    rt_task *dropped[PRUNE_MAX];
-    size_t n = 0;
-    pthread_mutex_lock(&ts->table_lock);
-    rt_task *t = ts->oldest;
-    while (t && __atomic_load_n(&ts->finished_kept, __ATOMIC_RELAXED) > ts->config.max_kept &&
-           n < PRUNE_MAX) {
-        rt_task *next = t->order_next;
-        rt_task_state s = __atomic_load_n(&t->state, __ATOMIC_ACQUIRE);
-        if (state_is_terminal(s)) {
-            table_remove(ts, t);
-            __atomic_sub_fetch(&ts->finished_kept, 1, __ATOMIC_RELAXED);
-            stat_add(&ts->by_state[s], -1);
-            dropped[n++] = t;
-        }
-        t = next;
+    rt_record *dropped[PRUNE_MAX];
+    size_t kept = __atomic_load_n(&ts->finished_kept, __ATOMIC_RELAXED);
+    if (kept <= ts->config.max_kept)
+        return;
+    size_t want = kept - ts->config.max_kept;
+    size_t n = rt_record_table_take_oldest(ts->records, ENDED_STATES,
+                                           want < PRUNE_MAX ? want : PRUNE_MAX, dropped);
+    __atomic_sub_fetch(&ts->finished_kept, n, __ATOMIC_RELAXED);
+    for (size_t i = 0; i < n; i++) {
+        stat_add(&ts->by_state[dropped[i]->state], -1);
+        task_decref(task_of(dropped[i]));
     }
-    pthread_mutex_unlock(&ts->table_lock);
-    for (size_t i = 0; i < n; i++)
-        task_decref(dropped[i]);
 }
 
 /* ---- state changes (task lock held) -------------------------------------------------- */
@@ -277,6 +207,7 @@ static void set_state_locked(rt_task *t, rt_task_state s)
     stat_add(&ts->by_state[t->state], -1);
     stat_add(&ts->by_state[s], 1);
     __atomic_store_n(&t->state, s, __ATOMIC_RELEASE);
+    rt_record_table_set_state(ts->records, &t->rec, (int)s);
 }
 
 static json_t *error_fields(const rt_task *t)
@@ -735,11 +666,10 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
         memcpy(tail, spec->request_id, request_id_len);
     tail[request_id_len] = '\0';
     rt_mutex_init(&t->lock);
-    t->refs = 1; /* the table's */
+    t->rec.refs = 1; /* the table's */
     t->owner = ts;
     t->job.run = run_job;
     rt_ref_generate(t->id, 't');
-    t->hash = rt_hash_str(t->id);
     t->fn = rt_registry_find(ts->registry, spec->function);
     if (spec->args_given) {
         t->args = spec->args ? spec->args : json_array();
@@ -753,7 +683,7 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     t->retry_exceptions = spec->retry_exceptions;
     t->timeout = spec->timeout;
     t->submitted_at = rt_clock_wall();
-    t->jitter_seed = t->hash;
+    t->jitter_seed = rt_hash_str(t->id);
     t->ndeps = rt_args_count_refs(t->args, t->kwargs);
     t->deps = t->ndeps ? calloc(t->ndeps, sizeof(*t->deps)) : NULL;
     if (!t->fn || !t->args || !t->kwargs || (t->ndeps && !t->deps)) {
@@ -782,6 +712,7 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
         free(refs);
     }
     t->state = t->ndeps ? RT_TASK_PENDING_ARGS_AVAIL : RT_TASK_PENDING_NODE_ASSIGNMENT;
+    rt_record_init(&t->rec, t->id, (int)t->state);
     return t;
 }
 
@@ -842,7 +773,8 @@ rt_status rt_task_submit_many(rt_tasks *ts, const rt_task_spec *specs, size_t n,
                  ts->config.max_pending);
         return RT_ELIMIT;
     }
-    rt_task **made = malloc((n + 1) * sizeof(*made));
+    /* made[i] and its record recs[i], in one allocation */
+    rt_task **made = malloc((n + 1) * (sizeof(*made) + sizeof(rt_record *)));
     if (!made) {
         __atomic_sub_fetch(&ts->pending, n, __ATOMIC_ACQ_REL);
         release_given_args(specs, 0, n);
@@ -864,13 +796,12 @@ rt_status rt_task_submit_many(rt_tasks *ts, const rt_task_spec *specs, size_t n,
             return RT_ENOMEM;
         }
     }
-    pthread_mutex_lock(&ts->table_lock);
+    rt_record **recs = (rt_record **)(made + n + 1);
     for (size_t i = 0; i < n; i++) {
-        made[i]->seq = ++ts->next_seq;
-        table_insert(ts, made[i]);
+        recs[i] = &made[i]->rec;
         stat_add(&ts->by_state[made[i]->state], 1);
     }
-    pthread_mutex_unlock(&ts->table_lock);
+    rt_record_table_insert(ts->records, recs, n);
     __atomic_add_fetch(&ts->submitted, n, __ATOMIC_RELAXED);
 
     size_t r = 0;
@@ -919,11 +850,7 @@ rt_status rt_task_submit(rt_tasks *ts, const rt_task_spec *spec, char task_id[RT
 
 rt_status rt_task_cancel(rt_tasks *ts, const char *task_id, rt_task_state *state_out)
 {
-    pthread_mutex_lock(&ts->table_lock);
-    rt_task *t = table_find(ts, task_id);
-    if (t)
-        task_incref(t);
-    pthread_mutex_unlock(&ts->table_lock);
+    rt_task *t = task_find(ts, task_id);
     if (!t)
         return RT_ENOTFOUND;
 
@@ -982,28 +909,19 @@ rt_status rt_task_cancel(rt_tasks *ts, const char *task_id, rt_task_state *state
 
 size_t rt_tasks_cancel_all(rt_tasks *ts)
 {
-    size_t n = 0, cap = 0, cancelled = 0;
-    char(*ids)[RT_REF_SIZE] = NULL;
-    pthread_mutex_lock(&ts->table_lock);
-    for (rt_task *t = ts->oldest; t; t = t->order_next) {
-        if (state_is_terminal(__atomic_load_n(&t->state, __ATOMIC_ACQUIRE)))
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 256;
-            char(*grown)[RT_REF_SIZE] = realloc(ids, cap * sizeof(*ids));
-            if (!grown)
-                break;
-            ids = grown;
+    size_t cancelled = 0;
+    rt_record *page[256];
+    uint64_t cursor = 0;
+    do {
+        size_t n = rt_record_table_page(ts->records, cursor, RT_RECORD_ALL_STATES & ~ENDED_STATES,
+                                        page, 256, &cursor);
+        for (size_t i = 0; i < n; i++) {
+            rt_task_state state;
+            if (rt_task_cancel(ts, task_of(page[i])->id, &state) == RT_OK)
+                cancelled++;
+            task_decref(task_of(page[i]));
         }
-        memcpy(ids[n++], t->id, RT_REF_SIZE);
-    }
-    pthread_mutex_unlock(&ts->table_lock);
-    for (size_t i = 0; i < n; i++) {
-        rt_task_state state;
-        if (rt_task_cancel(ts, ids[i], &state) == RT_OK)
-            cancelled++;
-    }
-    free(ids);
+    } while (cursor);
     return cancelled;
 }
 
@@ -1014,7 +932,7 @@ static void fill_info(rt_task *t, rt_task_info *info)
     snprintf(info->function, sizeof(info->function), "%s", t->function);
     snprintf(info->name, sizeof(info->name), "%s", t->name);
     info->num_returns = t->num_returns;
-    info->seq = t->seq;
+    info->seq = t->rec.seq;
     info->refs = malloc(t->num_returns * sizeof(*info->refs));
     if (info->refs)
         memcpy(info->refs, t->result_refs, t->num_returns * sizeof(*info->refs));
@@ -1043,37 +961,63 @@ void rt_task_info_release(rt_task_info *info)
 
 rt_status rt_task_get(rt_tasks *ts, const char *task_id, rt_task_info *info)
 {
-    pthread_mutex_lock(&ts->table_lock);
-    rt_task *t = table_find(ts, task_id);
-    if (t)
-        fill_info(t, info);
-    pthread_mutex_unlock(&ts->table_lock);
-    return t ? RT_OK : RT_ENOTFOUND;
+    rt_task *t = task_find(ts, task_id);
+    if (!t)
+        return RT_ENOTFOUND;
+    fill_info(t, info);
+    task_decref(t);
+    return RT_OK;
 }
+
+/* Records a filtered listing looks at per page at most, beyond the page itself: a filter
+ * the record table has no index for (the function) skips records, and a page must not
+ * cost the whole history. A page may then hold fewer entries than asked for, with a
+ * cursor to go on from. */
+#define LIST_SCAN_MAX 4096
 
 size_t rt_task_list(rt_tasks *ts, uint64_t after_seq, int state, const char *function,
                     size_t limit, rt_task_info *infos, uint64_t *next_seq)
 {
-    size_t n = 0;
+    size_t n = 0, scanned = 0;
     *next_seq = 0;
-    if (limit == 0)
+    if (limit == 0 || state >= RT_TASK_STATE_COUNT)
         return 0;
-    pthread_mutex_lock(&ts->table_lock);
-    for (rt_task *t = ts->oldest; t; t = t->order_next) {
-        if (t->seq <= after_seq)
-            continue;
-        if (state >= 0 && (int)__atomic_load_n(&t->state, __ATOMIC_ACQUIRE) != state)
-            continue;
-        if (function && strcmp(function, t->function) != 0)
-            continue;
-        if (n == limit) {
-            *next_seq = infos[n - 1].seq;
-            break;
+    unsigned mask = state >= 0 ? 1u << state : RT_RECORD_ALL_STATES;
+    enum { BATCH = 64 };
+    rt_record *page[BATCH];
+    uint64_t cursor = after_seq; /* the last record looked at */
+    for (;;) {
+        /* one more than the page needs, to know whether another follows */
+        size_t want = function || limit - n + 1 > BATCH ? BATCH : limit - n + 1;
+        uint64_t more;
+        size_t got = rt_record_table_page(ts->records, cursor, mask, page, want, &more);
+        int full = 0;
+        for (size_t i = 0; i < got; i++) {
+            rt_task *t = task_of(page[i]);
+            int match = !function || strcmp(function, t->function) == 0;
+            if (!full && match && n == limit) {
+                *next_seq = infos[n - 1].seq; /* another one follows the page */
+                full = 1;
+            } else if (!full) {
+                scanned++;
+                cursor = t->rec.seq;
+                if (match)
+                    fill_info(t, &infos[n++]);
+            }
+            task_decref(t);
         }
-        fill_info(t, &infos[n++]);
+        if (full || !more)
+            return n;
+        if (scanned >= LIST_SCAN_MAX + limit) {
+            *next_seq = cursor; /* looked at enough for one page: go on from here */
+            return n;
+        }
     }
-    pthread_mutex_unlock(&ts->table_lock);
-    return n;
+}
+
+uint64_t rt__tasks_list_visits(rt_tasks *ts)
+{
+    return rt_record_table_visits(ts->records);
 }
 
 void rt_tasks_get_stats(rt_tasks *ts, rt_tasks_stats *out)
@@ -1109,10 +1053,8 @@ rt_tasks *rt_tasks_new(rt_store *store, rt_registry *registry, rt_scheduler *sch
         ts->config.retry_base_delay = 0.05;
     if (ts->config.retry_max_delay <= 0)
         ts->config.retry_max_delay = 5;
-    rt_mutex_init(&ts->table_lock);
-    ts->nbuckets = TABLE_BUCKETS_INITIAL;
-    ts->buckets = calloc(ts->nbuckets, sizeof(*ts->buckets));
-    if (!ts->buckets) {
+    ts->records = rt_record_table_new(RT_TASK_STATE_COUNT);
+    if (!ts->records) {
         free(ts);
         return NULL;
     }
@@ -1123,18 +1065,19 @@ void rt_tasks_free(rt_tasks *ts)
 {
     if (!ts)
         return;
-    rt_task *t = ts->oldest;
-    while (t) {
-        rt_task *next = t->order_next;
-        /* Watchers still registered hold references to tasks that never got their
-         * arguments; take them back so every record is freed. */
-        for (size_t i = 0; i < t->ndeps; i++)
-            if (t->deps[i].watcher.fn && rt_store_unwatch(ts->store, &t->deps[i].watcher))
-                task_decref(t);
-        task_decref(t);
-        t = next;
+    rt_record *recs[256];
+    size_t n;
+    while ((n = rt_record_table_take_oldest(ts->records, RT_RECORD_ALL_STATES, 256, recs))) {
+        for (size_t i = 0; i < n; i++) {
+            rt_task *t = task_of(recs[i]);
+            /* Watchers still registered hold references to tasks that never got their
+             * arguments; take them back so every record is freed. */
+            for (size_t k = 0; k < t->ndeps; k++)
+                if (t->deps[k].watcher.fn && rt_store_unwatch(ts->store, &t->deps[k].watcher))
+                    task_decref(t);
+            task_decref(t);
+        }
     }
-    free(ts->buckets);
-    pthread_mutex_destroy(&ts->table_lock);
+    rt_record_table_free(ts->records);
     free(ts);
 }

@@ -127,9 +127,15 @@ rt_status rt_task_get(rt_tasks *tasks, const char *task_id, rt_task_info *info);
 
 /* Lists tasks in submission order after cursor after_seq (0: from the start), optionally
  * only one state (state < 0: all) and one function (NULL: all). Writes at most limit infos
- * and returns how many; *next_seq is the next cursor, or 0 at the end. */
+ * and returns how many; *next_seq is the next cursor, or 0 at the end. A page costs what it
+ * holds: the cursor is sought directly and a state filter walks that state's tasks only;
+ * a function filter looks at a few thousand tasks per page at most, so that page may hold
+ * fewer than limit tasks (even none) with a cursor to go on from. */
 size_t rt_task_list(rt_tasks *tasks, uint64_t after_seq, int state, const char *function,
                     size_t limit, rt_task_info *infos, uint64_t *next_seq);
+
+/* For tests: how many records listings have looked at so far (see rt_record_table). */
+uint64_t rt__tasks_list_visits(rt_tasks *tasks);
 
 typedef struct rt_tasks_stats {
     size_t by_state[RT_TASK_STATE_COUNT]; /* tasks in each state now (kept records) */

@@ -16,8 +16,9 @@ typedef enum setting_kind {
     KIND_SIZE_COUNT, /* a count stored as size_t */
     KIND_SIZE,       /* bytes: 512K, 2G */
     KIND_DURATION,   /* seconds: 1.5, 500ms, 2m */
-    KIND_LIST        /* svc_list: each flag adds a value (the first drops the variable's);
+    KIND_LIST,       /* svc_list: each flag adds a value (the first drops the variable's);
                         the variable is a ':'-separated list */
+    KIND_PORT        /* int: a TCP port 0..65535, or -1 when unset (an empty value) */
 } setting_kind;
 
 typedef struct setting {
@@ -60,7 +61,13 @@ static const setting SETTINGS[] = {
      OFF(api.connection_timeout), 0, 0, "30s",
      "idle connections are closed after this (parked requests are not idle)", NULL},
     {"--max-parked", "RAYD_MAX_PARKED", KIND_SIZE_COUNT, OFF(api.max_parked), 1, 10000000,
-     "100000", "requests waiting for objects at most; beyond it 429 TooManyRequests", NULL},
+     "90% of the connection limit",
+     "requests waiting for objects at most; beyond it 429 TooManyRequests (kept below the "
+     "connection limit, so that parked requests never take every connection)", NULL},
+    {"--admin-port", "RAYD_ADMIN_PORT", KIND_PORT, OFF(api.admin_port), 0, 65535, "(none)",
+     "second TCP port serving only /healthz, /readyz and /metrics, with its own few "
+     "connections that parked work cannot fill (for probes); 0 lets the kernel pick one",
+     NULL},
     {"--idempotency-ttl", "RAYD_IDEMPOTENCY_TTL", KIND_DURATION, OFF(api.idempotency_ttl), 0, 0,
      "24h", "how long an Idempotency-Key and its answer are remembered", NULL},
     {"--remote-allow", "RAYD_REMOTE_ALLOW", KIND_STRING, OFF(api.remote_allow), 0, 0,
@@ -126,7 +133,8 @@ static void set_defaults(svc_config *c)
     c->api.connection_timeout = 30;
     c->api.workers = cores > 0 ? (unsigned)cores : 1;
     c->drain_timeout = 25;
-    c->api.max_parked = 100000;
+    c->api.max_parked = 0; /* 0: 90% of the connection limit, set after loading */
+    c->api.admin_port = -1;
     c->api.idempotency_ttl = 24 * 3600;
     c->log_format = "json";
     c->log_level = "info";
@@ -233,6 +241,17 @@ static int apply(svc_config *c, const setting *s, const char *source, const char
             return -1;
         }
         *(double *)field = secs;
+        return 0;
+    case KIND_PORT:
+        if (!*value) {
+            *(int *)field = -1; /* given empty: no such listener */
+            return 0;
+        }
+        if (svc_parse_uint(value, s->min, s->max, &u) != 0) {
+            fprintf(err, "rayd: %s: '%s' is not a port (0 to 65535)\n", source, value);
+            return -1;
+        }
+        *(int *)field = (int)u;
         return 0;
     case KIND_LIST: {
         int from_env = strcmp(source, s->env) == 0;
@@ -379,5 +398,11 @@ static svc_config_result config_load(svc_config *c, int argc, char **argv, FILE 
     }
     if (load_tokens(c, err) != 0)
         return SVC_CONFIG_ERROR;
+    if (c->api.max_parked == 0) {
+        /* Parked requests keep their connections: leave a tenth of them (at least one) to
+         * requests that do not wait, such as probes and the answers that wake the others. */
+        unsigned limit = c->api.connection_limit;
+        c->api.max_parked = limit > 1 ? limit - (limit / 10 ? limit / 10 : 1) : 1;
+    }
     return SVC_CONFIG_OK;
 }

@@ -1,6 +1,8 @@
-/* Log lines in JSON or text, written with one write(2) each. */
+/* Log lines in JSON or text, gathered in memory and written to stdout by one writer thread,
+ * so that a slow or stuck stdout never holds up the threads that log. */
 #include "service/log.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -35,93 +37,180 @@ void svc_log_configure(const char *format, const char *level)
     log_min = level_of(level);
 }
 
-static void write_all(const char *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(STDOUT_FILENO, data, len);
-        if (n <= 0)
-            return; /* a closed stdout must not stop the server */
-        data += n;
-        len -= (size_t)n;
-    }
-}
-
-/* Request lines are gathered in a buffer and written in batches: a write(2) per request
- * was a large part of a small request's cost. The buffer is written when it is nearly
- * full, by a flusher thread every FLUSH_INTERVAL, before every event line (so the order
- * holds) and at exit. Whole lines only, so lines never interleave. */
+/* Lines are gathered in a buffer and written in batches (a write(2) per request was a large
+ * part of a small request's cost) by one writer thread: every FLUSH_INTERVAL, at once when
+ * the buffer is nearly full or an event line comes (someone may be waiting for it: the
+ * listening line), and before exit (svc_log_flush). Whole lines only, so lines never
+ * interleave, and in the order they were logged.
+ *
+ * The writer swaps the buffer for an empty one under the lock and writes outside it, so a
+ * stdout that blocks (a pipe nobody reads, a slow terminal) blocks the writer alone. Lines
+ * logged while both buffers are taken are dropped and counted (svc_log_dropped, the metric
+ * rayd_log_lines_dropped_total): losing log lines is better than stalling every request. */
 #define LOG_BUFFER_SIZE (256 * 1024)
 #define LOG_FLUSH_AT (192 * 1024)
 #define FLUSH_INTERVAL_NS (50 * 1000 * 1000)
 
-static pthread_mutex_t buffer_lock = PTHREAD_MUTEX_INITIALIZER; /* guards buffer, buffered */
-static char buffer[LOG_BUFFER_SIZE];
-static size_t buffered;
-static pthread_once_t flusher_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t buffer_lock = PTHREAD_MUTEX_INITIALIZER; /* guards what follows */
+static pthread_cond_t writer_wake;  /* the writer waits here (made by start_writer) */
+static pthread_cond_t written_cond; /* svc_log_flush waits here (made by start_writer) */
+static char buffers[2][LOG_BUFFER_SIZE];
+static char *filling = buffers[0];   /* lines gathered since the last swap */
+static size_t filled, filled_lines;
+static int urgent;                   /* write without waiting for the interval */
+static unsigned long long appended;  /* bytes ever put in the buffer */
+static unsigned long long written;   /* bytes ever handed to write(2) (or given up on) */
+static unsigned long long dropped;   /* atomic: lines dropped, buffer full or stdout failed */
+static pthread_once_t writer_once = PTHREAD_ONCE_INIT;
+static int writer_started;           /* buffer_lock */
 
-/* buffer_lock held. */
-static void flush_locked(void)
+/* Writes data whole; false when stdout failed (closed, or an error). */
+static int write_all(const char *data, size_t len)
 {
-    write_all(buffer, buffered);
-    buffered = 0;
+    while (len > 0) {
+        ssize_t n = write(STDOUT_FILENO, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return 0; /* a closed stdout must not stop the server */
+        data += n;
+        len -= (size_t)n;
+    }
+    return 1;
 }
 
-/* Writes the request lines gathered so far: every 50 ms, and before every event line (the
- * last one, "stopped", flushes them at exit). */
-static void svc_log_flush(void)
+unsigned long long svc_log_dropped(void)
 {
-    pthread_mutex_lock(&buffer_lock);
-    flush_locked();
-    pthread_mutex_unlock(&buffer_lock);
+    return __atomic_load_n(&dropped, __ATOMIC_RELAXED);
 }
 
-static void *flusher(void *arg)
+static void report_dropped(unsigned long long total, unsigned long long since);
+
+static void *writer(void *arg)
 {
     (void)arg;
+    char *spare = buffers[1];
+    unsigned long long reported = 0; /* dropped lines already reported */
+    double reported_at = 0;
+    int last_ok = 1;
+    pthread_mutex_lock(&buffer_lock);
     for (;;) {
-        struct timespec ts = {0, FLUSH_INTERVAL_NS};
-        nanosleep(&ts, NULL);
-        svc_log_flush();
+        if (!urgent && filled < LOG_FLUSH_AT) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_nsec += FLUSH_INTERVAL_NS;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&writer_wake, &buffer_lock, &ts);
+        }
+        urgent = 0;
+        /* Once stdout took the last batch, say how many lines were lost (at most once a
+         * second), in the buffer about to be emptied: the full one would drop it too. */
+        unsigned long long total = svc_log_dropped();
+        int report = last_ok && total != reported && rt_clock_monotonic() - reported_at >= 1;
+        if (filled == 0 && !report)
+            continue;
+        char *batch = filling;
+        size_t len = filled, lines = filled_lines;
+        filling = spare;
+        filled = filled_lines = 0;
+        pthread_mutex_unlock(&buffer_lock);
+        if (report) {
+            report_dropped(total, total - reported);
+            reported = total;
+            reported_at = rt_clock_monotonic();
+        }
+        if (len) {
+            last_ok = write_all(batch, len);
+            if (!last_ok)
+                __atomic_add_fetch(&dropped, lines, __ATOMIC_RELAXED);
+        }
+        spare = batch;
+        pthread_mutex_lock(&buffer_lock);
+        written += len;
+        pthread_cond_broadcast(&written_cond);
     }
     return NULL;
 }
 
-static void start_flusher(void)
+static void start_writer(void)
 {
     pthread_t t;
     sigset_t all, old;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&writer_wake, &attr);
+    pthread_cond_init(&written_cond, &attr);
+    pthread_condattr_destroy(&attr);
     sigfillset(&all); /* the main thread takes the signals */
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    if (pthread_create(&t, NULL, flusher, NULL) == 0)
+    if (pthread_create(&t, NULL, writer, NULL) == 0) {
         pthread_detach(t);
+        pthread_mutex_lock(&buffer_lock);
+        writer_started = 1;
+        pthread_mutex_unlock(&buffer_lock);
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-static void buffer_line(const char *line, size_t len)
+/* Puts one whole line in the buffer, or drops it when the buffer is full. urgent: wake the
+ * writer now. Without a writer thread (it could not start) the line is written here. */
+static void buffer_line(const char *line, size_t len, int now)
 {
-    pthread_once(&flusher_once, start_flusher);
+    pthread_once(&writer_once, start_writer);
     pthread_mutex_lock(&buffer_lock);
-    if (buffered + len > LOG_BUFFER_SIZE)
-        flush_locked();
-    if (len > LOG_BUFFER_SIZE) {
+    if (!writer_started) {
         write_all(line, len);
-    } else {
-        memcpy(buffer + buffered, line, len);
-        buffered += len;
-        if (buffered >= LOG_FLUSH_AT)
-            flush_locked();
+        pthread_mutex_unlock(&buffer_lock);
+        return;
+    }
+    if (len > LOG_BUFFER_SIZE - filled) {
+        pthread_mutex_unlock(&buffer_lock);
+        __atomic_add_fetch(&dropped, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    memcpy(filling + filled, line, len);
+    filled += len;
+    filled_lines++;
+    appended += len;
+    if (now || filled >= LOG_FLUSH_AT) {
+        urgent = 1;
+        pthread_cond_signal(&writer_wake);
     }
     pthread_mutex_unlock(&buffer_lock);
 }
 
-/* Event lines are rare and may be awaited (the listening line): written at once, after
- * whatever request lines came before them. */
-static void write_line(const char *line, size_t len)
+void svc_log_flush(double timeout)
 {
     pthread_mutex_lock(&buffer_lock);
-    flush_locked();
-    write_all(line, len);
+    if (writer_started) {
+        unsigned long long want = appended;
+        urgent = 1;
+        pthread_cond_signal(&writer_wake);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double end = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + timeout;
+        ts.tv_sec = (time_t)end;
+        ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
+        while (written < want &&
+               pthread_cond_timedwait(&written_cond, &buffer_lock, &ts) != ETIMEDOUT) {
+        }
+    }
     pthread_mutex_unlock(&buffer_lock);
+}
+
+/* Event lines are rare and may be awaited (the listening line): the writer is woken at
+ * once, and writes them after whatever request lines came before them. */
+/* The warning that lines were dropped: since of them since the last one, total in all.
+ * Called by the writer with no lock held. */
+static void report_dropped(unsigned long long total, unsigned long long since)
+{
+    svc_log_event("warn", "log lines dropped",
+                  json_pack("{s:I,s:I}", "dropped", (json_int_t)since, "total",
+                            (json_int_t)total));
 }
 
 void svc_log_event(const char *level, const char *event, json_t *fields)
@@ -152,7 +241,7 @@ void svc_log_event(const char *level, const char *event, json_t *fields)
     }
     json_decref(fields);
     if (line) {
-        write_line(line, strlen(line));
+        buffer_line(line, strlen(line), 1);
         free(line);
     }
 }
@@ -241,7 +330,7 @@ void svc_log_request(const api_request_summary *s, void *arg)
         int n = snprintf(line, sizeof(line), "%s info  %s %s %u %.3f ms %zu B %s\n", now,
                          s->method, path, s->status, s->seconds * 1e3, s->bytes, id);
         if (n > 0)
-            buffer_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+            buffer_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1, 0);
         return;
     }
     /* 6 bytes per escaped byte, and room for the keys, the time and three numbers */
@@ -264,5 +353,5 @@ void svc_log_request(const api_request_summary *s, void *arg)
     PUT_LITERAL(&w, ",\"bytes\":");
     put_uint(&w, s->bytes);
     PUT_LITERAL(&w, "}\n");
-    buffer_line(line, (size_t)(w.at - line));
+    buffer_line(line, (size_t)(w.at - line), 0);
 }

@@ -1,7 +1,9 @@
 /* Logs: one line per event on stdout, JSON by default ({"time","level","event",...}) or
  * text for people, filtered by level. Every answered request is one "request" line at level
- * info. Thread-safe: lines are written whole (request lines in batches, within 50 ms),
- * never interleaved. */
+ * info. Thread-safe: lines are written whole by one writer thread (request lines in
+ * batches, within 50 ms; event lines at once), never interleaved. Logging never waits for
+ * stdout: when stdout cannot keep up, lines are dropped and counted (svc_log_dropped), and
+ * a "log lines dropped" warning says how many once it takes lines again. */
 #ifndef RAYD_SERVICE_LOG_H
 #define RAYD_SERVICE_LOG_H
 
@@ -21,5 +23,12 @@ void svc_log_event(const char *level, const char *event, json_t *fields);
 
 /* The access log: an api_request_logger (arg unused). Lines reach stdout within 50 ms. */
 void svc_log_request(const api_request_summary *summary, void *arg);
+
+/* Lines dropped so far because stdout could not keep up (or failed). Thread-safe. */
+unsigned long long svc_log_dropped(void);
+
+/* Waits until every line logged before the call has been written, or timeout seconds (a
+ * stdout that nobody reads must not keep the process from exiting). */
+void svc_log_flush(double timeout);
 
 #endif

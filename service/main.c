@@ -52,6 +52,7 @@ static void drain(api_context *ctx, const sigset_t *signals, double drain_timeou
         int again = sigtimedwait(signals, NULL, &tick);
         if (again > 0) {
             svc_log_event("warn", "stopped at once", json_pack("{s:s}", "signal", strsignal(again)));
+            svc_log_flush(0.5);
             _exit(1);
         }
     }
@@ -121,6 +122,7 @@ int main(int argc, char **argv)
         .started_wall = rt_clock_wall(),
         .started_mono = rt_clock_monotonic(),
         .log_request = svc_log_request,
+        .log_dropped = svc_log_dropped,
     };
     char err[256];
     api_server *server = api_server_start(&ctx, err, sizeof(err));
@@ -130,15 +132,21 @@ int main(int argc, char **argv)
     }
     /* Ready before we say so: a client that waits for the listening line may go at once. */
     __atomic_store_n(&ctx.lifecycle, API_READY, __ATOMIC_RELEASE);
-    svc_log_event("info", "listening",
-                  json_pack("{s:s,s:i,s:s,s:i,s:i,s:I,s:I,s:f,s:s}", "address", config.api.bind,
-                            "port", (int)api_server_port(server), "version", svc_version(),
-                            "http_threads", (int)config.api.http_threads, "workers",
-                            (int)config.api.workers, "memory_limit",
-                            (json_int_t)config.api.memory_limit, "max_body",
-                            (json_int_t)config.api.max_body, "max_wait", config.api.max_wait,
-                            "allocator", svc_allocator_name()));
-
+    json_t *listening = json_pack(
+        "{s:s,s:i,s:s,s:i,s:i,s:I,s:I,s:f,s:s}", "address", config.api.bind, "port",
+        (int)api_server_port(server), "version", svc_version(), "http_threads",
+        (int)config.api.http_threads, "workers", (int)config.api.workers, "memory_limit",
+        (json_int_t)config.api.memory_limit, "max_body", (json_int_t)config.api.max_body,
+        "max_wait", config.api.max_wait, "allocator", svc_allocator_name());
+    if (listening && api_server_admin_port(server))
+        json_object_set_new(listening, "admin_port",
+                            json_integer((json_int_t)api_server_admin_port(server)));
+    svc_log_event("info", "listening", listening);
+    if (!api_server_admin_port(server) && config.api.max_parked >= config.api.connection_limit)
+        svc_log_event("warn", "parked requests can take every connection",
+                      json_pack("{s:I,s:i,s:s}", "max_parked", (json_int_t)config.api.max_parked,
+                                "connection_limit", (int)config.api.connection_limit, "hint",
+                                "lower --max-parked, or give probes --admin-port"));
 
     /* The main thread's job from here: wait for a stop signal, and once a second expire
      * objects whose TTL has passed. */
@@ -169,6 +177,7 @@ int main(int argc, char **argv)
     rt_registry_free(registry);
     rt_store_free(store);
     svc_log_event("info", "stopped", NULL);
+    svc_log_flush(2.0); /* bounded: a stdout nobody reads must not keep us from exiting */
     svc_config_release(&config);
     return 0;
 }

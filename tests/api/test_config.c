@@ -92,6 +92,8 @@ static void test_bad_values_exit_2(void **state)
         {{"--bind", "127.0.0.1", "--port", "0"}, {"RAYD_HTTP_THREADS=zero"}, "RAYD_HTTP_THREADS"},
         {{"--bind", "127.0.0.1", "--port", "0"}, {"RAYD_MEMORY_LIMIT=12Q"}, "RAYD_MEMORY_LIMIT"},
         {{"--bind", "127.0.0.1", "--port", "0"}, {"RAYD_MAX_WAIT=soon"}, "RAYD_MAX_WAIT"},
+        {{"--bind", "127.0.0.1", "--port", "0", "--admin-port", "65536"}, {NULL}, "--admin-port"},
+        {{"--bind", "127.0.0.1", "--port", "0"}, {"RAYD_ADMIN_PORT=probe"}, "RAYD_ADMIN_PORT"},
     };
     int failures = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

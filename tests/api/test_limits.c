@@ -7,7 +7,11 @@
  *                         after about the timeout; a parked request is not idle
  *   --max-body            413 PayloadTooLarge from Content-Length before the body; a chunked
  *                         body over the limit is read, discarded and answered 413 too
- *   --max-parked          the request beyond it is 429 TooManyRequests with Retry-After
+ *   --max-parked          the request beyond it is 429 TooManyRequests with Retry-After; by
+ *                         default it stays below the connection limit; a parked client that
+ *                         leaves frees its slot at once
+ *   --admin-port          /healthz, /readyz and /metrics answer there while parked requests
+ *                         take every connection of the API port
  *   --max-pending-tasks   429 with Retry-After (single and batch), room again once tasks end
  *   max_pending_calls     (actor option) 429 with Retry-After
  *   --max-wait            caps every longer wait (GET ?timeout=, Prefer: wait, wait, get)
@@ -682,6 +686,199 @@ static void test_max_parked(void **state)
     stop_own();
 }
 
+/* ================================================================ clients that leave */
+
+/* A metric's value from /metrics of s (or of its admin port when admin). */
+static double metric_now(const rayd_server *s, bool admin, const char *name)
+{
+    http_opts o = {.path = "/metrics", .base_url = admin ? s->admin_url : NULL,
+                   .timeout_ms = 5000};
+    http_resp *r = http_request_opts(s, &o);
+    assert_status(r, 200);
+    char key[128];
+    snprintf(key, sizeof key, "\n%s ", name);
+    const char *p = strstr(r->body, key);
+    if (!p) {
+        http_resp_free(r);
+        fail_msg("/metrics has no %s sample", name);
+    }
+    double v = strtod(p + strlen(key), NULL);
+    http_resp_free(r);
+    return v;
+}
+
+static void wait_metric(const rayd_server *s, bool admin, const char *name, double want,
+                        double timeout_s)
+{
+    double v = -1;
+    for (double deadline = now_s() + timeout_s; now_s() < deadline;) {
+        v = metric_now(s, admin, name);
+        if (v == want)
+            return;
+        sleep_s(0.01);
+    }
+    fail_msg("%s is %g, waited %g s for %g", name, v, timeout_s, want);
+}
+
+/* Opens n raw connections, each sending request (a long poll), until the server says n
+ * requests are parked (read on its admin port when admin): a connection the server closed
+ * (the connection limit is counted as closed ones leave) is opened again. */
+static void park_raw(const rayd_server *s, bool admin, int *fds, int n, const char *request)
+{
+    for (int i = 0; i < n; i++)
+        fds[i] = -1;
+    for (double deadline = now_s() + 10;;) {
+        for (int i = 0; i < n; i++) {
+            struct pollfd p = {.fd = fds[i], .events = POLLIN};
+            if (fds[i] >= 0 && poll(&p, 1, 0) == 0)
+                continue; /* open and silent: parked, or about to be */
+            if (fds[i] >= 0)
+                close(fds[i]);
+            fds[i] = tcp_connect(s->port);
+            if (fds[i] >= 0)
+                send_all(fds[i], request);
+        }
+        if (metric_now(s, admin, "rayd_parked_requests") == n)
+            return;
+        if (now_s() > deadline)
+            fail_msg("%d long polls did not all park within 10 s", n);
+        sleep_s(0.01);
+    }
+}
+
+/* Each raw connection gets its answer: status `status`. */
+static void expect_raw_answers(int *fds, int n, int status)
+{
+    char want[32];
+    snprintf(want, sizeof want, "HTTP/1.1 %d", status);
+    for (int i = 0; i < n; i++) {
+        char buf[512];
+        int got = sock_wait(fds[i], 10, buf, sizeof buf);
+        if (got != SOCK_DATA || strncmp(buf, want, strlen(want)) != 0)
+            fail_msg("long poll %d: %s, wanted %s", i,
+                     got == SOCK_DATA ? buf : got == SOCK_CLOSED ? "closed" : "no answer", want);
+        close(fds[i]);
+        fds[i] = -1;
+    }
+}
+
+#define GONE_CLIENTS 50
+
+/* Fifty long polls whose clients then reset (half) or close (half) their connections.
+ * libmicrohttpd does not watch suspended connections, so rayd must see them go itself:
+ * their parking slots come back at once, not at their 50 s deadline, and new long polls
+ * are accepted again. */
+static void test_parked_clients_gone_free_their_slots(void **state)
+{
+    static const char *const args[] = {"--max-parked", "50", "--workers", "2", NULL};
+    start_own(args);
+    char task[ID], ref[ID], request[256], path[200];
+    tk_submit(&g_own, "{\"function\":\"sleep\",\"args\":[60]}", task, ref);
+    snprintf(request, sizeof request,
+             "GET /v1/objects/%s?timeout=50 HTTP/1.1\r\nHost: t\r\n\r\n", ref);
+    int fds[GONE_CLIENTS];
+    park_raw(&g_own, false, fds, GONE_CLIENTS, request);
+    snprintf(path, sizeof path, "/v1/objects/%s?timeout=5", ref);
+    http_resp *r = http_get(&g_own, path);
+    assert_problem(r, 429, "TooManyRequests"); /* full */
+    http_resp_free(r);
+
+    for (int i = 0; i < GONE_CLIENTS; i++) {
+        if (i % 2 == 0) { /* a reset: close with SO_LINGER 0 sends RST */
+            struct linger l = {.l_onoff = 1, .l_linger = 0};
+            setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        }
+        close(fds[i]);
+    }
+    wait_metric(&g_own, false, "rayd_parked_requests", 0, 5);
+    assert_true(metric_now(&g_own, false, "rayd_parked_clients_gone_total") == GONE_CLIENTS);
+
+    /* every slot is free again: fifty new long polls park, and get their answer */
+    park_raw(&g_own, false, fds, GONE_CLIENTS, request);
+    cancel_task(&g_own, task);
+    expect_raw_answers(fds, GONE_CLIENTS, 424);
+    wait_parked(&g_own, 0, 3);
+    check_sane_free(&g_own);
+    stop_own();
+}
+
+/* The default --max-parked stays below --connection-limit: with every parking slot taken,
+ * a connection is still free, so a long poll beyond the limit gets its 429 at once (and a
+ * probe its 200) instead of waiting in the listen backlog. */
+static void test_max_parked_default_below_connection_limit(void **state)
+{
+    static const char *const args[] = {"--connection-limit", "10", "--workers", "2", NULL};
+    start_own(args);
+    http_resp *r = http_get(&g_own, "/v1/status");
+    assert_status(r, 200);
+    long long max_parked = json_int(json_member(r->json, "config"), "max_parked");
+    http_resp_free(r);
+    if (max_parked != 9)
+        fail_msg("default max_parked is %lld with --connection-limit 10, want 9", max_parked);
+    char task[ID], ref[ID], request[256], path[200];
+    tk_submit(&g_own, "{\"function\":\"sleep\",\"args\":[60]}", task, ref);
+    snprintf(request, sizeof request,
+             "GET /v1/objects/%s?timeout=50 HTTP/1.1\r\nHost: t\r\n\r\n", ref);
+    int fds[9];
+    park_raw(&g_own, false, fds, 9, request);
+    snprintf(path, sizeof path, "/v1/objects/%s?timeout=5", ref);
+    http_opts o = {.path = path, .timeout_ms = 5000};
+    r = http_request_opts(&g_own, &o);
+    assert_problem(r, 429, "TooManyRequests");
+    http_resp_free(r);
+    cancel_task(&g_own, task);
+    expect_raw_answers(fds, 9, 424);
+    check_sane_free(&g_own);
+    stop_own();
+}
+
+/* --admin-port: probes get in when parked requests take every connection of the API port
+ * (--max-parked set above the connection limit on purpose). The admin port serves
+ * /healthz, /readyz and /metrics, and nothing else. */
+static void test_admin_port_when_parked_fill_connections(void **state)
+{
+    static const char *const args[] = {"--connection-limit", "8", "--max-parked", "100",
+                                       "--admin-port", "0", "--workers", "2", NULL};
+    start_own(args);
+    if (g_own.admin_port <= 0)
+        fail_msg("no admin_port in the listening line");
+    char task[ID], ref[ID], request[256];
+    tk_submit(&g_own, "{\"function\":\"sleep\",\"args\":[60]}", task, ref);
+    snprintf(request, sizeof request,
+             "GET /v1/objects/%s?timeout=50 HTTP/1.1\r\nHost: t\r\n\r\n", ref);
+    int fds[8];
+    park_raw(&g_own, true, fds, 8, request); /* every connection of the API port */
+
+    static const char *const probes[] = {"/healthz", "/readyz", "/metrics"};
+    for (size_t i = 0; i < 3; i++) {
+        http_opts o = {.path = probes[i], .base_url = g_own.admin_url, .timeout_ms = 3000};
+        http_resp *r = http_request_opts(&g_own, &o);
+        assert_status(r, 200);
+        http_resp_free(r);
+    }
+    http_opts o = {.path = "/v1/status", .base_url = g_own.admin_url};
+    http_resp *r = http_request_opts(&g_own, &o);
+    assert_problem(r, 404, "NotFound");
+    http_resp_free(r);
+    o = (http_opts){.method = "POST", .path = "/healthz", .base_url = g_own.admin_url,
+                    .has_body = true};
+    r = http_request_opts(&g_own, &o);
+    assert_problem(r, 405, "MethodNotAllowed");
+    http_resp_free(r);
+
+    /* the parked clients leave: the API port serves again */
+    for (int i = 0; i < 8; i++)
+        close(fds[i]);
+    wait_metric(&g_own, true, "rayd_parked_requests", 0, 5);
+    r = http_get(&g_own, "/healthz");
+    assert_status(r, 200);
+    http_resp_free(r);
+    cancel_task(&g_own, task);
+    json_decref(tk_wait_ended(&g_own, task, 5));
+    check_sane_free(&g_own);
+    stop_own();
+}
+
 /* Prefer: wait on a submission when parking is full: the work is accepted before the wait
  * would park, so the answer must say so (the 202 receipt, as without the header), or, if it
  * is a 429, nothing may have been accepted: a client retries a 429 and would run it twice. */
@@ -996,6 +1193,9 @@ int main(void)
         cmocka_unit_test_teardown(test_max_body, own_teardown),
         cmocka_unit_test_teardown(test_max_parked, own_teardown),
         cmocka_unit_test_teardown(test_max_parked_prefer_wait_submission, own_teardown),
+        cmocka_unit_test_teardown(test_parked_clients_gone_free_their_slots, own_teardown),
+        cmocka_unit_test_teardown(test_max_parked_default_below_connection_limit, own_teardown),
+        cmocka_unit_test_teardown(test_admin_port_when_parked_fill_connections, own_teardown),
         cmocka_unit_test_teardown(test_max_pending_tasks, own_teardown),
         cmocka_unit_test_teardown(test_actor_max_pending_calls, own_teardown),
         cmocka_unit_test_teardown(test_max_wait_caps_timeouts, own_teardown),

@@ -1072,6 +1072,60 @@ static void test_log_level_warn_silences_requests(void **state)
     assert_int_equal(rayd_stop(&g_own), 0);
 }
 
+/* A stdout that nobody reads (a stuck log collector) fills its pipe: requests are still
+ * answered, the lines that do not fit are dropped and counted in
+ * rayd_log_lines_dropped_total, and once stdout reads again a warning says how many. */
+static void test_log_stdout_stalled_drops_lines(void **state)
+{
+    assert_int_equal(rayd_start(&g_own, NULL, NULL), 0);
+    rayd_stdout_stall(&g_own, true);
+    /* Long paths make long lines: the pipe (64 KiB) and the log's buffers (512 KiB) hold
+     * about a thousand of them. */
+    char path[512];
+    int len = snprintf(path, sizeof path, "/stalled-log/");
+    memset(path + len, 'x', sizeof path - (size_t)len - 1);
+    path[sizeof path - 1] = '\0';
+    CURL *h = curl_easy_init();
+    assert_non_null(h);
+    double dropped = 0;
+    for (int i = 1; i <= 20000 && dropped == 0; i++) {
+        /* before the fix, the request thread blocked on the pipe holding the log's lock,
+         * and every request after it waited: the timeout turns that into a failure */
+        http_opts o = {.path = path, .timeout_ms = 5000, .handle = h};
+        http_resp *r = http_request_opts(&g_own, &o);
+        if (r->status != 404)
+            fail_msg("request %d with stdout stalled: %ld %s", i, r->status, r->error);
+        http_resp_free(r);
+        if (i % 250 == 0) {
+            mx_set *m = mx_fetch(&g_own);
+            dropped = MX_MUST(m, "rayd_log_lines_dropped_total");
+            mx_free(m);
+        }
+    }
+    curl_easy_cleanup(h);
+    if (dropped <= 0)
+        fail_msg("20000 requests with stdout stalled, and no log line was dropped");
+    rayd_capture_stdout(&g_own, true);
+    rayd_stdout_stall(&g_own, false);
+    char *line = rayd_stdout_wait_line(&g_own, "\"event\":\"log lines dropped\"", 10);
+    if (!line) {
+        char *all = rayd_stdout_text(&g_own);
+        size_t n = strlen(all);
+        fprintf(stderr, "captured %zu bytes, ending: %s\n", n, n > 600 ? all + n - 600 : all);
+        free(all);
+        fail_msg("no \"log lines dropped\" warning once stdout was read again");
+    }
+    json_t *j = json_loads(line, 0, NULL);
+    if (!j || json_int(j, "dropped") <= 0 || strcmp(json_str(j, "level"), "warn") != 0)
+        fail_msg("bad warning line: %s", line);
+    json_decref(j);
+    free(line);
+    http_resp *r = http_get(&g_own, "/healthz");
+    assert_status(r, 200);
+    http_resp_free(r);
+    assert_int_equal(rayd_stop(&g_own), 0);
+}
+
 /* ================================================================ auth */
 
 static void auth_get(const rayd_server *s, const char *path, const char *auth, long want)
@@ -1497,6 +1551,7 @@ int main(void)
         cmocka_unit_test(test_log_utf8_paths),
         cmocka_unit_test_teardown(test_log_text_format, own_teardown),
         cmocka_unit_test_teardown(test_log_level_warn_silences_requests, own_teardown),
+        cmocka_unit_test_teardown(test_log_stdout_stalled_drops_lines, own_teardown),
         cmocka_unit_test_teardown(test_auth_token_file, own_teardown),
         cmocka_unit_test_teardown(test_auth_token_env, own_teardown),
         cmocka_unit_test(test_auth_token_file_missing),

@@ -162,6 +162,10 @@ static void *drain_main(void *arg)
     char buf[8192];
     bool echo = verbose();
     for (;;) {
+        pthread_mutex_lock(&s->out_lock);
+        while (s->stalled)
+            pthread_cond_wait(&s->out_unstalled, &s->out_lock);
+        pthread_mutex_unlock(&s->out_lock);
         ssize_t n = read(s->out_fd, buf, sizeof buf);
         if (n > 0) {
             pthread_mutex_lock(&s->out_lock);
@@ -190,6 +194,22 @@ static void *drain_main(void *arg)
         break;
     }
     return NULL;
+}
+
+/* The member `key` of a JSON listening line (or of the JSON part of a text one), or -1. */
+static int parse_port_key(const char *line, const char *key)
+{
+    json_error_t jerr;
+    const char *brace = strchr(line, '{');
+    json_t *j = brace ? json_loads(brace, JSON_DISABLE_EOF_CHECK, &jerr) : NULL;
+    int port = -1;
+    if (j) {
+        json_t *p = json_object_get(j, key);
+        if (json_is_integer(p))
+            port = (int)json_integer_value(p);
+        json_decref(j);
+    }
+    return port;
 }
 
 static int parse_port(const char *line)
@@ -268,6 +288,7 @@ static int start_impl(rayd_server *s, const char *const *args, const char *const
     s->pid = -1;
     s->out_fd = -1;
     pthread_mutex_init(&s->out_lock, NULL);
+    pthread_cond_init(&s->out_unstalled, NULL);
 
     const char *bin = rayd_bin();
     size_t nargs = 0;
@@ -377,6 +398,7 @@ static int start_impl(rayd_server *s, const char *const *args, const char *const
             if (strstr(line, "\"event\":\"listening\"") ||
                 (strstr(line, " listening {") && strstr(line, "\"port\":"))) { /* text */
                 port = parse_port(line);
+                s->admin_port = parse_port_key(line, "admin_port");
                 if (port <= 0) {
                     why = "listening line without a port";
                     port = -2;
@@ -409,6 +431,8 @@ static int start_impl(rayd_server *s, const char *const *args, const char *const
     }
     s->port = port;
     snprintf(s->base_url, sizeof s->base_url, "http://127.0.0.1:%d", port);
+    if (s->admin_port > 0)
+        snprintf(s->admin_url, sizeof s->admin_url, "http://127.0.0.1:%d", s->admin_port);
     if (pthread_create(&s->drainer, NULL, drain_main, s) == 0)
         s->drainer_running = true;
     return 0;
@@ -459,6 +483,7 @@ int rayd_stop_signal(rayd_server *s, int sig)
     int st = wait_exit(s->pid, 10.0);
     exit_log(s->pid, "signal", sig, st);
     s->pid = -1;
+    rayd_stdout_stall(s, false); /* the drainer reads on to the end */
     if (s->drainer_running) {
         pthread_join(s->drainer, NULL);
         s->drainer_running = false;
@@ -481,6 +506,7 @@ int rayd_wait_exit(rayd_server *s, double timeout_s)
     int st = wait_exit(s->pid, timeout_s);
     exit_log(s->pid, "wait", 0, st);
     s->pid = -1;
+    rayd_stdout_stall(s, false); /* the drainer reads on to the end */
     if (s->drainer_running) {
         pthread_join(s->drainer, NULL);
         s->drainer_running = false;
@@ -491,6 +517,15 @@ int rayd_wait_exit(rayd_server *s, double timeout_s)
     }
     capture_release(s);
     return st;
+}
+
+void rayd_stdout_stall(rayd_server *s, bool stall)
+{
+    pthread_mutex_lock(&s->out_lock);
+    s->stalled = stall;
+    if (!stall)
+        pthread_cond_broadcast(&s->out_unstalled);
+    pthread_mutex_unlock(&s->out_lock);
 }
 
 void rayd_capture_stdout(rayd_server *s, bool on)
@@ -958,9 +993,10 @@ http_resp *http_request_opts(const rayd_server *s, const http_opts *o)
         c = curl_easy_init();
     if (!c)
         fail_msg("curl_easy_init failed");
-    size_t ul = strlen(s->base_url) + strlen(o->path) + 1;
+    const char *base = o->base_url ? o->base_url : s->base_url;
+    size_t ul = strlen(base) + strlen(o->path) + 1;
     char *url = xmalloc(ul);
-    snprintf(url, ul, "%s%s", s->base_url, o->path);
+    snprintf(url, ul, "%s%s", base, o->path);
 
     bool sends_body = o->has_body || o->read_fn || strcmp(method, "POST") == 0;
     struct curl_slist *hl = NULL;

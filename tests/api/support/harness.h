@@ -40,11 +40,15 @@ typedef struct rayd_server {
     pthread_t drainer; /* keeps reading out_fd so the pipe never fills */
     bool drainer_running;
     char base_url[64]; /* "http://127.0.0.1:PORT" */
+    int admin_port;    /* --admin-port's bound port from the listening line; <= 0: none */
+    char admin_url[64]; /* "http://127.0.0.1:ADMIN_PORT" when admin_port > 0 */
     /* stdout capture (rayd_capture_stdout): what the drainer read while capturing */
     pthread_mutex_t out_lock;
     bool capturing;
     char *captured; /* NUL-terminated when not NULL */
     size_t captured_len, captured_cap;
+    bool stalled;                   /* rayd_stdout_stall: the drainer reads nothing */
+    pthread_cond_t out_unstalled;   /* with out_lock */
 } rayd_server;
 
 /* The binary under test: $RAYD_BIN, or "build/rayd". Borrowed. */
@@ -74,6 +78,10 @@ int rayd_stop_clean(rayd_server *s);
  * kill(s->pid, ...)), without sending anything; then clean up as rayd_stop does. Returns
  * the exit status, 128+signal, or -1 when it had to be killed after the timeout. */
 int rayd_wait_exit(rayd_server *s, double timeout_s);
+
+/* Stop reading the server's stdout (stall true), so that its pipe fills and its writes
+ * block, as with a stuck log collector; false reads on. Stopping the server reads on. */
+void rayd_stdout_stall(rayd_server *s, bool stall);
 
 /* Capture the server's stdout (after the listening line) from now on (on), or stop (off;
  * what was captured stays until rayd_stdout_clear). Off by default. */
@@ -128,6 +136,8 @@ typedef struct http_opts {
                                    problems are reported in error, status 0 on transport
                                    errors */
     CURL *handle;               /* reuse this easy handle (keep-alive); NULL: a new one */
+    const char *base_url;       /* talk to this instead of the server's base_url (e.g. its
+                                   admin_url); NULL: base_url */
 } http_opts;
 
 /* The general request. Unless the caller sets them, no Content-Type and no Expect header is

@@ -1267,6 +1267,48 @@ static size_t list_ids(uint64_t after, int state, const char *cls, size_t limit,
     return n;
 }
 
+/* A long history does not make a page dear: 20,000 dead actors, then 2 alive. A page of
+ * ALIVE actors looks at what it holds (plus a logarithm), and each page of a class filter
+ * at no more than its budget, where a walk from the oldest record under the table's lock
+ * looked at all 20,000 for each. */
+static void test_list_cost_with_long_history(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    char id[RT_REF_SIZE], g1[RT_REF_SIZE], g2[RT_REF_SIZE];
+    for (int i = 0; i < N; i++) {
+        create("Once", id);
+        assert_int_equal(rt_actor_kill(actors, id), RT_OK);
+    }
+    create("Gate", g1);
+    create("Gate", g2);
+    drain();
+    assert_int_equal(state_of(g2), RT_ACTOR_ALIVE);
+
+    char got[16][RT_REF_SIZE];
+    uint64_t next, v = rt__actors_list_visits(actors);
+    assert_int_equal(list_ids(0, RT_ACTOR_ALIVE, NULL, 10, got, &next), 2);
+    uint64_t alive_cost = rt__actors_list_visits(actors) - v;
+    assert_int_equal(next, 0);
+    assert_string_equal(got[0], g1);
+
+    uint64_t cursor = 0, worst = 0;
+    int pages = 0, found = 0;
+    do {
+        v = rt__actors_list_visits(actors);
+        found += (int)list_ids(cursor, -1, "Gate", 10, got, &cursor);
+        uint64_t cost = rt__actors_list_visits(actors) - v;
+        worst = cost > worst ? cost : worst;
+        pages++;
+    } while (cursor && pages < 1000);
+    fprintf(stderr, "  visits: ALIVE page %llu, class filter: %d pages, the dearest %llu\n",
+            (unsigned long long)alive_cost, pages, (unsigned long long)worst);
+    assert_int_equal(found, 2);
+    assert_true(alive_cost < 200);
+    assert_true(pages > 1);
+    assert_true(worst < 3 * 4096 + 200);
+}
+
 static void test_list_paging_and_filters(void **state)
 {
     (void)state;
@@ -1404,6 +1446,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_max_pending_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_paging_and_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_cost_with_long_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_counters_and_memory, setup, teardown),
     };

@@ -918,6 +918,91 @@ static void test_ttl_expire_sweep(void **state)
     rt_store_free(s);
 }
 
+/* Waits (on the clock itself: a TTL is about time) until the wall clock passes t. */
+static void wait_wall_past(double t)
+{
+    while (rt_clock_wall() <= t)
+        sleep_seconds(0.005);
+}
+
+/* Expiry costs what expires: with 20,000 objects that have a TTL in an hour, a sweep looks
+ * at one heap top, not at every shard; when 3 are due it looks at 4. The sweep before this
+ * walked every object of every shard each second once one TTL object existed. */
+static void test_ttl_expire_cost_is_what_expires(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    rt_store *s = new_store(0);
+    char ref[RT_REF_SIZE], due[3][RT_REF_SIZE];
+    for (int i = 0; i < N; i++) {
+        rt_buf *b = make_buf(8, 'h', NULL);
+        assert_int_equal(rt_store_put(s, b, 3600, ref), RT_OK);
+    }
+    double last_due = 0;
+    for (int i = 0; i < 3; i++) {
+        rt_buf *b = make_buf(8, 'd', NULL);
+        assert_int_equal(rt_store_put(s, b, 0.05 + 0.01 * i, due[i]), RT_OK);
+        rt_object_view v;
+        assert_int_equal(rt_store_peek(s, due[i], &v), RT_OK);
+        last_due = v.expires_at;
+        rt_object_view_release(&v);
+    }
+    uint64_t v0 = rt__store_expire_visits(s);
+    assert_int_equal(rt_store_expire(s), 0);
+    assert_int_equal(rt__store_expire_visits(s) - v0, 1);
+
+    wait_wall_past(last_due);
+    v0 = rt__store_expire_visits(s);
+    assert_int_equal(rt_store_expire(s), 3);
+    assert_int_equal(rt__store_expire_visits(s) - v0, 4);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(peek_lost_reason(s, due[i]), RT_LOST_EXPIRED);
+    v0 = rt__store_expire_visits(s);
+    assert_int_equal(rt_store_expire(s), 0);
+    assert_int_equal(rt__store_expire_visits(s) - v0, 1);
+    rt_store_stats st = stats_of(s);
+    assert_int_equal(st.objects, N);
+    assert_int_equal(st.expirations, 3);
+    rt_store_free(s);
+}
+
+/* A pinned object whose TTL runs out stays while pinned (a task still needs it), and
+ * expires when its last pin goes; deleting objects with a TTL takes them out of the heap. */
+static void test_ttl_pinned_expires_on_unpin(void **state)
+{
+    (void)state;
+    rt_store *s = new_store(0);
+    char pinned[RT_REF_SIZE], freed[RT_REF_SIZE], later[RT_REF_SIZE];
+    assert_int_equal(rt_store_put(s, make_buf(10, 'p', NULL), 0.05, pinned), RT_OK);
+    assert_int_equal(rt_store_put(s, make_buf(10, 'f', NULL), 0.05, freed), RT_OK);
+    assert_int_equal(rt_store_put(s, make_buf(10, 'l', NULL), 3600, later), RT_OK);
+    assert_int_equal(rt_store_pin(s, pinned), RT_OK);
+    assert_int_equal(rt_store_pin(s, pinned), RT_OK);
+    assert_int_equal(rt_store_delete(s, freed), RT_OK);
+    rt_object_view v;
+    assert_int_equal(rt_store_peek(s, pinned, &v), RT_OK);
+    double when = v.expires_at;
+    rt_object_view_release(&v);
+
+    wait_wall_past(when);
+    assert_int_equal(rt_store_expire(s), 0);
+    assert_int_equal(peek_state(s, pinned), RT_OBJ_READY);
+    assert_int_equal(peek_lost_reason(s, freed), RT_LOST_FREED);
+    assert_int_equal(rt_store_unpin(s, pinned), RT_OK);
+    assert_int_equal(peek_state(s, pinned), RT_OBJ_READY); /* one pin left */
+    assert_int_equal(rt_store_unpin(s, pinned), RT_OK);
+    rt_store_stats st = stats_of(s); /* before any read, which would expire it too */
+    assert_int_equal(st.expirations, 1);
+    assert_int_equal(peek_lost_reason(s, pinned), RT_LOST_EXPIRED);
+    assert_int_equal(rt_store_expire(s), 0);
+    assert_int_equal(peek_state(s, later), RT_OBJ_READY);
+    st = stats_of(s);
+    assert_int_equal(st.expirations, 1);
+    assert_int_equal(st.objects, 1);
+    assert_int_equal(st.bytes, 10);
+    rt_store_free(s);
+}
+
 /* ---- stats ------------------------------------------------------------------------ */
 
 static void test_stats(void **state)
@@ -1699,6 +1784,8 @@ int main(void)
         cmocka_unit_test(test_pins_nest),
         cmocka_unit_test(test_ttl_expires_on_read),
         cmocka_unit_test(test_ttl_expire_sweep),
+        cmocka_unit_test(test_ttl_expire_cost_is_what_expires),
+        cmocka_unit_test(test_ttl_pinned_expires_on_unpin),
         cmocka_unit_test(test_stats),
         cmocka_unit_test(test_list_paging),
         cmocka_unit_test(test_list_exact_page_ends),

@@ -1784,6 +1784,86 @@ static void test_max_kept_many(void **state)
     assert_int_equal(st.finished, N);
 }
 
+/* A long history does not make a page dear: 60,000 ended tasks, then 2 running. A page of
+ * RUNNING tasks and a page from a cursor near the end look at what they hold (plus a
+ * logarithm), and every page of a function filter at no more than its budget, where
+ * walking from the oldest record under the table's lock looked at all 60,000 for each. */
+static void test_list_cost_with_long_history(void **state)
+{
+    enum { N = 60000, BATCH = 1000 };
+    env *e = env_new(state, 2);
+    rt_task_spec *specs = calloc(BATCH, sizeof(*specs));
+    char(*ids)[RT_REF_SIZE] = malloc(BATCH * sizeof(*ids));
+    char(*refs)[RT_REF_SIZE] = malloc(BATCH * sizeof(*refs));
+    assert_true(specs && ids && refs);
+    for (int b = 0; b < N / BATCH; b++) {
+        for (int i = 0; i < BATCH; i++)
+            specs[i] = spec_of("add", json_pack("[i,i]", i, 1));
+        size_t bad;
+        char err[256];
+        assert_int_equal(
+            rt_task_submit_many(e->tasks, specs, BATCH, ids, refs, &bad, err, sizeof(err)),
+            RT_OK);
+        for (int i = 0; i < BATCH; i++)
+            json_decref(specs[i].args);
+    }
+    free(specs);
+    free(ids);
+    free(refs);
+    rt_tasks_stats st = tstats(e);
+    for (double end = rt_clock_monotonic() + WAIT_LIMIT;
+         st.finished < N && rt_clock_monotonic() < end; st = tstats(e))
+        sleep_seconds(0.005);
+    assert_int_equal(st.finished, N);
+    char g1[RT_REF_SIZE], g2[RT_REF_SIZE], r1[RT_REF_SIZE], r2[RT_REF_SIZE];
+    submit_fn(e, "t.gate", json_pack("[i]", 1), g1, r1);
+    submit_fn(e, "t.gate", json_pack("[i]", 2), g2, r2);
+    gate_wait_started(2);
+
+    rt_task_info infos[10];
+    uint64_t next, v = rt__tasks_list_visits(e->tasks);
+    size_t n = rt_task_list(e->tasks, 0, RT_TASK_RUNNING, NULL, 10, infos, &next);
+    uint64_t running_cost = rt__tasks_list_visits(e->tasks) - v;
+    assert_int_equal(n, 2);
+    assert_int_equal(next, 0);
+    assert_string_equal(infos[0].task_id, g1);
+    for (size_t i = 0; i < n; i++)
+        rt_task_info_release(&infos[i]);
+
+    v = rt__tasks_list_visits(e->tasks);
+    n = rt_task_list(e->tasks, N - 5, -1, NULL, 10, infos, &next);
+    uint64_t deep_cost = rt__tasks_list_visits(e->tasks) - v;
+    assert_int_equal(n, 7); /* the last 5 adds and the 2 gates */
+    assert_int_equal(infos[0].seq, N - 4);
+    for (size_t i = 0; i < n; i++)
+        rt_task_info_release(&infos[i]);
+
+    uint64_t cursor = 0, worst = 0;
+    int pages = 0, found = 0;
+    do {
+        v = rt__tasks_list_visits(e->tasks);
+        n = rt_task_list(e->tasks, cursor, -1, "t.gate", 10, infos, &cursor);
+        uint64_t cost = rt__tasks_list_visits(e->tasks) - v;
+        worst = cost > worst ? cost : worst;
+        found += (int)n;
+        for (size_t i = 0; i < n; i++)
+            rt_task_info_release(&infos[i]);
+        pages++;
+    } while (cursor && pages < 1000);
+    fprintf(stderr, "  visits: RUNNING page %llu, deep page %llu, function filter: %d pages, "
+                    "the dearest %llu\n",
+            (unsigned long long)running_cost, (unsigned long long)deep_cost, pages,
+            (unsigned long long)worst);
+    assert_int_equal(found, 2);
+    assert_true(running_cost < 200);
+    assert_true(deep_cost < 200);
+    assert_true(pages > 1);           /* the budget cut the history into pages */
+    assert_true(worst < 3 * 4096 + 200); /* and bounds each, whatever the history */
+    gate_open();
+    wait_task(e, g1);
+    wait_task(e, g2);
+}
+
 /* A task's timeout reaches the function as a deadline. */
 static void test_timeout(void **state)
 {
@@ -1930,6 +2010,7 @@ int main(void)
         T(test_list_paging_and_filters),
         T(test_max_kept),
         T(test_max_kept_many),
+        T(test_list_cost_with_long_history),
         T(test_timeout),
         T(test_cancel_hook_completes_inline),
         T(test_cancel_hook_completes_elsewhere),
