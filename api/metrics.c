@@ -199,7 +199,10 @@ static void render_runtime(text *t, const api_context *ctx)
     rt_store_get_stats(ctx->store, &s);
     gauge(t, "rayd_store_objects", "Objects in the store that are not lost.", (double)s.objects);
     gauge(t, "rayd_store_pending_objects", "Objects waiting for their value.", (double)s.pending);
-    gauge(t, "rayd_store_bytes", "Bytes of ready objects in the store.", (double)s.bytes);
+    gauge(t, "rayd_store_bytes", "Bytes of ready objects and stored errors in the store.",
+          (double)s.bytes);
+    gauge(t, "rayd_store_error_bytes", "The part of rayd_store_bytes that stored errors take.",
+          (double)s.error_bytes);
     gauge(t, "rayd_store_memory_limit_bytes", "The store's memory limit (0: none).",
           (double)s.memory_limit);
     gauge(t, "rayd_store_tombstones", "Freed, evicted or expired objects still remembered.",

@@ -57,6 +57,7 @@ enum MHD_Result api_system_status(api_request *req)
                               (json_int_t)s.hits, "misses", (json_int_t)s.misses, "evictions",
                               (json_int_t)s.evictions, "expirations",
                               (json_int_t)s.expirations);
+    json_object_set_new(store, "error_bytes", json_integer((json_int_t)s.error_bytes));
     json_object_set_new(config, "workers", json_integer(ctx->config.workers));
     json_object_set_new(config, "max_parked", json_integer((json_int_t)ctx->config.max_parked));
     json_object_set_new(config, "idempotency_ttl", json_real(ctx->config.idempotency_ttl));
