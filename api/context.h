@@ -26,6 +26,7 @@ typedef struct api_config {
     size_t max_pending_tasks;  /* for /v1/status only; the task system enforces it */
     size_t max_parked;         /* parked requests at most; beyond it 429 */
     double idempotency_ttl;    /* seconds an Idempotency-Key is remembered */
+    size_t idempotency_max_bytes; /* bytes of remembered keys and answers at most; 0: none */
     const char *remote_allow;  /* comma-separated scheme://host:port prefixes remote
                                   functions may use; NULL or "": registration disabled */
     const char *api_token;     /* bearer token for /v1/ routes; NULL or "": no auth */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/idempotency.h"
 #include "api/park.h"
 #include "api/router.h"
 #include "runtime/histogram.h"
@@ -244,6 +245,13 @@ static void render_runtime(text *t, const api_context *ctx)
     gauge(t, "rayd_scheduler_queued_jobs", "Jobs waiting for a worker.", (double)ss.queued);
     gauge(t, "rayd_parked_requests", "HTTP requests parked waiting for objects.",
           ctx->parking ? (double)api_parking_count(ctx->parking) : 0);
+    api_idempotency_stats is;
+    api_idempotency_get_stats(ctx->idempotency, &is);
+    gauge(t, "rayd_idempotency_keys", "Idempotency-Key entries remembered.", (double)is.keys);
+    gauge(t, "rayd_idempotency_bytes", "Bytes the remembered Idempotency-Key answers hold.",
+          (double)is.bytes);
+    counter(t, "rayd_idempotency_evictions_total",
+            "Answered Idempotency-Keys forgotten early to stay within the limits.", is.evictions);
     gauge(t, "rayd_start_time_seconds", "When the server started, Unix time.",
           ctx->started_wall);
 }

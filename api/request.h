@@ -58,8 +58,10 @@ typedef struct api_request {
     char allow[64];         /* for 405 answers: the Allow header */
     bool www_authenticate;  /* 401 answers: add WWW-Authenticate */
     void *idem_entry;       /* the Idempotency-Key entry this request will answer, if any */
-    char *idem_body;        /* owned: a copy of the answer's body, for that entry */
-    size_t idem_body_len;
+    rt_buf *idem_buf;       /* owned reference: the answer's body, for that entry: the stored
+                               object itself when the answer is one, else a copy */
+    size_t idem_offset, idem_len; /* the answer's part of idem_buf */
+    bool idem_shared;       /* idem_buf is a stored object's buffer, not a copy */
     unsigned retry_after;   /* seconds for a Retry-After header (429, 202 pending), 0: none */
     char ray_ref[RT_REF_SIZE]; /* Prefer: wait answers: adds X-Ray-Ref and Location */
     double prefer_wait;     /* seconds asked for with Prefer: wait=N, 0 when absent */

@@ -340,7 +340,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         server->ctx->log_request(&s, server->ctx->log_arg);
     }
     api_idempotency_abandon(server->ctx->idempotency, req); /* no answer was recorded */
-    free(req->idem_body);
+    rt_buf_decref(req->idem_buf);
     if (req->handler_state_free)
         req->handler_state_free(req->handler_state);
     rt_buf_decref(req->raw_buf);
@@ -363,7 +363,8 @@ api_server *api_server_start(api_context *ctx, char *err, size_t err_size)
     server->ctx = ctx;
     ctx->parking = api_parking_new();
     ctx->metrics = api_metrics_new();
-    ctx->idempotency = api_idempotency_new(ctx->config.idempotency_ttl, 100000);
+    ctx->idempotency = api_idempotency_new(ctx->config.idempotency_ttl, 100000,
+                                           ctx->config.idempotency_max_bytes);
     if (!ctx->parking || !ctx->metrics || !ctx->idempotency) {
         snprintf(err, err_size, "cannot start the deadline thread (out of memory?)");
         api_parking_free(ctx->parking);

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 
 #include "api/handlers.h"
+#include "api/idempotency.h"
 #include "api/metrics.h"
 #include "api/openapi_spec.h"
 #include "api/problem.h"
@@ -61,6 +62,8 @@ enum MHD_Result api_system_status(api_request *req)
     json_object_set_new(config, "workers", json_integer(ctx->config.workers));
     json_object_set_new(config, "max_parked", json_integer((json_int_t)ctx->config.max_parked));
     json_object_set_new(config, "idempotency_ttl", json_real(ctx->config.idempotency_ttl));
+    json_object_set_new(config, "idempotency_max_bytes",
+                        json_integer((json_int_t)ctx->config.idempotency_max_bytes));
     json_object_set_new(config, "auth",
                         json_boolean(ctx->config.api_token && *ctx->config.api_token));
     json_object_set_new(config, "remote_allow",
@@ -97,12 +100,21 @@ enum MHD_Result api_system_status(api_request *req)
                                (json_int_t)as.calls, "calls_done", (json_int_t)as.calls_done,
                                "restarts", (json_int_t)as.restarts);
 
-    json_t *body = json_pack("{s:s,s:s,s:f,s:o,s:o,s:o,s:o,s:o}", "version", ctx->version,
+    api_idempotency_stats is;
+    api_idempotency_get_stats(ctx->idempotency, &is);
+    json_t *idempotency = json_pack("{s:I,s:I,s:I,s:I,s:I}", "keys", (json_int_t)is.keys,
+                                    "bytes", (json_int_t)is.bytes, "shared_bytes",
+                                    (json_int_t)is.shared_bytes, "max_bytes",
+                                    (json_int_t)is.max_bytes, "evictions",
+                                    (json_int_t)is.evictions);
+
+    json_t *body = json_pack("{s:s,s:s,s:f,s:o,s:o,s:o,s:o,s:o,s:o}", "version", ctx->version,
                              "started_at",
                              rt_clock_format(ctx->started_wall, started, sizeof(started)),
                              "uptime_seconds", rt_clock_monotonic() - ctx->started_mono,
                              "config", config, "object_store", store, "tasks", tasks,
-                             "scheduler", scheduler, "actors", actors);
+                             "scheduler", scheduler, "actors", actors, "idempotency",
+                             idempotency);
     return api_reply_json(req, 200, body);
 }
 

@@ -60,6 +60,10 @@ static const setting SETTINGS[] = {
      "100000", "requests waiting for objects at most; beyond it 429 TooManyRequests", NULL},
     {"--idempotency-ttl", "RAYD_IDEMPOTENCY_TTL", KIND_DURATION, OFF(api.idempotency_ttl), 0, 0,
      "24h", "how long an Idempotency-Key and its answer are remembered", NULL},
+    {"--idempotency-max-bytes", "RAYD_IDEMPOTENCY_MAX_BYTES", KIND_SIZE,
+     OFF(api.idempotency_max_bytes), 0, 0, "64M",
+     "memory for remembered Idempotency-Key answers; beyond it the oldest are forgotten "
+     "(0: no limit)", NULL},
     {"--remote-allow", "RAYD_REMOTE_ALLOW", KIND_STRING, OFF(api.remote_allow), 0, 0,
      "(none)", "comma-separated scheme://host:port prefixes remote functions may call; "
      "empty: registering remote functions is refused", NULL},
@@ -124,6 +128,7 @@ static void set_defaults(svc_config *c)
     c->drain_timeout = 25;
     c->api.max_parked = 100000;
     c->api.idempotency_ttl = 24 * 3600;
+    c->api.idempotency_max_bytes = (size_t)64 << 20;
     c->log_format = "json";
     c->log_level = "info";
     c->api.max_pending_tasks = 1000000;

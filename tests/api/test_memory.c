@@ -218,10 +218,89 @@ static void test_errors_count_and_are_evicted(void **state)
     stop_own();
 }
 
+
+/* ================================================================ Idempotency-Key */
+
+/* POST /v1/tasks {"function":"identity","args":[<text>]} with a key and Prefer: wait. */
+static http_resp *keyed_echo(const rayd_server *s, const char *key, const char *text)
+{
+    char kh[200];
+    snprintf(kh, sizeof kh, "Idempotency-Key: %s", key);
+    const char *h[] = {"Content-Type: application/json", "Prefer: wait=20", kh, NULL};
+    size_t n = strlen(text) + 64;
+    char *body = malloc(n);
+    int len = snprintf(body, n, "{\"function\":\"identity\",\"args\":[\"%s\"]}", text);
+    http_resp *r = http_request(s, "POST", "/v1/tasks", h, body, (size_t)len);
+    free(body);
+    return r;
+}
+
+/* 150 keyed 900 KB echoes at a 4 MiB store and an 8 MiB idempotency limit: the table holds
+ * at most its limit (the oldest answers are forgotten, counted as evictions), keeps the
+ * answers by reference to the stored result, still replays the newest, and redoes the work
+ * for a forgotten key; the process does not grow by the 135 MB the answers add up to. */
+static void test_idempotency_bounded_in_bytes(void **state)
+{
+    static const char *const args[] = {"--memory-limit", "4M", "--idempotency-max-bytes", "8M",
+                                       "--workers", "2", NULL};
+    start_own(args);
+    enum { KEYS = 150, TEXT = 900 * 1000 };
+    long rss_start = proc_status_bytes(g_own.pid, "VmRSS");
+    char *text = malloc(TEXT + 1);
+    memset(text, 'k', TEXT);
+    text[TEXT] = '\0';
+    char key[64];
+    long long shared_seen = 0;
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(key, sizeof key, "echo-%d-%d", (int)getpid(), i);
+        http_resp *r = keyed_echo(&g_own, key, text);
+        assert_status(r, 200);
+        assert_int_equal(r->body_len, TEXT + 2); /* the JSON string */
+        http_resp_free(r);
+        if (i == 0) /* the answer is the stored result: kept by reference */
+            shared_seen = status_int(&g_own, "idempotency", "shared_bytes");
+    }
+    if (shared_seen < TEXT)
+        fail_msg("idempotency.shared_bytes was %lld after a %d-byte answer that is a stored "
+                 "object: the answer was copied, not kept by reference", shared_seen, TEXT);
+    json_t *st = tk_status(&g_own);
+    json_t *idem = json_member(st, "idempotency");
+    long long bytes = json_int(idem, "bytes"), evictions = json_int(idem, "evictions");
+    assert_int_equal(json_int(idem, "max_bytes"), 8 * MIB);
+    assert_int_equal(json_int(json_member(st, "config"), "idempotency_max_bytes"), 8 * MIB);
+    json_decref(st);
+    if (bytes > 8 * MIB || bytes < TEXT)
+        fail_msg("idempotency.bytes is %lld: want the answers counted, at most 8 MiB", bytes);
+    if (evictions < KEYS - 8 * MIB / TEXT)
+        fail_msg("only %lld idempotency evictions for %d answers of %d bytes in 8 MiB",
+                 evictions, KEYS, TEXT);
+    assert_rss_within(g_own.pid, "VmRSS", rss_start, 64 * MIB, "after 150 keyed echoes");
+
+    /* The newest key replays (the store evicted its result meanwhile or not: the entry
+     * holds the buffer), without new work; the oldest was forgotten and runs again. */
+    long long submitted = tk_status_tasks(&g_own, "submitted");
+    http_resp *r = keyed_echo(&g_own, key, text);
+    assert_status(r, 200);
+    assert_string_equal(http_header_get(r, "Idempotent-Replayed"), "true");
+    assert_int_equal(r->body_len, TEXT + 2);
+    assert_int_equal(r->body[1], 'k');
+    http_resp_free(r);
+    assert_int_equal(tk_status_tasks(&g_own, "submitted"), submitted);
+    snprintf(key, sizeof key, "echo-%d-%d", (int)getpid(), 0);
+    r = keyed_echo(&g_own, key, text);
+    assert_status(r, 200);
+    assert_null(http_header_get(r, "Idempotent-Replayed"));
+    http_resp_free(r);
+    assert_int_equal(tk_status_tasks(&g_own, "submitted"), submitted + 1);
+    free(text);
+    stop_own();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_errors_count_and_are_evicted, own_teardown),
+        cmocka_unit_test_teardown(test_idempotency_bounded_in_bytes, own_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
