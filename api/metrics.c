@@ -11,6 +11,8 @@
 #include "api/park.h"
 #include "api/router.h"
 #include "runtime/histogram.h"
+#include "runtime/remote_class.h"
+#include "runtime/remote_function.h"
 
 static const char *const METHODS[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OTHER"};
 #define NMETHODS 6
@@ -237,6 +239,13 @@ static void render_runtime(text *t, const api_context *ctx)
     counter(t, "rayd_actor_calls_total", "Actor method calls accepted.", as.calls);
     counter(t, "rayd_actor_calls_done_total", "Actor method calls that ran.", as.calls_done);
     counter(t, "rayd_actor_restarts_total", "Actor restarts after fatal errors.", as.restarts);
+    gauge(t, "rayd_remote_functions",
+          "Remote functions in memory: listed, or replaced or removed and still used by a task.",
+          (double)rt_remote_function_count());
+    gauge(t, "rayd_remote_classes",
+          "Remote actor classes in memory: listed, or replaced or removed and still used by an "
+          "actor.",
+          (double)rt_remote_class_count());
 
     rt_scheduler_stats ss;
     rt_scheduler_get_stats(ctx->scheduler, &ss);

@@ -7,6 +7,8 @@
 #include "api/openapi_spec.h"
 #include "api/problem.h"
 #include "runtime/clock.h"
+#include "runtime/remote_class.h"
+#include "runtime/remote_function.h"
 
 enum MHD_Result api_system_healthz(api_request *req)
 {
@@ -108,13 +110,17 @@ enum MHD_Result api_system_status(api_request *req)
                                     (json_int_t)is.max_bytes, "evictions",
                                     (json_int_t)is.evictions);
 
-    json_t *body = json_pack("{s:s,s:s,s:f,s:o,s:o,s:o,s:o,s:o,s:o}", "version", ctx->version,
+    json_t *registry = json_pack("{s:I,s:I}", "remote_functions",
+                                 (json_int_t)rt_remote_function_count(), "remote_classes",
+                                 (json_int_t)rt_remote_class_count());
+
+    json_t *body = json_pack("{s:s,s:s,s:f,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "version", ctx->version,
                              "started_at",
                              rt_clock_format(ctx->started_wall, started, sizeof(started)),
                              "uptime_seconds", rt_clock_monotonic() - ctx->started_mono,
                              "config", config, "object_store", store, "tasks", tasks,
                              "scheduler", scheduler, "actors", actors, "idempotency",
-                             idempotency);
+                             idempotency, "registry", registry);
     return api_reply_json(req, 200, body);
 }
 

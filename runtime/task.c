@@ -53,7 +53,8 @@ struct rt_task {
     char id[RT_REF_SIZE];
     uint32_t hash;
     uint64_t seq;
-    const rt_function *fn;
+    const rt_function *fn;          /* held (rt_function_hold) until the record is freed, so
+                                       that a replaced remote function outlives its tasks */
     const char *function;           /* in tail */
     const char *name;               /* in tail; "" when none */
     json_t *args, *kwargs;          /* owned; set to NULL (task lock) by the attempt that ends
@@ -144,6 +145,7 @@ static void task_free(rt_task *t)
     json_decref(t->kwargs);
     free(t->deps);
     rt_error_decref(t->error);
+    rt_function_drop(t->fn);
     pthread_mutex_destroy(&t->lock);
     free(t);
 }
@@ -737,7 +739,7 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     t->job.run = run_job;
     rt_ref_generate(t->id, 't');
     t->hash = rt_hash_str(t->id);
-    t->fn = rt_registry_find(ts->registry, spec->function);
+    t->fn = rt_registry_get(ts->registry, spec->function);
     if (spec->args_given) {
         t->args = spec->args ? spec->args : json_array();
         t->kwargs = spec->kwargs ? spec->kwargs : json_object();

@@ -20,10 +20,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "tests/api/support/harness.h"
@@ -296,11 +301,168 @@ static void test_idempotency_bounded_in_bytes(void **state)
     stop_own();
 }
 
+/* ================================================================ remote registrations */
+
+/* A one-request-at-a-time HTTP endpoint the test drives itself, so that a remote call can
+ * be held in flight for exactly as long as the test needs: listen, accept one request,
+ * answer it when told. */
+static int endpoint_listen(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 16) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+        fail_msg("endpoint: %s", strerror(errno));
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+/* Accepts one connection and reads one request (headers and Content-Length body); returns
+ * the connection, and the request text in *text (new, free()). Fails after timeout_s. */
+static int endpoint_accept(int lfd, double timeout_s, char **text)
+{
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    if (poll(&p, 1, (int)(timeout_s * 1000)) != 1)
+        fail_msg("endpoint: no request came within %.0f s", timeout_s);
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        fail_msg("endpoint: accept: %s", strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    for (;;) {
+        buf[n] = '\0';
+        char *end = strstr(buf, "\r\n\r\n");
+        if (end) {
+            const char *cl = strcasestr(buf, "\r\nContent-Length:");
+            size_t want = (size_t)(end + 4 - buf) + (cl && cl < end ? strtoul(cl + 17, NULL, 10) : 0);
+            if (n >= want)
+                break;
+        }
+        struct pollfd q = {.fd = fd, .events = POLLIN};
+        if (n == cap || poll(&q, 1, (int)(timeout_s * 1000)) != 1)
+            fail_msg("endpoint: the request did not come whole");
+        ssize_t got = read(fd, buf + n, cap - n);
+        if (got <= 0)
+            fail_msg("endpoint: the connection closed mid-request");
+        n += (size_t)got;
+    }
+    *text = buf;
+    return fd;
+}
+
+static void endpoint_answer(int fd, const char *json)
+{
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n",
+                     strlen(json));
+    if (write(fd, head, (size_t)n) != n || write(fd, json, strlen(json)) != (ssize_t)strlen(json))
+        fail_msg("endpoint: write: %s", strerror(errno));
+    close(fd);
+}
+
+static void put_registration(const char *path, int port, const char *url_path, long want)
+{
+    char *body = NULL;
+    if (asprintf(&body, "{\"url\":\"http://127.0.0.1:%d/%s\",\"timeout\":60}", port, url_path) < 0)
+        fail_msg("asprintf");
+    http_resp *r = http_request(&g_own, "PUT", path,
+                                (const char *const[]){"Content-Type: application/json", NULL},
+                                body, strlen(body));
+    assert_status(r, want);
+    http_resp_free(r);
+    free(body);
+}
+
+/* 4,000 registrations of one remote function name with 8 KB URLs, while a task runs with
+ * the first: the replaced ones are freed at once, the first lives until its task is done
+ * with it (and the call still goes to its URL), removal frees the last; the same for a
+ * remote actor class whose actor keeps the first registration. Before, every registration
+ * stayed in memory until exit (64 MB here). */
+static void test_remote_registrations_freed(void **state)
+{
+    int port;
+    int lfd = endpoint_listen(&port);
+    char allow[64];
+    snprintf(allow, sizeof allow, "http://127.0.0.1:%d", port);
+    const char *const args[] = {"--remote-allow", allow, NULL};
+    start_own(args);
+    enum { REGISTRATIONS = 4000, URL = 8000 };
+    long rss_start = proc_status_bytes(g_own.pid, "VmRSS");
+    assert_int_equal(status_int(&g_own, "registry", "remote_functions"), 0);
+
+    put_registration("/v1/functions/f", port, "first", 201);
+    char ref[ID];
+    tk_submit(&g_own, "{\"function\":\"f\",\"args\":[1]}", NULL, ref);
+    char *request;
+    int call = endpoint_accept(lfd, 20, &request); /* the task's call is in flight now */
+    assert_non_null(strstr(request, "POST /first "));
+    free(request);
+
+    char *long_path = malloc(URL + 1);
+    memset(long_path, 'p', URL);
+    long_path[URL] = '\0';
+    for (int i = 0; i < REGISTRATIONS; i++)
+        put_registration("/v1/functions/f", port, long_path, 200);
+    /* listed: the last; held by the running task: the first */
+    assert_int_equal(status_int(&g_own, "registry", "remote_functions"), 2);
+    http_resp *r = http_delete(&g_own, "/v1/functions/f");
+    assert_status(r, 204);
+    http_resp_free(r);
+    assert_int_equal(status_int(&g_own, "registry", "remote_functions"), 1);
+    endpoint_answer(call, "\"from the first\"");
+    json_t *v = tk_value(&g_own, ref);
+    tk_assert_json_eq(v, "\"from the first\"");
+    json_decref(v);
+
+    /* Classes: an actor keeps the registration it was made from. */
+    assert_int_equal(status_int(&g_own, "registry", "remote_classes"), 0);
+    put_registration("/v1/actor-classes/C", port, "class-first", 201);
+    r = http_post_json(&g_own, "/v1/actors", "{\"class\":\"C\"}");
+    assert_status(r, 201);
+    char actor[ID];
+    snprintf(actor, ID, "%s", json_str(r->json, "actor_id"));
+    http_resp_free(r);
+    call = endpoint_accept(lfd, 20, &request); /* __init__ */
+    free(request);
+    endpoint_answer(call, "{\"result\":null,\"state\":0}");
+    for (int i = 0; i < REGISTRATIONS / 4; i++)
+        put_registration("/v1/actor-classes/C", port, long_path, 200);
+    assert_int_equal(status_int(&g_own, "registry", "remote_classes"), 2);
+    r = http_delete(&g_own, "/v1/actor-classes/C");
+    assert_status(r, 204);
+    http_resp_free(r);
+    assert_int_equal(status_int(&g_own, "registry", "remote_classes"), 1);
+    /* the actor's calls still go to the URL it was made with */
+    char path[128];
+    snprintf(path, sizeof path, "/v1/actors/%s/methods/ping", actor);
+    r = http_post_json(&g_own, path, "{}");
+    assert_status(r, 202);
+    snprintf(ref, ID, "%s", json_str(r->json, "ref"));
+    http_resp_free(r);
+    call = endpoint_accept(lfd, 20, &request);
+    assert_non_null(strstr(request, "POST /class-first "));
+    free(request);
+    endpoint_answer(call, "{\"result\":\"pong\",\"state\":1}");
+    v = tk_value(&g_own, ref);
+    tk_assert_json_eq(v, "\"pong\"");
+    json_decref(v);
+
+    assert_rss_within(g_own.pid, "VmRSS", rss_start, 32 * MIB, "after 5,000 registrations");
+    free(long_path);
+    close(lfd);
+    stop_own();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_errors_count_and_are_evicted, own_teardown),
         cmocka_unit_test_teardown(test_idempotency_bounded_in_bytes, own_teardown),
+        cmocka_unit_test_teardown(test_remote_registrations_freed, own_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
