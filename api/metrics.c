@@ -254,6 +254,14 @@ static void render_runtime(text *t, const api_context *ctx)
     gauge(t, "rayd_scheduler_queued_jobs", "Jobs waiting for a worker.", (double)ss.queued);
     gauge(t, "rayd_parked_requests", "HTTP requests parked waiting for objects.",
           ctx->parking ? (double)api_parking_count(ctx->parking) : 0);
+    gauge(t, "rayd_body_budget_bytes",
+          "Memory requests may hold in flight (bodies, parked requests), RAYD_BODY_BUDGET.",
+          (double)ctx->bodies.limit);
+    gauge(t, "rayd_body_budget_used_bytes", "Of it, what requests hold now.",
+          (double)__atomic_load_n(&ctx->bodies.used, __ATOMIC_RELAXED));
+    counter(t, "rayd_body_budget_refusals_total",
+            "Requests refused (503 or 413) because the body budget was spent.",
+            __atomic_load_n(&ctx->bodies.refused, __ATOMIC_RELAXED));
     api_idempotency_stats is;
     api_idempotency_get_stats(ctx->idempotency, &is);
     gauge(t, "rayd_idempotency_keys", "Idempotency-Key entries remembered.", (double)is.keys);

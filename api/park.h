@@ -37,16 +37,19 @@ void api_parking_free(api_parking *parking);
 /* Wakes every parked request now (server stopping). Thread-safe. */
 void api_parking_wake_all(api_parking *parking);
 
-/* True when no more requests may park (RAYD_MAX_PARKED). Handlers whose request already
- * did its work (a submitted task) answer without waiting then, rather than 429. */
-bool api_parking_full(const api_request *req);
+/* True when no more requests may park (RAYD_MAX_PARKED), or when the body budget cannot
+ * hold this one while it waits on a few refs (api/budget.h; its share is kept for the
+ * park that follows). Handlers whose request already did its work (a submitted task)
+ * answer without waiting then, rather than 429 or 503. */
+bool api_parking_full(api_request *req);
 
 /* How many requests are parked now. */
 size_t api_parking_count(api_parking *parking);
 
 /* Parks req until `needed` of the n refs have resolved (left PENDING) or req->deadline.
  * refs are borrowed for the call only. Suspends the connection. Returns MHD_YES, or an
- * answered 503 problem on failure. The handler must return right after. */
+ * answered 429 (RAYD_MAX_PARKED) or 503 problem (the body budget cannot hold what the
+ * request keeps while parked, or out of memory). The handler must return right after. */
 enum MHD_Result api_park_on_refs(api_request *req, const char *const *refs, size_t n,
                                  size_t needed);
 

@@ -44,6 +44,12 @@ typedef struct api_request {
     rt_buf *raw_buf;        /* owned until handed to the store */
     size_t raw_len;
     bool body_too_large;    /* discard the rest and answer 413 */
+    unsigned body_refused;  /* 0, or the status to answer after discarding the rest: 413
+                               (over the whole body budget), 503 (the budget is spent now),
+                               507 (an object the store can never take) */
+    size_t body_expected;   /* Content-Length, 0 when chunked */
+    size_t budget_held;     /* bytes this request holds of ctx->bodies (api/budget.h) */
+    size_t parked_cost;     /* api/budget.h: what parking keeps beyond the body, 0: unknown */
     bool replied;           /* a response is queued */
     json_t *json;           /* parsed body, owned; kept across parks */
     void *handler_state;    /* owned by the handler: freed with handler_state_free */

@@ -45,6 +45,10 @@ static const setting SETTINGS[] = {
      "30% of memory", "object store memory limit (512M, 2G); LRU eviction beyond it", NULL},
     {"--max-body", "RAYD_MAX_BODY", KIND_SIZE, OFF(api.max_body), 0, 0, "256M",
      "largest request body accepted (413 beyond it)", NULL},
+    {"--body-budget", "RAYD_BODY_BUDGET", KIND_SIZE, OFF(api.body_budget), 0, 0,
+     "larger of max-body, limit/4",
+     "memory for request bodies in flight and for what parked requests keep, all requests "
+     "together; beyond it 503 with Retry-After (0: the default)", NULL},
     {"--max-wait", "RAYD_MAX_WAIT", KIND_DURATION, OFF(api.max_wait), 0, 0, "60s",
      "longest any request waits for objects (timeouts are capped at this)", NULL},
     {"--connection-limit", "RAYD_CONNECTION_LIMIT", KIND_UINT, OFF(api.connection_limit), 1,
@@ -380,5 +384,10 @@ static svc_config_result config_load(svc_config *c, int argc, char **argv, FILE 
     }
     if (load_tokens(c, err) != 0)
         return SVC_CONFIG_ERROR;
+    if (!c->api.body_budget) {
+        /* One body of the largest size always fits; a big store gets room in proportion. */
+        size_t quarter = c->api.memory_limit / 4;
+        c->api.body_budget = quarter > c->api.max_body ? quarter : c->api.max_body;
+    }
     return SVC_CONFIG_OK;
 }

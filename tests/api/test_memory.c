@@ -123,6 +123,8 @@ static void assert_rss_within(pid_t pid, const char *field, long base, long allo
     long v = proc_status_bytes(pid, field);
     if (v < 0)
         fail_msg("cannot read %s of pid %d", field, (int)pid);
+    fprintf(stderr, "  %s: %s %ld MiB (bound %ld MiB)\n", what, field, v / MIB,
+            (base + allowance) / MIB);
     if (v > base + allowance)
         fail_msg("%s: %s is %ld MiB, over the bound of %ld MiB (start %ld MiB + %ld MiB)", what,
                  field, v / MIB, (base + allowance) / MIB, base / MIB, allowance / MIB);
@@ -149,6 +151,21 @@ static long long wait_status_at_least(const rayd_server *s, const char *section,
         sleep_s(0.02);
     }
     return v;
+}
+
+/* Polls status.<section>.<key> until it is at most want: what a request holds is given back
+ * when the server has finished with it, which may be just after its client read the
+ * answer. */
+static void wait_status_at_most(const rayd_server *s, const char *section, const char *key,
+                                long long want, double timeout_s)
+{
+    double end = now_s() + timeout_s;
+    long long v;
+    while ((v = status_int(s, section, key)) > want) {
+        if (now_s() > end)
+            fail_msg("status.%s.%s stayed at %lld, want <= %lld", section, key, v, want);
+        sleep_s(0.01);
+    }
 }
 
 /* ================================================================ stored errors */
@@ -457,11 +474,247 @@ static void test_remote_registrations_freed(void **state)
     stop_own();
 }
 
+/* ================================================================ bodies in flight */
+
+/* A streamed (chunked) body: prefix, then fill bytes, then suffix, total bytes in all. */
+typedef struct stream_body {
+    const char *prefix, *suffix;
+    char fill;
+    size_t total, sent;
+} stream_body;
+
+static size_t stream_read(char *buf, size_t size, size_t nitems, void *ctx)
+{
+    stream_body *b = ctx;
+    size_t room = size * nitems, n = 0, plen = strlen(b->prefix), slen = strlen(b->suffix);
+    while (n < room && b->sent < b->total) {
+        size_t at = b->sent;
+        if (at < plen) {
+            buf[n++] = b->prefix[at];
+        } else if (at >= b->total - slen) {
+            buf[n++] = b->suffix[at - (b->total - slen)];
+        } else {
+            size_t run = b->total - slen - at;
+            if (run > room - n)
+                run = room - n;
+            memset(buf + n, b->fill, run);
+            n += run;
+            b->sent += run;
+            continue;
+        }
+        b->sent++;
+    }
+    return n;
+}
+
+/* One request of a parallel run, on its own thread. */
+typedef struct client {
+    const rayd_server *srv;
+    const char *method, *path, *content_type;
+    stream_body stream;     /* streamed when stream.total > 0 */
+    const char *body;       /* else this body */
+    size_t body_len;
+    long status;            /* answers */
+    bool retry_after;
+    char title[64];
+} client;
+
+static void *client_run(void *arg)
+{
+    client *c = arg;
+    char ct[128];
+    snprintf(ct, sizeof ct, "Content-Type: %s", c->content_type);
+    const char *h[] = {ct, NULL};
+    http_opts o = {.method = c->method, .path = c->path, .headers = h, .timeout_ms = 120000,
+                   .soft = true};
+    if (c->stream.total) {
+        o.read_fn = stream_read;
+        o.read_ctx = &c->stream;
+        o.upload_size = -1; /* chunked */
+    } else {
+        o.body = c->body;
+        o.body_len = c->body_len;
+        o.has_body = true;
+    }
+    http_resp *r = http_request_opts(c->srv, &o);
+    c->status = r->status;
+    c->retry_after = http_header_get(r, "Retry-After") != NULL;
+    const char *title = r->json ? json_string_value(json_object_get(r->json, "title")) : NULL;
+    snprintf(c->title, sizeof c->title, "%s", title ? title : "");
+    http_resp_free(r);
+    return NULL;
+}
+
+static void run_clients(client *cs, int n)
+{
+    pthread_t th[16];
+    for (int i = 0; i < n; i++)
+        pthread_create(&th[i], NULL, client_run, &cs[i]);
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+}
+
+/* Eight parallel chunked 24 MiB JSON bodies with a 32 MiB body budget: no more than the
+ * budget is held at once (the peak RSS says so), every request beyond it is refused with
+ * 503 and Retry-After (or 413 once one body alone would pass the budget), none hangs, and
+ * the budget is all given back. Then eight parallel chunked 64 MiB object puts at a 1 MiB
+ * store: 507 each, as soon as the body passes what the store could ever take, not after
+ * holding 64 MiB each. And a 24 MiB body alone goes through. */
+static void test_body_budget_parallel_uploads(void **state)
+{
+    static const char *const args[] = {"--memory-limit", "1M", "--body-budget", "32M",
+                                       "--max-body", "256M", "--workers", "2", NULL};
+    start_own(args);
+    enum { CLIENTS = 8 };
+    long rss_start = proc_status_bytes(g_own.pid, "VmRSS");
+    assert_int_equal(status_int(&g_own, "bodies", "budget"), 32 * MIB);
+    assert_int_equal(status_int(&g_own, "config", "body_budget"), 32 * MIB);
+
+    client cs[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++)
+        cs[i] = (client){.srv = &g_own, .method = "POST", .path = "/v1/tasks",
+                         .content_type = "application/json",
+                         .stream = {.prefix = "{\"function\":\"len\",\"args\":[\"",
+                                    .suffix = "\"]}", .fill = 'j', .total = 24 * MIB}};
+    run_clients(cs, CLIENTS);
+    int refused = 0;
+    for (int i = 0; i < CLIENTS; i++) {
+        if (cs[i].status == 503) {
+            assert_string_equal(cs[i].title, "ServiceUnavailable");
+            assert_true(cs[i].retry_after);
+            refused++;
+        } else if (cs[i].status == 413) {
+            assert_string_equal(cs[i].title, "PayloadTooLarge");
+            refused++;
+        } else if (cs[i].status != 202) {
+            fail_msg("client %d: status %ld (%s), want 202, 503 or 413", i, cs[i].status,
+                     cs[i].title);
+        }
+    }
+    if (refused == 0)
+        fail_msg("8 parallel 24 MiB bodies all went through a 32 MiB body budget");
+    assert_true(status_int(&g_own, "bodies", "refused") >= refused);
+    wait_status_at_most(&g_own, "bodies", "in_use", 0, 10);
+    assert_rss_within(g_own.pid, "VmHWM", rss_start, 32 * MIB + 64 * MIB,
+                      "peak during 8 parallel 24 MiB JSON bodies");
+
+    /* Object puts the store can never take: refused once past its limit, 507. */
+    for (int i = 0; i < CLIENTS; i++)
+        cs[i] = (client){.srv = &g_own, .method = "POST", .path = "/v1/objects",
+                         .content_type = "application/octet-stream",
+                         .stream = {.prefix = "", .suffix = "", .fill = 'o', .total = 64 * MIB}};
+    run_clients(cs, CLIENTS);
+    for (int i = 0; i < CLIENTS; i++) {
+        if (cs[i].status != 507 || strcmp(cs[i].title, "ObjectStoreFull") != 0)
+            fail_msg("object put %d: status %ld (%s), want 507 ObjectStoreFull", i, cs[i].status,
+                     cs[i].title);
+    }
+    wait_status_at_most(&g_own, "bodies", "in_use", 0, 10);
+    assert_rss_within(g_own.pid, "VmHWM", rss_start, 32 * MIB + 64 * MIB,
+                      "peak during 8 parallel 64 MiB object puts");
+
+    /* Everything was given back: a 24 MiB body alone goes through. */
+    cs[0] = (client){.srv = &g_own, .method = "POST", .path = "/v1/tasks",
+                     .content_type = "application/json",
+                     .stream = {.prefix = "{\"function\":\"len\",\"args\":[\"",
+                                .suffix = "\"]}", .fill = 'j', .total = 24 * MIB}};
+    run_clients(cs, 1);
+    assert_int_equal(cs[0].status, 202);
+    stop_own();
+}
+
+/* The value of one /metrics sample (a line "name value"), -1 when absent. */
+static double metric(const rayd_server *s, const char *name)
+{
+    http_resp *r = http_get(s, "/metrics");
+    double v = -1;
+    size_t n = strlen(name);
+    for (const char *p = r->body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, name, n) == 0 && p[n] == ' ') {
+            v = atof(p + n + 1);
+            break;
+        }
+    http_resp_free(r);
+    return v;
+}
+
+/* Six batch gets of 100,000 copies of one pending ref (about 24 MB each while parked) at a
+ * 64 MiB body budget: two or so park, the rest are refused with 503 and Retry-After
+ * instead of each holding its share beyond the limit; the parked ones answer when the ref
+ * resolves. */
+static void test_body_budget_parked_requests(void **state)
+{
+    static const char *const args[] = {"--body-budget", "64M", "--workers", "2", NULL};
+    start_own(args);
+    enum { CLIENTS = 6, REFS = 100000 };
+    long rss_start = proc_status_bytes(g_own.pid, "VmRSS");
+    char task[ID], ref[ID];
+    tk_submit(&g_own, "{\"function\":\"sleep\",\"args\":[60]}", task, ref);
+    size_t cap = (size_t)REFS * (strlen(ref) + 3) + 64, n = 0;
+    char *body = malloc(cap);
+    n += (size_t)sprintf(body, "{\"timeout\":60,\"refs\":[");
+    for (int i = 0; i < REFS; i++)
+        n += (size_t)sprintf(body + n, "%s\"%s\"", i ? "," : "", ref);
+    n += (size_t)sprintf(body + n, "]}");
+
+    client cs[CLIENTS];
+    pthread_t th[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        cs[i] = (client){.srv = &g_own, .method = "POST", .path = "/v1/objects/get",
+                         .content_type = "application/json", .body = body, .body_len = n};
+        pthread_create(&th[i], NULL, client_run, &cs[i]);
+    }
+    /* Every request is either parked or refused: the server says so. */
+    double end = now_s() + 60;
+    long long refused = 0;
+    double parked = 0;
+    while ((parked = metric(&g_own, "rayd_parked_requests")) +
+               (double)(refused = status_int(&g_own, "bodies", "refused")) < CLIENTS) {
+        if (now_s() > end)
+            fail_msg("after 60 s: %.0f parked, %lld refused of %d", parked, refused, CLIENTS);
+        sleep_s(0.02);
+    }
+    if (refused == 0)
+        fail_msg("all %d batch gets of %d refs parked within a 64 MiB body budget", CLIENTS,
+                 REFS);
+    long long in_use = status_int(&g_own, "bodies", "in_use");
+    if (parked < 1 || in_use > 64 * MIB || in_use < (long long)parked * (long long)n)
+        fail_msg("%.0f parked holding %lld bytes of the budget (bodies of %zu bytes)", parked,
+                 in_use, n);
+    assert_rss_within(g_own.pid, "VmHWM", rss_start, 64 * MIB + 64 * MIB,
+                      "peak with parked batch gets");
+    /* The ref resolves (cancelled): the parked ones answer. */
+    char path[128];
+    snprintf(path, sizeof path, "/v1/tasks/%s/cancel", task);
+    http_resp *r = http_request(&g_own, "POST", path, NULL, NULL, 0);
+    assert_status(r, 202);
+    http_resp_free(r);
+    int answered = 0, refused_seen = 0;
+    for (int i = 0; i < CLIENTS; i++) {
+        pthread_join(th[i], NULL);
+        if (cs[i].status == 200) {
+            answered++;
+        } else if (cs[i].status == 503) {
+            assert_true(cs[i].retry_after);
+            refused_seen++;
+        } else {
+            fail_msg("batch get %d: status %ld (%s)", i, cs[i].status, cs[i].title);
+        }
+    }
+    assert_int_equal(answered, (int)parked);
+    assert_int_equal(refused_seen, (int)refused);
+    wait_status_at_most(&g_own, "bodies", "in_use", 0, 10);
+    free(body);
+    stop_own();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_errors_count_and_are_evicted, own_teardown),
         cmocka_unit_test_teardown(test_idempotency_bounded_in_bytes, own_teardown),
+        cmocka_unit_test_teardown(test_body_budget_parallel_uploads, own_teardown),
+        cmocka_unit_test_teardown(test_body_budget_parked_requests, own_teardown),
         cmocka_unit_test_teardown(test_remote_registrations_freed, own_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
