@@ -50,9 +50,9 @@ static int own_teardown(void **state)
 
 static void start_own(const char *const *args)
 {
-    static const char *const env[] = {"RAYD_DRAIN_TIMEOUT=2", "RAYD_LOG_LEVEL=warn", NULL};
+    static const char *const env[] = {"RAYD_DRAIN_TIMEOUT=2", NULL};
     memset(&g_own, 0, sizeof g_own);
-    if (rayd_start_no_log(&g_own, args, env) != 0)
+    if (rayd_start(&g_own, args, env) != 0) /* after its listening line: fully started */
         fail_msg("rayd did not start");
 }
 
