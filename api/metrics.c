@@ -260,7 +260,8 @@ static void render_runtime(text *t, const api_context *ctx)
     gauge(t, "rayd_body_budget_used_bytes", "Of it, what requests hold now.",
           (double)__atomic_load_n(&ctx->bodies.used, __ATOMIC_RELAXED));
     counter(t, "rayd_body_budget_refusals_total",
-            "Requests refused (503 or 413) because the body budget was spent.",
+            "Requests refused (503 or 413), or answered without waiting (Prefer: wait), because "
+            "the body budget was spent.",
             __atomic_load_n(&ctx->bodies.refused, __ATOMIC_RELAXED));
     api_idempotency_stats is;
     api_idempotency_get_stats(ctx->idempotency, &is);
