@@ -178,9 +178,9 @@ static enum MHD_Result answer_refused_body(api_request *req)
     size_t got = req->raw_len + req->body_len;
     if (req->body_refused == 507)
         return api_problemf(req, 507, "ObjectStoreFull",
-                            "the object is over %zu bytes, more than the object store's memory "
-                            "limit",
-                            got);
+                            "the object is larger than the object store's memory limit of %zu "
+                            "bytes",
+                            req->ctx->config.memory_limit);
     if (req->body_refused == 413)
         return api_problemf(req, 413, "PayloadTooLarge",
                             "the body is over %zu bytes; this server holds at most %zu bytes of "
