@@ -289,20 +289,23 @@ enum MHD_Result api_actor_classes_put(api_request *req)
                                               timeout ? json_number_value(timeout) : 60);
     if (!cls)
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    /* The answer is made first: once listed, cls may be replaced and freed by another
+     * request at any moment. */
+    json_t *list = json_array();
+    add_class(cls, list);
+    json_t *body = json_incref(json_array_get(list, 0));
+    json_decref(list);
     bool replaced = false;
     rt_status st = rt_actors_put_owned_class(req->ctx->actors, cls, rt_remote_class_release,
                                              &replaced);
     if (st != RT_OK) {
+        json_decref(body);
         rt_remote_class_release(cls);
         if (st == RT_EEXIST)
             return api_problem(req, 409, "Conflict", "the name belongs to a built-in or module class",
                                json_pack("{s:s}", "class", name));
         return api_problem_status(req, st, "the class");
     }
-    json_t *list = json_array();
-    add_class(cls, list);
-    json_t *body = json_incref(json_array_get(list, 0));
-    json_decref(list);
     return api_reply_json(req, replaced ? 200 : 201, body);
 }
 

@@ -1,6 +1,6 @@
 /* api_context: what the HTTP layer needs from the rest of the process: the runtime objects
  * it serves and the limits it enforces. Made by service/, borrowed by api/ for the server's
- * lifetime. Read-only after start, so thread-safe. */
+ * lifetime. Read-only after start, so thread-safe, but for the atomics marked so. */
 #ifndef RAYD_API_CONTEXT_H
 #define RAYD_API_CONTEXT_H
 
@@ -30,6 +30,9 @@ typedef struct api_config {
     int admin_port;            /* the probes' listener (/healthz, /readyz, /metrics): its
                                   port, 0: the kernel picks one, -1: none */
     double idempotency_ttl;    /* seconds an Idempotency-Key is remembered */
+    size_t idempotency_max_bytes; /* bytes of remembered keys and answers at most; 0: none */
+    size_t body_budget;        /* bytes of request bodies in flight and of parked requests'
+                                  memory at once (RAYD_BODY_BUDGET); 0: no limit */
     const char *remote_allow;  /* comma-separated scheme://host:port prefixes remote
                                   functions may use; NULL or "": registration disabled */
     const char *api_token;     /* bearer token for /v1/ routes; NULL or "": no auth */
@@ -37,6 +40,14 @@ typedef struct api_config {
 } api_config;
 
 typedef struct api_parking api_parking;
+
+/* The memory requests hold in flight: bodies being received and what parked requests keep
+ * (api/budget.h). */
+typedef struct api_budget {
+    size_t limit;                /* bytes; 0: no limit. Set when the server starts. */
+    size_t used;                 /* atomic */
+    unsigned long long refused;  /* atomic: requests refused because it was spent */
+} api_budget;
 typedef struct api_metrics api_metrics;
 
 /* Where the server is in its life; /readyz answers 200 only when READY. */
@@ -74,6 +85,7 @@ typedef struct api_context {
     api_parking *parking; /* owned by the server (api/server.c), set when it starts */
     api_metrics *metrics; /* owned by the server, set when it starts */
     struct api_idempotency *idempotency; /* owned by the server, set when it starts */
+    api_budget bodies;    /* set up by the server when it starts; atomics inside */
     int lifecycle;        /* api_lifecycle, atomic: set by service/, read by api/ */
     api_request_logger log_request; /* called once per request when set */
     void *log_arg;

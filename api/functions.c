@@ -36,11 +36,13 @@ enum MHD_Result api_functions_list(api_request *req)
 
 enum MHD_Result api_functions_get(api_request *req)
 {
-    const rt_function *fn = rt_registry_find(req->ctx->registry, req->params[0]);
+    const rt_function *fn = rt_registry_get(req->ctx->registry, req->params[0]);
     if (!fn)
         return api_problem(req, 404, "NotFound", "the function does not exist",
                            json_pack("{s:s}", "function", req->params[0]));
-    return api_reply_json(req, 200, function_json(fn));
+    json_t *j = function_json(fn);
+    rt_function_drop(fn);
+    return api_reply_json(req, 200, j);
 }
 
 /* ---- PUT and DELETE /v1/functions/{name}: remote functions ---------------------------- */
@@ -119,10 +121,14 @@ enum MHD_Result api_functions_put(api_request *req)
     rt_function *fn = rt_remote_function_new(req->ctx->remote, &spec);
     if (!fn)
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    /* The answer is made first: once listed, fn may be replaced and freed by another
+     * request at any moment. */
+    json_t *answer = function_json(fn);
     bool replaced = false;
     rt_status st = rt_registry_put_owned(req->ctx->registry, fn, rt_remote_function_release,
                                          &replaced);
     if (st != RT_OK) {
+        json_decref(answer);
         rt_remote_function_release(fn);
         if (st == RT_EEXIST)
             return api_problem(req, 409, "Conflict",
@@ -134,7 +140,7 @@ enum MHD_Result api_functions_put(api_request *req)
                                json_pack("{s:s}", "function", name));
         return api_problem_status(req, st, "the function");
     }
-    return api_reply_json(req, replaced ? 200 : 201, function_json(fn));
+    return api_reply_json(req, replaced ? 200 : 201, answer);
 }
 
 enum MHD_Result api_functions_delete(api_request *req)

@@ -1,7 +1,9 @@
-/* The Idempotency-Key table: key -> body digest and the first answer. */
+/* The Idempotency-Key table: key -> body digest and the first answer, bounded in keys and
+ * bytes (see idempotency.h). */
 #include "api/idempotency.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,18 +25,23 @@ typedef struct entry {
     unsigned char digest[RT_SHA256_DIGEST_SIZE];
     int done;
     double expires_at;           /* monotonic */
+    size_t bytes;                /* what this entry holds, as counted in the table's bytes */
     /* the answer, when done */
     unsigned status;
     char *content_type;
     char *headers;    /* the answer's headers, "Name: value\n" each, as they are replayed */
-    char *body;
-    size_t body_len;
+    rt_buf *buf;      /* owned reference: the body is buf->data[offset, offset + len) */
+    size_t offset, len;
+    bool shared;      /* buf is a stored object's buffer (not a copy made for the entry) */
 } entry;
 
 struct api_idempotency {
     pthread_mutex_t lock;
     entry **buckets;
     size_t nbuckets, count, max_keys;
+    size_t bytes, max_bytes; /* max_bytes 0: no limit */
+    size_t shared_bytes;     /* of bytes, those of shared buffers */
+    unsigned long long evictions;
     entry *oldest, *newest;
     double ttl;
 };
@@ -46,11 +53,11 @@ static void entry_free(entry *e)
     free(e->scope);
     free(e->content_type);
     free(e->headers);
-    free(e->body);
+    rt_buf_decref(e->buf);
     free(e);
 }
 
-api_idempotency *api_idempotency_new(double ttl_seconds, size_t max_keys)
+api_idempotency *api_idempotency_new(double ttl_seconds, size_t max_keys, size_t max_bytes)
 {
     api_idempotency *t = calloc(1, sizeof(*t));
     if (!t)
@@ -63,6 +70,7 @@ api_idempotency *api_idempotency_new(double ttl_seconds, size_t max_keys)
     }
     t->ttl = ttl_seconds;
     t->max_keys = max_keys ? max_keys : 100000;
+    t->max_bytes = max_bytes;
     pthread_mutex_init(&t->lock, NULL);
     return t;
 }
@@ -107,22 +115,45 @@ static void unlink_entry(api_idempotency *t, entry *e)
     else
         t->newest = e->older;
     t->count--;
+    t->bytes -= e->bytes;
+    if (e->shared)
+        t->shared_bytes -= e->buf->size;
 }
 
-/* Drops expired entries and, beyond max_keys, the oldest finished ones. */
+static bool over_limits(const api_idempotency *t)
+{
+    return t->count > t->max_keys || (t->max_bytes && t->bytes > t->max_bytes);
+}
+
+/* Drops expired entries and, while over max_keys or max_bytes, the oldest finished ones
+ * (counted as evictions). Entries still being answered stay. */
 static void prune(api_idempotency *t, double now)
 {
     entry *e = t->oldest;
-    while (e && (e->expires_at <= now || t->count > t->max_keys)) {
+    while (e && (e->expires_at <= now || over_limits(t))) {
         entry *next = e->newer;
         if (e->done) {
+            if (e->expires_at > now)
+                t->evictions++;
             unlink_entry(t, e);
             entry_free(e);
         }
         e = next;
-        if (e && e->expires_at > now && t->count <= t->max_keys)
-            break;
     }
+}
+
+/* What an entry holds: itself, its key, and its answer's text and buffer (in full: the
+ * reference keeps the whole buffer alive). */
+static size_t entry_bytes(const entry *e)
+{
+    size_t n = sizeof(*e) + strlen(e->scope) + 1;
+    if (e->content_type)
+        n += strlen(e->content_type) + 1;
+    if (e->headers)
+        n += strlen(e->headers) + 1;
+    if (e->buf)
+        n += sizeof(rt_buf) + e->buf->size + 1;
+    return n;
 }
 
 /* ---- requests ----------------------------------------------------------------------- */
@@ -146,12 +177,12 @@ static void body_digest(const api_request *req, unsigned char out[RT_SHA256_DIGE
     rt_sha256_final(&c, out);
 }
 
-/* Answers with a remembered answer. e is a snapshot taken under the lock; its body is
- * stolen (handed to the response). */
+/* Answers with a remembered answer. e is a snapshot taken under the lock: its strings are
+ * its own and its buffer a reference of its own, which the response takes over (no copy
+ * of the body). */
 static enum MHD_Result replay(api_request *req, entry *e)
 {
-    struct MHD_Response *resp = api_response_text(req, e->body, e->body_len);
-    e->body = NULL;
+    struct MHD_Response *resp = api_response_from_buf(req, e->buf, e->offset, e->len);
     if (!resp)
         return MHD_NO;
     for (const char *line = e->headers; line && *line;) {
@@ -214,20 +245,18 @@ int api_idempotency_begin(api_idempotency *t, api_request *req)
         return 1;
     }
     if (e) {
-        /* Copy the answer out under the lock; replay it after. */
+        /* Take the answer out under the lock (the body by reference); replay it after. */
         entry snapshot = *e;
-        snapshot.body = malloc(e->body_len ? e->body_len : 1);
+        snapshot.buf = rt_buf_incref(e->buf);
         snapshot.content_type = e->content_type ? strdup(e->content_type) : NULL;
         snapshot.headers = e->headers ? strdup(e->headers) : NULL;
-        if (snapshot.body)
-            memcpy(snapshot.body, e->body, e->body_len);
         pthread_mutex_unlock(&t->lock);
         free(scope);
-        if (!snapshot.body)
+        if ((e->content_type && !snapshot.content_type) || (e->headers && !snapshot.headers))
             api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
         else
             replay(req, &snapshot);
-        free(snapshot.body);
+        rt_buf_decref(snapshot.buf);
         free(snapshot.content_type);
         free(snapshot.headers);
         return 1;
@@ -253,6 +282,8 @@ int api_idempotency_begin(api_idempotency *t, api_request *req)
         t->oldest = e;
     t->newest = e;
     t->count++;
+    e->bytes = entry_bytes(e);
+    t->bytes += e->bytes;
     req->idem_entry = e;
     pthread_mutex_unlock(&t->lock);
     return 0;
@@ -283,20 +314,36 @@ void api_idempotency_record(api_idempotency *t, api_request *req, unsigned statu
     if (!e || !t)
         return;
     req->idem_entry = NULL;
+    if (!req->idem_buf) /* an answer without a body */
+        req->idem_buf = rt_buf_new(0, NULL);
     pthread_mutex_lock(&t->lock);
-    if (status == 429 || status >= 500) {
-        /* Not an answer to remember: let a retry do the work. */
+    if (status == 429 || status >= 500 || !req->idem_buf) {
+        /* Not an answer to remember (or no memory to keep it): let a retry do the work. */
         unlink_entry(t, e);
         entry_free(e);
-    } else {
-        e->status = status;
-        e->content_type = content_type ? strdup(content_type) : NULL;
-        MHD_get_response_headers(resp, collect_header, &e->headers);
-        e->body = req->idem_body; /* stolen */
-        e->body_len = req->idem_body_len;
-        req->idem_body = NULL;
-        e->done = 1;
+        pthread_mutex_unlock(&t->lock);
+        return;
     }
+    e->status = status;
+    e->content_type = content_type ? strdup(content_type) : NULL;
+    MHD_get_response_headers(resp, collect_header, &e->headers);
+    e->buf = req->idem_buf; /* stolen */
+    e->offset = req->idem_offset;
+    e->len = req->idem_len;
+    e->shared = req->idem_shared;
+    req->idem_buf = NULL;
+    e->done = 1;
+    t->bytes -= e->bytes;
+    e->bytes = entry_bytes(e);
+    t->bytes += e->bytes;
+    if (e->shared)
+        t->shared_bytes += e->buf->size;
+    if (t->max_bytes && e->bytes > t->max_bytes) {
+        /* Larger than the whole table: not remembered, rather than everything else. */
+        unlink_entry(t, e);
+        entry_free(e);
+    }
+    prune(t, rt_clock_monotonic());
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -309,5 +356,19 @@ void api_idempotency_abandon(api_idempotency *t, api_request *req)
     pthread_mutex_lock(&t->lock);
     unlink_entry(t, e);
     entry_free(e);
+    pthread_mutex_unlock(&t->lock);
+}
+
+void api_idempotency_get_stats(api_idempotency *t, api_idempotency_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->lock);
+    out->keys = t->count;
+    out->bytes = t->bytes;
+    out->shared_bytes = t->shared_bytes;
+    out->max_bytes = t->max_bytes;
+    out->evictions = t->evictions;
     pthread_mutex_unlock(&t->lock);
 }

@@ -7,9 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/idempotency.h"
 #include "api/park.h"
 #include "api/router.h"
 #include "runtime/histogram.h"
+#include "runtime/remote_class.h"
+#include "runtime/remote_function.h"
 
 static const char *const METHODS[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OTHER"};
 #define NMETHODS 6
@@ -199,7 +202,10 @@ static void render_runtime(text *t, const api_context *ctx)
     rt_store_get_stats(ctx->store, &s);
     gauge(t, "rayd_store_objects", "Objects in the store that are not lost.", (double)s.objects);
     gauge(t, "rayd_store_pending_objects", "Objects waiting for their value.", (double)s.pending);
-    gauge(t, "rayd_store_bytes", "Bytes of ready objects in the store.", (double)s.bytes);
+    gauge(t, "rayd_store_bytes", "Bytes of ready objects and stored errors in the store.",
+          (double)s.bytes);
+    gauge(t, "rayd_store_error_bytes", "The part of rayd_store_bytes that stored errors take.",
+          (double)s.error_bytes);
     gauge(t, "rayd_store_memory_limit_bytes", "The store's memory limit (0: none).",
           (double)s.memory_limit);
     gauge(t, "rayd_store_tombstones", "Freed, evicted or expired objects still remembered.",
@@ -233,6 +239,13 @@ static void render_runtime(text *t, const api_context *ctx)
     counter(t, "rayd_actor_calls_total", "Actor method calls accepted.", as.calls);
     counter(t, "rayd_actor_calls_done_total", "Actor method calls that ran.", as.calls_done);
     counter(t, "rayd_actor_restarts_total", "Actor restarts after fatal errors.", as.restarts);
+    gauge(t, "rayd_remote_functions",
+          "Remote functions in memory: listed, or replaced or removed and still used by a task.",
+          (double)rt_remote_function_count());
+    gauge(t, "rayd_remote_classes",
+          "Remote actor classes in memory: listed, or replaced or removed and still used by an "
+          "actor.",
+          (double)rt_remote_class_count());
 
     rt_scheduler_stats ss;
     rt_scheduler_get_stats(ctx->scheduler, &ss);
@@ -244,6 +257,22 @@ static void render_runtime(text *t, const api_context *ctx)
     counter(t, "rayd_parked_clients_gone_total",
             "Parked requests ended early because their client closed the connection.",
             ctx->parking ? api_parking_clients_gone(ctx->parking) : 0);
+    gauge(t, "rayd_body_budget_bytes",
+          "Memory requests may hold in flight (bodies, parked requests), RAYD_BODY_BUDGET.",
+          (double)ctx->bodies.limit);
+    gauge(t, "rayd_body_budget_used_bytes", "Of it, what requests hold now.",
+          (double)__atomic_load_n(&ctx->bodies.used, __ATOMIC_RELAXED));
+    counter(t, "rayd_body_budget_refusals_total",
+            "Requests refused (503 or 413), or answered without waiting (Prefer: wait), because "
+            "the body budget was spent.",
+            __atomic_load_n(&ctx->bodies.refused, __ATOMIC_RELAXED));
+    api_idempotency_stats is;
+    api_idempotency_get_stats(ctx->idempotency, &is);
+    gauge(t, "rayd_idempotency_keys", "Idempotency-Key entries remembered.", (double)is.keys);
+    gauge(t, "rayd_idempotency_bytes", "Bytes the remembered Idempotency-Key answers hold.",
+          (double)is.bytes);
+    counter(t, "rayd_idempotency_evictions_total",
+            "Answered Idempotency-Keys forgotten early to stay within the limits.", is.evictions);
     gauge(t, "rayd_start_time_seconds", "When the server started, Unix time.",
           ctx->started_wall);
     counter(t, "rayd_log_lines_dropped_total",

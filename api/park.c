@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/budget.h"
 #include "api/problem.h"
 #include "api/router.h"
 #include "runtime/clock.h"
@@ -21,6 +22,9 @@
  * early once this many wait. */
 #define RETIRED_WAKE 64
 #define EVENTS_PER_WAIT 64
+/* What api_parking_full reserves for: the handlers that ask it park on a task's or a
+ * call's results (RT_TASK_NUM_RETURNS_MAX at most). */
+#define PARK_FEW_REFS 16
 
 struct api_park {
     int refs;      /* atomic */
@@ -312,10 +316,11 @@ bool api_parking_close(api_parking *pk, double timeout)
     return all;
 }
 
-bool api_parking_full(const api_request *req)
+bool api_parking_full(api_request *req)
 {
     size_t max = req->ctx->config.max_parked;
-    return max && api_parking_count(req->ctx->parking) >= max;
+    return (max && api_parking_count(req->ctx->parking) >= max) ||
+           api_budget_reserve_parked(req, PARK_FEW_REFS) != 0;
 }
 
 size_t api_parking_count(api_parking *pk)
@@ -369,6 +374,13 @@ enum MHD_Result api_park_on_refs(api_request *req, const char *const *refs, size
         return api_problemf(req, 429, "TooManyRequests",
                             "%zu requests are already waiting; the limit is %zu (RAYD_MAX_PARKED)",
                             api_parking_count(pk), req->ctx->config.max_parked);
+    }
+    if (api_budget_reserve_parked(req, n) != 0) {
+        req->retry_after = 1;
+        return api_problemf(req, 503, "ServiceUnavailable",
+                            "waiting requests hold the server's body budget (%zu bytes, "
+                            "RAYD_BODY_BUDGET); retry shortly",
+                            req->ctx->bodies.limit);
     }
     api_park *park = calloc(1, sizeof(*park) + n * sizeof(rt_watcher));
     if (!park)

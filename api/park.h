@@ -50,6 +50,12 @@ void api_parking_free(api_parking *parking);
 /* Wakes every parked request now (server draining). Thread-safe. */
 void api_parking_wake_all(api_parking *parking);
 
+/* True when no more requests may park (RAYD_MAX_PARKED), or when the body budget cannot
+ * hold this one while it waits on a few refs (api/budget.h; its share is kept for the
+ * park that follows). Handlers whose request already did its work (a submitted task)
+ * answer without waiting then, rather than 429 or 503. */
+bool api_parking_full(api_request *req);
+
 /* Server stopping, before MHD_stop_daemon (which must find no connection suspended):
  * from now on no request parks (a handler that would is called again at once, past its
  * deadline, and answers with what there is); every parked request is woken; then waits
@@ -57,10 +63,6 @@ void api_parking_wake_all(api_parking *parking);
  * seconds, and in any case until every suspended connection has been resumed. Returns
  * true when all completed. Call once, from the thread that stops the server. */
 bool api_parking_close(api_parking *parking, double timeout);
-
-/* True when no more requests may park (RAYD_MAX_PARKED). Handlers whose request already
- * did its work (a submitted task) answer without waiting then, rather than 429. */
-bool api_parking_full(const api_request *req);
 
 /* How many requests are parked now. */
 size_t api_parking_count(api_parking *parking);
@@ -70,7 +72,8 @@ unsigned long long api_parking_clients_gone(api_parking *parking);
 
 /* Parks req until `needed` of the n refs have resolved (left PENDING) or req->deadline.
  * refs are borrowed for the call only. Suspends the connection. Returns MHD_YES, or an
- * answered 503 problem on failure. The handler must return right after. */
+ * answered 429 (RAYD_MAX_PARKED) or 503 problem (the body budget cannot hold what the
+ * request keeps while parked, or out of memory). The handler must return right after. */
 enum MHD_Result api_park_on_refs(api_request *req, const char *const *refs, size_t n,
                                  size_t needed);
 

@@ -13,16 +13,23 @@
 #include "api/idempotency.h"
 #include "api/problem.h"
 
-/* Keeps a copy of an answer's body when the request carries an Idempotency-Key. */
-static void keep_body(api_request *req, const void *data, size_t len)
+/* Keeps an answer's body when the request carries an Idempotency-Key: part of buf (a new
+ * reference, no copy) when the answer is a stored buffer, else a copy of data. */
+static void keep_body(api_request *req, rt_buf *buf, const void *data, size_t len)
 {
     if (!req->idem_entry)
         return;
-    free(req->idem_body);
-    req->idem_body = malloc(len ? len : 1);
-    req->idem_body_len = req->idem_body ? len : 0;
-    if (req->idem_body && len)
-        memcpy(req->idem_body, data, len);
+    rt_buf_decref(req->idem_buf);
+    if (buf) {
+        req->idem_buf = rt_buf_incref(buf);
+        req->idem_offset = (size_t)((const char *)data - buf->data);
+        req->idem_shared = true;
+    } else {
+        req->idem_buf = rt_buf_from(data, len, NULL);
+        req->idem_offset = 0;
+        req->idem_shared = false;
+    }
+    req->idem_len = req->idem_buf ? len : 0;
 }
 
 /* "wait=N" as %g prints it; whole seconds (the usual case) without printf, which was a
@@ -90,7 +97,7 @@ struct MHD_Response *api_response_text(api_request *req, char *text, size_t len)
     if (!text)
         return NULL;
     req->bytes_out = len;
-    keep_body(req, text, len);
+    keep_body(req, NULL, text, len);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
     if (!resp)
@@ -205,7 +212,7 @@ enum MHD_Result api_reply_static(api_request *req, unsigned status, const char *
                                  size_t len, const char *content_type)
 {
     req->bytes_out = len;
-    keep_body(req, text, len);
+    keep_body(req, NULL, text, len);
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)text, MHD_RESPMEM_PERSISTENT);
     return api_reply(req, status, resp, content_type);
@@ -220,7 +227,7 @@ struct MHD_Response *api_response_from_buf(api_request *req, rt_buf *buf, size_t
                                            size_t len)
 {
     req->bytes_out = len;
-    keep_body(req, buf->data + offset, len);
+    keep_body(req, buf, buf->data + offset, len);
     struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
         len, buf->data + offset, release_buf, buf);
     if (resp)

@@ -44,6 +44,12 @@ typedef struct api_request {
     rt_buf *raw_buf;        /* owned until handed to the store */
     size_t raw_len;
     bool body_too_large;    /* discard the rest and answer 413 */
+    unsigned body_refused;  /* 0, or the status to answer after discarding the rest: 413
+                               (over the whole body budget), 503 (the budget is spent now),
+                               507 (an object the store can never take) */
+    size_t body_expected;   /* Content-Length, 0 when chunked */
+    size_t budget_held;     /* bytes this request holds of ctx->bodies (api/budget.h) */
+    size_t parked_cost;     /* api/budget.h: what parking keeps beyond the body, 0: unknown */
     bool replied;           /* a response is queued */
     bool linger;            /* answered before its body: read the rest away (api/linger.h) */
     json_t *json;           /* parsed body, owned; kept across parks */
@@ -61,8 +67,10 @@ typedef struct api_request {
     char allow[64];         /* for 405 answers: the Allow header */
     bool www_authenticate;  /* 401 answers: add WWW-Authenticate */
     void *idem_entry;       /* the Idempotency-Key entry this request will answer, if any */
-    char *idem_body;        /* owned: a copy of the answer's body, for that entry */
-    size_t idem_body_len;
+    rt_buf *idem_buf;       /* owned reference: the answer's body, for that entry: the stored
+                               object itself when the answer is one, else a copy */
+    size_t idem_offset, idem_len; /* the answer's part of idem_buf */
+    bool idem_shared;       /* idem_buf is a stored object's buffer, not a copy */
     unsigned retry_after;   /* seconds for a Retry-After header (429, 202 pending), 0: none */
     char ray_ref[RT_REF_SIZE]; /* Prefer: wait answers: adds X-Ray-Ref and Location */
     double prefer_wait;     /* seconds asked for with Prefer: wait=N, 0 when absent */

@@ -1,7 +1,7 @@
-/* The MHD daemon and its access handler: request set-up, body collection, early refusals
- * (framing and request targets: api/framing.h; 404, 405, 413, 415), dispatch to the
- * route's handler, and clean-up, which hands connections answered before their body to
- * the lingering close (api/linger.h).
+/* The MHD daemon and its access handler: request set-up, body collection within the body
+ * budget (api/budget.h), early refusals (framing and request targets: api/framing.h; 404,
+ * 405, 413, 415, 503, 507), dispatch to the route's handler, and clean-up, which hands
+ * connections answered before their body to the lingering close (api/linger.h).
  *
  * MHD calls the access handler several times per request: once when the headers are in
  * (we set up and may refuse at once, before any body is read), once per chunk of body
@@ -20,6 +20,7 @@
 
 #include "api/framing.h"
 #include "api/handlers.h"
+#include "api/budget.h"
 #include "api/idempotency.h"
 #include "api/linger.h"
 #include "api/metrics.h"
@@ -35,6 +36,11 @@
 #define CONNECTION_MEMORY (64 * 1024)
 /* First allocation for a body without Content-Length. */
 #define BODY_INITIAL_CHUNKED (64 * 1024)
+/* JSON bodies are allocated as they arrive, from this much (or their Content-Length when
+ * smaller): a Content-Length alone must not make the server allocate 256 MiB for a client
+ * that then sends nothing. Object puts keep allocating their Content-Length at once,
+ * within the budget: filling one preallocated buffer is what makes 1 GiB uploads fast. */
+#define BODY_INITIAL_JSON (64 * 1024)
 
 struct api_server {
     struct MHD_Daemon *daemon;
@@ -137,6 +143,66 @@ static bool request_declares_body(api_request *req)
     return api_header(req, "Transfer-Encoding") || (cl && strspn(cl, "0") != strlen(cl));
 }
 
+/* ---- the body budget --------------------------------------------------------------- */
+
+/* The answer for a body the budget cannot hold: 413 when it is larger than the whole
+ * budget (it never fits), else 503 with Retry-After (other requests hold the budget now).
+ * size is the body's size, or what was received when it is not known. */
+static enum MHD_Result refuse_for_budget(api_request *req, size_t size, bool whole)
+{
+    const api_budget *b = &req->ctx->bodies;
+    if (whole && size > b->limit)
+        return api_problemf(req, 413, "PayloadTooLarge",
+                            "the body is %zu bytes; this server holds at most %zu bytes of "
+                            "request bodies at once (RAYD_BODY_BUDGET)",
+                            size, b->limit);
+    req->retry_after = 1;
+    return api_problemf(req, 503, "ServiceUnavailable",
+                        "requests in flight hold the server's body budget (%zu bytes, "
+                        "RAYD_BODY_BUDGET); retry shortly",
+                        b->limit);
+}
+
+/* Admits a body whose first bytes is about to be allocated: the whole Content-Length
+ * when there is one, else the first buffer. 0, or -1 after answering. */
+static int body_admit(api_request *req, size_t bytes)
+{
+    if (api_budget_reserve(req, bytes) == 0)
+        return 0;
+    api_budget_count_refusal(req);
+    refuse_for_budget(req, bytes, req->body_expected > 0);
+    return -1;
+}
+
+/* Grows a body's share to cap bytes as it arrives. False when refused: the rest of the
+ * body is then discarded and the request answered with req->body_refused. */
+static bool body_budget_grow(api_request *req, size_t cap)
+{
+    if (api_budget_reserve(req, cap) == 0)
+        return true;
+    api_budget_count_refusal(req);
+    const api_budget *b = &req->ctx->bodies;
+    req->body_refused = cap > b->limit ? 413 : 503;
+    return false;
+}
+
+/* Answers a request whose body was refused while it arrived (body_refused). */
+static enum MHD_Result answer_refused_body(api_request *req)
+{
+    size_t got = req->raw_len + req->body_len;
+    if (req->body_refused == 507)
+        return api_problemf(req, 507, "ObjectStoreFull",
+                            "the object is larger than the object store's memory limit of %zu "
+                            "bytes",
+                            req->ctx->config.memory_limit);
+    if (req->body_refused == 413)
+        return api_problemf(req, 413, "PayloadTooLarge",
+                            "the body is over %zu bytes; this server holds at most %zu bytes of "
+                            "request bodies at once (RAYD_BODY_BUDGET)",
+                            got, req->ctx->bodies.limit);
+    return refuse_for_budget(req, got, false);
+}
+
 /* Called once the headers are in. Returns MHD_YES to go on (maybe with a reply queued). */
 static enum MHD_Result request_begin(api_request *req)
 {
@@ -187,10 +253,14 @@ static enum MHD_Result request_begin(api_request *req)
             return api_problemf(req, 415, "UnsupportedMediaType",
                                 "this endpoint takes application/json, not %s", ct);
         if (has_length && length > 0) {
-            req->body = malloc(length + 1);
+            req->body_expected = length;
+            if (body_admit(req, length) != 0)
+                return MHD_YES;
+            size_t initial = length < BODY_INITIAL_JSON ? length : BODY_INITIAL_JSON;
+            req->body = malloc(initial + 1);
             if (!req->body)
                 return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
-            req->body_cap = length;
+            req->body_cap = initial;
         }
     } else if (req->route->body == API_BODY_RAW) {
         const char *ct = api_header(req, "Content-Type");
@@ -208,6 +278,9 @@ static enum MHD_Result request_begin(api_request *req)
                                 "memory limit",
                                 length);
         size_t initial = has_length ? length : BODY_INITIAL_CHUNKED;
+        req->body_expected = has_length ? length : 0;
+        if (body_admit(req, initial) != 0)
+            return MHD_YES;
         req->raw_buf = rt_buf_new(initial, ct && *ct ? ct : NULL);
         if (!req->raw_buf)
             return api_problem(req, 507, "ObjectStoreFull",
@@ -218,14 +291,21 @@ static enum MHD_Result request_begin(api_request *req)
 
 /* ---- body collection --------------------------------------------------------------- */
 
+/* Collects body bytes: JSON routes into req->body, object puts into req->raw_buf, each
+ * buffer grown (doubling) as bytes arrive and only within the body budget; routes without
+ * a body discard them. After a refusal the rest is discarded. */
 static void body_append(api_request *req, const char *data, size_t n)
 {
     size_t max = req->ctx->config.max_body;
-    if (req->body_too_large)
+    if (req->body_too_large || req->body_refused || req->route->body == API_BODY_NONE)
         return;
     if (req->route->body == API_BODY_RAW) {
         if (req->raw_len + n > max) {
             req->body_too_large = 1;
+            return;
+        }
+        if (!rt_store_could_fit(req->ctx->store, req->raw_len + n)) {
+            req->body_refused = 507; /* can never be stored: stop holding it now */
             return;
         }
         if (req->raw_len + n > req->raw_buf->size) {
@@ -234,6 +314,8 @@ static void body_append(api_request *req, const char *data, size_t n)
                 cap = req->raw_len + n;
             if (cap > max)
                 cap = max;
+            if (!body_budget_grow(req, cap))
+                return;
             rt_buf *grown = rt_buf_resize(req->raw_buf, cap);
             if (!grown) {
                 req->body_too_large = 1;
@@ -255,6 +337,10 @@ static void body_append(api_request *req, const char *data, size_t n)
             cap = req->body_len + n;
         if (cap > max)
             cap = max;
+        if (req->body_expected && cap > req->body_expected)
+            cap = req->body_expected; /* admitted already: never more than announced */
+        if (!body_budget_grow(req, cap))
+            return;
         char *grown = realloc(req->body, cap + 1);
         if (!grown) {
             req->body_too_large = 1;
@@ -315,6 +401,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return api_problemf(req, 413, "PayloadTooLarge",
                             "the body is over this server's limit of %zu bytes (RAYD_MAX_BODY)",
                             req->ctx->config.max_body);
+    if (req->body_refused)
+        return answer_refused_body(req);
     if (req->park)
         api_park_finish(req); /* resumed: end the round before the handler looks again */
     if (req->raw_buf && req->raw_len != req->raw_buf->size) {
@@ -363,12 +451,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         server->ctx->log_request(&s, server->ctx->log_arg);
     }
     api_idempotency_abandon(server->ctx->idempotency, req); /* no answer was recorded */
-    free(req->idem_body);
+    rt_buf_decref(req->idem_buf);
     if (req->handler_state_free)
         req->handler_state_free(req->handler_state);
     rt_buf_decref(req->raw_buf);
     json_decref(req->json);
     free(req->body);
+    api_budget_release(req);
     free(req->path_copy);
     free(req);
     *con_cls = NULL;
@@ -516,9 +605,11 @@ api_server *api_server_start(api_context *ctx, char *err, size_t err_size)
         return NULL;
     }
     server->ctx = ctx;
+    ctx->bodies = (api_budget){.limit = ctx->config.body_budget};
     ctx->parking = api_parking_new();
     ctx->metrics = api_metrics_new();
-    ctx->idempotency = api_idempotency_new(ctx->config.idempotency_ttl, 100000);
+    ctx->idempotency = api_idempotency_new(ctx->config.idempotency_ttl, 100000,
+                                           ctx->config.idempotency_max_bytes);
     server->linger = api_linger_new(ctx->config.linger_max);
     if (!ctx->parking || !ctx->metrics || !ctx->idempotency || !server->linger) {
         snprintf(err, err_size, "cannot start the deadline thread (out of memory?)");

@@ -2,10 +2,13 @@
 #include <stdlib.h>
 
 #include "api/handlers.h"
+#include "api/idempotency.h"
 #include "api/metrics.h"
 #include "api/openapi_spec.h"
 #include "api/problem.h"
 #include "runtime/clock.h"
+#include "runtime/remote_class.h"
+#include "runtime/remote_function.h"
 
 enum MHD_Result api_system_healthz(api_request *req)
 {
@@ -57,9 +60,13 @@ enum MHD_Result api_system_status(api_request *req)
                               (json_int_t)s.hits, "misses", (json_int_t)s.misses, "evictions",
                               (json_int_t)s.evictions, "expirations",
                               (json_int_t)s.expirations);
+    json_object_set_new(store, "error_bytes", json_integer((json_int_t)s.error_bytes));
     json_object_set_new(config, "workers", json_integer(ctx->config.workers));
     json_object_set_new(config, "max_parked", json_integer((json_int_t)ctx->config.max_parked));
     json_object_set_new(config, "idempotency_ttl", json_real(ctx->config.idempotency_ttl));
+    json_object_set_new(config, "body_budget", json_integer((json_int_t)ctx->config.body_budget));
+    json_object_set_new(config, "idempotency_max_bytes",
+                        json_integer((json_int_t)ctx->config.idempotency_max_bytes));
     json_object_set_new(config, "auth",
                         json_boolean(ctx->config.api_token && *ctx->config.api_token));
     json_object_set_new(config, "remote_allow",
@@ -96,12 +103,30 @@ enum MHD_Result api_system_status(api_request *req)
                                (json_int_t)as.calls, "calls_done", (json_int_t)as.calls_done,
                                "restarts", (json_int_t)as.restarts);
 
-    json_t *body = json_pack("{s:s,s:s,s:f,s:o,s:o,s:o,s:o,s:o}", "version", ctx->version,
+    api_idempotency_stats is;
+    api_idempotency_get_stats(ctx->idempotency, &is);
+    json_t *idempotency = json_pack("{s:I,s:I,s:I,s:I,s:I}", "keys", (json_int_t)is.keys,
+                                    "bytes", (json_int_t)is.bytes, "shared_bytes",
+                                    (json_int_t)is.shared_bytes, "max_bytes",
+                                    (json_int_t)is.max_bytes, "evictions",
+                                    (json_int_t)is.evictions);
+
+    json_t *bodies = json_pack(
+        "{s:I,s:I,s:I}", "budget", (json_int_t)ctx->bodies.limit, "in_use",
+        (json_int_t)__atomic_load_n(&ctx->bodies.used, __ATOMIC_RELAXED), "refused",
+        (json_int_t)__atomic_load_n(&ctx->bodies.refused, __ATOMIC_RELAXED));
+    json_t *registry = json_pack("{s:I,s:I}", "remote_functions",
+                                 (json_int_t)rt_remote_function_count(), "remote_classes",
+                                 (json_int_t)rt_remote_class_count());
+
+    json_t *body = json_pack("{s:s,s:s,s:f,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "version",
+                             ctx->version,
                              "started_at",
                              rt_clock_format(ctx->started_wall, started, sizeof(started)),
                              "uptime_seconds", rt_clock_monotonic() - ctx->started_mono,
                              "config", config, "object_store", store, "tasks", tasks,
-                             "scheduler", scheduler, "actors", actors);
+                             "scheduler", scheduler, "actors", actors, "idempotency",
+                             idempotency, "registry", registry, "bodies", bodies);
     return api_reply_json(req, 200, body);
 }
 

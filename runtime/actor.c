@@ -77,7 +77,7 @@ struct rt_actor {
     uint32_t name_hash;
     char name[RT_ACTOR_NAME_MAX + 1];
     bool named;                        /* in the name table (table_lock) */
-    const rt_actor_class *cls;
+    const rt_actor_class *cls;         /* held (rt_actor_class_hold) until the record goes */
     json_t *ctor_args, *ctor_kwargs;   /* kept for restarts */
     int max_restarts;
     long max_pending_calls;
@@ -105,9 +105,8 @@ struct rt_actors {
     size_t nbuckets, nnamed;
     size_t dead_kept;
     pthread_rwlock_t classes_lock;
-    const rt_actor_class *classes[CLASSES_MAX]; /* sorted by name */
+    const rt_actor_class *classes[CLASSES_MAX]; /* sorted by name; owned ones held */
     size_t nclasses;
-    struct owned_class *owned;                  /* classes_lock: freed with the system */
     size_t by_state[RT_ACTOR_STATE_COUNT]; /* atomics */
     unsigned long long calls, calls_done, restarts;
 };
@@ -162,11 +161,19 @@ static int class_index(rt_actors *as, const char *name, size_t *pos)
     return 0;
 }
 
-typedef struct owned_class {
-    struct owned_class *next;
-    rt_actor_class *cls;
-    void (*release)(rt_actor_class *cls);
-} owned_class;
+const rt_actor_class *rt_actor_class_hold(const rt_actor_class *cls)
+{
+    if (cls && cls->release) /* static classes may live in read-only memory: never written */
+        __atomic_add_fetch(&((rt_actor_class *)cls)->refs, 1, __ATOMIC_RELAXED);
+    return cls;
+}
+
+void rt_actor_class_drop(const rt_actor_class *cls)
+{
+    if (cls && cls->release &&
+        __atomic_sub_fetch(&((rt_actor_class *)cls)->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        cls->release((rt_actor_class *)cls);
+}
 
 rt_status rt_actors_put_owned_class(rt_actors *as, rt_actor_class *cls,
                                     void (*release)(rt_actor_class *cls), bool *replaced)
@@ -175,41 +182,36 @@ rt_status rt_actors_put_owned_class(rt_actors *as, rt_actor_class *cls,
     if (!cls || !cls->name || !*cls->name || strlen(cls->name) > RT_ACTOR_NAME_MAX ||
         !cls->start || !release)
         return RT_EINVAL;
-    owned_class *o = malloc(sizeof(*o));
-    if (!o)
-        return RT_ENOMEM;
-    o->cls = cls;
-    o->release = release;
+    const rt_actor_class *old = NULL;
     pthread_rwlock_wrlock(&as->classes_lock);
     size_t pos;
     rt_status st = RT_OK;
     if (class_index(as, cls->name, &pos)) {
-        if (as->classes[pos]->kind != RT_FUNCTION_REMOTE) {
+        if (as->classes[pos]->kind != RT_FUNCTION_REMOTE)
             st = RT_EEXIST;
-        } else {
-            as->classes[pos] = cls; /* the old one stays owned: its actors still use it */
-            *replaced = true;
-        }
+        else
+            old = as->classes[pos]; /* its actors keep it alive */
     } else if (as->nclasses == CLASSES_MAX) {
         st = RT_ELIMIT;
     } else {
         memmove(&as->classes[pos + 1], &as->classes[pos],
                 (as->nclasses - pos) * sizeof(as->classes[0]));
-        as->classes[pos] = cls;
         as->nclasses++;
     }
     if (st == RT_OK) {
-        o->next = as->owned;
-        as->owned = o;
+        cls->refs = 1; /* the system's */
+        cls->release = release;
+        as->classes[pos] = cls;
+        *replaced = old != NULL;
     }
     pthread_rwlock_unlock(&as->classes_lock);
-    if (st != RT_OK)
-        free(o);
+    rt_actor_class_drop(old); /* freed now, or with its last actor */
     return st;
 }
 
 rt_status rt_actors_remove_class(rt_actors *as, const char *name)
 {
+    const rt_actor_class *removed = NULL;
     pthread_rwlock_wrlock(&as->classes_lock);
     size_t pos;
     rt_status st = RT_OK;
@@ -218,11 +220,13 @@ rt_status rt_actors_remove_class(rt_actors *as, const char *name)
     } else if (as->classes[pos]->kind != RT_FUNCTION_REMOTE) {
         st = RT_ESTATE;
     } else {
+        removed = as->classes[pos];
         memmove(&as->classes[pos], &as->classes[pos + 1],
                 (as->nclasses - pos - 1) * sizeof(as->classes[0]));
         as->nclasses--;
     }
     pthread_rwlock_unlock(&as->classes_lock);
+    rt_actor_class_drop(removed);
     return st;
 }
 
@@ -246,6 +250,19 @@ rt_status rt_actors_add_class(rt_actors *as, const rt_actor_class *cls)
     }
     pthread_rwlock_unlock(&as->classes_lock);
     return st;
+}
+
+const rt_actor_class *rt_actors_get_class(rt_actors *as, const char *name)
+{
+    if (!name)
+        return NULL;
+    pthread_rwlock_rdlock(&as->classes_lock);
+    size_t pos;
+    /* Held under the lock: a listed class has the system's reference until unlisted. */
+    const rt_actor_class *cls =
+        class_index(as, name, &pos) ? rt_actor_class_hold(as->classes[pos]) : NULL;
+    pthread_rwlock_unlock(&as->classes_lock);
+    return cls;
 }
 
 const rt_actor_class *rt_actors_find_class(rt_actors *as, const char *name)
@@ -282,6 +299,7 @@ static void actor_decref(rt_actor *a)
         return;
     if (a->cls->destroy)
         a->cls->destroy(a->user_state);
+    rt_actor_class_drop(a->cls);
     json_decref(a->ctor_args);
     json_decref(a->ctor_kwargs);
     rt_error_decref(a->death_cause);
@@ -906,8 +924,8 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
                           bool *created, char *err, size_t err_size)
 {
     *created = false;
-    const rt_actor_class *cls = rt_actors_find_class(as, spec->class_name);
-    if (!cls) {
+    /* Checked first, so that a bad request takes no reference. */
+    if (!rt_actors_find_class(as, spec->class_name)) {
         snprintf(err, err_size, "actor class '%.128s' does not exist",
                  spec->class_name ? spec->class_name : "");
         return RT_ENOTFOUND;
@@ -934,13 +952,21 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
     if (st != RT_OK)
         return st;
 
+    /* Taken again with a reference: the class may have been replaced or removed since. */
+    const rt_actor_class *cls = rt_actors_get_class(as, spec->class_name);
+    if (!cls) {
+        snprintf(err, err_size, "actor class '%.128s' does not exist", spec->class_name);
+        return RT_ENOTFOUND;
+    }
     rt_actor *a = calloc(1, sizeof(*a));
-    if (!a)
+    if (!a) {
+        rt_actor_class_drop(cls);
         return RT_ENOMEM;
+    }
     rt_mutex_init(&a->lock);
     a->rec.refs = 1; /* the table's */
     a->owner = as;
-    a->cls = cls;
+    a->cls = cls; /* the reference is the actor's from here */
     a->job.run = run_actor;
     rt_ref_generate(a->id, 'a');
     rt_record_init(&a->rec, a->id, RT_ACTOR_PENDING_CREATION);
@@ -1294,12 +1320,8 @@ void rt_actors_free(rt_actors *as)
     }
     rt_record_table_free(as->records);
     free(as->by_name);
-    for (owned_class *o = as->owned; o;) {
-        owned_class *next = o->next;
-        o->release(o->cls);
-        free(o);
-        o = next;
-    }
+    for (size_t i = 0; i < as->nclasses; i++)
+        rt_actor_class_drop(as->classes[i]); /* the system's reference to owned ones */
     pthread_rwlock_destroy(&as->classes_lock);
     pthread_mutex_destroy(&as->table_lock);
     free(as);

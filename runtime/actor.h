@@ -59,7 +59,18 @@ typedef struct rt_actor_class {
     void *impl;       /* kind-specific data */
     bool quick;       /* every method runs in microseconds and never blocks: a call may run
                          on the thread that waits for it when the actor is idle */
+    /* Set by rt_actors_put_owned_class; zero in static and module classes, which are never
+     * counted (see rt_actor_class_hold). */
+    int refs;         /* atomic */
+    void (*release)(struct rt_actor_class *cls); /* frees cls when its last reference goes */
 } rt_actor_class;
+
+/* References to classes the actor system owns (remote ones): the system holds one while
+ * the class is listed, and each actor made from it holds one until the actor's record is
+ * freed, so replacing or removing a class frees it once its last actor is gone. A no-op
+ * for static and module classes. NULL accepted; hold returns cls. */
+const rt_actor_class *rt_actor_class_hold(const rt_actor_class *cls);
+void rt_actor_class_drop(const rt_actor_class *cls);
 
 /* The method of a class by name, or NULL. */
 const rt_actor_method *rt_actor_class_method(const rt_actor_class *cls, const char *name);
@@ -120,15 +131,21 @@ void rt_actors_free(rt_actors *actors);
 
 /* Registers a class (borrowed: it must outlive the actor system). RT_EEXIST, RT_EINVAL. */
 rt_status rt_actors_add_class(rt_actors *actors, const rt_actor_class *cls);
-/* Registers a class the actor system owns (remote ones): release(cls) runs when the actor
- * system is freed. A REMOTE class may replace a REMOTE class of the same name (*replaced);
- * the old one is kept until then, as live actors use it. RT_EEXIST for other kinds. */
+/* Registers a class the actor system owns (remote ones; cls is stolen on RT_OK):
+ * release(cls) runs when its last reference goes (see rt_actor_class_hold). A REMOTE class
+ * may replace a REMOTE class of the same name (*replaced); the old one is unlisted and
+ * freed once no actor uses it. RT_EEXIST for other kinds. On failure the caller still owns
+ * cls. */
 rt_status rt_actors_put_owned_class(rt_actors *actors, rt_actor_class *cls,
                                     void (*release)(rt_actor_class *cls), bool *replaced);
-/* Unlists a REMOTE class (kept alive for its actors). RT_OK, RT_ENOTFOUND, RT_ESTATE. */
+/* Unlists a REMOTE class (freed once no actor uses it). RT_OK, RT_ENOTFOUND, RT_ESTATE. */
 rt_status rt_actors_remove_class(rt_actors *actors, const char *name);
-/* A class by name, or NULL. */
+/* A class by name, or NULL. Borrowed: an owned (remote) class may be replaced and freed by
+ * another thread at any time, so use this only to test that a name exists, or for static
+ * and module classes. */
 const rt_actor_class *rt_actors_find_class(rt_actors *actors, const char *name);
+/* A class by name with a reference taken (rt_actor_class_drop it), or NULL. */
+const rt_actor_class *rt_actors_get_class(rt_actors *actors, const char *name);
 /* Visits every class in name order. */
 void rt_actors_each_class(rt_actors *actors,
                           void (*visit)(const rt_actor_class *cls, void *arg), void *arg);

@@ -45,7 +45,36 @@ json_t *rt_error_fields(const rt_error *err);
  * "WorkerUnavailable", "ObjectLost". */
 const char *rt_error_kind_name(rt_error_kind kind);
 
-/* Approximate bytes the error occupies, for store accounting. */
+/* Approximate bytes this error occupies by itself (its allocation, message and fields),
+ * not counting its cause. */
 size_t rt_error_size(const rt_error *err);
+
+/* Approximate bytes the error keeps alive: its own and those of its whole cause chain
+ * (shared causes counted in full). */
+size_t rt_error_chain_size(const rt_error *err);
+
+/* Store accounting. The object store counts an error's bytes against its memory limit
+ * once however many stored objects reach it, directly or as a cause: every error keeps a
+ * "held" count, and a node's bytes count while it is held by a stored object or by a held
+ * error whose cause it is. rt_error_hold marks err held once more and returns the bytes
+ * that became held (those of err and of causes that were not held yet); rt_error_unhold
+ * undoes one rt_error_hold and returns the bytes that stopped being held. Each call walks
+ * the chain only as far as the first node that was (or stays) held, so a long chain of
+ * propagated errors costs O(1) per new link. Thread-safe (atomic counts). The counts are
+ * one per error, so one error value must not be held by two stores at once (rayd has one
+ * store). */
+size_t rt_error_hold(rt_error *err);
+size_t rt_error_unhold(rt_error *err);
+
+/* Longest chain (rt_error_chain_size) that rt_error_summary shares as it is. */
+#define RT_ERROR_SUMMARY_MAX 4096
+
+/* A bounded copy of err for records that outlive its object (task records): err itself
+ * (new reference) when its chain takes at most max_bytes; otherwise a new chain of
+ * copies whose messages are cut (marked "[... N bytes omitted]"), whose large field
+ * values are left out, and which stops after about max_bytes with a "causes_omitted"
+ * field counting the levels left out, as problem bodies do. New reference; NULL only when
+ * out of memory. */
+rt_error *rt_error_summary(rt_error *err, size_t max_bytes);
 
 #endif

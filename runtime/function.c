@@ -170,23 +170,30 @@ const char *rt_function_kind_name(rt_function_kind kind)
 
 /* ---- registry --------------------------------------------------------------------------- */
 
-/* A sorted array of borrowed function pointers under a read-write lock. Registration is
- * rare (startup, module load), so inserting into the array is cheap enough and lookups are
- * a binary search. */
-/* Functions the registry owns (remote ones), listed or retired, freed with it. */
-typedef struct owned_function {
-    struct owned_function *next;
-    rt_function *fn;
-    void (*release)(rt_function *fn);
-} owned_function;
-
+/* A sorted array of function pointers under a read-write lock. Registration is rare
+ * (startup, module load, remote registrations), so inserting into the array is cheap
+ * enough and lookups are a binary search. Listed owned functions hold the registry's
+ * reference. */
 struct rt_registry {
     pthread_rwlock_t lock;
-    const rt_function **fns; /* owned array of borrowed pointers, sorted by name */
+    const rt_function **fns; /* owned array, sorted by name */
     size_t count;
     size_t cap;
-    owned_function *owned;   /* lock */
 };
+
+const rt_function *rt_function_hold(const rt_function *fn)
+{
+    if (fn && fn->release) /* static functions may live in read-only memory: never written */
+        __atomic_add_fetch(&((rt_function *)fn)->refs, 1, __ATOMIC_RELAXED);
+    return fn;
+}
+
+void rt_function_drop(const rt_function *fn)
+{
+    if (fn && fn->release &&
+        __atomic_sub_fetch(&((rt_function *)fn)->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        fn->release((rt_function *)fn);
+}
 
 rt_registry *rt_registry_new(void)
 {
@@ -205,12 +212,8 @@ void rt_registry_free(rt_registry *registry)
     if (!registry)
         return;
     pthread_rwlock_destroy(&registry->lock);
-    for (owned_function *o = registry->owned; o;) {
-        owned_function *next = o->next;
-        o->release(o->fn);
-        free(o);
-        o = next;
-    }
+    for (size_t i = 0; i < registry->count; i++)
+        rt_function_drop(registry->fns[i]); /* the registry's reference to owned ones */
     free(registry->fns);
     free(registry);
 }
@@ -289,6 +292,20 @@ out:
     return status;
 }
 
+const rt_function *rt_registry_get(rt_registry *registry, const char *name)
+{
+    if (!registry || !name)
+        return NULL;
+    pthread_rwlock_rdlock(&registry->lock);
+    bool found;
+    size_t at = registry_search(registry, name, &found);
+    /* Held under the lock: a listed function has the registry's reference until the
+     * write lock unlists it. */
+    const rt_function *fn = found ? rt_function_hold(registry->fns[at]) : NULL;
+    pthread_rwlock_unlock(&registry->lock);
+    return fn;
+}
+
 const rt_function *rt_registry_find(rt_registry *registry, const char *name)
 {
     if (!registry || !name)
@@ -307,8 +324,8 @@ void rt_registry_each(rt_registry *registry, void (*visit)(const rt_function *fn
     if (!registry || !visit)
         return;
     /* Visit a snapshot outside the lock, so visit may itself use the registry (even
-     * register). The functions are borrowed for the registry's lifetime, so the snapshot's
-     * pointers stay valid. If the snapshot cannot be allocated, visit under the read lock. */
+     * register). The snapshot holds each function, so a replaced one stays valid until it
+     * was visited. If the snapshot cannot be allocated, visit under the read lock. */
     pthread_rwlock_rdlock(&registry->lock);
     size_t count = registry->count;
     const rt_function **snapshot = count ? malloc(count * sizeof(*snapshot)) : NULL;
@@ -318,11 +335,13 @@ void rt_registry_each(rt_registry *registry, void (*visit)(const rt_function *fn
         pthread_rwlock_unlock(&registry->lock);
         return;
     }
-    if (count)
-        memcpy(snapshot, registry->fns, count * sizeof(*snapshot));
-    pthread_rwlock_unlock(&registry->lock);
     for (size_t i = 0; i < count; i++)
+        snapshot[i] = rt_function_hold(registry->fns[i]);
+    pthread_rwlock_unlock(&registry->lock);
+    for (size_t i = 0; i < count; i++) {
         visit(snapshot[i], arg);
+        rt_function_drop(snapshot[i]);
+    }
     free(snapshot);
 }
 
@@ -332,11 +351,7 @@ rt_status rt_registry_put_owned(rt_registry *registry, rt_function *fn,
     *replaced = false;
     if (!registry || !fn || (!fn->fn && !fn->start) || !rt_function_name_valid(fn->name) || !release)
         return RT_EINVAL;
-    owned_function *o = malloc(sizeof(*o));
-    if (!o)
-        return RT_ENOMEM;
-    o->fn = fn;
-    o->release = release;
+    const rt_function *old = NULL;
     pthread_rwlock_wrlock(&registry->lock);
     bool found;
     size_t at = registry_search(registry, fn->name, &found);
@@ -344,28 +359,28 @@ rt_status rt_registry_put_owned(rt_registry *registry, rt_function *fn,
     if (found && registry->fns[at]->kind != RT_FUNCTION_REMOTE) {
         status = RT_EEXIST;
     } else if (found) {
-        registry->fns[at] = fn; /* the old one stays in the owned list, retired */
+        old = registry->fns[at];
         *replaced = true;
     } else if (registry->count == registry->cap && grow_fns(registry) != 0) {
         status = RT_ENOMEM;
     } else {
         memmove(registry->fns + at + 1, registry->fns + at,
                 (registry->count - at) * sizeof(*registry->fns));
-        registry->fns[at] = fn;
         registry->count++;
     }
     if (status == RT_OK) {
-        o->next = registry->owned;
-        registry->owned = o;
+        fn->refs = 1; /* the registry's */
+        fn->release = release;
+        registry->fns[at] = fn;
     }
     pthread_rwlock_unlock(&registry->lock);
-    if (status != RT_OK)
-        free(o);
+    rt_function_drop(old); /* freed now, or by the last task that holds it */
     return status;
 }
 
 rt_status rt_registry_remove(rt_registry *registry, const char *name)
 {
+    const rt_function *removed = NULL;
     pthread_rwlock_wrlock(&registry->lock);
     bool found;
     size_t at = name ? registry_search(registry, name, &found) : 0;
@@ -375,10 +390,12 @@ rt_status rt_registry_remove(rt_registry *registry, const char *name)
     } else if (registry->fns[at]->kind != RT_FUNCTION_REMOTE) {
         status = RT_ESTATE;
     } else {
+        removed = registry->fns[at];
         memmove(registry->fns + at, registry->fns + at + 1,
                 (registry->count - at - 1) * sizeof(*registry->fns));
         registry->count--;
     }
     pthread_rwlock_unlock(&registry->lock);
+    rt_function_drop(removed);
     return status;
 }

@@ -7,7 +7,14 @@
  *
  * The registry maps names to functions. Thread-safety: the registry may be read from any
  * thread while functions are registered (a read-write lock guards it); a function is called
- * on one worker thread at a time per task and must be thread-safe across tasks. */
+ * on one worker thread at a time per task and must be thread-safe across tasks.
+ *
+ * Lifetime: built-in and module functions live as long as the process. Functions the
+ * registry owns (remote ones) are reference-counted: the registry holds one reference while
+ * the function is listed, and whoever uses one beyond a lookup (a task) takes its own with
+ * rt_registry_get or rt_function_hold. A function replaced or removed is freed when its
+ * last user lets go, so a task running with the old registration keeps it alive and
+ * repeated registrations do not grow memory. */
 #ifndef RAYD_RUNTIME_FUNCTION_H
 #define RAYD_RUNTIME_FUNCTION_H
 
@@ -103,7 +110,18 @@ struct rt_function {
     void *impl;           /* kind-specific data */
     bool quick;           /* runs in microseconds and never blocks: may run on the thread
                              that submitted it when that thread waits for it anyway */
+    /* Set by rt_registry_put_owned; zero in static and module functions, which are never
+     * counted. */
+    int refs;             /* atomic */
+    void (*release)(rt_function *fn); /* frees fn when its last reference goes */
 };
+
+/* Takes a reference to fn (owned functions only; a no-op for the others) and returns fn.
+ * NULL accepted. */
+const rt_function *rt_function_hold(const rt_function *fn);
+/* Drops a reference taken with rt_function_hold or rt_registry_get; the last one frees an
+ * owned function that is no longer listed. NULL accepted. */
+void rt_function_drop(const rt_function *fn);
 
 typedef struct rt_registry rt_registry;
 
@@ -114,21 +132,27 @@ void rt_registry_free(rt_registry *registry); /* NULL accepted */
  * when the name is taken, RT_EINVAL when the name is not 1..128 chars of [A-Za-z0-9_.-]. */
 rt_status rt_registry_add(rt_registry *registry, const rt_function *fn);
 
-/* Registers a function the registry owns: release(fn) runs when the registry is freed.
- * A REMOTE function may replace another REMOTE one of the same name (*replaced is then
- * true); the old one is kept, unlisted, until the registry is freed, since tasks may still
- * use it. RT_EEXIST when the name belongs to a built-in or module function. */
+/* Registers a function the registry owns (fn is stolen on RT_OK): the registry holds its
+ * reference while it is listed, and release(fn) runs when the last reference goes. A
+ * REMOTE function may replace another REMOTE one of the same name (*replaced is then
+ * true); the old one is unlisted and freed once no task holds it. RT_EEXIST when the name
+ * belongs to a built-in or module function. On failure the caller still owns fn. */
 rt_status rt_registry_put_owned(rt_registry *registry, rt_function *fn,
                                 void (*release)(rt_function *fn), bool *replaced);
 
-/* Unlists a REMOTE function (kept alive until the registry is freed). RT_OK, RT_ENOTFOUND,
- * or RT_ESTATE for built-in and module functions, which cannot be removed. */
+/* Unlists a REMOTE function (freed once no task holds it). RT_OK, RT_ENOTFOUND, or
+ * RT_ESTATE for built-in and module functions, which cannot be removed. */
 rt_status rt_registry_remove(rt_registry *registry, const char *name);
 
-/* Looks a function up; borrowed, NULL when unknown. */
+/* Looks a function up; borrowed, NULL when unknown. An owned (remote) function may be
+ * replaced and freed at any time by another thread: use this only to test that a name
+ * exists, or for built-in and module functions; rt_registry_get otherwise. */
 const rt_function *rt_registry_find(rt_registry *registry, const char *name);
 
-/* Calls visit for every function in name order. */
+/* Looks a function up and takes a reference (rt_function_drop it); NULL when unknown. */
+const rt_function *rt_registry_get(rt_registry *registry, const char *name);
+
+/* Calls visit for every function in name order, each held for the call. */
 void rt_registry_each(rt_registry *registry, void (*visit)(const rt_function *fn, void *arg),
                       void *arg);
 

@@ -16,8 +16,14 @@
  * - Lifetime: an object is owned by its shard's table. It leaves the table only when its
  *   tombstone is pruned (or the store is freed). Values (rt_buf, rt_error) are
  *   reference-counted, so a reader's view stays valid after the object is freed or evicted.
- * - Memory: used_bytes counts the bytes of READY objects. A put reserves its size first,
- *   evicts while over the limit, and gives the reservation back when that is not enough.
+ * - Memory: used_bytes counts the bytes of READY objects and of stored errors. A put
+ *   reserves its size first, evicts while over the limit, and gives the reservation back
+ *   when that is not enough. An error counts once however many objects reach it, directly
+ *   or as a cause (rt_error_hold), so a chain of propagated errors is counted as the
+ *   memory it really takes; an error is always stored (a failed task must resolve its
+ *   refs), evicting what it can, and one that does not fit even then is replaced by its
+ *   summary (rt_error_summary), so that the store goes over its limit by at most that.
+ *   READY and ERROR objects are both on the LRU list and are evicted alike.
  * - Watchers fire exactly once, when an object leaves PENDING, after the shard lock is
  *   released, on the thread that resolved, failed or freed the object.
  * - TTL: objects with a TTL are in a min-heap by expiry time (ttl_lock, taken last: shard
@@ -81,7 +87,8 @@ typedef struct object_list {
 struct rt_store {
     shard shards[SHARD_COUNT];
     size_t memory_limit;
-    size_t used_bytes;   /* atomic */
+    size_t used_bytes;   /* atomic: READY bytes and held error bytes */
+    size_t error_bytes;  /* atomic: the part of used_bytes that errors hold */
     size_t live_objects; /* atomic: not LOST */
     size_t pending;      /* atomic */
     size_t ttl_objects;  /* atomic: objects ever given a TTL and not yet LOST */
@@ -261,8 +268,10 @@ static void object_drop_value(rt_object *o)
 {
     if (o->state == RT_OBJ_READY)
         rt_buf_decref(o->value.buf);
-    else if (o->state == RT_OBJ_ERROR)
+    else if (o->state == RT_OBJ_ERROR) {
+        rt_error_unhold(o->value.error); /* the counts go back, for errors that live on */
         rt_error_decref(o->value.error);
+    }
     o->value.buf = NULL;
 }
 
@@ -396,6 +405,9 @@ static void make_tombstone_locked(rt_store *store, rt_object *o, rt_lost_reason 
         atomic_sub(&store->used_bytes, o->value.buf->size);
         *dropped_buf = o->value.buf;
     } else if (o->state == RT_OBJ_ERROR) {
+        size_t released = rt_error_unhold(o->value.error);
+        atomic_sub(&store->used_bytes, released);
+        atomic_sub(&store->error_bytes, released);
         *dropped_error = o->value.error;
     } else if (o->state == RT_OBJ_PENDING) {
         atomic_sub(&store->pending, 1);
@@ -455,7 +467,7 @@ static bool evict_until_fits(rt_store *store)
         rt_error *err = NULL;
         pthread_mutex_lock(&sh->lock);
         rt_object *o = shard_find(sh, ref, hash);
-        if (o && o->state == RT_OBJ_READY && o->pins == 0 &&
+        if (o && (o->state == RT_OBJ_READY || o->state == RT_OBJ_ERROR) && o->pins == 0 &&
             !__atomic_load_n(&o->accessed, __ATOMIC_RELAXED)) {
             pthread_mutex_lock(&store->lru_lock);
             if (o->in_list == LIST_LRU) {
@@ -467,6 +479,7 @@ static bool evict_until_fits(rt_store *store)
         }
         pthread_mutex_unlock(&sh->lock);
         rt_buf_decref(buf);
+        rt_error_decref(err);
     }
     return true;
 }
@@ -726,16 +739,66 @@ rt_status rt_store_resolve(rt_store *store, const char *ref, rt_buf *buf)
     return RT_OK;
 }
 
+/* Counts err as held by the store (its bytes and those of causes not held yet) and
+ * evicts for them. Returns the value to store: err, or, when it does not fit even after
+ * eviction, its summary, counted instead. New reference; NULL only when out of memory
+ * (nothing is held then). */
+static rt_error *hold_error(rt_store *store, rt_error *err)
+{
+    size_t added = rt_error_hold(err);
+    atomic_add(&store->error_bytes, added);
+    size_t used = atomic_add(&store->used_bytes, added);
+    if (!store->memory_limit || used <= store->memory_limit || evict_until_fits(store) ||
+        rt_error_chain_size(err) <= RT_ERROR_SUMMARY_MAX)
+        return rt_error_incref(err); /* fits, or is already as small as it gets */
+    rt_error *summary = rt_error_summary(err, RT_ERROR_SUMMARY_MAX);
+    if (!summary)
+        return rt_error_incref(err);
+    size_t gone = rt_error_unhold(err);
+    atomic_sub(&store->used_bytes, gone);
+    atomic_sub(&store->error_bytes, gone);
+    added = rt_error_hold(summary);
+    atomic_add(&store->error_bytes, added);
+    atomic_add(&store->used_bytes, added);
+    evict_until_fits(store);
+    return summary;
+}
+
+/* Undoes hold_error for a value that was not stored after all. */
+static void unhold_error(rt_store *store, rt_error *held)
+{
+    size_t gone = rt_error_unhold(held);
+    atomic_sub(&store->used_bytes, gone);
+    atomic_sub(&store->error_bytes, gone);
+    rt_error_decref(held);
+}
+
 rt_status rt_store_fail(rt_store *store, const char *ref, rt_error *err)
 {
+    /* Look first, so that a call that must fail evicts nothing; look again after holding,
+     * as the object may have been freed meanwhile. */
     shard *sh;
     rt_object *o;
     rt_status st = lock_pending(store, ref, &sh, &o);
     if (st != RT_OK)
         return st;
+    pthread_mutex_unlock(&sh->lock);
+    rt_error *held = hold_error(store, err);
+    if (!held)
+        return RT_ENOMEM;
+    st = lock_pending(store, ref, &sh, &o);
+    if (st != RT_OK) {
+        unhold_error(store, held);
+        return st;
+    }
     o->state = RT_OBJ_ERROR;
-    o->value.error = rt_error_incref(err);
+    o->value.error = held; /* the reference hold_error made */
     rt_watcher *fired = detach_watchers_locked(o);
+    if (o->pins == 0) {
+        pthread_mutex_lock(&store->lru_lock);
+        list_append(&store->lru, o, LIST_LRU);
+        pthread_mutex_unlock(&store->lru_lock);
+    }
     pthread_mutex_unlock(&sh->lock);
     atomic_sub(&store->pending, 1);
     fire_watchers(fired);
@@ -864,7 +927,7 @@ rt_status rt_store_pin(rt_store *store, const char *ref)
         st = RT_ENOTFOUND;
     } else if (o->state == RT_OBJ_LOST) {
         st = RT_ELOST;
-    } else if (o->pins++ == 0 && o->state == RT_OBJ_READY) {
+    } else if (o->pins++ == 0 && (o->state == RT_OBJ_READY || o->state == RT_OBJ_ERROR)) {
         pthread_mutex_lock(&store->lru_lock);
         if (o->in_list == LIST_LRU)
             list_unlink(&store->lru, o);
@@ -887,7 +950,7 @@ rt_status rt_store_unpin(rt_store *store, const char *ref)
         st = RT_ENOTFOUND;
     } else if (o->pins == 0) {
         st = o->state == RT_OBJ_LOST ? RT_ELOST : RT_ESTATE;
-    } else if (--o->pins == 0 && o->state == RT_OBJ_READY) {
+    } else if (--o->pins == 0 && (o->state == RT_OBJ_READY || o->state == RT_OBJ_ERROR)) {
         pthread_mutex_lock(&store->lru_lock);
         if (o->in_list == LIST_NONE)
             list_append(&store->lru, o, LIST_LRU);
@@ -1055,6 +1118,7 @@ void rt_store_get_stats(rt_store *store, rt_store_stats *out)
     pthread_mutex_unlock(&store->lru_lock);
     out->objects = atomic_get(&store->live_objects);
     out->bytes = atomic_get(&store->used_bytes);
+    out->error_bytes = atomic_get(&store->error_bytes);
     out->pending = atomic_get(&store->pending);
     out->memory_limit = store->memory_limit;
     out->evictions = __atomic_load_n(&store->evictions, __ATOMIC_RELAXED);

@@ -7,10 +7,12 @@
  *   LOST     a tombstone: the object existed but was freed, evicted or expired.
  * An object leaves PENDING exactly once, and watchers registered on it are then called.
  *
- * Memory: the bytes of READY objects count against memory_limit. A put that would go over
- * it first evicts unpinned READY objects in least-recently-used order (second-chance
- * approximation: a GET only sets a flag, so reads never take a global lock), and fails with
- * RT_EFULL when that is not enough. Pinned objects are never evicted. Evicted, freed and
+ * Memory: the bytes of READY objects and of stored errors count against memory_limit. A put
+ * that would go over it first evicts unpinned READY and ERROR objects in least-recently-used
+ * order (second-chance approximation: a GET only sets a flag, so reads never take a global
+ * lock), and fails with RT_EFULL when that is not enough. An error is always stored: one
+ * that does not fit even after eviction is stored as its summary (rt_error_summary, at most
+ * RT_ERROR_SUMMARY_MAX bytes), the only way the store goes over its limit. Pinned objects are never evicted. Evicted, freed and
  * expired objects become LOST tombstones (a few dozen bytes) so that clients can tell
  * "gone" (410) from "never existed" (404).
  *
@@ -48,12 +50,13 @@ typedef enum rt_lost_reason {
 } rt_lost_reason;
 
 typedef struct rt_store_config {
-    size_t memory_limit; /* bytes of READY objects; 0 means unlimited */
+    size_t memory_limit; /* bytes of READY objects and errors; 0 means unlimited */
 } rt_store_config;
 
 typedef struct rt_store_stats {
     size_t objects;     /* objects not LOST */
-    size_t bytes;       /* bytes of READY objects */
+    size_t bytes;       /* bytes of READY objects and of stored errors */
+    size_t error_bytes; /* the part of bytes that stored errors (and their causes) take */
     size_t pending;     /* objects PENDING */
     size_t tombstones;  /* LOST objects remembered */
     size_t memory_limit;
@@ -111,7 +114,8 @@ rt_status rt_store_create_pending(rt_store *store, char ref_out[RT_REF_SIZE]);
 /* Resolves a PENDING object to READY with buf (stolen on RT_OK; kept by the caller
  * otherwise), or fails it with err (borrowed; the store takes its own reference). Wakes
  * watchers. Returns RT_OK, RT_ENOTFOUND, RT_ELOST (it was freed meanwhile: the value is
- * dropped, which is not an error for the producer), RT_ESTATE (not pending), RT_EFULL. */
+ * dropped, which is not an error for the producer), RT_ESTATE (not pending), RT_EFULL
+ * (resolve only: a failure is stored even then, see Memory above), RT_ENOMEM (fail). */
 rt_status rt_store_resolve(rt_store *store, const char *ref, rt_buf *buf);
 rt_status rt_store_fail(rt_store *store, const char *ref, rt_error *err);
 
@@ -129,7 +133,7 @@ rt_status rt_store_peek(rt_store *store, const char *ref, rt_object_view *view);
  * (already gone). */
 rt_status rt_store_delete(rt_store *store, const char *ref);
 
-/* Pins protect an object from eviction; they nest. The last unpin puts the object at the
+/* Pins protect an object (a value or an error) from eviction; they nest. The last unpin puts the object at the
  * most-recently-used end of the LRU (as Ray's plasma store does). Returns RT_OK,
  * RT_ENOTFOUND, RT_ELOST, or for unpin RT_ESTATE when not pinned (unpinning a lost object
  * that still had pins is RT_OK). */

@@ -7,6 +7,8 @@
 
 #include "runtime/remote_function.h"
 
+static size_t g_alive; /* atomic: rt_remote_class_count */
+
 typedef struct class_impl {
     rt_remote *remote;
     char *name, *url, *description;
@@ -116,7 +118,13 @@ rt_actor_class *rt_remote_class_new(rt_remote *remote, const char *name, const c
     cls->start = class_start;
     cls->url = impl->url;
     cls->timeout = timeout > 0 ? timeout : 60;
+    __atomic_add_fetch(&g_alive, 1, __ATOMIC_RELAXED);
     return cls;
+}
+
+size_t rt_remote_class_count(void)
+{
+    return __atomic_load_n(&g_alive, __ATOMIC_RELAXED);
 }
 
 void rt_remote_class_release(rt_actor_class *cls)
@@ -124,6 +132,8 @@ void rt_remote_class_release(rt_actor_class *cls)
     if (!cls)
         return;
     class_impl *impl = cls->impl;
+    if (cls->start) /* made whole by rt_remote_class_new, so counted */
+        __atomic_sub_fetch(&g_alive, 1, __ATOMIC_RELAXED);
     if (impl) {
         free(impl->name);
         free(impl->url);

@@ -16,4 +16,8 @@ rt_actor_class *rt_remote_class_new(rt_remote *remote, const char *name, const c
                                     double timeout);
 void rt_remote_class_release(rt_actor_class *cls);
 
+/* Remote classes in memory in this process: made and not yet released (listed ones, and
+ * replaced or removed ones that an actor still holds). */
+size_t rt_remote_class_count(void);
+
 #endif

@@ -20,6 +20,8 @@
 
 #define ERROR_BODY_MAX 4096
 
+static size_t g_alive; /* atomic: rt_remote_function_count */
+
 typedef struct attempt attempt;
 
 typedef struct remote_impl {
@@ -260,6 +262,11 @@ static void remote_start(const rt_function *fn, rt_call *call, rt_call_complete_
     }
 }
 
+size_t rt_remote_function_count(void)
+{
+    return __atomic_load_n(&g_alive, __ATOMIC_RELAXED);
+}
+
 static void remote_cancel(const rt_function *fn, rt_call *call)
 {
     remote_impl *impl = fn->impl;
@@ -326,6 +333,7 @@ rt_function *rt_remote_function_new(rt_remote *remote, const rt_remote_function_
     fn->timeout = spec->timeout > 0 ? spec->timeout : 60;
     fn->max_concurrency = spec->max_concurrency;
     fn->impl = impl;
+    __atomic_add_fetch(&g_alive, 1, __ATOMIC_RELAXED);
     return fn;
 }
 
@@ -334,6 +342,8 @@ void rt_remote_function_release(rt_function *fn)
     if (!fn)
         return;
     remote_impl *impl = fn->impl;
+    if (fn->start) /* made whole by rt_remote_function_new, so counted */
+        __atomic_sub_fetch(&g_alive, 1, __ATOMIC_RELAXED);
     if (impl) {
         pthread_mutex_destroy(&impl->lock);
         free(impl->name);

@@ -25,6 +25,10 @@ typedef struct rt_remote_function_spec {
 rt_function *rt_remote_function_new(rt_remote *remote, const rt_remote_function_spec *spec);
 void rt_remote_function_release(rt_function *fn);
 
+/* Remote functions in memory in this process: made and not yet released (listed ones, and
+ * replaced or removed ones that a task still holds). */
+size_t rt_remote_function_count(void);
+
 /* Converts an endpoint's answer to a call's outputs (shared with remote actor classes):
  * sets result or error from result. what names the endpoint for messages. */
 void rt_remote_result_to_call(const rt_remote_result *result, rt_call *call, const char *what,

@@ -53,7 +53,8 @@ struct rt_task {
     rt_tasks *owner;
     pthread_mutex_t lock;
     char id[RT_REF_SIZE];
-    const rt_function *fn;
+    const rt_function *fn;          /* held (rt_function_hold) until the record is freed, so
+                                       that a replaced remote function outlives its tasks */
     const char *function;           /* in tail */
     const char *name;               /* in tail; "" when none */
     json_t *args, *kwargs;          /* owned; set to NULL (task lock) by the attempt that ends
@@ -143,6 +144,7 @@ static void task_free(rt_task *t)
     json_decref(t->kwargs);
     free(t->deps);
     rt_error_decref(t->error);
+    rt_function_drop(t->fn);
     pthread_mutex_destroy(&t->lock);
     free(t);
 }
@@ -215,6 +217,15 @@ static json_t *error_fields(const rt_task *t)
     return json_pack("{s:s,s:s}", "task_id", t->id, "function", t->function);
 }
 
+/* What a record keeps of the error that ended its task (new reference): a summary when
+ * the error is large, since records outlive their result objects (max_kept of them) and
+ * the store can evict those; the full error stays at the result ref while it lives. */
+static rt_error *record_error(rt_error *err)
+{
+    rt_error *summary = rt_error_summary(err, RT_ERROR_SUMMARY_MAX);
+    return summary ? summary : rt_error_incref(err);
+}
+
 /* Moves a task to a terminal state. Task lock held. Results are stored by the caller after
  * unlocking (store calls wake watchers, which may take other task locks). */
 static void end_locked(rt_task *t, rt_task_state s, rt_error *err)
@@ -222,7 +233,7 @@ static void end_locked(rt_task *t, rt_task_state s, rt_error *err)
     rt_tasks *ts = t->owner;
     set_state_locked(t, s);
     t->finished_at = rt_clock_wall();
-    t->error = rt_error_incref(err);
+    t->error = record_error(err);
     stat_add(&ts->pending, -1);
     if (s == RT_TASK_FINISHED)
         count_add(&ts->finished);
@@ -533,7 +544,7 @@ static void finish_attempt(rt_task *t, rt_call *call)
              * all. Rare; the record changes its mind once. */
             pthread_mutex_lock(&t->lock);
             set_state_locked(t, RT_TASK_FAILED);
-            t->error = rt_error_incref(err);
+            t->error = record_error(err);
             __atomic_sub_fetch(&ts->finished, 1, __ATOMIC_RELAXED);
             count_add(&ts->failed);
             pthread_mutex_unlock(&t->lock);
@@ -670,7 +681,7 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     t->owner = ts;
     t->job.run = run_job;
     rt_ref_generate(t->id, 't');
-    t->fn = rt_registry_find(ts->registry, spec->function);
+    t->fn = rt_registry_get(ts->registry, spec->function);
     if (spec->args_given) {
         t->args = spec->args ? spec->args : json_array();
         t->kwargs = spec->kwargs ? spec->kwargs : json_object();

@@ -49,6 +49,10 @@ static const setting SETTINGS[] = {
     {"--linger-max", "RAYD_LINGER_MAX", KIND_SIZE, OFF(api.linger_max), 0, 0, "64M",
      "after answering a request before reading its body (413, 507...), read and discard up "
      "to this much of it so the client gets the answer; 0: close at once", NULL},
+    {"--body-budget", "RAYD_BODY_BUDGET", KIND_SIZE, OFF(api.body_budget), 0, 0,
+     "larger of max-body, limit/4",
+     "memory for request bodies in flight and for what parked requests keep, all requests "
+     "together; beyond it 503 with Retry-After (0: the default)", NULL},
     {"--max-wait", "RAYD_MAX_WAIT", KIND_DURATION, OFF(api.max_wait), 0, 0, "60s",
      "longest any request waits for objects (timeouts are capped at this)", NULL},
     {"--connection-limit", "RAYD_CONNECTION_LIMIT", KIND_UINT, OFF(api.connection_limit), 1,
@@ -70,6 +74,10 @@ static const setting SETTINGS[] = {
      NULL},
     {"--idempotency-ttl", "RAYD_IDEMPOTENCY_TTL", KIND_DURATION, OFF(api.idempotency_ttl), 0, 0,
      "24h", "how long an Idempotency-Key and its answer are remembered", NULL},
+    {"--idempotency-max-bytes", "RAYD_IDEMPOTENCY_MAX_BYTES", KIND_SIZE,
+     OFF(api.idempotency_max_bytes), 0, 0, "64M",
+     "memory for remembered Idempotency-Key answers; beyond it the oldest are forgotten "
+     "(0: no limit)", NULL},
     {"--remote-allow", "RAYD_REMOTE_ALLOW", KIND_STRING, OFF(api.remote_allow), 0, 0,
      "(none)", "comma-separated scheme://host:port prefixes remote functions may call; "
      "empty: registering remote functions is refused", NULL},
@@ -136,6 +144,7 @@ static void set_defaults(svc_config *c)
     c->api.max_parked = 0; /* 0: 90% of the connection limit, set after loading */
     c->api.admin_port = -1;
     c->api.idempotency_ttl = 24 * 3600;
+    c->api.idempotency_max_bytes = (size_t)64 << 20;
     c->log_format = "json";
     c->log_level = "info";
     c->api.max_pending_tasks = 1000000;
@@ -403,6 +412,11 @@ static svc_config_result config_load(svc_config *c, int argc, char **argv, FILE 
          * requests that do not wait, such as probes and the answers that wake the others. */
         unsigned limit = c->api.connection_limit;
         c->api.max_parked = limit > 1 ? limit - (limit / 10 ? limit / 10 : 1) : 1;
+    }
+    if (!c->api.body_budget) {
+        /* One body of the largest size always fits; a big store gets room in proportion. */
+        size_t quarter = c->api.memory_limit / 4;
+        c->api.body_budget = quarter > c->api.max_body ? quarter : c->api.max_body;
     }
     return SVC_CONFIG_OK;
 }

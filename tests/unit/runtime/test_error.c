@@ -1,5 +1,6 @@
 /* Unit tests for runtime/error.c: stored error values, their fields and cause chains. */
 #include <pthread.h>
+#include <stdlib.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -171,6 +172,129 @@ static void test_long_cause_chain(void **state)
     pthread_attr_destroy(&attr);
 }
 
+/* Sizes grow with the message and the fields; the chain size adds the causes'. */
+static void test_sizes(void **state)
+{
+    (void)state;
+    char big[10001];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    rt_error *small = rt_error_new(RT_ERR_TASK_ERROR, "x", NULL, NULL);
+    rt_error *large = rt_error_new(RT_ERR_TASK_ERROR, big, NULL, NULL);
+    json_t *fields = json_pack("{s:s}", "remote_body", big);
+    rt_error *with_fields = rt_error_new(RT_ERR_TASK_ERROR, "x", fields, NULL);
+    json_decref(fields);
+    rt_error *top = rt_error_new(RT_ERR_TASK_ERROR, "top", NULL, large);
+    assert_true(rt_error_size(small) < 300);
+    assert_true(rt_error_size(large) >= 10000);
+    assert_true(rt_error_size(with_fields) >= 10000);
+    assert_int_equal(rt_error_chain_size(small), rt_error_size(small));
+    assert_int_equal(rt_error_chain_size(top), rt_error_size(top) + rt_error_size(large));
+    rt_error_decref(small);
+    rt_error_decref(large);
+    rt_error_decref(with_fields);
+    rt_error_decref(top);
+}
+
+/* hold / unhold count each node once, however many holders reach it. */
+static void test_hold_counts_nodes_once(void **state)
+{
+    (void)state;
+    rt_error *root = rt_error_new(RT_ERR_TASK_ERROR, "root", NULL, NULL);
+    rt_error *a = rt_error_new(RT_ERR_TASK_ERROR, "a", NULL, root);
+    rt_error *b = rt_error_new(RT_ERR_TASK_ERROR, "b", NULL, root);
+    size_t r = rt_error_size(root), sa = rt_error_size(a), sb = rt_error_size(b);
+    assert_int_equal(rt_error_hold(a), sa + r);
+    assert_int_equal(rt_error_hold(b), sb);      /* root is held already, through a */
+    assert_int_equal(rt_error_hold(root), 0);    /* stored itself too */
+    assert_int_equal(rt_error_hold(a), 0);       /* a second object holding a */
+    assert_int_equal(rt_error_unhold(a), 0);
+    assert_int_equal(rt_error_unhold(root), 0);
+    assert_int_equal(rt_error_unhold(a), sa);    /* b still holds root */
+    assert_int_equal(rt_error_unhold(b), sb + r);
+    assert_int_equal(rt_error_hold(a), sa + r);  /* and again from nothing */
+    assert_int_equal(rt_error_unhold(a), sa + r);
+    rt_error_decref(root);
+    rt_error_decref(a);
+    rt_error_decref(b);
+}
+
+/* A long chain costs O(1) per new link to hold: the walk stops at the held cause. */
+static void test_hold_long_chain(void **state)
+{
+    (void)state;
+    rt_error *head = NULL;
+    size_t total = 0;
+    for (int i = 0; i < 10000; i++) {
+        rt_error *e = rt_error_newf(RT_ERR_TASK_ERROR, NULL, head, "level %d", i);
+        total += rt_error_hold(e); /* as a store does for each new failure */
+        rt_error_decref(head);
+        head = e;
+    }
+    assert_int_equal(total, rt_error_chain_size(head));
+    size_t released = 0;
+    /* the store lets go of each object; the chain is released once its head goes */
+    rt_error *e = head;
+    for (int i = 0; i < 10000; i++, e = rt_error_cause(e))
+        released += rt_error_unhold(e);
+    assert_int_equal(released, total);
+    rt_error_decref(head);
+}
+
+/* A small error is its own summary; a large one is cut, keeping kind, the start of the
+ * message and small fields. */
+static void test_summary(void **state)
+{
+    (void)state;
+    rt_error *small = rt_error_new(RT_ERR_TASK_ERROR, "small", NULL, NULL);
+    rt_error *s = rt_error_summary(small, RT_ERROR_SUMMARY_MAX);
+    assert_ptr_equal(s, small);
+    rt_error_decref(s);
+
+    char *big = malloc(100001);
+    assert_non_null(big);
+    memset(big, 'x', 100000);
+    big[100000] = '\0';
+    memcpy(big, "\xc3\xa9", 2); /* a 2-byte UTF-8 sequence at the start */
+    json_t *fields = json_pack("{s:s,s:s}", "task_id", "t-1", "remote_body", big);
+    rt_error *large = rt_error_new(RT_ERR_WORKER_UNAVAILABLE, big, fields, small);
+    json_decref(fields);
+    s = rt_error_summary(large, RT_ERROR_SUMMARY_MAX);
+    assert_non_null(s);
+    assert_ptr_not_equal(s, large);
+    assert_true(rt_error_chain_size(s) <= RT_ERROR_SUMMARY_MAX);
+    assert_int_equal(rt_error_kind_of(s), RT_ERR_WORKER_UNAVAILABLE);
+    assert_true(strncmp(rt_error_message(s), big, 100) == 0);
+    assert_non_null(strstr(rt_error_message(s), "bytes omitted]"));
+    assert_string_equal(json_string_value(json_object_get(rt_error_fields(s), "task_id")), "t-1");
+    assert_null(json_object_get(rt_error_fields(s), "remote_body"));
+    assert_ptr_equal(rt_error_cause(s), small); /* the small cause is shared */
+    rt_error_decref(s);
+
+    /* A chain of large errors: a few cut copies, then the count of the levels left out. */
+    rt_error *head = rt_error_incref(large);
+    for (int i = 0; i < 50; i++) {
+        rt_error *e = rt_error_new(RT_ERR_TASK_ERROR, big, NULL, head);
+        rt_error_decref(head);
+        head = e;
+    }
+    s = rt_error_summary(head, RT_ERROR_SUMMARY_MAX);
+    assert_true(rt_error_chain_size(s) <= 2 * RT_ERROR_SUMMARY_MAX);
+    size_t depth = 0;
+    const rt_error *last = s;
+    for (const rt_error *e = s; e; e = rt_error_cause(e), depth++)
+        last = e;
+    assert_true(depth >= 2 && depth < 16);
+    json_t *omitted = json_object_get(rt_error_fields(last), "causes_omitted");
+    assert_true(json_is_integer(omitted));
+    assert_int_equal((size_t)json_integer_value(omitted) + depth, 52); /* 50 + large + small */
+    rt_error_decref(s);
+    rt_error_decref(head);
+    rt_error_decref(large);
+    rt_error_decref(small);
+    free(big);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -183,6 +307,10 @@ int main(void)
         cmocka_unit_test(test_incref_decref),
         cmocka_unit_test(test_shared_cause_survives_one_parent),
         cmocka_unit_test(test_long_cause_chain),
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_hold_counts_nodes_once),
+        cmocka_unit_test(test_hold_long_chain),
+        cmocka_unit_test(test_summary),
     };
     return cmocka_run_group_tests_name("runtime/error", tests, NULL, NULL);
 }

@@ -353,7 +353,8 @@ static void test_pending_fail(void **state)
     rt_store_stats st = stats_of(s);
     assert_int_equal(st.objects, 1);
     assert_int_equal(st.pending, 0);
-    assert_int_equal(st.bytes, 0); /* only READY bytes count */
+    assert_int_equal(st.bytes, rt_error_size(e)); /* errors count too */
+    assert_int_equal(st.error_bytes, rt_error_size(e));
 
     /* resolve / fail after fail */
     rt_buf *b = rt_buf_from("x", 1, NULL);
@@ -717,7 +718,7 @@ static void test_eviction_of_several_to_exact_limit(void **state)
     rt_store_free(s);
 }
 
-static void test_pending_and_error_not_evicted(void **state)
+static void test_pending_not_evicted_errors_are(void **state)
 {
     (void)state;
     rt_store *s = new_store(1000);
@@ -725,13 +726,121 @@ static void test_pending_and_error_not_evicted(void **state)
     assert_int_equal(rt_store_create_pending(s, p), RT_OK);
     assert_int_equal(rt_store_create_pending(s, e), RT_OK);
     rt_error *err = rt_error_new(RT_ERR_TASK_ERROR, "x", NULL, NULL);
+    assert_true(rt_error_size(err) < 300);
     assert_int_equal(rt_store_fail(s, e, err), RT_OK);
     rt_error_decref(err);
     put_ok(s, 600, 'a', a);
-    put_ok(s, 600, 'b', b);
+    put_ok(s, 600, 'b', b); /* the error is older than a: it goes first, then a */
+    assert_int_equal(peek_lost_reason(s, e), RT_LOST_EVICTED);
     assert_int_equal(peek_lost_reason(s, a), RT_LOST_EVICTED);
     assert_int_equal(peek_state(s, p), RT_OBJ_PENDING);
-    assert_int_equal(peek_state(s, e), RT_OBJ_ERROR);
+    assert_int_equal(peek_state(s, b), RT_OBJ_READY);
+    rt_store_stats st = stats_of(s);
+    assert_int_equal(st.bytes, 600);
+    assert_int_equal(st.error_bytes, 0);
+    assert_int_equal(st.evictions, 2);
+    rt_store_free(s);
+}
+
+/* Errors as big as values are counted and evicted like them, oldest first, so that a flood
+ * of failures cannot grow memory past the limit; a pinned error stays. */
+static void test_errors_counted_and_evicted(void **state)
+{
+    (void)state;
+    enum { N = 200, MESSAGE = 10000, LIMIT = 100000 };
+    rt_store *s = new_store(LIMIT);
+    char *message = malloc(MESSAGE + 1);
+    assert_non_null(message);
+    memset(message, 'm', MESSAGE);
+    message[MESSAGE] = '\0';
+    char refs[N][RT_REF_SIZE];
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(rt_store_create_pending(s, refs[i]), RT_OK);
+        rt_error *err = rt_error_new(RT_ERR_TASK_ERROR, message, NULL, NULL);
+        assert_int_equal(rt_store_fail(s, refs[i], err), RT_OK);
+        rt_error_decref(err);
+        if (i == 0)
+            assert_int_equal(rt_store_pin(s, refs[0]), RT_OK);
+        rt_store_stats st = stats_of(s);
+        assert_true(st.bytes <= LIMIT);
+        assert_int_equal(st.bytes, st.error_bytes);
+    }
+    rt_store_stats st = stats_of(s);
+    assert_true(st.bytes > LIMIT - 2 * MESSAGE);
+    assert_true(st.evictions >= N - LIMIT / MESSAGE);
+    assert_int_equal(peek_state(s, refs[0]), RT_OBJ_ERROR); /* pinned */
+    assert_int_equal(peek_lost_reason(s, refs[1]), RT_LOST_EVICTED);
+    assert_int_equal(peek_state(s, refs[N - 1]), RT_OBJ_ERROR);
+    /* Freed errors give their bytes back; then only the pinned one is left. */
+    for (int i = 0; i < N; i++)
+        rt_store_delete(s, refs[i]);
+    st = stats_of(s);
+    assert_int_equal(st.bytes, 0);
+    assert_int_equal(st.error_bytes, 0);
+    free(message);
+    rt_store_free(s);
+}
+
+/* A cause shared by many stored errors counts once, and stays counted while any of them
+ * holds it, even after its own object is gone. */
+static void test_shared_cause_counted_once(void **state)
+{
+    (void)state;
+    rt_store *s = new_store(0);
+    char root_ref[RT_REF_SIZE], refs[10][RT_REF_SIZE];
+    char big[5000];
+    memset(big, 'r', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    rt_error *root = rt_error_new(RT_ERR_TASK_ERROR, big, NULL, NULL);
+    assert_int_equal(rt_store_create_pending(s, root_ref), RT_OK);
+    assert_int_equal(rt_store_fail(s, root_ref, root), RT_OK);
+    size_t expect = rt_error_size(root);
+    for (int i = 0; i < 10; i++) {
+        rt_error *e = rt_error_new(RT_ERR_TASK_ERROR, "did not run", NULL, root);
+        assert_int_equal(rt_store_create_pending(s, refs[i]), RT_OK);
+        assert_int_equal(rt_store_fail(s, refs[i], e), RT_OK);
+        expect += rt_error_size(e);
+        rt_error_decref(e);
+    }
+    assert_int_equal(stats_of(s).error_bytes, expect);
+    rt_store_delete(s, root_ref); /* the others still hold it as their cause */
+    assert_int_equal(stats_of(s).error_bytes, expect);
+    for (int i = 0; i < 10; i++)
+        rt_store_delete(s, refs[i]);
+    assert_int_equal(stats_of(s).error_bytes, 0);
+    assert_int_equal(stats_of(s).bytes, 0);
+    rt_error_decref(root);
+    rt_store_free(s);
+}
+
+/* An error larger than the whole limit is still stored (a failed task must resolve its
+ * ref), as its bounded summary, and the full value goes. */
+static void test_error_over_limit_stored_as_summary(void **state)
+{
+    (void)state;
+    enum { LIMIT = 20000, MESSAGE = 100000 };
+    rt_store *s = new_store(LIMIT);
+    char *message = malloc(MESSAGE + 1);
+    assert_non_null(message);
+    memset(message, 'm', MESSAGE);
+    message[MESSAGE] = '\0';
+    rt_error *err = rt_error_new(RT_ERR_TASK_ERROR, message, NULL, NULL);
+    char a[RT_REF_SIZE], ref[RT_REF_SIZE];
+    put_ok(s, 1000, 'a', a);
+    assert_int_equal(rt_store_create_pending(s, ref), RT_OK);
+    assert_int_equal(rt_store_fail(s, ref, err), RT_OK);
+    rt_object_view v;
+    assert_int_equal(peek_view(s, ref, &v), RT_OK);
+    assert_int_equal(v.state, RT_OBJ_ERROR);
+    assert_ptr_not_equal(v.error, err);
+    assert_true(rt_error_chain_size(v.error) <= RT_ERROR_SUMMARY_MAX);
+    assert_non_null(strstr(rt_error_message(v.error), "bytes omitted"));
+    rt_object_view_release(&v);
+    rt_store_stats st = stats_of(s);
+    assert_true(st.bytes <= LIMIT);
+    assert_true(st.error_bytes <= RT_ERROR_SUMMARY_MAX);
+    rt_error_decref(err);
+    free(message);
     rt_store_free(s);
 }
 
@@ -1777,7 +1886,10 @@ int main(void)
         cmocka_unit_test(test_eviction_lru_second_chance),
         cmocka_unit_test(test_peek_does_not_mark_used),
         cmocka_unit_test(test_eviction_of_several_to_exact_limit),
-        cmocka_unit_test(test_pending_and_error_not_evicted),
+        cmocka_unit_test(test_pending_not_evicted_errors_are),
+        cmocka_unit_test(test_errors_counted_and_evicted),
+        cmocka_unit_test(test_shared_cause_counted_once),
+        cmocka_unit_test(test_error_over_limit_stored_as_summary),
         cmocka_unit_test(test_too_large_is_full_immediately),
         cmocka_unit_test(test_unlimited),
         cmocka_unit_test(test_pins_stop_eviction),

@@ -381,6 +381,63 @@ static void test_arg_bytes(void **state)
     json_decref(b2);
 }
 
+/* ---- owned (remote) functions: freed when the last holder lets go --------------------- */
+
+static int g_released;
+
+static void count_release(rt_function *fn)
+{
+    g_released++;
+    free((char *)fn->name);
+    free(fn);
+}
+
+static rt_function *owned_fn(const char *name)
+{
+    rt_function *fn = calloc(1, sizeof(*fn));
+    fn->name = strdup(name);
+    fn->kind = RT_FUNCTION_REMOTE;
+    fn->fn = noop;
+    return fn;
+}
+
+static void test_owned_replaced_and_removed_are_freed(void **state)
+{
+    (void)state;
+    g_released = 0;
+    rt_registry *reg = rt_registry_new();
+    bool replaced;
+    /* 1,000 registrations of one name: each replaced one goes at once */
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(rt_registry_put_owned(reg, owned_fn("f"), count_release, &replaced),
+                         RT_OK);
+        assert_int_equal(replaced, i > 0);
+    }
+    assert_int_equal(g_released, 999);
+    /* one held by a user (a task) outlives its replacement and its removal */
+    const rt_function *held = rt_registry_get(reg, "f");
+    assert_non_null(held);
+    assert_int_equal(rt_registry_put_owned(reg, owned_fn("f"), count_release, &replaced), RT_OK);
+    assert_int_equal(g_released, 999);
+    assert_string_equal(held->name, "f"); /* still valid (ASan checks) */
+    rt_function_drop(held);
+    assert_int_equal(g_released, 1000);
+    held = rt_registry_get(reg, "f");
+    assert_int_equal(rt_registry_remove(reg, "f"), RT_OK);
+    assert_null(rt_registry_get(reg, "f"));
+    assert_int_equal(g_released, 1000);
+    rt_function_drop(held);
+    assert_int_equal(g_released, 1001);
+    /* what is listed goes with the registry; static functions are never counted */
+    static const rt_function builtin = FN("builtin");
+    assert_int_equal(rt_registry_add(reg, &builtin), RT_OK);
+    assert_ptr_equal(rt_registry_get(reg, "builtin"), &builtin);
+    rt_function_drop(&builtin);
+    assert_int_equal(rt_registry_put_owned(reg, owned_fn("g"), count_release, &replaced), RT_OK);
+    rt_registry_free(reg);
+    assert_int_equal(g_released, 1002);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_only_one_output_remains),
         cmocka_unit_test(test_cancelled),
         cmocka_unit_test(test_arg_bytes),
+        cmocka_unit_test(test_owned_replaced_and_removed_are_freed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
