@@ -25,7 +25,8 @@ comma := ,
 RUN_ARGS ?=
 
 DEB_PACKAGES := build-essential pkg-config libmicrohttpd-dev libjansson-dev \
-                libcurl4-openssl-dev libcmocka-dev libjemalloc-dev python3-yaml curl jq wrk
+                libcurl4-openssl-dev libhiredis-dev libcmocka-dev libjemalloc-dev python3-yaml \
+                curl jq wrk
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -Wno-missing-field-initializers -Wformat=2 -Wvla
@@ -47,9 +48,11 @@ CFLAGS     += -DRAYD_JEMALLOC
 RAYD_LIBS  := -ljemalloc
 endif
 
-PKGS        := libmicrohttpd jansson libcurl
+PKGS        := libmicrohttpd jansson libcurl hiredis
 PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# What runtime/ links (no HTTP server): runtime unit tests link only these.
+RUNTIME_LIBS = $(shell pkg-config --libs jansson libcurl hiredis 2>/dev/null)
 
 RUNTIME_SRC := $(wildcard runtime/*.c)
 API_SRC     := $(wildcard api/*.c)
@@ -121,7 +124,7 @@ $(BUILD)/tests/unit/api/%: tests/unit/api/%.c $(BUILD)/librayd_api.a $(BUILD)/li
 $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/librayd_runtime.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/librayd_runtime.a \
-	    -lcmocka -ljansson $(LDLIBS)
+	    -lcmocka $(RUNTIME_LIBS) $(LDLIBS)
 
 # API tests: libcurl clients against the real server binary.
 $(BUILD)/tests/api/%: tests/api/%.c $(API_TEST_SUPPORT) $(BUILD)/rayd
