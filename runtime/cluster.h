@@ -86,6 +86,10 @@ typedef enum rt_owner {
 rt_owner rt_cluster_owner(rt_cluster *cluster, const char *id, char tag[RT_NODE_TAG_SIZE],
                           char *url, size_t url_size);
 
+/* The same for a tag (RT_OWNER_SELF for this node's own tag). */
+rt_owner rt_cluster_owner_of_tag(rt_cluster *cluster, const char *tag, char *url,
+                                 size_t url_size);
+
 /* One node as the membership table has it. */
 typedef struct rt_cluster_node {
     char tag[RT_NODE_TAG_SIZE];

@@ -64,6 +64,7 @@ struct rt_cluster {
     bool has_tag;         /* Redis thread */
     bool wrote_record;    /* Redis thread: a heartbeat was written with this tag */
     bool redis_was_up;    /* Redis thread: the connection came up at least once */
+    int ticks;            /* Redis thread: heartbeats written before joining */
     double reconnected_at; /* Redis thread: monotonic time of the last connection */
 
     pthread_mutex_t lock;
@@ -455,7 +456,9 @@ static int tick(redisContext *rc, void *arg, char *why, size_t n)
         return -1;
     if (heartbeat(c, rc, why, n) != 0 || scan(c, rc, why, n) != 0)
         return -1;
-    if (!__atomic_load_n(&c->joined, __ATOMIC_RELAXED)) {
+    /* Joined after the second heartbeat: by then every other node has scanned once since
+     * this node's record appeared, so they know its tag when its ids reach them. */
+    if (!__atomic_load_n(&c->joined, __ATOMIC_RELAXED) && ++c->ticks >= 2) {
         __atomic_store_n(&c->joined, 1, __ATOMIC_RELEASE);
         pthread_mutex_lock(&c->lock);
         long long epoch = c->epoch;
@@ -576,6 +579,13 @@ rt_owner rt_cluster_owner(rt_cluster *c, const char *id, char tag[RT_NODE_TAG_SI
         tag[0] = '\0';
         return RT_OWNER_SELF;
     }
+    return rt_cluster_owner_of_tag(c, tag, url, url_size);
+}
+
+rt_owner rt_cluster_owner_of_tag(rt_cluster *c, const char *tag, char *url, size_t url_size)
+{
+    if (url && url_size)
+        url[0] = '\0';
     if (rt_cluster_joined(c) && strcmp(tag, c->tag) == 0)
         return RT_OWNER_SELF;
     rt_owner owner = RT_OWNER_UNKNOWN;
