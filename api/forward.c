@@ -238,6 +238,15 @@ static ssize_t no_body_reader(void *cls, uint64_t pos, char *buf, size_t max)
     return MHD_CONTENT_READER_END_OF_STREAM;
 }
 
+/* Bytes of the answer that may be sent now. The last byte waits for the end of the call,
+ * so that a client holding the whole object knows the call is over (and its copy kept). */
+static size_t sendable(const api_forward *fw, size_t size, bool *done)
+{
+    *done = rt_peer_done(fw->call); /* first: once done, filled is final */
+    size_t filled = rt_peer_filled(fw->call);
+    return !*done && filled == size ? size - 1 : filled;
+}
+
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     api_forward *fw = cls;
@@ -245,22 +254,20 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
     size_t size = a->body->size;
     if (pos >= size)
         return MHD_CONTENT_READER_END_OF_STREAM;
-    for (int looked_twice = 0;; looked_twice = 1) {
-        size_t filled = rt_peer_filled(fw->call);
-        if (pos < filled) {
-            size_t n = filled - (size_t)pos < max ? filled - (size_t)pos : max;
-            memcpy(buf, a->body->data + pos, n);
-            return (ssize_t)n;
-        }
-        if (rt_peer_done(fw->call) && rt_peer_filled(fw->call) <= pos)
-            return MHD_CONTENT_READER_END_WITH_ERROR; /* the owner's answer broke off */
-        if (looked_twice)
-            break;
+    bool done;
+    size_t ready = sendable(fw, size, &done);
+    if (pos < ready) {
+        size_t n = ready - (size_t)pos < max ? ready - (size_t)pos : max;
+        memcpy(buf, a->body->data + pos, n);
+        return (ssize_t)n;
     }
-    /* Nothing yet: wait without the thread. See the DESIGN note. */
+    if (done)
+        return MHD_CONTENT_READER_END_WITH_ERROR; /* the owner's answer broke off */
+    /* Nothing yet: wait without the thread (see the DESIGN note), and look once more after
+     * saying so, in case the bytes came in between. */
     MHD_suspend_connection(fw->conn);
     __atomic_store_n(&fw->reader_waiting, 1, __ATOMIC_SEQ_CST);
-    if ((rt_peer_filled(fw->call) > pos || rt_peer_done(fw->call))) {
+    if (sendable(fw, size, &done) > pos || done) {
         int expected = 1;
         if (__atomic_compare_exchange_n(&fw->reader_waiting, &expected, 0, 0, __ATOMIC_SEQ_CST,
                                         __ATOMIC_SEQ_CST))

@@ -53,17 +53,20 @@ static enum MHD_Result serve_ready(api_request *req, const rt_object_view *view)
 
 enum { FOREIGN_READ, FOREIGN_META, FOREIGN_DELETE };
 
-/* Handles a ref that another node owns (cluster mode only): a secondary copy answers a
- * read; an unknown owner is a 404, a dead one a 410; anything else is relayed to the
- * owner. Returns true when it answered or relayed (*result set), false when the ref is
- * this node's own. */
+/* Handles a ref that another node owns (cluster mode only): an unknown owner is a 404, a
+ * dead one a 410 (its objects are lost, copies or not: as Ray's OwnerDiedError); a live
+ * owner's object is read from a secondary copy when this node has one, and anything else
+ * is relayed to the owner. Returns true when it answered or relayed (*result set), false
+ * when the ref is this node's own. */
 static bool foreign_object(api_request *req, const char *ref, int what, enum MHD_Result *result)
 {
     char tag[RT_NODE_TAG_SIZE], url[RT_CLUSTER_URL_MAX];
     rt_owner owner = rt_cluster_owner(req->ctx->cluster, ref, tag, url, sizeof(url));
     if (owner == RT_OWNER_SELF)
         return false;
-    if (what == FOREIGN_READ) {
+    if (owner != RT_OWNER_ALIVE || what == FOREIGN_DELETE) {
+        rt_store_drop_copy(req->ctx->store, ref); /* no copy outlives its owner or a free */
+    } else if (what == FOREIGN_READ) {
         rt_object_view view;
         rt_status st = rt_store_get(req->ctx->store, ref, &view);
         bool copy = st == RT_OK && view.copy && view.state == RT_OBJ_READY;
@@ -72,8 +75,6 @@ static bool foreign_object(api_request *req, const char *ref, int what, enum MHD
         rt_object_view_release(&view);
         if (copy)
             return true;
-    } else if (what == FOREIGN_DELETE) {
-        rt_store_drop_copy(req->ctx->store, ref); /* this node's copy goes in any case */
     }
     char detail[200];
     if (owner == RT_OWNER_UNKNOWN) {
