@@ -157,6 +157,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
     rt_peer_call *c = arg;
     size_t len = size * n;
     rt_peer_answer *a = &c->answer;
+    if (c->head_sent)
+        return len; /* trailers: the head others read is final */
     if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
         /* A status line: a new (final or interim) answer starts. */
         const char *sp = memchr(data, ' ', len);
