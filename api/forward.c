@@ -223,6 +223,11 @@ static enum MHD_Result reply_failure(api_request *req, api_forward *fw, const ch
     if (owner == RT_OWNER_DEAD && fw->ref[0])
         return api_forward_reply_owner_died(req, fw->ref, fw->owner_tag);
     req->retry_after = 1;
+    if (__atomic_load_n(&req->ctx->lifecycle, __ATOMIC_ACQUIRE) == API_DRAINING)
+        return api_problem(req, 503, "ShuttingDown",
+                           "this node is stopping and gave up waiting for another node; "
+                           "retry on another replica",
+                           NULL);
     return api_problemf(req, 503, "ClusterUnavailable",
                         "node %s (%s), which can answer this, did not: %s", fw->owner_tag,
                         url[0] ? url : "address unknown", why);

@@ -36,7 +36,7 @@
 #define REDIS_TIMEOUT 1.0          /* seconds for connecting and for each command */
 #define TAG_TRIES 1000
 
-/* Puts the counter back to at least ARGV[1] (after Redis lost its data). */
+/* Puts a counter back to at least ARGV[1] (after Redis lost its data). */
 static const char RESTORE_COUNTER[] =
     "local v = tonumber(redis.call('GET', KEYS[1]) or '0') or 0 "
     "if v < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end return 0";
@@ -48,6 +48,7 @@ typedef struct member {
     long long epoch;
     double started_at;
     rt_cluster_load load;
+    double dead_since; /* monotonic time it was first seen dead; 0 while alive */
 } member;
 
 struct rt_cluster {
@@ -203,24 +204,41 @@ static void local_load(rt_cluster *c, rt_cluster_load *load)
 
 /* After the record was found gone (Redis restarted, or this node was silent past the
  * expiry and others took it for dead): a new epoch, and the counter put back. */
+/* Puts counter back to at least value. 0, or -1 with why. */
+static int restore_counter(redisContext *rc, const char *counter, unsigned long long value,
+                           char *why, size_t n)
+{
+    char text[24];
+    snprintf(text, sizeof(text), "%llu", value);
+    const char *restore[] = {"EVAL", RESTORE_COUNTER, "1", counter, text};
+    redisReply *r = redisCommandArgv(rc, 5, restore, NULL);
+    int failed = reply_ok(rc, r, "EVAL", why, n);
+    freeReplyObject(r);
+    return failed;
+}
+
 static int rejoin(rt_cluster *c, redisContext *rc, const char *key, char *why, size_t n)
 {
+    /* Both counters may have gone back with Redis's data: never hand out a number again
+     * (for the epoch, none this node has seen on any node). */
+    pthread_mutex_lock(&c->lock);
+    long long old_epoch = c->epoch;
+    for (size_t i = 0; i < c->nmembers; i++)
+        if (c->members[i].epoch > old_epoch)
+            old_epoch = c->members[i].epoch;
+    pthread_mutex_unlock(&c->lock);
+    if (restore_counter(rc, KEY_COUNTER, c->tag_number, why, n) != 0 ||
+        restore_counter(rc, KEY_EPOCH, (unsigned long long)old_epoch, why, n) != 0)
+        return -1;
     long long epoch;
     const char *incr_epoch[] = {"INCR", KEY_EPOCH};
     if (command_integer(rc, 2, incr_epoch, &epoch, why, n) != 0)
         return -1;
-    char epoch_text[24], number[24];
+    char epoch_text[24];
     snprintf(epoch_text, sizeof(epoch_text), "%lld", epoch);
-    snprintf(number, sizeof(number), "%llu", c->tag_number);
     const char *set[] = {"HSET", key, "epoch", epoch_text};
     long long ignored;
     if (command_integer(rc, 4, set, &ignored, why, n) != 0)
-        return -1;
-    const char *restore[] = {"EVAL", RESTORE_COUNTER, "1", KEY_COUNTER, number};
-    redisReply *r = redisCommandArgv(rc, 5, restore, NULL);
-    int failed = reply_ok(rc, r, "EVAL", why, n);
-    freeReplyObject(r);
-    if (failed)
         return -1;
     pthread_mutex_lock(&c->lock);
     c->epoch = epoch;
@@ -392,6 +410,7 @@ static int scan(rt_cluster *c, redisContext *rc, char *why, size_t n)
         /* Only this thread writes the table, so it reads it without the lock. */
         const member *old = find_member(c->members, c->nmembers, m->tag);
         if (old) { /* what was known stays until a record says otherwise */
+            m->dead_since = old->dead_since;
             m->alive = old->alive;
             m->epoch = old->epoch;
             m->started_at = old->started_at;
@@ -435,6 +454,33 @@ static int scan(rt_cluster *c, redisContext *rc, char *why, size_t n)
             next[i].alive = present[i] || (grace && next[i].alive);
     free(plan);
     free(present);
+    /* Nodes this node knew that are missing from "nodes" (Redis restarted empty) are not
+     * forgotten: in the grace period they stay as they were until they write themselves
+     * back; after it they are dead (their objects answer 410, not 404) for a week. */
+    double now_mono = rt_clock_monotonic();
+    size_t missing = 0;
+    for (size_t i = 0; i < c->nmembers; i++)
+        missing += !find_member(next, nnext, c->members[i].tag);
+    if (missing) {
+        member *grown = realloc(next, (nnext + missing) * sizeof(*next));
+        for (size_t i = 0; grown && i < c->nmembers; i++) {
+            const member *old = &c->members[i];
+            if (find_member(grown, nnext, old->tag) ||
+                (old->dead_since > 0 && now_mono - old->dead_since > FORGET_MS / 1000.0))
+                continue;
+            grown[nnext] = *old;
+            grown[nnext].alive = old->alive && grace;
+            nnext++;
+        }
+        if (grown)
+            next = grown;
+    }
+    for (size_t i = 0; i < nnext; i++) {
+        if (next[i].alive)
+            next[i].dead_since = 0;
+        else if (next[i].dead_since == 0)
+            next[i].dead_since = now_mono;
+    }
 
     pthread_mutex_lock(&c->lock);
     member *old = c->members;
