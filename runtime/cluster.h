@@ -11,10 +11,12 @@
  * - Membership: every second the node reads `nodes` and the records of the recent ones. A
  *   node that dies is seen dead by the others within 3 s (expiry) + 1 s (scan).
  * - Redis unreachable: the last known membership stays as it was (nobody is declared dead
- *   for want of Redis); after reconnecting, a node is declared dead only once its record
- *   has had one expiry period to come back.
- * - The node has joined once it has its tag and has written its record and read the
- *   others'; /readyz answers 503 until then.
+ *   for want of Redis); after reconnecting, or after finding its own record gone (Redis
+ *   lost its data), a node declares another dead only once that one's record has had one
+ *   expiry period to come back. Nodes known before stay known (dead, not unknown) even
+ *   when Redis forgot them.
+ * - The node has joined once it has written its record twice and read the others';
+ *   /readyz answers 503 until then.
  *
  * Thread-safety: every function may be called from any thread. The membership table has
  * one mutex; lookups copy out what they need. The Redis work runs on the thread of

@@ -66,7 +66,7 @@ struct rt_cluster {
     bool wrote_record;    /* Redis thread: a heartbeat was written with this tag */
     bool redis_was_up;    /* Redis thread: the connection came up at least once */
     int ticks;            /* Redis thread: heartbeats written before joining */
-    double reconnected_at; /* Redis thread: monotonic time of the last connection */
+    double grace_from;    /* Redis thread: when Redis came back or was found emptied */
 
     pthread_mutex_t lock;
     member *members; /* lock: every other node known, by tag */
@@ -294,8 +294,12 @@ static int heartbeat(rt_cluster *c, redisContext *rc, char *why, size_t n)
     }
     if (failed)
         return -1;
-    if (c->wrote_record && added == RECORD_FIELDS && rejoin(c, rc, key, why, n) != 0)
-        return -1;
+    if (c->wrote_record && added == RECORD_FIELDS) {
+        /* The others' records are likely gone too: give them time to come back. */
+        c->grace_from = rt_clock_monotonic();
+        if (rejoin(c, rc, key, why, n) != 0)
+            return -1;
+    }
     c->wrote_record = true;
     return 0;
 }
@@ -445,9 +449,10 @@ static int scan(rt_cluster *c, redisContext *rc, char *why, size_t n)
         }
         freeReplyObject(r);
     }
-    /* After a reconnection, records get one expiry period to be written again (Redis may
-     * have restarted empty) before their nodes are taken for dead. */
-    bool grace = rt_clock_monotonic() - c->reconnected_at <
+    /* After a reconnection, or once this node's own record was found gone, records get one
+     * expiry period to be written again (Redis may have restarted empty, or lost its data)
+     * before their nodes are taken for dead. */
+    bool grace = rt_clock_monotonic() - c->grace_from <
                  RT_CLUSTER_RECORD_TTL_MS / 1000.0 + RT_CLUSTER_HEARTBEAT;
     for (size_t i = 0; i < nnext; i++)
         if (asked[i])
@@ -495,9 +500,11 @@ static int scan(rt_cluster *c, redisContext *rc, char *why, size_t n)
 
 /* ---- the Redis thread's callbacks ------------------------------------------------------ */
 
-static int tick(redisContext *rc, void *arg, char *why, size_t n)
+static int tick(redisContext *rc, int fresh, void *arg, char *why, size_t n)
 {
     rt_cluster *c = arg;
+    if (fresh) /* Redis may be back from a restart: records get time to reappear */
+        c->grace_from = rt_clock_monotonic();
     if (!c->has_tag && take_tag(c, rc, why, n) != 0)
         return -1;
     if (heartbeat(c, rc, why, n) != 0 || scan(c, rc, why, n) != 0)
@@ -516,8 +523,9 @@ static int tick(redisContext *rc, void *arg, char *why, size_t n)
     return 0;
 }
 
-static int leave(redisContext *rc, void *arg, char *why, size_t n)
+static int leave(redisContext *rc, int fresh, void *arg, char *why, size_t n)
 {
+    (void)fresh;
     rt_cluster *c = arg;
     if (!c->has_tag)
         return 0;
@@ -543,7 +551,6 @@ static void redis_state(int up, const char *why, void *arg)
     snprintf(c->redis_error, sizeof(c->redis_error), "%s", up ? "" : why);
     pthread_mutex_unlock(&c->lock);
     if (up) {
-        c->reconnected_at = rt_clock_monotonic();
         say(c, "info", "%s Redis at %s:%u", c->redis_was_up ? "reconnected to" : "connected to",
             c->url.host, c->url.port);
         c->redis_was_up = true;

@@ -244,43 +244,41 @@ static void *redis_thread(void *arg)
     rt_redis_config *cfg = &r->config;
     redisContext *c = NULL;
     double backoff = BACKOFF_FIRST;
-    int reported_down = 0;
+    int up = 0, reported_down = 0, fresh = 0;
     char why[256];
     while (!is_stopping(r)) {
         double started = rt_clock_monotonic();
-        if (!c) {
-            why[0] = '\0';
-            c = connect_redis(cfg, why, sizeof(why));
-            if (!c) {
-                if (!reported_down && cfg->state)
-                    cfg->state(0, why, cfg->arg);
-                reported_down = 1;
-                if (wait_until(r, started + backoff))
-                    break;
-                backoff = backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : backoff * 2;
-                continue;
-            }
-            backoff = BACKOFF_FIRST;
-            reported_down = 0;
-            if (cfg->state)
-                cfg->state(1, "", cfg->arg);
-        }
         why[0] = '\0';
-        if (cfg->tick(c, cfg->arg, why, sizeof(why)) != 0) {
-            redisFree(c);
+        if (!c) {
+            c = connect_redis(cfg, why, sizeof(why));
+            fresh = 1;
+        }
+        /* Up means answering: a connection the kernel accepted for a Redis that hangs is
+         * not up until a tick went through on it. */
+        if (!c || cfg->tick(c, fresh, cfg->arg, why, sizeof(why)) != 0) {
+            if (c)
+                redisFree(c);
             c = NULL;
-            if (cfg->state)
+            if ((up || !reported_down) && cfg->state)
                 cfg->state(0, why[0] ? why : "a command failed", cfg->arg);
+            up = 0;
             reported_down = 1;
             if (wait_until(r, rt_clock_monotonic() + backoff))
                 break;
+            backoff = backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : backoff * 2;
             continue;
         }
+        fresh = 0;
+        backoff = BACKOFF_FIRST;
+        if (!up && cfg->state)
+            cfg->state(1, "", cfg->arg);
+        up = 1;
+        reported_down = 0;
         if (wait_until(r, started + cfg->period))
             break;
     }
     if (c && cfg->leave)
-        cfg->leave(c, cfg->arg, why, sizeof(why));
+        cfg->leave(c, 0, cfg->arg, why, sizeof(why));
     if (c)
         redisFree(c);
     return NULL;

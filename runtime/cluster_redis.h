@@ -32,12 +32,15 @@ int rt_redis_url_parse(const char *url, rt_redis_url *out, char *err, size_t err
 
 struct redisContext;
 
-/* Runs on the Redis thread with a connected context. Returns 0, or -1 when a command failed
- * (why written into why, why_size bytes): the connection is then dropped and made again. */
-typedef int (*rt_redis_tick_fn)(struct redisContext *c, void *arg, char *why, size_t why_size);
+/* Runs on the Redis thread with a connected context; fresh is 1 on the first tick of a new
+ * connection. Returns 0, or -1 when a command failed (why written into why, why_size
+ * bytes): the connection is then dropped and made again. */
+typedef int (*rt_redis_tick_fn)(struct redisContext *c, int fresh, void *arg, char *why,
+                                size_t why_size);
 
-/* Runs on the Redis thread each time the connection comes up (up = 1, why "") or is lost or
- * cannot be made (up = 0, why says why; once per outage, not once per attempt). */
+/* Runs on the Redis thread each time Redis answers again (up = 1, why "": a tick succeeded
+ * on a new connection), and each time it stops answering or cannot be reached (up = 0, why
+ * says why; once per outage, not once per attempt). */
 typedef void (*rt_redis_state_fn)(int up, const char *why, void *arg);
 
 typedef struct rt_redis_config {

@@ -44,6 +44,13 @@ int cluster_env_load(cluster_env *env)
         env->pid[i] = (pid_t)p[i];
     }
     set_url(&env->lb, lb);
+    const char *redis = getenv("RAYD_CLUSTER_REDIS");
+    long rpid = 0;
+    if (!redis || sscanf(redis, "%ld %d", &rpid, &env->redis_port) != 2) {
+        fprintf(stderr, "cluster tests: RAYD_CLUSTER_REDIS (\"pid port\") missing\n");
+        return -1;
+    }
+    env->redis_pid = (pid_t)rpid;
     for (int i = 0; i < CLUSTER_NODES; i++) {
         http_opts o = {.path = "/v1/status", .soft = true};
         http_resp *r = http_request_opts(&env->node[i], &o);
@@ -59,6 +66,21 @@ int cluster_env_load(cluster_env *env)
         http_resp_free(r);
     }
     return 0;
+}
+
+char *cluster_redis_cli(const cluster_env *env, const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "redis-cli -p %d %s 2>&1", env->redis_port, args);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return NULL;
+    char line[1024] = "";
+    if (!fgets(line, sizeof(line), p))
+        line[0] = '\0';
+    pclose(p);
+    line[strcspn(line, "\r\n")] = '\0';
+    return strdup(line);
 }
 
 void cluster_ref_tag(const char *ref, char *tag)

@@ -5,6 +5,7 @@
  *   RAYD_CLUSTER_NODES  "http://127.0.0.1:P1 http://127.0.0.1:P2 http://127.0.0.1:P3"
  *   RAYD_CLUSTER_PIDS   "pid1 pid2 pid3", in the same order
  *   RAYD_CLUSTER_LB     "http://127.0.0.1:PN" (nginx, round-robin)
+ *   RAYD_CLUSTER_REDIS  "PID PORT" of the redis-server the nodes share
  *
  * Include the cmocka prerequisites and tests/api/support/harness.h before this header. */
 #ifndef RAYD_TESTS_CLUSTER_ENV_H
@@ -19,10 +20,16 @@ typedef struct cluster_env {
     pid_t pid[CLUSTER_NODES];
     rayd_server lb;
     char tag[CLUSTER_NODES][16];     /* each node's tag, from its /v1/status */
+    pid_t redis_pid;
+    int redis_port;
 } cluster_env;
 
 /* Reads the environment and each node's tag. 0, or -1 after printing why. */
 int cluster_env_load(cluster_env *env);
+
+/* Runs `redis-cli -p <port> <args>` and returns its first output line (new string,
+ * free()), or NULL when it could not run. */
+char *cluster_redis_cli(const cluster_env *env, const char *args);
 
 /* The owner tag of a cluster id (<prefix><tag>-<22 characters>), copied into tag (16
  * bytes); "" when ref has no tag. */

@@ -2,7 +2,8 @@
 # Cluster tests: one redis-server on a free loopback port (no persistence), three rayd in
 # cluster mode, and nginx in front of them, round-robin, configured by docker/nginx.conf
 # with only the addresses and paths changed (as tests/lb/lb_demo.sh does); then the
-# cluster test binaries against them, in order (the last one kills a node). Everything
+# cluster test binaries against them, in order (one pauses and empties Redis, the last one
+# kills a node). Everything
 # started here is stopped at the end, whatever happens. Files go to $BUILD/cluster.
 #
 #   tests/cluster/run.sh [test binary...]     default: the two in $BUILD/tests/cluster
@@ -21,7 +22,8 @@ case "$RAYD" in /*) ;; *) RAYD=$ROOT/$RAYD ;; esac
 if [ $# -gt 0 ]; then
     TESTS=("$@")
 else
-    TESTS=("$BUILD/tests/cluster/test_cluster_objects" "$BUILD/tests/cluster/test_cluster_failure")
+    TESTS=("$BUILD/tests/cluster/test_cluster_objects" "$BUILD/tests/cluster/test_cluster_redis"
+           "$BUILD/tests/cluster/test_cluster_failure")
 fi
 NGINX=/usr/sbin/nginx
 REDIS_PID=""
@@ -42,7 +44,8 @@ stop_all() {
     for pid in "${RAYD_PIDS[@]}" $NGINX_PID; do
         [ -n "$pid" ] && wait "$pid" 2>/dev/null
     done
-    # Redis last: the nodes remove their records as they stop.
+    # Redis last: the nodes remove their records as they stop. A test may have paused it.
+    [ -n "$REDIS_PID" ] && kill -CONT "$REDIS_PID" 2>/dev/null
     [ -n "$REDIS_PID" ] && kill -TERM "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
     RAYD_PIDS=()
     NGINX_PID=""
@@ -161,6 +164,7 @@ say "nginx on 127.0.0.1:$NPORT (pid $NGINX_PID)"
 export RAYD_CLUSTER_NODES="http://127.0.0.1:${PORTS[0]} http://127.0.0.1:${PORTS[1]} http://127.0.0.1:${PORTS[2]}"
 export RAYD_CLUSTER_PIDS="${RAYD_PIDS[*]}"
 export RAYD_CLUSTER_LB="http://127.0.0.1:$NPORT"
+export RAYD_CLUSTER_REDIS="$REDIS_PID $RPORT"
 for t in "${TESTS[@]}"; do
     echo "== $t"
     if "$t"; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); echo "FAILED: $t"; fi
