@@ -92,8 +92,8 @@ int rt_redis_url_parse(const char *url, rt_redis_url *out, char *err, size_t err
     out->port = 6379;
     static const char scheme[] = "redis://";
     if (!url || strncmp(url, scheme, sizeof(scheme) - 1) != 0) {
-        snprintf(err, err_size, "'%.200s' is not a redis:// URL "
-                 "(redis://[:password@]host:port[/db])", url ? url : "");
+        /* The text is not echoed: it may hold a password, or anything at all. */
+        snprintf(err, err_size, "not a redis:// URL (redis://[:password@]host:port[/db])");
         return -1;
     }
     const char *p = url + sizeof(scheme) - 1;

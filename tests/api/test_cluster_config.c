@@ -42,6 +42,8 @@ static void test_bad_cluster_settings_exit_2(void **state)
         {{"RAYD_CLUSTER=http://127.0.0.1:6379"}, "RAYD_CLUSTER"},
         {{"RAYD_CLUSTER=redis://127.0.0.1:0"}, "RAYD_CLUSTER"},
         {{"RAYD_CLUSTER=redis://:6379"}, "RAYD_CLUSTER"},
+        {{"RAYD_CLUSTER=http://:hunter2@h:1"}, "RAYD_CLUSTER"}, /* no password echoed */
+        {{"RAYD_CLUSTER=redis\n://h:1"}, "RAYD_CLUSTER"},      /* still one line */
         {{NO_REDIS, "RAYD_ADVERTISE_URL=ftp://here:1"}, "RAYD_ADVERTISE_URL"},
         {{NO_REDIS, "RAYD_CLUSTER_PASSWORD_FILE=/nonexistent/password"},
          "RAYD_CLUSTER_PASSWORD_FILE"},
@@ -50,7 +52,8 @@ static void test_bad_cluster_settings_exit_2(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *out = NULL, *err = NULL;
         int st = rayd_run(args, cases[i].env, 5.0, &out, &err);
-        if (st != 2 || !strstr(err, cases[i].names) || strchr(err, '\n') != err + strlen(err) - 1)
+        if (st != 2 || !strstr(err, cases[i].names) || strstr(err, "hunter2") ||
+            strchr(err, '\n') != err + strlen(err) - 1)
             fail_msg("[%s %s] exited %d with stderr \"%s\": wanted 2 and one line naming %s",
                      cases[i].env[0], cases[i].env[1] ? cases[i].env[1] : "", st, err,
                      cases[i].names);
