@@ -71,6 +71,17 @@ static void test_kill_9_owner(void **state)
 
     assert_int_equal(kill(g.pid[VICTIM], SIGKILL), 0);
     double killed = now_s();
+    /* Before the others know, a read of its object through them cannot reach it: a 503
+     * to retry (or already the 410), never a 404, a 500 or a hang. */
+    snprintf(path, sizeof(path), "/v1/objects/%s", alone);
+    r = http_get(&g.node[1], path);
+    if (r->status == 503) {
+        assert_problem(r, 503, "ClusterUnavailable");
+        assert_string_equal(http_header_get(r, "Retry-After"), "1");
+    } else {
+        assert_problem(r, 410, "ObjectLost");
+    }
+    http_resp_free(r);
     /* Wait for the others to say so: the heartbeat record expires (3 s) and the next scan
      * (1 s) sees it gone. Bounded well past the promise, which is checked after. */
     while ((victim_alive(0) || victim_alive(1)) && now_s() - killed < 10)
