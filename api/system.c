@@ -17,15 +17,14 @@ enum MHD_Result api_system_readyz(api_request *req)
 {
     static const char READY[] = "{\"status\":\"ready\"}";
     int state = __atomic_load_n(&req->ctx->lifecycle, __ATOMIC_ACQUIRE);
+    bool joining = req->ctx->cluster && !rt_cluster_joined(req->ctx->cluster);
+    if (state == API_READY && !joining)
+        return api_reply_static(req, 200, READY, sizeof(READY) - 1, "application/json");
     req->retry_after = 1;
-    if (state == API_READY && req->ctx->cluster && !rt_cluster_joined(req->ctx->cluster))
+    if (state == API_READY)
         return api_problem(req, 503, "ClusterUnavailable",
                            "this node has not joined the cluster yet (is Redis reachable?)",
                            NULL);
-    if (state == API_READY) {
-        req->retry_after = 0;
-        return api_reply_static(req, 200, READY, sizeof(READY) - 1, "application/json");
-    }
     return api_problem(req, 503, "ShuttingDown",
                        state == API_STARTING ? "the server is starting"
                                              : "the server is draining and takes no new work",
