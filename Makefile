@@ -4,6 +4,7 @@
 #   make test           install, build, run every unit and API test
 #   make test SANITIZE=1            the same under AddressSanitizer + UBSan
 #   make bench          benchmarks (see BENCHMARKS.md)
+#   make cluster-test   three nodes in cluster mode behind nginx, with Redis (docs/cluster.md)
 #
 # Variables (override on the command line):
 CC       ?= gcc
@@ -25,7 +26,8 @@ comma := ,
 RUN_ARGS ?=
 
 DEB_PACKAGES := build-essential pkg-config libmicrohttpd-dev libjansson-dev \
-                libcurl4-openssl-dev libcmocka-dev libjemalloc-dev python3-yaml curl jq wrk
+                libcurl4-openssl-dev libhiredis-dev libcmocka-dev libjemalloc-dev python3-yaml \
+                curl jq wrk
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -Wno-missing-field-initializers -Wformat=2 -Wvla
@@ -47,9 +49,11 @@ CFLAGS     += -DRAYD_JEMALLOC
 RAYD_LIBS  := -ljemalloc
 endif
 
-PKGS        := libmicrohttpd jansson libcurl
+PKGS        := libmicrohttpd jansson libcurl hiredis
 PKG_CFLAGS   = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS     = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# What runtime/ links (no HTTP server): runtime unit tests link only these.
+RUNTIME_LIBS = $(shell pkg-config --libs jansson libcurl hiredis 2>/dev/null)
 
 RUNTIME_SRC := $(wildcard runtime/*.c)
 API_SRC     := $(wildcard api/*.c)
@@ -63,8 +67,10 @@ UNIT_BIN    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%)
 API_TEST_SUPPORT := $(wildcard tests/api/support/*.c)
 API_TEST_SRC := $(wildcard tests/api/test_*.c)
 API_TEST_BIN := $(API_TEST_SRC:tests/api/%.c=$(BUILD)/tests/api/%)
+CLUSTER_TEST_SRC := $(wildcard tests/cluster/test_*.c)
+CLUSTER_TEST_BIN := $(CLUSTER_TEST_SRC:tests/cluster/%.c=$(BUILD)/tests/cluster/%)
 
-.PHONY: all run test unit api-test deps bench clean spec-lint format image-test lb-demo fuzz soak contract-test valgrind
+.PHONY: all run test unit api-test deps bench clean spec-lint format image-test lb-demo fuzz soak contract-test valgrind cluster-test
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/rayd
@@ -121,13 +127,20 @@ $(BUILD)/tests/unit/api/%: tests/unit/api/%.c $(BUILD)/librayd_api.a $(BUILD)/li
 $(BUILD)/tests/unit/%: tests/unit/%.c $(BUILD)/librayd_runtime.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/librayd_runtime.a \
-	    -lcmocka -ljansson -lcurl $(LDLIBS)
+	    -lcmocka $(RUNTIME_LIBS) $(LDLIBS)
 
 # API tests: libcurl clients against the real server binary.
 $(BUILD)/tests/api/%: tests/api/%.c $(API_TEST_SUPPORT) $(BUILD)/rayd
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(API_TEST_SUPPORT) \
 	    -lcmocka -lcurl -ljansson $(LDLIBS)
+
+# Cluster tests: libcurl clients against three nodes that tests/cluster/run.sh starts.
+$(BUILD)/tests/cluster/%: tests/cluster/%.c tests/cluster/cluster_env.c $(API_TEST_SUPPORT) \
+                          $(BUILD)/rayd
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< tests/cluster/cluster_env.c \
+	    $(API_TEST_SUPPORT) -lcmocka -lcurl -ljansson $(LDLIBS)
 
 # Every test binary runs even when an earlier one fails; the summary line counts them.
 unit: $(UNIT_BIN)
@@ -146,6 +159,13 @@ bench: deps
 	$(call install_missing,redis-server redis-tools valgrind python3)
 	$(MAKE) all
 	tests/bench/run.sh
+
+# Cluster mode: redis-server, three rayd in cluster mode and nginx on loopback, started
+# and stopped by tests/cluster/run.sh around the tests in tests/cluster/.
+cluster-test: deps
+	$(call install_missing,redis-server redis-tools nginx)
+	$(MAKE) --no-print-directory $(BUILD)/rayd $(CLUSTER_TEST_BIN)
+	BUILD=$(BUILD) RAYD_BIN=$(BUILD)/rayd tests/cluster/run.sh
 
 # The real docker/Dockerfile built and run with podman (see shared CONTAINERS.md).
 image-test:
@@ -188,7 +208,7 @@ clean:
 	rm -rf build
 
 -include $(RUNTIME_OBJ:.o=.d) $(API_OBJ:.o=.d) $(SERVICE_OBJ:.o=.d) $(UNIT_BIN:=.d) \
-         $(API_TEST_BIN:=.d)
+         $(API_TEST_BIN:=.d) $(CLUSTER_TEST_BIN:=.d)
 
 # ---- C modules: examples/modules/*.c -> $(BUILD)/examples/modules/*.so ----------------------
 # Modules include runtime/rayd_module.h only; rayd exports nothing (no -rdynamic needed).

@@ -7,6 +7,8 @@
 #include <stddef.h>
 
 #include "runtime/actor.h"
+#include "runtime/cluster.h"
+#include "runtime/cluster_peer.h"
 #include "runtime/function.h"
 #include "runtime/object_store.h"
 #include "runtime/remote.h"
@@ -37,6 +39,8 @@ typedef struct api_config {
                                   functions may use; NULL or "": registration disabled */
     const char *api_token;     /* bearer token for /v1/ routes; NULL or "": no auth */
     const char *admin_token;   /* bearer token for admin routes; NULL: api_token applies */
+    const char *cluster_token; /* cluster mode: bearer token of peer requests and routes;
+                                  NULL or "": none */
 } api_config;
 
 typedef struct api_parking api_parking;
@@ -79,6 +83,9 @@ typedef struct api_context {
     rt_tasks *tasks;      /* borrowed */
     rt_actors *actors;    /* borrowed */
     rt_remote *remote;    /* borrowed: the I/O thread for remote functions */
+    rt_cluster *cluster;  /* borrowed; NULL without cluster mode (then nothing else in
+                             api/ looks at clusters) */
+    rt_peer *peer;        /* borrowed: the client to other nodes; NULL without cluster mode */
     const char *version;  /* borrowed, static */
     double started_wall;  /* wall clock at start */
     double started_mono;  /* monotonic clock at start */

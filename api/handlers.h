@@ -49,6 +49,12 @@ enum MHD_Result api_actor_classes_list(api_request *req);
 enum MHD_Result api_actor_classes_put(api_request *req);
 enum MHD_Result api_actor_classes_delete(api_request *req);
 
+/* api/cluster.c (cluster mode) */
+/* DELETE /v1/cluster/copies/{ref}: a peer route; drops this node's copy of an object. */
+enum MHD_Result api_cluster_copy_delete(api_request *req);
+/* The "cluster" member of /v1/status (new reference). ctx->cluster must be set. */
+json_t *api_cluster_status(const api_context *ctx);
+
 /* api/functions.c */
 enum MHD_Result api_functions_list(api_request *req);
 enum MHD_Result api_functions_get(api_request *req);

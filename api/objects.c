@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api/decode.h"
+#include "api/forward.h"
 #include "api/handlers.h"
 #include "api/park.h"
 #include "api/problem.h"
@@ -44,6 +45,67 @@ static enum MHD_Result reply_pending(api_request *req, const char *ref)
 {
     req->retry_after = 1;
     return api_reply_json(req, 202, json_pack("{s:s,s:s}", "ref", ref, "state", "pending"));
+}
+
+static enum MHD_Result serve_ready(api_request *req, const rt_object_view *view);
+
+/* ---- cluster mode: objects another node owns ------------------------------------------ */
+
+enum { FOREIGN_READ, FOREIGN_META, FOREIGN_DELETE };
+
+/* Handles a ref that another node owns (cluster mode only): an unknown owner is a 404, a
+ * dead one a 410 (its objects are lost, copies or not: as Ray's OwnerDiedError); a live
+ * owner's object is read from a secondary copy when this node has one, and anything else
+ * is relayed to the owner. Returns true when it answered or relayed (*result set), false
+ * when the ref is this node's own. */
+static bool foreign_object(api_request *req, const char *ref, int what, enum MHD_Result *result)
+{
+    char tag[RT_NODE_TAG_SIZE], url[RT_CLUSTER_URL_MAX];
+    rt_owner owner = rt_cluster_owner(req->ctx->cluster, ref, tag, url, sizeof(url));
+    if (owner == RT_OWNER_SELF)
+        return false;
+    if (owner != RT_OWNER_ALIVE || what == FOREIGN_DELETE) {
+        rt_store_drop_copy(req->ctx->store, ref); /* no copy outlives its owner or a free */
+    } else if (what == FOREIGN_READ) {
+        rt_object_view view;
+        rt_status st = rt_store_get(req->ctx->store, ref, &view);
+        bool copy = st == RT_OK && view.copy && view.state == RT_OBJ_READY;
+        if (copy)
+            *result = serve_ready(req, &view);
+        rt_object_view_release(&view);
+        if (copy)
+            return true;
+    }
+    char detail[200];
+    if (owner == RT_OWNER_UNKNOWN) {
+        snprintf(detail, sizeof(detail),
+                 "object %s does not exist: no node of this cluster has tag %s", ref, tag);
+        *result = api_problem(req, 404, "NotFound", detail,
+                              json_pack("{s:s,s:s}", "ref", ref, "owner", tag));
+    } else if (owner == RT_OWNER_DEAD) {
+        *result = api_forward_reply_owner_died(req, ref, tag);
+    } else if (api_header(req, API_FORWARDED_HEADER)) {
+        /* Sent here by a node that took this one for the owner: never send it on. */
+        snprintf(detail, sizeof(detail),
+                 "object %s belongs to node %s, not to this node (a peer's membership is "
+                 "out of date); retry",
+                 ref, tag);
+        req->retry_after = 1;
+        *result = api_problem(req, 503, "ClusterUnavailable", detail, NULL);
+    } else {
+        char path[64 + RT_REF_SIZE];
+        if (what == FOREIGN_META) {
+            snprintf(path, sizeof(path), "/v1/objects/%s/meta", ref);
+        } else if (what == FOREIGN_READ && req->method[0] == 'G') {
+            double left = req->deadline - rt_clock_monotonic();
+            snprintf(path, sizeof(path), "/v1/objects/%s?timeout=%.3f", ref, left > 0 ? left : 0);
+        } else {
+            snprintf(path, sizeof(path), "/v1/objects/%s", ref);
+        }
+        *result = api_forward_relay(req, url, path, tag, ref,
+                                    what == FOREIGN_READ ? API_FORWARD_CACHE : 0, NULL, 0);
+    }
+    return true;
 }
 
 /* ---- POST /v1/objects ---------------------------------------------------------------- */
@@ -248,6 +310,12 @@ static enum MHD_Result serve_ready(api_request *req, const rt_object_view *view)
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
+    /* Cluster mode: another node fetching a whole object may keep a copy, unless it
+     * expires (the copy would outlive it); the owner remembers to tell it of a free. */
+    if (req->ctx->cluster && reading && range == API_RANGE_NONE && !view->copy &&
+        view->expires_at <= 0 && req->method[0] == 'G' && api_header(req, API_FORWARDED_HEADER) &&
+        rt_store_mark_shared(req->ctx->store, view->ref) == RT_OK)
+        MHD_add_response_header(resp, API_CACHEABLE_HEADER, "1");
     /* Ranges are served by GET of the object itself; the result in a POST's answer
      * (Prefer: wait) does not advertise them. */
     if (reading)
@@ -275,6 +343,9 @@ enum MHD_Result api_objects_get(api_request *req)
         if (timeout > req->ctx->config.max_wait)
             timeout = req->ctx->config.max_wait;
         req->deadline = rt_clock_monotonic() + (head ? 0 : timeout);
+        enum MHD_Result result;
+        if (req->ctx->cluster && foreign_object(req, ref, FOREIGN_READ, &result))
+            return result;
     }
 
     rt_object_view view;
@@ -313,6 +384,9 @@ enum MHD_Result api_objects_meta(api_request *req)
     const char *ref = req->params[0];
     if (check_ref(req, ref) != 0)
         return MHD_YES;
+    enum MHD_Result result;
+    if (req->ctx->cluster && foreign_object(req, ref, FOREIGN_META, &result))
+        return result;
     rt_object_view view;
     rt_status st = rt_store_peek(req->ctx->store, ref, &view);
     if (st == RT_ENOTFOUND)
@@ -322,12 +396,58 @@ enum MHD_Result api_objects_meta(api_request *req)
     return api_reply_json(req, 200, meta);
 }
 
+/* Cluster mode: the live nodes but this one, whose copies of a freed object must go. */
+static size_t peers_alive(rt_cluster *cluster, char (**urls)[RT_CLUSTER_URL_MAX])
+{
+    rt_cluster_node *nodes;
+    size_t n = rt_cluster_nodes(cluster, &nodes), k = 0;
+    *urls = calloc(n + 1, sizeof(**urls));
+    for (size_t i = 0; *urls && i < n; i++)
+        if (nodes[i].alive && !nodes[i].self)
+            memcpy((*urls)[k++], nodes[i].url, RT_CLUSTER_URL_MAX);
+    free(nodes);
+    return k;
+}
+
+/* Tells the other live nodes to drop their copies of a freed object, then answers 204
+ * (api_objects_delete is called again once they all answered). */
+static enum MHD_Result drop_copies_everywhere(api_request *req, const char *ref)
+{
+    char(*urls)[RT_CLUSTER_URL_MAX] = NULL;
+    size_t n = peers_alive(req->ctx->cluster, &urls);
+    if (n == 0) {
+        free(urls);
+        return api_reply_empty(req, 204);
+    }
+    const char **list = calloc(n, sizeof(*list));
+    if (!list) {
+        free(urls);
+        return api_reply_empty(req, 204); /* copies then die by LRU */
+    }
+    for (size_t i = 0; i < n; i++)
+        list[i] = urls[i];
+    char path[32 + RT_REF_SIZE];
+    snprintf(path, sizeof(path), "/v1/cluster/copies/%s", ref);
+    enum MHD_Result r = api_forward_fanout(req, list, n, "DELETE", path, 2.0);
+    free(list);
+    free(urls);
+    return r;
+}
+
 enum MHD_Result api_objects_delete(api_request *req)
 {
     const char *ref = req->params[0];
     if (check_ref(req, ref) != 0)
         return MHD_YES;
-    rt_status st = rt_store_delete(req->ctx->store, ref);
+    if (api_forward_fanout_done(req))
+        return api_reply_empty(req, 204); /* freed, and the copies dropped */
+    enum MHD_Result result;
+    if (req->ctx->cluster && foreign_object(req, ref, FOREIGN_DELETE, &result))
+        return result;
+    bool shared = false;
+    rt_status st = rt_store_delete_ex(req->ctx->store, ref, &shared);
+    if (st == RT_OK && shared && req->ctx->cluster)
+        return drop_copies_everywhere(req, ref);
     if (st == RT_ENOTFOUND)
         return reply_not_found(req, ref);
     if (st == RT_ELOST) {

@@ -25,6 +25,7 @@
 
 typedef struct api_route api_route;
 typedef struct api_park api_park;
+typedef struct api_forward api_forward;
 
 typedef struct api_request {
     struct MHD_Connection *conn;
@@ -61,6 +62,7 @@ typedef struct api_request {
     api_park *park;         /* non-NULL while parked or just resumed */
     bool parked;            /* parked at least once: counted by the parking until it
                                completes (api_park_complete) */
+    api_forward *forward;   /* cluster mode: a relay or fan-out to other nodes (forward.h) */
     unsigned rounds;        /* how many times the handler was called */
     unsigned status;        /* status of the queued response, for logs and metrics */
     size_t bytes_out;       /* body bytes of the queued response, for logs */

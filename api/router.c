@@ -41,6 +41,8 @@ static const api_route ROUTES[] = {
     {"GET", "/v1/functions/{name}", api_functions_get, API_BODY_NONE, API_AUTH_TOKEN, 0},
     {"PUT", "/v1/functions/{name}", api_functions_put, API_BODY_JSON, API_AUTH_ADMIN, 0},
     {"DELETE", "/v1/functions/{name}", api_functions_delete, API_BODY_NONE, API_AUTH_ADMIN, 0},
+    {"DELETE", "/v1/cluster/copies/{ref}", api_cluster_copy_delete, API_BODY_NONE,
+     API_AUTH_CLUSTER, 0},
 };
 
 #define ROUTE_COUNT (sizeof(ROUTES) / sizeof(ROUTES[0]))

@@ -22,7 +22,8 @@ enum {
 enum {
     API_AUTH_OPEN = 0, /* health, readiness, metrics, the spec: never need a token */
     API_AUTH_TOKEN,    /* every /v1/ route: the API token */
-    API_AUTH_ADMIN     /* registering code: the admin token (or the API token if unset) */
+    API_AUTH_ADMIN,    /* registering code: the admin token (or the API token if unset) */
+    API_AUTH_CLUSTER   /* peer routes (cluster mode): the cluster token (or the API token) */
 };
 
 struct api_route {

@@ -21,6 +21,7 @@
 #include "api/framing.h"
 #include "api/handlers.h"
 #include "api/budget.h"
+#include "api/forward.h"
 #include "api/idempotency.h"
 #include "api/linger.h"
 #include "api/metrics.h"
@@ -100,10 +101,17 @@ static int check_auth(api_request *req)
     const char *secret = cfg->api_token;
     if (need == API_AUTH_ADMIN && cfg->admin_token && *cfg->admin_token)
         secret = cfg->admin_token;
+    if (need == API_AUTH_CLUSTER && cfg->cluster_token && *cfg->cluster_token)
+        secret = cfg->cluster_token;
     if (need == API_AUTH_OPEN || !secret || !*secret)
         return 0;
     const char *auth = api_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (auth && strncasecmp(auth, "Bearer ", 7) == 0 && secret_equal(auth + 7, secret))
+    int bearer = auth && strncasecmp(auth, "Bearer ", 7) == 0;
+    if (bearer && secret_equal(auth + 7, secret))
+        return 0;
+    /* Other nodes carry the cluster token; it opens every route the API token opens. */
+    if (need == API_AUTH_TOKEN && bearer && cfg->cluster_token && *cfg->cluster_token &&
+        secret_equal(auth + 7, cfg->cluster_token))
         return 0;
     if (need == API_AUTH_ADMIN && secret == cfg->admin_token && cfg->api_token &&
         *cfg->api_token && auth && strncasecmp(auth, "Bearer ", 7) == 0 &&
@@ -116,6 +124,8 @@ static int check_auth(api_request *req)
     api_problem(req, 401, "Unauthorized",
                 need == API_AUTH_ADMIN && secret == cfg->admin_token
                     ? "this route needs the admin token: Authorization: Bearer <token>"
+                : need == API_AUTH_CLUSTER
+                    ? "this route is for other rayd nodes: it needs the cluster token"
                     : "this route needs a token: Authorization: Bearer <token>",
                 NULL);
     return -1;
@@ -228,6 +238,15 @@ static enum MHD_Result request_begin(api_request *req)
 
     if (check_auth(req) != 0)
         return MHD_YES;
+    /* Cluster mode: until the node has its tag it can neither make ids nor find owners. */
+    if (ctx->cluster && !rt_cluster_joined(ctx->cluster) && strncmp(req->url, "/v1/", 4) == 0 &&
+        strcmp(req->route->pattern, "/v1/status") != 0) {
+        req->retry_after = 1;
+        return api_problem(req, 503, "ClusterUnavailable",
+                           "this node has not joined the cluster yet (is Redis reachable?); "
+                           "retry, or use another node",
+                           NULL);
+    }
     if (__atomic_load_n(&ctx->lifecycle, __ATOMIC_ACQUIRE) == API_DRAINING &&
         strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
         req->retry_after = 1;
@@ -405,6 +424,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         return answer_refused_body(req);
     if (req->park)
         api_park_finish(req); /* resumed: end the round before the handler looks again */
+    if (req->forward && api_forward_relaying(req))
+        return api_forward_answer(req); /* resumed: the other node's answer is in */
     if (req->raw_buf && req->raw_len != req->raw_buf->size) {
         rt_buf *fitted = rt_buf_resize(req->raw_buf, req->raw_len);
         if (!fitted)
@@ -432,6 +453,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req->linger && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
         api_linger_connection(server->linger, conn);
     api_park_complete(req);
+    api_forward_release(req);
     double seconds = rt_clock_monotonic() - req->started;
     const api_route *table;
     size_t nroutes = api_route_table(&table);
@@ -692,6 +714,15 @@ void api_server_stop(api_server *server)
      * connection) and answered before it (it closes them unanswered): close the parking
      * and wait until every request that parked has completed. A client that does not read
      * its answer is dropped by MHD's idle timeout, which bounds the wait. */
+    if (server->ctx->peer) {
+        /* Requests waiting for another node are resumed by cancelling their calls; the
+         * peer's I/O thread completes them, and each is counted down as it does. */
+        rt_peer_close(server->ctx->peer);
+        for (int i = 0; i < 200 && rt_peer_in_flight(server->ctx->peer) > 0; i++) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
     const api_config *cfg = &server->ctx->config;
     double bound = (cfg->connection_timeout > 0 ? cfg->connection_timeout : 30) + 1;
     api_parking_close(server->ctx->parking, bound);

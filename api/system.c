@@ -20,9 +20,14 @@ enum MHD_Result api_system_readyz(api_request *req)
 {
     static const char READY[] = "{\"status\":\"ready\"}";
     int state = __atomic_load_n(&req->ctx->lifecycle, __ATOMIC_ACQUIRE);
-    if (state == API_READY)
+    bool joining = req->ctx->cluster && !rt_cluster_joined(req->ctx->cluster);
+    if (state == API_READY && !joining)
         return api_reply_static(req, 200, READY, sizeof(READY) - 1, "application/json");
     req->retry_after = 1;
+    if (state == API_READY)
+        return api_problem(req, 503, "ClusterUnavailable",
+                           "this node has not joined the cluster yet (is Redis reachable?)",
+                           NULL);
     return api_problem(req, 503, "ShuttingDown",
                        state == API_STARTING ? "the server is starting"
                                              : "the server is draining and takes no new work",
@@ -61,6 +66,10 @@ enum MHD_Result api_system_status(api_request *req)
                               (json_int_t)s.evictions, "expirations",
                               (json_int_t)s.expirations);
     json_object_set_new(store, "error_bytes", json_integer((json_int_t)s.error_bytes));
+    if (ctx->cluster) {
+        json_object_set_new(store, "copies", json_integer((json_int_t)s.copies));
+        json_object_set_new(store, "copy_bytes", json_integer((json_int_t)s.copy_bytes));
+    }
     json_object_set_new(config, "workers", json_integer(ctx->config.workers));
     json_object_set_new(config, "max_parked", json_integer((json_int_t)ctx->config.max_parked));
     json_object_set_new(config, "idempotency_ttl", json_real(ctx->config.idempotency_ttl));
@@ -127,6 +136,8 @@ enum MHD_Result api_system_status(api_request *req)
                              "config", config, "object_store", store, "tasks", tasks,
                              "scheduler", scheduler, "actors", actors, "idempotency",
                              idempotency, "registry", registry, "bodies", bodies);
+    if (ctx->cluster)
+        json_object_set_new(body, "cluster", api_cluster_status(ctx));
     return api_reply_json(req, 200, body);
 }
 

@@ -30,7 +30,11 @@
  *   -> lru_lock -> ttl_lock), entered with their shard lock held and left when they become
  *   tombstones, so a heap entry never outlives its object. rt_store_expire looks at the
  *   heap's top only: its cost is what expires, not how many objects have a TTL. A due
- *   object that is pinned leaves the heap and expires when its last pin goes. */
+ *   object that is pinned leaves the heap and expires when its last pin goes.
+ * - Secondary copies (cluster mode: objects another node owns, fetched from it) live in the
+ *   same table and LRU, flagged OBJ_COPY. They are never listed and never leave a
+ *   tombstone: evicting or dropping one removes it, so the next read asks the owner
+ *   again. Their bytes count against the limit like any other. */
 #include "runtime/object_store.h"
 
 #include <pthread.h>
@@ -68,8 +72,14 @@ typedef struct rt_object {
     uint8_t lost_reason; /* rt_lost_reason, shard lock */
     uint8_t in_list;     /* LIST_*, lru_lock */
     uint8_t accessed;    /* relaxed atomic: read since it entered or re-entered the LRU */
-    char ref[RT_REF_LEN + 1];
+    uint8_t flags;       /* OBJ_*, shard lock */
+    char ref[RT_REF_MADE_MAX + 1];
 } rt_object;
+
+enum {
+    OBJ_COPY = 1,  /* a secondary copy of another node's object */
+    OBJ_SHARED = 2 /* another node fetched this object and may hold a copy */
+};
 
 typedef struct shard {
     pthread_mutex_t lock;
@@ -92,6 +102,8 @@ struct rt_store {
     size_t live_objects; /* atomic: not LOST */
     size_t pending;      /* atomic */
     size_t ttl_objects;  /* atomic: objects ever given a TTL and not yet LOST */
+    size_t copies;       /* atomic: secondary copies held */
+    size_t copy_bytes;   /* atomic: their bytes (also in used_bytes) */
     uint64_t next_seq;   /* atomic */
     uint64_t evictions;  /* atomic */
     uint64_t expirations; /* atomic */
@@ -423,9 +435,25 @@ static void make_tombstone_locked(rt_store *store, rt_object *o, rt_lost_reason 
     list_append(&store->tombstones, o, LIST_TOMBSTONES);
 }
 
+/* Takes a secondary copy out of the table and the LRU (no tombstone: the owner answers for
+ * it). Its shard lock and lru_lock are held. Returns its bytes for the caller to release
+ * after unlocking; the caller frees the object then. */
+static rt_buf *remove_copy_locked(rt_store *store, shard *sh, rt_object *o)
+{
+    if (o->in_list == LIST_LRU)
+        list_unlink(&store->lru, o);
+    shard_remove(sh, o);
+    rt_buf *buf = o->value.buf;
+    o->value.buf = NULL;
+    atomic_sub(&store->used_bytes, buf->size);
+    atomic_sub(&store->copy_bytes, buf->size);
+    atomic_sub(&store->copies, 1);
+    return buf;
+}
+
 /* Picks the next eviction victim from the LRU head, giving recently read objects a second
  * chance, and copies its ref and hash out. Returns false when there is none. lru_lock held. */
-static bool pick_victim_locked(rt_store *store, char ref[RT_REF_LEN + 1], uint32_t *hash)
+static bool pick_victim_locked(rt_store *store, char ref[RT_REF_MADE_MAX + 1], uint32_t *hash)
 {
     size_t budget = 2 * store->lru.count + 1; /* each object seen at most twice */
     while (store->lru.head && budget-- > 0) {
@@ -436,7 +464,7 @@ static bool pick_victim_locked(rt_store *store, char ref[RT_REF_LEN + 1], uint32
             list_append(&store->lru, o, LIST_LRU);
             continue;
         }
-        memcpy(ref, o->ref, RT_REF_LEN + 1);
+        memcpy(ref, o->ref, sizeof(o->ref));
         *hash = o->hash;
         return true;
     }
@@ -453,7 +481,7 @@ static bool evict_until_fits(rt_store *store)
 {
     size_t rounds = 0;
     while (atomic_get(&store->used_bytes) > store->memory_limit) {
-        char ref[RT_REF_LEN + 1];
+        char ref[RT_REF_MADE_MAX + 1];
         uint32_t hash;
         pthread_mutex_lock(&store->lru_lock);
         bool found = pick_victim_locked(store, ref, &hash);
@@ -465,19 +493,26 @@ static bool evict_until_fits(rt_store *store)
         shard *sh = shard_for(store, hash);
         rt_buf *buf = NULL;
         rt_error *err = NULL;
+        rt_object *removed = NULL;
         pthread_mutex_lock(&sh->lock);
         rt_object *o = shard_find(sh, ref, hash);
         if (o && (o->state == RT_OBJ_READY || o->state == RT_OBJ_ERROR) && o->pins == 0 &&
             !__atomic_load_n(&o->accessed, __ATOMIC_RELAXED)) {
             pthread_mutex_lock(&store->lru_lock);
             if (o->in_list == LIST_LRU) {
-                make_tombstone_locked(store, o, RT_LOST_EVICTED, &buf, &err);
+                if (o->flags & OBJ_COPY) {
+                    buf = remove_copy_locked(store, sh, o);
+                    removed = o;
+                } else {
+                    make_tombstone_locked(store, o, RT_LOST_EVICTED, &buf, &err);
+                    prune_tombstones_locked(store);
+                }
                 __atomic_add_fetch(&store->evictions, 1, __ATOMIC_RELAXED);
-                prune_tombstones_locked(store);
             }
             pthread_mutex_unlock(&store->lru_lock);
         }
         pthread_mutex_unlock(&sh->lock);
+        free(removed);
         rt_buf_decref(buf);
         rt_error_decref(err);
     }
@@ -827,6 +862,7 @@ static void fill_view(const rt_object *o, rt_object_view *view)
     view->expires_at = o->expires_at;
     view->pins = o->pins;
     view->seq = o->seq;
+    view->copy = (o->flags & OBJ_COPY) != 0;
 }
 
 /* Expires an object whose TTL has passed. Shard lock held. Returns true if it expired. */
@@ -890,11 +926,19 @@ rt_status rt_store_peek(rt_store *store, const char *ref, rt_object_view *view)
 
 rt_status rt_store_delete(rt_store *store, const char *ref)
 {
+    return rt_store_delete_ex(store, ref, NULL);
+}
+
+rt_status rt_store_delete_ex(rt_store *store, const char *ref, bool *was_shared)
+{
     uint32_t h = rt_hash_str(ref);
     shard *sh = shard_for(store, h);
     rt_buf *buf = NULL;
     rt_error *err = NULL;
     rt_watcher *fired = NULL;
+    rt_object *removed = NULL;
+    if (was_shared)
+        *was_shared = false;
     pthread_mutex_lock(&sh->lock);
     rt_object *o = shard_find(sh, ref, h);
     rt_status st = RT_OK;
@@ -902,7 +946,14 @@ rt_status rt_store_delete(rt_store *store, const char *ref)
         st = RT_ENOTFOUND;
     } else if (o->state == RT_OBJ_LOST) {
         st = RT_ELOST;
+    } else if (o->flags & OBJ_COPY) {
+        pthread_mutex_lock(&store->lru_lock);
+        buf = remove_copy_locked(store, sh, o);
+        pthread_mutex_unlock(&store->lru_lock);
+        removed = o;
     } else {
+        if (was_shared)
+            *was_shared = (o->flags & OBJ_SHARED) != 0;
         fired = detach_watchers_locked(o);
         pthread_mutex_lock(&store->lru_lock);
         make_tombstone_locked(store, o, RT_LOST_FREED, &buf, &err);
@@ -910,9 +961,85 @@ rt_status rt_store_delete(rt_store *store, const char *ref)
         pthread_mutex_unlock(&store->lru_lock);
     }
     pthread_mutex_unlock(&sh->lock);
+    free(removed);
     rt_buf_decref(buf);
     rt_error_decref(err);
     fire_watchers(fired);
+    return st;
+}
+
+/* ---- secondary copies (cluster mode) ------------------------------------------------- */
+
+rt_status rt_store_put_copy(rt_store *store, const char *ref, rt_buf *buf)
+{
+    size_t len = strnlen(ref, RT_REF_MADE_MAX + 1);
+    if (len > RT_REF_MADE_MAX || !rt_ref_valid(ref))
+        return RT_EINVAL;
+    rt_object *o = calloc(1, sizeof(*o));
+    if (!o)
+        return RT_ENOMEM;
+    memcpy(o->ref, ref, len + 1);
+    o->hash = rt_hash_str(o->ref);
+    o->seq = __atomic_add_fetch(&store->next_seq, 1, __ATOMIC_RELAXED);
+    o->created_at = rt_clock_wall();
+    o->flags = OBJ_COPY;
+    rt_status st = reserve_bytes(store, buf->size);
+    if (st != RT_OK) {
+        free(o);
+        return st;
+    }
+    shard *sh = shard_for(store, o->hash);
+    pthread_mutex_lock(&sh->lock);
+    if (shard_find(sh, o->ref, o->hash)) {
+        pthread_mutex_unlock(&sh->lock);
+        atomic_sub(&store->used_bytes, buf->size);
+        free(o);
+        return RT_EEXIST;
+    }
+    o->state = RT_OBJ_READY;
+    o->value.buf = buf;
+    shard_insert(sh, o);
+    pthread_mutex_lock(&store->lru_lock);
+    list_append(&store->lru, o, LIST_LRU);
+    pthread_mutex_unlock(&store->lru_lock);
+    pthread_mutex_unlock(&sh->lock);
+    atomic_add(&store->copies, 1);
+    atomic_add(&store->copy_bytes, buf->size);
+    return RT_OK;
+}
+
+rt_status rt_store_drop_copy(rt_store *store, const char *ref)
+{
+    uint32_t h = rt_hash_str(ref);
+    shard *sh = shard_for(store, h);
+    rt_buf *buf = NULL;
+    rt_object *removed = NULL;
+    pthread_mutex_lock(&sh->lock);
+    rt_object *o = shard_find(sh, ref, h);
+    if (o && (o->flags & OBJ_COPY)) {
+        pthread_mutex_lock(&store->lru_lock);
+        buf = remove_copy_locked(store, sh, o);
+        pthread_mutex_unlock(&store->lru_lock);
+        removed = o;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    free(removed);
+    rt_buf_decref(buf);
+    return removed ? RT_OK : RT_ENOTFOUND;
+}
+
+rt_status rt_store_mark_shared(rt_store *store, const char *ref)
+{
+    uint32_t h = rt_hash_str(ref);
+    shard *sh = shard_for(store, h);
+    pthread_mutex_lock(&sh->lock);
+    rt_object *o = shard_find(sh, ref, h);
+    rt_status st = RT_OK;
+    if (!o || (o->flags & OBJ_COPY))
+        st = RT_ENOTFOUND;
+    else
+        o->flags |= OBJ_SHARED;
+    pthread_mutex_unlock(&sh->lock);
     return st;
 }
 
@@ -1072,7 +1199,8 @@ size_t rt_store_list(rt_store *store, uint64_t after_seq, int state, size_t limi
         pthread_mutex_lock(&sh->lock);
         for (size_t b = 0; b < sh->nbuckets; b++)
             for (rt_object *o = sh->buckets[b]; o; o = o->hnext)
-                if (o->seq > after_seq && (state < 0 || o->state == state))
+                if (o->seq > after_seq && !(o->flags & OBJ_COPY) &&
+                    (state < 0 || o->state == state))
                     heap_offer(heap, &nheap, k, o->seq);
         pthread_mutex_unlock(&sh->lock);
     }
@@ -1092,7 +1220,7 @@ size_t rt_store_list(rt_store *store, uint64_t after_seq, int state, size_t limi
         pthread_mutex_lock(&sh->lock);
         for (size_t b = 0; b < sh->nbuckets && n < limit; b++)
             for (rt_object *o = sh->buckets[b]; o && n < limit; o = o->hnext)
-                if (o->seq > after_seq && o->seq <= cutoff &&
+                if (o->seq > after_seq && o->seq <= cutoff && !(o->flags & OBJ_COPY) &&
                     (state < 0 || o->state == state))
                     fill_view(o, &views[n++]);
         pthread_mutex_unlock(&sh->lock);
@@ -1123,4 +1251,6 @@ void rt_store_get_stats(rt_store *store, rt_store_stats *out)
     out->memory_limit = store->memory_limit;
     out->evictions = __atomic_load_n(&store->evictions, __ATOMIC_RELAXED);
     out->expirations = __atomic_load_n(&store->expirations, __ATOMIC_RELAXED);
+    out->copies = atomic_get(&store->copies);
+    out->copy_bytes = atomic_get(&store->copy_bytes);
 }

@@ -24,6 +24,7 @@
 #ifndef RAYD_RUNTIME_OBJECT_STORE_H
 #define RAYD_RUNTIME_OBJECT_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,7 +55,7 @@ typedef struct rt_store_config {
 } rt_store_config;
 
 typedef struct rt_store_stats {
-    size_t objects;     /* objects not LOST */
+    size_t objects;     /* objects not LOST (secondary copies not counted) */
     size_t bytes;       /* bytes of READY objects and of stored errors */
     size_t error_bytes; /* the part of bytes that stored errors (and their causes) take */
     size_t pending;     /* objects PENDING */
@@ -64,6 +65,8 @@ typedef struct rt_store_stats {
     uint64_t misses;    /* reads of unknown or LOST refs */
     uint64_t evictions; /* objects evicted under memory pressure */
     uint64_t expirations;
+    size_t copies;      /* secondary copies of other nodes' objects (cluster mode) */
+    size_t copy_bytes;  /* their bytes, also counted in bytes */
 } rt_store_stats;
 
 /* A snapshot of one object, filled by rt_store_get / rt_store_peek. buf and error are new
@@ -80,6 +83,7 @@ typedef struct rt_object_view {
     double expires_at;  /* wall clock seconds, 0 when no TTL */
     unsigned pins;
     uint64_t seq;       /* creation order, used for paging */
+    bool copy;          /* a secondary copy of another node's object (cluster mode) */
 } rt_object_view;
 
 void rt_object_view_release(rt_object_view *view);
@@ -132,6 +136,28 @@ rt_status rt_store_peek(rt_store *store, const char *ref, rt_object_view *view);
  * no reader holds them, and its watchers are woken. Returns RT_OK, RT_ENOTFOUND, RT_ELOST
  * (already gone). */
 rt_status rt_store_delete(rt_store *store, const char *ref);
+
+/* As rt_store_delete; *was_shared (when not NULL) tells whether the object was marked
+ * shared (rt_store_mark_shared): other nodes may hold copies to drop. */
+rt_status rt_store_delete_ex(rt_store *store, const char *ref, bool *was_shared);
+
+/* Secondary copies (cluster mode): a READY object that another node owns, kept here after
+ * it was fetched so that later reads need no hop. A copy is found by rt_store_get/_peek
+ * like any object (view->copy says so), is evictable at any time, is never listed, and
+ * when evicted or dropped it leaves no tombstone (the owner answers whether it is gone).
+ *
+ * rt_store_put_copy stores buf (stolen on RT_OK) under ref, a foreign id of at most
+ * RT_REF_MADE_MAX characters. Returns RT_OK, RT_EEXIST (the ref is here already: the
+ * caller keeps buf), RT_EFULL, RT_ENOMEM, RT_EINVAL (not such an id).
+ * rt_store_drop_copy removes a copy: RT_OK, or RT_ENOTFOUND when there is no copy of ref
+ * (an object this node owns is never touched). rt_store_delete on a copy drops it too. */
+rt_status rt_store_put_copy(rt_store *store, const char *ref, rt_buf *buf);
+rt_status rt_store_drop_copy(rt_store *store, const char *ref);
+
+/* Marks an object this node owns as fetched by another node, so that freeing it tells
+ * rt_store_delete_ex's caller to have copies dropped. RT_OK, or RT_ENOTFOUND (unknown, or
+ * a copy). */
+rt_status rt_store_mark_shared(rt_store *store, const char *ref);
 
 /* Pins protect an object (a value or an error) from eviction; they nest. The last unpin puts the object at the
  * most-recently-used end of the LRU (as Ray's plasma store does). Returns RT_OK,

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runtime/cluster_redis.h"
 #include "service/parse.h"
 
 #define RAYD_VERSION "0.1.0"
@@ -97,6 +98,16 @@ static const setting SETTINGS[] = {
      "bearer token for admin routes (registering code); default: the API token", NULL},
     {"--admin-token-file", "RAYD_ADMIN_TOKEN_FILE", KIND_STRING, OFF(admin_token_file), 0, 0,
      "(none)", "file holding the admin token", NULL},
+    {"--cluster", "RAYD_CLUSTER", KIND_STRING, OFF(cluster), 0, 0, "(none)",
+     "cluster mode: redis://[:password@]host:port[/db] of the Redis the nodes share", NULL},
+    {"--cluster-password-file", "RAYD_CLUSTER_PASSWORD_FILE", KIND_STRING,
+     OFF(cluster_password_file), 0, 0, "(none)",
+     "file holding the Redis password (wins over the URL's)", NULL},
+    {"--advertise-url", "RAYD_ADVERTISE_URL", KIND_STRING, OFF(advertise_url), 0, 0, "(none)",
+     "cluster mode: how other nodes reach this one; default http://<bind address, or "
+     "hostname when binding all>:<port>", NULL},
+    {"--cluster-token", "RAYD_CLUSTER_TOKEN", KIND_STRING, OFF(api.cluster_token), 0, 0,
+     "(none)", "cluster mode: bearer token between nodes; default: the API token", NULL},
 
 };
 
@@ -330,6 +341,42 @@ void svc_config_release(svc_config *c)
     free(c->modules.items);
     free(c->modules.text);
     memset(&c->modules, 0, sizeof(c->modules));
+    free(c->cluster_password);
+    c->cluster_password = NULL;
+}
+
+/* Cluster mode's settings: the Redis URL must parse, the password file must read, the
+ * advertised URL must be http(s), and the cluster token defaults to the API token. Without
+ * RAYD_CLUSTER they are ignored. */
+static int check_cluster(svc_config *c, FILE *err)
+{
+    if (!c->cluster) {
+        c->api.cluster_token = NULL;
+        return 0;
+    }
+    rt_redis_url url;
+    char why[256];
+    if (rt_redis_url_parse(c->cluster, &url, why, sizeof(why)) != 0) {
+        fprintf(err, "rayd: RAYD_CLUSTER: %s\n", why);
+        return -1;
+    }
+    if (c->cluster_password_file &&
+        !(c->cluster_password = read_token_file(c->cluster_password_file,
+                                                "RAYD_CLUSTER_PASSWORD_FILE", err)))
+        return -1;
+    if (c->advertise_url && strncmp(c->advertise_url, "http://", 7) != 0 &&
+        strncmp(c->advertise_url, "https://", 8) != 0) {
+        fprintf(err, "rayd: RAYD_ADVERTISE_URL: '%s' is not an http:// or https:// URL\n",
+                c->advertise_url);
+        return -1;
+    }
+    if (c->advertise_url && strlen(c->advertise_url) > 200) {
+        fprintf(err, "rayd: RAYD_ADVERTISE_URL: longer than 200 characters\n");
+        return -1;
+    }
+    if (!c->api.cluster_token)
+        c->api.cluster_token = c->api.api_token;
+    return 0;
 }
 
 /* Reads the token files, if given; they win over tokens given directly. */
@@ -405,7 +452,7 @@ static svc_config_result config_load(svc_config *c, int argc, char **argv, FILE 
         if (apply(c, s, s->flag, value, err) != 0)
             return SVC_CONFIG_ERROR;
     }
-    if (load_tokens(c, err) != 0)
+    if (load_tokens(c, err) != 0 || check_cluster(c, err) != 0)
         return SVC_CONFIG_ERROR;
     if (c->api.max_parked == 0) {
         /* Parked requests keep their connections: leave a tenth of them (at least one) to

@@ -25,6 +25,11 @@ typedef struct svc_config {
     const char *admin_token_file;
     char *tokens_read[2];   /* owned: tokens read from the files above */
     svc_list modules;       /* C modules (.so paths) to load at start-up, in order */
+    /* Cluster mode (NULL cluster: a node alone; the others are then ignored). */
+    const char *cluster;    /* redis://[[user]:password@]host[:port][/db] */
+    const char *cluster_password_file;
+    char *cluster_password; /* owned: read from the file above, or NULL */
+    const char *advertise_url; /* NULL: http://<bind address or hostname>:<port> */
 } svc_config;
 
 /* Frees what svc_config_load allocated. */

@@ -11,6 +11,8 @@
 #include "api/park.h"
 #include "api/server.h"
 #include "runtime/clock.h"
+#include "runtime/cluster.h"
+#include "runtime/cluster_peer.h"
 #include "runtime/module.h"
 #include "service/allocator.h"
 #include "service/config.h"
@@ -58,6 +60,35 @@ static void drain(api_context *ctx, const sigset_t *signals, double drain_timeou
     }
     if (work_in_flight(ctx))
         svc_log_event("warn", "drain timeout: cancelling running work", NULL);
+}
+
+/* Cluster mode's news (joined, a node up or down, Redis lost or back) as log lines. */
+static void cluster_log(const char *level, const char *message, void *arg)
+{
+    (void)arg;
+    svc_log_event(level, "cluster", json_pack("{s:s}", "detail", message));
+}
+
+/* The URL other nodes reach this one by: RAYD_ADVERTISE_URL, else the bind address (or,
+ * binding every address, the host name) and the port listened on. */
+static void advertise_url(const svc_config *config, unsigned port, char *out, size_t size)
+{
+    if (config->advertise_url) {
+        snprintf(out, size, "%s", config->advertise_url);
+        return;
+    }
+    const char *bind = config->api.bind;
+    char host[256];
+    if (strcmp(bind, "0.0.0.0") == 0 || strcmp(bind, "::") == 0) {
+        if (gethostname(host, sizeof(host)) != 0)
+            snprintf(host, sizeof(host), "localhost");
+        host[sizeof(host) - 1] = '\0';
+        snprintf(out, size, "http://%.200s:%u", host, port);
+    } else if (strchr(bind, ':')) {
+        snprintf(out, size, "http://[%.200s]:%u", bind, port);
+    } else {
+        snprintf(out, size, "http://%.200s:%u", bind, port);
+    }
 }
 
 int main(int argc, char **argv)
@@ -110,8 +141,29 @@ int main(int argc, char **argv)
         svc_config_release(&config);
         return 2;
     }
+    rt_cluster *cluster = NULL;
+    rt_peer *peer = NULL;
+    if (config.cluster) {
+        rt_cluster_config cluster_config = {
+            .redis_url = config.cluster,
+            .redis_password = config.cluster_password,
+            .store = store,
+            .scheduler = scheduler,
+            .log = cluster_log,
+        };
+        char cluster_err[256];
+        cluster = rt_cluster_new(&cluster_config, cluster_err, sizeof(cluster_err));
+        peer = cluster ? rt_peer_new(config.api.max_body) : NULL;
+        if (!cluster || !peer) {
+            fprintf(stderr, "rayd: RAYD_CLUSTER: %s\n",
+                    cluster ? "cannot start the peer client" : cluster_err);
+            return 2;
+        }
+    }
     api_context ctx = {
         .config = config.api,
+        .cluster = cluster,
+        .peer = peer,
         .store = store,
         .registry = registry,
         .scheduler = scheduler,
@@ -130,7 +182,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "rayd: %s\n", err);
         return 1;
     }
-    /* Ready before we say so: a client that waits for the listening line may go at once. */
+    char advertise[RT_CLUSTER_URL_MAX] = "";
+    if (cluster) {
+        advertise_url(&config, api_server_port(server), advertise, sizeof(advertise));
+        if (rt_cluster_start(cluster, advertise) != 0) {
+            fprintf(stderr, "rayd: cannot start cluster mode (out of threads?)\n");
+            return 1;
+        }
+    }
+    /* Ready before we say so: a client that waits for the listening line may go at once
+     * (in cluster mode /readyz also waits for the node to join). */
     __atomic_store_n(&ctx.lifecycle, API_READY, __ATOMIC_RELEASE);
     json_t *listening = json_pack(
         "{s:s,s:i,s:s,s:i,s:i,s:I,s:I,s:f,s:s}", "address", config.api.bind, "port",
@@ -147,6 +208,10 @@ int main(int argc, char **argv)
                       json_pack("{s:I,s:i,s:s}", "max_parked", (json_int_t)config.api.max_parked,
                                 "connection_limit", (int)config.api.connection_limit, "hint",
                                 "lower --max-parked, or give probes --admin-port"));
+    if (cluster)
+        svc_log_event("info", "cluster",
+                      json_pack("{s:s,s:s}", "detail", "joining the cluster", "advertise_url",
+                                advertise));
 
     /* The main thread's job from here: wait for a stop signal, and once a second expire
      * objects whose TTL has passed. */
@@ -166,7 +231,9 @@ int main(int argc, char **argv)
      *    freed handle), and calls in flight complete as cancelled on this thread.
      * 4. The workers run what those completions queued (their posts are refused) and
      *    stop; only then is anything freed, in the reverse order of creation. */
-    api_server_stop(server);
+    api_server_stop(server); /* closes the peer client first: forwarded requests end */
+    rt_cluster_free(cluster); /* removes this node's record: peers see it gone at once */
+    rt_peer_free(peer);
     rt_actors_stop(actors);
     rt_tasks_cancel_all(tasks);
     rt_remote_stop(remote);

@@ -37,9 +37,9 @@ case "$FUZZ_SECONDS" in
 '' | *[!0-9]*) echo "fuzz: FUZZ_SECONDS must be a whole number of seconds" >&2; exit 2 ;;
 esac
 
-PKG_CFLAGS=$(pkg-config --cflags libmicrohttpd jansson libcurl 2>/dev/null)
-PKG_LIBS=$(pkg-config --libs libmicrohttpd jansson libcurl 2>/dev/null ||
-    echo "-lmicrohttpd -ljansson -lcurl")
+PKG_CFLAGS=$(pkg-config --cflags libmicrohttpd jansson libcurl hiredis 2>/dev/null)
+PKG_LIBS=$(pkg-config --libs libmicrohttpd jansson libcurl hiredis 2>/dev/null ||
+    echo "-lmicrohttpd -ljansson -lcurl -lhiredis")
 BASE_FLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer -pthread -I. -D_GNU_SOURCE
     -fno-sanitize-recover=undefined $PKG_CFLAGS"
 LIB_FLAGS="$BASE_FLAGS -fsanitize=fuzzer-no-link,address,undefined -Wall -Wextra

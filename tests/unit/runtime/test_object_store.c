@@ -1,5 +1,5 @@
 /* Unit tests for runtime/object_store.c: objects, states, watchers, eviction, pins, TTL,
- * listing, stats, and concurrent use. runtime/object_store.h is the contract. */
+ * listing, stats, secondary copies, and concurrent use. runtime/object_store.h is the contract. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1370,6 +1370,136 @@ static void test_put_many_ok(void **state)
     rt_store_free(s);
 }
 
+/* ---- secondary copies (cluster mode) ------------------------------------------------ */
+
+#define FOREIGN_REF "o7-0123456789abcdefghijkl"
+
+/* A copy reads like any object (view.copy set), is not counted as an object, is never
+ * listed, and a second copy of the same ref is refused. */
+static void test_copy_put_get_list(void **state)
+{
+    (void)state;
+    rt_store *s = new_store(0);
+    char own[RT_REF_SIZE];
+    put_ok(s, 10, 'o', own);
+    rt_buf *b = make_buf(100, 'c', "text/plain");
+    assert_int_equal(rt_store_put_copy(s, FOREIGN_REF, b), RT_OK);
+    rt_object_view v;
+    assert_int_equal(get_view(s, FOREIGN_REF, &v), RT_OK);
+    assert_true(v.copy);
+    assert_int_equal(v.state, RT_OBJ_READY);
+    assert_int_equal(v.size, 100);
+    assert_ptr_equal(v.buf, b);
+    assert_string_equal(v.content_type, "text/plain");
+    rt_object_view_release(&v);
+    assert_int_equal(get_view(s, own, &v), RT_OK);
+    assert_false(v.copy);
+    rt_object_view_release(&v);
+
+    rt_store_stats st;
+    rt_store_get_stats(s, &st);
+    assert_int_equal(st.objects, 1);
+    assert_int_equal(st.copies, 1);
+    assert_int_equal(st.copy_bytes, 100);
+    assert_int_equal(st.bytes, 110);
+
+    rt_object_view views[4];
+    uint64_t next;
+    assert_int_equal(rt_store_list(s, 0, -1, 4, views, &next), 1);
+    assert_string_equal(views[0].ref, own);
+    rt_object_view_release(&views[0]);
+
+    rt_buf *again = make_buf(5, 'x', NULL);
+    assert_int_equal(rt_store_put_copy(s, FOREIGN_REF, again), RT_EEXIST);
+    assert_int_equal(rt_store_put_copy(s, own, again), RT_EEXIST); /* an own object */
+    assert_int_equal(rt_store_put_copy(s, "o7-0123456789abcdefghijkl0123456789abcd", again),
+                     RT_EINVAL); /* longer than any id rayd makes */
+    assert_int_equal(rt_store_put_copy(s, "o7 bad", again), RT_EINVAL);
+    rt_buf_decref(again);
+    rt_store_free(s);
+}
+
+/* Dropping or deleting a copy removes it without a tombstone (the owner answers whether
+ * the object is gone); own objects are never dropped as copies. */
+static void test_copy_drop_leaves_no_tombstone(void **state)
+{
+    (void)state;
+    rt_store *s = new_store(0);
+    char own[RT_REF_SIZE];
+    put_ok(s, 10, 'o', own);
+    assert_int_equal(rt_store_put_copy(s, FOREIGN_REF, make_buf(50, 'c', NULL)), RT_OK);
+    assert_int_equal(rt_store_drop_copy(s, own), RT_ENOTFOUND);
+    rt_object_view v;
+    assert_int_equal(get_view(s, own, &v), RT_OK);
+    rt_object_view_release(&v);
+
+    assert_int_equal(rt_store_drop_copy(s, FOREIGN_REF), RT_OK);
+    assert_int_equal(get_view(s, FOREIGN_REF, &v), RT_ENOTFOUND);
+    rt_object_view_release(&v);
+    assert_int_equal(rt_store_drop_copy(s, FOREIGN_REF), RT_ENOTFOUND);
+
+    assert_int_equal(rt_store_put_copy(s, FOREIGN_REF, make_buf(50, 'c', NULL)), RT_OK);
+    assert_int_equal(rt_store_delete(s, FOREIGN_REF), RT_OK);
+    assert_int_equal(get_view(s, FOREIGN_REF, &v), RT_ENOTFOUND);
+    rt_object_view_release(&v);
+
+    rt_store_stats st;
+    rt_store_get_stats(s, &st);
+    assert_int_equal(st.copies, 0);
+    assert_int_equal(st.copy_bytes, 0);
+    assert_int_equal(st.tombstones, 0);
+    assert_int_equal(st.bytes, 10);
+    rt_store_free(s);
+}
+
+/* Under memory pressure a copy is evicted like any object, and is then simply absent. */
+static void test_copy_evicted_without_tombstone(void **state)
+{
+    (void)state;
+    rt_store *s = new_store(1000);
+    assert_int_equal(rt_store_put_copy(s, FOREIGN_REF, make_buf(600, 'c', NULL)), RT_OK);
+    char own[RT_REF_SIZE];
+    put_ok(s, 600, 'o', own); /* does not fit beside the copy: the copy goes */
+    rt_object_view v;
+    assert_int_equal(get_view(s, FOREIGN_REF, &v), RT_ENOTFOUND);
+    rt_object_view_release(&v);
+    assert_int_equal(get_view(s, own, &v), RT_OK);
+    rt_object_view_release(&v);
+    rt_store_stats st;
+    rt_store_get_stats(s, &st);
+    assert_int_equal(st.evictions, 1);
+    assert_int_equal(st.copies, 0);
+    assert_int_equal(st.tombstones, 0);
+    assert_int_equal(st.bytes, 600);
+    /* A copy that can never fit is refused, as a put would be. */
+    rt_buf *huge = make_buf(2000, 'h', NULL);
+    assert_int_equal(rt_store_put_copy(s, FOREIGN_REF, huge), RT_EFULL);
+    rt_buf_decref(huge);
+    rt_store_free(s);
+}
+
+/* mark_shared: a freed object reports whether another node fetched it. */
+static void test_delete_reports_shared(void **state)
+{
+    (void)state;
+    rt_store *s = new_store(0);
+    char a[RT_REF_SIZE], b[RT_REF_SIZE];
+    put_ok(s, 4, 'a', a);
+    put_ok(s, 4, 'b', b);
+    assert_int_equal(rt_store_mark_shared(s, a), RT_OK);
+    assert_int_equal(rt_store_mark_shared(s, "nope"), RT_ENOTFOUND);
+    assert_int_equal(rt_store_put_copy(s, FOREIGN_REF, make_buf(5, 'c', NULL)), RT_OK);
+    assert_int_equal(rt_store_mark_shared(s, FOREIGN_REF), RT_ENOTFOUND); /* not ours */
+    bool shared = false;
+    assert_int_equal(rt_store_delete_ex(s, a, &shared), RT_OK);
+    assert_true(shared);
+    assert_int_equal(rt_store_delete_ex(s, b, &shared), RT_OK);
+    assert_false(shared);
+    assert_int_equal(rt_store_delete_ex(s, a, &shared), RT_ELOST);
+    assert_false(shared);
+    rt_store_free(s);
+}
+
 static void test_put_many_all_or_nothing(void **state)
 {
     (void)state;
@@ -1904,6 +2034,10 @@ int main(void)
         cmocka_unit_test(test_list_state_filter),
         cmocka_unit_test(test_put_many_ok),
         cmocka_unit_test(test_put_many_all_or_nothing),
+        cmocka_unit_test(test_copy_put_get_list),
+        cmocka_unit_test(test_copy_drop_leaves_no_tombstone),
+        cmocka_unit_test(test_copy_evicted_without_tombstone),
+        cmocka_unit_test(test_delete_reports_shared),
         cmocka_unit_test(test_concurrent_random_ops),
         cmocka_unit_test(test_concurrent_resolve_and_watch),
     };

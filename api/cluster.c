@@ -1,0 +1,53 @@
+/* Cluster mode's own routes: what /v1/status shows of the cluster, and the peer route by
+ * which an owner tells other nodes to drop their copies of an object it freed. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/handlers.h"
+#include "api/problem.h"
+#include "runtime/clock.h"
+
+json_t *api_cluster_status(const api_context *ctx)
+{
+    rt_cluster_info info;
+    rt_cluster_get_info(ctx->cluster, &info);
+    rt_cluster_node *nodes;
+    size_t n = rt_cluster_nodes(ctx->cluster, &nodes);
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const rt_cluster_node *m = &nodes[i];
+        char started[40];
+        json_t *node = json_pack(
+            "{s:s,s:s,s:b,s:b,s:I,s:{s:I,s:I,s:I}}", "tag", m->tag, "url", m->url, "alive",
+            m->alive, "self", m->self, "epoch", (json_int_t)m->epoch, "load", "queued",
+            (json_int_t)m->load.queued, "running", (json_int_t)m->load.running, "memory",
+            (json_int_t)m->load.memory);
+        json_object_set_new(node, "started_at",
+                            m->started_at > 0
+                                ? json_string(rt_clock_format(m->started_at, started,
+                                                              sizeof(started)))
+                                : json_null());
+        json_array_append_new(list, node);
+    }
+    free(nodes);
+    json_t *cluster = json_pack("{s:b,s:o,s:s,s:s,s:o}", "joined", info.joined, "node",
+                                info.joined ? json_string(info.tag) : json_null(), "url",
+                                info.url, "redis", info.redis_up ? "connected" : "unavailable",
+                                "nodes", list);
+    if (info.joined)
+        json_object_set_new(cluster, "epoch", json_integer((json_int_t)info.epoch));
+    if (!info.redis_up)
+        json_object_set_new(cluster, "redis_error", json_string(info.redis_error));
+    return cluster;
+}
+
+enum MHD_Result api_cluster_copy_delete(api_request *req)
+{
+    const char *ref = req->params[0];
+    if (!req->ctx->cluster)
+        return api_problem(req, 404, "NotFound", "this node is not in cluster mode", NULL);
+    if (!rt_ref_valid(ref))
+        return api_problem(req, 400, "BadRequest", "not a ref", NULL);
+    rt_store_drop_copy(req->ctx->store, ref); /* no copy here is fine: nothing to drop */
+    return api_reply_empty(req, 204);
+}

@@ -1,0 +1,74 @@
+/* Forwarding (cluster mode): answering a request by asking the node that can answer it,
+ * over the peer client (runtime/cluster_peer.h), without holding an HTTP thread.
+ *
+ * Two shapes:
+ * - A relay sends the request on to one node (method, path and query, the headers that
+ *   matter, the body if any, the cluster token) and answers the client with that node's
+ *   answer: status, the headers a client needs, and the body. The connection is
+ *   suspended until the answer is in; a big body (over API_FORWARD_STREAM_MIN bytes) is
+ *   sent on as it arrives, a small one when it is complete. A relayed object that its
+ *   owner marks cacheable is kept as a secondary copy (the same buffer the answer is sent
+ *   from: the bytes are held once).
+ * - A fan-out sends one small request to several nodes and suspends until every one has
+ *   answered or failed; then the route's handler is called again and finishes.
+ *
+ * The server (api/server.c) calls api_forward_answer when a relayed request is resumed
+ * and api_forward_release when a request ends. Thread-safety: as requests; the peer's
+ * I/O thread only resumes connections and stores copies. */
+#ifndef RAYD_API_FORWARD_H
+#define RAYD_API_FORWARD_H
+
+#include <stdbool.h>
+
+#include "api/request.h"
+
+#define API_FORWARD_STREAM_MIN (256 * 1024) /* bodies this big are sent on as they arrive */
+#define API_FORWARDED_HEADER "X-Rayd-Forwarded" /* on peer requests: the sender's tag */
+#define API_CACHEABLE_HEADER "X-Rayd-Cacheable" /* on an owner's answer: copies may be kept */
+
+typedef struct api_forward api_forward;
+
+/* Relays req to base_url + path_and_query (already percent-encoded) with req's method.
+ * owner_tag names the node asked; ref (may be NULL) the object the request is about, so
+ * that a node found dead answers 410 for it. With API_FORWARD_CACHE in flags, a whole 200
+ * answer that the owner marks cacheable is kept as a secondary copy of ref. body (len
+ * bytes, copied) is sent when not NULL. Suspends the connection and returns MHD_YES; the
+ * handler returns right after. */
+#define API_FORWARD_CACHE 1u
+enum MHD_Result api_forward_relay(api_request *req, const char *base_url,
+                                  const char *path_and_query, const char *owner_tag,
+                                  const char *ref, unsigned flags, const void *body,
+                                  size_t len);
+
+/* Sends `method path` to each of the n base URLs and suspends until all have ended (any
+ * answer or failure, each bounded by timeout seconds). The route's handler is then called
+ * again: api_forward_fanout_done says it is that second call. Returns MHD_YES, or answers
+ * 503 itself when out of memory. With n == 0 it does not suspend and returns MHD_YES after
+ * marking the fan-out done: the caller just calls its handler's finish. */
+enum MHD_Result api_forward_fanout(api_request *req, const char *const *base_urls, size_t n,
+                                   const char *method, const char *path, double timeout);
+
+/* Whether req has a relay whose answer is to be sent now (the server calls
+ * api_forward_answer instead of the handler then). */
+bool api_forward_relaying(const api_request *req);
+
+/* Whether req's fan-out has ended (every call answered or failed). */
+bool api_forward_fanout_done(const api_request *req);
+
+/* Answers req from its relay. */
+enum MHD_Result api_forward_answer(api_request *req);
+
+/* Answers 410 ObjectLost for ref, owned by node tag, which died: detail and the fields
+ * lost_reason "owner_died", owner (the tag) and owner_died true. */
+enum MHD_Result api_forward_reply_owner_died(api_request *req, const char *ref, const char *tag);
+
+/* Ends whatever forwarding req has (cancelling calls still running). NULL forward fine. */
+void api_forward_release(api_request *req);
+
+/* The headers every peer request carries: the cluster bearer token (when there is one),
+ * X-Rayd-Forwarded with this node's tag, and X-Request-Id. Writes up to max lines into
+ * lines (storage in buf, buf_size bytes) and returns how many. */
+size_t api_forward_peer_headers(const api_request *req, const char **lines, size_t max,
+                                char *buf, size_t buf_size);
+
+#endif

@@ -1,0 +1,126 @@
+/* The cluster tests' view of what run.sh started. See cluster_env.h. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/api/support/harness.h"
+#include "tests/cluster/cluster_env.h"
+
+static void set_url(rayd_server *s, const char *url)
+{
+    memset(s, 0, sizeof(*s));
+    s->pid = -1;
+    s->out_fd = -1;
+    snprintf(s->base_url, sizeof(s->base_url), "%s", url);
+    const char *colon = strrchr(url, ':');
+    s->port = colon ? atoi(colon + 1) : 0;
+}
+
+int cluster_env_load(cluster_env *env)
+{
+    memset(env, 0, sizeof(*env));
+    const char *nodes = getenv("RAYD_CLUSTER_NODES"), *pids = getenv("RAYD_CLUSTER_PIDS"),
+               *lb = getenv("RAYD_CLUSTER_LB");
+    if (!nodes || !pids || !lb) {
+        fprintf(stderr, "cluster tests: run them with tests/cluster/run.sh "
+                        "(RAYD_CLUSTER_NODES, RAYD_CLUSTER_PIDS, RAYD_CLUSTER_LB)\n");
+        return -1;
+    }
+    char urls[3][64];
+    long p[3];
+    if (sscanf(nodes, "%63s %63s %63s", urls[0], urls[1], urls[2]) != 3 ||
+        sscanf(pids, "%ld %ld %ld", &p[0], &p[1], &p[2]) != 3) {
+        fprintf(stderr, "cluster tests: RAYD_CLUSTER_NODES or RAYD_CLUSTER_PIDS malformed\n");
+        return -1;
+    }
+    for (int i = 0; i < CLUSTER_NODES; i++) {
+        set_url(&env->node[i], urls[i]);
+        env->pid[i] = (pid_t)p[i];
+    }
+    set_url(&env->lb, lb);
+    const char *redis = getenv("RAYD_CLUSTER_REDIS");
+    long rpid = 0;
+    if (!redis || sscanf(redis, "%ld %d", &rpid, &env->redis_port) != 2) {
+        fprintf(stderr, "cluster tests: RAYD_CLUSTER_REDIS (\"pid port\") missing\n");
+        return -1;
+    }
+    env->redis_pid = (pid_t)rpid;
+    for (int i = 0; i < CLUSTER_NODES; i++) {
+        http_opts o = {.path = "/v1/status", .soft = true};
+        http_resp *r = http_request_opts(&env->node[i], &o);
+        json_t *cluster = r->json ? json_object_get(r->json, "cluster") : NULL;
+        json_t *tag = json_object_get(cluster, "node");
+        if (r->status != 200 || !json_is_string(tag)) {
+            fprintf(stderr, "cluster tests: %s/v1/status has no cluster.node (status %ld)\n",
+                    urls[i], r->status);
+            http_resp_free(r);
+            return -1;
+        }
+        snprintf(env->tag[i], sizeof(env->tag[i]), "%s", json_string_value(tag));
+        http_resp_free(r);
+    }
+    return 0;
+}
+
+char *cluster_redis_cli(const cluster_env *env, const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "redis-cli -p %d %s 2>&1", env->redis_port, args);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return NULL;
+    char line[1024] = "";
+    if (!fgets(line, sizeof(line), p))
+        line[0] = '\0';
+    pclose(p);
+    line[strcspn(line, "\r\n")] = '\0';
+    return strdup(line);
+}
+
+void cluster_ref_tag(const char *ref, char *tag)
+{
+    tag[0] = '\0';
+    size_t len = strlen(ref);
+    if (len < 25)
+        return;
+    size_t tag_len = len - 2 - 22;
+    if (tag_len > 11 || ref[1 + tag_len] != '-')
+        return;
+    memcpy(tag, ref + 1, tag_len);
+    tag[tag_len] = '\0';
+}
+
+http_resp *cluster_status(const rayd_server *node)
+{
+    http_resp *r = http_get(node, "/v1/status");
+    assert_status(r, 200);
+    return r;
+}
+
+json_t *cluster_status_node(const http_resp *status, const char *tag)
+{
+    json_t *nodes = json_object_get(json_object_get(status->json, "cluster"), "nodes");
+    size_t i;
+    json_t *n;
+    json_array_foreach(nodes, i, n)
+    {
+        json_t *t = json_object_get(n, "tag");
+        if (json_is_string(t) && strcmp(json_string_value(t), tag) == 0)
+            return n;
+    }
+    return NULL;
+}
+
+long long cluster_store_stat(const rayd_server *node, const char *name)
+{
+    http_resp *r = cluster_status(node);
+    long long v = json_int(json_member(r->json, "object_store"), name);
+    http_resp_free(r);
+    return v;
+}

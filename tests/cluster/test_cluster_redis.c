@@ -1,0 +1,192 @@
+/* Cluster tests of Redis trouble (run after test_cluster_objects, before the kill test):
+ * Redis paused (SIGSTOP: every command times out) and resumed, then Redis emptied
+ * (FLUSHALL, as a restart without persistence or a failover that lost writes). Through
+ * both, no node is ever reported dead, objects stay readable through every node, and the
+ * nodes find Redis again and rejoin by themselves: records rewritten, new epochs, the tag
+ * counter put back above every live tag. */
+#pragma GCC diagnostic ignored "-Wunused-parameter" /* cmocka's void **state */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/api/support/harness.h"
+#include "tests/cluster/cluster_env.h"
+
+static cluster_env g;
+static char refs[CLUSTER_NODES][65];
+
+static int group_setup(void **state)
+{
+    if (cluster_env_load(&g) != 0)
+        return -1;
+    for (int i = 0; i < CLUSTER_NODES; i++) {
+        char body[32];
+        int len = snprintf(body, sizeof(body), "kept by node %d", i);
+        http_opts o = {.method = "POST", .path = "/v1/objects", .body = body,
+                       .body_len = (size_t)len, .has_body = true, .soft = true};
+        http_resp *r = http_request_opts(&g.node[i], &o);
+        json_t *ref = r->json ? json_object_get(r->json, "ref") : NULL;
+        if (r->status != 201 || !json_is_string(ref)) {
+            http_resp_free(r);
+            return -1;
+        }
+        snprintf(refs[i], sizeof(refs[i]), "%s", json_string_value(ref));
+        http_resp_free(r);
+    }
+    return 0;
+}
+
+/* Whatever happens, Redis runs again after each test. */
+static int resume_redis(void **state)
+{
+    kill(g.redis_pid, SIGCONT);
+    return 0;
+}
+
+/* One look at every node: 1 when each reports Redis in state `redis` (NULL: either),
+ * joined; fails the test when any node reports another one dead. epochs (may be NULL)
+ * receives each node's own epoch. */
+static int look(const char *redis, long long *epochs)
+{
+    int all = 1;
+    for (int i = 0; i < CLUSTER_NODES; i++) {
+        http_resp *r = cluster_status(&g.node[i]);
+        json_t *cluster = json_member(r->json, "cluster");
+        for (int k = 0; k < CLUSTER_NODES; k++) {
+            json_t *n = cluster_status_node(r, g.tag[k]);
+            if (!n || !json_is_true(json_object_get(n, "alive")))
+                fail_msg("node %s reports node %s %s", g.tag[i], g.tag[k],
+                         n ? "dead" : "unknown");
+        }
+        if (redis && strcmp(json_str(cluster, "redis"), redis) != 0)
+            all = 0;
+        if (!json_is_true(json_object_get(cluster, "joined")))
+            fail_msg("node %s no longer joined", g.tag[i]);
+        if (epochs)
+            epochs[i] = json_int(cluster, "epoch");
+        http_resp_free(r);
+    }
+    return all;
+}
+
+/* Every object readable through every node. */
+static void read_everything(void)
+{
+    for (int owner = 0; owner < CLUSTER_NODES; owner++) {
+        char path[128], body[32];
+        int len = snprintf(body, sizeof(body), "kept by node %d", owner);
+        snprintf(path, sizeof(path), "/v1/objects/%.64s", refs[owner]);
+        for (int j = 0; j < CLUSTER_NODES; j++) {
+            http_resp *r = http_get(&g.node[j], path);
+            assert_status(r, 200);
+            assert_int_equal(r->body_len, (size_t)len);
+            assert_memory_equal(r->body, body, (size_t)len);
+            http_resp_free(r);
+        }
+    }
+}
+
+/* Keeps looking for `seconds`: nobody may be reported dead meanwhile. */
+static void watch(double seconds)
+{
+    double until = now_s() + seconds;
+    while (now_s() < until) {
+        look(NULL, NULL);
+        sleep_s(0.1);
+    }
+}
+
+static void test_redis_paused_and_resumed(void **state)
+{
+    assert_true(look("connected", NULL));
+    assert_int_equal(kill(g.redis_pid, SIGSTOP), 0);
+    double until = now_s() + 10;
+    while (!look("unavailable", NULL) && now_s() < until)
+        sleep_s(0.1);
+    if (!look("unavailable", NULL))
+        fail_msg("the nodes did not notice Redis stopped answering within 10 s");
+    /* Objects move node to node without Redis. */
+    read_everything();
+    watch(2.0); /* past the records' expiry inside Redis */
+    assert_int_equal(kill(g.redis_pid, SIGCONT), 0);
+    until = now_s() + 10;
+    while (!look("connected", NULL) && now_s() < until)
+        sleep_s(0.1);
+    if (!look("connected", NULL))
+        fail_msg("the nodes did not find Redis again within 10 s");
+    watch(5.0); /* longer than a record's expiry plus a scan */
+    read_everything();
+}
+
+static void test_redis_emptied(void **state)
+{
+    long long before[CLUSTER_NODES], after[CLUSTER_NODES];
+    look("connected", before);
+    char *ok = cluster_redis_cli(&g, "FLUSHALL");
+    assert_non_null(ok);
+    assert_string_equal(ok, "OK");
+    free(ok);
+    /* Each node finds its record gone, rejoins with a new epoch, and nobody is taken for
+     * dead while the others write theirs back. */
+    double until = now_s() + 10;
+    int rejoined = 0;
+    while (!rejoined && now_s() < until) {
+        look("connected", after);
+        rejoined = 1;
+        for (int i = 0; i < CLUSTER_NODES; i++)
+            rejoined &= after[i] > before[i];
+        sleep_s(0.1);
+    }
+    if (!rejoined)
+        fail_msg("the nodes did not rejoin with new epochs within 10 s of FLUSHALL");
+    long long highest = 0;
+    for (int i = 0; i < CLUSTER_NODES; i++)
+        highest = before[i] > highest ? before[i] : highest;
+    for (int i = 0; i < CLUSTER_NODES; i++)
+        if (after[i] <= highest)
+            fail_msg("node %s rejoined with epoch %lld, not above every earlier epoch (%lld)",
+                     g.tag[i], after[i], highest);
+    watch(5.0);
+    read_everything();
+    /* The tag counter is back above every live tag: a node joining now gets a new one. */
+    char *counter = cluster_redis_cli(&g, "GET nodes:counter");
+    assert_non_null(counter);
+    long long n = atoll(counter);
+    free(counter);
+    for (int i = 0; i < CLUSTER_NODES; i++) {
+        long long tag = 0;
+        for (const char *p = g.tag[i]; *p; p++)
+            tag = tag * 62 + (*p >= '0' && *p <= '9'   ? *p - '0'
+                              : *p >= 'A' && *p <= 'Z' ? *p - 'A' + 10
+                                                       : *p - 'a' + 36);
+        if (n < tag)
+            fail_msg("nodes:counter is %lld, below node %s's number %lld", n, g.tag[i], tag);
+    }
+    char *known = cluster_redis_cli(&g, "HLEN nodes");
+    assert_non_null(known);
+    assert_int_equal(atoi(known), CLUSTER_NODES);
+    free(known);
+    /* New ids still name their owners. */
+    for (int i = 0; i < CLUSTER_NODES; i++) {
+        char ref[65], tag[16];
+        put_object(&g.node[i], "text/plain", "after", 5, ref);
+        cluster_ref_tag(ref, tag);
+        assert_string_equal(tag, g.tag[i]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_redis_paused_and_resumed, resume_redis),
+        cmocka_unit_test_teardown(test_redis_emptied, resume_redis),
+    };
+    return cmocka_run_group_tests_name("cluster/redis", tests, group_setup, NULL);
+}
