@@ -5,6 +5,7 @@ share between threads.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -612,6 +613,9 @@ class Client:
                            url=os.environ.get("RAYD_WORKER_URL") or None, embedded=True)
                 w.start()
                 self._embedded = w
+                # A program that never closes its client still takes its registrations
+                # away when it exits.
+                atexit.register(self.close)
             return self._embedded
 
     # ---- the rest ---------------------------------------------------------------------

@@ -34,8 +34,8 @@ What rayd sends and what the worker answers:
 - ``raise rayd.RetryableError(...)`` asks for another attempt instead: rayd retries only
   calls that got no answer, so the worker closes the connection without one. rayd then
   retries with backoff up to the task's ``max_retries``, and past them stores
-  ``WorkerUnavailable`` (the message is written to the worker's stderr, since no answer
-  carries it). Actor calls are not retried by rayd: there it fails the call.
+  ``WorkerUnavailable`` (the message is logged by the ``rayd.worker`` logger, since no
+  answer carries it). Actor calls are not retried by rayd: there it fails the call.
 
 Inside a call, ``rayd.current_call()`` tells the task id, attempt and request id, and
 requests made through any client carry the call's ``X-Request-Id`` and ``traceparent``.
@@ -45,6 +45,7 @@ from __future__ import annotations
 import contextvars
 import http.server
 import json
+import logging
 import re
 import socket
 import sys
@@ -60,6 +61,7 @@ from .client import ActorClass, ActorHandle, Client, ObjectRef, RemoteFunction
 from .errors import RetryableError
 
 F = TypeVar("F", bound=Callable[..., Any])
+_log = logging.getLogger("rayd.worker")
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 
@@ -182,7 +184,7 @@ class Worker:
     def remote(self, target: Any, **options: Any) -> Any:
         """``Client.remote``'s work: a ``RemoteFunction`` or ``ActorClass`` for a function
         or class of this program, registered under a name unique to this worker."""
-        name = self._unique(getattr(target, "__qualname__", None) or target.__name__)
+        name = self._unique(target.__name__)
         if isinstance(target, type):
             self.actor_class(target, name=name)
             ac = ActorClass(self.client, name)
@@ -191,9 +193,14 @@ class Worker:
         rf = RemoteFunction(self.client, name)
         return rf.options(**options) if options else rf
 
-    def _unique(self, qualname: str) -> str:
-        base = re.sub(r"[^A-Za-z0-9_.-]", "_", qualname)[:100]
-        return "%s-%s" % (base, self._suffix)
+    def _unique(self, name: str) -> str:
+        base = "%s-%s" % (re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100], self._suffix)
+        n, i = base, 1
+        with self._lock:
+            while n in self._functions or n in self._classes:
+                i += 1
+                n = "%s-%d" % (base, i)
+        return n
 
     @staticmethod
     def _name(n: str) -> str:
@@ -414,8 +421,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return self._send(200, bytes(result), "application/octet-stream")
             data = worker._encode(result)
         except RetryableError as e:
-            sys.stderr.write("rayd worker: %s %s attempt %s asks for a retry: %s\n" % (
-                kind, name, info.attempt, e))
+            _log.warning("%s %s attempt %s asks for a retry: %s", kind, name, info.attempt, e)
             return self._hang_up()
         except LookupError as e:
             if "this worker has no" in str(e):
