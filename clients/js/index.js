@@ -294,13 +294,18 @@ export class ActorClass {
   }
 }
 
-// Resolves promises (of refs, say) inside arguments, at any depth of arrays and plain objects.
-async function settle(v) {
-  if (v && typeof v.then === 'function') return settle(await v);
+// Resolves promises (of refs, say) inside arguments, at any depth of arrays and plain
+// objects (a cycle is left as it is: encoding reports it).
+async function settle(v, seen = new WeakSet()) {
+  if (v && typeof v.then === 'function') return settle(await v, seen);
+  if (v && typeof v === 'object') {
+    if (seen.has(v)) return v;
+    seen.add(v);
+  }
   if (Array.isArray(v)) {
     let changed = false;
     const out = await Promise.all(v.map(async (x) => {
-      const y = await settle(x);
+      const y = await settle(x, seen);
       if (y !== x) changed = true;
       return y;
     }));
@@ -310,7 +315,7 @@ async function settle(v) {
     let changed = false;
     const out = {};
     for (const [k, x] of Object.entries(v)) {
-      out[k] = await settle(x);
+      out[k] = await settle(x, seen);
       if (out[k] !== x) changed = true;
     }
     return changed ? out : v;
