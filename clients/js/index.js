@@ -233,10 +233,17 @@ export class ActorMethod {
     this.name = name;
   }
 
-  async remote(...args) {
+  /**
+   * Queues a call; resolves to its ObjectRef. Calls through one handle reach rayd in the
+   * order they were made (each is sent once the previous one was accepted), as in Ray.
+   */
+  remote(...args) {
+    const h = this._handle;
     const [a, kw] = splitArgs(args);
-    return this._handle._client._callMethod(this._handle.actorId, this.name,
-      await settle(a), await settle(kw));
+    const call = (h._queue || Promise.resolve()).catch(() => {}).then(async () =>
+      h._client._callMethod(h.actorId, this.name, await settle(a), await settle(kw)));
+    h._queue = call;
+    return call;
   }
 }
 
@@ -250,6 +257,7 @@ export class ActorHandle {
     this.actorId = actorId;
     this.className = className;
     this.name = name;
+    this._queue = null; // the last call made through this handle
     return new Proxy(this, {
       get(target, prop, receiver) {
         if (typeof prop !== 'string' || prop in target || prop.startsWith('_') ||

@@ -40,8 +40,16 @@ function problem(err, status = 500) {
   return {
     type: 'urn:javascript:exception:' + cls, title: err?.name || cls, status,
     detail: message || cls, exception: cls,
-    traceback: err instanceof Error && err.stack ? err.stack : String(err),
+    traceback: err instanceof Error && err.stack ? userStack(err.stack) : String(err),
   };
+}
+
+// The stack down to the user's code: the worker's own frames and node's below them say
+// nothing about the error.
+function userStack(stack) {
+  const lines = stack.split('\n');
+  const k = lines.findIndex((l, i) => i > 0 && l.includes(import.meta.url));
+  return (k > 0 ? lines.slice(0, k) : lines).join('\n');
 }
 
 /** Information about the call being answered (currentCall()). */
@@ -252,7 +260,8 @@ export class Worker {
   async _runFunction(name, body) {
     const entry = this._functions.get(name);
     if (!entry) throw new NoSuch(`this worker has no function ${JSON.stringify(name)}`);
-    return entry.fn(...callArgs(body));
+    const { fn } = entry;
+    return fn(...callArgs(body));
   }
 
   async _runMethod(name, body) {
