@@ -1,14 +1,15 @@
-"""The HTTP transport: a pool of keep-alive connections shared by threads, retries that are
-safe, and the headers every request carries.
+"""The HTTP transport: a pool of keep-alive HTTP/1.1 connections shared by threads,
+retries that are safe, and the headers every request carries.
 
-Standard library only (``http.client``). One ``Transport`` per client; any number of
+Standard library only (``socket``, ``ssl``). One ``Transport`` per client; any number of
 threads may call ``request`` at once: each request takes an idle connection from the pool
-(or opens one) and gives it back once the answer is read whole.
+(or opens one) and gives it back once the answer is read whole. A request goes out in one
+write and its answer is parsed by hand: the part of a call's cost that is the client's is
+what the benchmark (tests/bench/clients.py) compares with raw http.client.
 """
 from __future__ import annotations
 
 import contextvars
-import http.client
 import json
 import random
 import select
@@ -30,7 +31,7 @@ _context: "contextvars.ContextVar[Optional[Dict[str, str]]]" = contextvars.Conte
 
 
 class Response:
-    """A whole answer: status, headers (lower-case names), body bytes."""
+    """A whole answer: status, headers (lower-case names), body bytes, and the URL asked."""
 
     __slots__ = ("status", "headers", "body", "url")
 
@@ -106,46 +107,46 @@ class Transport:
         self._prefix = u.path.rstrip("/")
         self.timeout = timeout
         self.retries = retries
-        self._base_headers = {"User-Agent": "rayd-python/" + __version__,
-                              "Accept": "application/json, */*"}
+        base = {"User-Agent": "rayd-python/" + __version__}
         if token:
-            self._base_headers["Authorization"] = "Bearer " + token
+            base["Authorization"] = "Bearer " + token
         if headers:
-            self._base_headers.update(headers)
-        self._idle: List[http.client.HTTPConnection] = []
+            base.update(headers)
+        for k, v in base.items():
+            if "\r" in k + v or "\n" in k + v:
+                raise ValueError("header %s: CR and LF are not allowed" % k)
+        # Sent with every request, formatted once.
+        self._base_lines = "".join("%s: %s\r\n" % kv for kv in base.items())
+        default_port = 443 if self._https else 80
+        self._hostport = self._host if self._port == default_port else \
+            "%s:%d" % ("[%s]" % self._host if ":" in self._host else self._host, self._port)
+        self._idle: List[_Conn] = []
         self._lock = threading.Lock()
         self._max_idle = max_idle
         self._closed = False
 
     # ---- connections ----------------------------------------------------------------
 
-    def _new_connection(self, timeout: float) -> http.client.HTTPConnection:
-        if self._https:
-            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
-                                               context=ssl.create_default_context())
-        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
-
-    def _take(self, timeout: float) -> Tuple[http.client.HTTPConnection, bool]:
+    def _take(self, timeout: float) -> Tuple["_Conn", bool]:
         """An idle connection that is still open (and True), or a new one (and False)."""
         while True:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
-                return self._new_connection(timeout), False
-            sock = conn.sock
+                return _Conn(self._host, self._port, self._https, timeout), False
             try:
                 # An idle keep-alive connection has nothing to read; if it is readable, the
                 # server closed it (its idle timeout): drop it rather than fail on it.
-                if sock is None or select.select([sock], [], [], 0)[0]:
+                if select.select([conn.sock], [], [], 0)[0]:
                     conn.close()
                     continue
-                sock.settimeout(timeout)
+                conn.set_timeout(timeout)
             except (OSError, ValueError):
                 conn.close()
                 continue
             return conn, True
 
-    def _give_back(self, conn: http.client.HTTPConnection) -> None:
+    def _give_back(self, conn: "_Conn") -> None:
         with self._lock:
             if not self._closed and len(self._idle) < self._max_idle:
                 self._idle.append(conn)
@@ -162,15 +163,6 @@ class Transport:
 
     # ---- requests --------------------------------------------------------------------
 
-    def headers_for(self, extra: Optional[Mapping[str, str]]) -> Dict[str, str]:
-        h = dict(self._base_headers)
-        ctx = _context.get()
-        if ctx:
-            h.update(ctx)
-        if extra:
-            h.update(extra)
-        return h
-
     def url(self, path: str) -> str:
         return self.address + path
 
@@ -183,31 +175,46 @@ class Transport:
         ``POST`` with an ``Idempotency-Key`` is). ``wait`` is how long the server may hold
         the request before answering; the socket timeout is that plus ``timeout``.
         """
-        hdrs = self.headers_for(headers)
+        lines = [method, " ", self._prefix, path, " HTTP/1.1\r\nHost: ", self._hostport,
+                 "\r\n", self._base_lines]
+        ctx = _context.get()
+        names = set()
+        for extra in (ctx, headers):
+            if extra:
+                for k, v in extra.items():
+                    if "\r" in v or "\n" in v or "\r" in k or "\n" in k:
+                        raise ValueError("header %s: CR and LF are not allowed" % k)
+                    lines += (k, ": ", v, "\r\n")
+                    names.add(k.lower())
         if safe is None:
             safe = method in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS") or \
-                "Idempotency-Key" in hdrs
+                "idempotency-key" in names
         if body is not None:
-            hdrs["Content-Length"] = str(len(body))
-        target = self._prefix + path
+            lines += ("Content-Length: ", str(len(body)), "\r\n")
+        lines.append("\r\n")
+        data = "".join(lines).encode("latin-1")
+        if body:
+            data += body
         sock_timeout = self.timeout + wait
         attempt = 0
         while True:
-            conn, reused = self._take(sock_timeout)
-            sent = False
+            conn, reused, sent = None, False, False
             try:
-                conn.request(method, target, body=body, headers=hdrs)
+                conn, reused = self._take(sock_timeout)
+                conn.sock.sendall(data)
                 sent = True
-                resp = conn.getresponse()
-                data = resp.read()
-            except (OSError, http.client.HTTPException) as e:
-                conn.close()
-                # A reused connection that failed may simply have been closed by the server
-                # as we sent: one more try on a fresh connection, whatever the request, if
-                # nothing was answered and the request is safe or was never sent.
+                status, hdrs, payload, will_close = conn.read_response(method)
+            except _BadAnswer as e:
+                if conn is not None:
+                    conn.close()
+                raise ProtocolError("%s answered something rayd never answers (%s). Is rayd "
+                                    "listening at that address?" % (self.url(path), e)) from None
+            except OSError as e:
+                if conn is not None:
+                    conn.close()
+                # A reused connection may simply have been closed by the server as we sent:
+                # try again on a fresh one if the request is safe to repeat or was never sent.
                 can_retry = attempt < self.retries and (safe or not sent)
-                if isinstance(e, socket.timeout) and sent:
-                    can_retry = can_retry and safe
                 if not can_retry:
                     raise RaydConnectionError(
                         "cannot reach rayd at %s (%s %s): %s" % (
@@ -216,19 +223,137 @@ class Transport:
                     time.sleep(_backoff(attempt))
                 attempt += 1
                 continue
-            res = Response(resp.status, {k.lower(): v for k, v in resp.getheaders()}, data,
-                           self.url(path))
-            if resp.will_close:
+            if will_close:
                 conn.close()
             else:
                 self._give_back(conn)
-            if res.status in (429, 503) and attempt < self.retries:
-                after = _retry_after(res.headers.get("retry-after"))
+            res = Response(status, hdrs, payload, self.url(path))
+            if status in (429, 503) and attempt < self.retries:
+                after = _retry_after(hdrs.get("retry-after"))
                 if after is not None:
                     time.sleep(min(after, 5.0) + random.random() * 0.05)
                     attempt += 1
                     continue
             return res
+
+
+class _BadAnswer(Exception):
+    """An answer that is not HTTP/1.x as rayd speaks it."""
+
+
+class _Closed(ConnectionError):
+    """The server closed the connection before a whole answer."""
+
+
+class _Conn:
+    """One HTTP/1.1 connection: a request goes out in one write, the answer is parsed by
+    hand (status line, headers, a Content-Length or chunked body). Lighter than
+    http.client, whose header parsing goes through the email package."""
+
+    __slots__ = ("sock", "_buf", "_timeout")
+
+    def __init__(self, host: str, port: int, https: bool, timeout: float):
+        sock = socket.create_connection((host, port), timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if https:
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        self.sock = sock
+        self._buf = b""
+        self._timeout = timeout
+
+    def set_timeout(self, timeout: float) -> None:
+        if timeout != self._timeout:
+            self.sock.settimeout(timeout)
+            self._timeout = timeout
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise _Closed("the server closed the connection")
+        self._buf += chunk
+
+    def _line(self) -> bytes:
+        while True:
+            i = self._buf.find(b"\r\n")
+            if i >= 0:
+                line, self._buf = self._buf[:i], self._buf[i + 2:]
+                return line
+            if len(self._buf) > 65536:
+                raise _BadAnswer("a header line over 64 KiB")
+            self._fill()
+
+    def _exactly(self, n: int) -> bytes:
+        while len(self._buf) < n:
+            need = n - len(self._buf)
+            chunk = self.sock.recv(max(65536, min(need, 1 << 24)))
+            if not chunk:
+                raise _Closed("the server closed the connection mid-body")
+            self._buf += chunk
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def read_response(self, method: str) -> Tuple[int, Dict[str, str], bytes, bool]:
+        while True:
+            status_line = self._line()
+            parts = status_line.split(b" ", 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+                raise _BadAnswer("status line %r" % status_line[:80])
+            status = int(parts[1])
+            headers: Dict[str, str] = {}
+            while True:
+                line = self._line()
+                if not line:
+                    break
+                name, sep, value = line.partition(b":")
+                if not sep:
+                    raise _BadAnswer("header line %r" % line[:80])
+                k = name.strip().decode("latin-1").lower()
+                v = value.strip().decode("latin-1")
+                headers[k] = headers[k] + ", " + v if k in headers else v
+            if 100 <= status < 200:
+                continue  # an interim answer; the real one follows
+            break
+        conn_hdr = headers.get("connection", "").lower()
+        will_close = "close" in conn_hdr or (parts[0] == b"HTTP/1.0" and
+                                             "keep-alive" not in conn_hdr)
+        if method == "HEAD" or status in (204, 304):
+            return status, headers, b"", will_close
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            body = []
+            while True:
+                size_line = self._line().split(b";", 1)[0].strip()
+                try:
+                    size = int(size_line, 16)
+                except ValueError:
+                    raise _BadAnswer("chunk size %r" % size_line[:40]) from None
+                if size == 0:
+                    while self._line():  # trailers
+                        pass
+                    break
+                body.append(self._exactly(size))
+                if self._exactly(2) != b"\r\n":
+                    raise _BadAnswer("a chunk without its CRLF")
+            return status, headers, b"".join(body), will_close
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                raise _BadAnswer("Content-Length %r" % length[:40])
+            return status, headers, self._exactly(int(length)), will_close
+        # no length: the body runs to the end of the connection
+        body = [self._buf]
+        self._buf = b""
+        while True:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                break
+            body.append(chunk)
+        return status, headers, b"".join(body), True
 
 
 def _retry_after(value: Optional[str]) -> Optional[float]:
