@@ -4,8 +4,9 @@ http.client on one keep-alive connection, both against one running rayd, interle
 
     tests/bench/clients.py PORT [ROUNDS] [SEQ_CALLS] [BATCH_TASKS]
 
-Two workloads, each measured ROUNDS times per side (default 3) in the order client, raw,
-raw, client, ... so that drift in the machine's load hits both sides alike:
+Two workloads, each measured ROUNDS times per side (default 6) in the order client, raw,
+raw, client, ... so that drift in the machine's load hits both sides alike; a side's rate
+is all its calls over all its time, the ratio client / raw:
 
 - seq: SEQ_CALLS (default 1,000) sequential ``rd.get(add.remote(1, 2))``: a
   ``POST /v1/tasks`` then a ``GET /v1/objects/{ref}?timeout=...`` each. The raw side sends
@@ -105,7 +106,7 @@ def client_batch(port: int, n: int) -> float:
 
 def main() -> None:
     port = int(sys.argv[1])
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 6
     seq_n = int(sys.argv[3]) if len(sys.argv) > 3 else 1000
     batch_n = int(sys.argv[4]) if len(sys.argv) > 4 else 10000
     # warm-up, not counted: the server's tables and both sides' code paths
@@ -123,8 +124,8 @@ def main() -> None:
                 ((raw, r_runs), (client, c_runs))
             for fn, runs in order:
                 runs.append(fn(port, n))
-        c = sum(c_runs) / len(c_runs)
-        r = sum(r_runs) / len(r_runs)
+        c = len(c_runs) / sum(1 / x for x in c_runs)  # all calls / all time
+        r = len(r_runs) / sum(1 / x for x in r_runs)
         out[name + "_client_rate"] = "%.0f" % c
         out[name + "_raw_rate"] = "%.0f" % r
         out[name + "_ratio"] = "%.3f" % (c / r)

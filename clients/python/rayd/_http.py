@@ -289,14 +289,21 @@ class _Conn:
             self._fill()
 
     def _exactly(self, n: int) -> bytes:
-        while len(self._buf) < n:
-            need = n - len(self._buf)
-            chunk = self.sock.recv(max(65536, min(need, 1 << 24)))
-            if not chunk:
+        have = len(self._buf)
+        if have >= n:
+            out, self._buf = self._buf[:n], self._buf[n:]
+            return out
+        # Read the rest straight into a buffer of the right size: no copy per read.
+        buf = bytearray(n)
+        buf[:have] = self._buf
+        self._buf = b""
+        view = memoryview(buf)
+        while have < n:
+            k = self.sock.recv_into(view[have:])
+            if not k:
                 raise _Closed("the server closed the connection mid-body")
-            self._buf += chunk
-        out, self._buf = self._buf[:n], self._buf[n:]
-        return out
+            have += k
+        return bytes(buf)
 
     def read_response(self, method: str) -> Tuple[int, Dict[str, str], bytes, bool]:
         while True:

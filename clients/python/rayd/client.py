@@ -6,6 +6,7 @@ share between threads.
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import json
 import os
@@ -296,6 +297,16 @@ class Client:
             raise res.not_rayd("a JSON body was expected")
         return self._loads(res) if hook else res.json()
 
+    def _revive(self, v: Any) -> Any:
+        """rayd's conventions ($ref, $bytes, $actor) turned back into Python values, in a
+        value parsed without them."""
+        if isinstance(v, list):
+            return [self._revive(x) if isinstance(x, (dict, list)) else x for x in v]
+        if isinstance(v, dict):
+            return self._hook({k: self._revive(x) if isinstance(x, (dict, list)) else x
+                               for k, x in v.items()})
+        return v
+
     def _loads(self, res: Response) -> Any:
         if not res.is_json():
             return res.body
@@ -366,21 +377,22 @@ class Client:
             wait = _remaining(deadline)
             doc = self._json("POST", "/v1/objects/get",
                              {"refs": [ids[i] for i in todo], "timeout": wait}, ok=(200,),
-                             hook=True, safe=True, wait=wait)
+                             safe=True, wait=wait)
             entries = doc.get("objects") if isinstance(doc, dict) else None
             if not isinstance(entries, list) or len(entries) != len(todo):
                 raise ProtocolError("%s answered POST /v1/objects/get with %d entries for %d "
                                     "refs" % (self.address, len(entries or []), len(todo)))
             pending = []
+            revive = self._revive
             for i, e in zip(todo, entries):
                 state = e.get("state")
                 if state == "ready":
-                    # The answer went through the hook as it was parsed: values are
-                    # decoded already; a binary object is the entry's own $bytes.
-                    if "$bytes" in e:
-                        values[i] = self._hook({"$bytes": e["$bytes"]})
+                    if "value" in e:
+                        v = e["value"]
+                        # only containers can hold $ref, $bytes or $actor
+                        values[i] = revive(v) if isinstance(v, (dict, list)) else v
                     else:
-                        values[i] = e.get("value")
+                        values[i] = base64.b64decode(e.get("$bytes", ""))
                 elif state in ("error", "lost"):
                     raise RaydError.from_problem(e.get("error") or {"title": "ObjectLost"})
                 else:
@@ -500,7 +512,11 @@ class Client:
             res = self._request("POST", "/v1/tasks/batch", body, idempotent=True)
             if res.status != 202:
                 raise res.error()
-            out.extend(self._receipt_refs(r) for r in res.json()["tasks"])
+            receipts = res.json()["tasks"]
+            if all("ref" in r for r in receipts):
+                out.extend([ObjectRef(r["ref"], self, r["task_id"]) for r in receipts])
+            else:
+                out.extend(self._receipt_refs(r) for r in receipts)
         return out
 
     def cancel(self, ref: ObjectRef, *, force: bool = False, recursive: bool = True) -> None:
