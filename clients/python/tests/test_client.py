@@ -357,6 +357,54 @@ class Wire(unittest.TestCase):
             proxy.close()
 
 
+class Transport(unittest.TestCase):
+    """The client's own HTTP/1.1 reading, on answers rayd may send through proxies:
+    chunked bodies, interim 1xx answers, bodies that end with the connection, garbage."""
+
+    def serve(self, answer: bytes) -> str:
+        import socket
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(4)
+
+        def run() -> None:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += c.recv(65536)
+            c.sendall(answer)
+            c.close()
+            srv.close()
+
+        threading.Thread(target=run, daemon=True).start()
+        self.addCleanup(srv.close)
+        return "http://127.0.0.1:%d" % srv.getsockname()[1]
+
+    def test_chunked_and_interim_answers(self) -> None:
+        url = self.serve(b"HTTP/1.1 100 Continue\r\n\r\n"
+                         b"HTTP/1.1 200 OK\r\nX-Request-Id: r1\r\n"
+                         b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"4\r\n{\"a\"\r\n4;ext=1\r\n: 1}\r\n0\r\nTrailer: x\r\n\r\n")
+        c = rayd.connect(url, check=False)
+        self.assertEqual(c.get(c.ref("abc")), {"a": 1})
+
+    def test_body_to_the_end_of_the_connection(self) -> None:
+        url = self.serve(b"HTTP/1.0 200 OK\r\nX-Request-Id: r1\r\n"
+                         b"Content-Type: application/octet-stream\r\n\r\n" + b"x" * 100000)
+        c = rayd.connect(url, check=False)
+        self.assertEqual(c.get(c.ref("abc")), b"x" * 100000)
+
+    def test_not_http(self) -> None:
+        url = self.serve(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        c = rayd.connect(url, check=False, retries=0)
+        with self.assertRaises(rayd.ProtocolError) as cm:
+            c.get(c.ref("abc"))
+        self.assertIn(url, str(cm.exception))
+
+
 class Auth(unittest.TestCase):
     def test_token(self) -> None:
         srv = Rayd(env={"RAYD_API_TOKEN": "s3cret"})
