@@ -10,19 +10,16 @@ import base64
 import contextlib
 import json
 import os
-import re
 import threading
 import time
 import urllib.parse
 import uuid
-from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional,
-                    Sequence, Tuple, TypeVar, Union, overload)
+from typing import (Any, Dict, Iterable, Iterator, List, Mapping, Optional,
+                    Sequence, Tuple, Union, overload)
 
 from . import _codec
 from ._http import Response, Transport, _context
 from .errors import GetTimeoutError, ProtocolError, RaydError, SerializationError
-
-T = TypeVar("T")
 
 # Longest wait asked of the server in one request; it caps waits at its RAYD_MAX_WAIT
 # anyway, and the client asks again until its own deadline.

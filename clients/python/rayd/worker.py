@@ -48,16 +48,15 @@ import json
 import logging
 import re
 import socket
-import sys
 import threading
 import traceback
 import urllib.parse
 import uuid
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
 from . import _codec
 from ._http import _context
-from .client import ActorClass, ActorHandle, Client, ObjectRef, RemoteFunction
+from .client import ActorClass, Client, RemoteFunction
 from .errors import RetryableError
 
 F = TypeVar("F", bound=Callable[..., Any])
