@@ -104,6 +104,9 @@ def setUpModule() -> None:
         def _secret(self):
             return "private"
 
+        def later(self):
+            raise rayd.RetryableError("not now")
+
     globals().update(wordcount=wordcount, describe=describe, reverse_bytes=reverse_bytes,
                      deref=deref, bump=bump, divide=divide, flaky=flaky, whoami=whoami,
                      not_json=not_json, Account=Account)
@@ -199,6 +202,14 @@ class ActorClasses(unittest.TestCase):
         named = Account.options(name="acct", get_if_exists=True).remote(1)
         self.assertEqual(rd.get_actor("acct"), named)
         rd.kill(named)
+
+    def test_retryable_error_in_a_method(self) -> None:
+        # rayd retries no actor call: the call fails as unanswered, the actor lives on
+        a = Account.remote(7)
+        with self.assertRaises(rayd.WorkerUnavailableError):
+            rd.get(a.later.remote(), timeout=30)
+        self.assertEqual(a.info()["state"], "ALIVE")
+        self.assertEqual(rd.get(a.state.remote())["balance"], 7)
 
     def test_unknown_method(self) -> None:
         a = Account.remote()
