@@ -804,6 +804,9 @@ export class Client {
           embedded: true,
         });
         await w.start();
+        // A program that never closes its client still takes its registrations away
+        // when it is done.
+        process.once('beforeExit', () => { this.close().catch(() => {}); });
         return w;
       });
     }

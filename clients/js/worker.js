@@ -139,6 +139,10 @@ export class Worker {
   async start() {
     if (this._server) return this;
     const server = http.createServer({ keepAlive: true }, (req, res) => this._handle(req, res));
+    if (this._embedded) {
+      // client.remote's worker must not keep the program alive once its own work is done.
+      server.on('connection', (socket) => socket.unref());
+    }
     server.keepAliveTimeout = 65000; // longer than rayd keeps an idle connection
     server.headersTimeout = 66000;
     await new Promise((resolve, reject) => {
@@ -146,6 +150,7 @@ export class Worker {
       server.listen(this._port, this._host, () => { server.off('error', reject); resolve(); });
     });
     this._server = server;
+    if (this._embedded) server.unref();
     try {
       for (const [n, { reg }] of this._functions) await this._register('/v1/functions/', n, reg, 'functions');
       for (const [n, { reg }] of this._classes) await this._register('/v1/actor-classes/', n, reg, 'classes');
