@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Optional
 from .errors import SerializationError
 
 
-def encoder(ref_type: type, actor_type: type) -> Callable[..., bytes]:
+def encoder(ref_type: Any, actor_type: Any) -> Callable[..., bytes]:
     """A function value -> compact UTF-8 JSON bytes, for these ref and handle classes."""
 
     def default(o: Any) -> Any:

@@ -81,7 +81,7 @@ class Response:
 
 
 def _backoff(attempt: int) -> float:
-    return min(2.0, 0.05 * (2 ** attempt)) * (0.5 + random.random())
+    return min(2.0, 0.05 * float(2 ** attempt)) * (0.5 + random.random())
 
 
 class Transport:

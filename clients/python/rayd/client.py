@@ -54,7 +54,7 @@ class ObjectRef:
     def __hash__(self) -> int:
         return hash(self.id)
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Any, ...]:
         return (ObjectRef, (self.id, None, self.task_id))
 
 
@@ -151,7 +151,8 @@ class ActorHandle:
 
     def info(self) -> Dict[str, Any]:
         """The actor's state as rayd reports it (``GET /v1/actors/{id}``)."""
-        return self._client._json("GET", "/v1/actors/" + _q(self.actor_id))
+        info: Dict[str, Any] = self._client._json("GET", "/v1/actors/" + _q(self.actor_id))
+        return info
 
     def __repr__(self) -> str:
         return "ActorHandle(%s%s)" % (self.class_name + ", " if self.class_name else "",
@@ -163,7 +164,7 @@ class ActorHandle:
     def __hash__(self) -> int:
         return hash(self.actor_id)
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Any, ...]:
         return (ActorHandle, (None, self.actor_id, self.class_name, self.name))
 
 
@@ -399,7 +400,7 @@ class Client:
             todo = pending
             if deadline is not None and time.monotonic() >= deadline:
                 raise GetTimeoutError(
-                    "%d of %d objects still pending after %gs (first: %s)" % (
+                    "%d of %d objects still pending after %ss (first: %s)" % (
                         len(pending), len(ids), timeout, ids[pending[0]]),
                     problem={"title": "GetTimeout", "ref": ids[pending[0]]})
 
@@ -414,7 +415,7 @@ class Client:
             if res.status != 202:
                 raise res.error()
             if deadline is not None and time.monotonic() >= deadline:
-                raise GetTimeoutError("object %s still pending after %gs" % (ref.id, timeout),
+                raise GetTimeoutError("object %s still pending after %ss" % (ref.id, timeout),
                                       problem={"title": "GetTimeout", "ref": ref.id},
                                       request_id=res.request_id)
 
@@ -460,7 +461,8 @@ class Client:
 
     def functions(self) -> List[Dict[str, Any]]:
         """Every function tasks can call, as rayd describes them."""
-        return self._json("GET", "/v1/functions")["functions"]
+        fns: List[Dict[str, Any]] = self._json("GET", "/v1/functions")["functions"]
+        return fns
 
     def _receipt_refs(self, receipt: Mapping[str, Any]) -> Any:
         task_id = receipt.get("task_id")
@@ -536,7 +538,8 @@ class Client:
         if tid is None:
             raise ValueError("%r was not returned by a task this client submitted"
                              % ref_or_task_id)
-        return self._json("GET", "/v1/tasks/" + _q(tid))
+        info: Dict[str, Any] = self._json("GET", "/v1/tasks/" + _q(tid))
+        return info
 
     # ---- actors -----------------------------------------------------------------------
 
@@ -635,7 +638,8 @@ class Client:
 
     def status(self) -> Dict[str, Any]:
         """rayd's ``/v1/status``: version, configuration, store, task and actor figures."""
-        return self._json("GET", "/v1/status")
+        status: Dict[str, Any] = self._json("GET", "/v1/status")
+        return status
 
     def ref(self, id: str) -> ObjectRef:
         """An ``ObjectRef`` for a ref id obtained elsewhere (curl, another program)."""
@@ -675,9 +679,10 @@ def _num(x: float) -> str:
 
 def _title(res: Response) -> Optional[str]:
     try:
-        return json.loads(res.body).get("title")
+        title = json.loads(res.body).get("title")
     except (ValueError, AttributeError):
         return None
+    return title if isinstance(title, str) else None
 
 
 def connect(address: Optional[str] = None, *, token: Optional[str] = None,

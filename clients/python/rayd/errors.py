@@ -8,7 +8,7 @@ traceback shows the chain.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Type
+from typing import Any, Dict, Mapping, Optional, Tuple, Type
 
 __all__ = [
     "RaydError", "RayError", "TaskError", "RayTaskError", "ObjectLostError", "GetTimeoutError",
@@ -66,7 +66,8 @@ class RaydError(Exception):
 
     def chain(self) -> "list[RaydError]":
         """This error followed by its causes, outermost first."""
-        out, e = [], self
+        out: "list[RaydError]" = []
+        e: Optional[RaydError] = self
         while e is not None:
             out.append(e)
             e = e.cause
@@ -84,7 +85,7 @@ class RaydError(Exception):
             parts.append("remote traceback:\n" + tb.rstrip())
         return "\n  ".join(parts)
 
-    def __reduce__(self):  # picklable, for multiprocessing and the like
+    def __reduce__(self) -> Tuple[Any, ...]:  # picklable, for multiprocessing and the like
         return (_rebuild, (self.problem, self.request_id))
 
     @classmethod

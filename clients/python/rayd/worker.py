@@ -52,7 +52,7 @@ import threading
 import traceback
 import urllib.parse
 import uuid
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from . import _codec
 from ._http import _context
@@ -71,9 +71,13 @@ class CallInfo:
     __slots__ = ("task_id", "function", "attempt", "actor_id", "method", "request_id",
                  "traceparent")
 
-    def __init__(self, **kw: Any):
-        for k in self.__slots__:
-            setattr(self, k, kw.get(k))
+    def __init__(self, *, task_id: Optional[str] = None, function: Optional[str] = None,
+                 attempt: Optional[int] = None, actor_id: Optional[str] = None,
+                 method: Optional[str] = None, request_id: Optional[str] = None,
+                 traceparent: Optional[str] = None):
+        self.task_id, self.function, self.attempt = task_id, function, attempt
+        self.actor_id, self.method = actor_id, method
+        self.request_id, self.traceparent = request_id, traceparent
 
     def __repr__(self) -> str:
         return "CallInfo(%s)" % ", ".join("%s=%r" % (k, getattr(self, k))
@@ -309,7 +313,7 @@ class Worker:
         entry = self._classes.get(name)
         if entry is None:
             raise LookupError("this worker has no class %r" % name)
-        cls = entry[0]
+        cls: Any = entry[0]
         method = body.get("method")
         args, kwargs = _args(body)
         inst = cls.__new__(cls)
@@ -325,7 +329,7 @@ class Worker:
         return {"result": result, "state": _get_state(inst)}
 
 
-def _args(body: Dict[str, Any]) -> Tuple[list, dict]:
+def _args(body: Dict[str, Any]) -> Tuple[List[Any], Dict[str, Any]]:
     args = body.get("args") or []
     kwargs = body.get("kwargs") or {}
     if not isinstance(args, list) or not isinstance(kwargs, dict):
