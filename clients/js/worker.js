@@ -24,7 +24,9 @@
 //   that cause and does not retry it (unless the task has retryExceptions).
 // - RetryableError asks for another attempt instead: rayd retries only calls that got no
 //   answer, so the worker closes the connection without one; rayd retries with backoff up
-//   to the task's max_retries, then stores WorkerUnavailable.
+//   to the task's max_retries, then stores WorkerUnavailable. On a reused keep-alive
+//   connection libcurl (rayd's HTTP client) first resends the same attempt once, so a
+//   function may see one attempt number twice. Actor calls are not retried: the call fails.
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 

@@ -35,7 +35,10 @@ What rayd sends and what the worker answers:
   calls that got no answer, so the worker closes the connection without one. rayd then
   retries with backoff up to the task's ``max_retries``, and past them stores
   ``WorkerUnavailable`` (the message is logged by the ``rayd.worker`` logger, since no
-  answer carries it). Actor calls are not retried by rayd: there it fails the call.
+  answer carries it). When the connection was a reused keep-alive one, libcurl (rayd's
+  HTTP client) first sends the same attempt once more on a fresh connection, so a function
+  may see one attempt number twice. Actor calls are not retried by rayd: there it fails
+  the call (``WorkerUnavailable``) and the actor keeps its state.
 
 Inside a call, ``rayd.current_call()`` tells the task id, attempt and request id, and
 requests made through any client carry the call's ``X-Request-Id`` and ``traceparent``.
