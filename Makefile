@@ -27,7 +27,7 @@ RUN_ARGS ?=
 
 DEB_PACKAGES := build-essential pkg-config libmicrohttpd-dev libjansson-dev \
                 libcurl4-openssl-dev libhiredis-dev libcmocka-dev libjemalloc-dev python3-yaml \
-                curl jq wrk
+                curl jq wrk python3 python3-numpy nodejs
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-unused-parameter -Wno-missing-field-initializers -Wformat=2 -Wvla
@@ -70,7 +70,7 @@ API_TEST_BIN := $(API_TEST_SRC:tests/api/%.c=$(BUILD)/tests/api/%)
 CLUSTER_TEST_SRC := $(wildcard tests/cluster/test_*.c)
 CLUSTER_TEST_BIN := $(CLUSTER_TEST_SRC:tests/cluster/%.c=$(BUILD)/tests/cluster/%)
 
-.PHONY: all run test unit api-test deps bench clean spec-lint format image-test lb-demo fuzz soak contract-test valgrind cluster-test
+.PHONY: all run test unit api-test clients-test deps bench clean spec-lint format image-test lb-demo fuzz soak contract-test valgrind cluster-test
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/rayd
@@ -149,11 +149,18 @@ unit: $(UNIT_BIN)
 api-test: $(API_TEST_BIN) $(BUILD)/rayd
 	@RAYD_BIN=$(BUILD)/rayd tests/run_all.sh $(API_TEST_BIN) tests/check_docs.sh
 
-# Unit and API tests both run even when one fails; make test fails if either did.
+# The client libraries' own tests (clients/python with /usr/bin/python3's unittest,
+# clients/js with node --test), each against a live rayd they start.
+clients-test: $(BUILD)/rayd
+	$(call install_missing,python3 python3-numpy nodejs)
+	@RAYD_BIN=$(BUILD)/rayd tests/run_all.sh clients/python/run_tests.sh clients/js/run_tests.sh
+
+# Unit, API and client tests all run even when one fails; make test fails if any did.
 test: deps
 	@$(MAKE) --no-print-directory unit; u=$$?; \
 	$(MAKE) --no-print-directory api-test; a=$$?; \
-	[ $$u -eq 0 ] && [ $$a -eq 0 ]
+	$(MAKE) --no-print-directory clients-test; c=$$?; \
+	[ $$u -eq 0 ] && [ $$a -eq 0 ] && [ $$c -eq 0 ]
 
 bench: deps
 	$(call install_missing,redis-server redis-tools valgrind python3)

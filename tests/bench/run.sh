@@ -15,6 +15,7 @@
 #   BENCH_REMOTE_CALLS=N        sequential remote calls per side in j (default 4000)
 #   BENCH_REMOTE_CONC_CALLS=N   remote calls per side over 16 connections in j (default 8000)
 #   BENCH_PROFILE_GETS=N        GETs profiled under callgrind in l (default 20000)
+#   BENCH_CLIENT_ROUNDS=N       rounds per side of each workload in m (default 6)
 #   RAYD_BIN=path       the server under test (default build/rayd)
 #   BENCH_BARE_CONN_MEMORY=BYTES  the baseline's connection memory limit (default: rayd's,
 #                       read from api/server.c, else 262144)
@@ -30,7 +31,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 
-BENCHES=(a b c d e f g h i j k l) # registry of benchmarks, run in this order: bench_a, bench_b, ...
+BENCHES=(a b c d e f g h i j k l m) # registry of benchmarks, run in this order: bench_a, bench_b, ...
 
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ONLY=${BENCH_ONLY:-}
@@ -45,7 +46,7 @@ BIG_SIZE=$((1024 * 1024 * 1024))
 WRK=(wrk -t2 -c32 "-d${BENCH_SECONDS}s" --latency)
 
 for v in BENCH_SECONDS BENCH_ROUNDS BENCH_BIG_RUNS BENCH_TASK_ROUNDS BENCH_ACTORS \
-    BENCH_REMOTE_CALLS BENCH_REMOTE_CONC_CALLS BENCH_PROFILE_GETS; do
+    BENCH_REMOTE_CALLS BENCH_REMOTE_CONC_CALLS BENCH_PROFILE_GETS BENCH_CLIENT_ROUNDS; do
     [[ ${!v:-1} =~ ^[1-9][0-9]*$ ]] || {
         echo "run.sh: $v must be a positive integer" >&2
         exit 2
@@ -949,6 +950,45 @@ bench_j() {
         "$(kv "$r" rayd_conc_rate) ($(calc %.0f "$(kv "$r" rayd_conc_p50_us)") / $(calc %.0f "$(kv "$r" rayd_conc_p99_us)"))" \
         "$(calc %.2f "$(kv "$r" rayd_conc_rate) / $(kv "$r" direct_conc_rate)")" "-" "-"
     note "j: examples/python/worker.py (stdlib ThreadingHTTPServer; TCP_NODELAY set by run.sh, see WORKER_PY) and rayd --remote-allow for it; wordcount registered with PUT /v1/functions/wordcount. Call i's argument is a string of (i mod 64) + 1 words and its answer must be that number, checked on every call. $n sequential calls per side (one keep-alive connection; $(kv "$r" direct_seq_rate) calls/s directly, $(kv "$r" rayd_seq_rate) through rayd), then $m per side over $conc connections (one curl multi handle), each in two halves interleaved direct, rayd, rayd, direct after $((conc + 1)) warm-up calls per side. Through rayd: POST /v1/tasks {\"function\":\"wordcount\",\"args\":[text]} with Prefer: wait=5, 200 with the result. The worker counted exactly the $calls calls made (no retries); rayd $submitted tasks, all finished, 0 failed, 0 retries. Largest latency: direct $(calc %.1f "$(kv "$r" direct_seq_max_us) / 1000") ms, rayd $(calc %.1f "$(kv "$r" rayd_seq_max_us) / 1000") ms sequential."
+}
+
+# ---------------------------------------------------------------------------------------
+# m) the Python client (clients/python) against raw http.client keep-alive, same calls, same
+# rayd, interleaved (tests/bench/clients.py): 1,000 sequential rd.get(add.remote(1, 2)), and
+# 10,000 add tasks in one batch request then one get of all their refs.
+bench_m() {
+    local rayd msg rounds=${BENCH_CLIENT_ROUNDS:-6} py=/usr/bin/python3
+    [[ -x $py ]] || py=python3
+    start_rayd rayd-m || { fail "m: rayd did not start"; return; }
+    rayd=$SRV_PID
+    local rport=$SRV_PORT
+    if ! msg=$(sanity_rayd "$rport"); then
+        fail "m: $msg"
+        stop_server "$rayd"
+        return
+    fi
+    local out=$OUT/clients-m.txt
+    if ! cmd "$py" tests/bench/clients.py "$rport" "$rounds" 1000 10000 >"$out" 2>"$LOGS/clients-m.stderr"; then
+        fail "m: tests/bench/clients.py: $(tail -1 "$LOGS/clients-m.stderr")"
+        stop_server "$rayd"
+        return
+    fi
+    local failed
+    failed=$(rayd_status "$rport" .tasks.failed)
+    stop_server "$rayd"
+    if [[ ${failed:-0} != 0 ]]; then
+        fail "m: rayd reports $failed failed tasks"
+        return
+    fi
+    local w
+    for w in seq batch; do
+        local what="1,000 sequential rd.get(add.remote(1, 2)), calls/s"
+        [[ $w == batch ]] && what="10,000 add tasks: rd.submit (one batch request) + rd.get of all, tasks/s"
+        row m "Python client vs raw http.client: $what" "$(kv "$out" ${w}_raw_rate)" \
+            "$(kv "$out" ${w}_client_rate)" "$(calc %.2f "$(kv "$out" ${w}_ratio)")" ">= 0.70" \
+            "$(verdict "$(kv "$out" ${w}_ratio)" '>=' 0.70)"
+    done
+    note "m: Python $(kv "$out" python), clients/python against raw http.client on one keep-alive connection (bare column), $rounds rounds per side alternated client, raw, raw, client; a side's rate is all its calls over all its time. Each run, client / raw: sequential $(kv "$out" seq_client_runs) / $(kv "$out" seq_raw_runs) calls/s; batch $(kv "$out" batch_client_runs) / $(kv "$out" batch_raw_runs) tasks/s. The client sends an Idempotency-Key with each POST (its default) and checks every answer is rayd's; every result is checked on both sides; rayd counts 0 failed tasks."
 }
 
 # ---------------------------------------------------------------------------------------
