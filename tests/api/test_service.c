@@ -370,7 +370,8 @@ static mx_set *mx_parse(const char *text)
     size_t tl = strlen(text);
     if (tl == 0 || text[tl - 1] != '\n')
         fail_msg("the exposition does not end with a newline");
-    mx_family *current = NULL; /* the family whose samples may follow */
+    /* The family whose samples may follow, by index: fams moves when it grows. */
+    size_t current = SIZE_MAX;
     int lineno = 0;
     char *save = NULL;
     for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -383,10 +384,11 @@ static mx_set *mx_parse(const char *text)
             if (sscanf(line, "# %7s %255s %n", kw, name, &off) >= 2 &&
                 (strcmp(kw, "HELP") == 0 || strcmp(kw, "TYPE") == 0)) {
                 mx_family *f = mx_family_get(m, name, true);
+                size_t fi = (size_t)(f - m->fams);
                 if (f->has_samples)
                     PARSE_FAIL("%s %s after its samples", kw, name);
-                if (current && current != f && current->has_samples)
-                    current = NULL;
+                if (current != SIZE_MAX && current != fi && m->fams[current].has_samples)
+                    current = SIZE_MAX;
                 if (strcmp(kw, "HELP") == 0) {
                     if (f->has_help)
                         PARSE_FAIL("second HELP for %s", name);
@@ -402,7 +404,7 @@ static mx_set *mx_parse(const char *text)
                         PARSE_FAIL("unknown TYPE %s", t);
                     snprintf(f->type, sizeof f->type, "%s", t);
                 }
-                current = f;
+                current = fi;
             }
             continue;
         }
@@ -416,7 +418,7 @@ static mx_set *mx_parse(const char *text)
         if (!f->has_help || !f->type[0])
             PARSE_FAIL("family %s lacks %s before its samples", f->name,
                        f->has_help ? "TYPE" : "HELP");
-        if (f != current)
+        if (current == SIZE_MAX || f != &m->fams[current])
             PARSE_FAIL("sample %s is not grouped with its family %s", s->name, f->name);
         if (strcmp(f->type, "histogram") == 0 && strcmp(f->name, s->name) == 0)
             PARSE_FAIL("histogram %s sample without _bucket/_sum/_count", s->name);
