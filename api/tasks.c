@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api/decode.h"
+#include "api/forward.h"
 #include "api/handlers.h"
 #include "api/park.h"
 #include "api/problem.h"
@@ -151,6 +152,8 @@ enum MHD_Result api_tasks_submit(api_request *req)
     spec.args_given = true;
     api_read_prefer_wait(req);
     spec.inline_ok = req->prefer_wait > 0;
+    if (req->ctx->fetch)
+        api_cluster_want_args(req->ctx, spec.args, spec.kwargs);
     rt_status st = rt_task_submit(req->ctx->tasks, &spec, s->task_id, s->refs, err, sizeof(err));
     if (st != RT_OK) {
         req->prefer_wait = 0; /* refused before any wait: no Preference-Applied */
@@ -181,6 +184,8 @@ enum MHD_Result api_tasks_submit_batch(api_request *req)
     for (size_t i = 0; i < n; i++) {
         total_refs += specs[i].num_returns;
         specs[i].request_id = req->request_id;
+        if (req->ctx->fetch)
+            api_cluster_want_args(req->ctx, specs[i].args, specs[i].kwargs);
     }
     char(*ids)[RT_REF_SIZE] = calloc(n, sizeof(*ids));
     char(*refs)[RT_REF_SIZE] = calloc(total_refs, sizeof(*refs));
@@ -254,11 +259,49 @@ static int check_task_id(api_request *req, const char *id)
     return -1;
 }
 
+/* Cluster mode: a task another node owns (its id names it) is answered by that node.
+ * Returns true when it answered or relayed (*result set), false for this node's own. */
+static bool foreign_task(api_request *req, const char *id, const char *path,
+                         enum MHD_Result *result)
+{
+    char tag[RT_NODE_TAG_SIZE], url[RT_CLUSTER_URL_MAX];
+    rt_owner owner = rt_cluster_owner(req->ctx->cluster, id, tag, url, sizeof(url));
+    if (owner == RT_OWNER_SELF)
+        return false;
+    if (owner == RT_OWNER_UNKNOWN) {
+        *result = api_problemf(req, 404, "NotFound",
+                               "task %s does not exist: no node of this cluster has tag %s",
+                               id, tag);
+    } else if (owner == RT_OWNER_DEAD) {
+        char detail[200];
+        snprintf(detail, sizeof(detail),
+                 "task %s is gone: node %s, which owned it, died (its heartbeat stopped)", id,
+                 tag);
+        *result = api_problem(req, 404, "NotFound", detail,
+                              json_pack("{s:s,s:s,s:b}", "task_id", id, "owner", tag,
+                                        "owner_died", 1));
+    } else if (api_header(req, API_FORWARDED_HEADER)) {
+        req->retry_after = 1;
+        *result = api_problemf(req, 503, "ClusterUnavailable",
+                               "task %s belongs to node %s, not to this node (a peer's "
+                               "membership is out of date); retry",
+                               id, tag);
+    } else {
+        *result = api_forward_relay(req, url, path, tag, NULL, 0, NULL, 0);
+    }
+    return true;
+}
+
 enum MHD_Result api_tasks_get(api_request *req)
 {
     const char *id = req->params[0];
     if (check_task_id(req, id) != 0)
         return MHD_YES;
+    enum MHD_Result result;
+    char path[RT_REF_SIZE + 32];
+    snprintf(path, sizeof(path), "/v1/tasks/%s", id);
+    if (req->ctx->cluster && foreign_task(req, id, path, &result))
+        return result;
     rt_task_info info;
     if (rt_task_get(req->ctx->tasks, id, &info) != RT_OK)
         return api_problem(req, 404, "NotFound", "the task does not exist",
@@ -301,6 +344,11 @@ enum MHD_Result api_tasks_cancel(api_request *req)
     const char *id = req->params[0];
     if (check_task_id(req, id) != 0)
         return MHD_YES;
+    enum MHD_Result result;
+    char path[RT_REF_SIZE + 32];
+    snprintf(path, sizeof(path), "/v1/tasks/%s/cancel", id);
+    if (req->ctx->cluster && foreign_task(req, id, path, &result))
+        return result;
     rt_task_state state;
     rt_status st = rt_task_cancel(req->ctx->tasks, id, &state);
     if (st == RT_ENOTFOUND)

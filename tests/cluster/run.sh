@@ -22,7 +22,8 @@ case "$RAYD" in /*) ;; *) RAYD=$ROOT/$RAYD ;; esac
 if [ $# -gt 0 ]; then
     TESTS=("$@")
 else
-    TESTS=("$BUILD/tests/cluster/test_cluster_objects" "$BUILD/tests/cluster/test_cluster_redis"
+    TESTS=("$BUILD/tests/cluster/test_cluster_objects" "$BUILD/tests/cluster/test_cluster_tasks"
+           "$BUILD/tests/cluster/test_cluster_redis"
            "$BUILD/tests/cluster/test_cluster_failure")
 fi
 NGINX=/usr/sbin/nginx
