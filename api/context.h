@@ -42,6 +42,8 @@ typedef struct api_config {
     const char *admin_token;   /* bearer token for admin routes; NULL: api_token applies */
     const char *cluster_token; /* cluster mode: bearer token of peer requests and routes;
                                   NULL or "": none */
+    size_t spillback_queued;   /* cluster mode: past this many queued jobs, a submitted task
+                                  runs on the least loaded live node; 0: never */
 } api_config;
 
 typedef struct api_parking api_parking;

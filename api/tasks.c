@@ -123,7 +123,73 @@ static enum MHD_Result answer_or_park(api_request *req, const submitted *s)
     return api_reply_json(req, 200, body);
 }
 
+/* ---- spillback (cluster mode) ------------------------------------------------------- */
+
+/* Whether a task submitted here should run elsewhere: this node has more than
+ * RAYD_SPILLBACK_QUEUED jobs waiting for a worker and a live node has fewer (by its last
+ * heartbeat). Copies the least loaded such node's URL into url. */
+static bool spill_target(api_request *req, char url[RT_CLUSTER_URL_MAX])
+{
+    size_t limit = req->ctx->config.spillback_queued;
+    if (!limit || api_header(req, API_FORWARDED_HEADER))
+        return false;
+    rt_scheduler_stats ss;
+    rt_scheduler_get_stats(req->ctx->scheduler, &ss);
+    if (ss.queued <= limit)
+        return false;
+    rt_cluster_node *nodes;
+    size_t n = rt_cluster_nodes(req->ctx->cluster, &nodes), best = n;
+    for (size_t i = 0; i < n; i++) {
+        const rt_cluster_load *l = &nodes[i].load;
+        if (nodes[i].self || !nodes[i].alive || l->queued >= ss.queued)
+            continue;
+        if (best == n || l->queued < nodes[best].load.queued ||
+            (l->queued == nodes[best].load.queued && l->running < nodes[best].load.running))
+            best = i;
+    }
+    if (best < n)
+        snprintf(url, RT_CLUSTER_URL_MAX, "%s", nodes[best].url);
+    free(nodes);
+    return best < n;
+}
+
+static enum MHD_Result submit_here(api_request *req, bool may_spill);
+
+/* The node the task was sent to answered (or did not): the receipt names its task and this
+ * node's own result ref, which resolves with the other node's result. Anything but a
+ * receipt, and the task is submitted here after all (its own checks answer a bad one). */
+static enum MHD_Result spill_finish(api_request *req)
+{
+    const rt_peer_answer *a = api_forward_fanout_answer(req, 0);
+    json_t *body = NULL;
+    if (a && a->outcome == RT_PEER_ANSWERED && a->status == 202 && a->body)
+        body = json_loadb((const char *)a->body->data, a->body->size, 0, NULL);
+    const char *task_id = json_string_value(json_object_get(body, "task_id"));
+    const char *remote = json_string_value(json_object_get(body, "ref"));
+    char local[RT_REF_SIZE];
+    if (!task_id || !remote || !rt_ref_valid(task_id) || !rt_ref_valid(remote) ||
+        rt_store_create_pending(req->ctx->store, local) != RT_OK) {
+        json_decref(body);
+        return submit_here(req, false);
+    }
+    if (rt_fetch_alias(req->ctx->fetch, local, remote) != RT_OK) {
+        rt_store_delete(req->ctx->store, local);
+        json_decref(body);
+        return submit_here(req, false);
+    }
+    json_t *receipt_body = receipt(task_id, &local, 1);
+    json_decref(body);
+    return api_reply_json(req, 202, receipt_body);
+}
+
 enum MHD_Result api_tasks_submit(api_request *req)
+{
+    if (req->ctx->cluster && api_forward_fanout_done(req))
+        return spill_finish(req);
+    return submit_here(req, req->ctx->cluster != NULL);
+}
+
+static enum MHD_Result submit_here(api_request *req, bool may_spill)
 {
     if (req->handler_state) /* resumed after Prefer: wait */
         return answer_or_park(req, req->handler_state);
@@ -133,6 +199,10 @@ enum MHD_Result api_tasks_submit(api_request *req)
     char err[256];
     if (api_decode_task(req->json, &spec, err, sizeof(err)) != API_DECODE_OK)
         return api_problem(req, 400, "BadRequest", err, NULL);
+    char url[RT_CLUSTER_URL_MAX];
+    if (may_spill && spec.num_returns == 1 && !api_header(req, "Prefer") &&
+        spill_target(req, url))
+        return api_forward_call(req, url, "POST", "/v1/tasks", req->body, req->body_len, 30);
 
     submitted *s = calloc(1, sizeof(*s));
     if (s)

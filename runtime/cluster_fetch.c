@@ -468,6 +468,59 @@ rt_owner rt_fetch_want(rt_fetch *f, const char *ref, char tag[RT_NODE_TAG_SIZE])
     return owner;
 }
 
+/* ---- aliases (spillback) -------------------------------------------------------------- */
+
+typedef struct alias {
+    rt_watcher watcher; /* on the remote ref's stand-in */
+    rt_store *store;
+    char local[RT_REF_SIZE];
+    char remote[RT_REF_SIZE];
+} alias;
+
+/* The remote ref resolved: so does the local one. Any thread, no lock held. */
+static void alias_fire(rt_watcher *w, void *arg)
+{
+    (void)w;
+    alias *a = arg;
+    rt_object_view view;
+    rt_status st = rt_store_peek(a->store, a->remote, &view);
+    if (st == RT_OK && view.state == RT_OBJ_READY) {
+        rt_buf *buf = rt_buf_incref(view.buf);
+        if (rt_store_resolve(a->store, a->local, buf) != RT_OK)
+            rt_buf_decref(buf);
+    } else {
+        rt_error *err = st == RT_OK && view.state == RT_OBJ_ERROR
+                            ? rt_error_incref(view.error)
+                            : lost_error(a->remote, "the result of the task another node ran "
+                                                    "was lost before it arrived");
+        if (err)
+            rt_store_fail(a->store, a->local, err);
+        rt_error_decref(err);
+    }
+    rt_object_view_release(&view);
+    free(a);
+}
+
+rt_status rt_fetch_alias(rt_fetch *f, const char *local_ref, const char *remote_ref)
+{
+    char tag[RT_NODE_TAG_SIZE];
+    rt_owner owner = rt_fetch_want(f, remote_ref, tag);
+    if (owner != RT_OWNER_ALIVE && owner != RT_OWNER_DEAD)
+        return RT_EINVAL;
+    alias *a = calloc(1, sizeof(*a));
+    if (!a)
+        return RT_ENOMEM;
+    a->store = f->store;
+    snprintf(a->local, sizeof(a->local), "%s", local_ref);
+    snprintf(a->remote, sizeof(a->remote), "%s", remote_ref);
+    a->watcher.fn = alias_fire;
+    a->watcher.arg = a;
+    int rc = rt_store_watch(f->store, remote_ref, &a->watcher);
+    if (rc != RT_OK)
+        alias_fire(&a->watcher, a); /* resolved already (or no stand-in: lost) */
+    return RT_OK;
+}
+
 size_t rt_fetch_active(rt_fetch *f)
 {
     pthread_mutex_lock(&f->lock);

@@ -43,6 +43,12 @@ void rt_fetch_free(rt_fetch *fetch);
  * tag receives the owner's tag. */
 rt_owner rt_fetch_want(rt_fetch *fetch, const char *ref, char tag[RT_NODE_TAG_SIZE]);
 
+/* Spillback: resolves this node's pending object local_ref with whatever remote_ref (a
+ * foreign ref, the result of a task another node runs) resolves to: its value, its error
+ * (the same chain), or ObjectLost when its owner dies. Returns RT_OK, RT_ENOMEM, or
+ * RT_EINVAL when remote_ref is not another live node's. */
+rt_status rt_fetch_alias(rt_fetch *fetch, const char *local_ref, const char *remote_ref);
+
 /* The ObjectLost error for a ref whose owner (tag) died: message and the fields ref,
  * lost_reason "owner_died", owner, owner_died true. New reference; NULL out of memory. */
 rt_error *rt_fetch_owner_died_error(const char *ref, const char *tag);

@@ -104,7 +104,7 @@ say "redis-server on 127.0.0.1:$RPORT (pid $REDIS_PID)"
 PORTS=()
 for i in 1 2 3; do
     RAYD_CLUSTER=redis://127.0.0.1:$RPORT "$RAYD" --bind 127.0.0.1 --port 0 \
-        --drain-timeout 5s >"$OUT/rayd$i.log" 2>"$OUT/rayd$i.err" &
+        --drain-timeout 5s --spillback-queued 2 >"$OUT/rayd$i.log" 2>"$OUT/rayd$i.err" &
     RAYD_PIDS+=($!)
 done
 for i in 1 2 3; do

@@ -283,6 +283,86 @@ static void test_failure_chain_through_another_node(void **state)
     http_resp_free(r);
 }
 
+/* A gauge of node i's /metrics. */
+static long metric(int i, const char *name)
+{
+    http_resp *r = http_get(&g.node[i], "/metrics");
+    assert_status(r, 200);
+    char needle[128];
+    snprintf(needle, sizeof(needle), "\n%s ", name);
+    const char *p = strstr(r->body, needle);
+    long n = p ? strtol(p + strlen(needle), NULL, 10) : -1;
+    http_resp_free(r);
+    return n;
+}
+
+/* run.sh starts the nodes with --spillback-queued 2: with node 0's workers busy and three
+ * jobs queued, a task submitted there runs on another node; its receipt names that node's
+ * task and node 0's own result ref, which answers (value or error) through any node. */
+static void test_spillback(void **state)
+{
+    http_resp *r = cluster_status(&g.node[0]);
+    long workers = json_int(json_member(r->json, "config"), "workers");
+    http_resp_free(r);
+    assert_true(workers > 0 && workers < 64);
+    char body[8192] = "{\"tasks\":[";
+    for (long i = 0; i < workers + 3; i++)
+        strcat(body, i ? ",{\"function\":\"sleep\",\"args\":[120]}"
+                       : "{\"function\":\"sleep\",\"args\":[120]}");
+    strcat(body, "]}");
+    r = http_post_json(&g.node[0], "/v1/tasks/batch", body);
+    assert_status(r, 202);
+    json_t *sleeps = json_deep_copy(json_member(r->json, "tasks"));
+    http_resp_free(r);
+    double t0 = now_s();
+    while (metric(0, "rayd_scheduler_queued_jobs") < 3) {
+        if (now_s() - t0 > 10)
+            fail_msg("node %s never had 3 jobs queued", g.tag[0]);
+        sleep_s(0.01);
+    }
+
+    char task[65], ref[65], task_tag[16], path[160];
+    submit(&g.node[0], "{\"function\":\"add\",\"args\":[1,2]}", task, ref);
+    expect_owner(ref, 0);
+    cluster_ref_tag(task, task_tag);
+    if (strcmp(task_tag, g.tag[0]) == 0)
+        fail_msg("task %s ran on the busy node %s: no spillback", task, g.tag[0]);
+    snprintf(path, sizeof(path), "/v1/objects/%s?timeout=30", ref);
+    http_opts o = {.path = path, .timeout_ms = 60000};
+    for (int via = 0; via < CLUSTER_NODES; via++) {
+        r = http_request_opts(&g.node[via], &o);
+        assert_status(r, 200);
+        assert_int_equal(strtol(r->body, NULL, 10), 3);
+        http_resp_free(r);
+    }
+    snprintf(path, sizeof(path), "/v1/tasks/%s", task);
+    r = http_get(&g.node[0], path);
+    assert_status(r, 200);
+    assert_string_equal(json_str(r->json, "state"), "FINISHED");
+    http_resp_free(r);
+
+    /* An error travels back whole. */
+    submit(&g.node[0], "{\"function\":\"fail\",\"args\":[\"spilled boom\"]}", task, ref);
+    expect_owner(ref, 0);
+    snprintf(path, sizeof(path), "/v1/objects/%s?timeout=30", ref);
+    r = http_request_opts(&g.node[2], &o);
+    assert_problem(r, 424, "TaskError");
+    assert_non_null(strstr(json_str(r->json, "detail"), "spilled boom"));
+    http_resp_free(r);
+
+    /* The sleepers go (cancelled through another node). */
+    size_t i;
+    json_t *t;
+    json_array_foreach(sleeps, i, t)
+    {
+        snprintf(path, sizeof(path), "/v1/tasks/%s/cancel", json_str(t, "task_id"));
+        r = http_request(&g.node[1], "POST", path, NULL, NULL, 0);
+        assert_true(r->status == 202 || r->status == 409);
+        http_resp_free(r);
+    }
+    json_decref(sleeps);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -290,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_batch_get_in_input_order),
         cmocka_unit_test(test_chain_of_30_through_nginx),
         cmocka_unit_test(test_failure_chain_through_another_node),
+        cmocka_unit_test(test_spillback),
     };
     return cmocka_run_group_tests_name("cluster/tasks", tests, group_setup, NULL);
 }
