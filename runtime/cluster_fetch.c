@@ -224,7 +224,11 @@ static void poll_notify(rt_peer_call *call, rt_peer_event event, void *arg)
     entry *e = arg;
     rt_fetch *f = e->fetch;
     const rt_peer_answer *a = rt_peer_answer_of(call);
-    if (a->outcome != RT_PEER_ANSWERED) {
+    if (a->outcome == RT_PEER_TOO_LARGE) {
+        finish(f, e, NULL,
+               lost_error(e->ref, "the object is larger than this node takes from another "
+                                  "(RAYD_MAX_BODY), so it cannot be used here"));
+    } else if (a->outcome != RT_PEER_ANSWERED) {
         rt_owner owner = rt_cluster_owner_of_tag(f->cluster, e->tag, NULL, 0);
         if (owner == RT_OWNER_DEAD)
             finish(f, e, NULL, rt_fetch_owner_died_error(e->ref, e->tag));
