@@ -184,6 +184,8 @@ enum MHD_Result api_actors_call(api_request *req)
     if (!cs)
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
     api_read_prefer_wait(req);
+    if (req->ctx->fetch)
+        api_cluster_want_args(req->ctx, args, kwargs);
     rt_status st = rt_actor_call_opts(req->ctx->actors, id, method, args, kwargs,
                                       req->prefer_wait > 0, req->request_id, cs->ref, err,
                                       sizeof(err));

@@ -1,10 +1,12 @@
 /* Cluster mode's own routes: what /v1/status shows of the cluster, and the peer route by
- * which an owner tells other nodes to drop their copies of an object it freed. */
+ * which an owner tells other nodes to drop their copies of an object it freed; and the
+ * stand-ins that let work here depend on other nodes' objects. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/handlers.h"
 #include "api/problem.h"
+#include "runtime/args.h"
 #include "runtime/clock.h"
 
 json_t *api_cluster_status(const api_context *ctx)
@@ -50,4 +52,26 @@ enum MHD_Result api_cluster_copy_delete(api_request *req)
         return api_problem(req, 400, "BadRequest", "not a ref", NULL);
     rt_store_drop_copy(req->ctx->store, ref); /* no copy here is fine: nothing to drop */
     return api_reply_empty(req, 204);
+}
+
+/* One argument: a stand-in for it when it is a ref another node owns. */
+static void want_one(rt_fetch *fetch, json_t *v)
+{
+    if (!rt_args_is_ref(v))
+        return;
+    const char *ref = json_string_value(json_object_get(v, "$ref"));
+    char tag[RT_NODE_TAG_SIZE];
+    if (ref && rt_ref_valid(ref))
+        rt_fetch_want(fetch, ref, tag);
+}
+
+void api_cluster_want_args(const api_context *ctx, json_t *args, json_t *kwargs)
+{
+    if (!ctx->fetch)
+        return;
+    size_t i;
+    const char *key;
+    json_t *v;
+    json_array_foreach(args, i, v) want_one(ctx->fetch, v);
+    json_object_foreach(kwargs, key, v) want_one(ctx->fetch, v);
 }

@@ -8,6 +8,7 @@
 
 #include "runtime/actor.h"
 #include "runtime/cluster.h"
+#include "runtime/cluster_fetch.h"
 #include "runtime/cluster_peer.h"
 #include "runtime/function.h"
 #include "runtime/object_store.h"
@@ -41,6 +42,8 @@ typedef struct api_config {
     const char *admin_token;   /* bearer token for admin routes; NULL: api_token applies */
     const char *cluster_token; /* cluster mode: bearer token of peer requests and routes;
                                   NULL or "": none */
+    size_t spillback_queued;   /* cluster mode: past this many queued jobs, a submitted task
+                                  runs on the least loaded live node; 0: never */
 } api_config;
 
 typedef struct api_parking api_parking;
@@ -86,6 +89,8 @@ typedef struct api_context {
     rt_cluster *cluster;  /* borrowed; NULL without cluster mode (then nothing else in
                              api/ looks at clusters) */
     rt_peer *peer;        /* borrowed: the client to other nodes; NULL without cluster mode */
+    rt_fetch *fetch;      /* borrowed: stand-ins for other nodes' objects; NULL without
+                             cluster mode */
     const char *version;  /* borrowed, static */
     double started_wall;  /* wall clock at start */
     double started_mono;  /* monotonic clock at start */

@@ -355,8 +355,36 @@ static void fanout_notify(rt_peer_call *call, rt_peer_event event, void *arg)
     forward_decref(fw); /* the call's reference */
 }
 
+static enum MHD_Result fanout_start(api_request *req, const char *const *base_urls, size_t n,
+                                    const char *method, const char *path, const char *body,
+                                    size_t len, double timeout);
+
 enum MHD_Result api_forward_fanout(api_request *req, const char *const *base_urls, size_t n,
                                    const char *method, const char *path, double timeout)
+{
+    return fanout_start(req, base_urls, n, method, path, NULL, 0, timeout);
+}
+
+enum MHD_Result api_forward_call(api_request *req, const char *base_url, const char *method,
+                                 const char *path, const char *json_body, size_t len,
+                                 double timeout)
+{
+    const char *urls[1] = {base_url};
+    return fanout_start(req, urls, 1, method, path, json_body, len, timeout);
+}
+
+const rt_peer_answer *api_forward_fanout_answer(const api_request *req, size_t i)
+{
+    const api_forward *fw = req->forward;
+    if (!fw || fw->kind != FORWARD_FANOUT || i >= fw->ncalls || !fw->calls[i] ||
+        !rt_peer_done(fw->calls[i]))
+        return NULL;
+    return rt_peer_answer_of(fw->calls[i]);
+}
+
+static enum MHD_Result fanout_start(api_request *req, const char *const *base_urls, size_t n,
+                                    const char *method, const char *path, const char *body,
+                                    size_t len, double timeout)
 {
     api_forward *fw = calloc(1, sizeof(*fw));
     rt_peer_call **calls = calloc(n + 1, sizeof(*calls));
@@ -379,6 +407,8 @@ enum MHD_Result api_forward_fanout(api_request *req, const char *const *base_url
     char storage[2048];
     size_t nlines = api_forward_peer_headers(req, lines, PEER_HEADERS_MAX, storage,
                                              sizeof(storage));
+    if (body && nlines < PEER_HEADERS_MAX)
+        lines[nlines++] = "Content-Type: application/json";
     lines[nlines] = NULL;
 
     MHD_suspend_connection(req->conn);
@@ -390,7 +420,13 @@ enum MHD_Result api_forward_fanout(api_request *req, const char *const *base_url
             failed++;
             continue;
         }
-        rt_peer_request rq = {.method = method, .url = url, .headers = lines, .timeout = timeout};
+        rt_peer_request rq = {.method = method,
+                              .url = url,
+                              .headers = lines,
+                              .body = body,
+                              .body_len = len,
+                              .has_body = body != NULL,
+                              .timeout = timeout};
         __atomic_add_fetch(&fw->refs, 1, __ATOMIC_RELAXED);
         calls[i] = rt_peer_start(req->ctx->peer, &rq, fanout_notify, fw);
         free(url);

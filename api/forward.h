@@ -21,6 +21,7 @@
 #include <stdbool.h>
 
 #include "api/request.h"
+#include "runtime/cluster_peer.h"
 
 #define API_FORWARD_STREAM_MIN (256 * 1024) /* bodies this big are sent on as they arrive */
 #define API_FORWARDED_HEADER "X-Rayd-Forwarded" /* on peer requests: the sender's tag */
@@ -47,6 +48,18 @@ enum MHD_Result api_forward_relay(api_request *req, const char *base_url,
  * marking the fan-out done: the caller just calls its handler's finish. */
 enum MHD_Result api_forward_fanout(api_request *req, const char *const *base_urls, size_t n,
                                    const char *method, const char *path, double timeout);
+
+/* A fan-out of one with a JSON body (json_body: len bytes, copied; may be NULL):
+ * sends `method path` to base_url and suspends until it has answered or failed; then the
+ * route's handler is called again (api_forward_fanout_done) and reads the answer with
+ * api_forward_fanout_answer(req, 0). Returns as api_forward_fanout. */
+enum MHD_Result api_forward_call(api_request *req, const char *base_url, const char *method,
+                                 const char *path, const char *json_body, size_t len,
+                                 double timeout);
+
+/* The answer of a fan-out's i-th call once the fan-out is done (borrowed, lives as long as
+ * the request), or NULL when that call could not start. */
+const rt_peer_answer *api_forward_fanout_answer(const api_request *req, size_t i);
 
 /* Whether req has a relay whose answer is to be sent now (the server calls
  * api_forward_answer instead of the handler then). */

@@ -54,6 +54,10 @@ enum MHD_Result api_actor_classes_delete(api_request *req);
 enum MHD_Result api_cluster_copy_delete(api_request *req);
 /* The "cluster" member of /v1/status (new reference). ctx->cluster must be set. */
 json_t *api_cluster_status(const api_context *ctx);
+/* Cluster mode: gives every ref argument that another node owns a stand-in here
+ * (runtime/cluster_fetch.h), so that the work waits on it as on a local object, resolved
+ * where it runs. Nothing without cluster mode. args and kwargs borrowed (NULL accepted). */
+void api_cluster_want_args(const api_context *ctx, json_t *args, json_t *kwargs);
 
 /* api/functions.c */
 enum MHD_Result api_functions_list(api_request *req);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api/decode.h"
+#include "api/forward.h"
 #include "api/handlers.h"
 #include "api/park.h"
 #include "api/problem.h"
@@ -122,7 +123,73 @@ static enum MHD_Result answer_or_park(api_request *req, const submitted *s)
     return api_reply_json(req, 200, body);
 }
 
+/* ---- spillback (cluster mode) ------------------------------------------------------- */
+
+/* Whether a task submitted here should run elsewhere: this node has more than
+ * RAYD_SPILLBACK_QUEUED jobs waiting for a worker and a live node has fewer (by its last
+ * heartbeat). Copies the least loaded such node's URL into url. */
+static bool spill_target(api_request *req, char url[RT_CLUSTER_URL_MAX])
+{
+    size_t limit = req->ctx->config.spillback_queued;
+    if (!limit || api_header(req, API_FORWARDED_HEADER))
+        return false;
+    rt_scheduler_stats ss;
+    rt_scheduler_get_stats(req->ctx->scheduler, &ss);
+    if (ss.queued <= limit)
+        return false;
+    rt_cluster_node *nodes;
+    size_t n = rt_cluster_nodes(req->ctx->cluster, &nodes), best = n;
+    for (size_t i = 0; i < n; i++) {
+        const rt_cluster_load *l = &nodes[i].load;
+        if (nodes[i].self || !nodes[i].alive || l->queued >= ss.queued)
+            continue;
+        if (best == n || l->queued < nodes[best].load.queued ||
+            (l->queued == nodes[best].load.queued && l->running < nodes[best].load.running))
+            best = i;
+    }
+    if (best < n)
+        snprintf(url, RT_CLUSTER_URL_MAX, "%s", nodes[best].url);
+    free(nodes);
+    return best < n;
+}
+
+static enum MHD_Result submit_here(api_request *req, bool may_spill);
+
+/* The node the task was sent to answered (or did not): the receipt names its task and this
+ * node's own result ref, which resolves with the other node's result. Anything but a
+ * receipt, and the task is submitted here after all (its own checks answer a bad one). */
+static enum MHD_Result spill_finish(api_request *req)
+{
+    const rt_peer_answer *a = api_forward_fanout_answer(req, 0);
+    json_t *body = NULL;
+    if (a && a->outcome == RT_PEER_ANSWERED && a->status == 202 && a->body)
+        body = json_loadb((const char *)a->body->data, a->body->size, 0, NULL);
+    const char *task_id = json_string_value(json_object_get(body, "task_id"));
+    const char *remote = json_string_value(json_object_get(body, "ref"));
+    char local[RT_REF_SIZE];
+    if (!task_id || !remote || !rt_ref_valid(task_id) || !rt_ref_valid(remote) ||
+        rt_store_create_pending(req->ctx->store, local) != RT_OK) {
+        json_decref(body);
+        return submit_here(req, false);
+    }
+    if (rt_fetch_alias(req->ctx->fetch, local, remote) != RT_OK) {
+        rt_store_delete(req->ctx->store, local);
+        json_decref(body);
+        return submit_here(req, false);
+    }
+    json_t *receipt_body = receipt(task_id, &local, 1);
+    json_decref(body);
+    return api_reply_json(req, 202, receipt_body);
+}
+
 enum MHD_Result api_tasks_submit(api_request *req)
+{
+    if (req->ctx->cluster && api_forward_fanout_done(req))
+        return spill_finish(req);
+    return submit_here(req, req->ctx->cluster != NULL);
+}
+
+static enum MHD_Result submit_here(api_request *req, bool may_spill)
 {
     if (req->handler_state) /* resumed after Prefer: wait */
         return answer_or_park(req, req->handler_state);
@@ -132,6 +199,10 @@ enum MHD_Result api_tasks_submit(api_request *req)
     char err[256];
     if (api_decode_task(req->json, &spec, err, sizeof(err)) != API_DECODE_OK)
         return api_problem(req, 400, "BadRequest", err, NULL);
+    char url[RT_CLUSTER_URL_MAX];
+    if (may_spill && spec.num_returns == 1 && !api_header(req, "Prefer") &&
+        spill_target(req, url))
+        return api_forward_call(req, url, "POST", "/v1/tasks", req->body, req->body_len, 30);
 
     submitted *s = calloc(1, sizeof(*s));
     if (s)
@@ -151,6 +222,8 @@ enum MHD_Result api_tasks_submit(api_request *req)
     spec.args_given = true;
     api_read_prefer_wait(req);
     spec.inline_ok = req->prefer_wait > 0;
+    if (req->ctx->fetch)
+        api_cluster_want_args(req->ctx, spec.args, spec.kwargs);
     rt_status st = rt_task_submit(req->ctx->tasks, &spec, s->task_id, s->refs, err, sizeof(err));
     if (st != RT_OK) {
         req->prefer_wait = 0; /* refused before any wait: no Preference-Applied */
@@ -181,6 +254,8 @@ enum MHD_Result api_tasks_submit_batch(api_request *req)
     for (size_t i = 0; i < n; i++) {
         total_refs += specs[i].num_returns;
         specs[i].request_id = req->request_id;
+        if (req->ctx->fetch)
+            api_cluster_want_args(req->ctx, specs[i].args, specs[i].kwargs);
     }
     char(*ids)[RT_REF_SIZE] = calloc(n, sizeof(*ids));
     char(*refs)[RT_REF_SIZE] = calloc(total_refs, sizeof(*refs));
@@ -254,11 +329,49 @@ static int check_task_id(api_request *req, const char *id)
     return -1;
 }
 
+/* Cluster mode: a task another node owns (its id names it) is answered by that node.
+ * Returns true when it answered or relayed (*result set), false for this node's own. */
+static bool foreign_task(api_request *req, const char *id, const char *path,
+                         enum MHD_Result *result)
+{
+    char tag[RT_NODE_TAG_SIZE], url[RT_CLUSTER_URL_MAX];
+    rt_owner owner = rt_cluster_owner(req->ctx->cluster, id, tag, url, sizeof(url));
+    if (owner == RT_OWNER_SELF)
+        return false;
+    if (owner == RT_OWNER_UNKNOWN) {
+        *result = api_problemf(req, 404, "NotFound",
+                               "task %s does not exist: no node of this cluster has tag %s",
+                               id, tag);
+    } else if (owner == RT_OWNER_DEAD) {
+        char detail[200];
+        snprintf(detail, sizeof(detail),
+                 "task %s is gone: node %s, which owned it, died (its heartbeat stopped)", id,
+                 tag);
+        *result = api_problem(req, 404, "NotFound", detail,
+                              json_pack("{s:s,s:s,s:b}", "task_id", id, "owner", tag,
+                                        "owner_died", 1));
+    } else if (api_header(req, API_FORWARDED_HEADER)) {
+        req->retry_after = 1;
+        *result = api_problemf(req, 503, "ClusterUnavailable",
+                               "task %s belongs to node %s, not to this node (a peer's "
+                               "membership is out of date); retry",
+                               id, tag);
+    } else {
+        *result = api_forward_relay(req, url, path, tag, NULL, 0, NULL, 0);
+    }
+    return true;
+}
+
 enum MHD_Result api_tasks_get(api_request *req)
 {
     const char *id = req->params[0];
     if (check_task_id(req, id) != 0)
         return MHD_YES;
+    enum MHD_Result result;
+    char path[RT_REF_SIZE + 32];
+    snprintf(path, sizeof(path), "/v1/tasks/%s", id);
+    if (req->ctx->cluster && foreign_task(req, id, path, &result))
+        return result;
     rt_task_info info;
     if (rt_task_get(req->ctx->tasks, id, &info) != RT_OK)
         return api_problem(req, 404, "NotFound", "the task does not exist",
@@ -301,6 +414,11 @@ enum MHD_Result api_tasks_cancel(api_request *req)
     const char *id = req->params[0];
     if (check_task_id(req, id) != 0)
         return MHD_YES;
+    enum MHD_Result result;
+    char path[RT_REF_SIZE + 32];
+    snprintf(path, sizeof(path), "/v1/tasks/%s/cancel", id);
+    if (req->ctx->cluster && foreign_task(req, id, path, &result))
+        return result;
     rt_task_state state;
     rt_status st = rt_task_cancel(req->ctx->tasks, id, &state);
     if (st == RT_ENOTFOUND)

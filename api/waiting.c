@@ -1,6 +1,7 @@
 /* POST /v1/objects/get (ray.get of many refs) and POST /v1/wait (ray.wait). Both park
  * until their condition holds or the timeout passes, and recompute their answer from the
  * store each time they are called. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,23 @@ static void wait_args_free(void *p)
 {
     api_wait_request_release(p);
     free(p);
+}
+
+/* Cluster mode: makes sure a foreign ref has a stand-in (or a copy) here. Returns 1 for a
+ * foreign ref, 0 for this node's own, -1 after answering 404 (no node has its tag). */
+static int want_foreign(api_request *req, const char *ref)
+{
+    char tag[RT_NODE_TAG_SIZE];
+    rt_owner owner = rt_fetch_want(req->ctx->fetch, ref, tag);
+    if (owner == RT_OWNER_SELF)
+        return 0;
+    if (owner != RT_OWNER_UNKNOWN)
+        return 1;
+    char detail[200];
+    snprintf(detail, sizeof(detail),
+             "a ref in refs does not exist: no node of this cluster has tag %s", tag);
+    api_problem(req, 404, "NotFound", detail, json_pack("{s:s,s:s}", "ref", ref, "owner", tag));
+    return -1;
 }
 
 /* Decodes the body on the first round, checks every ref exists, and sets req->deadline.
@@ -48,6 +66,13 @@ static wait_args *parse_args(api_request *req, int is_wait)
     req->handler_state_free = wait_args_free;
     /* A ref that never existed is a client error, not something to wait for. */
     for (size_t i = 0; i < a->n; i++) {
+        if (req->ctx->fetch) {
+            int foreign = want_foreign(req, a->refs[i]);
+            if (foreign < 0)
+                return NULL;
+            if (foreign)
+                continue; /* its owner answers for it: a stand-in waits for the answer */
+        }
         rt_object_view view;
         if (rt_store_peek(req->ctx->store, a->refs[i], &view) == RT_ENOTFOUND) {
             api_problem(req, 404, "NotFound", "a ref in refs does not exist",
@@ -68,6 +93,11 @@ static size_t collect_pending(api_request *req, const wait_args *a, const char *
 {
     size_t np = 0;
     for (size_t i = 0; i < a->n; i++) {
+        if (req->ctx->fetch) {
+            /* A stand-in nobody waited on may have been dropped since the last round. */
+            char tag[RT_NODE_TAG_SIZE];
+            rt_fetch_want(req->ctx->fetch, a->refs[i], tag);
+        }
         rt_object_view view;
         rt_status st = rt_store_peek(req->ctx->store, a->refs[i], &view);
         if (st == RT_OK && view.state == RT_OBJ_PENDING)
@@ -94,7 +124,11 @@ json_t *api_objects_entry(api_request *req, const char *ref)
     } else if (view.state == RT_OBJ_PENDING) {
         json_object_set_new(e, "state", json_string("pending"));
     } else if (view.state == RT_OBJ_ERROR) {
-        json_object_set_new(e, "state", json_string("error"));
+        /* A stand-in that failed for want of the object (its owner died, or freed it)
+         * reports it lost, as the owner itself would. */
+        bool lost = view.copy && rt_error_kind_of(view.error) == RT_ERR_OBJECT_LOST &&
+                    !rt_error_cause(view.error);
+        json_object_set_new(e, "state", json_string(lost ? "lost" : "error"));
         json_object_set_new(e, "error", api_problem_from_error(view.error, ref));
     } else {
         json_object_set_new(e, "state", json_string("ready"));

@@ -435,20 +435,27 @@ static void make_tombstone_locked(rt_store *store, rt_object *o, rt_lost_reason 
     list_append(&store->tombstones, o, LIST_TOMBSTONES);
 }
 
-/* Takes a secondary copy out of the table and the LRU (no tombstone: the owner answers for
- * it). Its shard lock and lru_lock are held. Returns its bytes for the caller to release
- * after unlocking; the caller frees the object then. */
-static rt_buf *remove_copy_locked(rt_store *store, shard *sh, rt_object *o)
+/* Takes a secondary copy (or a stand-in) out of the table and the LRU (no tombstone: the
+ * owner answers for it). Its shard lock and lru_lock are held. Moves its value to *buf or
+ * *err for the caller to release after unlocking; the caller frees the object then. */
+static void remove_copy_locked(rt_store *store, shard *sh, rt_object *o, rt_buf **buf,
+                               rt_error **err)
 {
     if (o->in_list == LIST_LRU)
         list_unlink(&store->lru, o);
     shard_remove(sh, o);
-    rt_buf *buf = o->value.buf;
+    if (o->state == RT_OBJ_READY) {
+        *buf = o->value.buf;
+        atomic_sub(&store->used_bytes, (*buf)->size);
+        atomic_sub(&store->copy_bytes, (*buf)->size);
+    } else if (o->state == RT_OBJ_ERROR) {
+        size_t released = rt_error_unhold(o->value.error);
+        atomic_sub(&store->used_bytes, released);
+        atomic_sub(&store->error_bytes, released);
+        *err = o->value.error;
+    }
     o->value.buf = NULL;
-    atomic_sub(&store->used_bytes, buf->size);
-    atomic_sub(&store->copy_bytes, buf->size);
     atomic_sub(&store->copies, 1);
-    return buf;
 }
 
 /* Picks the next eviction victim from the LRU head, giving recently read objects a second
@@ -501,7 +508,7 @@ static bool evict_until_fits(rt_store *store)
             pthread_mutex_lock(&store->lru_lock);
             if (o->in_list == LIST_LRU) {
                 if (o->flags & OBJ_COPY) {
-                    buf = remove_copy_locked(store, sh, o);
+                    remove_copy_locked(store, sh, o, &buf, &err);
                     removed = o;
                 } else {
                     make_tombstone_locked(store, o, RT_LOST_EVICTED, &buf, &err);
@@ -768,8 +775,12 @@ rt_status rt_store_resolve(rt_store *store, const char *ref, rt_buf *buf)
         list_append(&store->lru, o, LIST_LRU);
         pthread_mutex_unlock(&store->lru_lock);
     }
+    bool standin = (o->flags & OBJ_COPY) != 0;
     pthread_mutex_unlock(&sh->lock);
-    atomic_sub(&store->pending, 1);
+    if (standin)
+        atomic_add(&store->copy_bytes, buf->size); /* a stand-in is now a copy */
+    else
+        atomic_sub(&store->pending, 1);
     fire_watchers(fired);
     return RT_OK;
 }
@@ -834,8 +845,10 @@ rt_status rt_store_fail(rt_store *store, const char *ref, rt_error *err)
         list_append(&store->lru, o, LIST_LRU);
         pthread_mutex_unlock(&store->lru_lock);
     }
+    bool standin = (o->flags & OBJ_COPY) != 0;
     pthread_mutex_unlock(&sh->lock);
-    atomic_sub(&store->pending, 1);
+    if (!standin)
+        atomic_sub(&store->pending, 1);
     fire_watchers(fired);
     return RT_OK;
 }
@@ -946,9 +959,11 @@ rt_status rt_store_delete_ex(rt_store *store, const char *ref, bool *was_shared)
         st = RT_ENOTFOUND;
     } else if (o->state == RT_OBJ_LOST) {
         st = RT_ELOST;
+    } else if ((o->flags & OBJ_COPY) && o->state == RT_OBJ_PENDING) {
+        st = RT_ENOTFOUND; /* a stand-in: its fetch resolves it (with the owner's answer) */
     } else if (o->flags & OBJ_COPY) {
         pthread_mutex_lock(&store->lru_lock);
-        buf = remove_copy_locked(store, sh, o);
+        remove_copy_locked(store, sh, o, &buf, &err);
         pthread_mutex_unlock(&store->lru_lock);
         removed = o;
     } else {
@@ -1013,19 +1028,75 @@ rt_status rt_store_drop_copy(rt_store *store, const char *ref)
     uint32_t h = rt_hash_str(ref);
     shard *sh = shard_for(store, h);
     rt_buf *buf = NULL;
+    rt_error *err = NULL;
     rt_object *removed = NULL;
     pthread_mutex_lock(&sh->lock);
     rt_object *o = shard_find(sh, ref, h);
-    if (o && (o->flags & OBJ_COPY)) {
+    /* A pending stand-in stays: its fetch resolves it, waking whoever waits on it. */
+    if (o && (o->flags & OBJ_COPY) && o->state != RT_OBJ_PENDING) {
         pthread_mutex_lock(&store->lru_lock);
-        buf = remove_copy_locked(store, sh, o);
+        remove_copy_locked(store, sh, o, &buf, &err);
         pthread_mutex_unlock(&store->lru_lock);
         removed = o;
     }
     pthread_mutex_unlock(&sh->lock);
     free(removed);
     rt_buf_decref(buf);
+    rt_error_decref(err);
     return removed ? RT_OK : RT_ENOTFOUND;
+}
+
+rt_status rt_store_put_standin(rt_store *store, const char *ref)
+{
+    size_t len = strnlen(ref, RT_REF_MADE_MAX + 1);
+    if (len > RT_REF_MADE_MAX || !rt_ref_valid(ref))
+        return RT_EINVAL;
+    rt_object *o = calloc(1, sizeof(*o));
+    if (!o)
+        return RT_ENOMEM;
+    memcpy(o->ref, ref, len + 1);
+    o->hash = rt_hash_str(o->ref);
+    o->seq = __atomic_add_fetch(&store->next_seq, 1, __ATOMIC_RELAXED);
+    o->created_at = rt_clock_wall();
+    o->ttl_index = TTL_NONE;
+    o->flags = OBJ_COPY;
+    o->state = RT_OBJ_PENDING;
+    shard *sh = shard_for(store, o->hash);
+    pthread_mutex_lock(&sh->lock);
+    if (shard_find(sh, o->ref, o->hash)) {
+        pthread_mutex_unlock(&sh->lock);
+        free(o);
+        return RT_EEXIST;
+    }
+    shard_insert(sh, o);
+    pthread_mutex_unlock(&sh->lock);
+    atomic_add(&store->copies, 1);
+    return RT_OK;
+}
+
+rt_status rt_store_drop_standin(rt_store *store, const char *ref)
+{
+    uint32_t h = rt_hash_str(ref);
+    shard *sh = shard_for(store, h);
+    rt_object *removed = NULL;
+    rt_status st = RT_ENOTFOUND;
+    pthread_mutex_lock(&sh->lock);
+    rt_object *o = shard_find(sh, ref, h);
+    if (o && (o->flags & OBJ_COPY) && o->state == RT_OBJ_PENDING) {
+        st = RT_ESTATE;
+        if (!o->watchers && o->pins == 0) {
+            rt_buf *buf = NULL;
+            rt_error *err = NULL;
+            pthread_mutex_lock(&store->lru_lock);
+            remove_copy_locked(store, sh, o, &buf, &err); /* pending: no value */
+            pthread_mutex_unlock(&store->lru_lock);
+            removed = o;
+            st = RT_OK;
+        }
+    }
+    pthread_mutex_unlock(&sh->lock);
+    free(removed);
+    return st;
 }
 
 rt_status rt_store_mark_shared(rt_store *store, const char *ref)

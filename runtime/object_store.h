@@ -154,6 +154,20 @@ rt_status rt_store_delete_ex(rt_store *store, const char *ref, bool *was_shared)
 rt_status rt_store_put_copy(rt_store *store, const char *ref, rt_buf *buf);
 rt_status rt_store_drop_copy(rt_store *store, const char *ref);
 
+/* Stand-ins (cluster mode): a PENDING secondary copy of another node's object that is not
+ * here yet, so that parked requests, task and actor dependencies wait on it like on any
+ * pending object. Whoever made it (runtime/cluster_fetch.c) resolves it with
+ * rt_store_resolve (it becomes a copy) or rt_store_fail (an error copy: the owner's
+ * error, or ObjectLost). It is never listed and leaves no tombstone; rt_store_drop_copy
+ * and rt_store_delete leave it alone while it is pending (its resolution wakes its
+ * watchers).
+ *
+ * rt_store_put_standin: RT_OK, RT_EEXIST (the ref is here already), RT_ENOMEM, RT_EINVAL.
+ * rt_store_drop_standin removes a pending stand-in that nobody watches or pins: RT_OK,
+ * RT_ESTATE (watched or pinned: it stays), RT_ENOTFOUND (no pending stand-in of ref). */
+rt_status rt_store_put_standin(rt_store *store, const char *ref);
+rt_status rt_store_drop_standin(rt_store *store, const char *ref);
+
 /* Marks an object this node owns as fetched by another node, so that freeing it tells
  * rt_store_delete_ex's caller to have copies dropped. RT_OK, or RT_ENOTFOUND (unknown, or
  * a copy). */

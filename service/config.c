@@ -108,6 +108,10 @@ static const setting SETTINGS[] = {
      "hostname when binding all>:<port>", NULL},
     {"--cluster-token", "RAYD_CLUSTER_TOKEN", KIND_STRING, OFF(api.cluster_token), 0, 0,
      "(none)", "cluster mode: bearer token between nodes; default: the API token", NULL},
+    {"--spillback-queued", "RAYD_SPILLBACK_QUEUED", KIND_SIZE_COUNT, OFF(api.spillback_queued),
+     0, 100000000, "1000",
+     "cluster mode: with more jobs than this waiting for a worker, a task submitted here "
+     "runs on the least loaded live node (spillback); 0: never", NULL},
 
 };
 
@@ -153,6 +157,7 @@ static void set_defaults(svc_config *c)
     c->api.workers = cores > 0 ? (unsigned)cores : 1;
     c->drain_timeout = 25;
     c->api.max_parked = 0; /* 0: 90% of the connection limit, set after loading */
+    c->api.spillback_queued = 1000;
     c->api.admin_port = -1;
     c->api.idempotency_ttl = 24 * 3600;
     c->api.idempotency_max_bytes = (size_t)64 << 20;

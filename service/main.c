@@ -12,6 +12,7 @@
 #include "api/server.h"
 #include "runtime/clock.h"
 #include "runtime/cluster.h"
+#include "runtime/cluster_fetch.h"
 #include "runtime/cluster_peer.h"
 #include "runtime/module.h"
 #include "service/allocator.h"
@@ -143,6 +144,7 @@ int main(int argc, char **argv)
     }
     rt_cluster *cluster = NULL;
     rt_peer *peer = NULL;
+    rt_fetch *fetch = NULL;
     if (config.cluster) {
         rt_cluster_config cluster_config = {
             .redis_url = config.cluster,
@@ -154,7 +156,8 @@ int main(int argc, char **argv)
         char cluster_err[256];
         cluster = rt_cluster_new(&cluster_config, cluster_err, sizeof(cluster_err));
         peer = cluster ? rt_peer_new(config.api.max_body) : NULL;
-        if (!cluster || !peer) {
+        fetch = peer ? rt_fetch_new(store, cluster, peer, config.api.cluster_token) : NULL;
+        if (!cluster || !peer || !fetch) {
             fprintf(stderr, "rayd: RAYD_CLUSTER: %s\n",
                     cluster ? "cannot start the peer client" : cluster_err);
             return 2;
@@ -164,6 +167,7 @@ int main(int argc, char **argv)
         .config = config.api,
         .cluster = cluster,
         .peer = peer,
+        .fetch = fetch,
         .store = store,
         .registry = registry,
         .scheduler = scheduler,
@@ -232,6 +236,7 @@ int main(int argc, char **argv)
      * 4. The workers run what those completions queued (their posts are refused) and
      *    stop; only then is anything freed, in the reverse order of creation. */
     api_server_stop(server); /* closes the peer client first: forwarded requests end */
+    rt_fetch_free(fetch);     /* its polls ended with the peer client's close */
     rt_cluster_free(cluster); /* removes this node's record: peers see it gone at once */
     rt_peer_free(peer);
     rt_actors_stop(actors);

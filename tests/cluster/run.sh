@@ -22,7 +22,8 @@ case "$RAYD" in /*) ;; *) RAYD=$ROOT/$RAYD ;; esac
 if [ $# -gt 0 ]; then
     TESTS=("$@")
 else
-    TESTS=("$BUILD/tests/cluster/test_cluster_objects" "$BUILD/tests/cluster/test_cluster_redis"
+    TESTS=("$BUILD/tests/cluster/test_cluster_objects" "$BUILD/tests/cluster/test_cluster_tasks"
+           "$BUILD/tests/cluster/test_cluster_redis"
            "$BUILD/tests/cluster/test_cluster_failure")
 fi
 NGINX=/usr/sbin/nginx
@@ -103,7 +104,7 @@ say "redis-server on 127.0.0.1:$RPORT (pid $REDIS_PID)"
 PORTS=()
 for i in 1 2 3; do
     RAYD_CLUSTER=redis://127.0.0.1:$RPORT "$RAYD" --bind 127.0.0.1 --port 0 \
-        --drain-timeout 5s >"$OUT/rayd$i.log" 2>"$OUT/rayd$i.err" &
+        --drain-timeout 5s --spillback-queued 2 >"$OUT/rayd$i.log" 2>"$OUT/rayd$i.err" &
     RAYD_PIDS+=($!)
 done
 for i in 1 2 3; do

@@ -1,7 +1,9 @@
-/* Cluster tests of a node's death (run after test_cluster_objects: it kills a node): after
- * kill -9 of one node, the others report it dead within 5 s, and its refs answer 410
- * ObjectLost saying the owner died on every other node, copies or not; the rest of the
- * cluster, and nginx in front of it, go on working. */
+/* Cluster tests of a node's death (run last: it kills a node): after kill -9 of one node,
+ * the others report it dead within 5 s, and its refs answer 410 ObjectLost saying the
+ * owner died on every other node, copies or not; a batch get parked on another node for
+ * one of its pending refs wakes with that error within 5 s, and a task elsewhere whose
+ * argument was that ref fails with it as its cause; the rest of the cluster, and nginx in
+ * front of it, go on working. */
 #pragma GCC diagnostic ignored "-Wunused-parameter" /* cmocka's void **state */
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,9 +58,43 @@ static void expect_owner_died(int j, const char *method, const char *path, const
     http_resp_free(r);
 }
 
+/* A rayd_parked_requests figure of node i's /metrics. */
+static long parked(int i)
+{
+    http_resp *r = http_get(&g.node[i], "/metrics");
+    assert_status(r, 200);
+    const char *p = strstr(r->body, "\nrayd_parked_requests ");
+    long n = p ? strtol(p + strlen("\nrayd_parked_requests "), NULL, 10) : -1;
+    http_resp_free(r);
+    return n;
+}
+
+typedef struct parked_get {
+    pthread_t thread;
+    char body[256];
+    http_resp *resp;
+    double answered; /* now_s() when the answer came */
+} parked_get;
+
+static void *parked_get_run(void *arg)
+{
+    parked_get *a = arg;
+    http_opts o = {.method = "POST",
+                   .path = "/v1/objects/get",
+                   .headers = (const char *const[]){"Content-Type: application/json", NULL},
+                   .body = a->body,
+                   .body_len = strlen(a->body),
+                   .has_body = true,
+                   .timeout_ms = 60000,
+                   .soft = true};
+    a->resp = http_request_opts(&g.node[0], &o);
+    a->answered = now_s();
+    return NULL;
+}
+
 static void test_kill_9_owner(void **state)
 {
-    char copied[65], alone[65], survivor[65];
+    char copied[65], alone[65], survivor[65], pending[65], dependent[65], body[256];
     put_object(&g.node[VICTIM], "text/plain", "copied elsewhere", 16, copied);
     put_object(&g.node[VICTIM], "text/plain", "only on its owner", 17, alone);
     put_object(&g.node[0], "text/plain", "survives", 8, survivor);
@@ -66,8 +103,31 @@ static void test_kill_9_owner(void **state)
     http_resp *r = http_get(&g.node[0], path); /* node 0 keeps a copy */
     assert_status(r, 200);
     http_resp_free(r);
-    long long copies = cluster_store_stat(&g.node[0], "copies");
     assert_true(victim_alive(0) && victim_alive(1));
+
+    /* A pending ref of the victim: a batch get parked for it on node 0, and a task on
+     * node 1 that takes it as its argument. */
+    r = http_post_json(&g.node[VICTIM], "/v1/tasks", "{\"function\":\"sleep\",\"args\":[120]}");
+    assert_status(r, 202);
+    snprintf(pending, sizeof(pending), "%s", json_str(r->json, "ref"));
+    http_resp_free(r);
+    snprintf(body, sizeof(body), "{\"function\":\"identity\",\"args\":[{\"$ref\":\"%s\"}]}",
+             pending);
+    r = http_post_json(&g.node[1], "/v1/tasks", body);
+    assert_status(r, 202);
+    snprintf(dependent, sizeof(dependent), "%s", json_str(r->json, "ref"));
+    http_resp_free(r);
+    long before = parked(0);
+    parked_get a = {0};
+    snprintf(a.body, sizeof(a.body), "{\"refs\":[\"%s\"],\"timeout\":30}", pending);
+    assert_int_equal(pthread_create(&a.thread, NULL, parked_get_run, &a), 0);
+    double t0 = now_s();
+    while (parked(0) <= before) {
+        if (now_s() - t0 > 10)
+            fail_msg("node %s never parked the batch get", g.tag[0]);
+        sleep_s(0.01);
+    }
+    long long copies = cluster_store_stat(&g.node[0], "copies"); /* the stand-in counts */
 
     assert_int_equal(kill(g.pid[VICTIM], SIGKILL), 0);
     double killed = now_s();
@@ -104,7 +164,35 @@ static void test_kill_9_owner(void **state)
             expect_owner_died(j, "GET", path, refs[k]);
         }
     }
-    /* The copy died with its owner. */
+    /* The parked batch get woke with the owner's death, within 5 s of the kill. */
+    pthread_join(a.thread, NULL);
+    assert_non_null(a.resp);
+    assert_status(a.resp, 200);
+    printf("     a batch get parked for its ref woke %.2f s after kill -9\n", a.answered - killed);
+    if (a.answered - killed > 5.0)
+        fail_msg("the parked batch get woke %.2f s after the kill, not within 5 s",
+                 a.answered - killed);
+    json_t *e = json_array_get(json_member(a.resp->json, "objects"), 0);
+    assert_string_equal(json_str(e, "ref"), pending);
+    assert_string_equal(json_str(e, "state"), "lost");
+    json_t *err = json_member(e, "error");
+    assert_string_equal(json_str(err, "title"), "ObjectLost");
+    assert_int_equal(json_int(err, "status"), 410);
+    assert_string_equal(json_str(err, "lost_reason"), "owner_died");
+    assert_true(json_is_true(json_object_get(err, "owner_died")));
+    assert_string_equal(json_str(err, "owner"), g.tag[VICTIM]);
+    http_resp_free(a.resp);
+    /* The task whose argument it was failed with that as its cause. */
+    snprintf(path, sizeof(path), "/v1/objects/%s?timeout=10", dependent);
+    r = http_get(&g.node[0], path);
+    assert_problem(r, 424, "TaskError");
+    json_t *cause = json_member(r->json, "cause");
+    assert_string_equal(json_str(cause, "title"), "ObjectLost");
+    assert_string_equal(json_str(cause, "lost_reason"), "owner_died");
+    assert_string_equal(json_str(cause, "owner"), g.tag[VICTIM]);
+    http_resp_free(r);
+
+    /* The copy died with its owner (the stand-in stays, holding the error). */
     assert_int_equal(cluster_store_stat(&g.node[0], "copies"), copies - 1);
 
     /* The living go on: the survivor's object through the other live node and nginx. */

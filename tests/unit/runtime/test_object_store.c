@@ -1452,6 +1452,83 @@ static void test_copy_drop_leaves_no_tombstone(void **state)
     rt_store_free(s);
 }
 
+static void count_fire(rt_watcher *w, void *arg)
+{
+    (void)w;
+    (*(int *)arg)++;
+}
+
+/* A stand-in is a pending copy: watched like a pending object, left alone by drop and
+ * delete while pending, dropped when idle only, and resolved into a copy (or an error
+ * copy) whose bytes count as a copy's and which leaves no tombstone when it goes. */
+static void test_standin_lifecycle(void **state)
+{
+    (void)state;
+    rt_store *s = new_store(0);
+    assert_int_equal(rt_store_put_standin(s, FOREIGN_REF), RT_OK);
+    assert_int_equal(rt_store_put_standin(s, FOREIGN_REF), RT_EEXIST);
+    assert_int_equal(rt_store_put_standin(s, "o7 bad"), RT_EINVAL);
+    rt_object_view v;
+    assert_int_equal(get_view(s, FOREIGN_REF, &v), RT_OK);
+    assert_true(v.copy);
+    assert_int_equal(v.state, RT_OBJ_PENDING);
+    rt_object_view_release(&v);
+    rt_store_stats st;
+    rt_store_get_stats(s, &st);
+    assert_int_equal(st.objects, 0);
+    assert_int_equal(st.pending, 0);
+    assert_int_equal(st.copies, 1);
+
+    int fired = 0;
+    rt_watcher w = {.fn = count_fire, .arg = &fired};
+    assert_int_equal(rt_store_watch(s, FOREIGN_REF, &w), RT_OK);
+    assert_int_equal(rt_store_drop_standin(s, FOREIGN_REF), RT_ESTATE); /* watched */
+    assert_int_equal(rt_store_drop_copy(s, FOREIGN_REF), RT_ENOTFOUND); /* pending: stays */
+    assert_int_equal(rt_store_delete(s, FOREIGN_REF), RT_ENOTFOUND);
+    assert_int_equal(fired, 0);
+    assert_int_equal(rt_store_resolve(s, FOREIGN_REF, make_buf(40, 'c', "text/plain")), RT_OK);
+    assert_int_equal(fired, 1);
+    rt_store_get_stats(s, &st);
+    assert_int_equal(st.copies, 1);
+    assert_int_equal(st.copy_bytes, 40);
+    assert_int_equal(st.bytes, 40);
+    assert_int_equal(rt_store_drop_standin(s, FOREIGN_REF), RT_ENOTFOUND); /* a copy now */
+    assert_int_equal(rt_store_drop_copy(s, FOREIGN_REF), RT_OK);
+    rt_store_get_stats(s, &st);
+    assert_int_equal(st.copies, 0);
+    assert_int_equal(st.copy_bytes, 0);
+    assert_int_equal(st.bytes, 0);
+    assert_int_equal(st.tombstones, 0);
+
+    /* Idle (neither watched nor pinned): dropped. Pinned: kept. */
+    assert_int_equal(rt_store_put_standin(s, FOREIGN_REF), RT_OK);
+    assert_int_equal(rt_store_pin(s, FOREIGN_REF), RT_OK);
+    assert_int_equal(rt_store_drop_standin(s, FOREIGN_REF), RT_ESTATE);
+    assert_int_equal(rt_store_unpin(s, FOREIGN_REF), RT_OK);
+    assert_int_equal(rt_store_drop_standin(s, FOREIGN_REF), RT_OK);
+    assert_int_equal(get_view(s, FOREIGN_REF, &v), RT_ENOTFOUND);
+    rt_object_view_release(&v);
+
+    /* Failed: an error copy, whose bytes go with it. */
+    assert_int_equal(rt_store_put_standin(s, FOREIGN_REF), RT_OK);
+    rt_error *err = rt_error_new(RT_ERR_OBJECT_LOST, "owner died", NULL, NULL);
+    assert_int_equal(rt_store_fail(s, FOREIGN_REF, err), RT_OK);
+    rt_error_decref(err);
+    assert_int_equal(get_view(s, FOREIGN_REF, &v), RT_OK);
+    assert_int_equal(v.state, RT_OBJ_ERROR);
+    assert_true(v.copy);
+    rt_object_view_release(&v);
+    rt_store_get_stats(s, &st);
+    assert_true(st.bytes > 0);
+    assert_int_equal(rt_store_drop_copy(s, FOREIGN_REF), RT_OK);
+    rt_store_get_stats(s, &st);
+    assert_int_equal(st.bytes, 0);
+    assert_int_equal(st.error_bytes, 0);
+    assert_int_equal(st.copies, 0);
+    assert_int_equal(st.tombstones, 0);
+    rt_store_free(s);
+}
+
 /* Under memory pressure a copy is evicted like any object, and is then simply absent. */
 static void test_copy_evicted_without_tombstone(void **state)
 {
@@ -2037,6 +2114,7 @@ int main(void)
         cmocka_unit_test(test_copy_put_get_list),
         cmocka_unit_test(test_copy_drop_leaves_no_tombstone),
         cmocka_unit_test(test_copy_evicted_without_tombstone),
+        cmocka_unit_test(test_standin_lifecycle),
         cmocka_unit_test(test_delete_reports_shared),
         cmocka_unit_test(test_concurrent_random_ops),
         cmocka_unit_test(test_concurrent_resolve_and_watch),
