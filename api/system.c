@@ -1,4 +1,5 @@
-/* Service endpoints: liveness, node status, and the OpenAPI document. */
+/* Service endpoints: liveness, node status, the OpenAPI document, and the pages problem
+ * types point at. */
 #include <stdlib.h>
 
 #include "api/handlers.h"
@@ -115,4 +116,30 @@ enum MHD_Result api_system_openapi_json(api_request *req)
 {
     return api_reply_static(req, 200, rayd_openapi_json, rayd_openapi_json_len,
                             "application/json");
+}
+
+/* GET /problems: the list of problem kinds. */
+enum MHD_Result api_system_problems(api_request *req)
+{
+    size_t len = 0;
+    char *page = api_problem_index_page(&len);
+    struct MHD_Response *resp = page ? api_response_text(req, page, len) : NULL;
+    if (!resp)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    return api_reply(req, 200, resp, "text/html; charset=utf-8");
+}
+
+/* GET /problems/{kind}: what a problem "type" resolves to. */
+enum MHD_Result api_system_problem(api_request *req)
+{
+    const api_problem_kind *kind = api_problem_kind_find(req->params[0]);
+    if (!kind)
+        return api_problem(req, 404, "NotFound", "rayd answers no problem of this kind",
+                           json_pack("{s:s}", "kind", req->params[0]));
+    size_t len = 0;
+    char *page = api_problem_kind_page(kind, &len);
+    struct MHD_Response *resp = page ? api_response_text(req, page, len) : NULL;
+    if (!resp)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    return api_reply(req, 200, resp, "text/html; charset=utf-8");
 }

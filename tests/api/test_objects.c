@@ -584,7 +584,7 @@ static void test_get_batch_order_duplicates_lost(void **state)
             json_t *err = json_member(e, "error");
             assert_string_equal(json_str(err, "title"), "ObjectLost");
             assert_int_equal(json_int(err, "status"), 410);
-            assert_string_equal(json_str(err, "type"), "https://rayd.dev/problems/ObjectLost");
+            assert_string_equal(json_str(err, "type"), "/problems/ObjectLost");
         } else {
             assert_string_equal(json_str(e, "state"), "ready");
             assert_string_equal(json_str(e, "content_type"), "text/plain");

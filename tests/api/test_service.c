@@ -2,7 +2,8 @@
  * text-format parser here), one log line per request on stdout (JSON or text, silenced at
  * warn), bearer-token auth on /v1/, and the graceful drain on SIGTERM/SIGINT (readiness
  * 503 at once, new work refused, parked requests answered at once, running work waited
- * for up to the drain timeout, a second signal exits at once). */
+ * for up to the drain timeout, a second signal exits at once), and the pages problem
+ * types resolve to. */
 #pragma GCC diagnostic ignored "-Wunused-parameter" /* cmocka's void **state */
 #include <stdarg.h>
 #include <stddef.h>
@@ -1118,6 +1119,8 @@ static void test_auth_token_file(void **state)
     auth_get(&g_own, "/metrics", NULL, 200);
     auth_get(&g_own, "/openapi.yaml", NULL, 200);
     auth_get(&g_own, "/openapi.json", NULL, 200);
+    auth_get(&g_own, "/problems", NULL, 200);
+    auth_get(&g_own, "/problems/Unauthorized", NULL, 200);
     /* unknown /v1/ paths: 401 before 404 */
     auth_get(&g_own, "/v1/nope", NULL, 401);
     auth_get(&g_own, "/v1/nope", right, 404);
@@ -1484,6 +1487,70 @@ static void test_second_signal_exits_at_once(void **state)
         fail_msg("the second signal took %.2f s to end the process", took);
 }
 
+
+/* ================================================================ problem pages */
+
+/* GET path: 200 text/html holding "<h1>title</h1>". */
+static void expect_kind_page(const char *path, const char *title)
+{
+    http_resp *r = http_get(&g_srv, path);
+    if (r->status != 200 || !http_ct_is(r, "text/html"))
+        fail_msg("GET %s: %ld %s", path, r->status, http_header_get(r, "Content-Type"));
+    char h1[128];
+    snprintf(h1, sizeof h1, "<h1>%s</h1>", title);
+    if (!strstr(r->body, h1))
+        fail_msg("GET %s: no %s in %s", path, h1, r->body);
+    http_resp_free(r);
+}
+
+/* A problem's type is a path on the server that answered, and GET on it is the kind's page. */
+static void test_problem_type_resolves(void **state)
+{
+    http_resp *r = http_get(&g_srv, "/v1/objects/o_neverThere");
+    assert_problem(r, 404, "NotFound");
+    char type[128];
+    snprintf(type, sizeof type, "%s", json_str(r->json, "type"));
+    http_resp_free(r);
+    assert_string_equal(type, "/problems/NotFound");
+    expect_kind_page(type, "NotFound");
+
+    r = http_get(&g_srv, "/problems/Teapot");
+    assert_problem(r, 404, "NotFound");
+    assert_string_equal(json_str(r->json, "kind"), "Teapot");
+    http_resp_free(r);
+}
+
+/* Every kind the spec lists (ProblemTitle) has a page, and the index lists exactly those. */
+static void test_problem_pages_match_the_spec(void **state)
+{
+    http_resp *spec = http_get(&g_srv, "/openapi.json");
+    assert_status(spec, 200);
+    json_t *kinds = json_object_get(
+        json_object_get(json_object_get(json_object_get(spec->json, "components"), "schemas"),
+                        "ProblemTitle"),
+        "enum");
+    assert_true(json_is_array(kinds) && json_array_size(kinds) > 0);
+    http_resp *index = http_get(&g_srv, "/problems");
+    assert_status(index, 200);
+    assert_true(http_ct_is(index, "text/html"));
+    size_t listed = 0;
+    for (const char *at = index->body; (at = strstr(at, "href=\"/problems/")); at++)
+        listed++;
+    assert_int_equal(listed, json_array_size(kinds));
+    size_t i;
+    json_t *k;
+    json_array_foreach(kinds, i, k) {
+        char path[128], link[160];
+        snprintf(path, sizeof path, "/problems/%s", json_string_value(k));
+        snprintf(link, sizeof link, "href=\"%s\"", path);
+        if (!strstr(index->body, link))
+            fail_msg("/problems does not link %s", path);
+        expect_kind_page(path, json_string_value(k));
+    }
+    http_resp_free(index);
+    http_resp_free(spec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1503,6 +1570,8 @@ int main(void)
         cmocka_unit_test_teardown(test_drain_answers_parked_and_waits_for_running, own_teardown),
         cmocka_unit_test_teardown(test_drain_timeout_cancels_running, own_teardown),
         cmocka_unit_test_teardown(test_second_signal_exits_at_once, own_teardown),
+        cmocka_unit_test(test_problem_type_resolves),
+        cmocka_unit_test(test_problem_pages_match_the_spec),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
