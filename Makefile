@@ -165,7 +165,7 @@ contract-test: $(API_TEST_BIN) $(BUILD)/rayd examples
 # rayd under valgrind memcheck while API tests drive it: no errors, no definite leaks,
 # clean exits. BUILD must be an unsanitized build.
 VALGRIND_TESTS := objects tasks actors service long_poll bad_input config remote limits \
-                  idempotency actor_stress
+                  idempotency actor_stress reload
 valgrind: $(BUILD)/rayd $(VALGRIND_TESTS:%=$(BUILD)/tests/api/test_%)
 	@BUILD=$(BUILD) tests/valgrind/run.sh $(VALGRIND_TESTS:%=test_%)
 

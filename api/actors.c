@@ -6,6 +6,7 @@
 
 #include "api/decode.h"
 #include "api/handlers.h"
+#include "api/live.h"
 #include "api/park.h"
 #include "api/problem.h"
 #include "runtime/actor.h"
@@ -262,13 +263,15 @@ enum MHD_Result api_actor_classes_put(api_request *req)
 {
     static const char *const KEYS[] = {"url", "timeout", NULL};
     const char *name = req->params[0];
-    const char *allow = req->ctx->config.remote_allow;
-    if (!allow || !*allow)
-        return api_problem(req, 403, "Forbidden",
-                           "remote actor classes are disabled: start rayd with "
-                           "RAYD_REMOTE_ALLOW (or --remote-allow) listing the scheme://host:port "
-                           "prefixes it may call",
-                           NULL);
+    static const char DISABLED[] =
+        "remote actor classes are disabled: start rayd with RAYD_REMOTE_ALLOW (or "
+        "--remote-allow, or in RAYD_CONFIG_FILE, which SIGHUP reloads) listing the "
+        "scheme://host:port prefixes it may call";
+    char *allow = api_live_remote_allow(req->ctx->live);
+    bool enabled = allow != NULL;
+    free(allow); /* checked again, as it is then, with the url */
+    if (!enabled)
+        return api_problem(req, 403, "Forbidden", DISABLED, NULL);
     if (api_body_json(req) != 0)
         return MHD_YES;
     if (!json_is_object(req->json))
@@ -281,11 +284,19 @@ enum MHD_Result api_actor_classes_put(api_request *req)
                                  strncmp(json_string_value(url), "https://", 8) != 0))
         return api_problem(req, 400, "BadRequest", "url must be an http:// or https:// URL",
                            NULL);
-    if (!rt_remote_url_allowed(allow, json_string_value(url)))
+    /* The list in force now: a SIGHUP may have changed it since the check above. */
+    allow = api_live_remote_allow(req->ctx->live);
+    if (!allow)
+        return api_problem(req, 403, "Forbidden", DISABLED, NULL);
+    if (!rt_remote_url_allowed(allow, json_string_value(url))) {
+        json_t *extra = json_pack("{s:s,s:s}", "url", json_string_value(url), "allowed", allow);
+        free(allow);
         return api_problem(req, 403, "Forbidden",
                            "the url is outside RAYD_REMOTE_ALLOW; ask the operator to add its "
                            "scheme://host:port",
-                           json_pack("{s:s,s:s}", "url", json_string_value(url), "allowed", allow));
+                           extra);
+    }
+    free(allow);
     if (timeout && (!json_is_number(timeout) || json_number_value(timeout) <= 0 ||
                     json_number_value(timeout) > 3600))
         return api_problem(req, 400, "BadRequest",

@@ -1,6 +1,7 @@
 /* api_context: what the HTTP layer needs from the rest of the process: the runtime objects
  * it serves and the limits it enforces. Made by service/, borrowed by api/ for the server's
- * lifetime. Read-only after start, so thread-safe. */
+ * lifetime. Read-only after start, so thread-safe; what may change while it runs is behind
+ * live (api/live.h). */
 #ifndef RAYD_API_CONTEXT_H
 #define RAYD_API_CONTEXT_H
 
@@ -26,13 +27,12 @@ typedef struct api_config {
     size_t max_pending_tasks;  /* for /v1/status only; the task system enforces it */
     size_t max_parked;         /* parked requests at most; beyond it 429 */
     double idempotency_ttl;    /* seconds an Idempotency-Key is remembered */
-    const char *remote_allow;  /* comma-separated scheme://host:port prefixes remote
-                                  functions may use; NULL or "": registration disabled */
-    const char *api_token;     /* bearer token for /v1/ routes; NULL or "": no auth */
-    const char *admin_token;   /* bearer token for admin routes; NULL: api_token applies */
+    /* The remote allow-list and the tokens are not here: they can change while the server
+     * runs, and live in api_context.live. */
 } api_config;
 
 typedef struct api_parking api_parking;
+typedef struct api_live api_live;
 typedef struct api_metrics api_metrics;
 
 /* Where the server is in its life; /readyz answers 200 only when READY. */
@@ -64,6 +64,7 @@ typedef struct api_context {
     rt_tasks *tasks;      /* borrowed */
     rt_actors *actors;    /* borrowed */
     rt_remote *remote;    /* borrowed: the I/O thread for remote functions */
+    api_live *live;       /* borrowed: the allow-list and tokens in force (api/live.h) */
     const char *version;  /* borrowed, static */
     double started_wall;  /* wall clock at start */
     double started_mono;  /* monotonic clock at start */

@@ -1,7 +1,9 @@
 /* /v1/functions: what tasks can run. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/handlers.h"
+#include "api/live.h"
 #include "api/problem.h"
 #include "runtime/remote_function.h"
 
@@ -49,13 +51,15 @@ enum MHD_Result api_functions_put(api_request *req)
 {
     static const char *const KEYS[] = {"url", "timeout", "max_concurrency", "max_retries", NULL};
     const char *name = req->params[0];
-    const char *allow = req->ctx->config.remote_allow;
-    if (!allow || !*allow)
-        return api_problem(req, 403, "Forbidden",
-                           "remote functions are disabled: start rayd with RAYD_REMOTE_ALLOW "
-                           "(or --remote-allow) listing the scheme://host:port prefixes it may "
-                           "call, e.g. RAYD_REMOTE_ALLOW=http://127.0.0.1:9000",
-                           NULL);
+    static const char DISABLED[] =
+        "remote functions are disabled: start rayd with RAYD_REMOTE_ALLOW (or --remote-allow, "
+        "or in RAYD_CONFIG_FILE, which SIGHUP reloads) listing the scheme://host:port prefixes "
+        "it may call, e.g. RAYD_REMOTE_ALLOW=http://127.0.0.1:9000";
+    char *allow = api_live_remote_allow(req->ctx->live);
+    bool enabled = allow != NULL;
+    free(allow); /* checked again, as it is then, with the url */
+    if (!enabled)
+        return api_problem(req, 403, "Forbidden", DISABLED, NULL);
     if (api_body_json(req) != 0)
         return MHD_YES;
     if (!json_is_object(req->json))
@@ -73,11 +77,19 @@ enum MHD_Result api_functions_put(api_request *req)
         return api_problem(req, 400, "BadRequest", "url must be an http:// or https:// URL",
                            NULL);
     spec.url = json_string_value(v);
-    if (!rt_remote_url_allowed(allow, spec.url))
+    /* The list in force now: a SIGHUP may have changed it since the check above. */
+    allow = api_live_remote_allow(req->ctx->live);
+    if (!allow)
+        return api_problem(req, 403, "Forbidden", DISABLED, NULL);
+    if (!rt_remote_url_allowed(allow, spec.url)) {
+        json_t *extra = json_pack("{s:s,s:s}", "url", spec.url, "allowed", allow);
+        free(allow);
         return api_problem(req, 403, "Forbidden",
                            "the url is outside RAYD_REMOTE_ALLOW; ask the operator to add its "
                            "scheme://host:port",
-                           json_pack("{s:s,s:s}", "url", spec.url, "allowed", allow));
+                           extra);
+    }
+    free(allow);
     if ((v = json_object_get(req->json, "timeout"))) {
         if (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) > 3600)
             return api_problem(req, 400, "BadRequest",

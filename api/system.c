@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "api/handlers.h"
+#include "api/live.h"
 #include "api/metrics.h"
 #include "api/openapi_spec.h"
 #include "api/problem.h"
@@ -61,12 +62,10 @@ enum MHD_Result api_system_status(api_request *req)
     json_object_set_new(config, "workers", json_integer(ctx->config.workers));
     json_object_set_new(config, "max_parked", json_integer((json_int_t)ctx->config.max_parked));
     json_object_set_new(config, "idempotency_ttl", json_real(ctx->config.idempotency_ttl));
-    json_object_set_new(config, "auth",
-                        json_boolean(ctx->config.api_token && *ctx->config.api_token));
-    json_object_set_new(config, "remote_allow",
-                        ctx->config.remote_allow && *ctx->config.remote_allow
-                            ? json_string(ctx->config.remote_allow)
-                            : json_null());
+    json_object_set_new(config, "auth", json_boolean(api_live_auth_on(ctx->live)));
+    char *allow = api_live_remote_allow(ctx->live);
+    json_object_set_new(config, "remote_allow", allow ? json_string(allow) : json_null());
+    free(allow);
     json_object_set_new(config, "max_pending_tasks",
                         json_integer((json_int_t)ctx->config.max_pending_tasks));
 
