@@ -25,6 +25,9 @@ typedef struct api_config {
     size_t memory_limit;       /* for /v1/status only; the store enforces it */
     unsigned workers;          /* for /v1/status only; the scheduler has them */
     size_t max_pending_tasks;  /* for /v1/status only; the task system enforces it */
+    size_t max_tombstones;     /* for /v1/status only; the store enforces it */
+    size_t max_task_records;   /* for /v1/status only; the task system enforces it */
+    size_t max_dead_actors;    /* for /v1/status only; the actor system enforces it */
     size_t max_parked;         /* parked requests at most; beyond it 429 */
     double idempotency_ttl;    /* seconds an Idempotency-Key is remembered */
     /* The remote allow-list and the tokens are not here: they can change while the server
@@ -56,6 +59,19 @@ typedef struct api_request_summary {
 
 typedef void (*api_request_logger)(const api_request_summary *summary, void *arg);
 
+/* What the memory allocator says of the process's heap, in bytes (0: not known). */
+typedef struct api_allocator_stats {
+    size_t allocated; /* in live allocations */
+    size_t active;    /* in pages that hold live allocations */
+    size_t metadata;  /* the allocator's own bookkeeping */
+    size_t resident;  /* in pages the allocator has touched and not given back */
+    size_t retained;  /* address space kept for reuse but given back to the system (not
+                         resident) */
+} api_allocator_stats;
+
+/* Fills out; 0, or -1 when the allocator says nothing. Thread-safe. */
+typedef int (*api_allocator_stats_fn)(api_allocator_stats *out);
+
 typedef struct api_context {
     api_config config;
     rt_store *store;      /* borrowed */
@@ -72,6 +88,7 @@ typedef struct api_context {
     api_metrics *metrics; /* owned by the server, set when it starts */
     struct api_idempotency *idempotency; /* owned by the server, set when it starts */
     int lifecycle;        /* api_lifecycle, atomic: set by service/, read by api/ */
+    api_allocator_stats_fn allocator_stats; /* for /metrics and /v1/status, when set */
     api_request_logger log_request; /* called once per request when set */
     void *log_arg;
 } api_context;

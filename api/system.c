@@ -52,9 +52,10 @@ enum MHD_Result api_system_status(api_request *req)
         (json_int_t)ctx->config.memory_limit, "max_body", (json_int_t)ctx->config.max_body,
         "max_wait", ctx->config.max_wait, "connection_limit", (int)ctx->config.connection_limit,
         "connection_timeout", ctx->config.connection_timeout);
-    json_t *store = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "objects",
+    json_t *store = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "objects",
                               (json_int_t)s.objects, "bytes", (json_int_t)s.bytes, "pending",
                               (json_int_t)s.pending, "tombstones", (json_int_t)s.tombstones,
+                              "tombstones_forgotten", (json_int_t)s.tombstones_forgotten,
                               "memory_limit", (json_int_t)s.memory_limit, "hits",
                               (json_int_t)s.hits, "misses", (json_int_t)s.misses, "evictions",
                               (json_int_t)s.evictions, "expirations",
@@ -68,6 +69,12 @@ enum MHD_Result api_system_status(api_request *req)
     free(allow);
     json_object_set_new(config, "max_pending_tasks",
                         json_integer((json_int_t)ctx->config.max_pending_tasks));
+    json_object_set_new(config, "max_tombstones",
+                        json_integer((json_int_t)ctx->config.max_tombstones));
+    json_object_set_new(config, "max_task_records",
+                        json_integer((json_int_t)ctx->config.max_task_records));
+    json_object_set_new(config, "max_dead_actors",
+                        json_integer((json_int_t)ctx->config.max_dead_actors));
 
     rt_tasks_stats ts;
     rt_tasks_get_stats(ctx->tasks, &ts);
@@ -102,6 +109,14 @@ enum MHD_Result api_system_status(api_request *req)
                              "uptime_seconds", rt_clock_monotonic() - ctx->started_mono,
                              "config", config, "object_store", store, "tasks", tasks,
                              "scheduler", scheduler, "actors", actors);
+    api_allocator_stats al;
+    if (body && ctx->allocator_stats && ctx->allocator_stats(&al) == 0)
+        json_object_set_new(body, "allocator",
+                            json_pack("{s:I,s:I,s:I,s:I,s:I}", "allocated",
+                                      (json_int_t)al.allocated, "active", (json_int_t)al.active,
+                                      "metadata", (json_int_t)al.metadata, "resident",
+                                      (json_int_t)al.resident, "retained",
+                                      (json_int_t)al.retained));
     return api_reply_json(req, 200, body);
 }
 

@@ -33,8 +33,9 @@
 
 #define SHARD_COUNT 64
 #define SHARD_INITIAL_BUCKETS 64
-/* Tombstones remembered; beyond this the oldest are forgotten (their refs answer 404). */
-#define TOMBSTONE_MAX 1000000
+/* Tombstones remembered by default; beyond the limit the oldest are forgotten (their refs
+ * answer 404). Each costs about 120 bytes (the object record and its table slot). */
+#define TOMBSTONES_DEFAULT 100000
 
 enum { LIST_NONE = 0, LIST_LRU, LIST_TOMBSTONES };
 
@@ -74,6 +75,7 @@ typedef struct object_list {
 struct rt_store {
     shard shards[SHARD_COUNT];
     size_t memory_limit;
+    size_t max_tombstones;
     size_t used_bytes;   /* atomic */
     size_t live_objects; /* atomic: not LOST */
     size_t pending;      /* atomic */
@@ -81,6 +83,7 @@ struct rt_store {
     uint64_t next_seq;   /* atomic */
     uint64_t evictions;  /* atomic */
     uint64_t expirations; /* atomic */
+    uint64_t tombstones_forgotten; /* lru_lock */
     pthread_mutex_t lru_lock;
     object_list lru;
     object_list tombstones;
@@ -231,6 +234,8 @@ rt_store *rt_store_new(const rt_store_config *config)
     if (!store)
         return NULL;
     store->memory_limit = config ? config->memory_limit : 0;
+    store->max_tombstones =
+        config && config->max_tombstones ? config->max_tombstones : TOMBSTONES_DEFAULT;
     rt_mutex_init(&store->lru_lock);
     for (int i = 0; i < SHARD_COUNT; i++) {
         shard *sh = &store->shards[i];
@@ -278,11 +283,11 @@ void rt_store_free(rt_store *store)
 
 /* ---- eviction and tombstones ---------------------------------------------------------- */
 
-/* Forgets the oldest tombstones beyond TOMBSTONE_MAX. lru_lock held. */
+/* Forgets the oldest tombstones beyond max_tombstones. lru_lock held. */
 static void prune_tombstones_locked(rt_store *store)
 {
     size_t tries = 0;
-    while (store->tombstones.count > TOMBSTONE_MAX && tries++ < 64) {
+    while (store->tombstones.count > store->max_tombstones && tries++ < 64) {
         rt_object *o = store->tombstones.head;
         shard *sh = shard_for(store, o->hash);
         list_unlink(&store->tombstones, o);
@@ -293,6 +298,7 @@ static void prune_tombstones_locked(rt_store *store)
         shard_remove(sh, o);
         pthread_mutex_unlock(&sh->lock);
         free(o);
+        store->tombstones_forgotten++;
     }
 }
 
@@ -941,7 +947,9 @@ void rt_store_get_stats(rt_store *store, rt_store_stats *out)
     }
     pthread_mutex_lock(&store->lru_lock);
     out->tombstones = store->tombstones.count;
+    out->tombstones_forgotten = store->tombstones_forgotten;
     pthread_mutex_unlock(&store->lru_lock);
+    out->max_tombstones = store->max_tombstones;
     out->objects = atomic_get(&store->live_objects);
     out->bytes = atomic_get(&store->used_bytes);
     out->pending = atomic_get(&store->pending);

@@ -53,6 +53,15 @@ static const setting SETTINGS[] = {
      "worker threads that run tasks and actor calls", NULL},
     {"--max-pending-tasks", "RAYD_MAX_PENDING_TASKS", KIND_SIZE_COUNT, OFF(api.max_pending_tasks),
      1, 100000000, "1000000", "tasks accepted but not ended; beyond it 429 TooManyRequests", NULL},
+    {"--max-tombstones", "RAYD_MAX_TOMBSTONES", KIND_SIZE_COUNT, OFF(api.max_tombstones), 1,
+     100000000, "100000", "freed, evicted or expired objects remembered, so their refs answer "
+     "410 (older ones 404); about 120 bytes each", NULL},
+    {"--max-task-records", "RAYD_MAX_TASK_RECORDS", KIND_SIZE_COUNT, OFF(api.max_task_records),
+     1, 100000000, "100000", "ended tasks remembered for GET /v1/tasks/{id} (older ones 404); "
+     "about 0.5 to 1 KiB each, more with long error messages", NULL},
+    {"--max-dead-actors", "RAYD_MAX_DEAD_ACTORS", KIND_SIZE_COUNT, OFF(api.max_dead_actors), 1,
+     100000000, "10000", "dead actors remembered for GET /v1/actors/{id} (older ones 404); "
+     "about 1.3 KiB each", NULL},
     {"--connection-timeout", "RAYD_CONNECTION_TIMEOUT", KIND_DURATION,
      OFF(api.connection_timeout), 0, 0, "30s",
      "idle connections are closed after this (parked requests are not idle)", NULL},
@@ -145,6 +154,9 @@ static void set_defaults(svc_config *c)
     c->log_format = "json";
     c->log_level = "info";
     c->api.max_pending_tasks = 1000000;
+    c->api.max_tombstones = 100000;
+    c->api.max_task_records = 100000;
+    c->api.max_dead_actors = 10000;
 }
 
 /* Appends item (borrowed) to a list. 0, or -1 when out of memory. */

@@ -84,18 +84,20 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &main_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    rt_store_config store_config = {.memory_limit = config.api.memory_limit};
+    rt_store_config store_config = {.memory_limit = config.api.memory_limit,
+                                    .max_tombstones = config.api.max_tombstones};
     rt_store *store = rt_store_new(&store_config);
     rt_registry *registry = rt_registry_new();
     rt_scheduler *scheduler = rt_scheduler_new(config.api.workers);
-    rt_tasks_config tasks_config = {.max_pending = config.api.max_pending_tasks};
+    rt_tasks_config tasks_config = {.max_pending = config.api.max_pending_tasks,
+                                    .max_kept = config.api.max_task_records};
     rt_tasks *tasks = store && registry && scheduler
                           ? rt_tasks_new(store, registry, scheduler, &tasks_config)
                           : NULL;
     rt_remote *remote = rt_remote_new(config.api.max_body);
     api_live *live = api_live_new();
     svc_reloader reloader;
-    rt_actors_config actors_config = {0};
+    rt_actors_config actors_config = {.max_kept_dead = config.api.max_dead_actors};
     rt_actors *actors = tasks ? rt_actors_new(store, scheduler, &actors_config) : NULL;
     if (!actors || !remote || !live ||
         svc_reloader_init(&reloader, argc, argv, &config, live) != 0 ||
@@ -130,6 +132,7 @@ int main(int argc, char **argv)
         .version = svc_version(),
         .started_wall = rt_clock_wall(),
         .started_mono = rt_clock_monotonic(),
+        .allocator_stats = svc_allocator_stats,
         .log_request = svc_log_request,
     };
     char err[256];
