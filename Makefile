@@ -4,6 +4,7 @@
 #   make test           install, build, run every unit and API test
 #   make test SANITIZE=1            the same under AddressSanitizer + UBSan
 #   make bench          benchmarks (see BENCHMARKS.md)
+#   make install        rayd into $(PREFIX)/bin, the module header into $(PREFIX)/include/rayd
 #
 # Variables (override on the command line):
 CC       ?= gcc
@@ -23,6 +24,10 @@ endif
 comma := ,
 # Arguments for `make run`
 RUN_ARGS ?=
+# Where `make install` puts things: $(DESTDIR)$(PREFIX)/bin/rayd and
+# $(DESTDIR)$(PREFIX)/include/rayd/rayd_module.h (DESTDIR: a staging root for packagers)
+PREFIX   ?= /usr/local
+DESTDIR  ?=
 
 DEB_PACKAGES := build-essential pkg-config libmicrohttpd-dev libjansson-dev \
                 libcurl4-openssl-dev libcmocka-dev libjemalloc-dev python3-yaml curl jq wrk
@@ -64,7 +69,8 @@ API_TEST_SUPPORT := $(wildcard tests/api/support/*.c)
 API_TEST_SRC := $(wildcard tests/api/test_*.c)
 API_TEST_BIN := $(API_TEST_SRC:tests/api/%.c=$(BUILD)/tests/api/%)
 
-.PHONY: all run test unit api-test deps bench clean spec-lint format image-test lb-demo fuzz soak contract-test valgrind
+.PHONY: all run test unit api-test deps bench clean spec-lint format image-test lb-demo fuzz soak contract-test valgrind \
+        install uninstall
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/rayd
@@ -87,6 +93,16 @@ deps:
 run: deps
 	$(MAKE) all
 	$(BUILD)/rayd $(RUN_ARGS)
+
+# The daemon on the PATH, and the one header C modules compile against.
+install: $(BUILD)/rayd
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/rayd
+	install -m 755 $(BUILD)/rayd $(DESTDIR)$(PREFIX)/bin/rayd
+	install -m 644 runtime/rayd_module.h $(DESTDIR)$(PREFIX)/include/rayd/rayd_module.h
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/rayd $(DESTDIR)$(PREFIX)/include/rayd/rayd_module.h
+	-rmdir $(DESTDIR)$(PREFIX)/include/rayd 2>/dev/null
 
 $(BUILD)/librayd_runtime.a: $(RUNTIME_OBJ)
 	@mkdir -p $(@D)
@@ -147,7 +163,7 @@ bench: deps
 	$(MAKE) all
 	tests/bench/run.sh
 
-# The real docker/Dockerfile built and run with podman (see shared CONTAINERS.md).
+# The real docker/Dockerfile built and run with podman (see tests/container/image_test.sh).
 image-test:
 	tests/container/image_test.sh
 

@@ -17,7 +17,7 @@
 typedef struct api_config {
     const char *bind;          /* IPv4 or IPv6 address to listen on */
     unsigned port;             /* 0: the kernel picks one */
-    unsigned http_threads;     /* at least 2 (a single epoll thread stalls, see LIBMICROHTTPD.md) */
+    unsigned http_threads;     /* at least 2 (a single epoll thread stalls: docs/architecture.md) */
     unsigned connection_limit;
     double connection_timeout; /* seconds of inactivity before a connection is closed */
     size_t max_body;           /* bytes */

@@ -993,6 +993,11 @@ static void fl_free(flow *f, req *r)
             flow_end(f);
             return;
         }
+        if (note_forgotten(f->cat, r, f->o)) { /* evicted, then forgotten */
+            f->o->busy = false;
+            flow_end(f);
+            return;
+        }
         if (!want(f, r, 204, "DELETE /v1/objects/{ref}"))
             return flow_fail(f);
         obj_set_state(f->o, O_FREED);

@@ -464,7 +464,7 @@ static void test_resolve_when_full(void **state)
 static void test_failed_resolve_changes_nothing(void **state)
 {
     (void)state;
-    /* "A failed call leaves its inputs and state as they were" (DESIGN.md): resolving a
+    /* "A failed call leaves its inputs and state as they were" (docs/architecture.md): resolving a
      * ref that is unknown, already resolved or freed must not evict anything first. */
     rt_store *s = new_store(1000);
     char a[RT_REF_SIZE], done[RT_REF_SIZE], gone[RT_REF_SIZE], unk[RT_REF_SIZE];
