@@ -438,11 +438,16 @@ static void test_endpoint_comes_back(void **state)
     assert_int_equal(json_int(info, "attempts"), 1);
     json_decref(info);
 
+    long long retries0 = tk_status_tasks(&g_srv, "retries");
     tk_submit(&g_srv,
               "{\"function\":\"late\",\"args\":[\"back in business\"],"
               "\"options\":{\"max_retries\":5}}",
               tid, ref);
-    sleep_s(0.3);
+    /* the worker comes up once an attempt has failed and been retried, as the server says */
+    for (double deadline = now_s() + 10; tk_status_tasks(&g_srv, "retries") <= retries0;
+         sleep_s(0.01))
+        if (now_s() > deadline)
+            fail_msg("no retry of the call to the endpoint that is down");
     pid_t late = worker_start(g_late_port, false);
     assert_true(late > 0);
     http_resp *got = tk_getf(&g_srv, "/v1/objects/%s?timeout=20", ref);

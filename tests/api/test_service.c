@@ -991,7 +991,15 @@ static void test_log_json_request_line(void **state)
     if (!line2)
         fail_msg("no log line with the server-made %s", fresh);
     free(line2);
-    sleep_s(0.1); /* a duplicate line would be there by now */
+    /* A later request's line: lines are written as requests complete, so a duplicate of
+     * the first would come before it. */
+    const char *hm[] = {"X-Request-Id: the-request-after", NULL};
+    r = http_request(&g_srv, "GET", "/healthz", hm, NULL, 0);
+    http_resp_free(r);
+    char *marker = rayd_stdout_wait_line(&g_srv, "the-request-after", 3.0);
+    if (!marker)
+        fail_msg("no log line for the request after");
+    free(marker);
     rayd_capture_stdout(&g_srv, false);
     char *all = rayd_stdout_text(&g_srv);
     int n = count_lines_with(all, "abc-123");
@@ -1061,7 +1069,18 @@ static void test_log_level_warn_silences_requests(void **state)
     http_resp *r = http_get(&g_own, "/v1/objects/nope-warn"); /* a 404 is no warning */
     assert_int_equal(r->status, 404);
     http_resp_free(r);
-    sleep_s(0.2);
+    /* Once the server has counted the requests (it logs each right after counting it), a
+     * SIGHUP's "reloaded" line, written at every level after any request line before it,
+     * shows that nothing else came. */
+    (void)MX_WAIT_GE(&g_own, 10.0, 3, "rayd_http_requests_total", "route", "/healthz", "method",
+                     "GET", "status", "200");
+    (void)MX_WAIT_GE(&g_own, 10.0, 1, "rayd_http_requests_total", "route", "/v1/objects/{ref}",
+                     "method", "GET", "status", "404");
+    assert_int_equal(kill(g_own.pid, SIGHUP), 0);
+    char *reloaded = rayd_stdout_wait_line(&g_own, "\"event\":\"reloaded\"", 10.0);
+    if (!reloaded)
+        fail_msg("no reloaded line after SIGHUP");
+    free(reloaded);
     char *all = rayd_stdout_text(&g_own);
     bool has = strstr(all, "\"event\":\"request\"") || strstr(all, "warn-level-1");
     if (has) {
@@ -1472,7 +1491,6 @@ static void test_second_signal_exits_at_once(void **state)
     double t0 = now_s();
     assert_int_equal(kill(g_own.pid, SIGINT), 0);
     (void)wait_not_ready(&g_own, t0);
-    sleep_s(0.2);
     /* still draining: the running task holds it */
     http_resp *r = http_get(&g_own, "/healthz");
     assert_status(r, 200);
