@@ -15,6 +15,9 @@
 #   SOAK_WORKERS=N        rayd --workers (default 8: sleep tasks hold a worker each)
 #   SOAK_MAX_TASKS=N      stop submitting tasks beyond this many (default 80000, under the
 #                         100,000 ended task records rayd remembers: RAYD_MAX_TASK_RECORDS)
+#   SOAK_MAX_TOMBSTONES=N rayd --max-tombstones (default 20000: refs freed long before
+#                         answer 404, tracked by the client against the server's count)
+#   SOAK_MAX_DEAD_ACTORS=N rayd --max-dead-actors (default 1000)
 #   SOAK_SETTLE=S         after freeing everything, the longest wait for rayd's allocator to
 #                         report its freed pages given back before RSS is read (default 10)
 #   SOAK_SEED=N           random seed (default: from the clock; printed in the report)
@@ -37,6 +40,8 @@ SOAK_MEMORY_LIMIT=${SOAK_MEMORY_LIMIT:-256M}
 SOAK_WORKERS=${SOAK_WORKERS:-8}
 SOAK_MAX_TASKS=${SOAK_MAX_TASKS:-80000}
 SOAK_SETTLE=${SOAK_SETTLE:-10}
+SOAK_MAX_TOMBSTONES=${SOAK_MAX_TOMBSTONES:-20000}
+SOAK_MAX_DEAD_ACTORS=${SOAK_MAX_DEAD_ACTORS:-1000}
 SOAK_SEED=${SOAK_SEED:-$(( $(date +%s) * 1000 + RANDOM % 1000 ))}
 SOAK_WORKER=${SOAK_WORKER:-examples/python/worker.py}
 RAYD_BIN=${RAYD_BIN:-build/rayd}
@@ -44,7 +49,8 @@ SOAK_RAYD_ENV=${SOAK_RAYD_ENV:-}
 DRAIN_TIMEOUT=10
 OUT=build/soak
 
-for v in SOAK_SECONDS SOAK_CONCURRENCY SOAK_HOLD_MB SOAK_WORKERS SOAK_MAX_TASKS SOAK_SEED; do
+for v in SOAK_SECONDS SOAK_CONCURRENCY SOAK_HOLD_MB SOAK_WORKERS SOAK_MAX_TASKS SOAK_SEED \
+    SOAK_MAX_TOMBSTONES SOAK_MAX_DEAD_ACTORS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || {
         echo "run.sh: $v must be a positive integer" >&2
         exit 2
@@ -126,8 +132,13 @@ WORKER_PORT=${line##*:}
 WORKER_URL=http://127.0.0.1:$WORKER_PORT
 log "worker on $WORKER_URL (pid $WORKER0_PID)"
 
+# What rayd remembers of finished work: every task record the soak checks at the end, and
+# few tombstones and dead actors, so that forgetting them (404 after 410) is exercised and
+# what stays after the final free is mostly the task records the RSS check allows for.
 RAYD_ARGS=(--bind 127.0.0.1 --port 0 --remote-allow "$WORKER_URL" --workers "$SOAK_WORKERS"
-    --memory-limit "$SOAK_MEMORY_LIMIT" --drain-timeout "${DRAIN_TIMEOUT}s")
+    --memory-limit "$SOAK_MEMORY_LIMIT" --drain-timeout "${DRAIN_TIMEOUT}s"
+    --max-task-records $((SOAK_MAX_TASKS + 1000)) --max-tombstones "$SOAK_MAX_TOMBSTONES"
+    --max-dead-actors "$SOAK_MAX_DEAD_ACTORS")
 # shellcheck disable=SC2086 # SOAK_RAYD_ENV is a list of NAME=value words
 env $SOAK_RAYD_ENV "$RAYD_BIN" "${RAYD_ARGS[@]}" >"$OUT/rayd.log" 2>"$OUT/rayd.err" &
 RAYD_PID=$!
