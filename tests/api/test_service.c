@@ -1501,7 +1501,9 @@ static void test_second_signal_exits_at_once(void **state)
     double took = now_s() - t1;
     fprintf(stderr, "second signal: exit %d after %.0f ms\n", st, took * 1e3);
     assert_int_equal(st, 1);
-    if (took > 1.0)
+    /* at once: not after the drain, which the running 30 s task would hold for its whole
+     * 10 s timeout (a bound far from both, so that a loaded machine decides nothing) */
+    if (took > 5.0)
         fail_msg("the second signal took %.2f s to end the process", took);
 }
 
