@@ -10,8 +10,10 @@
 
 #ifdef RAYD_JEMALLOC
 #include <jemalloc/jemalloc.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Read by jemalloc when it starts. Freed memory goes back to the system within about a
@@ -28,10 +30,42 @@ void svc_allocator_configure(void)
 {
 }
 
+/* jemalloc's stats.allocated now, or 0 when it cannot be read. The statistics are a
+ * snapshot taken when the epoch advances. */
+static size_t jemalloc_allocated(void)
+{
+    uint64_t epoch = 1;
+    size_t size = sizeof(epoch), allocated = 0;
+    if (mallctl("epoch", &epoch, &size, &epoch, size) != 0)
+        return 0;
+    size = sizeof(allocated);
+    if (mallctl("stats.allocated", &allocated, &size, NULL, 0) != 0)
+        return 0;
+    return allocated;
+}
+
+static int jemalloc_serves = -1; /* set once by check_jemalloc_serves */
+
+/* Whether malloc really is jemalloc's: under valgrind, which replaces malloc, jemalloc's
+ * figures would stand still whatever the process holds. A 1 MiB block must show in them. */
+static void check_jemalloc_serves(void)
+{
+    size_t before = jemalloc_allocated();
+    volatile char *probe = malloc(1 << 20);
+    size_t with = jemalloc_allocated();
+    if (probe)
+        probe[0] = 1;
+    free((void *)probe);
+    jemalloc_serves = probe && before && with >= before + (1 << 20);
+}
+
 int svc_allocator_stats(api_allocator_stats *out)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     memset(out, 0, sizeof(*out));
-    /* The statistics are a snapshot taken when the epoch advances. */
+    pthread_once(&once, check_jemalloc_serves);
+    if (!jemalloc_serves)
+        return -1;
     uint64_t epoch = 1;
     size_t size = sizeof(epoch);
     if (mallctl("epoch", &epoch, &size, &epoch, size) != 0)

@@ -12,7 +12,9 @@ const char *svc_allocator_name(void);
 
 /* The allocator's figures (an api_allocator_stats_fn): jemalloc's stats.allocated,
  * stats.active, stats.metadata, stats.resident and stats.retained after refreshing them;
- * with glibc only allocated (mallinfo2). 0, or -1 when none can be read. Thread-safe. */
+ * with glibc only allocated (mallinfo2). 0, or -1 when none can be read or they would not
+ * describe the heap (a sanitizer's or valgrind's malloc in place of the one linked).
+ * Thread-safe. */
 int svc_allocator_stats(api_allocator_stats *out);
 
 #endif
