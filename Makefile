@@ -5,6 +5,7 @@
 #   make test SANITIZE=1            the same under AddressSanitizer + UBSan
 #   make bench          benchmarks (see BENCHMARKS.md)
 #   make cluster-test   three nodes in cluster mode behind nginx, with Redis (docs/cluster.md)
+#   make install        rayd into $(PREFIX)/bin, the module header into $(PREFIX)/include/rayd
 #
 # Variables (override on the command line):
 CC       ?= gcc
@@ -24,6 +25,10 @@ endif
 comma := ,
 # Arguments for `make run`
 RUN_ARGS ?=
+# Where `make install` puts things: $(DESTDIR)$(PREFIX)/bin/rayd and
+# $(DESTDIR)$(PREFIX)/include/rayd/rayd_module.h (DESTDIR: a staging root for packagers)
+PREFIX   ?= /usr/local
+DESTDIR  ?=
 
 DEB_PACKAGES := build-essential pkg-config libmicrohttpd-dev libjansson-dev \
                 libcurl4-openssl-dev libhiredis-dev libcmocka-dev libjemalloc-dev python3-yaml \
@@ -70,7 +75,8 @@ API_TEST_BIN := $(API_TEST_SRC:tests/api/%.c=$(BUILD)/tests/api/%)
 CLUSTER_TEST_SRC := $(wildcard tests/cluster/test_*.c)
 CLUSTER_TEST_BIN := $(CLUSTER_TEST_SRC:tests/cluster/%.c=$(BUILD)/tests/cluster/%)
 
-.PHONY: all run test unit api-test clients-test deps bench clean spec-lint format image-test lb-demo fuzz soak contract-test valgrind cluster-test
+.PHONY: all run test unit api-test clients-test deps bench clean spec-lint format image-test lb-demo fuzz soak contract-test valgrind cluster-test \
+        install uninstall
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/rayd
@@ -93,6 +99,16 @@ deps:
 run: deps
 	$(MAKE) all
 	$(BUILD)/rayd $(RUN_ARGS)
+
+# The daemon on the PATH, and the one header C modules compile against.
+install: $(BUILD)/rayd
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include/rayd
+	install -m 755 $(BUILD)/rayd $(DESTDIR)$(PREFIX)/bin/rayd
+	install -m 644 runtime/rayd_module.h $(DESTDIR)$(PREFIX)/include/rayd/rayd_module.h
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/rayd $(DESTDIR)$(PREFIX)/include/rayd/rayd_module.h
+	-rmdir $(DESTDIR)$(PREFIX)/include/rayd 2>/dev/null
 
 $(BUILD)/librayd_runtime.a: $(RUNTIME_OBJ)
 	@mkdir -p $(@D)
@@ -174,7 +190,7 @@ cluster-test: deps
 	$(MAKE) --no-print-directory $(BUILD)/rayd $(CLUSTER_TEST_BIN)
 	BUILD=$(BUILD) RAYD_BIN=$(BUILD)/rayd tests/cluster/run.sh
 
-# The real docker/Dockerfile built and run with podman (see shared CONTAINERS.md).
+# The real docker/Dockerfile built and run with podman (see tests/container/image_test.sh).
 image-test:
 	tests/container/image_test.sh
 
@@ -192,7 +208,7 @@ contract-test: $(API_TEST_BIN) $(BUILD)/rayd examples
 # rayd under valgrind memcheck while API tests drive it: no errors, no definite leaks,
 # clean exits. BUILD must be an unsanitized build.
 VALGRIND_TESTS := objects tasks actors service long_poll bad_input config remote limits \
-                  idempotency actor_stress
+                  idempotency actor_stress reload
 valgrind: $(BUILD)/rayd $(VALGRIND_TESTS:%=$(BUILD)/tests/api/test_%)
 	@BUILD=$(BUILD) tests/valgrind/run.sh $(VALGRIND_TESTS:%=test_%)
 

@@ -6,6 +6,7 @@
 
 #include "api/decode.h"
 #include "api/handlers.h"
+#include "api/live.h"
 #include "api/park.h"
 #include "api/problem.h"
 #include "runtime/actor.h"
@@ -264,13 +265,15 @@ enum MHD_Result api_actor_classes_put(api_request *req)
 {
     static const char *const KEYS[] = {"url", "timeout", NULL};
     const char *name = req->params[0];
-    const char *allow = req->ctx->config.remote_allow;
-    if (!allow || !*allow)
-        return api_problem(req, 403, "Forbidden",
-                           "remote actor classes are disabled: start rayd with "
-                           "RAYD_REMOTE_ALLOW (or --remote-allow) listing the scheme://host:port "
-                           "prefixes it may call",
-                           NULL);
+    static const char DISABLED[] =
+        "remote actor classes are disabled: start rayd with RAYD_REMOTE_ALLOW (or "
+        "--remote-allow, or in RAYD_CONFIG_FILE, which SIGHUP reloads) listing the "
+        "scheme://host:port prefixes it may call";
+    char *allow = api_live_remote_allow(req->ctx->live);
+    bool enabled = allow != NULL;
+    free(allow); /* checked again, as it is then, with the url */
+    if (!enabled)
+        return api_problem(req, 403, "Forbidden", DISABLED, NULL);
     if (api_body_json(req) != 0)
         return MHD_YES;
     if (!json_is_object(req->json))
@@ -279,7 +282,13 @@ enum MHD_Result api_actor_classes_put(api_request *req)
     if (api_json_only_keys(req, req->json, KEYS, "the body") != 0)
         return MHD_YES;
     json_t *url = json_object_get(req->json, "url"), *timeout = json_object_get(req->json, "timeout");
-    if (api_functions_check_url(req, url, allow) != 0)
+    /* The list in force now: a SIGHUP may have changed it since the check above. */
+    allow = api_live_remote_allow(req->ctx->live);
+    if (!allow)
+        return api_problem(req, 403, "Forbidden", DISABLED, NULL);
+    int refused = api_functions_check_url(req, url, allow);
+    free(allow);
+    if (refused != 0)
         return MHD_YES;
     if (timeout && (!json_is_number(timeout) || json_number_value(timeout) <= 0 ||
                     json_number_value(timeout) > 3600))

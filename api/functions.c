@@ -1,7 +1,9 @@
 /* /v1/functions: what tasks can run. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "api/handlers.h"
+#include "api/live.h"
 #include "api/problem.h"
 #include "runtime/remote_function.h"
 
@@ -77,13 +79,15 @@ enum MHD_Result api_functions_put(api_request *req)
 {
     static const char *const KEYS[] = {"url", "timeout", "max_concurrency", "max_retries", NULL};
     const char *name = req->params[0];
-    const char *allow = req->ctx->config.remote_allow;
-    if (!allow || !*allow)
-        return api_problem(req, 403, "Forbidden",
-                           "remote functions are disabled: start rayd with RAYD_REMOTE_ALLOW "
-                           "(or --remote-allow) listing the scheme://host:port prefixes it may "
-                           "call, e.g. RAYD_REMOTE_ALLOW=http://127.0.0.1:9000",
-                           NULL);
+    static const char DISABLED[] =
+        "remote functions are disabled: start rayd with RAYD_REMOTE_ALLOW (or --remote-allow, "
+        "or in RAYD_CONFIG_FILE, which SIGHUP reloads) listing the scheme://host:port prefixes "
+        "it may call, e.g. RAYD_REMOTE_ALLOW=http://127.0.0.1:9000";
+    char *allow = api_live_remote_allow(req->ctx->live);
+    bool enabled = allow != NULL;
+    free(allow); /* checked again, as it is then, with the url */
+    if (!enabled)
+        return api_problem(req, 403, "Forbidden", DISABLED, NULL);
     if (api_body_json(req) != 0)
         return MHD_YES;
     if (!json_is_object(req->json))
@@ -96,7 +100,13 @@ enum MHD_Result api_functions_put(api_request *req)
     json_t *v;
     rt_remote_function_spec spec = {.name = name, .timeout = 60, .max_retries = -1};
     v = json_object_get(req->json, "url");
-    if (api_functions_check_url(req, v, allow) != 0)
+    /* The list in force now: a SIGHUP may have changed it since the check above. */
+    allow = api_live_remote_allow(req->ctx->live);
+    if (!allow)
+        return api_problem(req, 403, "Forbidden", DISABLED, NULL);
+    int refused = api_functions_check_url(req, v, allow);
+    free(allow);
+    if (refused != 0)
         return MHD_YES;
     spec.url = json_string_value(v);
     if ((v = json_object_get(req->json, "timeout"))) {

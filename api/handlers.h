@@ -13,6 +13,8 @@ enum MHD_Result api_system_metrics(api_request *req);
 enum MHD_Result api_system_status(api_request *req);
 enum MHD_Result api_system_openapi_yaml(api_request *req);
 enum MHD_Result api_system_openapi_json(api_request *req);
+enum MHD_Result api_system_problems(api_request *req);
+enum MHD_Result api_system_problem(api_request *req);
 
 /* api/objects.c */
 enum MHD_Result api_objects_put(api_request *req);

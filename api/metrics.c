@@ -210,6 +210,9 @@ static void render_runtime(text *t, const api_context *ctx)
           (double)s.memory_limit);
     gauge(t, "rayd_store_tombstones", "Freed, evicted or expired objects still remembered.",
           (double)s.tombstones);
+    counter(t, "rayd_store_tombstones_forgotten_total",
+            "Tombstones forgotten to stay within RAYD_MAX_TOMBSTONES (their refs answer 404).",
+            s.tombstones_forgotten);
     counter(t, "rayd_store_hits_total", "Reads that found an object.", s.hits);
     counter(t, "rayd_store_misses_total", "Reads of unknown or lost objects.", s.misses);
     counter(t, "rayd_store_evictions_total", "Objects evicted under memory pressure.", s.evictions);
@@ -278,6 +281,22 @@ static void render_runtime(text *t, const api_context *ctx)
     counter(t, "rayd_log_lines_dropped_total",
             "Log lines dropped because stdout could not keep up.",
             ctx->log_dropped ? ctx->log_dropped() : 0);
+
+    api_allocator_stats al;
+    if (ctx->allocator_stats && ctx->allocator_stats(&al) == 0) {
+        gauge(t, "rayd_allocator_allocated_bytes", "Bytes in live heap allocations.",
+              (double)al.allocated);
+        gauge(t, "rayd_allocator_active_bytes", "Bytes in heap pages holding live allocations.",
+              (double)al.active);
+        gauge(t, "rayd_allocator_metadata_bytes", "Bytes of the allocator's own bookkeeping.",
+              (double)al.metadata);
+        gauge(t, "rayd_allocator_resident_bytes",
+              "Heap bytes resident in memory (live, free but not yet given back, metadata).",
+              (double)al.resident);
+        gauge(t, "rayd_allocator_retained_bytes",
+              "Heap address space kept for reuse, given back to the system (not resident).",
+              (double)al.retained);
+    }
 }
 
 char *api_metrics_render(api_metrics *m, const api_context *ctx, size_t *len)

@@ -9,8 +9,38 @@
 #include "runtime/error.h"
 #include "runtime/status.h"
 
+/* Where each kind's page is served: a problem's "type" is this prefix and its title, a
+ * URI reference relative to the server that answered (RFC 9457 section 3.1.1), so that it
+ * resolves to a page rayd itself serves (GET /problems/{kind}). */
+#define API_PROBLEM_TYPE_PREFIX "/problems/"
+
+/* One kind of problem rayd answers with: the "title" of its problems and the last segment
+ * of their "type". The table of kinds is the single source for the pages at
+ * /problems/{kind}; tests/check_docs.sh checks that every title the code uses is in it. */
+typedef struct api_problem_kind {
+    const char *title;   /* "NotFound" */
+    const char *status;  /* the HTTP status(es) it comes with, as text: "404" */
+    const char *meaning; /* one or two sentences: what happened */
+    const char *action;  /* what a client can do about it */
+} api_problem_kind;
+
+/* The table of kinds, sorted by title; *count receives its length. Static. */
+const api_problem_kind *api_problem_kinds(size_t *count);
+
+/* The kind with this title, or NULL. Static. */
+const api_problem_kind *api_problem_kind_find(const char *title);
+
+/* The HTML page describing a kind (new, free()); len receives its length. NULL when out of
+ * memory. */
+char *api_problem_kind_page(const api_problem_kind *kind, size_t *len);
+
+/* The HTML index of every kind, linking each page (new, free()). NULL when out of
+ * memory. */
+char *api_problem_index_page(size_t *len);
+
 /* A new problem object {"type","title","status","detail"} (new reference). title is the
- * error kind; detail may be NULL. */
+ * error kind (one of api_problem_kinds); detail may be NULL. type is
+ * API_PROBLEM_TYPE_PREFIX followed by title. */
 json_t *api_problem_new(unsigned status, const char *title, const char *detail);
 
 /* Causes nested at most; deeper ones are counted in "causes_omitted" on the last shown. */

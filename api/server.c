@@ -24,6 +24,7 @@
 #include "api/forward.h"
 #include "api/idempotency.h"
 #include "api/linger.h"
+#include "api/live.h"
 #include "api/metrics.h"
 #include "api/park.h"
 #include "api/problem.h"
@@ -80,53 +81,45 @@ static int content_type_is_json_or_form(const char *ct)
     return strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
 }
 
-/* Compares two strings in time that depends only on their lengths, not on where they
- * differ, so a token cannot be guessed byte by byte from response times. */
-static int secret_equal(const char *given, const char *secret)
-{
-    size_t a = strlen(given), b = strlen(secret);
-    unsigned char diff = (unsigned char)(a != b);
-    for (size_t i = 0; i < b; i++)
-        diff |= (unsigned char)(secret[i] ^ (i < a ? given[i] : 0));
-    return diff == 0;
-}
-
-/* Checks the bearer token a route needs (unmatched /v1/ paths need the API token). On
- * failure answers 401 and returns -1. */
+/* Checks the bearer token a route needs (unmatched /v1/ paths need the API token) against
+ * the tokens in force now (api_live: SIGHUP may change them). On failure answers 401 (or
+ * 403) and returns -1. */
 static int check_auth(api_request *req)
 {
-    const api_config *cfg = &req->ctx->config;
     int need = req->route ? req->route->auth
                           : (strncmp(req->url, "/v1/", 4) == 0 ? API_AUTH_TOKEN : API_AUTH_OPEN);
-    const char *secret = cfg->api_token;
-    if (need == API_AUTH_ADMIN && cfg->admin_token && *cfg->admin_token)
-        secret = cfg->admin_token;
-    if (need == API_AUTH_CLUSTER && cfg->cluster_token && *cfg->cluster_token)
-        secret = cfg->cluster_token;
-    if (need == API_AUTH_OPEN || !secret || !*secret)
-        return 0;
     const char *auth = api_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
-    int bearer = auth && strncasecmp(auth, "Bearer ", 7) == 0;
-    if (bearer && secret_equal(auth + 7, secret))
+    /* Cluster mode: peer routes need the cluster token (fixed at start; it defaults to the
+     * API token), and other nodes' requests carry it wherever the API token is needed. */
+    const char *cluster_token = req->ctx->config.cluster_token;
+    if (cluster_token && *cluster_token) {
+        if (need != API_AUTH_OPEN && need != API_AUTH_ADMIN &&
+            api_live_bearer_is(auth, cluster_token))
+            return 0;
+        if (need == API_AUTH_CLUSTER) {
+            req->www_authenticate = 1;
+            api_problem(req, 401, "Unauthorized",
+                        "this route is for other rayd nodes: it needs the cluster token", NULL);
+            return -1;
+        }
+    }
+    switch (api_live_check(req->ctx->live, need, auth)) {
+    case API_LIVE_AUTH_OK:
         return 0;
-    /* Other nodes carry the cluster token; it opens every route the API token opens. */
-    if (need == API_AUTH_TOKEN && bearer && cfg->cluster_token && *cfg->cluster_token &&
-        secret_equal(auth + 7, cfg->cluster_token))
-        return 0;
-    if (need == API_AUTH_ADMIN && secret == cfg->admin_token && cfg->api_token &&
-        *cfg->api_token && auth && strncasecmp(auth, "Bearer ", 7) == 0 &&
-        secret_equal(auth + 7, cfg->api_token)) {
-        /* Known caller, not allowed here (API.md: an admin route without the admin token). */
+    case API_LIVE_AUTH_FORBIDDEN:
+        /* Known caller, not allowed here: an admin route without the admin token. */
         api_problem(req, 403, "Forbidden", "this route needs the admin token", NULL);
         return -1;
+    case API_LIVE_AUTH_NEED_ADMIN:
+        req->www_authenticate = 1;
+        api_problem(req, 401, "Unauthorized",
+                    "this route needs the admin token: Authorization: Bearer <token>", NULL);
+        return -1;
+    case API_LIVE_AUTH_NEED_TOKEN:
+        break;
     }
     req->www_authenticate = 1;
-    api_problem(req, 401, "Unauthorized",
-                need == API_AUTH_ADMIN && secret == cfg->admin_token
-                    ? "this route needs the admin token: Authorization: Bearer <token>"
-                : need == API_AUTH_CLUSTER
-                    ? "this route is for other rayd nodes: it needs the cluster token"
-                    : "this route needs a token: Authorization: Bearer <token>",
+    api_problem(req, 401, "Unauthorized", "this route needs a token: Authorization: Bearer <token>",
                 NULL);
     return -1;
 }

@@ -1,7 +1,7 @@
 /* api_server: the libmicrohttpd daemon that serves rayd's REST API.
  *
  * It runs MHD's internal epoll thread pool (never a single epoll thread: it stalls, see
- * LIBMICROHTTPD.md) with suspend/resume for parked requests, explicit connection limit,
+ * docs/architecture.md) with suspend/resume for parked requests, explicit connection limit,
  * timeout and per-connection memory, and routes every request through api/router.c.
  * Thread-safety: start and stop from one thread; everything else happens on MHD's threads. */
 #ifndef RAYD_API_SERVER_H

@@ -1,8 +1,10 @@
-/* Service endpoints: liveness, node status, and the OpenAPI document. */
+/* Service endpoints: liveness, node status, the OpenAPI document, and the pages problem
+ * types point at. */
 #include <stdlib.h>
 
 #include "api/handlers.h"
 #include "api/idempotency.h"
+#include "api/live.h"
 #include "api/metrics.h"
 #include "api/openapi_spec.h"
 #include "api/problem.h"
@@ -58,9 +60,10 @@ enum MHD_Result api_system_status(api_request *req)
         (json_int_t)ctx->config.memory_limit, "max_body", (json_int_t)ctx->config.max_body,
         "max_wait", ctx->config.max_wait, "connection_limit", (int)ctx->config.connection_limit,
         "connection_timeout", ctx->config.connection_timeout);
-    json_t *store = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "objects",
+    json_t *store = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "objects",
                               (json_int_t)s.objects, "bytes", (json_int_t)s.bytes, "pending",
                               (json_int_t)s.pending, "tombstones", (json_int_t)s.tombstones,
+                              "tombstones_forgotten", (json_int_t)s.tombstones_forgotten,
                               "memory_limit", (json_int_t)s.memory_limit, "hits",
                               (json_int_t)s.hits, "misses", (json_int_t)s.misses, "evictions",
                               (json_int_t)s.evictions, "expirations",
@@ -76,14 +79,18 @@ enum MHD_Result api_system_status(api_request *req)
     json_object_set_new(config, "body_budget", json_integer((json_int_t)ctx->config.body_budget));
     json_object_set_new(config, "idempotency_max_bytes",
                         json_integer((json_int_t)ctx->config.idempotency_max_bytes));
-    json_object_set_new(config, "auth",
-                        json_boolean(ctx->config.api_token && *ctx->config.api_token));
-    json_object_set_new(config, "remote_allow",
-                        ctx->config.remote_allow && *ctx->config.remote_allow
-                            ? json_string(ctx->config.remote_allow)
-                            : json_null());
+    json_object_set_new(config, "auth", json_boolean(api_live_auth_on(ctx->live)));
+    char *allow = api_live_remote_allow(ctx->live);
+    json_object_set_new(config, "remote_allow", allow ? json_string(allow) : json_null());
+    free(allow);
     json_object_set_new(config, "max_pending_tasks",
                         json_integer((json_int_t)ctx->config.max_pending_tasks));
+    json_object_set_new(config, "max_tombstones",
+                        json_integer((json_int_t)ctx->config.max_tombstones));
+    json_object_set_new(config, "max_task_records",
+                        json_integer((json_int_t)ctx->config.max_task_records));
+    json_object_set_new(config, "max_dead_actors",
+                        json_integer((json_int_t)ctx->config.max_dead_actors));
 
     rt_tasks_stats ts;
     rt_tasks_get_stats(ctx->tasks, &ts);
@@ -138,6 +145,14 @@ enum MHD_Result api_system_status(api_request *req)
                              idempotency, "registry", registry, "bodies", bodies);
     if (ctx->cluster)
         json_object_set_new(body, "cluster", api_cluster_status(ctx));
+    api_allocator_stats al;
+    if (body && ctx->allocator_stats && ctx->allocator_stats(&al) == 0)
+        json_object_set_new(body, "allocator",
+                            json_pack("{s:I,s:I,s:I,s:I,s:I}", "allocated",
+                                      (json_int_t)al.allocated, "active", (json_int_t)al.active,
+                                      "metadata", (json_int_t)al.metadata, "resident",
+                                      (json_int_t)al.resident, "retained",
+                                      (json_int_t)al.retained));
     return api_reply_json(req, 200, body);
 }
 
@@ -151,4 +166,30 @@ enum MHD_Result api_system_openapi_json(api_request *req)
 {
     return api_reply_static(req, 200, rayd_openapi_json, rayd_openapi_json_len,
                             "application/json");
+}
+
+/* GET /problems: the list of problem kinds. */
+enum MHD_Result api_system_problems(api_request *req)
+{
+    size_t len = 0;
+    char *page = api_problem_index_page(&len);
+    struct MHD_Response *resp = page ? api_response_text(req, page, len) : NULL;
+    if (!resp)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    return api_reply(req, 200, resp, "text/html; charset=utf-8");
+}
+
+/* GET /problems/{kind}: what a problem "type" resolves to. */
+enum MHD_Result api_system_problem(api_request *req)
+{
+    const api_problem_kind *kind = api_problem_kind_find(req->params[0]);
+    if (!kind)
+        return api_problem(req, 404, "NotFound", "rayd answers no problem of this kind",
+                           json_pack("{s:s}", "kind", req->params[0]));
+    size_t len = 0;
+    char *page = api_problem_kind_page(kind, &len);
+    struct MHD_Response *resp = page ? api_response_text(req, page, len) : NULL;
+    if (!resp)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    return api_reply(req, 200, resp, "text/html; charset=utf-8");
 }

@@ -41,8 +41,8 @@ rt_error *rt_error_cause(const rt_error *err);
 /* Borrowed JSON object of extra members; never NULL (may be empty). Do not modify. */
 json_t *rt_error_fields(const rt_error *err);
 
-/* The kind's name as API.md spells it: "TaskError", "ActorDied", "TaskCancelled",
- * "WorkerUnavailable", "ObjectLost". */
+/* The kind's name as the API spells it (docs/api-notes.md): "TaskError", "ActorDied",
+ * "TaskCancelled", "WorkerUnavailable", "ObjectLost". */
 const char *rt_error_kind_name(rt_error_kind kind);
 
 /* Approximate bytes this error occupies by itself (its allocation, message and fields),

@@ -48,9 +48,10 @@
 
 #define SHARD_COUNT 64
 #define SHARD_INITIAL_BUCKETS 64
-/* Tombstones remembered; beyond this the oldest are forgotten (their refs answer 404). */
-#define TOMBSTONE_MAX 1000000
 #define TTL_NONE UINT32_MAX /* ttl_index of an object not in the TTL heap */
+/* Tombstones remembered by default; beyond the limit the oldest are forgotten (their refs
+ * answer 404). Each costs about 120 bytes (the object record and its table slot). */
+#define TOMBSTONES_DEFAULT 100000
 
 enum { LIST_NONE = 0, LIST_LRU, LIST_TOMBSTONES };
 
@@ -99,6 +100,7 @@ struct rt_store {
     size_t memory_limit;
     size_t used_bytes;   /* atomic: READY bytes and held error bytes */
     size_t error_bytes;  /* atomic: the part of used_bytes that errors hold */
+    size_t max_tombstones;
     size_t live_objects; /* atomic: not LOST */
     size_t pending;      /* atomic */
     size_t ttl_objects;  /* atomic: objects ever given a TTL and not yet LOST */
@@ -107,6 +109,7 @@ struct rt_store {
     uint64_t next_seq;   /* atomic */
     uint64_t evictions;  /* atomic */
     uint64_t expirations; /* atomic */
+    uint64_t tombstones_forgotten; /* lru_lock */
     pthread_mutex_t lru_lock;
     object_list lru;
     object_list tombstones;
@@ -261,6 +264,8 @@ rt_store *rt_store_new(const rt_store_config *config)
     if (!store)
         return NULL;
     store->memory_limit = config ? config->memory_limit : 0;
+    store->max_tombstones =
+        config && config->max_tombstones ? config->max_tombstones : TOMBSTONES_DEFAULT;
     rt_mutex_init(&store->lru_lock);
     rt_mutex_init(&store->ttl_lock);
     for (int i = 0; i < SHARD_COUNT; i++) {
@@ -387,11 +392,11 @@ static void ttl_remove(rt_store *store, rt_object *o)
 
 /* ---- eviction and tombstones ---------------------------------------------------------- */
 
-/* Forgets the oldest tombstones beyond TOMBSTONE_MAX. lru_lock held. */
+/* Forgets the oldest tombstones beyond max_tombstones. lru_lock held. */
 static void prune_tombstones_locked(rt_store *store)
 {
     size_t tries = 0;
-    while (store->tombstones.count > TOMBSTONE_MAX && tries++ < 64) {
+    while (store->tombstones.count > store->max_tombstones && tries++ < 64) {
         rt_object *o = store->tombstones.head;
         shard *sh = shard_for(store, o->hash);
         list_unlink(&store->tombstones, o);
@@ -402,6 +407,7 @@ static void prune_tombstones_locked(rt_store *store)
         shard_remove(sh, o);
         pthread_mutex_unlock(&sh->lock);
         free(o);
+        store->tombstones_forgotten++;
     }
 }
 
@@ -1314,7 +1320,9 @@ void rt_store_get_stats(rt_store *store, rt_store_stats *out)
     }
     pthread_mutex_lock(&store->lru_lock);
     out->tombstones = store->tombstones.count;
+    out->tombstones_forgotten = store->tombstones_forgotten;
     pthread_mutex_unlock(&store->lru_lock);
+    out->max_tombstones = store->max_tombstones;
     out->objects = atomic_get(&store->live_objects);
     out->bytes = atomic_get(&store->used_bytes);
     out->error_bytes = atomic_get(&store->error_bytes);

@@ -12,9 +12,11 @@
  * order (second-chance approximation: a GET only sets a flag, so reads never take a global
  * lock), and fails with RT_EFULL when that is not enough. An error is always stored: one
  * that does not fit even after eviction is stored as its summary (rt_error_summary, at most
- * RT_ERROR_SUMMARY_MAX bytes), the only way the store goes over its limit. Pinned objects are never evicted. Evicted, freed and
- * expired objects become LOST tombstones (a few dozen bytes) so that clients can tell
- * "gone" (410) from "never existed" (404).
+ * RT_ERROR_SUMMARY_MAX bytes), the only way the store goes over its limit. Pinned objects
+ * are never evicted. Evicted, freed and expired objects become LOST tombstones (about 120
+ * bytes each) so that clients can tell "gone" (410) from "never existed" (404); at most
+ * max_tombstones are kept, and the oldest beyond that are forgotten, so that a long
+ * history costs bounded memory.
  *
  * Thread-safety: every function may be called from any thread. Objects live in a hash
  * table split into shards, each with its own mutex; a lookup takes one shard lock. The LRU
@@ -52,6 +54,8 @@ typedef enum rt_lost_reason {
 
 typedef struct rt_store_config {
     size_t memory_limit; /* bytes of READY objects and errors; 0 means unlimited */
+    size_t max_tombstones; /* LOST objects remembered (older ones are forgotten: unknown
+                              refs); 0: the default, 100,000 */
 } rt_store_config;
 
 typedef struct rt_store_stats {
@@ -60,6 +64,8 @@ typedef struct rt_store_stats {
     size_t error_bytes; /* the part of bytes that stored errors (and their causes) take */
     size_t pending;     /* objects PENDING */
     size_t tombstones;  /* LOST objects remembered */
+    size_t max_tombstones; /* at most */
+    uint64_t tombstones_forgotten; /* LOST objects forgotten to keep within the bound */
     size_t memory_limit;
     uint64_t hits;      /* reads that found an object that was not LOST */
     uint64_t misses;    /* reads of unknown or LOST refs */

@@ -62,6 +62,15 @@ static const setting SETTINGS[] = {
      "worker threads that run tasks and actor calls", NULL},
     {"--max-pending-tasks", "RAYD_MAX_PENDING_TASKS", KIND_SIZE_COUNT, OFF(api.max_pending_tasks),
      1, 100000000, "1000000", "tasks accepted but not ended; beyond it 429 TooManyRequests", NULL},
+    {"--max-tombstones", "RAYD_MAX_TOMBSTONES", KIND_SIZE_COUNT, OFF(api.max_tombstones), 1,
+     100000000, "100000", "freed, evicted or expired objects remembered, so their refs answer "
+     "410 (older ones 404); about 120 bytes each", NULL},
+    {"--max-task-records", "RAYD_MAX_TASK_RECORDS", KIND_SIZE_COUNT, OFF(api.max_task_records),
+     1, 100000000, "100000", "ended tasks remembered for GET /v1/tasks/{id} (older ones 404); "
+     "about 0.5 to 1 KiB each, more with long error messages", NULL},
+    {"--max-dead-actors", "RAYD_MAX_DEAD_ACTORS", KIND_SIZE_COUNT, OFF(api.max_dead_actors), 1,
+     100000000, "10000", "dead actors remembered for GET /v1/actors/{id} (older ones 404); "
+     "about 1.3 KiB each", NULL},
     {"--connection-timeout", "RAYD_CONNECTION_TIMEOUT", KIND_DURATION,
      OFF(api.connection_timeout), 0, 0, "30s",
      "idle connections are closed after this (parked requests are not idle)", NULL},
@@ -79,9 +88,9 @@ static const setting SETTINGS[] = {
      OFF(api.idempotency_max_bytes), 0, 0, "64M",
      "memory for remembered Idempotency-Key answers; beyond it the oldest are forgotten "
      "(0: no limit)", NULL},
-    {"--remote-allow", "RAYD_REMOTE_ALLOW", KIND_STRING, OFF(api.remote_allow), 0, 0,
+    {"--remote-allow", "RAYD_REMOTE_ALLOW", KIND_STRING, OFF(remote_allow), 0, 0,
      "(none)", "comma-separated scheme://host:port prefixes remote functions may call; "
-     "empty: registering remote functions is refused", NULL},
+     "empty: registering remote functions is refused (SIGHUP reloads)", NULL},
     {"--module", "RAYD_MODULES", KIND_LIST, OFF(modules), 0, 0, "(none)",
      "C module (.so) to load at start-up; repeatable; the variable is ':'-separated", NULL},
     {"--drain-timeout", "RAYD_DRAIN_TIMEOUT", KIND_DURATION, OFF(drain_timeout), 0, 0, "25s",
@@ -89,15 +98,16 @@ static const setting SETTINGS[] = {
     {"--log-format", "RAYD_LOG_FORMAT", KIND_CHOICE, OFF(log_format), 0, 0, "json",
      "json: one JSON object per line; text: for humans", "json|text"},
     {"--log-level", "RAYD_LOG_LEVEL", KIND_CHOICE, OFF(log_level), 0, 0, "info",
-     "info logs every request; warn and error only problems", "debug|info|warn|error"},
-    {"--api-token", "RAYD_API_TOKEN", KIND_STRING, OFF(api.api_token), 0, 0, "(none)",
+     "info logs every request; warn and error only problems (SIGHUP reloads)",
+     "debug|info|warn|error"},
+    {"--api-token", "RAYD_API_TOKEN", KIND_STRING, OFF(api_token), 0, 0, "(none)",
      "bearer token every /v1/ route needs (prefer the file or the variable)", NULL},
     {"--api-token-file", "RAYD_API_TOKEN_FILE", KIND_STRING, OFF(api_token_file), 0, 0,
-     "(none)", "file holding the API token (trailing newline ignored)", NULL},
-    {"--admin-token", "RAYD_ADMIN_TOKEN", KIND_STRING, OFF(api.admin_token), 0, 0, "(none)",
+     "(none)", "file holding the API token (trailing newline ignored; SIGHUP reloads)", NULL},
+    {"--admin-token", "RAYD_ADMIN_TOKEN", KIND_STRING, OFF(admin_token), 0, 0, "(none)",
      "bearer token for admin routes (registering code); default: the API token", NULL},
     {"--admin-token-file", "RAYD_ADMIN_TOKEN_FILE", KIND_STRING, OFF(admin_token_file), 0, 0,
-     "(none)", "file holding the admin token", NULL},
+     "(none)", "file holding the admin token (SIGHUP reloads)", NULL},
     {"--cluster", "RAYD_CLUSTER", KIND_STRING, OFF(cluster), 0, 0, "(none)",
      "cluster mode: redis://[:password@]host:port[/db] of the Redis the nodes share", NULL},
     {"--cluster-password-file", "RAYD_CLUSTER_PASSWORD_FILE", KIND_STRING,
@@ -112,10 +122,27 @@ static const setting SETTINGS[] = {
      0, 100000000, "1000",
      "cluster mode: with more jobs than this waiting for a worker, a task submitted here "
      "runs on the least loaded live node (spillback); 0: never", NULL},
+    {"--config-file", "RAYD_CONFIG_FILE", KIND_STRING, OFF(config_file), 0, 0, "(none)",
+     "file of RAYD_NAME=value lines, read before the variables and flags (which win); "
+     "SIGHUP reads it again", NULL},
 
 };
 
 #define SETTING_COUNT (sizeof(SETTINGS) / sizeof(SETTINGS[0]))
+
+/* The settings SIGHUP applies while rayd runs (service/reload.c); a change to any other
+ * is logged as needing a restart. */
+static const char *const RELOADABLE[] = {"RAYD_REMOTE_ALLOW",   "RAYD_API_TOKEN",
+                                         "RAYD_API_TOKEN_FILE", "RAYD_ADMIN_TOKEN",
+                                         "RAYD_ADMIN_TOKEN_FILE", "RAYD_LOG_LEVEL"};
+
+static int is_reloadable(const setting *s)
+{
+    for (size_t i = 0; i < sizeof(RELOADABLE) / sizeof(RELOADABLE[0]); i++)
+        if (strcmp(s->env, RELOADABLE[i]) == 0)
+            return 1;
+    return 0;
+}
 
 const char *svc_version(void)
 {
@@ -164,6 +191,9 @@ static void set_defaults(svc_config *c)
     c->log_format = "json";
     c->log_level = "info";
     c->api.max_pending_tasks = 1000000;
+    c->api.max_tombstones = 100000;
+    c->api.max_task_records = 100000;
+    c->api.max_dead_actors = 10000;
 }
 
 /* Appends item (borrowed) to a list. 0, or -1 when out of memory. */
@@ -206,9 +236,10 @@ static int list_apply(svc_list *list, const char *value, int from_env)
     return 0;
 }
 
-/* Applies one value; on error prints one line naming the source and returns -1. */
+/* Applies one value from a flag (from_flag) or from a variable or the config file; on
+ * error prints one line naming the source and returns -1. value must outlive c. */
 static int apply(svc_config *c, const setting *s, const char *source, const char *value,
-                 FILE *err)
+                 int from_flag, FILE *err)
 {
     char *field = (char *)c + s->offset;
     unsigned long u;
@@ -279,10 +310,9 @@ static int apply(svc_config *c, const setting *s, const char *source, const char
         *(int *)field = (int)u;
         return 0;
     case KIND_LIST: {
-        int from_env = strcmp(source, s->env) == 0;
-        if (!*value && !from_env)
+        if (!*value && from_flag)
             break;
-        if (list_apply((svc_list *)field, value, from_env) != 0) {
+        if (list_apply((svc_list *)field, value, !from_flag) != 0) {
             fprintf(err, "rayd: %s: out of memory\n", source);
             return -1;
         }
@@ -297,7 +327,9 @@ void svc_config_print_help(FILE *out)
 {
     fprintf(out, "rayd %s: Ray's objects, tasks and actors over HTTP\n\n", RAYD_VERSION);
     fprintf(out, "usage: rayd [--flag value | --flag=value]...\n\n");
-    fprintf(out, "Every flag has an environment variable; flags win over variables.\n\n");
+    fprintf(out, "Every flag has an environment variable; flags win over variables, which win\n"
+                 "over the config file (RAYD_NAME=value lines). SIGHUP reloads the settings\n"
+                 "marked so, from the same sources.\n\n");
     fprintf(out, "  %-22s %-24s %-28s %s\n", "flag", "variable", "default", "meaning");
     for (size_t i = 0; i < SETTING_COUNT; i++) {
         const setting *s = &SETTINGS[i];
@@ -348,6 +380,8 @@ void svc_config_release(svc_config *c)
     memset(&c->modules, 0, sizeof(c->modules));
     free(c->cluster_password);
     c->cluster_password = NULL;
+    free(c->file_text);
+    c->file_text = NULL;
 }
 
 /* Cluster mode's settings: the Redis URL must parse, the password file must read, the
@@ -380,7 +414,7 @@ static int check_cluster(svc_config *c, FILE *err)
         return -1;
     }
     if (!c->api.cluster_token)
-        c->api.cluster_token = c->api.api_token;
+        c->api.cluster_token = c->api_token;
     return 0;
 }
 
@@ -390,13 +424,101 @@ static int load_tokens(svc_config *c, FILE *err)
     if (c->api_token_file) {
         if (!(c->tokens_read[0] = read_token_file(c->api_token_file, "RAYD_API_TOKEN_FILE", err)))
             return -1;
-        c->api.api_token = c->tokens_read[0];
+        c->api_token = c->tokens_read[0];
     }
     if (c->admin_token_file) {
         if (!(c->tokens_read[1] =
                   read_token_file(c->admin_token_file, "RAYD_ADMIN_TOKEN_FILE", err)))
             return -1;
-        c->api.admin_token = c->tokens_read[1];
+        c->admin_token = c->tokens_read[1];
+    }
+    return 0;
+}
+
+/* ---- the config file ------------------------------------------------------------------ */
+
+#define CONFIG_FILE_MAX (1 << 20) /* bytes; a settings file is a few hundred */
+
+/* The config file named by the flags (the last --config-file) or else the variable; NULL
+ * when none. Borrowed from argv or the environment. */
+static const char *config_file_path(int argc, char **argv)
+{
+    const char *path = getenv("RAYD_CONFIG_FILE");
+    for (int a = 1; a < argc; a++) {
+        if (strcmp(argv[a], "--config-file") == 0 && a + 1 < argc)
+            path = argv[++a];
+        else if (strncmp(argv[a], "--config-file=", 14) == 0)
+            path = argv[a] + 14;
+    }
+    return path && *path ? path : NULL;
+}
+
+/* Reads the whole file into c->file_text (owned) and applies each RAYD_NAME=value line, in
+ * order. Blank lines and lines starting with '#' are skipped; spaces around the name and at
+ * the end of the value are dropped, and one pair of matching quotes around the value. An
+ * unknown name is an error, so that a typo does not pass silently. Returns 0 or -1 after
+ * printing why (one line, naming the file and line). */
+static int load_config_file(svc_config *c, const char *path, FILE *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(err, "rayd: RAYD_CONFIG_FILE: cannot read '%s'\n", path);
+        return -1;
+    }
+    char *text = malloc(CONFIG_FILE_MAX + 1);
+    size_t n = text ? fread(text, 1, CONFIG_FILE_MAX + 1, f) : 0;
+    int read_error = ferror(f);
+    fclose(f);
+    if (!text || read_error || n > CONFIG_FILE_MAX) {
+        fprintf(err, "rayd: RAYD_CONFIG_FILE: '%s' %s\n", path,
+                !text ? "cannot be read: out of memory"
+                      : read_error ? "cannot be read" : "is over 1 MiB");
+        free(text);
+        return -1;
+    }
+    text[n] = '\0';
+    free(c->file_text);
+    c->file_text = text;
+    unsigned line_no = 0;
+    for (char *line = text, *next; line; line = next) {
+        line_no++;
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        line += strspn(line, " \t");
+        size_t len = strlen(line);
+        while (len && strchr(" \t\r", line[len - 1]))
+            line[--len] = '\0';
+        if (!*line || *line == '#')
+            continue;
+        char source[256];
+        char *eq = strchr(line, '=');
+        if (!eq) {
+            fprintf(err, "rayd: %s:%u: not a RAYD_NAME=value line\n", path, line_no);
+            return -1;
+        }
+        char *name_end = eq;
+        while (name_end > line && strchr(" \t", name_end[-1]))
+            name_end--;
+        *name_end = '\0';
+        char *value = eq + 1 + strspn(eq + 1, " \t");
+        size_t vlen = strlen(value);
+        if (vlen >= 2 && (value[0] == '"' || value[0] == '\'') && value[vlen - 1] == value[0]) {
+            value[vlen - 1] = '\0';
+            value++;
+        }
+        snprintf(source, sizeof(source), "%s:%u: %s", path, line_no, line);
+        const setting *s = NULL;
+        for (size_t i = 0; i < SETTING_COUNT; i++)
+            if (strcmp(SETTINGS[i].env, line) == 0)
+                s = &SETTINGS[i];
+        if (!s || strcmp(line, "RAYD_CONFIG_FILE") == 0) {
+            fprintf(err, "rayd: %s: %s\n", source,
+                    s ? "a config file cannot name another" : "unknown setting (see rayd --help)");
+            return -1;
+        }
+        if (apply(c, s, source, value, 0, err) != 0)
+            return -1;
     }
     return 0;
 }
@@ -416,9 +538,17 @@ static svc_config_result config_load(svc_config *c, int argc, char **argv, FILE 
                                      FILE *err)
 {
     set_defaults(c);
+    int only_print = 0; /* --help and the like print without reading the file */
+    for (int a = 1; a < argc; a++)
+        only_print |= strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0 ||
+                      strcmp(argv[a], "--config-markdown") == 0 ||
+                      strcmp(argv[a], "--version") == 0;
+    const char *file = only_print ? NULL : config_file_path(argc, argv);
+    if (file && load_config_file(c, file, err) != 0)
+        return SVC_CONFIG_ERROR;
     for (size_t i = 0; i < SETTING_COUNT; i++) {
         const char *v = getenv(SETTINGS[i].env);
-        if (v && apply(c, &SETTINGS[i], SETTINGS[i].env, v, err) != 0)
+        if (v && apply(c, &SETTINGS[i], SETTINGS[i].env, v, 0, err) != 0)
             return SVC_CONFIG_ERROR;
     }
     for (int a = 1; a < argc; a++) {
@@ -454,7 +584,7 @@ static svc_config_result config_load(svc_config *c, int argc, char **argv, FILE 
             fprintf(err, "rayd: %s: needs a value\n", s->flag);
             return SVC_CONFIG_ERROR;
         }
-        if (apply(c, s, s->flag, value, err) != 0)
+        if (apply(c, s, s->flag, value, 1, err) != 0)
             return SVC_CONFIG_ERROR;
     }
     if (load_tokens(c, err) != 0 || check_cluster(c, err) != 0)
@@ -471,4 +601,47 @@ static svc_config_result config_load(svc_config *c, int argc, char **argv, FILE 
         c->api.body_budget = quarter > c->api.max_body ? quarter : c->api.max_body;
     }
     return SVC_CONFIG_OK;
+}
+
+/* Whether one setting holds the same value in a and b. */
+static int same_value(const svc_config *a, const svc_config *b, const setting *s)
+{
+    const char *fa = (const char *)a + s->offset, *fb = (const char *)b + s->offset;
+    switch (s->kind) {
+    case KIND_STRING:
+    case KIND_CHOICE: {
+        const char *x = *(const char *const *)fa, *y = *(const char *const *)fb;
+        return x == y || (x && y && strcmp(x, y) == 0);
+    }
+    case KIND_UINT: return *(const unsigned *)fa == *(const unsigned *)fb;
+    case KIND_PORT: return *(const int *)fa == *(const int *)fb;
+    case KIND_SIZE_COUNT:
+    case KIND_SIZE: return *(const size_t *)fa == *(const size_t *)fb;
+    case KIND_DURATION: return *(const double *)fa == *(const double *)fb;
+    case KIND_LIST: {
+        const svc_list *x = (const svc_list *)fa, *y = (const svc_list *)fb;
+        if (x->count != y->count)
+            return 0;
+        for (size_t i = 0; i < x->count; i++)
+            if (strcmp(x->items[i], y->items[i]) != 0)
+                return 0;
+        return 1;
+    }
+    }
+    return 0;
+}
+
+size_t svc_config_diff(const svc_config *a, const svc_config *b, int reloadable,
+                       const char **names, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < SETTING_COUNT; i++) {
+        const setting *s = &SETTINGS[i];
+        if (is_reloadable(s) != reloadable || same_value(a, b, s))
+            continue;
+        if (n < max)
+            names[n] = s->env;
+        n++;
+    }
+    return n;
 }

@@ -21,6 +21,10 @@ typedef struct svc_config {
     double drain_timeout; /* seconds running work gets to finish after SIGTERM */
     const char *log_format; /* "json" or "text" */
     const char *log_level;  /* "debug", "info", "warn", "error" */
+    /* What SIGHUP may change (service/reload.c hands them to api_live): */
+    const char *remote_allow; /* comma-separated scheme://host:port prefixes, or NULL */
+    const char *api_token;    /* NULL: no auth */
+    const char *admin_token;  /* NULL: the API token guards admin routes too */
     const char *api_token_file;
     const char *admin_token_file;
     char *tokens_read[2];   /* owned: tokens read from the files above */
@@ -30,6 +34,8 @@ typedef struct svc_config {
     const char *cluster_password_file;
     char *cluster_password; /* owned: read from the file above, or NULL */
     const char *advertise_url; /* NULL: http://<bind address or hostname>:<port> */
+    const char *config_file; /* RAYD_CONFIG_FILE, or NULL */
+    char *file_text;        /* owned: the config file's text; its values point into it */
 } svc_config;
 
 /* Frees what svc_config_load allocated. */
@@ -41,9 +47,12 @@ typedef enum svc_config_result {
     SVC_CONFIG_ERROR    /* a bad value: a one-line message was printed, exit 2 */
 } svc_config_result;
 
-/* Fills config from defaults, the environment and argv. Messages go to out (help) and err
- * (one line per error). Strings in config point into argv, the environment or static
- * storage. Unless it returns SVC_CONFIG_OK, nothing stays allocated. */
+/* Fills config from defaults, the config file (RAYD_CONFIG_FILE or --config-file: lines
+ * of RAYD_NAME=value), the environment and argv, each winning over the ones before. Token
+ * files are read last. Messages go to out (help) and err (one line per error). Strings in
+ * config point into argv, the environment, static storage or config's own copies (freed
+ * by svc_config_release). Unless it returns SVC_CONFIG_OK, nothing stays allocated. Called
+ * again with the same argv on SIGHUP, it reads the files as they are then. */
 svc_config_result svc_config_load(svc_config *config, int argc, char **argv, FILE *out,
                                   FILE *err);
 
@@ -52,6 +61,13 @@ void svc_config_print_help(FILE *out);
 
 /* Prints the same table as a Markdown table (the README's configuration reference). */
 void svc_config_print_markdown(FILE *out);
+
+/* The settings whose value differs between a and b, as variable names ("RAYD_PORT"),
+ * written to names (at most max; returns how many differ). Token files count as their
+ * tokens: RAYD_API_TOKEN differs when the file now holds another token. reloadable: 1 for
+ * only the settings SIGHUP applies, 0 for only the others. */
+size_t svc_config_diff(const svc_config *a, const svc_config *b, int reloadable,
+                       const char **names, size_t max);
 
 /* The version string. */
 const char *svc_version(void);

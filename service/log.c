@@ -16,7 +16,7 @@
 #include "runtime/clock.h"
 
 static int log_text;                       /* 0: JSON lines, 1: text */
-static svc_log_level log_min = SVC_LOG_INFO;
+static int log_min = SVC_LOG_INFO; /* svc_log_level, atomic: SIGHUP may change it */
 
 static svc_log_level level_of(const char *name)
 {
@@ -34,7 +34,12 @@ static svc_log_level level_of(const char *name)
 void svc_log_configure(const char *format, const char *level)
 {
     log_text = format && strcmp(format, "text") == 0;
-    log_min = level_of(level);
+    svc_log_set_level(level);
+}
+
+void svc_log_set_level(const char *level)
+{
+    __atomic_store_n(&log_min, (int)level_of(level), __ATOMIC_RELAXED);
 }
 
 /* Lines are gathered in a buffer and written in batches (a write(2) per request was a large
@@ -216,8 +221,10 @@ static void report_dropped(unsigned long long total, unsigned long long since)
 void svc_log_event(const char *level, const char *event, json_t *fields)
 {
     /* The listening line is always written: with --port 0 it is the only way to learn the
-     * port. */
-    if (level_of(level) < log_min && strcmp(event, "listening") != 0) {
+     * port; so is the answer to a SIGHUP, which the operator is waiting for. */
+    if ((int)level_of(level) < __atomic_load_n(&log_min, __ATOMIC_RELAXED) &&
+        strcmp(event, "listening") != 0 && strcmp(event, "reloaded") != 0 &&
+        strcmp(event, "reload failed") != 0) {
         json_decref(fields);
         return;
     }
@@ -319,7 +326,7 @@ static void put_seconds(line_writer *w, double seconds)
 void svc_log_request(const api_request_summary *s, void *arg)
 {
     (void)arg;
-    if (log_min > SVC_LOG_INFO)
+    if (__atomic_load_n(&log_min, __ATOMIC_RELAXED) > SVC_LOG_INFO)
         return;
     char now[40];
     format_now(now, sizeof(now));

@@ -17,6 +17,9 @@ typedef enum svc_log_level { SVC_LOG_DEBUG = 0, SVC_LOG_INFO, SVC_LOG_WARN, SVC_
  * before other threads log. */
 void svc_log_configure(const char *format, const char *level);
 
+/* Changes the lowest level written (SIGHUP); any thread, any time. */
+void svc_log_set_level(const char *level);
+
 /* Writes an event line: {"time","level","event", ...fields}. fields is stolen (NULL for
  * none). level is "debug", "info", "warn" or "error". */
 void svc_log_event(const char *level, const char *event, json_t *fields);

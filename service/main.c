@@ -1,5 +1,5 @@
-/* rayd's entry point: read the configuration, build the runtime, serve HTTP, and stop
- * cleanly on SIGTERM or SIGINT. */
+/* rayd's entry point: read the configuration, build the runtime, serve HTTP, reload what
+ * can change on SIGHUP, and stop cleanly on SIGTERM or SIGINT. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/live.h"
 #include "api/park.h"
 #include "api/server.h"
 #include "runtime/clock.h"
@@ -18,6 +19,7 @@
 #include "service/allocator.h"
 #include "service/config.h"
 #include "service/log.h"
+#include "service/reload.h"
 
 /* Raises the open-file limit to its hard maximum: each connection is a descriptor. */
 static void raise_fd_limit(void)
@@ -110,21 +112,29 @@ int main(int argc, char **argv)
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    sigset_t main_signals = stop_signals; /* and SIGHUP: reload (only before draining) */
+    sigaddset(&main_signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &main_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    rt_store_config store_config = {.memory_limit = config.api.memory_limit};
+    rt_store_config store_config = {.memory_limit = config.api.memory_limit,
+                                    .max_tombstones = config.api.max_tombstones};
     rt_store *store = rt_store_new(&store_config);
     rt_registry *registry = rt_registry_new();
     rt_scheduler *scheduler = rt_scheduler_new(config.api.workers);
-    rt_tasks_config tasks_config = {.max_pending = config.api.max_pending_tasks};
+    rt_tasks_config tasks_config = {.max_pending = config.api.max_pending_tasks,
+                                    .max_kept = config.api.max_task_records};
     rt_tasks *tasks = store && registry && scheduler
                           ? rt_tasks_new(store, registry, scheduler, &tasks_config)
                           : NULL;
     rt_remote *remote = rt_remote_new(config.api.max_body);
-    rt_actors_config actors_config = {0};
+    api_live *live = api_live_new();
+    svc_reloader reloader;
+    rt_actors_config actors_config = {.max_kept_dead = config.api.max_dead_actors};
     rt_actors *actors = tasks ? rt_actors_new(store, scheduler, &actors_config) : NULL;
-    if (!actors || !remote || rt_builtins_register(registry) != RT_OK ||
+    if (!actors || !remote || !live ||
+        svc_reloader_init(&reloader, argc, argv, &config, live) != 0 ||
+        rt_builtins_register(registry) != RT_OK ||
         rt_builtin_classes_register(actors) != RT_OK) {
         fprintf(stderr, "rayd: cannot start the runtime (out of memory or threads)\n");
         return 1;
@@ -139,6 +149,7 @@ int main(int argc, char **argv)
         rt_tasks_free(tasks);
         rt_registry_free(registry);
         rt_store_free(store);
+        api_live_free(live);
         svc_config_release(&config);
         return 2;
     }
@@ -174,9 +185,11 @@ int main(int argc, char **argv)
         .tasks = tasks,
         .actors = actors,
         .remote = remote,
+        .live = live,
         .version = svc_version(),
         .started_wall = rt_clock_wall(),
         .started_mono = rt_clock_monotonic(),
+        .allocator_stats = svc_allocator_stats,
         .log_request = svc_log_request,
         .log_dropped = svc_log_dropped,
     };
@@ -217,12 +230,16 @@ int main(int argc, char **argv)
                       json_pack("{s:s,s:s}", "detail", "joining the cluster", "advertise_url",
                                 advertise));
 
-    /* The main thread's job from here: wait for a stop signal, and once a second expire
-     * objects whose TTL has passed. */
+    /* The main thread's job from here: wait for a stop signal, reload on SIGHUP, and once
+     * a second expire objects whose TTL has passed. */
     int sig = 0;
     while (sig <= 0) {
         struct timespec tick = {1, 0};
-        sig = sigtimedwait(&stop_signals, NULL, &tick);
+        sig = sigtimedwait(&main_signals, NULL, &tick);
+        if (sig == SIGHUP) {
+            svc_reload(&reloader);
+            sig = 0;
+        }
         rt_store_expire(store);
     }
     drain(&ctx, &stop_signals, config.drain_timeout, sig);
@@ -248,6 +265,8 @@ int main(int argc, char **argv)
     rt_tasks_free(tasks);
     rt_registry_free(registry);
     rt_store_free(store);
+    svc_reloader_release(&reloader);
+    api_live_free(live);
     svc_log_event("info", "stopped", NULL);
     svc_log_flush(2.0); /* bounded: a stdout nobody reads must not keep us from exiting */
     svc_config_release(&config);

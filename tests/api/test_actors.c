@@ -252,14 +252,24 @@ static void assert_pending(const rayd_server *s, const char *ref)
     http_resp_free(r);
 }
 
-/* A ref holding an integer (2) that becomes ready after `secs` seconds: sleep returns a real,
- * so len(echo(sleep(secs), 0)) = len([secs, 0]) = 2 turns it into an integer. */
-static void pending_int(const rayd_server *s, double secs, char *ref)
+/* A ref that stays pending until the test lets it go, whatever the machine's speed:
+ * len(echo(sleep(600), 0)). release_held cancels the sleep task (its id is in sleeper), and
+ * the ref then holds a TaskError caused by TaskCancelled. */
+static void pending_held(const rayd_server *s, char *sleeper, char *ref)
 {
     char r1[ID], r2[ID];
-    tk_submitf(NULL, r1, s, "{\"function\":\"sleep\",\"args\":[%g]}", secs);
+    tk_submitf(sleeper, r1, s, "{\"function\":\"sleep\",\"args\":[600]}");
     tk_submitf(NULL, r2, s, "{\"function\":\"echo\",\"args\":[{\"$ref\":\"%s\"},0]}", r1);
     tk_submitf(NULL, ref, s, "{\"function\":\"len\",\"args\":[{\"$ref\":\"%s\"}]}", r2);
+}
+
+static void release_held(const rayd_server *s, const char *sleeper)
+{
+    char path[512];
+    snprintf(path, sizeof path, "/v1/tasks/%s/cancel", sleeper);
+    http_resp *r = http_request(s, "POST", path, NULL, NULL, 0);
+    assert_status(r, 202);
+    http_resp_free(r);
 }
 
 static json_t *status_actors(const rayd_server *s)
@@ -837,38 +847,37 @@ static void test_ordering_1000(void **state)
 static void test_pending_ref_holds_back(void **state)
 {
     const rayd_server *s = &g_main;
-    char id[ID], p[ID], r0[ID], r1[ID], later[5][ID];
+    char id[ID], sleeper[ID], p[ID], r0[ID], r1[ID], later[5][ID];
     create(s, "{\"class\":\"Counter\"}", id);
-    double t0 = now_s();
-    pending_int(s, 1.0, p); /* holds 2 after ~1 s */
+    pending_held(s, sleeper, p);
     call(s, id, "incr", "{\"args\":[1]}", r0);
     char *body = fmt("{\"args\":[{\"$ref\":\"%s\"}]}", p);
     call(s, id, "incr", body, r1);
     free(body);
     for (int i = 0; i < 5; i++)
         call(s, id, "incr", "{\"args\":[1]}", later[i]);
-    /* the call waiting for its argument holds back the ones behind it */
-    sleep_s(0.3);
-    if (now_s() - t0 < 0.9) {
-        assert_pending(s, r1);
-        for (int i = 0; i < 5; i++)
-            assert_pending(s, later[i]);
-        json_t *a = actor_info(s, id);
-        assert_int_equal(json_int(a, "calls_pending"), 6);
-        json_decref(a);
-    }
     json_t *v = tk_value(s, r0);
     tk_assert_json_eq(v, "1");
     json_decref(v);
-    v = tk_value(s, r1);
-    tk_assert_json_eq(v, "3");
-    json_decref(v);
-    assert_true(now_s() - t0 >= 0.9);
+    /* the call waiting for its argument holds back the ones behind it, for as long as the
+     * argument is pending */
+    json_t *a = wait_calls_done(s, id, 1); /* r0 */
+    assert_int_equal(json_int(a, "calls_pending"), 6);
+    json_decref(a);
+    assert_pending(s, r1);
+    for (int i = 0; i < 5; i++)
+        assert_pending(s, later[i]);
+    assert_pending(s, p);
+    /* the argument fails: that call fails without running, and the ones behind it run, in
+     * order */
+    release_held(s, sleeper);
+    http_resp *r = tk_error(s, r1, "TaskError");
+    http_resp_free(r);
     for (int i = 0; i < 5; i++) {
         v = tk_value(s, later[i]);
-        if (!json_is_integer(v) || json_integer_value(v) != 4 + i)
+        if (!json_is_integer(v) || json_integer_value(v) != 2 + i)
             fail_msg("call %d behind the pending one answered %lld, wanted %d", i,
-                     json_is_integer(v) ? (long long)json_integer_value(v) : -1LL, 4 + i);
+                     json_is_integer(v) ? (long long)json_integer_value(v) : -1LL, 2 + i);
         json_decref(v);
     }
     kill_actor(s, id);
@@ -1125,13 +1134,13 @@ static void test_actor_classes(void **state)
 static void test_kill_with_queued_calls(void **state)
 {
     const rayd_server *s = &g_main;
-    char id[ID], p[ID], first[ID], done[ID], queued[4][ID];
+    char id[ID], sleeper[ID], p[ID], first[ID], done[ID], queued[4][ID];
     create(s, "{\"class\":\"Counter\"}", id);
     call(s, id, "incr", "{\"args\":[1]}", done);
     json_t *v = tk_value(s, done);
     tk_assert_json_eq(v, "1");
     json_decref(v);
-    pending_int(s, 2.0, p);
+    pending_held(s, sleeper, p);
     char *body = fmt("{\"args\":[{\"$ref\":\"%s\"}]}", p);
     call(s, id, "incr", body, first);
     free(body);
@@ -1141,7 +1150,6 @@ static void test_kill_with_queued_calls(void **state)
     json_t *a = actor_info(s, id);
     assert_int_equal(json_int(a, "calls_pending"), 5);
     json_decref(a);
-    double t0 = now_s();
     kill_actor(s, id);
     for (int i = 0; i < 4; i++) {
         http_resp *r = tk_error(s, queued[i], "ActorDied");
@@ -1152,8 +1160,9 @@ static void test_kill_with_queued_calls(void **state)
     http_resp *r = tk_error(s, first, "ActorDied");
     assert_string_equal(json_str(r->json, "actor_id"), id);
     http_resp_free(r);
-    /* they resolved at the kill, not when the argument became ready */
-    assert_true(now_s() - t0 < 1.5);
+    /* they resolved at the kill, while the argument is still pending */
+    assert_pending(s, p);
+    release_held(s, sleeper);
     /* the finished call keeps its result */
     v = tk_value(s, done);
     tk_assert_json_eq(v, "1");
@@ -1188,16 +1197,16 @@ static void test_restarts(void **state)
     assert_int_equal(call_int(s, id, "incr", "{\"args\":[3]}"), 10);
 
     /* out of restarts: DEAD, death_cause the fatal error; calls queued behind -> ActorDied */
-    char p[ID], held[ID], crash[ID], behind[ID];
-    pending_int(s, 0.5, p); /* keeps crash and get queued together */
+    char sleeper[ID], p[ID], held[ID], crash[ID], behind[ID];
+    pending_held(s, sleeper, p); /* keeps crash and get queued together */
     char *body = fmt("{\"args\":[{\"$ref\":\"%s\"}]}", p);
     call(s, id, "incr", body, held);
     free(body);
     call(s, id, "crash", NULL, crash);
     call(s, id, "get", NULL, behind);
-    json_t *v = tk_value(s, held);
-    tk_assert_json_eq(v, "12");
-    json_decref(v);
+    release_held(s, sleeper); /* held fails on its argument; crash runs next */
+    r = tk_error(s, held, "TaskError");
+    http_resp_free(r);
     r = tk_error(s, crash, "TaskError");
     assert_string_equal(json_str(r->json, "method"), "crash");
     http_resp_free(r);
@@ -1334,7 +1343,8 @@ static void test_max_pending_calls(void **state)
     assert_int_equal(json_int(a, "max_pending_calls"), 2);
     json_decref(a);
     assert_int_equal(call_int(s, id, "get", NULL), 0);
-    pending_int(s, 1.5, p);
+    char sleeper[ID];
+    pending_held(s, sleeper, p);
     char *body = fmt("{\"args\":[{\"$ref\":\"%s\"}]}", p);
     call(s, id, "incr", body, r1);
     free(body);
@@ -1346,16 +1356,17 @@ static void test_max_pending_calls(void **state)
     r = call_raw(s, id, "get", NULL, 1);
     assert_problem(r, 429, "TooManyRequests");
     http_resp_free(r);
-    /* the refused calls did not run; once the queue drains calls are accepted again */
+    /* the refused calls did not run; once the queue drains calls are accepted again (the
+     * held argument fails, so r1 fails without running) */
+    release_held(s, sleeper);
+    r = tk_error(s, r1, "TaskError");
+    http_resp_free(r);
     json_t *v = tk_value(s, r2);
-    tk_assert_json_eq(v, "3");
-    json_decref(v);
-    v = tk_value(s, r1);
-    tk_assert_json_eq(v, "2");
+    tk_assert_json_eq(v, "1");
     json_decref(v);
     call(s, id, "incr", "{\"args\":[1]}", r4);
     v = tk_value(s, r4);
-    tk_assert_json_eq(v, "4");
+    tk_assert_json_eq(v, "2");
     json_decref(v);
     json_decref(wait_calls_done(s, id, 4));
     kill_actor(s, id);

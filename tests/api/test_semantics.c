@@ -175,7 +175,7 @@ static void test_error_chain_three_levels(void **state)
     assert_string_equal(json_str(cause, "function"), "echo");
     json_t *root = json_member(cause, "cause");
     assert_string_equal(json_str(root, "title"), "TaskError");
-    assert_string_equal(json_str(root, "type"), "https://rayd.dev/problems/TaskError");
+    assert_string_equal(json_str(root, "type"), "/problems/TaskError");
     assert_string_equal(json_str(root, "detail"), "deep failure");
     assert_string_equal(json_str(root, "task_id"), f_id);
     assert_string_equal(json_str(root, "function"), "fail");

@@ -3,7 +3,7 @@
 # /healthz, a put/get round trip (byte-exact), /readyz, the HEALTHCHECK, the non-root
 # user, and a clean stop (SIGTERM -> exit code 0).
 #
-# Works without a Docker engine or a registry (see ../../../shared/CONTAINERS.md):
+# Works without a Docker engine or a registry, as on the machines this project is built on:
 #   - podman keeps its storage under build/podman (make clean removes it);
 #   - the Debian 12 base image is made locally with debootstrap from the mirror apt
 #     already uses, and cached in build/podman as localhost/debian:bookworm;

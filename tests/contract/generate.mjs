@@ -594,7 +594,7 @@ async function authScenarios() {
       if (!open) {
         await expectRec(s, `${o.method} ${o.template} with a wrong token`, { ...base, headers: { ...base.headers, authorization: 'Bearer nope' } }, (r) => (r.status !== 401 ? `answered ${r.status} to a wrong token, wanted 401` : null));
         if (admin) {
-          await expectRec(s, `${o.method} ${o.template} with the API token (admin route)`, { ...base, headers: { ...base.headers, authorization: `Bearer ${TOKEN}` } }, (r) => (r.status !== 403 ? `answered ${r.status} to the API token on an admin route; API.md and the spec say 403 Forbidden` : null));
+          await expectRec(s, `${o.method} ${o.template} with the API token (admin route)`, { ...base, headers: { ...base.headers, authorization: `Bearer ${TOKEN}` } }, (r) => (r.status !== 403 ? `answered ${r.status} to the API token on an admin route; docs/api-notes.md and the spec say 403 Forbidden` : null));
         }
       }
     }

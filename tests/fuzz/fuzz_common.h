@@ -79,7 +79,7 @@ static inline int fuzz_utf8_ok(const char *s)
 }
 
 /* The dump of a problem must succeed and parse back to an equal object with the members
- * RFC 9457 and API.md promise. Returns the parsed copy (new reference) for more checks. */
+ * RFC 9457 and docs/api-notes.md promise. Returns the parsed copy (new reference) for more checks. */
 static inline json_t *fuzz_check_problem_json(json_t *p, unsigned status)
 {
     FUZZ_CHECK(json_is_object(p));

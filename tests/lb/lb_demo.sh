@@ -268,14 +268,22 @@ all_healthz_200() {
     done
 }
 
-# Keep replica 1 busy so that its drain lasts a while: a 2 s sleep task.
+# Keep replica 1 busy so that its drain lasts its whole --drain-timeout (10 s), however slow
+# the machine: a sleep task far longer than that, cancelled when the drain times out.
 victim=0
 vport=${PORTS[victim]}
 vpid=${RAYD_PIDS[victim]}
-curl -s -o /dev/null -X POST "http://127.0.0.1:$vport/v1/tasks" -d '{"function":"sleep","args":[2]}'
+curl -s -o /dev/null -X POST "http://127.0.0.1:$vport/v1/tasks" -d '{"function":"sleep","args":[600]}'
 kill -TERM "$vpid"
-sleep 0.2
-check "replica 1 draining: its /readyz is 503" [ "$(status_of "http://127.0.0.1:$vport/readyz")" = 503 ]
+readyz_503() { # the replica says it is draining
+    local i
+    for i in $(seq 1 100); do
+        [ "$(status_of "http://127.0.0.1:$vport/readyz")" = 503 ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+check "replica 1 draining: its /readyz is 503" readyz_503
 check "replica 1 draining: 12 x /healthz through nginx all 200" all_healthz_200 12
 wait "$vpid"
 rc=$?

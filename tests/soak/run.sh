@@ -14,12 +14,13 @@
 #   SOAK_MEMORY_LIMIT=S   rayd --memory-limit (default 256M)
 #   SOAK_WORKERS=N        rayd --workers (default 8: sleep tasks hold a worker each)
 #   SOAK_MAX_TASKS=N      stop submitting tasks beyond this many (default 80000, under the
-#                         100,000 finished task records rayd remembers)
-#   SOAK_SETTLE=S         seconds between freeing everything and reading RSS (default 3)
+#                         100,000 ended task records rayd remembers: RAYD_MAX_TASK_RECORDS)
+#   SOAK_MAX_TOMBSTONES=N rayd --max-tombstones (default 20000: refs freed long before
+#                         answer 404, tracked by the client against the server's count)
+#   SOAK_MAX_DEAD_ACTORS=N rayd --max-dead-actors (default 1000)
+#   SOAK_SETTLE=S         after freeing everything, the longest wait for rayd's allocator to
+#                         report its freed pages given back before RSS is read (default 10)
 #   SOAK_SEED=N           random seed (default: from the clock; printed in the report)
-#   SOAK_TRIM_PROBE=0     do not diagnose a failed RSS check (by default, when gdb is there,
-#                         malloc_trim(0) is called inside rayd afterwards and the RSS it gives
-#                         back is reported: freed-but-kept heap, or live memory)
 #   SOAK_WORKER=path      the remote worker (default examples/python/worker.py)
 #   RAYD_BIN=path         the server under test (default build/rayd, built by `make all`)
 #   SOAK_RAYD_ENV="A=b .." extra environment for rayd only, e.g. to try an allocator setting:
@@ -38,7 +39,9 @@ SOAK_HOLD_MB=${SOAK_HOLD_MB:-320}
 SOAK_MEMORY_LIMIT=${SOAK_MEMORY_LIMIT:-256M}
 SOAK_WORKERS=${SOAK_WORKERS:-8}
 SOAK_MAX_TASKS=${SOAK_MAX_TASKS:-80000}
-SOAK_SETTLE=${SOAK_SETTLE:-3}
+SOAK_SETTLE=${SOAK_SETTLE:-10}
+SOAK_MAX_TOMBSTONES=${SOAK_MAX_TOMBSTONES:-20000}
+SOAK_MAX_DEAD_ACTORS=${SOAK_MAX_DEAD_ACTORS:-1000}
 SOAK_SEED=${SOAK_SEED:-$(( $(date +%s) * 1000 + RANDOM % 1000 ))}
 SOAK_WORKER=${SOAK_WORKER:-examples/python/worker.py}
 RAYD_BIN=${RAYD_BIN:-build/rayd}
@@ -46,7 +49,8 @@ SOAK_RAYD_ENV=${SOAK_RAYD_ENV:-}
 DRAIN_TIMEOUT=10
 OUT=build/soak
 
-for v in SOAK_SECONDS SOAK_CONCURRENCY SOAK_HOLD_MB SOAK_WORKERS SOAK_MAX_TASKS SOAK_SEED; do
+for v in SOAK_SECONDS SOAK_CONCURRENCY SOAK_HOLD_MB SOAK_WORKERS SOAK_MAX_TASKS SOAK_SEED \
+    SOAK_MAX_TOMBSTONES SOAK_MAX_DEAD_ACTORS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || {
         echo "run.sh: $v must be a positive integer" >&2
         exit 2
@@ -128,8 +132,13 @@ WORKER_PORT=${line##*:}
 WORKER_URL=http://127.0.0.1:$WORKER_PORT
 log "worker on $WORKER_URL (pid $WORKER0_PID)"
 
+# What rayd remembers of finished work: every task record the soak checks at the end, and
+# few tombstones and dead actors, so that forgetting them (404 after 410) is exercised and
+# what stays after the final free is mostly the task records the RSS check allows for.
 RAYD_ARGS=(--bind 127.0.0.1 --port 0 --remote-allow "$WORKER_URL" --workers "$SOAK_WORKERS"
-    --memory-limit "$SOAK_MEMORY_LIMIT" --drain-timeout "${DRAIN_TIMEOUT}s")
+    --memory-limit "$SOAK_MEMORY_LIMIT" --drain-timeout "${DRAIN_TIMEOUT}s"
+    --max-task-records $((SOAK_MAX_TASKS + 1000)) --max-tombstones "$SOAK_MAX_TOMBSTONES"
+    --max-dead-actors "$SOAK_MAX_DEAD_ACTORS")
 # shellcheck disable=SC2086 # SOAK_RAYD_ENV is a list of NAME=value words
 env $SOAK_RAYD_ENV "$RAYD_BIN" "${RAYD_ARGS[@]}" >"$OUT/rayd.log" 2>"$OUT/rayd.err" &
 RAYD_PID=$!
@@ -153,30 +162,6 @@ timeout -k 5 $((SOAK_SECONDS + 600)) "${SOAK_CMD[@]}" 2>"$OUT/soak.log"
 SOAK_STATUS=$?
 set -e
 log "load generator exited $SOAK_STATUS (log: $OUT/soak.log)"
-
-# ---- diagnosis of a failed RSS check: is the memory free heap that glibc keeps? -----------
-TRIM_NOTE=""
-if [[ ${SOAK_TRIM_PROBE:-1} != 0 ]] && command -v gdb >/dev/null &&
-    grep -q $'^RSS back near the start\tFAIL' "$OUT/checks.tsv" 2>/dev/null &&
-    kill -0 "$RAYD_PID" 2>/dev/null; then
-    rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$RAYD_PID/status"; }
-    r0=$(rss_kb)
-    timeout 60 gdb -batch "/proc/$RAYD_PID/exe" -p "$RAYD_PID" -ex 'call (int)malloc_trim(0)' >"$OUT/gdb-trim.log" 2>&1 || true
-    r1=$(rss_kb)
-    # gdb may complain restoring registers ("Couldn't write extended state") after the call
-    # has run; the RSS tells whether it did.
-    if [[ -n $r1 && -n $r0 ]] && ! grep -q 'No symbol\|ptrace: Operation not permitted' "$OUT/gdb-trim.log"; then
-        TRIM_NOTE="Diagnosis (not a check): after the RSS check, \`malloc_trim(0)\` called inside rayd through gdb took its RSS from $((r0 / 1024)) MiB to $((r1 / 1024)) MiB"
-        if ((r1 < r0 / 2)); then
-            TRIM_NOTE+=": the memory was freed heap that glibc kept (dynamic mmap threshold, per-thread arenas), not live data."
-        else
-            TRIM_NOTE+=": most of it is not free heap."
-        fi
-    else
-        TRIM_NOTE="Diagnosis: could not call malloc_trim(0) in rayd through gdb (see $OUT/gdb-trim.log)."
-    fi
-    log "$TRIM_NOTE"
-fi
 
 WORKER_NOTE=""
 if [[ -s $OUT/worker0.status ]]; then
@@ -245,7 +230,6 @@ FAILED=0
         "\`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`$(git diff --quiet 2>/dev/null || echo ' (dirty tree)')."
     echo
     [[ -s $OUT/soak.md ]] && cat "$OUT/soak.md" && echo
-    [[ -n $TRIM_NOTE ]] && echo "$TRIM_NOTE" && echo
     [[ -n $WORKER_NOTE ]] && echo "$WORKER_NOTE" && echo
     echo "| check | result | detail |"
     echo "|---|---|---|"

@@ -1177,7 +1177,7 @@ bool problem_ok(const http_resp *r, long status, const char *title, char *why, s
                              ? json_string_value(json_object_get(j, "detail"))
                              : NULL;
     char want_type[256];
-    snprintf(want_type, sizeof want_type, "https://rayd.dev/problems/%s", title);
+    snprintf(want_type, sizeof want_type, "/problems/%s", title);
     if (r->status != status) {
         snprintf(why, n, "status %ld %s, wanted %ld %s (detail: %s)", r->status, got_title, status,
                  title, detail ? detail : "-");

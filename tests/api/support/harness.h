@@ -175,7 +175,7 @@ const char *http_header_get(const http_resp *r, const char *name);
 bool http_ct_is(const http_resp *r, const char *mime);
 
 /* Assert an RFC 9457 problem: the status, Content-Type application/problem+json, a JSON
- * object with type "https://rayd.dev/problems/<title>", title, status, a non-empty detail,
+ * object with type "/problems/<title>", title, status, a non-empty detail,
  * and instance a string. */
 void assert_problem(const http_resp *r, long status, const char *title);
 /* The same check without failing: false with the reason in why. */

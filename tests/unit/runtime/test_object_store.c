@@ -247,6 +247,35 @@ static void test_delete(void **state)
     rt_store_free(s);
 }
 
+/* Tombstones are bounded: beyond max_tombstones the oldest are forgotten (unknown refs),
+ * counted in tombstones_forgotten, and the newest still answer RT_ELOST. */
+static void test_tombstones_bounded(void **state)
+{
+    (void)state;
+    rt_store_config cfg = {.max_tombstones = 3};
+    rt_store *s = rt_store_new(&cfg);
+    assert_non_null(s);
+    char refs[5][RT_REF_SIZE];
+    for (int i = 0; i < 5; i++) {
+        put_ok(s, 8, 'a', refs[i]);
+        assert_int_equal(rt_store_delete(s, refs[i]), RT_OK);
+    }
+    rt_store_stats st = stats_of(s);
+    assert_int_equal(st.tombstones, 3);
+    assert_int_equal(st.max_tombstones, 3);
+    assert_int_equal(st.tombstones_forgotten, 2);
+    rt_object_view v;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(peek_view(s, refs[i], &v), i < 2 ? RT_ENOTFOUND : RT_ELOST);
+        rt_object_view_release(&v);
+    }
+    rt_store_free(s);
+    /* the default */
+    s = new_store(0);
+    assert_int_equal(stats_of(s).max_tombstones, 100000);
+    rt_store_free(s);
+}
+
 static void test_delete_releases_room(void **state)
 {
     (void)state;
@@ -436,7 +465,7 @@ static void test_resolve_when_full(void **state)
 static void test_failed_resolve_changes_nothing(void **state)
 {
     (void)state;
-    /* "A failed call leaves its inputs and state as they were" (DESIGN.md): resolving a
+    /* "A failed call leaves its inputs and state as they were" (docs/architecture.md): resolving a
      * ref that is unknown, already resolved or freed must not evict anything first. */
     rt_store *s = new_store(1000);
     char a[RT_REF_SIZE], done[RT_REF_SIZE], gone[RT_REF_SIZE], unk[RT_REF_SIZE];
@@ -2079,6 +2108,7 @@ int main(void)
         cmocka_unit_test(test_view_outlives_delete_and_store),
         cmocka_unit_test(test_delete),
         cmocka_unit_test(test_delete_releases_room),
+        cmocka_unit_test(test_tombstones_bounded),
         cmocka_unit_test(test_pending_resolve),
         cmocka_unit_test(test_pending_fail),
         cmocka_unit_test(test_resolve_after_delete),
