@@ -40,15 +40,15 @@ static const api_problem_kind KINDS[] = {
      "The path exists but does not take this method. The Allow header lists the methods it "
      "takes.",
      "Use one of the methods in Allow."},
-    {"NotImplemented", "501",
-     "The request uses a transfer coding rayd does not implement (chunked is the only "
-     "one), such as Transfer-Encoding: gzip, chunked.",
-     "Send the body with Content-Length, or chunked alone."},
     {"NotFound", "404",
      "Nothing is known under this path or id: an unknown route, or an object, task, actor, "
      "function or class that does not exist (or was forgotten long ago).",
      "Check the id. Objects that were freed or evicted recently answer 410 ObjectLost "
      "instead."},
+    {"NotImplemented", "501",
+     "The request uses a transfer coding rayd does not implement (chunked is the only "
+     "one), such as Transfer-Encoding: gzip, chunked.",
+     "Send the body with Content-Length, or chunked alone."},
     {"ObjectLost", "410, or 424 when nested as a cause",
      "The object existed but is gone: freed, evicted by the store's memory limit, or expired "
      "after its TTL. Tasks that took it as an argument fail with this as their cause.",
