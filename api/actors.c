@@ -10,6 +10,7 @@
 #include "api/problem.h"
 #include "runtime/actor.h"
 #include "runtime/clock.h"
+#include "runtime/events.h"
 #include "runtime/remote_class.h"
 
 #define LIST_LIMIT_DEFAULT 100
@@ -306,6 +307,9 @@ enum MHD_Result api_actor_classes_put(api_request *req)
                                json_pack("{s:s}", "class", name));
         return api_problem_status(req, st, "the class");
     }
+    rt_event_emit("info", "registration changed",
+                  json_pack("{s:s,s:s,s:s,s:s?}", "kind", "class", "name", name, "change",
+                            replaced ? "replaced" : "registered", "url", json_string_value(url)));
     return api_reply_json(req, replaced ? 200 : 201, body);
 }
 
@@ -319,5 +323,8 @@ enum MHD_Result api_actor_classes_delete(api_request *req)
         return api_problem(req, 409, "Conflict",
                            "built-in and module classes cannot be removed",
                            json_pack("{s:s}", "class", req->params[0]));
+    rt_event_emit("info", "registration changed",
+                  json_pack("{s:s,s:s,s:s}", "kind", "class", "name", req->params[0], "change",
+                            "removed"));
     return api_reply_empty(req, 204);
 }

@@ -10,6 +10,7 @@
 #include "api/idempotency.h"
 #include "api/park.h"
 #include "api/router.h"
+#include "runtime/events.h"
 #include "runtime/histogram.h"
 #include "runtime/remote_class.h"
 #include "runtime/remote_function.h"
@@ -278,6 +279,8 @@ static void render_runtime(text *t, const api_context *ctx)
     counter(t, "rayd_log_lines_dropped_total",
             "Log lines dropped because stdout could not keep up.",
             ctx->log_dropped ? ctx->log_dropped() : 0);
+    counter(t, "rayd_log_events_suppressed_total",
+            "Lifecycle log lines left out by the per-event rate limit.", rt_events_suppressed());
 }
 
 char *api_metrics_render(api_metrics *m, const api_context *ctx, size_t *len)

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/events.h"
+
 #define PROBLEM_TYPE_BASE "https://rayd.dev/problems/"
 
 json_t *api_problem_new(unsigned status, const char *title, const char *detail)
@@ -106,6 +108,11 @@ enum MHD_Result api_problem(api_request *req, unsigned status, const char *title
                             const char *detail, json_t *extra)
 {
     json_t *p = api_problem_new(status, title, detail);
+    if (status == 507) /* every "store full" answer passes here: one place for its line */
+        rt_event_emit("warn", "store full",
+                      json_pack("{s:s?,s:s,s:s}", "detail", json_string_value(json_object_get(p, "detail")),
+                                "path", req->url ? req->url : "", "request_id",
+                                req->request_id));
     if (extra) {
         json_object_update_missing(p, extra);
         json_decref(extra);

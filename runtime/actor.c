@@ -36,6 +36,7 @@
 
 #include "runtime/args.h"
 #include "runtime/clock.h"
+#include "runtime/events.h"
 #include "runtime/hash.h"
 #include "runtime/lock.h"
 #include "runtime/record_table.h"
@@ -810,12 +811,18 @@ static void finish_run(rt_actor *a, actor_call *c, run_outcome *o)
         pthread_mutex_lock(&a->lock);
         bool can = a->state != RT_ACTOR_DEAD && (a->max_restarts < 0 ||
                                                  a->restarts < (unsigned)a->max_restarts);
+        unsigned restarts = 0;
         if (can) {
-            a->restarts++;
+            restarts = ++a->restarts;
             set_state_locked(a, RT_ACTOR_RESTARTING);
         }
         pthread_mutex_unlock(&a->lock);
         if (can) {
+            rt_event_emit("warn", "actor restarted",
+                          json_pack("{s:s,s:s,s:I,s:i,s:s}", "actor_id", a->id, "class",
+                                    a->cls->name, "restarts", (json_int_t)restarts,
+                                    "max_restarts", a->max_restarts, "method",
+                                    c->method ? c->method->name : "__init__"));
             __atomic_add_fetch(&as->restarts, 1, __ATOMIC_RELAXED);
             json_t *cargs = NULL, *ckwargs = NULL;
             rt_error *ccause = NULL;
@@ -871,6 +878,10 @@ static void finish_run(rt_actor *a, actor_call *c, run_outcome *o)
         unname(as, a);
         as->dead_kept++;
         pthread_mutex_unlock(&as->table_lock);
+        rt_event_emit("warn", "actor died",
+                      json_pack("{s:s,s:s,s:s,s:s?}", "actor_id", a->id, "class", a->cls->name,
+                                "error_kind", rt_error_kind_name(rt_error_kind_of(death)),
+                                "detail", rt_error_message(death)));
         fail_detached(a, detached, death);
         forget_old_dead(as);
     }
@@ -1179,6 +1190,11 @@ static rt_status kill_actor(rt_actors *as, const char *actor_id, bool server_sto
         pthread_mutex_lock(&as->table_lock);
         as->dead_kept++;
         pthread_mutex_unlock(&as->table_lock);
+        if (!server_stopping)
+            rt_event_emit("info", "actor died",
+                          json_pack("{s:s,s:s,s:s,s:s}", "actor_id", a->id, "class",
+                                    a->cls->name, "error_kind", "ActorDied", "detail",
+                                    "killed"));
         fail_detached(a, detached, cause);
         rt_error_decref(cause);
         forget_old_dead(as);

@@ -17,6 +17,7 @@
 
 #include "runtime/clock.h"
 #include "runtime/error.h"
+#include "runtime/events.h"
 
 #define ERROR_BODY_MAX 4096
 
@@ -84,8 +85,13 @@ void rt_remote_result_to_call(const rt_remote_result *r, rt_call *call, const ch
 {
     switch (r->outcome) {
     case RT_REMOTE_ANSWERED:
+        /* 503 is the endpoint saying "not now, retry me": unavailable, as a refused
+         * connection is, with its problem body kept as the cause (below). */
+        rt_event_endpoint(url, what, r->status != 503, "the endpoint answered 503");
         break;
     case RT_REMOTE_UNREACHABLE:
+        rt_event_endpoint(url, what, false, r->error);
+        /* fall through */
     case RT_REMOTE_TIMED_OUT:
         rt_call_fail(call, "%s: %s could not be reached: %s", what, url, r->error);
         call->unavailable = true;
@@ -112,6 +118,7 @@ void rt_remote_result_to_call(const rt_remote_result *r, rt_call *call, const ch
         return;
     }
     rt_call_fail(call, "%s: the endpoint answered %ld", what, r->status);
+    call->unavailable = r->status == 503;
     call->error_fields = json_pack("{s:I}", "remote_status", (json_int_t)r->status);
     call->error_cause = problem_as_error(r);
     if (!call->error_cause && r->body_len) {

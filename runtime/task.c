@@ -35,6 +35,7 @@
 
 #include "runtime/args.h"
 #include "runtime/clock.h"
+#include "runtime/events.h"
 #include "runtime/hash.h"
 #include "runtime/lock.h"
 #include "runtime/record_table.h"
@@ -266,6 +267,18 @@ static void fail_results(rt_task *t, rt_error *err)
 }
 
 /* Fails a task that has not run (or whose run failed for good) with err. No lock held. */
+/* The "task failed" lifecycle line: the task ended FAILED with err after attempts attempts.
+ * No lock held (the sink writes). */
+static void event_failed(const rt_task *t, const rt_error *err, unsigned attempts)
+{
+    json_t *fields = json_pack("{s:s,s:s,s:s,s:I}", "task_id", t->id, "function", t->function,
+                               "error_kind", rt_error_kind_name(rt_error_kind_of(err)),
+                               "attempts", (json_int_t)attempts);
+    if (fields && t->request_id[0])
+        json_object_set_new(fields, "request_id", json_string(t->request_id));
+    rt_event_emit("warn", "task failed", fields);
+}
+
 static void fail_task(rt_task *t, rt_task_state s, rt_error *err)
 {
     pthread_mutex_lock(&t->lock);
@@ -274,8 +287,11 @@ static void fail_task(rt_task *t, rt_task_state s, rt_error *err)
         return;
     }
     end_locked(t, s, err);
+    unsigned attempts = t->attempts;
     pthread_mutex_unlock(&t->lock);
     fail_results(t, err);
+    if (s == RT_TASK_FAILED)
+        event_failed(t, err, attempts);
     after_end(t);
 }
 
@@ -510,6 +526,13 @@ static void finish_attempt(rt_task *t, rt_call *call)
          * spreads their retries so they do not all knock at once. */
         if (call->unavailable)
             delay *= 0.5 + (double)(rand_r(&t->jitter_seed) % 1000) / 1000.0;
+        json_t *ev = json_pack("{s:s,s:s,s:I,s:f,s:s,s:b}", "task_id", t->id, "function",
+                               t->function, "attempt", (json_int_t)attempt, "delay_seconds",
+                               delay, "error", call->error ? call->error : "no result",
+                               "unavailable", call->unavailable);
+        if (ev && t->request_id[0])
+            json_object_set_new(ev, "request_id", json_string(t->request_id));
+        rt_event_emit("info", "task retried", ev);
         rt_call_free_outputs(call);
         free(call);
         /* The job keeps its reference across the delay. */
@@ -552,6 +575,8 @@ static void finish_attempt(rt_task *t, rt_call *call)
     }
     if (err)
         fail_results(t, err); /* refs already resolved keep their value */
+    if (err && end != RT_TASK_CANCELLED)
+        event_failed(t, err, attempt);
     after_end(t);
     rt_error_decref(err);
     json_decref(fields);

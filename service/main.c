@@ -13,6 +13,7 @@
 #include "runtime/clock.h"
 #include "runtime/cluster.h"
 #include "runtime/cluster_peer.h"
+#include "runtime/events.h"
 #include "runtime/module.h"
 #include "service/allocator.h"
 #include "service/config.h"
@@ -100,6 +101,7 @@ int main(int argc, char **argv)
     case SVC_CONFIG_OK: break;
     }
     svc_log_configure(config.log_format, config.log_level);
+    rt_events_set_sink(svc_log_event); /* before modules load: "module loaded" is one */
     raise_fd_limit();
     svc_allocator_configure();
 
