@@ -186,8 +186,9 @@ enum MHD_Result api_actors_call(api_request *req)
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
     api_read_prefer_wait(req);
     rt_status st = rt_actor_call_opts(req->ctx->actors, id, method, args, kwargs,
-                                      req->prefer_wait > 0, req->request_id, cs->ref, err,
-                                      sizeof(err));
+                                      req->prefer_wait > 0, req->request_id,
+                                      req->traceparent[0] ? req->traceparent : NULL, cs->ref,
+                                      err, sizeof(err));
     if (st != RT_OK) {
         free(cs);
         req->prefer_wait = 0; /* refused before any wait: no Preference-Applied */

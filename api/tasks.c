@@ -144,6 +144,7 @@ enum MHD_Result api_tasks_submit(api_request *req)
     req->handler_state = s;
     req->handler_state_free = submitted_free;
     spec.request_id = req->request_id;
+    spec.traceparent = req->traceparent[0] ? req->traceparent : NULL;
     /* The task takes args and kwargs out of the request's document instead of copying
      * them: nothing reads them there after this. */
     spec.args = api_json_take(req->json, "args", spec.args);
@@ -181,6 +182,7 @@ enum MHD_Result api_tasks_submit_batch(api_request *req)
     for (size_t i = 0; i < n; i++) {
         total_refs += specs[i].num_returns;
         specs[i].request_id = req->request_id;
+        specs[i].traceparent = req->traceparent[0] ? req->traceparent : NULL;
     }
     char(*ids)[RT_REF_SIZE] = calloc(n, sizeof(*ids));
     char(*refs)[RT_REF_SIZE] = calloc(total_refs, sizeof(*refs));

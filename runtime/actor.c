@@ -40,6 +40,7 @@
 #include "runtime/hash.h"
 #include "runtime/lock.h"
 #include "runtime/record_table.h"
+#include "runtime/trace.h"
 
 #define TABLE_BUCKETS_INITIAL 1024
 #define CLASSES_MAX 1024
@@ -60,6 +61,7 @@ struct actor_call {
     const rt_actor_method *method; /* NULL: the constructor */
     char method_name[RT_ACTOR_NAME_MAX + 1]; /* "__init__" for the constructor */
     char request_id[RT_REQUEST_ID_MAX + 1]; /* the submitting request's X-Request-Id, or "" */
+    char traceparent[RT_TRACEPARENT_SIZE];  /* its W3C traceparent, or "" */
     json_t *args, *kwargs;         /* owned */
     char ref[RT_REF_SIZE];         /* result; "" for the constructor */
     size_t ndeps;
@@ -769,6 +771,7 @@ static void run_actor(rt_job *job)
             x->rc.kwargs = kwargs;
             x->rc.store = as->store;
             x->rc.request_id = c->request_id[0] ? c->request_id : NULL;
+            x->rc.traceparent = c->traceparent[0] ? c->traceparent : NULL;
             /* The class calls on_async_done when the endpoint has answered; the worker
              * goes back to the pool now. */
             a->cls->start(a->cls, &a->user_state, &x->rc, on_async_done, x);
@@ -1042,14 +1045,14 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
 rt_status rt_actor_call(rt_actors *as, const char *actor_id, const char *method, json_t *args,
                         json_t *kwargs, char ref_out[RT_REF_SIZE], char *err, size_t err_size)
 {
-    return rt_actor_call_opts(as, actor_id, method, args, kwargs, false, NULL, ref_out, err,
-                              err_size);
+    return rt_actor_call_opts(as, actor_id, method, args, kwargs, false, NULL, NULL, ref_out,
+                              err, err_size);
 }
 
 rt_status rt_actor_call_opts(rt_actors *as, const char *actor_id, const char *method,
                              json_t *args, json_t *kwargs, bool inline_ok,
-                             const char *request_id, char ref_out[RT_REF_SIZE], char *err,
-                             size_t err_size)
+                             const char *request_id, const char *traceparent,
+                             char ref_out[RT_REF_SIZE], char *err, size_t err_size)
 {
     rt_actor *a = find_by_id(as, actor_id);
     if (!a) {
@@ -1080,6 +1083,8 @@ rt_status rt_actor_call_opts(rt_actors *as, const char *actor_id, const char *me
     }
     if (request_id)
         snprintf(c->request_id, sizeof(c->request_id), "%s", request_id);
+    if (traceparent)
+        snprintf(c->traceparent, sizeof(c->traceparent), "%s", traceparent);
     call_watch(as, c);
     pthread_mutex_lock(&a->lock);
     if (a->state == RT_ACTOR_DEAD) {

@@ -90,7 +90,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-static int setup_easy(rt_remote_call *c, const char *request_id)
+static int setup_easy(rt_remote_call *c, const char *request_id, const char *traceparent)
 {
     c->easy = curl_easy_init();
     if (!c->easy)
@@ -100,6 +100,11 @@ static int setup_easy(rt_remote_call *c, const char *request_id)
     if (request_id) {
         char line[200];
         snprintf(line, sizeof(line), "X-Request-Id: %s", request_id);
+        c->headers = curl_slist_append(c->headers, line);
+    }
+    if (traceparent) {
+        char line[100];
+        snprintf(line, sizeof(line), "traceparent: %.60s", traceparent);
         c->headers = curl_slist_append(c->headers, line);
     }
     CURL *e = c->easy;
@@ -324,7 +329,8 @@ void rt_remote_free(rt_remote *r)
 }
 
 rt_remote_call *rt_remote_post(rt_remote *r, const char *url, const char *body, size_t len,
-                               double timeout, const char *request_id, rt_remote_done done,
+                               double timeout, const char *request_id,
+                               const char *traceparent, rt_remote_done done,
                                void *arg)
 {
     rt_remote_call *c = calloc(1, sizeof(*c));
@@ -343,7 +349,7 @@ rt_remote_call *rt_remote_post(rt_remote *r, const char *url, const char *body, 
     }
     memcpy(c->payload, body, len);
     c->payload[len] = '\0';
-    if (setup_easy(c, request_id) != 0) {
+    if (setup_easy(c, request_id, traceparent) != 0) {
         rt_remote_call_free(c);
         return NULL;
     }

@@ -75,7 +75,7 @@ static void class_start(const rt_actor_class *cls, void **state, rt_call *call,
         cc->arg = arg;
         cc->cls = cls;
         rc = rt_remote_post(impl->remote, impl->url, payload, strlen(payload), cls->timeout,
-                            call->request_id, on_done, cc);
+                            call->request_id, call->traceparent, on_done, cc);
     }
     free(payload);
     if (!rc) {

@@ -185,7 +185,8 @@ static void post(attempt *a)
             why = "cancelled before it was sent";
         } else {
             a->rc = rt_remote_post(impl->remote, impl->url, a->payload, a->payload_len,
-                                   a->timeout, a->call->request_id, on_done, a);
+                                   a->timeout, a->call->request_id, a->call->traceparent, on_done,
+                                   a);
             if (!a->rc)
                 why = rt_remote_stopped(impl->remote) ? "not sent: the server is stopping"
                                                       : "out of memory posting the call";

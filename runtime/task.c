@@ -39,6 +39,7 @@
 #include "runtime/hash.h"
 #include "runtime/lock.h"
 #include "runtime/record_table.h"
+#include "runtime/trace.h"
 
 typedef struct rt_task rt_task;
 
@@ -84,6 +85,7 @@ struct rt_task {
     double began;                   /* monotonic start of the current attempt */
     unsigned jitter_seed;           /* for retry backoff jitter (one attempt at a time) */
     const char *request_id;         /* in tail: the HTTP request that submitted it, or "" */
+    const char *traceparent;        /* in tail: its W3C traceparent, or "" */
     /* One allocation holds the record and what varies in size: the result refs, then the
      * function's name, the task's name and the request id, each NUL-terminated. Fixed
      * arrays for the strings made every record 736 bytes, zeroed at each submission. */
@@ -276,6 +278,8 @@ static void event_failed(const rt_task *t, const rt_error *err, unsigned attempt
                                "attempts", (json_int_t)attempts);
     if (fields && t->request_id[0])
         json_object_set_new(fields, "request_id", json_string(t->request_id));
+    if (fields && t->traceparent[0])
+        json_object_set_new(fields, "traceparent", json_string(t->traceparent));
     rt_event_emit("warn", "task failed", fields);
 }
 
@@ -444,6 +448,7 @@ static void run_job(rt_job *job)
     call->deadline = t->timeout > 0 ? rt_clock_monotonic() + t->timeout : 0;
     call->store = ts->store;
     call->request_id = t->request_id[0] ? t->request_id : NULL;
+    call->traceparent = t->traceparent[0] ? t->traceparent : NULL;
     t->began = rt_clock_monotonic();
     if (t->fn->start) {
         /* Asynchronous (remote): no worker waits; finish_attempt runs on completion. The
@@ -532,6 +537,8 @@ static void finish_attempt(rt_task *t, rt_call *call)
                                "unavailable", call->unavailable);
         if (ev && t->request_id[0])
             json_object_set_new(ev, "request_id", json_string(t->request_id));
+        if (ev && t->traceparent[0])
+            json_object_set_new(ev, "traceparent", json_string(t->traceparent));
         rt_event_emit("info", "task retried", ev);
         rt_call_free_outputs(call);
         free(call);
@@ -679,8 +686,11 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     size_t function_len = strnlen(spec->function, RT_TASK_NAME_MAX);
     size_t name_len = spec->name ? strnlen(spec->name, RT_TASK_NAME_MAX) : 0;
     size_t request_id_len = spec->request_id ? strnlen(spec->request_id, RT_REQUEST_ID_MAX) : 0;
+    size_t trace_len = spec->traceparent ? strnlen(spec->traceparent, RT_TRACEPARENT_SIZE - 1)
+                                         : 0;
     size_t refs_size = (size_t)spec->num_returns * RT_REF_SIZE;
-    rt_task *t = malloc(sizeof(*t) + refs_size + function_len + name_len + request_id_len + 3);
+    rt_task *t = malloc(sizeof(*t) + refs_size + function_len + name_len + request_id_len +
+                        trace_len + 4);
     if (!t) {
         release_given_args(spec, 0, 1);
         return NULL;
@@ -701,6 +711,11 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     if (request_id_len)
         memcpy(tail, spec->request_id, request_id_len);
     tail[request_id_len] = '\0';
+    tail += request_id_len + 1;
+    t->traceparent = tail;
+    if (trace_len)
+        memcpy(tail, spec->traceparent, trace_len);
+    tail[trace_len] = '\0';
     rt_mutex_init(&t->lock);
     t->rec.refs = 1; /* the table's */
     t->owner = ts;

@@ -44,7 +44,8 @@ Endpoints (all POST unless said otherwise):
   /functions/overloaded    -> 503 problem+json (title "Overloaded"), every time
   /functions/big           kwargs {"size": n} -> n bytes of application/octet-stream
   /classes/Account         __init__(balance=0), deposit(n), withdraw(n) (409 problem+json
-                           when the balance is short), balance()
+                           when the balance is short), balance(); and, as for any class,
+                           request_info() -> {"request_id", "traceparent"} as received
   GET /stats               per registered function name: calls, in_flight, max_in_flight,
                            disconnects (calls rayd abandoned); DELETE /stats resets them
   GET /healthz             200 "ok"
@@ -279,6 +280,10 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "functions" and name in FUNCTIONS:
             return self._run_function(FUNCTIONS[name], body, args, kwargs)
         if kind == "classes" and name in CLASSES:
+            if body.get("method") == "request_info":  # any class: what arrived with the call
+                return self._json(200, {"result": {
+                    "request_id": self.headers.get("X-Request-Id"),
+                    "traceparent": self.headers.get("traceparent")}, "state": body.get("state")})
             try:
                 result, state = CLASSES[name](body.get("method"), body.get("state"), args,
                                               kwargs)

@@ -3,7 +3,8 @@
  * event (task failed, task retried, remote endpoint unreachable and reachable again, actor
  * restarted and died, module loaded, registration changed, store full), the rate limit
  * that keeps a storm of failures from flooding stdout, and a remote worker answering 503
- * treated as "retry me".
+ * treated as "retry me"; and W3C traceparent: accepted, rayd's span passed on to remote
+ * functions and classes and written in the request and lifecycle lines.
  *
  * Each test reads the server's stdout (rayd_capture_stdout) and waits for the line it
  * expects, found by its event name and a member unique to the test (a task id, a name). */
@@ -471,6 +472,107 @@ static void test_rate_limited(void **state)
     json_decref(l);
 }
 
+/* ---------------------------------------------------------------- traceparent */
+
+#define TRACE_ID "4bf92f3577b34da6a3ce929d0e0e4736"
+#define CALLER_SPAN "00f067aa0ba902b7"
+#define GIVEN_TP "00-" TRACE_ID "-" CALLER_SPAN "-01"
+
+/* tp is rayd's child of GIVEN_TP: same trace and flags, a new span. */
+static void assert_child(const char *tp)
+{
+    if (!tp || strlen(tp) != 55 || strncmp(tp, "00-" TRACE_ID "-", 36) != 0 ||
+        strcmp(tp + 52, "-01") != 0 || strncmp(tp + 36, CALLER_SPAN, 16) == 0)
+        fail_msg("traceparent %s is not a child span of %s", tp ? tp : "(none)", GIVEN_TP);
+}
+
+static void test_traceparent_to_function(void **state)
+{
+    register_fn("tp_info", g_port, "request_info", "");
+    const char *body = "{\"function\":\"tp_info\"}";
+    const char *h[] = {"Content-Type: application/json", "Prefer: wait=10",
+                       "traceparent: " GIVEN_TP, NULL};
+    http_resp *r = http_request(&g_srv, "POST", "/v1/tasks", h, body, strlen(body));
+    assert_status(r, 200);
+    const char *sent = json_str(r->json, "traceparent");
+    assert_child(sent);
+    /* the request line carries the same span the worker saw */
+    json_t *l = wait_event("request", "request_id", http_header_get(r, "X-Request-Id"), 5);
+    assert_string_equal(json_str(l, "traceparent"), sent);
+    json_decref(l);
+    http_resp_free(r);
+}
+
+static void test_traceparent_to_class(void **state)
+{
+    char body[256], id[ID], path[256];
+    snprintf(body, sizeof body, "{\"url\":\"http://127.0.0.1:%d/classes/Account\"}", g_port);
+    http_resp *r = put_json("/v1/actor-classes/TpAccount", body);
+    assert_true(r->status == 201 || r->status == 200);
+    http_resp_free(r);
+    create_actor("{\"class\":\"TpAccount\"}", id);
+    snprintf(path, sizeof path, "/v1/actors/%s/methods/request_info", id);
+    const char *h[] = {"Content-Type: application/json", "Prefer: wait=10",
+                       "traceparent: " GIVEN_TP, NULL};
+    r = http_request(&g_srv, "POST", path, h, "{}", 2);
+    assert_status(r, 200);
+    assert_child(json_str(r->json, "traceparent"));
+    http_resp_free(r);
+}
+
+static void test_traceparent_in_lifecycle_lines(void **state)
+{
+    const char *body = "{\"function\":\"fail\",\"args\":[\"traced\"]}";
+    const char *h[] = {"Content-Type: application/json", "traceparent: " GIVEN_TP, NULL};
+    http_resp *r = http_request(&g_srv, "POST", "/v1/tasks", h, body, strlen(body));
+    assert_status(r, 202);
+    char tid[ID];
+    snprintf(tid, sizeof tid, "%s", json_str(r->json, "task_id"));
+    http_resp_free(r);
+    json_t *l = wait_event("task failed", "task_id", tid, 10);
+    assert_child(json_str(l, "traceparent"));
+    json_decref(l);
+}
+
+/* Invalid traceparents (bad version ff, zero trace id, upper case, short) are ignored:
+ * nothing passed on, nothing logged. A later version with more fields is read as 00. */
+static void test_traceparent_invalid_ignored(void **state)
+{
+    register_fn("tp_info", g_port, "request_info", "");
+    static const char *const bad[] = {
+        "ff-" TRACE_ID "-" CALLER_SPAN "-01",
+        "00-00000000000000000000000000000000-" CALLER_SPAN "-01",
+        "00-" TRACE_ID "-0000000000000000-01",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-" CALLER_SPAN "-01",
+        "00-" TRACE_ID "-" CALLER_SPAN "-01-extra",
+        "00-" TRACE_ID "-" CALLER_SPAN,
+        "garbage",
+    };
+    const char *body = "{\"function\":\"tp_info\"}";
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char hdr[160];
+        snprintf(hdr, sizeof hdr, "traceparent: %s", bad[i]);
+        const char *h[] = {"Content-Type: application/json", "Prefer: wait=10", hdr, NULL};
+        http_resp *r = http_request(&g_srv, "POST", "/v1/tasks", h, body, strlen(body));
+        assert_status(r, 200);
+        if (!json_is_null(json_object_get(r->json, "traceparent")))
+            fail_msg("%s was passed on as %s", bad[i], json_str(r->json, "traceparent"));
+        json_t *l = wait_event("request", "request_id", http_header_get(r, "X-Request-Id"), 5);
+        assert_null(json_object_get(l, "traceparent"));
+        json_decref(l);
+        http_resp_free(r);
+    }
+    const char *later = "01-" TRACE_ID "-" CALLER_SPAN "-01-what-comes-next";
+    const char *h[] = {"Content-Type: application/json", "Prefer: wait=10",
+                       "traceparent: 01-" TRACE_ID "-" CALLER_SPAN "-01-what-comes-next", NULL};
+    http_resp *r = http_request(&g_srv, "POST", "/v1/tasks", h, body, strlen(body));
+    assert_status(r, 200);
+    const char *got = json_str(r->json, "traceparent");
+    if (!got || strncmp(got, "00-" TRACE_ID "-", 36) != 0)
+        fail_msg("%s gave %s", later, got ? got : "(none)");
+    http_resp_free(r);
+}
+
 /* ---------------------------------------------------------------- main */
 
 static int group_setup(void **state)
@@ -511,6 +613,10 @@ int main(void)
         cmocka_unit_test(test_registration_changed),
         cmocka_unit_test(test_store_full),
         cmocka_unit_test(test_module_loaded),
+        cmocka_unit_test(test_traceparent_to_function),
+        cmocka_unit_test(test_traceparent_to_class),
+        cmocka_unit_test(test_traceparent_in_lifecycle_lines),
+        cmocka_unit_test(test_traceparent_invalid_ignored),
         cmocka_unit_test(test_rate_limited),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
