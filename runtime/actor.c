@@ -40,6 +40,7 @@
 #include "runtime/hash.h"
 #include "runtime/lock.h"
 #include "runtime/record_table.h"
+#include "runtime/stats.h"
 #include "runtime/trace.h"
 
 #define TABLE_BUCKETS_INITIAL 1024
@@ -62,6 +63,7 @@ struct actor_call {
     char method_name[RT_ACTOR_NAME_MAX + 1]; /* "__init__" for the constructor */
     char request_id[RT_REQUEST_ID_MAX + 1]; /* the submitting request's X-Request-Id, or "" */
     char traceparent[RT_TRACEPARENT_SIZE];  /* its W3C traceparent, or "" */
+    double submitted_at, began;             /* monotonic; began 0 until it runs */
     json_t *args, *kwargs;         /* owned */
     char ref[RT_REF_SIZE];         /* result; "" for the constructor */
     size_t ndeps;
@@ -530,6 +532,7 @@ static actor_call *call_new(rt_actor *a, const rt_actor_method *method, const ch
     c->refs = 1; /* the mailbox's */
     c->actor = actor_incref(a);
     c->method = method;
+    c->submitted_at = rt_clock_monotonic();
     snprintf(c->method_name, sizeof(c->method_name), "%s", method ? name : "__init__");
     c->args = args ? json_deep_copy(args) : json_array();
     c->kwargs = kwargs ? json_deep_copy(kwargs) : json_object();
@@ -739,6 +742,8 @@ static void run_actor(rt_job *job)
     bool dead = a->state == RT_ACTOR_DEAD;
     a->running = true;
     pthread_mutex_unlock(&a->lock);
+    if (!dead)
+        c->began = rt_clock_monotonic(); /* the head call: this run alone touches it */
 
     run_outcome o = {0};
     json_t *args = NULL, *kwargs = NULL;
@@ -808,6 +813,13 @@ static void finish_run(rt_actor *a, actor_call *c, run_outcome *o)
     rt_error *result_err = o->result_err, *death = o->death;
     if (result_err && c->method)
         rt_store_fail(as->store, c->ref, result_err);
+    if (c->method) {
+        rt_stats_entry *st = rt_stats_entry_for(RT_STATS_METHOD, a->cls->name, c->method_name);
+        if (c->began > 0)
+            rt_stats_call(st, rt_clock_monotonic() - c->began, c->began - c->submitted_at);
+        if (result_err)
+            rt_stats_fail(st, rt_error_kind_of(result_err));
+    }
 
     /* A fatal method error: rebuild the state, or die when out of restarts. */
     if (o->restart) {

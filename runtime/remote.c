@@ -22,6 +22,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "runtime/clock.h"
+
 enum { CALL_ADDING = 0, CALL_RUNNING, CALL_DONE };
 
 struct rt_remote_call {
@@ -34,6 +36,7 @@ struct rt_remote_call {
     char *payload;
     size_t payload_len;
     double timeout;
+    double posted_at; /* monotonic */
     rt_remote_done done;
     void *arg;
     int state;            /* lock */
@@ -149,6 +152,7 @@ static void running_remove(rt_remote *r, rt_remote_call *c)
 static void complete(rt_remote *r, rt_remote_call *c, CURLcode code, int cancelled)
 {
     rt_remote_result *res = &c->result;
+    res->seconds = rt_clock_monotonic() - c->posted_at;
     if (cancelled) {
         res->outcome = RT_REMOTE_CANCELLED;
         snprintf(res->error, sizeof(res->error), "the call was cancelled");
@@ -341,6 +345,7 @@ rt_remote_call *rt_remote_post(rt_remote *r, const char *url, const char *body, 
     c->payload = malloc(len + 1);
     c->payload_len = len;
     c->timeout = timeout;
+    c->posted_at = rt_clock_monotonic();
     c->done = done;
     c->arg = arg;
     if (!c->url || !c->payload) {

@@ -32,6 +32,7 @@ typedef struct rt_remote_result {
     char *body;          /* owned by the call; NUL-terminated; body_len bytes */
     size_t body_len;
     char error[256];     /* why, for transport failures */
+    double seconds;      /* from the post to the outcome */
 } rt_remote_result;
 
 /* Called once per call, on the I/O thread. The callback owns call and frees it with

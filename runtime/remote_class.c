@@ -34,6 +34,7 @@ static void on_done(rt_remote_call *rc, const rt_remote_result *r, void *arg)
     class_impl *impl = cc->cls->impl;
     char what[300];
     snprintf(what, sizeof(what), "%s.%s", impl->name, cc->call->function);
+    rt_remote_count(impl->name, r);
     rt_remote_result_to_call(r, cc->call, what, impl->url);
     rt_remote_call_free(rc);
     if (!cc->call->error) {

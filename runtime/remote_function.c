@@ -18,6 +18,7 @@
 #include "runtime/clock.h"
 #include "runtime/error.h"
 #include "runtime/events.h"
+#include "runtime/stats.h"
 
 #define ERROR_BODY_MAX 4096
 
@@ -78,6 +79,23 @@ static rt_error *problem_as_error(const rt_remote_result *r)
     json_decref(fields);
     json_decref(p);
     return err;
+}
+
+void rt_remote_count(const char *name, const rt_remote_result *r)
+{
+    rt_stats_remote_outcome o = RT_STATS_REMOTE_OK;
+    switch (r->outcome) {
+    case RT_REMOTE_ANSWERED:
+        o = r->status >= 200 && r->status < 300   ? RT_STATS_REMOTE_OK
+            : r->status >= 400 && r->status < 500 ? RT_STATS_REMOTE_HTTP_4XX
+                                                  : RT_STATS_REMOTE_HTTP_5XX;
+        break;
+    case RT_REMOTE_UNREACHABLE: o = RT_STATS_REMOTE_UNREACHABLE; break;
+    case RT_REMOTE_TIMED_OUT: o = RT_STATS_REMOTE_TIMEOUT; break;
+    case RT_REMOTE_TOO_LARGE: o = RT_STATS_REMOTE_TOO_LARGE; break;
+    case RT_REMOTE_CANCELLED: o = RT_STATS_REMOTE_CANCELLED; break;
+    }
+    rt_stats_remote(rt_stats_entry_for(RT_STATS_REMOTE, name, NULL), o, r->seconds);
 }
 
 void rt_remote_result_to_call(const rt_remote_result *r, rt_call *call, const char *what,
@@ -155,6 +173,7 @@ static void on_done(rt_remote_call *rc, const rt_remote_result *result, void *ar
         impl->in_flight--;
     }
     pthread_mutex_unlock(&impl->lock);
+    rt_remote_count(impl->name, result);
     rt_remote_result_to_call(result, a->call, impl->name, impl->url);
     rt_remote_call_free(rc);
     a->complete(a->call, a->arg);

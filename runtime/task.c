@@ -39,6 +39,7 @@
 #include "runtime/hash.h"
 #include "runtime/lock.h"
 #include "runtime/record_table.h"
+#include "runtime/stats.h"
 #include "runtime/trace.h"
 
 typedef struct rt_task rt_task;
@@ -83,6 +84,9 @@ struct rt_task {
     rt_call *completed_in_hook;     /* task lock: the attempt completed meanwhile; the
                                        canceller finishes it once the hook has returned */
     double began;                   /* monotonic start of the current attempt */
+    double ready_at;                /* monotonic: queued to run (after a retry's delay) */
+    double queued;                  /* the current attempt's time queued (one at a time) */
+    rt_stats_entry *stats;          /* the function's /metrics entry (process lifetime) */
     unsigned jitter_seed;           /* for retry backoff jitter (one attempt at a time) */
     const char *request_id;         /* in tail: the HTTP request that submitted it, or "" */
     const char *traceparent;        /* in tail: its W3C traceparent, or "" */
@@ -273,6 +277,7 @@ static void fail_results(rt_task *t, rt_error *err)
  * No lock held (the sink writes). */
 static void event_failed(const rt_task *t, const rt_error *err, unsigned attempts)
 {
+    rt_stats_fail(t->stats, rt_error_kind_of(err)); /* the failures metric counts it too */
     json_t *fields = json_pack("{s:s,s:s,s:s,s:I}", "task_id", t->id, "function", t->function,
                                "error_kind", rt_error_kind_name(rt_error_kind_of(err)),
                                "attempts", (json_int_t)attempts);
@@ -307,6 +312,7 @@ static void on_async_complete(rt_call *call, void *arg);
 
 static void queue_task(rt_task *t)
 {
+    t->ready_at = rt_clock_monotonic(); /* before the job is visible to a worker */
     task_incref(t); /* the job's reference */
     rt_scheduler_submit(t->owner->scheduler, &t->job);
 }
@@ -450,6 +456,7 @@ static void run_job(rt_job *job)
     call->request_id = t->request_id[0] ? t->request_id : NULL;
     call->traceparent = t->traceparent[0] ? t->traceparent : NULL;
     t->began = rt_clock_monotonic();
+    t->queued = t->ready_at > 0 ? t->began - t->ready_at : -1;
     if (t->fn->start) {
         /* Asynchronous (remote): no worker waits; finish_attempt runs on completion. The
          * job's reference is kept until then. */
@@ -494,7 +501,9 @@ static void finish_attempt(rt_task *t, rt_call *call)
 {
     rt_tasks *ts = t->owner;
     unsigned attempt = call->attempt;
-    rt_histogram_observe(&ts->run_seconds, rt_clock_monotonic() - t->began);
+    double ran = rt_clock_monotonic() - t->began;
+    rt_histogram_observe(&ts->run_seconds, ran);
+    rt_stats_call(t->stats, ran, t->queued);
     bool timed_out = call->deadline > 0 && rt_clock_monotonic() >= call->deadline;
     json_decref(call->args);
     json_decref(call->kwargs);
@@ -542,6 +551,7 @@ static void finish_attempt(rt_task *t, rt_call *call)
         rt_event_emit("info", "task retried", ev);
         rt_call_free_outputs(call);
         free(call);
+        t->ready_at = rt_clock_monotonic() + delay; /* queued time starts after the delay */
         /* The job keeps its reference across the delay. */
         rt_scheduler_submit_after(ts->scheduler, &t->job, delay);
         return;
@@ -700,6 +710,7 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     t->result_refs = (char(*)[RT_REF_SIZE])tail; /* written by rt_store_create_pending */
     tail += refs_size;
     t->function = memcpy(tail, spec->function, function_len);
+    t->stats = rt_stats_entry_for(RT_STATS_FUNCTION, spec->function, NULL);
     tail[function_len] = '\0';
     tail += function_len + 1;
     t->name = tail;
@@ -866,8 +877,10 @@ rt_status rt_task_submit_many(rt_tasks *ts, const rt_task_spec *specs, size_t n,
      * would cost more than running it (two thread switches per task). */
     rt_job *first = NULL, *last = NULL;
     size_t queued = 0;
+    double now = rt_clock_monotonic();
     for (size_t i = 0; i < n; i++) {
         rt_task *t = made[i];
+        t->ready_at = now; /* tasks with dependencies set it again once those are done */
         if (t->ndeps == 0 && specs[i].inline_ok && t->fn->quick && !t->fn->start) {
             task_incref(t);
             run_job(&t->job);

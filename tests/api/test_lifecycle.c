@@ -4,7 +4,8 @@
  * restarted and died, module loaded, registration changed, store full), the rate limit
  * that keeps a storm of failures from flooding stdout, and a remote worker answering 503
  * treated as "retry me"; and W3C traceparent: accepted, rayd's span passed on to remote
- * functions and classes and written in the request and lifecycle lines.
+ * functions and classes and written in the request and lifecycle lines; and the metrics
+ * per function, actor method and remote endpoint (one test per label set).
  *
  * Each test reads the server's stdout (rayd_capture_stdout) and waits for the line it
  * expects, found by its event name and a member unique to the test (a task id, a name). */
@@ -573,6 +574,98 @@ static void test_traceparent_invalid_ignored(void **state)
     http_resp_free(r);
 }
 
+/* ---------------------------------------------------------------- per-name metrics */
+
+/* Whether /metrics has a line starting with series followed by a space. */
+static bool has_series(const char *series)
+{
+    http_resp *r = http_get(&g_srv, "/metrics");
+    size_t n = strlen(series);
+    bool found = false;
+    for (const char *p = r->body; p && *p && !found;) {
+        found = strncmp(p, series, n) == 0 && p[n] == ' ';
+        const char *nl = strchr(p, '\n');
+        p = nl ? nl + 1 : NULL;
+    }
+    http_resp_free(r);
+    return found;
+}
+
+static void run_wait(const char *body)
+{
+    char tid[ID], ref[ID];
+    tk_submit(&g_srv, body, tid, ref);
+    json_decref(tk_wait_ended(&g_srv, tid, 10));
+}
+
+static void test_metrics_function(void **state)
+{
+    const char *calls = "rayd_function_calls_total{function=\"mul\"}";
+    const char *dur = "rayd_function_duration_seconds_count{function=\"mul\"}";
+    const char *queued = "rayd_function_queued_seconds_count{function=\"mul\"}";
+    const char *failed = "rayd_function_failures_total{function=\"mul\",kind=\"TaskError\"}";
+    double c0 = metric(calls), d0 = metric(dur), q0 = metric(queued), f0 = metric(failed);
+    run_wait("{\"function\":\"mul\",\"args\":[2,3]}");
+    run_wait("{\"function\":\"mul\",\"args\":[2,3]}");
+    run_wait("{\"function\":\"mul\",\"args\":[\"x\",3]}"); /* a TaskError */
+    assert_int_equal((int)(metric(calls) - c0), 3);
+    assert_int_equal((int)(metric(dur) - d0), 3);
+    assert_int_equal((int)(metric(queued) - q0), 3);
+    assert_int_equal((int)(metric(failed) - f0), 1);
+    /* a function that does not exist makes no label */
+    http_resp *r = http_post_json(&g_srv, "/v1/tasks", "{\"function\":\"no_such_fn\"}");
+    assert_true(r->status >= 400 && r->status < 500);
+    http_resp_free(r);
+    assert_false(has_series("rayd_function_calls_total{function=\"no_such_fn\"}"));
+}
+
+static void test_metrics_actor_method(void **state)
+{
+    char id[ID];
+    create_actor("{\"class\":\"Counter\",\"options\":{\"max_restarts\":-1}}", id);
+    const char *incr = "rayd_actor_method_calls_total{class=\"Counter\",method=\"incr\"}";
+    const char *incr_d =
+        "rayd_actor_method_duration_seconds_count{class=\"Counter\",method=\"incr\"}";
+    const char *incr_q =
+        "rayd_actor_method_queued_seconds_count{class=\"Counter\",method=\"incr\"}";
+    const char *crash_f = "rayd_actor_method_failures_total{class=\"Counter\",method=\"crash\","
+                          "kind=\"TaskError\"}";
+    double c0 = metric(incr), d0 = metric(incr_d), q0 = metric(incr_q), f0 = metric(crash_f);
+    call_and_wait(id, "incr");
+    call_and_wait(id, "incr");
+    call_and_wait(id, "crash");
+    assert_int_equal((int)(metric(incr) - c0), 2);
+    assert_int_equal((int)(metric(incr_d) - d0), 2);
+    assert_int_equal((int)(metric(incr_q) - q0), 2);
+    assert_int_equal((int)(metric(crash_f) - f0), 1);
+}
+
+static void test_metrics_remote_endpoint(void **state)
+{
+    register_fn("m_ok", g_port, "wordcount", "");
+    register_fn("m_fail", g_port, "fail", "");
+    register_fn("m_down", g_down_port, "wordcount", ",\"timeout\":5");
+    run_wait("{\"function\":\"m_ok\",\"args\":[\"a b\"]}");
+    run_wait("{\"function\":\"m_ok\",\"args\":[\"a b\"]}");
+    run_wait("{\"function\":\"m_fail\"}");
+    run_wait("{\"function\":\"m_down\",\"options\":{\"max_retries\":1}}");
+    assert_int_equal((int)metric("rayd_remote_calls_total{endpoint=\"m_ok\",outcome=\"ok\"}"), 2);
+    assert_int_equal(
+        (int)metric("rayd_remote_calls_total{endpoint=\"m_fail\",outcome=\"http_5xx\"}"), 1);
+    assert_int_equal(
+        (int)metric("rayd_remote_calls_total{endpoint=\"m_down\",outcome=\"unreachable\"}"), 2);
+    assert_int_equal((int)metric("rayd_remote_call_duration_seconds_count{endpoint=\"m_ok\"}"), 2);
+    assert_int_equal(
+        (int)metric("rayd_function_failures_total{function=\"m_down\",kind=\"WorkerUnavailable\"}"),
+        1);
+    /* a removed registration takes its labels with it */
+    http_resp *r = http_delete(&g_srv, "/v1/functions/m_ok");
+    assert_status(r, 204);
+    http_resp_free(r);
+    assert_false(has_series("rayd_remote_calls_total{endpoint=\"m_ok\",outcome=\"ok\"}"));
+    assert_false(has_series("rayd_function_calls_total{function=\"m_ok\"}"));
+}
+
 /* ---------------------------------------------------------------- main */
 
 static int group_setup(void **state)
@@ -617,6 +710,9 @@ int main(void)
         cmocka_unit_test(test_traceparent_to_class),
         cmocka_unit_test(test_traceparent_in_lifecycle_lines),
         cmocka_unit_test(test_traceparent_invalid_ignored),
+        cmocka_unit_test(test_metrics_function),
+        cmocka_unit_test(test_metrics_actor_method),
+        cmocka_unit_test(test_metrics_remote_endpoint),
         cmocka_unit_test(test_rate_limited),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
