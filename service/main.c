@@ -16,6 +16,7 @@
 #include "runtime/events.h"
 #include "runtime/module.h"
 #include "service/allocator.h"
+#include "service/cli.h"
 #include "service/config.h"
 #include "service/log.h"
 
@@ -94,6 +95,8 @@ static void advertise_url(const svc_config *config, unsigned port, char *out, si
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && svc_cli_is_command(argv[1]))
+        return svc_cli_main(argc, argv); /* the command line client, not the daemon */
     svc_config config;
     switch (svc_config_load(&config, argc, argv, stdout, stderr)) {
     case SVC_CONFIG_EXIT_OK: return 0;
