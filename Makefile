@@ -59,7 +59,8 @@ RUNTIME_SRC := $(wildcard runtime/*.c)
 API_SRC     := $(wildcard api/*.c)
 SERVICE_SRC := $(wildcard service/*.c)
 RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
-API_OBJ     := $(API_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/openapi_spec.o
+API_OBJ     := $(API_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/openapi_spec.o $(BUILD)/gen/dashboard_files.o
+DASHBOARD_FILES := dashboard/index.html dashboard/app.js dashboard/style.css
 SERVICE_OBJ := $(SERVICE_SRC:%.c=$(BUILD)/%.o)
 
 UNIT_SRC    := $(wildcard tests/unit/*/*.c)
@@ -111,6 +112,14 @@ $(BUILD)/gen/openapi_spec.c: openapi/openapi.yaml openapi/embed.py
 	/usr/bin/python3 openapi/embed.py $< $@
 
 $(BUILD)/gen/openapi_spec.o: $(BUILD)/gen/openapi_spec.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The dashboard's files are compiled in too (served at /dashboard; no CDN, works offline).
+$(BUILD)/gen/dashboard_files.c: $(DASHBOARD_FILES) dashboard/embed.py
+	@mkdir -p $(@D)
+	/usr/bin/python3 dashboard/embed.py $@ $(DASHBOARD_FILES)
+
+$(BUILD)/gen/dashboard_files.o: $(BUILD)/gen/dashboard_files.c api/dashboard.h
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/%.o: %.c
