@@ -71,7 +71,7 @@ API_TEST_BIN := $(API_TEST_SRC:tests/api/%.c=$(BUILD)/tests/api/%)
 CLUSTER_TEST_SRC := $(wildcard tests/cluster/test_*.c)
 CLUSTER_TEST_BIN := $(CLUSTER_TEST_SRC:tests/cluster/%.c=$(BUILD)/tests/cluster/%)
 
-.PHONY: all run test unit api-test clients-test deps bench clean spec-lint format image-test lb-demo fuzz soak contract-test valgrind cluster-test
+.PHONY: all run test unit api-test clients-test dashboard-test deps bench clean spec-lint format image-test lb-demo fuzz soak contract-test valgrind cluster-test
 .DEFAULT_GOAL := all
 
 all: $(BUILD)/rayd
@@ -163,6 +163,12 @@ api-test: $(API_TEST_BIN) $(BUILD)/rayd
 clients-test: $(BUILD)/rayd
 	$(call install_missing,python3 python3-numpy nodejs)
 	@RAYD_BIN=$(BUILD)/rayd tests/run_all.sh clients/python/run_tests.sh clients/js/run_tests.sh
+
+# The dashboard in Debian's chromium driven by playwright-core (tests/dashboard/run.sh);
+# screenshots in $(BUILD)/dashboard/.
+dashboard-test: $(BUILD)/rayd
+	$(call install_missing,chromium nodejs npm)
+	@BUILD=$(BUILD) RAYD_BIN=$(BUILD)/rayd tests/dashboard/run.sh
 
 # Unit, API and client tests all run even when one fails; make test fails if any did.
 test: deps
