@@ -28,6 +28,12 @@ static enum MHD_Result send_file(api_request *req, const api_dashboard_file *f)
 enum MHD_Result api_dashboard_get(api_request *req)
 {
     const char *name = req->route && req->params[0] ? req->params[0] : "index.html";
+    /* Whether the API wants a token: the page asks for one before its first call instead
+     * of failing one (a 401 the browser would log as an error). */
+    if (strcmp(name, "config.json") == 0)
+        return api_reply_json(req, 200,
+                              json_pack("{s:b}", "auth", req->ctx->config.api_token &&
+                                                             *req->ctx->config.api_token));
     for (unsigned long i = 0; i < api_dashboard_file_count; i++)
         if (strcmp(api_dashboard_files[i].name, name) == 0)
             return send_file(req, &api_dashboard_files[i]);

@@ -26,8 +26,17 @@ function askToken() {
   });
 }
 
-// GET path as JSON (or text); asks for the token once on 401 and tries again.
+// Asks for the token first when the server wants one and this tab has none.
+async function ensureToken() {
+  if (token()) return;
+  const r = await fetch("/dashboard/config.json");
+  const cfg = await r.json();
+  if (cfg.auth) await askToken();
+}
+
+// GET path as JSON (or text); asks for the token again on 401 (a wrong one) and retries.
 async function api(path, asText) {
+  await ensureToken();
   for (let tries = 0; tries < 3; tries++) {
     const headers = {};
     if (token()) headers["Authorization"] = "Bearer " + token();
@@ -221,6 +230,7 @@ async function render() {
   const live = document.getElementById("live");
   try {
     const html = await PAGES[state.page]();
+    if (!document.body.dataset.firstPaint) document.body.dataset.firstPaint = String(performance.now());
     if (gen !== state.gen) return; // a newer render started meanwhile
     const focus = document.activeElement && document.activeElement.id;
     main.innerHTML = html;
