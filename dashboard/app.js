@@ -107,7 +107,12 @@ async function overview() {
   const tps = state.history.filter((p) => p.tps !== undefined).map((p) => Math.max(0, p.tps));
   const parked = (m.text.match(/^rayd_parked_requests (\S+)/m) || [])[1];
   let nodes = "";
-  if (s.cluster && s.cluster.nodes) nodes = `<h2>Nodes</h2>` + table([["node_id", "Node"], ["url", "URL"], ["state", "State"]], s.cluster.nodes);
+  if (s.cluster && s.cluster.nodes) {
+    const rows = s.cluster.nodes.map((n) => ({ ...n, state: n.alive ? "ALIVE" : "DEAD", queued: n.load && n.load.queued,
+      running: n.load && n.load.running, memory: n.load && bytes(n.load.memory) }));
+    nodes = `<h2>Nodes</h2>` + table([["tag", "Node", (n) => esc(n.tag) + (n.self ? " (this one)" : "")], ["url", "URL"],
+      ["state", "State"], ["queued", "Queued"], ["running", "Running"], ["memory", "Memory"], ["started_at", "Started"]], rows);
+  }
   return `<h2>Overview</h2>
   <div class="cards">
     <div class="card"><h3>Uptime</h3><div class="big" id="uptime">${esc(Math.round(s.uptime_seconds))} s</div><div class="muted">version ${esc(s.version)}</div></div>
