@@ -59,6 +59,8 @@ static size_t collect(char *data, size_t size, size_t n, void *arg)
 typedef struct bar {
     const char *label;
     double last; /* when it was last drawn */
+    double done, total;
+    const char *unit;
     bool drawn;
 } bar;
 
@@ -76,6 +78,9 @@ static void bar_draw(bar *b, double done, double total, const char *unit, bool f
         return;
     b->last = t;
     b->drawn = true;
+    b->done = done;
+    b->total = total;
+    b->unit = unit;
     int width = 30, filled = total > 0 ? (int)(width * done / total) : 0;
     if (filled > width)
         filled = width;
@@ -191,6 +196,8 @@ static void perform(const cli *c, const request *r, answer *a)
         curl_easy_setopt(e, CURLOPT_XFERINFODATA, &b);
     }
     CURLcode rc = curl_easy_perform(e);
+    if (rc == CURLE_OK && b.drawn)
+        bar_draw(&b, b.total, b.total, b.unit, true); /* the last moments were not drawn */
     bar_end(&b);
     if (rc == CURLE_OK)
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &a->status);

@@ -300,6 +300,38 @@ static void test_put_get_64mib(void **state)
     assert_int_equal(access(got, F_OK), -1);
 }
 
+/* On a terminal (script(1) gives it one) a big put draws a progress bar on stderr up to
+ * 100%; without a terminal, none. */
+static void test_progress_bar(void **state)
+{
+    char in[128];
+    snprintf(in, sizeof in, "%s/bar.bin", g_tmp);
+    FILE *f = fopen(in, "wb");
+    assert_non_null(f);
+    static char chunk[1 << 20];
+    memset(chunk, 'b', sizeof chunk);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(fwrite(chunk, 1, sizeof chunk, f), sizeof chunk);
+    fclose(f);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s=%s script -qec '%s put %s' /dev/null 2>&1", "RAYD_ADDRESS",
+             g_srv.base_url, rayd_bin(), in);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char out[8192];
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    if (!strstr(out, "put [") || !strstr(out, "100% 8.0/8.0 MiB"))
+        fail_msg("no progress bar on a terminal: %s", out);
+    char *o, *e;
+    assert_int_equal(CLI(&o, &e, "put", in), 0);
+    assert_null(strstr(e, "put ["));
+    free(o);
+    free(e);
+    unlink(in);
+}
+
 static int group_setup(void **state)
 {
     snprintf(g_tmp, sizeof g_tmp, "/tmp/rayd-cli-XXXXXX");
@@ -328,6 +360,7 @@ int main(void)
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_wait),
         cmocka_unit_test(test_put_get_64mib),
+        cmocka_unit_test(test_progress_bar),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
