@@ -64,7 +64,8 @@ RUNTIME_SRC := $(wildcard runtime/*.c)
 API_SRC     := $(wildcard api/*.c)
 SERVICE_SRC := $(wildcard service/*.c)
 RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/%.o)
-API_OBJ     := $(API_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/openapi_spec.o
+API_OBJ     := $(API_SRC:%.c=$(BUILD)/%.o) $(BUILD)/gen/openapi_spec.o $(BUILD)/gen/dashboard_files.o
+DASHBOARD_FILES := dashboard/index.html dashboard/app.js dashboard/style.css
 SERVICE_OBJ := $(SERVICE_SRC:%.c=$(BUILD)/%.o)
 
 UNIT_SRC    := $(wildcard tests/unit/*/*.c)
@@ -75,7 +76,7 @@ API_TEST_BIN := $(API_TEST_SRC:tests/api/%.c=$(BUILD)/tests/api/%)
 CLUSTER_TEST_SRC := $(wildcard tests/cluster/test_*.c)
 CLUSTER_TEST_BIN := $(CLUSTER_TEST_SRC:tests/cluster/%.c=$(BUILD)/tests/cluster/%)
 
-.PHONY: all run test unit api-test clients-test deps bench clean spec-lint format image-test lb-demo fuzz soak contract-test valgrind cluster-test \
+.PHONY: all run test unit api-test clients-test dashboard-test deps bench clean spec-lint format image-test lb-demo fuzz soak contract-test valgrind cluster-test \
         install uninstall
 .DEFAULT_GOAL := all
 
@@ -129,6 +130,14 @@ $(BUILD)/gen/openapi_spec.c: openapi/openapi.yaml openapi/embed.py
 $(BUILD)/gen/openapi_spec.o: $(BUILD)/gen/openapi_spec.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# The dashboard's files are compiled in too (served at /dashboard; no CDN, works offline).
+$(BUILD)/gen/dashboard_files.c: $(DASHBOARD_FILES) dashboard/embed.py
+	@mkdir -p $(@D)
+	/usr/bin/python3 dashboard/embed.py $@ $(DASHBOARD_FILES)
+
+$(BUILD)/gen/dashboard_files.o: $(BUILD)/gen/dashboard_files.c api/dashboard.h
+	$(CC) $(CFLAGS) -c -o $@ $<
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
@@ -170,6 +179,12 @@ api-test: $(API_TEST_BIN) $(BUILD)/rayd
 clients-test: $(BUILD)/rayd
 	$(call install_missing,python3 python3-numpy nodejs)
 	@RAYD_BIN=$(BUILD)/rayd tests/run_all.sh clients/python/run_tests.sh clients/js/run_tests.sh
+
+# The dashboard in Debian's chromium driven by playwright-core (tests/dashboard/run.sh);
+# screenshots in $(BUILD)/dashboard/.
+dashboard-test: $(BUILD)/rayd
+	$(call install_missing,chromium nodejs npm)
+	@BUILD=$(BUILD) RAYD_BIN=$(BUILD)/rayd tests/dashboard/run.sh
 
 # Unit, API and client tests all run even when one fails; make test fails if any did.
 test: deps

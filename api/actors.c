@@ -11,6 +11,7 @@
 #include "api/problem.h"
 #include "runtime/actor.h"
 #include "runtime/clock.h"
+#include "runtime/events.h"
 #include "runtime/remote_class.h"
 
 #define LIST_LIMIT_DEFAULT 100
@@ -188,8 +189,9 @@ enum MHD_Result api_actors_call(api_request *req)
     if (req->ctx->fetch)
         api_cluster_want_args(req->ctx, args, kwargs);
     rt_status st = rt_actor_call_opts(req->ctx->actors, id, method, args, kwargs,
-                                      req->prefer_wait > 0, req->request_id, cs->ref, err,
-                                      sizeof(err));
+                                      req->prefer_wait > 0, req->request_id,
+                                      req->traceparent[0] ? req->traceparent : NULL, cs->ref,
+                                      err, sizeof(err));
     if (st != RT_OK) {
         free(cs);
         req->prefer_wait = 0; /* refused before any wait: no Preference-Applied */
@@ -317,6 +319,9 @@ enum MHD_Result api_actor_classes_put(api_request *req)
                                json_pack("{s:s}", "class", name));
         return api_problem_status(req, st, "the class");
     }
+    rt_event_emit("info", "registration changed",
+                  json_pack("{s:s,s:s,s:s,s:s?}", "kind", "class", "name", name, "change",
+                            replaced ? "replaced" : "registered", "url", json_string_value(url)));
     return api_reply_json(req, replaced ? 200 : 201, body);
 }
 
@@ -330,5 +335,8 @@ enum MHD_Result api_actor_classes_delete(api_request *req)
         return api_problem(req, 409, "Conflict",
                            "built-in and module classes cannot be removed",
                            json_pack("{s:s}", "class", req->params[0]));
+    rt_event_emit("info", "registration changed",
+                  json_pack("{s:s,s:s,s:s}", "kind", "class", "name", req->params[0], "change",
+                            "removed"));
     return api_reply_empty(req, 204);
 }

@@ -71,6 +71,7 @@ typedef enum api_lifecycle {
  * duration of the callback. status is 0 when the client went away before an answer. */
 typedef struct api_request_summary {
     const char *request_id;
+    const char *traceparent; /* "" when the request had none */
     const char *method;
     const char *route; /* the route pattern, or "unmatched" */
     const char *path;

@@ -5,6 +5,7 @@
 #include "api/handlers.h"
 #include "api/live.h"
 #include "api/problem.h"
+#include "runtime/events.h"
 #include "runtime/remote_function.h"
 
 static json_t *function_json(const rt_function *fn)
@@ -150,6 +151,10 @@ enum MHD_Result api_functions_put(api_request *req)
                                json_pack("{s:s}", "function", name));
         return api_problem_status(req, st, "the function");
     }
+    rt_event_emit("info", "registration changed",
+                  json_pack("{s:s,s:s,s:s,s:s?}", "kind", "function", "name", name, "change",
+                            replaced ? "replaced" : "registered", "url",
+                            json_string_value(json_object_get(answer, "url"))));
     return api_reply_json(req, replaced ? 200 : 201, answer);
 }
 
@@ -162,5 +167,8 @@ enum MHD_Result api_functions_delete(api_request *req)
     if (st == RT_ESTATE)
         return api_problem(req, 409, "Conflict", "built-in and module functions cannot be removed",
                            json_pack("{s:s}", "function", req->params[0]));
+    rt_event_emit("info", "registration changed",
+                  json_pack("{s:s,s:s,s:s}", "kind", "function", "name", req->params[0],
+                            "change", "removed"));
     return api_reply_empty(req, 204);
 }

@@ -15,6 +15,7 @@ enum MHD_Result api_system_openapi_yaml(api_request *req);
 enum MHD_Result api_system_openapi_json(api_request *req);
 enum MHD_Result api_system_problems(api_request *req);
 enum MHD_Result api_system_problem(api_request *req);
+enum MHD_Result api_dashboard_get(api_request *req);
 
 /* api/objects.c */
 enum MHD_Result api_objects_put(api_request *req);

@@ -10,9 +10,11 @@
 #include "api/idempotency.h"
 #include "api/park.h"
 #include "api/router.h"
+#include "runtime/events.h"
 #include "runtime/histogram.h"
 #include "runtime/remote_class.h"
 #include "runtime/remote_function.h"
+#include "runtime/stats.h"
 
 static const char *const METHODS[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OTHER"};
 #define NMETHODS 6
@@ -297,6 +299,120 @@ static void render_runtime(text *t, const api_context *ctx)
               "Heap address space kept for reuse, given back to the system (not resident).",
               (double)al.retained);
     }
+    counter(t, "rayd_log_events_suppressed_total",
+            "Lifecycle log lines left out by the per-event rate limit.", rt_events_suppressed());
+}
+
+/* A Prometheus label value: backslash, double quote and newline escaped (names may hold
+ * any printable character: class names do). out has room for 2 * RT_STATS_NAME_MAX + 1. */
+static const char *label_value(const char *in, char *out)
+{
+    char *o = out;
+    for (const char *p = in; *p; p++) {
+        if (*p == '\\' || *p == '"') {
+            *o++ = '\\';
+            *o++ = *p;
+        } else if (*p == '\n') {
+            *o++ = '\\';
+            *o++ = 'n';
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Whether the entry's names exist now (only those are shown: a removed registration's
+ * label goes with it). "_other" always shows. */
+static bool stats_exists(const api_context *ctx, const rt_stats_entry *e)
+{
+    if (strcmp(e->name, "_other") == 0)
+        return true;
+    switch (e->scope) {
+    case RT_STATS_FUNCTION: return rt_registry_find(ctx->registry, e->name) != NULL;
+    case RT_STATS_METHOD: return rt_actors_find_class(ctx->actors, e->name) != NULL;
+    case RT_STATS_REMOTE:
+        return rt_registry_find(ctx->registry, e->name) != NULL ||
+               rt_actors_find_class(ctx->actors, e->name) != NULL;
+    }
+    return false;
+}
+
+/* Per function, per actor method and per remote endpoint: calls, failures by kind,
+ * durations and time queued. */
+static void render_stats(text *t, const api_context *ctx)
+{
+    static const char *const prefix[] = {"rayd_function", "rayd_actor_method", NULL};
+    static const char *const what[] = {"task function", "actor method"};
+    char n1[2 * RT_STATS_NAME_MAX + 1], n2[2 * RT_STATS_NAME_MAX + 1];
+    char labels[4 * RT_STATS_NAME_MAX + 64], name[64], help[160];
+    for (int scope = RT_STATS_FUNCTION; scope <= RT_STATS_METHOD; scope++) {
+        size_t n = 0;
+        rt_stats_entry *all = rt_stats_snapshot((rt_stats_scope)scope, &n);
+        for (size_t i = 0; i < n; i++)
+            if (!stats_exists(ctx, &all[i]))
+                all[i].calls = UINT64_MAX; /* marks it hidden */
+        for (int part = 0; part < 4; part++) {
+            static const char *const suffix[] = {"calls_total", "failures_total",
+                                                 "duration_seconds", "queued_seconds"};
+            snprintf(name, sizeof(name), "%s_%s", prefix[scope], suffix[part]);
+            static const char *const helps[] = {
+                "Runs (attempts) of each ", "Calls that failed for good, by error kind, of each ",
+                "How long it ran, per ", "How long calls waited to run, per "};
+            snprintf(help, sizeof(help), "%s%s.", helps[part], what[scope]);
+            header(t, name, part == 0 || part == 1 ? "counter" : "histogram", help);
+            for (size_t i = 0; i < n; i++) {
+                const rt_stats_entry *e = &all[i];
+                if (e->calls == UINT64_MAX)
+                    continue;
+                if (scope == RT_STATS_FUNCTION)
+                    snprintf(labels, sizeof(labels), "function=\"%s\"", label_value(e->name, n1));
+                else
+                    snprintf(labels, sizeof(labels), "class=\"%s\",method=\"%s\"",
+                             label_value(e->name, n1), label_value(e->method, n2));
+                if (part == 0) {
+                    emit(t, "%s{%s} %llu\n", name, labels, (unsigned long long)e->calls);
+                } else if (part == 1) {
+                    for (int k = 0; k < RT_STATS_KINDS; k++)
+                        if (e->failures[k])
+                            emit(t, "%s{%s,kind=\"%s\"} %llu\n", name, labels,
+                                 rt_error_kind_name((rt_error_kind)k),
+                                 (unsigned long long)e->failures[k]);
+                } else if (part == 2) {
+                    if (e->duration.count)
+                        histogram(t, name, labels, &e->duration);
+                } else if (e->queued.count) {
+                    histogram(t, name, labels, &e->queued);
+                }
+            }
+        }
+        free(all);
+    }
+    size_t n = 0;
+    rt_stats_entry *all = rt_stats_snapshot(RT_STATS_REMOTE, &n);
+    header(t, "rayd_remote_calls_total", "counter",
+           "HTTP calls to each remote function or class endpoint, by outcome.");
+    for (size_t i = 0; i < n; i++) {
+        if (!stats_exists(ctx, &all[i])) {
+            all[i].calls = UINT64_MAX;
+            continue;
+        }
+        for (int o = 0; o < RT_STATS_REMOTE_OUTCOMES; o++)
+            if (all[i].outcomes[o])
+                emit(t, "rayd_remote_calls_total{endpoint=\"%s\",outcome=\"%s\"} %llu\n",
+                     label_value(all[i].name, n1), rt_stats_outcome_name((rt_stats_remote_outcome)o),
+                     (unsigned long long)all[i].outcomes[o]);
+    }
+    header(t, "rayd_remote_call_duration_seconds", "histogram",
+           "Latency of each remote endpoint's calls, from sending to the answer or failure.");
+    for (size_t i = 0; i < n; i++) {
+        if (all[i].calls == UINT64_MAX || !all[i].duration.count)
+            continue;
+        snprintf(labels, sizeof(labels), "endpoint=\"%s\"", label_value(all[i].name, n1));
+        histogram(t, "rayd_remote_call_duration_seconds", labels, &all[i].duration);
+    }
+    free(all);
 }
 
 char *api_metrics_render(api_metrics *m, const api_context *ctx, size_t *len)
@@ -307,6 +423,7 @@ char *api_metrics_render(api_metrics *m, const api_context *ctx, size_t *len)
         return NULL;
     render_http(&t, m);
     render_runtime(&t, ctx);
+    render_stats(&t, ctx);
     if (t.failed) {
         free(t.data);
         return NULL;

@@ -213,6 +213,8 @@ char *api_problem_index_page(size_t *len)
     fputs("</ul>\n</body>\n</html>\n", f);
     return close_page(f, &page, &size, len);
 }
+#include "runtime/events.h"
+
 
 json_t *api_problem_new(unsigned status, const char *title, const char *detail)
 {
@@ -312,6 +314,11 @@ enum MHD_Result api_problem(api_request *req, unsigned status, const char *title
                             const char *detail, json_t *extra)
 {
     json_t *p = api_problem_new(status, title, detail);
+    if (status == 507) /* every "store full" answer passes here: one place for its line */
+        rt_event_emit("warn", "store full",
+                      json_pack("{s:s?,s:s,s:s}", "detail", json_string_value(json_object_get(p, "detail")),
+                                "path", req->url ? req->url : "", "request_id",
+                                req->request_id));
     if (extra) {
         json_object_update_missing(p, extra);
         json_decref(extra);

@@ -19,6 +19,7 @@
 #include "api/context.h"
 #include "runtime/buffer.h"
 #include "runtime/ref.h"
+#include "runtime/trace.h"
 
 #define API_MAX_PARAMS 4
 #define API_REQUEST_ID_MAX RT_REQUEST_ID_MAX /* the runtime keeps no more */
@@ -36,6 +37,7 @@ typedef struct api_request {
     const char *params[API_MAX_PARAMS]; /* captured {name} segments, in path_copy */
     char *path_copy;        /* owned */
     char request_id[API_REQUEST_ID_MAX + 1];
+    char traceparent[RT_TRACEPARENT_SIZE]; /* rayd's span in the caller's trace, or "" */
     double started;         /* monotonic seconds */
 
     /* Body. JSON routes collect into body/body_len; raw routes (object put) collect

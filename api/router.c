@@ -14,6 +14,8 @@ static const api_route ROUTES[] = {
     {"GET", "/openapi.json", api_system_openapi_json, API_BODY_NONE, API_AUTH_OPEN, 0},
     {"GET", "/problems", api_system_problems, API_BODY_NONE, API_AUTH_OPEN, 0},
     {"GET", "/problems/{kind}", api_system_problem, API_BODY_NONE, API_AUTH_OPEN, 0},
+    {"GET", "/dashboard", api_dashboard_get, API_BODY_NONE, API_AUTH_OPEN, 0},
+    {"GET", "/dashboard/{file}", api_dashboard_get, API_BODY_NONE, API_AUTH_OPEN, 0},
     {"GET", "/v1/status", api_system_status, API_BODY_NONE, API_AUTH_TOKEN, 0},
     {"POST", "/v1/objects", api_objects_put, API_BODY_RAW, API_AUTH_TOKEN, 1},
     {"GET", "/v1/objects", api_objects_list, API_BODY_NONE, API_AUTH_TOKEN, 0},

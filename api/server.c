@@ -57,6 +57,7 @@ struct api_server {
 
 static void request_set_id(api_request *req)
 {
+    rt_traceparent_child(api_header(req, "traceparent"), req->traceparent);
     const char *given = api_header(req, "X-Request-Id");
     if (given) {
         size_t n = strlen(given);
@@ -456,6 +457,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (server->ctx->log_request) {
         api_request_summary s = {
             .request_id = req->request_id,
+            .traceparent = req->traceparent,
             .method = req->method,
             .route = route >= 0 && (size_t)route < nroutes ? req->route->pattern : "unmatched",
             .path = req->url,

@@ -215,6 +215,7 @@ static enum MHD_Result submit_here(api_request *req, bool may_spill)
     req->handler_state = s;
     req->handler_state_free = submitted_free;
     spec.request_id = req->request_id;
+    spec.traceparent = req->traceparent[0] ? req->traceparent : NULL;
     /* The task takes args and kwargs out of the request's document instead of copying
      * them: nothing reads them there after this. */
     spec.args = api_json_take(req->json, "args", spec.args);
@@ -256,6 +257,7 @@ enum MHD_Result api_tasks_submit_batch(api_request *req)
         specs[i].request_id = req->request_id;
         if (req->ctx->fetch)
             api_cluster_want_args(req->ctx, specs[i].args, specs[i].kwargs);
+        specs[i].traceparent = req->traceparent[0] ? req->traceparent : NULL;
     }
     char(*ids)[RT_REF_SIZE] = calloc(n, sizeof(*ids));
     char(*refs)[RT_REF_SIZE] = calloc(total_refs, sizeof(*refs));

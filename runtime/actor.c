@@ -36,9 +36,12 @@
 
 #include "runtime/args.h"
 #include "runtime/clock.h"
+#include "runtime/events.h"
 #include "runtime/hash.h"
 #include "runtime/lock.h"
 #include "runtime/record_table.h"
+#include "runtime/stats.h"
+#include "runtime/trace.h"
 
 #define TABLE_BUCKETS_INITIAL 1024
 #define CLASSES_MAX 1024
@@ -59,6 +62,8 @@ struct actor_call {
     const rt_actor_method *method; /* NULL: the constructor */
     char method_name[RT_ACTOR_NAME_MAX + 1]; /* "__init__" for the constructor */
     char request_id[RT_REQUEST_ID_MAX + 1]; /* the submitting request's X-Request-Id, or "" */
+    char traceparent[RT_TRACEPARENT_SIZE];  /* its W3C traceparent, or "" */
+    double submitted_at, began;             /* monotonic; began 0 until it runs */
     json_t *args, *kwargs;         /* owned */
     char ref[RT_REF_SIZE];         /* result; "" for the constructor */
     size_t ndeps;
@@ -527,6 +532,7 @@ static actor_call *call_new(rt_actor *a, const rt_actor_method *method, const ch
     c->refs = 1; /* the mailbox's */
     c->actor = actor_incref(a);
     c->method = method;
+    c->submitted_at = rt_clock_monotonic();
     snprintf(c->method_name, sizeof(c->method_name), "%s", method ? name : "__init__");
     c->args = args ? json_deep_copy(args) : json_array();
     c->kwargs = kwargs ? json_deep_copy(kwargs) : json_object();
@@ -736,6 +742,8 @@ static void run_actor(rt_job *job)
     bool dead = a->state == RT_ACTOR_DEAD;
     a->running = true;
     pthread_mutex_unlock(&a->lock);
+    if (!dead)
+        c->began = rt_clock_monotonic(); /* the head call: this run alone touches it */
 
     run_outcome o = {0};
     json_t *args = NULL, *kwargs = NULL;
@@ -768,6 +776,7 @@ static void run_actor(rt_job *job)
             x->rc.kwargs = kwargs;
             x->rc.store = as->store;
             x->rc.request_id = c->request_id[0] ? c->request_id : NULL;
+            x->rc.traceparent = c->traceparent[0] ? c->traceparent : NULL;
             /* The class calls on_async_done when the endpoint has answered; the worker
              * goes back to the pool now. */
             a->cls->start(a->cls, &a->user_state, &x->rc, on_async_done, x);
@@ -804,18 +813,31 @@ static void finish_run(rt_actor *a, actor_call *c, run_outcome *o)
     rt_error *result_err = o->result_err, *death = o->death;
     if (result_err && c->method)
         rt_store_fail(as->store, c->ref, result_err);
+    if (c->method) {
+        rt_stats_entry *st = rt_stats_entry_for(RT_STATS_METHOD, a->cls->name, c->method_name);
+        if (c->began > 0)
+            rt_stats_call(st, rt_clock_monotonic() - c->began, c->began - c->submitted_at);
+        if (result_err)
+            rt_stats_fail(st, rt_error_kind_of(result_err));
+    }
 
     /* A fatal method error: rebuild the state, or die when out of restarts. */
     if (o->restart) {
         pthread_mutex_lock(&a->lock);
         bool can = a->state != RT_ACTOR_DEAD && (a->max_restarts < 0 ||
                                                  a->restarts < (unsigned)a->max_restarts);
+        unsigned restarts = 0;
         if (can) {
-            a->restarts++;
+            restarts = ++a->restarts;
             set_state_locked(a, RT_ACTOR_RESTARTING);
         }
         pthread_mutex_unlock(&a->lock);
         if (can) {
+            rt_event_emit("warn", "actor restarted",
+                          json_pack("{s:s,s:s,s:I,s:i,s:s}", "actor_id", a->id, "class",
+                                    a->cls->name, "restarts", (json_int_t)restarts,
+                                    "max_restarts", a->max_restarts, "method",
+                                    c->method ? c->method->name : "__init__"));
             __atomic_add_fetch(&as->restarts, 1, __ATOMIC_RELAXED);
             json_t *cargs = NULL, *ckwargs = NULL;
             rt_error *ccause = NULL;
@@ -871,6 +893,10 @@ static void finish_run(rt_actor *a, actor_call *c, run_outcome *o)
         unname(as, a);
         as->dead_kept++;
         pthread_mutex_unlock(&as->table_lock);
+        rt_event_emit("warn", "actor died",
+                      json_pack("{s:s,s:s,s:s,s:s?}", "actor_id", a->id, "class", a->cls->name,
+                                "error_kind", rt_error_kind_name(rt_error_kind_of(death)),
+                                "detail", rt_error_message(death)));
         fail_detached(a, detached, death);
         forget_old_dead(as);
     }
@@ -1031,14 +1057,14 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
 rt_status rt_actor_call(rt_actors *as, const char *actor_id, const char *method, json_t *args,
                         json_t *kwargs, char ref_out[RT_REF_SIZE], char *err, size_t err_size)
 {
-    return rt_actor_call_opts(as, actor_id, method, args, kwargs, false, NULL, ref_out, err,
-                              err_size);
+    return rt_actor_call_opts(as, actor_id, method, args, kwargs, false, NULL, NULL, ref_out,
+                              err, err_size);
 }
 
 rt_status rt_actor_call_opts(rt_actors *as, const char *actor_id, const char *method,
                              json_t *args, json_t *kwargs, bool inline_ok,
-                             const char *request_id, char ref_out[RT_REF_SIZE], char *err,
-                             size_t err_size)
+                             const char *request_id, const char *traceparent,
+                             char ref_out[RT_REF_SIZE], char *err, size_t err_size)
 {
     rt_actor *a = find_by_id(as, actor_id);
     if (!a) {
@@ -1069,6 +1095,8 @@ rt_status rt_actor_call_opts(rt_actors *as, const char *actor_id, const char *me
     }
     if (request_id)
         snprintf(c->request_id, sizeof(c->request_id), "%s", request_id);
+    if (traceparent)
+        snprintf(c->traceparent, sizeof(c->traceparent), "%s", traceparent);
     call_watch(as, c);
     pthread_mutex_lock(&a->lock);
     if (a->state == RT_ACTOR_DEAD) {
@@ -1179,6 +1207,11 @@ static rt_status kill_actor(rt_actors *as, const char *actor_id, bool server_sto
         pthread_mutex_lock(&as->table_lock);
         as->dead_kept++;
         pthread_mutex_unlock(&as->table_lock);
+        if (!server_stopping)
+            rt_event_emit("info", "actor died",
+                          json_pack("{s:s,s:s,s:s,s:s}", "actor_id", a->id, "class",
+                                    a->cls->name, "error_kind", "ActorDied", "detail",
+                                    "killed"));
         fail_detached(a, detached, cause);
         rt_error_decref(cause);
         forget_old_dead(as);

@@ -42,6 +42,7 @@ typedef struct rt_call {
     struct rt_store *store;  /* the object store, for functions that put objects */
     const char *request_id;  /* the HTTP request that submitted the work (at most
                                 RT_REQUEST_ID_MAX bytes), or NULL */
+    const char *traceparent; /* W3C traceparent to pass on (RT_TRACEPARENT_SIZE), or NULL */
     void *async_state;       /* private to asynchronous functions */
     /* outputs */
     json_t *result_json;     /* owned */

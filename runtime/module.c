@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "runtime/buffer.h"
+#include "runtime/events.h"
 #include "runtime/object_store.h"
 #include "runtime/rayd_module.h"
 #include "runtime/ref.h"
@@ -880,6 +881,11 @@ static rt_status module_load(const char *path, rt_registry *registry, rt_actors 
     } else {
         bool indexed;
         st = module_commit(m, registry, actors, &indexed, err, err_size);
+        if (st == RT_OK)
+            rt_event_emit("info", "module loaded",
+                          json_pack("{s:s,s:I,s:I}", "path", path, "functions",
+                                    (json_int_t)m->nfunctions, "classes",
+                                    (json_int_t)m->nclasses));
         if (st == RT_OK || indexed)
             return st;
     }

@@ -22,6 +22,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "runtime/clock.h"
+
 enum { CALL_ADDING = 0, CALL_RUNNING, CALL_DONE };
 
 struct rt_remote_call {
@@ -34,6 +36,7 @@ struct rt_remote_call {
     char *payload;
     size_t payload_len;
     double timeout;
+    double posted_at; /* monotonic */
     rt_remote_done done;
     void *arg;
     int state;            /* lock */
@@ -90,7 +93,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-static int setup_easy(rt_remote_call *c, const char *request_id)
+static int setup_easy(rt_remote_call *c, const char *request_id, const char *traceparent)
 {
     c->easy = curl_easy_init();
     if (!c->easy)
@@ -100,6 +103,11 @@ static int setup_easy(rt_remote_call *c, const char *request_id)
     if (request_id) {
         char line[200];
         snprintf(line, sizeof(line), "X-Request-Id: %s", request_id);
+        c->headers = curl_slist_append(c->headers, line);
+    }
+    if (traceparent) {
+        char line[100];
+        snprintf(line, sizeof(line), "traceparent: %.60s", traceparent);
         c->headers = curl_slist_append(c->headers, line);
     }
     CURL *e = c->easy;
@@ -144,6 +152,7 @@ static void running_remove(rt_remote *r, rt_remote_call *c)
 static void complete(rt_remote *r, rt_remote_call *c, CURLcode code, int cancelled)
 {
     rt_remote_result *res = &c->result;
+    res->seconds = rt_clock_monotonic() - c->posted_at;
     if (cancelled) {
         res->outcome = RT_REMOTE_CANCELLED;
         snprintf(res->error, sizeof(res->error), "the call was cancelled");
@@ -324,7 +333,8 @@ void rt_remote_free(rt_remote *r)
 }
 
 rt_remote_call *rt_remote_post(rt_remote *r, const char *url, const char *body, size_t len,
-                               double timeout, const char *request_id, rt_remote_done done,
+                               double timeout, const char *request_id,
+                               const char *traceparent, rt_remote_done done,
                                void *arg)
 {
     rt_remote_call *c = calloc(1, sizeof(*c));
@@ -335,6 +345,7 @@ rt_remote_call *rt_remote_post(rt_remote *r, const char *url, const char *body, 
     c->payload = malloc(len + 1);
     c->payload_len = len;
     c->timeout = timeout;
+    c->posted_at = rt_clock_monotonic();
     c->done = done;
     c->arg = arg;
     if (!c->url || !c->payload) {
@@ -343,7 +354,7 @@ rt_remote_call *rt_remote_post(rt_remote *r, const char *url, const char *body, 
     }
     memcpy(c->payload, body, len);
     c->payload[len] = '\0';
-    if (setup_easy(c, request_id) != 0) {
+    if (setup_easy(c, request_id, traceparent) != 0) {
         rt_remote_call_free(c);
         return NULL;
     }

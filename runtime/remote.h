@@ -32,6 +32,7 @@ typedef struct rt_remote_result {
     char *body;          /* owned by the call; NUL-terminated; body_len bytes */
     size_t body_len;
     char error[256];     /* why, for transport failures */
+    double seconds;      /* from the post to the outcome */
 } rt_remote_result;
 
 /* Called once per call, on the I/O thread. The callback owns call and frees it with
@@ -55,14 +56,15 @@ int rt_remote_stopped(rt_remote *remote);
 void rt_remote_free(rt_remote *remote);
 
 /* POSTs body (copied; len bytes, application/json) to url with a total timeout in seconds
- * (0: none) and an X-Request-Id header when request_id is not NULL. Returns the call (owned
+ * (0: none), an X-Request-Id header when request_id is not NULL and a traceparent header
+ * when traceparent is not NULL. Returns the call (owned
  * by the callback once it runs), or NULL when out of memory or once rt_remote_stop has
  * begun (rt_remote_stopped tells which). On NULL no callback runs: the caller completes
  * its own work with an error. It never calls back from inside, so the caller may hold its
  * own lock across it. */
 rt_remote_call *rt_remote_post(rt_remote *remote, const char *url, const char *body, size_t len,
-                               double timeout, const char *request_id, rt_remote_done done,
-                               void *arg);
+                               double timeout, const char *request_id,
+                               const char *traceparent, rt_remote_done done, void *arg);
 
 /* Asks for a call to stop; its callback still runs once (RT_REMOTE_CANCELLED, unless it
  * had already finished). The call must not have been freed yet. */

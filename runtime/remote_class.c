@@ -34,6 +34,7 @@ static void on_done(rt_remote_call *rc, const rt_remote_result *r, void *arg)
     class_impl *impl = cc->cls->impl;
     char what[300];
     snprintf(what, sizeof(what), "%s.%s", impl->name, cc->call->function);
+    rt_remote_count(impl->name, r);
     rt_remote_result_to_call(r, cc->call, what, impl->url);
     rt_remote_call_free(rc);
     if (!cc->call->error) {
@@ -75,7 +76,7 @@ static void class_start(const rt_actor_class *cls, void **state, rt_call *call,
         cc->arg = arg;
         cc->cls = cls;
         rc = rt_remote_post(impl->remote, impl->url, payload, strlen(payload), cls->timeout,
-                            call->request_id, on_done, cc);
+                            call->request_id, call->traceparent, on_done, cc);
     }
     free(payload);
     if (!rc) {

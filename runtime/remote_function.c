@@ -17,6 +17,8 @@
 
 #include "runtime/clock.h"
 #include "runtime/error.h"
+#include "runtime/events.h"
+#include "runtime/stats.h"
 
 #define ERROR_BODY_MAX 4096
 
@@ -79,13 +81,35 @@ static rt_error *problem_as_error(const rt_remote_result *r)
     return err;
 }
 
+void rt_remote_count(const char *name, const rt_remote_result *r)
+{
+    rt_stats_remote_outcome o = RT_STATS_REMOTE_OK;
+    switch (r->outcome) {
+    case RT_REMOTE_ANSWERED:
+        o = r->status >= 200 && r->status < 300   ? RT_STATS_REMOTE_OK
+            : r->status >= 400 && r->status < 500 ? RT_STATS_REMOTE_HTTP_4XX
+                                                  : RT_STATS_REMOTE_HTTP_5XX;
+        break;
+    case RT_REMOTE_UNREACHABLE: o = RT_STATS_REMOTE_UNREACHABLE; break;
+    case RT_REMOTE_TIMED_OUT: o = RT_STATS_REMOTE_TIMEOUT; break;
+    case RT_REMOTE_TOO_LARGE: o = RT_STATS_REMOTE_TOO_LARGE; break;
+    case RT_REMOTE_CANCELLED: o = RT_STATS_REMOTE_CANCELLED; break;
+    }
+    rt_stats_remote(rt_stats_entry_for(RT_STATS_REMOTE, name, NULL), o, r->seconds);
+}
+
 void rt_remote_result_to_call(const rt_remote_result *r, rt_call *call, const char *what,
                               const char *url)
 {
     switch (r->outcome) {
     case RT_REMOTE_ANSWERED:
+        /* 503 is the endpoint saying "not now, retry me": unavailable, as a refused
+         * connection is, with its problem body kept as the cause (below). */
+        rt_event_endpoint(url, what, r->status != 503, "the endpoint answered 503");
         break;
     case RT_REMOTE_UNREACHABLE:
+        rt_event_endpoint(url, what, false, r->error);
+        /* fall through */
     case RT_REMOTE_TIMED_OUT:
         rt_call_fail(call, "%s: %s could not be reached: %s", what, url, r->error);
         call->unavailable = true;
@@ -112,6 +136,7 @@ void rt_remote_result_to_call(const rt_remote_result *r, rt_call *call, const ch
         return;
     }
     rt_call_fail(call, "%s: the endpoint answered %ld", what, r->status);
+    call->unavailable = r->status == 503;
     call->error_fields = json_pack("{s:I}", "remote_status", (json_int_t)r->status);
     call->error_cause = problem_as_error(r);
     if (!call->error_cause && r->body_len) {
@@ -148,6 +173,7 @@ static void on_done(rt_remote_call *rc, const rt_remote_result *result, void *ar
         impl->in_flight--;
     }
     pthread_mutex_unlock(&impl->lock);
+    rt_remote_count(impl->name, result);
     rt_remote_result_to_call(result, a->call, impl->name, impl->url);
     rt_remote_call_free(rc);
     a->complete(a->call, a->arg);
@@ -178,7 +204,8 @@ static void post(attempt *a)
             why = "cancelled before it was sent";
         } else {
             a->rc = rt_remote_post(impl->remote, impl->url, a->payload, a->payload_len,
-                                   a->timeout, a->call->request_id, on_done, a);
+                                   a->timeout, a->call->request_id, a->call->traceparent, on_done,
+                                   a);
             if (!a->rc)
                 why = rt_remote_stopped(impl->remote) ? "not sent: the server is stopping"
                                                       : "out of memory posting the call";

@@ -31,6 +31,10 @@ size_t rt_remote_function_count(void);
 
 /* Converts an endpoint's answer to a call's outputs (shared with remote actor classes):
  * sets result or error from result. what names the endpoint for messages. */
+/* Counts a remote call's outcome and latency in the /metrics entry of endpoint name (the
+ * remote function or class). */
+void rt_remote_count(const char *name, const rt_remote_result *result);
+
 void rt_remote_result_to_call(const rt_remote_result *result, rt_call *call, const char *what,
                               const char *url);
 

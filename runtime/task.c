@@ -35,9 +35,12 @@
 
 #include "runtime/args.h"
 #include "runtime/clock.h"
+#include "runtime/events.h"
 #include "runtime/hash.h"
 #include "runtime/lock.h"
 #include "runtime/record_table.h"
+#include "runtime/stats.h"
+#include "runtime/trace.h"
 
 typedef struct rt_task rt_task;
 
@@ -81,8 +84,12 @@ struct rt_task {
     rt_call *completed_in_hook;     /* task lock: the attempt completed meanwhile; the
                                        canceller finishes it once the hook has returned */
     double began;                   /* monotonic start of the current attempt */
+    double ready_at;                /* monotonic: queued to run (after a retry's delay) */
+    double queued;                  /* the current attempt's time queued (one at a time) */
+    rt_stats_entry *stats;          /* the function's /metrics entry (process lifetime) */
     unsigned jitter_seed;           /* for retry backoff jitter (one attempt at a time) */
     const char *request_id;         /* in tail: the HTTP request that submitted it, or "" */
+    const char *traceparent;        /* in tail: its W3C traceparent, or "" */
     /* One allocation holds the record and what varies in size: the result refs, then the
      * function's name, the task's name and the request id, each NUL-terminated. Fixed
      * arrays for the strings made every record 736 bytes, zeroed at each submission. */
@@ -266,6 +273,21 @@ static void fail_results(rt_task *t, rt_error *err)
 }
 
 /* Fails a task that has not run (or whose run failed for good) with err. No lock held. */
+/* The "task failed" lifecycle line: the task ended FAILED with err after attempts attempts.
+ * No lock held (the sink writes). */
+static void event_failed(const rt_task *t, const rt_error *err, unsigned attempts)
+{
+    rt_stats_fail(t->stats, rt_error_kind_of(err)); /* the failures metric counts it too */
+    json_t *fields = json_pack("{s:s,s:s,s:s,s:I}", "task_id", t->id, "function", t->function,
+                               "error_kind", rt_error_kind_name(rt_error_kind_of(err)),
+                               "attempts", (json_int_t)attempts);
+    if (fields && t->request_id[0])
+        json_object_set_new(fields, "request_id", json_string(t->request_id));
+    if (fields && t->traceparent[0])
+        json_object_set_new(fields, "traceparent", json_string(t->traceparent));
+    rt_event_emit("warn", "task failed", fields);
+}
+
 static void fail_task(rt_task *t, rt_task_state s, rt_error *err)
 {
     pthread_mutex_lock(&t->lock);
@@ -274,8 +296,11 @@ static void fail_task(rt_task *t, rt_task_state s, rt_error *err)
         return;
     }
     end_locked(t, s, err);
+    unsigned attempts = t->attempts;
     pthread_mutex_unlock(&t->lock);
     fail_results(t, err);
+    if (s == RT_TASK_FAILED)
+        event_failed(t, err, attempts);
     after_end(t);
 }
 
@@ -287,6 +312,7 @@ static void on_async_complete(rt_call *call, void *arg);
 
 static void queue_task(rt_task *t)
 {
+    t->ready_at = rt_clock_monotonic(); /* before the job is visible to a worker */
     task_incref(t); /* the job's reference */
     rt_scheduler_submit(t->owner->scheduler, &t->job);
 }
@@ -428,7 +454,9 @@ static void run_job(rt_job *job)
     call->deadline = t->timeout > 0 ? rt_clock_monotonic() + t->timeout : 0;
     call->store = ts->store;
     call->request_id = t->request_id[0] ? t->request_id : NULL;
+    call->traceparent = t->traceparent[0] ? t->traceparent : NULL;
     t->began = rt_clock_monotonic();
+    t->queued = t->ready_at > 0 ? t->began - t->ready_at : -1;
     if (t->fn->start) {
         /* Asynchronous (remote): no worker waits; finish_attempt runs on completion. The
          * job's reference is kept until then. */
@@ -473,7 +501,9 @@ static void finish_attempt(rt_task *t, rt_call *call)
 {
     rt_tasks *ts = t->owner;
     unsigned attempt = call->attempt;
-    rt_histogram_observe(&ts->run_seconds, rt_clock_monotonic() - t->began);
+    double ran = rt_clock_monotonic() - t->began;
+    rt_histogram_observe(&ts->run_seconds, ran);
+    rt_stats_call(t->stats, ran, t->queued);
     bool timed_out = call->deadline > 0 && rt_clock_monotonic() >= call->deadline;
     json_decref(call->args);
     json_decref(call->kwargs);
@@ -510,8 +540,18 @@ static void finish_attempt(rt_task *t, rt_call *call)
          * spreads their retries so they do not all knock at once. */
         if (call->unavailable)
             delay *= 0.5 + (double)(rand_r(&t->jitter_seed) % 1000) / 1000.0;
+        json_t *ev = json_pack("{s:s,s:s,s:I,s:f,s:s,s:b}", "task_id", t->id, "function",
+                               t->function, "attempt", (json_int_t)attempt, "delay_seconds",
+                               delay, "error", call->error ? call->error : "no result",
+                               "unavailable", call->unavailable);
+        if (ev && t->request_id[0])
+            json_object_set_new(ev, "request_id", json_string(t->request_id));
+        if (ev && t->traceparent[0])
+            json_object_set_new(ev, "traceparent", json_string(t->traceparent));
+        rt_event_emit("info", "task retried", ev);
         rt_call_free_outputs(call);
         free(call);
+        t->ready_at = rt_clock_monotonic() + delay; /* queued time starts after the delay */
         /* The job keeps its reference across the delay. */
         rt_scheduler_submit_after(ts->scheduler, &t->job, delay);
         return;
@@ -552,6 +592,8 @@ static void finish_attempt(rt_task *t, rt_call *call)
     }
     if (err)
         fail_results(t, err); /* refs already resolved keep their value */
+    if (err && end != RT_TASK_CANCELLED)
+        event_failed(t, err, attempt);
     after_end(t);
     rt_error_decref(err);
     json_decref(fields);
@@ -654,8 +696,11 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     size_t function_len = strnlen(spec->function, RT_TASK_NAME_MAX);
     size_t name_len = spec->name ? strnlen(spec->name, RT_TASK_NAME_MAX) : 0;
     size_t request_id_len = spec->request_id ? strnlen(spec->request_id, RT_REQUEST_ID_MAX) : 0;
+    size_t trace_len = spec->traceparent ? strnlen(spec->traceparent, RT_TRACEPARENT_SIZE - 1)
+                                         : 0;
     size_t refs_size = (size_t)spec->num_returns * RT_REF_SIZE;
-    rt_task *t = malloc(sizeof(*t) + refs_size + function_len + name_len + request_id_len + 3);
+    rt_task *t = malloc(sizeof(*t) + refs_size + function_len + name_len + request_id_len +
+                        trace_len + 4);
     if (!t) {
         release_given_args(spec, 0, 1);
         return NULL;
@@ -665,6 +710,7 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     t->result_refs = (char(*)[RT_REF_SIZE])tail; /* written by rt_store_create_pending */
     tail += refs_size;
     t->function = memcpy(tail, spec->function, function_len);
+    t->stats = rt_stats_entry_for(RT_STATS_FUNCTION, spec->function, NULL);
     tail[function_len] = '\0';
     tail += function_len + 1;
     t->name = tail;
@@ -676,6 +722,11 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
     if (request_id_len)
         memcpy(tail, spec->request_id, request_id_len);
     tail[request_id_len] = '\0';
+    tail += request_id_len + 1;
+    t->traceparent = tail;
+    if (trace_len)
+        memcpy(tail, spec->traceparent, trace_len);
+    tail[trace_len] = '\0';
     rt_mutex_init(&t->lock);
     t->rec.refs = 1; /* the table's */
     t->owner = ts;
@@ -826,8 +877,10 @@ rt_status rt_task_submit_many(rt_tasks *ts, const rt_task_spec *specs, size_t n,
      * would cost more than running it (two thread switches per task). */
     rt_job *first = NULL, *last = NULL;
     size_t queued = 0;
+    double now = rt_clock_monotonic();
     for (size_t i = 0; i < n; i++) {
         rt_task *t = made[i];
+        t->ready_at = now; /* tasks with dependencies set it again once those are done */
         if (t->ndeps == 0 && specs[i].inline_ok && t->fn->quick && !t->fn->start) {
             task_incref(t);
             run_job(&t->job);

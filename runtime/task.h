@@ -61,6 +61,9 @@ typedef struct rt_task_spec {
     double timeout;        /* seconds; 0: none. Functions see it as a deadline. */
     const char *name;      /* borrowed, optional */
     const char *request_id; /* borrowed, optional: passed on to remote endpoints */
+    const char *traceparent; /* borrowed, optional (valid, as rt_traceparent_child wrote it):
+                                passed on to remote endpoints, written in the task's
+                                lifecycle lines */
     bool inline_ok;        /* the submitter waits for the result: a quick function with
                               no dependencies may run right away on its thread */
     bool args_given;       /* args and kwargs are the submitter's own references, shared

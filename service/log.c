@@ -334,14 +334,17 @@ void svc_log_request(const api_request_summary *s, void *arg)
         char id[6 * LOG_ID_MAX + 1], path[6 * LOG_PATH_MAX + 1], line[8192];
         id[api_json_escape_into(id, s->request_id, LOG_ID_MAX)] = '\0';
         path[api_json_escape_into(path, s->path, LOG_PATH_MAX)] = '\0';
-        int n = snprintf(line, sizeof(line), "%s info  %s %s %u %.3f ms %zu B %s\n", now,
-                         s->method, path, s->status, s->seconds * 1e3, s->bytes, id);
+        const char *tp = s->traceparent ? s->traceparent : "";
+        int n = snprintf(line, sizeof(line), "%s info  %s %s %u %.3f ms %zu B %s%s%s\n", now,
+                         s->method, path, s->status, s->seconds * 1e3, s->bytes, id,
+                         *tp ? " " : "", tp);
         if (n > 0)
             buffer_line(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1, 0);
         return;
     }
-    /* 6 bytes per escaped byte, and room for the keys, the time and three numbers */
-    char line[6 * (LOG_ID_MAX + LOG_PATH_MAX + LOG_METHOD_MAX + LOG_ROUTE_MAX) + 256];
+    /* 6 bytes per escaped byte, and room for the keys, the time, three numbers and a
+     * traceparent (checked hex, written as is) */
+    char line[6 * (LOG_ID_MAX + LOG_PATH_MAX + LOG_METHOD_MAX + LOG_ROUTE_MAX) + 256 + 80];
     line_writer w = {line};
     PUT_LITERAL(&w, "{\"time\":\"");
     put(&w, now, strlen(now));
@@ -359,6 +362,11 @@ void svc_log_request(const api_request_summary *s, void *arg)
     put_seconds(&w, s->seconds);
     PUT_LITERAL(&w, ",\"bytes\":");
     put_uint(&w, s->bytes);
+    if (s->traceparent && s->traceparent[0]) {
+        PUT_LITERAL(&w, ",\"traceparent\":\"");
+        put(&w, s->traceparent, strnlen(s->traceparent, 55));
+        *w.at++ = '"';
+    }
     PUT_LITERAL(&w, "}\n");
     buffer_line(line, (size_t)(w.at - line), 0);
 }

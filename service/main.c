@@ -15,8 +15,10 @@
 #include "runtime/cluster.h"
 #include "runtime/cluster_fetch.h"
 #include "runtime/cluster_peer.h"
+#include "runtime/events.h"
 #include "runtime/module.h"
 #include "service/allocator.h"
+#include "service/cli.h"
 #include "service/config.h"
 #include "service/log.h"
 #include "service/reload.h"
@@ -96,6 +98,8 @@ static void advertise_url(const svc_config *config, unsigned port, char *out, si
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && svc_cli_is_command(argv[1]))
+        return svc_cli_main(argc, argv); /* the command line client, not the daemon */
     svc_config config;
     switch (svc_config_load(&config, argc, argv, stdout, stderr)) {
     case SVC_CONFIG_EXIT_OK: return 0;
@@ -103,6 +107,7 @@ int main(int argc, char **argv)
     case SVC_CONFIG_OK: break;
     }
     svc_log_configure(config.log_format, config.log_level);
+    rt_events_set_sink(svc_log_event); /* before modules load: "module loaded" is one */
     raise_fd_limit();
     svc_allocator_configure();
 

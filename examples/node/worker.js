@@ -94,10 +94,16 @@ const FUNCTIONS = {
     if (typeof v === 'string') return { bytes: Buffer.byteLength(v, 'utf8'), content_type: null };
     throw new Problem(400, 'BadArgument', 'byte_length takes a $bytes value or a string');
   },
-  // -> what rayd sent: {"request_id","task_id","function","attempt"}
+  // -> what rayd sent: {"request_id","task_id","function","attempt","traceparent"}
   request_info(args, kwargs, call) {
     return { request_id: call.headers['x-request-id'] ?? null, task_id: call.body.task_id,
-      function: call.body.function, attempt: call.body.attempt };
+      function: call.body.function, attempt: call.body.attempt,
+      traceparent: call.headers['traceparent'] ?? null };
+  },
+  // -> 503 problem+json, title Overloaded: "not now, retry me" (rayd retries it)
+  overloaded(args, kwargs, call) {
+    throw new Problem(503, 'Overloaded', 'the worker is overloaded, retry later',
+      { attempt: call.body.attempt });
   },
   // kwargs {"size": n} -> n bytes of application/octet-stream (default 2 MiB)
   big(args, kwargs) {
@@ -210,6 +216,9 @@ function handle(req, res, raw) {
   if (kind === 'functions' && Object.hasOwn(FUNCTIONS, name))
     return runFunction(FUNCTIONS[name], req, res, body, args, kwargs);
   if (kind === 'classes' && Object.hasOwn(CLASSES, name)) {
+    if (body.method === 'request_info') // any class: what arrived with the call
+      return sendJson(res, 200, { result: { request_id: req.headers['x-request-id'] ?? null,
+        traceparent: req.headers['traceparent'] ?? null }, state: body.state ?? null });
     try {
       const [result, state] = CLASSES[name](body.method, body.state, args, kwargs);
       return sendJson(res, 200, { result, state });

@@ -23,8 +23,9 @@ The calling convention (see rayd's openapi/openapi.yaml):
   - A function receives POST {"task_id", "function", "attempt", "args", "kwargs"} with the
     submitting request's X-Request-Id. A 2xx answer's body, with its Content-Type, is the
     task's result; any other status is a TaskError (an application/problem+json body
-    becomes its "cause"). rayd retries only when it cannot reach the worker or it does
-    not answer in time; "attempt" counts from 1.
+    becomes its "cause"). rayd retries only when it cannot reach the worker, it does
+    not answer in time, or it answers 503 ("not now, retry me"); "attempt" counts from 1.
+    A W3C traceparent header is passed on when the submitting request had one.
   - An actor class receives POST {"actor_id", "class", "method", "args", "kwargs",
     "state"} and answers {"result": value, "state": new_state}. rayd keeps the state:
     "__init__" gets state null and returns the first state; every later call gets the
@@ -38,10 +39,13 @@ Endpoints (all POST unless said otherwise):
                            stops early when rayd hangs up (a cancelled task)
   /functions/fail          args [message] -> 500 problem+json (title "FailedOnPurpose")
   /functions/byte_length   args [{"$bytes": b64, "content_type"} or a string] -> byte count
-  /functions/request_info  -> {"request_id", "task_id", "function", "attempt"} as received
+  /functions/request_info  -> {"request_id", "task_id", "function", "attempt", "traceparent"}
+                           as received
+  /functions/overloaded    -> 503 problem+json (title "Overloaded"), every time
   /functions/big           kwargs {"size": n} -> n bytes of application/octet-stream
   /classes/Account         __init__(balance=0), deposit(n), withdraw(n) (409 problem+json
-                           when the balance is short), balance()
+                           when the balance is short), balance(); and, as for any class,
+                           request_info() -> {"request_id", "traceparent"} as received
   GET /stats               per registered function name: calls, in_flight, max_in_flight,
                            disconnects (calls rayd abandoned); DELETE /stats resets them
   GET /healthz             200 "ok"
@@ -138,7 +142,13 @@ def byte_length(args, kwargs, call):
 
 def request_info(args, kwargs, call):
     return {"request_id": call.headers.get("X-Request-Id"), "task_id": call.body.get("task_id"),
-            "function": call.body.get("function"), "attempt": call.body.get("attempt")}
+            "function": call.body.get("function"), "attempt": call.body.get("attempt"),
+            "traceparent": call.headers.get("traceparent")}
+
+
+def overloaded(args, kwargs, call):
+    raise Problem(503, "Overloaded", "the worker is overloaded, retry later",
+                  attempt=call.body.get("attempt"))
 
 
 def big(args, kwargs, call):
@@ -149,7 +159,7 @@ def big(args, kwargs, call):
 
 
 FUNCTIONS = {"wordcount": wordcount, "slow": slow, "fail": fail, "byte_length": byte_length,
-             "request_info": request_info, "big": big}
+             "request_info": request_info, "big": big, "overloaded": overloaded}
 
 
 # ---- an actor class: (state, args, kwargs) -> (result, new_state) ---------------------------
@@ -270,6 +280,10 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "functions" and name in FUNCTIONS:
             return self._run_function(FUNCTIONS[name], body, args, kwargs)
         if kind == "classes" and name in CLASSES:
+            if body.get("method") == "request_info":  # any class: what arrived with the call
+                return self._json(200, {"result": {
+                    "request_id": self.headers.get("X-Request-Id"),
+                    "traceparent": self.headers.get("traceparent")}, "state": body.get("state")})
             try:
                 result, state = CLASSES[name](body.get("method"), body.get("state"), args,
                                               kwargs)

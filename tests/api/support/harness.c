@@ -405,6 +405,11 @@ static int start_impl(rayd_server *s, const char *const *args, const char *const
                 }
                 break;
             }
+            size_t have = strlen(s->early), add = strlen(line);
+            if (have + add + 2 <= sizeof s->early) {
+                memcpy(s->early + have, line, add);
+                memcpy(s->early + have + add, "\n", 2);
+            }
             line = nl + 1;
         }
         if (port == -2)

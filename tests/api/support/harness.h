@@ -49,6 +49,8 @@ typedef struct rayd_server {
     size_t captured_len, captured_cap;
     bool stalled;                   /* rayd_stdout_stall: the drainer reads nothing */
     pthread_cond_t out_unstalled;   /* with out_lock */
+    char early[8192]; /* rayd_start: the lines before the listening line (as many as fit,
+                         whole lines, NUL-terminated), e.g. "module loaded" */
 } rayd_server;
 
 /* The binary under test: $RAYD_BIN, or "build/rayd". Borrowed. */

@@ -51,7 +51,7 @@ static void on_done(rt_remote_call *call, const rt_remote_result *result, void *
         o->thread = pthread_self();
         /* as an actor's mailbox does: the next call is posted from the completion */
         rt_remote_call *again =
-            rt_remote_post(o->remote, o->url, "{}", 2, 0, NULL, on_done, o);
+            rt_remote_post(o->remote, o->url, "{}", 2, 0, NULL, NULL, on_done, o);
         o->repost_refused = again == NULL;
     }
     rt_remote_call_free(call);
@@ -67,7 +67,7 @@ static void test_stop_completes_in_flight_and_refuses_posts(void **state)
     assert_non_null(o.remote);
     snprintf(o.url, sizeof(o.url), "http://127.0.0.1:%d/f", port);
     assert_int_equal(rt_remote_stopped(o.remote), 0);
-    rt_remote_call *c = rt_remote_post(o.remote, o.url, "{}", 2, 0, NULL, on_done, &o);
+    rt_remote_call *c = rt_remote_post(o.remote, o.url, "{}", 2, 0, NULL, NULL, on_done, &o);
     assert_non_null(c);
     /* wait until the I/O thread has taken it (connected: the listener's backlog has it) */
     double end = rt_clock_monotonic() + 10;
@@ -88,7 +88,7 @@ static void test_stop_completes_in_flight_and_refuses_posts(void **state)
     assert_int_equal(rt_remote_stopped(o.remote), 1);
     assert_int_equal(rt_remote_in_flight(o.remote), 0);
     /* later posts are refused too, and no callback runs for them */
-    assert_null(rt_remote_post(o.remote, o.url, "{}", 2, 0, NULL, on_done, &o));
+    assert_null(rt_remote_post(o.remote, o.url, "{}", 2, 0, NULL, NULL, on_done, &o));
     rt_remote_stop(o.remote); /* again: nothing */
     assert_int_equal(o.calls, 1);
     rt_remote_free(o.remote);
