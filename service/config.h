@@ -30,6 +30,10 @@ typedef struct svc_config {
     const char *cluster_password_file;
     char *cluster_password; /* owned: read from the file above, or NULL */
     const char *advertise_url; /* NULL: http://<bind address or hostname>:<port> */
+    /* The store when full (issue 13). */
+    const char *on_full;    /* "spill", "evict" or "refuse" */
+    const char *spill_dir;  /* NULL: rt_spill_default_dir() */
+    size_t spill_limit;     /* bytes of spill files at most; 0: no limit */
 } svc_config;
 
 /* Frees what svc_config_load allocated. */
