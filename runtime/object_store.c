@@ -524,8 +524,18 @@ static rt_buf *remove_copy_locked(rt_store *store, shard *sh, rt_object *o)
 
 /* Picks the next eviction victim from the LRU head, giving recently read objects a second
  * chance, and copies its ref and hash out. Returns false when there is none. lru_lock held. */
-static bool pick_victim_locked(rt_store *store, char ref[RT_REF_MADE_MAX + 1], uint32_t *hash)
+static bool pick_victim_locked(rt_store *store, char ref[RT_REF_MADE_MAX + 1], uint32_t *hash,
+                               bool errors_only)
 {
+    if (errors_only) { /* the oldest stored error (values are spilled, not evicted) */
+        for (rt_object *o = store->lru.head; o; o = o->list_next)
+            if (o->state == RT_OBJ_ERROR) {
+                memcpy(ref, o->ref, sizeof(o->ref));
+                *hash = o->hash;
+                return true;
+            }
+        return false;
+    }
     size_t budget = 2 * store->lru.count + 1; /* each object seen at most twice */
     while (store->lru.head && budget-- > 0) {
         rt_object *o = store->lru.head;
@@ -548,14 +558,14 @@ static bool pick_victim_locked(rt_store *store, char ref[RT_REF_MADE_MAX + 1], u
  * The victim is chosen under lru_lock, but evicted under its shard lock taken first (the
  * lock order), so it is looked up again by ref: meanwhile it may have been read, pinned or
  * freed, and then it is simply not evicted this round. */
-static bool evict_until_fits(rt_store *store)
+static bool evict_until_fits_ex(rt_store *store, bool errors_only)
 {
     size_t rounds = 0;
     while (atomic_get(&store->used_bytes) > store->memory_limit) {
         char ref[RT_REF_MADE_MAX + 1];
         uint32_t hash;
         pthread_mutex_lock(&store->lru_lock);
-        bool found = pick_victim_locked(store, ref, &hash);
+        bool found = pick_victim_locked(store, ref, &hash, errors_only);
         size_t max_rounds = 4 * store->lru.count + 64;
         pthread_mutex_unlock(&store->lru_lock);
         if (!found || rounds++ > max_rounds)
@@ -568,7 +578,8 @@ static bool evict_until_fits(rt_store *store)
         pthread_mutex_lock(&sh->lock);
         rt_object *o = shard_find(sh, ref, hash);
         if (o && (o->state == RT_OBJ_READY || o->state == RT_OBJ_ERROR) && o->pins == 0 &&
-            !__atomic_load_n(&o->accessed, __ATOMIC_RELAXED)) {
+            (!errors_only || o->state == RT_OBJ_ERROR) &&
+            (errors_only || !__atomic_load_n(&o->accessed, __ATOMIC_RELAXED))) {
             pthread_mutex_lock(&store->lru_lock);
             if (o->in_list == LIST_LRU) {
                 if (o->flags & OBJ_COPY) {
@@ -588,6 +599,11 @@ static bool evict_until_fits(rt_store *store)
         rt_error_decref(err);
     }
     return true;
+}
+
+static bool evict_until_fits(rt_store *store)
+{
+    return evict_until_fits_ex(store, false);
 }
 
 /* ---- spilling (RT_ON_FULL_SPILL) ------------------------------------------------------ */
@@ -828,18 +844,25 @@ static rt_status reserve_bytes(rt_store *store, size_t bytes)
     return reserve_bytes_ex(store, bytes, NULL);
 }
 
-/* Makes room for what was just counted in used_bytes, as on_full says; true when it fits. */
+/* Makes room for a stored error just counted in used_bytes, as on_full says; true when it
+ * fits. Errors are not spilled (they are not bytes): with SPILL, when spilling values is
+ * not enough, the oldest stored errors are evicted, so that memory stays bounded. */
 static bool make_room(rt_store *store)
 {
     if (store->on_full == RT_ON_FULL_EVICT)
         return evict_until_fits(store);
     if (store->on_full == RT_ON_FULL_SPILL)
-        return spill_wait_for_room(store);
+        return spill_wait_for_room(store) || evict_until_fits_ex(store, true);
     return atomic_get(&store->used_bytes) <= store->memory_limit;
 }
 
 int rt_store_could_fit(rt_store *store, size_t size)
 {
+    if (store->on_full == RT_ON_FULL_SPILL) {
+        rt_spill_stats d;
+        rt_spill_get_stats(store->spill, &d);
+        return !d.disk_limit || size <= d.disk_limit;
+    }
     return !store->memory_limit || size <= store->memory_limit;
 }
 

@@ -240,7 +240,8 @@ uint64_t rt__store_expire_visits(rt_store *store);
 size_t rt_store_list(rt_store *store, uint64_t after_seq, int state, size_t limit,
                      rt_object_view *views, uint64_t *next_seq);
 
-/* Whether an object of size bytes could ever fit (it is not larger than the limit). */
+/* Whether an object of size bytes could ever fit: it is not larger than the memory limit,
+ * or, when spilling, than the disk limit. */
 int rt_store_could_fit(rt_store *store, size_t size);
 
 void rt_store_get_stats(rt_store *store, rt_store_stats *out);
