@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,11 +132,14 @@ rt_status rt_spill_open(const rt_spill_config *config, rt_spill **out, char *err
     }
     char lock[PATH_MAX + 8];
     snprintf(lock, sizeof(lock), "%s/" LOCK_NAME, s->dir);
-    if ((mkdir(s->dir, 0700) != 0 && errno != EEXIST) ||
-        (s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
-        flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        snprintf(err, err_size, "spill directory %s is not writable: %s", s->dir,
-                 strerror(errno));
+    bool made = (mkdir(s->dir, 0700) == 0 || errno == EEXIST) &&
+                (s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) >= 0;
+    if (!made || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (made)
+            snprintf(err, err_size, "spill directory %s is in use by a live process", s->dir);
+        else
+            snprintf(err, err_size, "spill directory %s is not writable: %s", s->dir,
+                     strerror(errno));
         if (s->lock_fd >= 0)
             close(s->lock_fd);
         free(s);
