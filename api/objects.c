@@ -390,7 +390,7 @@ enum MHD_Result api_objects_meta(api_request *req)
     if (req->ctx->cluster && foreign_object(req, ref, FOREIGN_META, &result))
         return result;
     rt_object_view view;
-    rt_status st = rt_store_peek(req->ctx->store, ref, &view);
+    rt_status st = rt_store_peek_file(req->ctx->store, ref, &view); /* a spilled one stays */
     if (st == RT_ENOTFOUND)
         return reply_not_found(req, ref);
     json_t *meta = api_value_meta(&view);
