@@ -984,6 +984,8 @@ rt_status rt_store_put_many(rt_store *store, rt_buf **bufs, size_t n,
     }
     bool direct;
     rt_status st = reserve_bytes_ex(store, total, &direct);
+    for (size_t i = 0; st == RT_OK && i < n; i++)
+        memcpy(refs_out[i], objs[i]->ref, sizeof(objs[i]->ref));
     if (st == RT_OK && direct && n > 0)
         st = put_direct(store, objs, bufs, n);
     if (st != RT_OK) {
@@ -992,11 +994,8 @@ rt_status rt_store_put_many(rt_store *store, rt_buf **bufs, size_t n,
         free(objs);
         return st;
     }
-    for (size_t i = 0; i < n; i++) {
-        memcpy(refs_out[i], objs[i]->ref, sizeof(objs[i]->ref));
-        if (!direct)
-            insert_ready(store, objs[i], bufs[i]);
-    }
+    for (size_t i = 0; i < n && !direct; i++)
+        insert_ready(store, objs[i], bufs[i]);
     free(objs);
     return RT_OK;
 }

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,7 +76,19 @@ static uint64_t remove_tree(const char *path)
     return removed;
 }
 
-/* Removes the per-process directories under base whose lock nobody holds. */
+/* Whether the process that named a directory is alive (and not this one): such a
+ * directory is kept even when unlocked, since its owner may be between making it and
+ * locking it. A reused pid keeps a dead process's files until that pid goes. */
+static bool owner_alive(const char *name)
+{
+    long pid = strtol(name, NULL, 10);
+    if (pid <= 0 || pid == (long)getpid())
+        return false;
+    return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
+/* Removes the per-process directories under base whose lock nobody holds and whose
+ * process is gone. */
 static uint64_t remove_stale(const char *base)
 {
     uint64_t removed = 0;
@@ -93,11 +106,11 @@ static uint64_t remove_stale(const char *base)
             continue;
         int fd = open(lock, O_RDWR | O_CLOEXEC);
         if (fd < 0) {
-            if (errno == ENOENT)
+            if (errno == ENOENT && !owner_alive(n))
                 removed += remove_tree(sub); /* no lock file: a process that died starting */
             continue;
         }
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0 && !owner_alive(n))
             removed += remove_tree(sub); /* its process is gone */
         close(fd);
     }
