@@ -201,6 +201,8 @@ static int write_all(int fd, const char *p, size_t len, uint64_t offset)
 
 rt_status rt_spill_write(rt_spill *s, rt_buf *const *bufs, size_t n, rt_spilled **out)
 {
+    if (n == 0)
+        return RT_OK; /* no file: one without objects would never be released */
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += bufs[i]->size;
