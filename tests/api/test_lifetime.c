@@ -256,7 +256,21 @@ static void test_spill_round_trip(void **state)
     json_decref(os);
     assert_true(count_files(g_spill_dir) > 0);
 
-    http_resp *r = http_get(&g_own, objpath(refs[0], "/meta"));
+    /* /metrics has the same figures. */
+    http_resp *r = http_get(&g_own, "/metrics");
+    assert_status(r, 200);
+    const char *names[] = {"rayd_store_spilled_objects ", "rayd_store_spilled_bytes ",
+                           "rayd_store_spill_disk_bytes ", "rayd_store_spills_total ",
+                           "rayd_store_restores_total "};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strstr(r->body, names[i]))
+            fail_msg("/metrics lacks %s", names[i]);
+    const char *spills = strstr(r->body, "\nrayd_store_spills_total ");
+    if (!spills || atof(spills + strlen("\nrayd_store_spills_total ")) < 1)
+        fail_msg("rayd_store_spills_total is not counted");
+    http_resp_free(r);
+
+    r = http_get(&g_own, objpath(refs[0], "/meta"));
     assert_status(r, 200);
     assert_true(json_is_true(json_member(r->json, "spilled")));
     http_resp_free(r);
