@@ -17,6 +17,8 @@ enum MHD_Result api_system_problems(api_request *req);
 enum MHD_Result api_system_problem(api_request *req);
 enum MHD_Result api_dashboard_get(api_request *req);
 
+/* api/objects_free.c: POST /v1/objects/free */
+enum MHD_Result api_objects_free(api_request *req);
 /* api/objects.c */
 enum MHD_Result api_objects_put(api_request *req);
 enum MHD_Result api_objects_put_batch(api_request *req);

@@ -218,6 +218,15 @@ static void render_runtime(text *t, const api_context *ctx)
     counter(t, "rayd_store_hits_total", "Reads that found an object.", s.hits);
     counter(t, "rayd_store_misses_total", "Reads of unknown or lost objects.", s.misses);
     counter(t, "rayd_store_evictions_total", "Objects evicted under memory pressure.", s.evictions);
+    gauge(t, "rayd_store_spilled_objects", "Objects whose bytes are in spill files.",
+          (double)s.spilled);
+    gauge(t, "rayd_store_spilled_bytes", "Bytes of objects in spill files.",
+          (double)s.spilled_bytes);
+    gauge(t, "rayd_store_spill_disk_bytes", "Bytes of spill files on disk.",
+          (double)s.disk.disk_bytes);
+    counter(t, "rayd_store_spills_total", "Objects written to spill files.", s.spills);
+    counter(t, "rayd_store_restores_total",
+            "Spilled objects read back into memory (task arguments, batch gets).", s.restores);
     counter(t, "rayd_store_expirations_total", "Objects whose TTL ran out.", s.expirations);
 
     rt_tasks_stats ts;

@@ -306,7 +306,8 @@ static enum MHD_Result serve_ready(api_request *req, const rt_object_view *view)
         return api_reply(req, 416, resp, "application/problem+json");
     }
 
-    struct MHD_Response *resp = api_response_from_buf(req, view->buf, start, len);
+    struct MHD_Response *resp = view->buf ? api_response_from_buf(req, view->buf, start, len)
+                                          : api_response_from_spilled(req, view->spilled, start, len);
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
@@ -349,8 +350,9 @@ enum MHD_Result api_objects_get(api_request *req)
     }
 
     rt_object_view view;
-    rt_status st = req->rounds == 1 ? rt_store_get(req->ctx->store, ref, &view)
-                                    : rt_store_peek(req->ctx->store, ref, &view);
+    /* A spilled object is served from its file, not read back (api/spilled.c). */
+    rt_status st = req->rounds == 1 ? rt_store_get_file(req->ctx->store, ref, &view)
+                                    : rt_store_peek_file(req->ctx->store, ref, &view);
     if (st == RT_ENOTFOUND)
         return reply_not_found(req, ref);
     enum MHD_Result result;
@@ -388,7 +390,7 @@ enum MHD_Result api_objects_meta(api_request *req)
     if (req->ctx->cluster && foreign_object(req, ref, FOREIGN_META, &result))
         return result;
     rt_object_view view;
-    rt_status st = rt_store_peek(req->ctx->store, ref, &view);
+    rt_status st = rt_store_peek_file(req->ctx->store, ref, &view); /* a spilled one stays */
     if (st == RT_ENOTFOUND)
         return reply_not_found(req, ref);
     json_t *meta = api_value_meta(&view);

@@ -122,6 +122,15 @@ enum MHD_Result api_reply_static(api_request *req, unsigned status, const char *
 struct MHD_Response *api_response_from_buf(api_request *req, rt_buf *buf, size_t offset,
                                            size_t len);
 
+/* Answers with part of a spilled object straight from its spill file (sendfile), without
+ * reading it into memory: the response owns a duplicate of the file's descriptor, so the
+ * file may be deleted meanwhile (api/spilled.c). NULL when out of descriptors or memory. */
+struct MHD_Response *api_response_from_spilled(api_request *req, const rt_spilled *sp,
+                                               size_t offset, size_t len);
+
+/* Adds the spill figures of s to /v1/status's object_store member (api/spilled.c). */
+void api_system_spill_status(json_t *store, const rt_store_stats *s);
+
 /* ---- reading the request ------------------------------------------------------------ */
 
 /* A request header or NULL. Borrowed from MHD. */

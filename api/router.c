@@ -20,6 +20,7 @@ static const api_route ROUTES[] = {
     {"POST", "/v1/objects", api_objects_put, API_BODY_RAW, API_AUTH_TOKEN, 1},
     {"GET", "/v1/objects", api_objects_list, API_BODY_NONE, API_AUTH_TOKEN, 0},
     {"POST", "/v1/objects/batch", api_objects_put_batch, API_BODY_JSON, API_AUTH_TOKEN, 0},
+    {"POST", "/v1/objects/free", api_objects_free, API_BODY_JSON, API_AUTH_TOKEN, 0},
     {"POST", "/v1/objects/get", api_objects_get_batch, API_BODY_JSON, API_AUTH_TOKEN, 0},
     {"GET", "/v1/objects/{ref}", api_objects_get, API_BODY_NONE, API_AUTH_TOKEN, 0},
     {"HEAD", "/v1/objects/{ref}", api_objects_get, API_BODY_NONE, API_AUTH_TOKEN, 0},

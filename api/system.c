@@ -69,6 +69,7 @@ enum MHD_Result api_system_status(api_request *req)
                               (json_int_t)s.evictions, "expirations",
                               (json_int_t)s.expirations);
     json_object_set_new(store, "error_bytes", json_integer((json_int_t)s.error_bytes));
+    api_system_spill_status(store, &s);
     if (ctx->cluster) {
         json_object_set_new(store, "copies", json_integer((json_int_t)s.copies));
         json_object_set_new(store, "copy_bytes", json_integer((json_int_t)s.copy_bytes));

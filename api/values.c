@@ -124,5 +124,7 @@ json_t *api_value_meta(const rt_object_view *v)
                             : json_null());
     if (v->state == RT_OBJ_LOST)
         json_object_set_new(m, "lost_reason", json_string(api_value_lost_reason(v->lost_reason)));
+    if (v->state == RT_OBJ_READY)
+        json_object_set_new(m, "spilled", json_boolean(v->spilled != NULL));
     return m;
 }

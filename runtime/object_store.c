@@ -34,7 +34,23 @@
  * - Secondary copies (cluster mode: objects another node owns, fetched from it) live in the
  *   same table and LRU, flagged OBJ_COPY. They are never listed and never leave a
  *   tombstone: evicting or dropping one removes it, so the next read asks the owner
- *   again. Their bytes count against the limit like any other. */
+ *   again. Their bytes count against the limit like any other.
+ * - Full (rt_on_full): EVICT is the above. REFUSE fails a put that does not fit at once.
+ *   SPILL never loses an object: the spill thread (spill_main) wakes when used_bytes
+ *   passes 90% of the limit, or when a put waits for room, and each round picks a batch of
+ *   cold objects from the LRU head (second chance as for eviction) under lru_lock, marks
+ *   them OBJ_SPILLING and takes them off the LRU under their shard locks, takes a
+ *   reference to their buffers, writes them all into one file with no store lock held
+ *   (rt_spill_write), then, under each shard lock again, swaps the buffer for its
+ *   rt_spilled unless the object was freed or pinned meanwhile, and releases the memory.
+ *   A spilled object is READY with OBJ_SPILLED, off the LRU, and value.spilled; reads hand
+ *   out a reference to it, and rt_store_get reads it back into a buffer the view alone
+ *   holds. A put that does not fit waits for the spill thread (room_cv) until it fits or
+ *   a round that began after it asked found nothing to spill; then, as an object larger
+ *   than the limit does, it writes its own object to a spill file, with no store lock
+ *   held. Errors and pinned objects are never spilled; copies are dropped instead. Freeing
+ *   a spilled object drops its rt_spilled; the last one of a file deletes the file
+ *   (possibly under a shard lock: an unlink, once per file). */
 #include "runtime/object_store.h"
 
 #include <pthread.h>
@@ -62,6 +78,7 @@ typedef struct rt_object {
     union {
         rt_buf *buf;     /* READY (owned) */
         rt_error *error; /* ERROR (owned) */
+        rt_spilled *spilled; /* READY with OBJ_SPILLED (owned) */
     } value;
     uint64_t seq;
     double created_at;
@@ -79,7 +96,9 @@ typedef struct rt_object {
 
 enum {
     OBJ_COPY = 1,  /* a secondary copy of another node's object */
-    OBJ_SHARED = 2 /* another node fetched this object and may hold a copy */
+    OBJ_SHARED = 2, /* another node fetched this object and may hold a copy */
+    OBJ_SPILLED = 4, /* READY, its bytes in a spill file (value.spilled) */
+    OBJ_SPILLING = 8 /* READY, off the LRU, being written by the spill thread */
 };
 
 typedef struct shard {
@@ -117,6 +136,22 @@ struct rt_store {
     rt_object **ttl_heap; /* min-heap by expires_at (ttl_lock) */
     size_t ttl_count, ttl_cap;
     uint64_t expire_visits; /* ttl_lock: heap tops rt_store_expire looked at (for tests) */
+    rt_on_full on_full;
+    rt_spill *spill;        /* SPILL only (borrowed) */
+    size_t spilled;         /* atomic: objects OBJ_SPILLED */
+    size_t spilled_bytes;   /* atomic: their bytes */
+    uint64_t spills;        /* atomic */
+    uint64_t restores;      /* atomic */
+    int kick_pending;       /* atomic: the spill thread was asked to run and has not yet */
+    pthread_mutex_t spill_mu; /* the rest: the spill thread's wake-ups */
+    pthread_cond_t spill_cv;  /* the spill thread waits here */
+    pthread_cond_t room_cv;   /* puts waiting for room wait here */
+    uint64_t kicks;           /* requests for a round */
+    uint64_t round_done;      /* kicks seen when the last finished round began */
+    bool round_progress;      /* whether it released memory */
+    bool spill_stop;
+    bool spill_running;       /* spill_thread was started */
+    pthread_t spill_thread;
 };
 
 /* ---- small helpers ---------------------------------------------------------------- */
@@ -252,11 +287,15 @@ void rt_object_view_release(rt_object_view *view)
         return;
     rt_buf_decref(view->buf);
     rt_error_decref(view->error);
+    rt_spilled_decref(view->spilled);
     view->buf = NULL;
     view->error = NULL;
+    view->spilled = NULL;
 }
 
 /* ---- life ---------------------------------------------------------------------------- */
+
+static void *spill_main(void *arg);
 
 rt_store *rt_store_new(const rt_store_config *config)
 {
@@ -266,6 +305,13 @@ rt_store *rt_store_new(const rt_store_config *config)
     store->memory_limit = config ? config->memory_limit : 0;
     store->max_tombstones =
         config && config->max_tombstones ? config->max_tombstones : TOMBSTONES_DEFAULT;
+    store->on_full = config ? config->on_full : RT_ON_FULL_EVICT;
+    store->spill = config ? config->spill : NULL;
+    if (store->on_full == RT_ON_FULL_SPILL && !store->spill)
+        store->on_full = RT_ON_FULL_REFUSE; /* nowhere to spill: never lose data either */
+    pthread_mutex_init(&store->spill_mu, NULL);
+    pthread_cond_init(&store->spill_cv, NULL);
+    pthread_cond_init(&store->room_cv, NULL);
     rt_mutex_init(&store->lru_lock);
     rt_mutex_init(&store->ttl_lock);
     for (int i = 0; i < SHARD_COUNT; i++) {
@@ -278,12 +324,21 @@ rt_store *rt_store_new(const rt_store_config *config)
             return NULL;
         }
     }
+    if (store->on_full == RT_ON_FULL_SPILL && store->memory_limit) {
+        if (pthread_create(&store->spill_thread, NULL, spill_main, store) != 0) {
+            rt_store_free(store);
+            return NULL;
+        }
+        store->spill_running = true;
+    }
     return store;
 }
 
 static void object_drop_value(rt_object *o)
 {
-    if (o->state == RT_OBJ_READY)
+    if (o->state == RT_OBJ_READY && (o->flags & OBJ_SPILLED))
+        rt_spilled_decref(o->value.spilled);
+    else if (o->state == RT_OBJ_READY)
         rt_buf_decref(o->value.buf);
     else if (o->state == RT_OBJ_ERROR) {
         rt_error_unhold(o->value.error); /* the counts go back, for errors that live on */
@@ -296,6 +351,14 @@ void rt_store_free(rt_store *store)
 {
     if (!store)
         return;
+    if (store->spill_running) {
+        pthread_mutex_lock(&store->spill_mu);
+        store->spill_stop = true;
+        pthread_cond_broadcast(&store->spill_cv);
+        pthread_cond_broadcast(&store->room_cv);
+        pthread_mutex_unlock(&store->spill_mu);
+        pthread_join(store->spill_thread, NULL);
+    }
     for (int i = 0; i < SHARD_COUNT; i++) {
         shard *sh = &store->shards[i];
         for (size_t b = 0; sh->buckets && b < sh->nbuckets; b++) {
@@ -312,6 +375,9 @@ void rt_store_free(rt_store *store)
     }
     pthread_mutex_destroy(&store->lru_lock);
     pthread_mutex_destroy(&store->ttl_lock);
+    pthread_mutex_destroy(&store->spill_mu);
+    pthread_cond_destroy(&store->spill_cv);
+    pthread_cond_destroy(&store->room_cv);
     free(store->ttl_heap);
     free(store);
 }
@@ -419,7 +485,12 @@ static void make_tombstone_locked(rt_store *store, rt_object *o, rt_lost_reason 
 {
     if (o->in_list == LIST_LRU)
         list_unlink(&store->lru, o);
-    if (o->state == RT_OBJ_READY) {
+    if (o->state == RT_OBJ_READY && (o->flags & OBJ_SPILLED)) {
+        atomic_sub(&store->spilled, 1);
+        atomic_sub(&store->spilled_bytes, o->value.spilled->size);
+        rt_spilled_decref(o->value.spilled); /* readers hold their own references */
+        o->flags &= (uint8_t)~OBJ_SPILLED;
+    } else if (o->state == RT_OBJ_READY) {
         atomic_sub(&store->used_bytes, o->value.buf->size);
         *dropped_buf = o->value.buf;
     } else if (o->state == RT_OBJ_ERROR) {
@@ -466,8 +537,18 @@ static void remove_copy_locked(rt_store *store, shard *sh, rt_object *o, rt_buf 
 
 /* Picks the next eviction victim from the LRU head, giving recently read objects a second
  * chance, and copies its ref and hash out. Returns false when there is none. lru_lock held. */
-static bool pick_victim_locked(rt_store *store, char ref[RT_REF_MADE_MAX + 1], uint32_t *hash)
+static bool pick_victim_locked(rt_store *store, char ref[RT_REF_MADE_MAX + 1], uint32_t *hash,
+                               bool errors_only)
 {
+    if (errors_only) { /* the oldest stored error (values are spilled, not evicted) */
+        for (rt_object *o = store->lru.head; o; o = o->list_next)
+            if (o->state == RT_OBJ_ERROR) {
+                memcpy(ref, o->ref, sizeof(o->ref));
+                *hash = o->hash;
+                return true;
+            }
+        return false;
+    }
     size_t budget = 2 * store->lru.count + 1; /* each object seen at most twice */
     while (store->lru.head && budget-- > 0) {
         rt_object *o = store->lru.head;
@@ -490,14 +571,14 @@ static bool pick_victim_locked(rt_store *store, char ref[RT_REF_MADE_MAX + 1], u
  * The victim is chosen under lru_lock, but evicted under its shard lock taken first (the
  * lock order), so it is looked up again by ref: meanwhile it may have been read, pinned or
  * freed, and then it is simply not evicted this round. */
-static bool evict_until_fits(rt_store *store)
+static bool evict_until_fits_ex(rt_store *store, bool errors_only)
 {
     size_t rounds = 0;
     while (atomic_get(&store->used_bytes) > store->memory_limit) {
         char ref[RT_REF_MADE_MAX + 1];
         uint32_t hash;
         pthread_mutex_lock(&store->lru_lock);
-        bool found = pick_victim_locked(store, ref, &hash);
+        bool found = pick_victim_locked(store, ref, &hash, errors_only);
         size_t max_rounds = 4 * store->lru.count + 64;
         pthread_mutex_unlock(&store->lru_lock);
         if (!found || rounds++ > max_rounds)
@@ -510,7 +591,8 @@ static bool evict_until_fits(rt_store *store)
         pthread_mutex_lock(&sh->lock);
         rt_object *o = shard_find(sh, ref, hash);
         if (o && (o->state == RT_OBJ_READY || o->state == RT_OBJ_ERROR) && o->pins == 0 &&
-            !__atomic_load_n(&o->accessed, __ATOMIC_RELAXED)) {
+            (!errors_only || o->state == RT_OBJ_ERROR) &&
+            (errors_only || !__atomic_load_n(&o->accessed, __ATOMIC_RELAXED))) {
             pthread_mutex_lock(&store->lru_lock);
             if (o->in_list == LIST_LRU) {
                 if (o->flags & OBJ_COPY) {
@@ -532,23 +614,270 @@ static bool evict_until_fits(rt_store *store)
     return true;
 }
 
-/* Reserves bytes against the limit, evicting if needed. RT_OK or RT_EFULL. Under
+static bool evict_until_fits(rt_store *store)
+{
+    return evict_until_fits_ex(store, false);
+}
+
+/* ---- spilling (RT_ON_FULL_SPILL) ------------------------------------------------------ */
+
+#define SPILL_BATCH_BYTES ((size_t)8 << 20) /* a round writes one file of about this */
+#define SPILL_BATCH_MAX 512                 /* objects in one file at most */
+
+/* Above this the spill thread runs; it spills down to spill_low. */
+static size_t spill_high(const rt_store *store)
+{
+    return store->memory_limit / 10 * 9;
+}
+
+static size_t spill_low(const rt_store *store)
+{
+    return store->memory_limit / 10 * 8;
+}
+
+/* Asks the spill thread for a round without waiting for it. */
+static void spill_kick(rt_store *store)
+{
+    if (__atomic_exchange_n(&store->kick_pending, 1, __ATOMIC_ACQ_REL))
+        return; /* asked already */
+    pthread_mutex_lock(&store->spill_mu);
+    store->kicks++;
+    pthread_cond_signal(&store->spill_cv);
+    pthread_mutex_unlock(&store->spill_mu);
+}
+
+/* Waits until used_bytes fits the limit, the spill thread working for it. Returns false
+ * when a round that began after this call found nothing more to spill. No lock held. */
+static bool spill_wait_for_room(rt_store *store)
+{
+    pthread_mutex_lock(&store->spill_mu);
+    uint64_t mine = ++store->kicks;
+    pthread_cond_signal(&store->spill_cv);
+    while (atomic_get(&store->used_bytes) > store->memory_limit && !store->spill_stop &&
+           !(store->round_done >= mine && !store->round_progress))
+        pthread_cond_wait(&store->room_cv, &store->spill_mu);
+    pthread_mutex_unlock(&store->spill_mu);
+    return atomic_get(&store->used_bytes) <= store->memory_limit;
+}
+
+/* Puts an object whose spill is over back on the LRU when it is still READY in memory and
+ * unpinned. Its shard lock held. */
+static void spill_abandon_locked(rt_store *store, rt_object *o)
+{
+    o->flags &= (uint8_t)~OBJ_SPILLING;
+    if (o->state == RT_OBJ_READY && !(o->flags & OBJ_SPILLED) && o->pins == 0) {
+        pthread_mutex_lock(&store->lru_lock);
+        if (o->in_list == LIST_NONE)
+            list_append(&store->lru, o, LIST_LRU);
+        pthread_mutex_unlock(&store->lru_lock);
+    }
+}
+
+/* One round: picks cold objects, writes them into one file, releases their memory.
+ * Returns whether it released any. No lock held. */
+static bool spill_round(rt_store *store)
+{
+    size_t used = atomic_get(&store->used_bytes), low = spill_low(store);
+    /* At least a tenth of the limit a round, so that small objects share files. */
+    size_t want = used > low ? used - low : 1;
+    if (want < store->memory_limit / 10)
+        want = store->memory_limit / 10;
+    if (want > SPILL_BATCH_BYTES)
+        want = SPILL_BATCH_BYTES;
+    struct victim {
+        char ref[RT_REF_MADE_MAX + 1];
+        uint32_t hash;
+    } *v = malloc(SPILL_BATCH_MAX * sizeof(*v));
+    rt_buf **bufs = calloc(SPILL_BATCH_MAX, sizeof(*bufs));
+    rt_spilled **sps = calloc(SPILL_BATCH_MAX, sizeof(*sps));
+    size_t nv = 0, picked = 0;
+    bool progress = false;
+    if (!v || !bufs || !sps)
+        goto done;
+
+    /* Pick: READY objects from the LRU head; recently read ones get a second chance. An
+     * object on the LRU is READY or ERROR and its value is stable while lru_lock is held. */
+    pthread_mutex_lock(&store->lru_lock);
+    size_t budget = 2 * store->lru.count + 1;
+    rt_object *o = store->lru.head;
+    while (o && budget-- > 0 && nv < SPILL_BATCH_MAX && picked < want) {
+        rt_object *next = o->list_next;
+        if (__atomic_load_n(&o->accessed, __ATOMIC_RELAXED)) {
+            __atomic_store_n(&o->accessed, 0, __ATOMIC_RELAXED);
+            list_unlink(&store->lru, o);
+            list_append(&store->lru, o, LIST_LRU);
+        } else if (o->state == RT_OBJ_READY) {
+            memcpy(v[nv].ref, o->ref, sizeof(o->ref));
+            v[nv++].hash = o->hash;
+            picked += o->value.buf->size;
+        }
+        o = next;
+    }
+    pthread_mutex_unlock(&store->lru_lock);
+
+    /* Take them off the LRU, marked, with a reference to their bytes. Copies are dropped
+     * instead (their owner has them). */
+    size_t nb = 0;
+    for (size_t i = 0; i < nv; i++) {
+        shard *sh = shard_for(store, v[i].hash);
+        rt_buf *dropped = NULL;
+        rt_error *dropped_err = NULL;
+        rt_object *removed = NULL;
+        pthread_mutex_lock(&sh->lock);
+        rt_object *x = shard_find(sh, v[i].ref, v[i].hash);
+        if (x && x->state == RT_OBJ_READY && x->pins == 0 &&
+            !(x->flags & (OBJ_SPILLED | OBJ_SPILLING))) {
+            pthread_mutex_lock(&store->lru_lock);
+            if (x->in_list == LIST_LRU && (x->flags & OBJ_COPY)) {
+                remove_copy_locked(store, sh, x, &dropped, &dropped_err);
+                removed = x;
+                __atomic_add_fetch(&store->evictions, 1, __ATOMIC_RELAXED);
+            } else if (x->in_list == LIST_LRU) {
+                list_unlink(&store->lru, x);
+                x->flags |= OBJ_SPILLING;
+                memmove(&v[nb], &v[i], sizeof(v[i]));
+                bufs[nb++] = rt_buf_incref(x->value.buf);
+            }
+            pthread_mutex_unlock(&store->lru_lock);
+        }
+        pthread_mutex_unlock(&sh->lock);
+        if (removed) {
+            free(removed);
+            rt_buf_decref(dropped);
+            rt_error_decref(dropped_err);
+            progress = true;
+        }
+    }
+    if (nb == 0)
+        goto done;
+
+    /* Write, with no store lock held. */
+    rt_status st = rt_spill_write(store->spill, bufs, nb, sps);
+    for (size_t i = 0; i < nb; i++) {
+        shard *sh = shard_for(store, v[i].hash);
+        pthread_mutex_lock(&sh->lock);
+        rt_object *x = shard_find(sh, v[i].ref, v[i].hash);
+        if (x && st == RT_OK && x->state == RT_OBJ_READY && (x->flags & OBJ_SPILLING) &&
+            x->pins == 0 && x->value.buf == bufs[i]) {
+            pthread_mutex_lock(&store->lru_lock);
+            if (x->in_list == LIST_LRU)
+                list_unlink(&store->lru, x);
+            pthread_mutex_unlock(&store->lru_lock);
+            x->value.spilled = sps[i];
+            sps[i] = NULL;
+            x->flags = (uint8_t)((x->flags & ~OBJ_SPILLING) | OBJ_SPILLED);
+            atomic_sub(&store->used_bytes, bufs[i]->size);
+            atomic_add(&store->spilled, 1);
+            atomic_add(&store->spilled_bytes, bufs[i]->size);
+            __atomic_add_fetch(&store->spills, 1, __ATOMIC_RELAXED);
+            rt_buf_decref(bufs[i]); /* the object's reference; ours remains */
+            progress = true;
+        } else if (x && (x->flags & OBJ_SPILLING)) {
+            spill_abandon_locked(store, x); /* pinned, or the write failed */
+        }
+        pthread_mutex_unlock(&sh->lock);
+        rt_spilled_decref(sps[i]);
+        rt_buf_decref(bufs[i]); /* the memory goes here, outside the locks */
+    }
+done:
+    free(v);
+    free(bufs);
+    free(sps);
+    return progress;
+}
+
+static void *spill_main(void *arg)
+{
+    rt_store *store = arg;
+    pthread_mutex_lock(&store->spill_mu);
+    uint64_t seen = 0;
+    bool stalled = false;
+    for (;;) {
+        while (!store->spill_stop && seen == store->kicks &&
+               (stalled || atomic_get(&store->used_bytes) <= spill_high(store)))
+            pthread_cond_wait(&store->spill_cv, &store->spill_mu);
+        if (store->spill_stop)
+            break;
+        if (seen != store->kicks)
+            stalled = false;
+        seen = store->kicks;
+        __atomic_store_n(&store->kick_pending, 0, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&store->spill_mu);
+        /* Rounds until below the low mark, or nothing more to spill. */
+        bool progress;
+        do
+            progress = spill_round(store);
+        while (progress && atomic_get(&store->used_bytes) > spill_low(store));
+        pthread_mutex_lock(&store->spill_mu);
+        stalled = !progress && atomic_get(&store->used_bytes) > spill_low(store);
+        store->round_done = seen;
+        store->round_progress = !stalled; /* false: waiting puts give up */
+        pthread_cond_broadcast(&store->room_cv);
+    }
+    pthread_mutex_unlock(&store->spill_mu);
+    return NULL;
+}
+
+/* Reserves bytes against the limit, as on_full says. RT_OK or RT_EFULL; with SPILL, when
+ * *direct is not NULL, an object that does not fit even after spilling sets *direct and
+ * answers RT_OK without reserving: the caller writes it to a spill file itself. Under
  * concurrent puts the total may briefly overshoot by what is in flight; each put evicts
- * until the store fits again. */
+ * (or waits for spilling) until the store fits again. */
+static rt_status reserve_bytes_ex(rt_store *store, size_t bytes, bool *direct)
+{
+    if (direct)
+        *direct = false;
+    if (store->on_full == RT_ON_FULL_SPILL && store->memory_limit && bytes > store->memory_limit) {
+        if (!direct)
+            return RT_EFULL;
+        *direct = true;
+        return RT_OK;
+    }
+    size_t used = atomic_add(&store->used_bytes, bytes);
+    if (!store->memory_limit || used <= store->memory_limit) {
+        if (store->on_full == RT_ON_FULL_SPILL && used > spill_high(store))
+            spill_kick(store);
+        return RT_OK;
+    }
+    bool fits = false;
+    if (store->on_full == RT_ON_FULL_EVICT)
+        fits = bytes <= store->memory_limit && evict_until_fits(store);
+    else if (store->on_full == RT_ON_FULL_SPILL)
+        fits = spill_wait_for_room(store);
+    if (fits)
+        return RT_OK;
+    atomic_sub(&store->used_bytes, bytes);
+    if (store->on_full == RT_ON_FULL_SPILL && direct) {
+        *direct = true;
+        return RT_OK;
+    }
+    return RT_EFULL;
+}
+
 static rt_status reserve_bytes(rt_store *store, size_t bytes)
 {
-    size_t used = atomic_add(&store->used_bytes, bytes);
-    if (!store->memory_limit || used <= store->memory_limit)
-        return RT_OK;
-    if (bytes > store->memory_limit || !evict_until_fits(store)) {
-        atomic_sub(&store->used_bytes, bytes);
-        return RT_EFULL;
-    }
-    return RT_OK;
+    return reserve_bytes_ex(store, bytes, NULL);
+}
+
+/* Makes room for a stored error just counted in used_bytes, as on_full says; true when it
+ * fits. Errors are not spilled (they are not bytes): with SPILL, when spilling values is
+ * not enough, the oldest stored errors are evicted, so that memory stays bounded. */
+static bool make_room(rt_store *store)
+{
+    if (store->on_full == RT_ON_FULL_EVICT)
+        return evict_until_fits(store);
+    if (store->on_full == RT_ON_FULL_SPILL)
+        return spill_wait_for_room(store) || evict_until_fits_ex(store, true);
+    return atomic_get(&store->used_bytes) <= store->memory_limit;
 }
 
 int rt_store_could_fit(rt_store *store, size_t size)
 {
+    if (store->on_full == RT_ON_FULL_SPILL) {
+        rt_spill_stats d;
+        rt_spill_get_stats(store->spill, &d);
+        return !d.disk_limit || size <= d.disk_limit;
+    }
     return !store->memory_limit || size <= store->memory_limit;
 }
 
@@ -584,23 +913,66 @@ static void insert_ready(rt_store *store, rt_object *o, rt_buf *buf)
     atomic_add(&store->live_objects, 1);
 }
 
+/* Inserts a new READY object whose bytes are in a spill file (sp stolen). */
+static void insert_spilled(rt_store *store, rt_object *o, rt_spilled *sp)
+{
+    o->state = RT_OBJ_READY;
+    o->value.spilled = sp;
+    o->flags |= OBJ_SPILLED;
+    atomic_add(&store->spilled, 1);
+    atomic_add(&store->spilled_bytes, sp->size);
+    __atomic_add_fetch(&store->spills, 1, __ATOMIC_RELAXED);
+    shard *sh = shard_for(store, o->hash);
+    pthread_mutex_lock(&sh->lock);
+    shard_insert(sh, o);
+    if (o->expires_at > 0)
+        ttl_push(store, o);
+    pthread_mutex_unlock(&sh->lock);
+    atomic_add(&store->live_objects, 1);
+}
+
+/* Writes objects that do not fit in memory straight to one spill file, with no lock
+ * held, and inserts them. bufs are released on RT_OK (the file has the bytes). Returns
+ * RT_OK, RT_EFULL (the disk limit), RT_ENOMEM. */
+static rt_status put_direct(rt_store *store, rt_object **objs, rt_buf **bufs, size_t n)
+{
+    rt_spilled **sps = calloc(n + 1, sizeof(*sps));
+    if (!sps)
+        return RT_ENOMEM;
+    rt_status st = rt_spill_write(store->spill, bufs, n, sps);
+    if (st == RT_OK) {
+        for (size_t i = 0; i < n; i++) {
+            insert_spilled(store, objs[i], sps[i]);
+            rt_buf_decref(bufs[i]);
+        }
+    }
+    free(sps);
+    return st;
+}
+
 rt_status rt_store_put(rt_store *store, rt_buf *buf, double ttl_seconds,
                        char ref_out[RT_REF_SIZE])
 {
     rt_object *o = object_new(store);
     if (!o)
         return RT_ENOMEM;
-    rt_status st = reserve_bytes(store, buf->size);
+    bool direct;
+    rt_status st = reserve_bytes_ex(store, buf->size, &direct);
     if (st != RT_OK) {
         free(o);
         return st;
     }
-    if (ttl_seconds > 0) {
+    if (ttl_seconds > 0)
         o->expires_at = o->created_at + ttl_seconds;
-        atomic_add(&store->ttl_objects, 1);
-    }
     memcpy(ref_out, o->ref, sizeof(o->ref));
-    insert_ready(store, o, buf);
+    if (direct && (st = put_direct(store, &o, &buf, 1)) != RT_OK) {
+        free(o);
+        return st;
+    }
+    if (ttl_seconds > 0)
+        atomic_add(&store->ttl_objects, 1);
+    if (!direct)
+        insert_ready(store, o, buf);
     return RT_OK;
 }
 
@@ -625,17 +997,20 @@ rt_status rt_store_put_many(rt_store *store, rt_buf **bufs, size_t n,
             return RT_ENOMEM;
         }
     }
-    rt_status st = reserve_bytes(store, total);
+    bool direct;
+    rt_status st = reserve_bytes_ex(store, total, &direct);
+    for (size_t i = 0; st == RT_OK && i < n; i++)
+        memcpy(refs_out[i], objs[i]->ref, sizeof(objs[i]->ref));
+    if (st == RT_OK && direct && n > 0)
+        st = put_direct(store, objs, bufs, n);
     if (st != RT_OK) {
         for (size_t i = 0; i < n; i++)
             free(objs[i]);
         free(objs);
         return st;
     }
-    for (size_t i = 0; i < n; i++) {
-        memcpy(refs_out[i], objs[i]->ref, sizeof(objs[i]->ref));
+    for (size_t i = 0; i < n && !direct; i++)
         insert_ready(store, objs[i], bufs[i]);
-    }
     free(objs);
     return RT_OK;
 }
@@ -765,28 +1140,45 @@ rt_status rt_store_resolve(rt_store *store, const char *ref, rt_buf *buf)
     if (st != RT_OK)
         return st;
     pthread_mutex_unlock(&sh->lock);
-    st = reserve_bytes(store, buf->size);
+    bool direct;
+    st = reserve_bytes_ex(store, buf->size, &direct);
     if (st != RT_OK)
+        return st;
+    rt_spilled *sp = NULL;
+    if (direct && (st = rt_spill_write(store->spill, &buf, 1, &sp)) != RT_OK)
         return st;
     st = lock_pending(store, ref, &sh, &o);
     if (st != RT_OK) {
-        atomic_sub(&store->used_bytes, buf->size);
+        if (direct)
+            rt_spilled_decref(sp);
+        else
+            atomic_sub(&store->used_bytes, buf->size);
         return st;
     }
     o->state = RT_OBJ_READY;
-    o->value.buf = buf;
+    if (direct) {
+        o->value.spilled = sp;
+        o->flags |= OBJ_SPILLED;
+        atomic_add(&store->spilled, 1);
+        atomic_add(&store->spilled_bytes, sp->size);
+        __atomic_add_fetch(&store->spills, 1, __ATOMIC_RELAXED);
+    } else {
+        o->value.buf = buf;
+    }
     rt_watcher *fired = detach_watchers_locked(o);
-    if (o->pins == 0) {
+    if (o->pins == 0 && !direct) {
         pthread_mutex_lock(&store->lru_lock);
         list_append(&store->lru, o, LIST_LRU);
         pthread_mutex_unlock(&store->lru_lock);
     }
     bool standin = (o->flags & OBJ_COPY) != 0;
     pthread_mutex_unlock(&sh->lock);
-    if (standin)
-        atomic_add(&store->copy_bytes, buf->size); /* a stand-in is now a copy */
-    else
+    if (!standin)
         atomic_sub(&store->pending, 1);
+    else if (!direct)
+        atomic_add(&store->copy_bytes, buf->size); /* a stand-in is now a copy */
+    if (direct)
+        rt_buf_decref(buf); /* stolen: the file has the bytes */
     fire_watchers(fired);
     return RT_OK;
 }
@@ -800,7 +1192,7 @@ static rt_error *hold_error(rt_store *store, rt_error *err)
     size_t added = rt_error_hold(err);
     atomic_add(&store->error_bytes, added);
     size_t used = atomic_add(&store->used_bytes, added);
-    if (!store->memory_limit || used <= store->memory_limit || evict_until_fits(store) ||
+    if (!store->memory_limit || used <= store->memory_limit || make_room(store) ||
         rt_error_chain_size(err) <= RT_ERROR_SUMMARY_MAX)
         return rt_error_incref(err); /* fits, or is already as small as it gets */
     rt_error *summary = rt_error_summary(err, RT_ERROR_SUMMARY_MAX);
@@ -812,7 +1204,7 @@ static rt_error *hold_error(rt_store *store, rt_error *err)
     added = rt_error_hold(summary);
     atomic_add(&store->error_bytes, added);
     atomic_add(&store->used_bytes, added);
-    evict_until_fits(store);
+    make_room(store);
     return summary;
 }
 
@@ -868,9 +1260,14 @@ static void fill_view(const rt_object *o, rt_object_view *view)
     view->lost_reason = (rt_lost_reason)o->lost_reason;
     view->buf = NULL;
     view->error = NULL;
+    view->spilled = NULL;
     view->size = 0;
     view->content_type = NULL;
-    if (o->state == RT_OBJ_READY) {
+    if (o->state == RT_OBJ_READY && (o->flags & OBJ_SPILLED)) {
+        view->spilled = rt_spilled_incref(o->value.spilled);
+        view->size = o->value.spilled->size;
+        view->content_type = o->value.spilled->content_type;
+    } else if (o->state == RT_OBJ_READY) {
         view->buf = rt_buf_incref(o->value.buf);
         view->size = o->value.buf->size;
         view->content_type = o->value.buf->content_type;
@@ -899,8 +1296,28 @@ static bool expire_if_due_locked(rt_store *store, rt_object *o, double now, rt_b
     return true;
 }
 
+/* Reads a spilled object of a view back into a buffer the view alone holds. Returns
+ * RT_OK, or RT_ENOMEM (out of memory or an I/O error: the view is then LOST, with no
+ * reason). */
+static rt_status restore_view(rt_store *store, rt_object_view *view)
+{
+    view->buf = rt_spilled_read(store->spill, view->spilled);
+    rt_spilled_decref(view->spilled);
+    view->spilled = NULL;
+    if (!view->buf) {
+        view->state = RT_OBJ_LOST;
+        view->lost_reason = RT_LOST_NONE;
+        view->size = 0;
+        view->content_type = NULL;
+        return RT_ENOMEM;
+    }
+    view->content_type = view->buf->content_type;
+    __atomic_add_fetch(&store->restores, 1, __ATOMIC_RELAXED);
+    return RT_OK;
+}
+
 static rt_status read_object(rt_store *store, const char *ref, rt_object_view *view,
-                             bool count)
+                             bool count, bool keep_file)
 {
     uint32_t h = rt_hash_str(ref);
     shard *sh = shard_for(store, h);
@@ -908,6 +1325,7 @@ static rt_status read_object(rt_store *store, const char *ref, rt_object_view *v
     rt_error *dropped_err = NULL;
     view->buf = NULL; /* so that releasing a view of an unknown ref is harmless */
     view->error = NULL;
+    view->spilled = NULL;
     pthread_mutex_lock(&sh->lock);
     rt_object *o = shard_find(sh, ref, h);
     rt_status st = RT_ENOTFOUND;
@@ -928,17 +1346,29 @@ static rt_status read_object(rt_store *store, const char *ref, rt_object_view *v
     pthread_mutex_unlock(&sh->lock);
     rt_buf_decref(dropped_buf);
     rt_error_decref(dropped_err);
+    if (view->spilled && !keep_file)
+        st = restore_view(store, view);
     return st;
 }
 
 rt_status rt_store_get(rt_store *store, const char *ref, rt_object_view *view)
 {
-    return read_object(store, ref, view, true);
+    return read_object(store, ref, view, true, false);
 }
 
 rt_status rt_store_peek(rt_store *store, const char *ref, rt_object_view *view)
 {
-    return read_object(store, ref, view, false);
+    return read_object(store, ref, view, false, false);
+}
+
+rt_status rt_store_get_file(rt_store *store, const char *ref, rt_object_view *view)
+{
+    return read_object(store, ref, view, true, true);
+}
+
+rt_status rt_store_peek_file(rt_store *store, const char *ref, rt_object_view *view)
+{
+    return read_object(store, ref, view, false, true);
 }
 
 /* ---- freeing, pins, expiry ------------------------------------------------------------ */
@@ -1156,7 +1586,7 @@ rt_status rt_store_unpin(rt_store *store, const char *ref)
         st = o->state == RT_OBJ_LOST ? RT_ELOST : RT_ESTATE;
     } else if (--o->pins == 0 && (o->state == RT_OBJ_READY || o->state == RT_OBJ_ERROR)) {
         pthread_mutex_lock(&store->lru_lock);
-        if (o->in_list == LIST_NONE)
+        if (o->in_list == LIST_NONE && !(o->flags & (OBJ_SPILLED | OBJ_SPILLING)))
             list_append(&store->lru, o, LIST_LRU);
         pthread_mutex_unlock(&store->lru_lock);
         /* Its TTL may have run out while pinned (it left the heap then): expire it now. */
@@ -1332,4 +1762,10 @@ void rt_store_get_stats(rt_store *store, rt_store_stats *out)
     out->expirations = __atomic_load_n(&store->expirations, __ATOMIC_RELAXED);
     out->copies = atomic_get(&store->copies);
     out->copy_bytes = atomic_get(&store->copy_bytes);
+    out->on_full = store->on_full;
+    out->spilled = atomic_get(&store->spilled);
+    out->spilled_bytes = atomic_get(&store->spilled_bytes);
+    out->spills = __atomic_load_n(&store->spills, __ATOMIC_RELAXED);
+    out->restores = __atomic_load_n(&store->restores, __ATOMIC_RELAXED);
+    rt_spill_get_stats(store->spill, &out->disk);
 }

@@ -7,9 +7,15 @@
  *   LOST     a tombstone: the object existed but was freed, evicted or expired.
  * An object leaves PENDING exactly once, and watchers registered on it are then called.
  *
- * Memory: the bytes of READY objects and of stored errors count against memory_limit. A put
- * that would go over it first evicts unpinned READY and ERROR objects in least-recently-used
- * order (second-chance approximation: a GET only sets a flag, so reads never take a global
+ * Memory: the bytes of READY objects and of stored errors count against memory_limit. What a
+ * put that would go over it does is the configured rt_on_full: with RT_ON_FULL_SPILL the
+ * spill thread writes unpinned READY objects, least recently used first, to spill files
+ * (rt_spill) and releases their memory; a spilled object stays READY and is read from its
+ * file; an object that cannot wait for that (larger than the limit, or nothing left to
+ * spill) is written to a spill file by the put itself; past the disk limit too the put
+ * fails with RT_EFULL. With RT_ON_FULL_REFUSE the put fails with RT_EFULL at once. With
+ * RT_ON_FULL_EVICT (described next) a put first evicts unpinned READY and ERROR objects in
+ * least-recently-used order (second-chance approximation: a GET only sets a flag, so reads never take a global
  * lock), and fails with RT_EFULL when that is not enough. An error is always stored: one
  * that does not fit even after eviction is stored as its summary (rt_error_summary, at most
  * RT_ERROR_SUMMARY_MAX bytes), the only way the store goes over its limit. Pinned objects
@@ -33,6 +39,7 @@
 #include "runtime/buffer.h"
 #include "runtime/error.h"
 #include "runtime/ref.h"
+#include "runtime/spill.h"
 #include "runtime/status.h"
 
 typedef struct rt_store rt_store;
@@ -52,10 +59,20 @@ typedef enum rt_lost_reason {
     RT_LOST_EXPIRED
 } rt_lost_reason;
 
+/* What a put does when the store is at its memory limit. */
+typedef enum rt_on_full {
+    RT_ON_FULL_EVICT = 0, /* evict least-recently-used objects: they are lost (410) */
+    RT_ON_FULL_REFUSE,    /* refuse the put (RT_EFULL) at once; nothing is lost */
+    RT_ON_FULL_SPILL      /* write cold objects to spill files; nothing is lost */
+} rt_on_full;
+
 typedef struct rt_store_config {
     size_t memory_limit; /* bytes of READY objects and errors; 0 means unlimited */
     size_t max_tombstones; /* LOST objects remembered (older ones are forgotten: unknown
                               refs); 0: the default, 100,000 */
+    rt_on_full on_full;
+    rt_spill *spill;     /* RT_ON_FULL_SPILL: where to spill (borrowed; closed after the
+                            store is freed) */
 } rt_store_config;
 
 typedef struct rt_store_stats {
@@ -73,6 +90,12 @@ typedef struct rt_store_stats {
     uint64_t expirations;
     size_t copies;      /* secondary copies of other nodes' objects (cluster mode) */
     size_t copy_bytes;  /* their bytes, also counted in bytes */
+    rt_on_full on_full;
+    size_t spilled;       /* READY objects whose bytes are in spill files, not memory */
+    size_t spilled_bytes; /* their bytes (not counted in bytes) */
+    uint64_t spills;      /* objects written to spill files, ever */
+    uint64_t restores;    /* spilled objects read back into memory (task arguments...) */
+    rt_spill_stats disk;  /* the spill files (all zero without spilling) */
 } rt_store_stats;
 
 /* A snapshot of one object, filled by rt_store_get / rt_store_peek. buf and error are new
@@ -81,7 +104,9 @@ typedef struct rt_object_view {
     char ref[RT_REF_SIZE];
     rt_object_state state;
     rt_lost_reason lost_reason;
-    rt_buf *buf;        /* READY: the bytes (new reference) */
+    rt_buf *buf;        /* READY: the bytes (new reference); NULL for a spilled object
+                           read with rt_store_get_file / rt_store_peek_file */
+    rt_spilled *spilled; /* that spilled object's place on disk (new reference), else NULL */
     rt_error *error;    /* ERROR: the error (new reference) */
     size_t size;        /* READY: bytes; else 0 */
     const char *content_type; /* READY: interned; else NULL */
@@ -137,6 +162,13 @@ rt_status rt_store_get(rt_store *store, const char *ref, rt_object_view *view);
 
 /* As rt_store_get, without counting a hit or miss and without marking it used. */
 rt_status rt_store_peek(rt_store *store, const char *ref, rt_object_view *view);
+
+/* As rt_store_get and rt_store_peek, but a spilled object is not read back: view->buf is
+ * NULL and view->spilled says where its bytes are (for sendfile). rt_store_get and
+ * rt_store_peek read a spilled object back into a new buffer that the view alone holds
+ * (the store does not keep it, nor count it against its limit). */
+rt_status rt_store_get_file(rt_store *store, const char *ref, rt_object_view *view);
+rt_status rt_store_peek_file(rt_store *store, const char *ref, rt_object_view *view);
 
 /* Frees an object (as ray free): it becomes a LOST tombstone, its bytes are released once
  * no reader holds them, and its watchers are woken. Returns RT_OK, RT_ENOTFOUND, RT_ELOST
@@ -228,7 +260,8 @@ uint64_t rt__store_expire_visits(rt_store *store);
 size_t rt_store_list(rt_store *store, uint64_t after_seq, int state, size_t limit,
                      rt_object_view *views, uint64_t *next_seq);
 
-/* Whether an object of size bytes could ever fit (it is not larger than the limit). */
+/* Whether an object of size bytes could ever fit: it is not larger than the memory limit,
+ * or, when spilling, than the disk limit. */
 int rt_store_could_fit(rt_store *store, size_t size);
 
 void rt_store_get_stats(rt_store *store, rt_store_stats *out);

@@ -44,7 +44,18 @@ static const setting SETTINGS[] = {
      "number of cores, at least 2",
      "HTTP event-loop threads (at least 2: a single libmicrohttpd epoll thread stalls)", NULL},
     {"--memory-limit", "RAYD_MEMORY_LIMIT", KIND_SIZE, OFF(api.memory_limit), 0, 0,
-     "30% of memory", "object store memory limit (512M, 2G); LRU eviction beyond it", NULL},
+     "30% of memory", "object store memory limit (512M, 2G); beyond it see --on-full", NULL},
+    {"--on-full", "RAYD_ON_FULL", KIND_CHOICE, OFF(on_full), 0, 0, "spill",
+     "what a full store does: spill cold objects to --spill-dir (nothing lost), evict the "
+     "least recently used (they are lost: 410), or refuse the put (507)",
+     "spill|evict|refuse"},
+    {"--spill-dir", "RAYD_SPILL_DIR", KIND_STRING, OFF(spill_dir), 0, 0,
+     "$TMPDIR/rayd-spill",
+     "directory for spill files (in a subdirectory per process; what a previous process "
+     "left is removed at start)", NULL},
+    {"--spill-limit", "RAYD_SPILL_LIMIT", KIND_SIZE, OFF(spill_limit), 0, 0, "0",
+     "disk space spill files may take; beyond it and the memory limit a put is 507 "
+     "(0: no limit but the disk's)", NULL},
     {"--max-body", "RAYD_MAX_BODY", KIND_SIZE, OFF(api.max_body), 0, 0, "256M",
      "largest request body accepted (413 beyond it)", NULL},
     {"--linger-max", "RAYD_LINGER_MAX", KIND_SIZE, OFF(api.linger_max), 0, 0, "64M",
@@ -190,6 +201,7 @@ static void set_defaults(svc_config *c)
     c->api.idempotency_max_bytes = (size_t)64 << 20;
     c->log_format = "json";
     c->log_level = "info";
+    c->on_full = "spill";
     c->api.max_pending_tasks = 1000000;
     c->api.max_tombstones = 100000;
     c->api.max_task_records = 100000;

@@ -36,6 +36,10 @@ typedef struct svc_config {
     const char *advertise_url; /* NULL: http://<bind address or hostname>:<port> */
     const char *config_file; /* RAYD_CONFIG_FILE, or NULL */
     char *file_text;        /* owned: the config file's text; its values point into it */
+    /* The store when full (issue 13). */
+    const char *on_full;    /* "spill", "evict" or "refuse" */
+    const char *spill_dir;  /* NULL: rt_spill_default_dir() */
+    size_t spill_limit;     /* bytes of spill files at most; 0: no limit */
 } svc_config;
 
 /* Frees what svc_config_load allocated. */

@@ -1,5 +1,6 @@
 /* rayd's entry point: read the configuration, build the runtime, serve HTTP, reload what
  * can change on SIGHUP, and stop cleanly on SIGTERM or SIGINT. */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +125,22 @@ int main(int argc, char **argv)
 
     rt_store_config store_config = {.memory_limit = config.api.memory_limit,
                                     .max_tombstones = config.api.max_tombstones};
+    rt_spill *spill = NULL;
+    if (strcmp(config.on_full, "evict") == 0) {
+        store_config.on_full = RT_ON_FULL_EVICT;
+    } else if (strcmp(config.on_full, "refuse") == 0) {
+        store_config.on_full = RT_ON_FULL_REFUSE;
+    } else {
+        rt_spill_config spill_config = {.dir = config.spill_dir,
+                                        .disk_limit = config.spill_limit};
+        char spill_err[PATH_MAX + 128];
+        if (rt_spill_open(&spill_config, &spill, spill_err, sizeof(spill_err)) != RT_OK) {
+            fprintf(stderr, "rayd: %s\n", spill_err);
+            return 2;
+        }
+        store_config.on_full = RT_ON_FULL_SPILL;
+        store_config.spill = spill;
+    }
     rt_store *store = rt_store_new(&store_config);
     rt_registry *registry = rt_registry_new();
     rt_scheduler *scheduler = rt_scheduler_new(config.api.workers);
@@ -272,6 +289,7 @@ int main(int argc, char **argv)
     rt_store_free(store);
     svc_reloader_release(&reloader);
     api_live_free(live);
+    rt_spill_close(spill);
     svc_log_event("info", "stopped", NULL);
     svc_log_flush(2.0); /* bounded: a stdout nobody reads must not keep us from exiting */
     svc_config_release(&config);

@@ -38,7 +38,7 @@
 /* Far more than any answer here needs: reaching it fails the test. */
 #define SAFETY_TIMEOUT_S 10
 
-/* --max-body 16M, --memory-limit 4M: a 20 MiB body is 413, an 8 MiB one 507. */
+/* --max-body 16M, --memory-limit 4M --on-full refuse: a 20 MiB body is 413, an 8 MiB one 507. */
 static rayd_server g_srv;
 
 /* ---------------------------------------------------------------- raw HTTP */
@@ -203,8 +203,9 @@ static long long object_count(void)
 
 static int group_setup(void **state)
 {
-    static const char *const args[] = {"--max-body", "16M", "--memory-limit", "4M",
-                                       "--remote-allow", "http://127.0.0.1:9", NULL};
+    /* refuse: a body over the memory limit is 507 (a spilling store would take it) */
+    static const char *const args[] = {"--max-body", "16M", "--memory-limit", "4M", "--on-full",
+                                       "refuse", "--remote-allow", "http://127.0.0.1:9", NULL};
     return rayd_start(&g_srv, args, NULL);
 }
 

@@ -559,11 +559,13 @@ static void run_clients(client *cs, int n)
  * 503 and Retry-After (or 413 once one body alone would pass the budget), none hangs, and
  * the budget is all given back. Then eight parallel chunked 64 MiB object puts at a 1 MiB
  * store: 507 each, as soon as the body passes what the store could ever take, not after
- * holding 64 MiB each. And a 24 MiB body alone goes through. */
+ * holding 64 MiB each (--on-full refuse). And a 24 MiB body alone goes through. */
 static void test_body_budget_parallel_uploads(void **state)
 {
-    static const char *const args[] = {"--memory-limit", "1M", "--body-budget", "32M",
-                                       "--max-body", "256M", "--workers", "2", NULL};
+    /* refuse: a store that spills would take the 64 MiB puts below */
+    static const char *const args[] = {"--memory-limit", "1M", "--on-full", "refuse",
+                                       "--body-budget", "32M", "--max-body", "256M",
+                                       "--workers", "2", NULL};
     start_own(args);
     enum { CLIENTS = 8 };
     long rss_start = proc_status_bytes(g_own.pid, "VmRSS");

@@ -23,7 +23,7 @@
 #include "tests/api/support/harness.h"
 
 static rayd_server g_main;  /* big limits: 64 MiB objects */
-static rayd_server g_evict; /* --memory-limit 1M */
+static rayd_server g_evict; /* --memory-limit 1M --on-full evict */
 static rayd_server g_fresh; /* one per test, for tests that count the whole store */
 
 #define KiB 1024
@@ -163,7 +163,8 @@ static int group_setup(void **state)
                                             "128M",           "--max-wait", "5",
                                             "--http-threads", "2",          NULL};
     static const char *const evict_args[] = {
-        "--memory-limit", "1M", "--max-body", "4M", "--max-wait", "5", "--http-threads", "2", NULL};
+        "--memory-limit", "1M", "--on-full", "evict", "--max-body", "4M", "--max-wait", "5",
+        "--http-threads", "2", NULL};
     if (rayd_start(&g_main, main_args, NULL) != 0)
         return -1;
     if (rayd_start(&g_evict, evict_args, NULL) != 0) {
