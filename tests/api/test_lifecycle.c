@@ -35,8 +35,8 @@
 
 #define ID TK_ID_SIZE
 
-/* --memory-limit 1M (for "store full"), allowed to call the worker and the port where
- * nothing listens until a test starts a worker there. */
+/* --memory-limit 1M and --on-full refuse (for "store full"), allowed to call the worker
+ * and the port where nothing listens until a test starts a worker there. */
 static rayd_server g_srv;
 static pid_t g_worker = -1;
 static int g_port, g_down_port;
@@ -375,7 +375,7 @@ static void test_registration_changed(void **state)
     json_decref(l);
 }
 
-/* rayd runs with --memory-limit 1M: a 2 MiB object never fits. */
+/* rayd runs with --memory-limit 1M and --on-full refuse: a 2 MiB object never fits. */
 static void test_store_full(void **state)
 {
     size_t n = 2 << 20;
@@ -680,7 +680,7 @@ static int group_setup(void **state)
     char allow[128];
     snprintf(allow, sizeof allow, "http://127.0.0.1:%d,http://127.0.0.1:%d", g_port,
              g_down_port);
-    const char *args[] = {"--memory-limit", "1M", "--remote-allow", allow, NULL};
+    const char *args[] = {"--memory-limit", "1M", "--on-full", "refuse", "--remote-allow", allow, NULL};
     if (rayd_start(&g_srv, args, NULL) != 0) {
         worker_stop(g_worker);
         return -1;
