@@ -214,6 +214,30 @@ enum MHD_Result api_forward_reply_owner_died(api_request *req, const char *ref, 
                                  "owner", tag, "owner_died", 1));
 }
 
+bool api_cluster_unavailable(const api_request *req)
+{
+    return req->ctx->cluster && !rt_cluster_redis_up(req->ctx->cluster);
+}
+
+enum MHD_Result api_forward_reply_unknown_owner(api_request *req, const char *ref,
+                                                const char *tag)
+{
+    char detail[256];
+    if (api_cluster_unavailable(req)) {
+        snprintf(detail, sizeof(detail),
+                 "object %s names node %s, which this node does not know, and Redis (which "
+                 "says which nodes there are) is unreachable: retry",
+                 ref, tag);
+        req->retry_after = 1;
+        return api_problem(req, 503, "ClusterUnavailable", detail,
+                           json_pack("{s:s,s:s}", "ref", ref, "owner", tag));
+    }
+    snprintf(detail, sizeof(detail),
+             "object %s does not exist: no node of this cluster has tag %s", ref, tag);
+    return api_problem(req, 404, "NotFound", detail,
+                       json_pack("{s:s,s:s}", "ref", ref, "owner", tag));
+}
+
 /* The call failed before a whole answer: the owner died (410 for its object), or did not
  * answer (503, retry). */
 static enum MHD_Result reply_failure(api_request *req, api_forward *fw, const char *why)
@@ -358,6 +382,20 @@ static void fanout_notify(rt_peer_call *call, rt_peer_event event, void *arg)
 enum MHD_Result api_forward_fanout(api_request *req, const char *const *base_urls, size_t n,
                                    const char *method, const char *path, double timeout)
 {
+    const char **paths = calloc(n + 1, sizeof(*paths));
+    if (!paths)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    for (size_t i = 0; i < n; i++)
+        paths[i] = path;
+    enum MHD_Result r = api_forward_fanout_each(req, base_urls, paths, n, method, timeout);
+    free(paths);
+    return r;
+}
+
+enum MHD_Result api_forward_fanout_each(api_request *req, const char *const *base_urls,
+                                        const char *const *paths, size_t n, const char *method,
+                                        double timeout)
+{
     api_forward *fw = calloc(1, sizeof(*fw));
     rt_peer_call **calls = calloc(n + 1, sizeof(*calls));
     if (!fw || !calls) {
@@ -386,7 +424,7 @@ enum MHD_Result api_forward_fanout(api_request *req, const char *const *base_url
     long failed = 0;
     for (size_t i = 0; i < n; i++) {
         char *url = NULL;
-        if (asprintf(&url, "%s%s", base_urls[i], path) < 0) {
+        if (asprintf(&url, "%s%s", base_urls[i], paths[i]) < 0) {
             failed++;
             continue;
         }
@@ -408,6 +446,21 @@ bool api_forward_fanout_done(const api_request *req)
 {
     return req->forward && req->forward->kind == FORWARD_FANOUT &&
            __atomic_load_n(&req->forward->remaining, __ATOMIC_ACQUIRE) <= 0;
+}
+
+const rt_peer_answer *api_forward_fanout_answer(const api_request *req, size_t i)
+{
+    const api_forward *fw = req->forward;
+    if (!fw || fw->kind != FORWARD_FANOUT || i >= fw->ncalls || !fw->calls[i] ||
+        !rt_peer_done(fw->calls[i]))
+        return NULL;
+    return rt_peer_answer_of(fw->calls[i]);
+}
+
+size_t api_forward_fanout_body(const api_request *req, size_t i)
+{
+    const rt_peer_answer *a = api_forward_fanout_answer(req, i);
+    return a && a->body ? rt_peer_filled(req->forward->calls[i]) : 0;
 }
 
 void api_forward_release(api_request *req)

@@ -22,8 +22,8 @@ case "$RAYD" in /*) ;; *) RAYD=$ROOT/$RAYD ;; esac
 if [ $# -gt 0 ]; then
     TESTS=("$@")
 else
-    TESTS=("$BUILD/tests/cluster/test_cluster_objects" "$BUILD/tests/cluster/test_cluster_redis"
-           "$BUILD/tests/cluster/test_cluster_failure")
+    TESTS=("$BUILD/tests/cluster/test_cluster_objects" "$BUILD/tests/cluster/test_cluster_listing"
+           "$BUILD/tests/cluster/test_cluster_redis" "$BUILD/tests/cluster/test_cluster_failure")
 fi
 NGINX=/usr/sbin/nginx
 REDIS_PID=""
