@@ -166,11 +166,13 @@ static enum MHD_Result answer_one_node(api_request *req, const api_list_kind *ki
     case RT_OWNER_SELF:
         return answer_local(req, kind);
     case RT_OWNER_UNKNOWN:
-        if (api_cluster_unavailable(req))
+        if (api_cluster_unavailable(req)) {
+            req->retry_after = 1;
             return api_problemf(req, 503, "ClusterUnavailable",
                                 "no node known here has tag %s, and Redis, which says which "
                                 "nodes there are, is unreachable; retry",
                                 tag);
+        }
         return api_problem(req, 404, "NotFound", "no node of this cluster has this tag",
                            json_pack("{s:s}", "node", tag));
     case RT_OWNER_DEAD:

@@ -44,9 +44,18 @@ stop_all() {
     for pid in "${RAYD_PIDS[@]}" $NGINX_PID; do
         [ -n "$pid" ] && wait "$pid" 2>/dev/null
     done
-    # Redis last: the nodes remove their records as they stop. A test may have paused it.
+    # Redis last: the nodes remove their records as they stop. A test may have paused it,
+    # or stopped it and started another on the same port (redis-restart.sh, pid file).
     [ -n "$REDIS_PID" ] && kill -CONT "$REDIS_PID" 2>/dev/null
     [ -n "$REDIS_PID" ] && kill -TERM "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
+    if [ -s "$OUT/redis-restarted.pid" ]; then
+        local again
+        again=$(cat "$OUT/redis-restarted.pid")
+        kill -CONT "$again" 2>/dev/null
+        kill -TERM "$again" 2>/dev/null
+        for _ in $(seq 1 100); do kill -0 "$again" 2>/dev/null || break; sleep 0.05; done
+        rm -f "$OUT/redis-restarted.pid"
+    fi
     RAYD_PIDS=()
     NGINX_PID=""
     REDIS_PID=""
@@ -98,6 +107,14 @@ for _ in $(seq 1 100); do
 done
 [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ] || abort "redis-server did not answer"
 say "redis-server on 127.0.0.1:$RPORT (pid $REDIS_PID)"
+# For a test that stops Redis and starts it again on the same port (empty, as a restart
+# without persistence): a daemon this script stops at the end through its pid file.
+cat >"$OUT/redis-restart.sh" <<EOF
+#!/bin/sh
+exec redis-server --port $RPORT --bind 127.0.0.1 --save '' --appendonly no --dir "$OUT/redis" \\
+    --daemonize yes --pidfile "$OUT/redis-restarted.pid" --logfile "$OUT/redis-restarted.log"
+EOF
+chmod +x "$OUT/redis-restart.sh"
 
 # --- three rayd in cluster mode ------------------------------------------------------------
 PORTS=()
@@ -165,6 +182,7 @@ export RAYD_CLUSTER_NODES="http://127.0.0.1:${PORTS[0]} http://127.0.0.1:${PORTS
 export RAYD_CLUSTER_PIDS="${RAYD_PIDS[*]}"
 export RAYD_CLUSTER_LB="http://127.0.0.1:$NPORT"
 export RAYD_CLUSTER_REDIS="$REDIS_PID $RPORT"
+export RAYD_CLUSTER_REDIS_RESTART="$OUT/redis-restart.sh"
 for t in "${TESTS[@]}"; do
     echo "== $t"
     if "$t"; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); echo "FAILED: $t"; fi
