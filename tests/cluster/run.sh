@@ -214,9 +214,10 @@ for t in "${TESTS[@]}"; do
     if [ "$MODE" = api ]; then
         skip=$(node_local "$(basename "$t")")
         if [ "$skip" = "*" ]; then
-            echo "skipped: node-local as a whole ($(awk -v b="$(basename "$t")" \
-                '$1 == b { $1 = ""; $2 = ""; $3 = ""; sub(/^ +/, ""); print; exit }' \
-                tests/cluster/api_node_local.txt)); it runs on one node in make test"
+            echo "skipped as a whole: $(awk -v b="$(basename "$t")" \
+                '$1 == b { k = $3; $1 = ""; $2 = ""; $3 = ""; sub(/^ +/, "");
+                           print k ": " $0 "; it runs on one node in make test"; exit }' \
+                tests/cluster/api_node_local.txt)"
             continue
         fi
         if RAYD_TEST_URL=$RAYD_CLUSTER_LB RAYD_TEST_SKIP=$skip "$t"; then
