@@ -302,14 +302,14 @@ static int peer_page(const rt_peer_answer *a, size_t filled, api_list_page *page
     page->times = calloc(n + 1, sizeof(*page->times));
     page->n = n;
     page->next = (uint64_t)json_integer_value(next);
-    json_decref(body);
+    for (size_t i = 0; page->seqs && page->times && i < n; i++) {
+        page->seqs[i] = (uint64_t)json_integer_value(json_array_get(seqs, i));
+        page->times[i] = json_number_value(json_array_get(times, i));
+    }
+    json_decref(body); /* seqs and times live in it: read above */
     if (!page->seqs || !page->times) {
         page_free(page);
         return -1;
-    }
-    for (size_t i = 0; i < n; i++) {
-        page->seqs[i] = (uint64_t)json_integer_value(json_array_get(seqs, i));
-        page->times[i] = json_number_value(json_array_get(times, i));
     }
     return 0;
 }

@@ -52,7 +52,8 @@ static json_t *list_all(const rayd_server *via, const char *path, const char *ke
         {
             const char *id = json_str(item, id_key);
             if (json_object_get(seen, id))
-                fail_msg("%s: %s listed twice", path, id);
+                fail_msg("%s via %s: %s listed twice (page %d: %s)", path, via->base_url, id,
+                         pages, url);
             json_object_set_new(seen, id, json_true());
             json_array_append(all, item);
         }
