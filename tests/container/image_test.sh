@@ -36,8 +36,13 @@ log() { echo "image-test: $*"; }
 cleanup() {
     trap - EXIT INT TERM
     if command -v podman >/dev/null 2>&1 && [ -d "$DIR/storage" ]; then
-        "${P[@]}" rm -f -t 0 "$NAME" "$NAME-nginx" "$NAME-rayd1" "$NAME-rayd2" "$NAME-rayd3" \
-            "$NAME-redis" >/dev/null 2>&1
+        # One at a time, the Redis container last: the others share its network namespace,
+        # and podman refuses to remove it while they exist (a failed name also stops a
+        # multi-name rm).
+        local c
+        for c in "$NAME" "$NAME-nginx" "$NAME-rayd1" "$NAME-rayd2" "$NAME-rayd3" "$NAME-redis"; do
+            "${P[@]}" rm -f -t 0 "$c" >/dev/null 2>&1
+        done
         "${P[@]}" rmi -f "$TAG" >/dev/null 2>&1
         # Build-stage layers (the compiler image) are dangling now; the base stays cached.
         "${P[@]}" image prune -f >/dev/null 2>&1
