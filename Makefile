@@ -199,11 +199,13 @@ bench: deps
 	tests/bench/run.sh
 
 # Cluster mode: redis-server, three rayd in cluster mode and nginx on loopback, started
-# and stopped by tests/cluster/run.sh around the tests in tests/cluster/.
+# and stopped by tests/cluster/run.sh around the tests in tests/cluster/; then again
+# around the API tests, run through nginx (--api; tests/cluster/api_node_local.txt).
 cluster-test: deps
 	$(call install_missing,redis-server redis-tools nginx)
-	$(MAKE) --no-print-directory $(BUILD)/rayd $(CLUSTER_TEST_BIN)
+	$(MAKE) --no-print-directory $(BUILD)/rayd $(CLUSTER_TEST_BIN) $(API_TEST_BIN)
 	BUILD=$(BUILD) RAYD_BIN=$(BUILD)/rayd tests/cluster/run.sh
+	BUILD=$(BUILD) RAYD_BIN=$(BUILD)/rayd tests/cluster/run.sh --api
 
 # The real docker/Dockerfile built and run with podman (see tests/container/image_test.sh).
 image-test:

@@ -214,6 +214,30 @@ enum MHD_Result api_forward_reply_owner_died(api_request *req, const char *ref, 
                                  "owner", tag, "owner_died", 1));
 }
 
+bool api_cluster_unavailable(const api_request *req)
+{
+    return req->ctx->cluster && !rt_cluster_redis_up(req->ctx->cluster);
+}
+
+enum MHD_Result api_forward_reply_unknown_owner(api_request *req, const char *ref,
+                                                const char *tag)
+{
+    char detail[256];
+    if (api_cluster_unavailable(req)) {
+        snprintf(detail, sizeof(detail),
+                 "object %s names node %s, which this node does not know, and Redis (which "
+                 "says which nodes there are) is unreachable: retry",
+                 ref, tag);
+        req->retry_after = 1;
+        return api_problem(req, 503, "ClusterUnavailable", detail,
+                           json_pack("{s:s,s:s}", "ref", ref, "owner", tag));
+    }
+    snprintf(detail, sizeof(detail),
+             "object %s does not exist: no node of this cluster has tag %s", ref, tag);
+    return api_problem(req, 404, "NotFound", detail,
+                       json_pack("{s:s,s:s}", "ref", ref, "owner", tag));
+}
+
 /* The call failed before a whole answer: the owner died (410 for its object), or did not
  * answer (503, retry). */
 static enum MHD_Result reply_failure(api_request *req, api_forward *fw, const char *why)
@@ -355,36 +379,43 @@ static void fanout_notify(rt_peer_call *call, rt_peer_event event, void *arg)
     forward_decref(fw); /* the call's reference */
 }
 
-static enum MHD_Result fanout_start(api_request *req, const char *const *base_urls, size_t n,
-                                    const char *method, const char *path, const char *body,
-                                    size_t len, double timeout);
+static enum MHD_Result fanout_start(api_request *req, const char *const *base_urls,
+                                    const char *const *paths, size_t n, const char *method,
+                                    const char *body, size_t len, double timeout);
 
 enum MHD_Result api_forward_fanout(api_request *req, const char *const *base_urls, size_t n,
                                    const char *method, const char *path, double timeout)
 {
-    return fanout_start(req, base_urls, n, method, path, NULL, 0, timeout);
+    const char **paths = calloc(n + 1, sizeof(*paths));
+    if (!paths)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    for (size_t i = 0; i < n; i++)
+        paths[i] = path;
+    enum MHD_Result r = fanout_start(req, base_urls, paths, n, method, NULL, 0, timeout);
+    free(paths);
+    return r;
+}
+
+enum MHD_Result api_forward_fanout_each(api_request *req, const char *const *base_urls,
+                                        const char *const *paths, size_t n, const char *method,
+                                        double timeout)
+{
+    return fanout_start(req, base_urls, paths, n, method, NULL, 0, timeout);
 }
 
 enum MHD_Result api_forward_call(api_request *req, const char *base_url, const char *method,
                                  const char *path, const char *json_body, size_t len,
                                  double timeout)
 {
-    const char *urls[1] = {base_url};
-    return fanout_start(req, urls, 1, method, path, json_body, len, timeout);
+    const char *urls[1] = {base_url}, *paths[1] = {path};
+    return fanout_start(req, urls, paths, 1, method, json_body, len, timeout);
 }
 
-const rt_peer_answer *api_forward_fanout_answer(const api_request *req, size_t i)
-{
-    const api_forward *fw = req->forward;
-    if (!fw || fw->kind != FORWARD_FANOUT || i >= fw->ncalls || !fw->calls[i] ||
-        !rt_peer_done(fw->calls[i]))
-        return NULL;
-    return rt_peer_answer_of(fw->calls[i]);
-}
-
-static enum MHD_Result fanout_start(api_request *req, const char *const *base_urls, size_t n,
-                                    const char *method, const char *path, const char *body,
-                                    size_t len, double timeout)
+/* Sends `method paths[i]` to each base_urls[i] (with body, when not NULL) and suspends the
+ * request until every call has answered or failed. */
+static enum MHD_Result fanout_start(api_request *req, const char *const *base_urls,
+                                    const char *const *paths, size_t n, const char *method,
+                                    const char *body, size_t len, double timeout)
 {
     api_forward *fw = calloc(1, sizeof(*fw));
     rt_peer_call **calls = calloc(n + 1, sizeof(*calls));
@@ -416,7 +447,7 @@ static enum MHD_Result fanout_start(api_request *req, const char *const *base_ur
     long failed = 0;
     for (size_t i = 0; i < n; i++) {
         char *url = NULL;
-        if (asprintf(&url, "%s%s", base_urls[i], path) < 0) {
+        if (asprintf(&url, "%s%s", base_urls[i], paths[i]) < 0) {
             failed++;
             continue;
         }
@@ -444,6 +475,21 @@ bool api_forward_fanout_done(const api_request *req)
 {
     return req->forward && req->forward->kind == FORWARD_FANOUT &&
            __atomic_load_n(&req->forward->remaining, __ATOMIC_ACQUIRE) <= 0;
+}
+
+const rt_peer_answer *api_forward_fanout_answer(const api_request *req, size_t i)
+{
+    const api_forward *fw = req->forward;
+    if (!fw || fw->kind != FORWARD_FANOUT || i >= fw->ncalls || !fw->calls[i] ||
+        !rt_peer_done(fw->calls[i]))
+        return NULL;
+    return rt_peer_answer_of(fw->calls[i]);
+}
+
+size_t api_forward_fanout_body(const api_request *req, size_t i)
+{
+    const rt_peer_answer *a = api_forward_fanout_answer(req, i);
+    return a && a->body ? rt_peer_filled(req->forward->calls[i]) : 0;
 }
 
 void api_forward_release(api_request *req)

@@ -49,6 +49,11 @@ enum MHD_Result api_forward_relay(api_request *req, const char *base_url,
 enum MHD_Result api_forward_fanout(api_request *req, const char *const *base_urls, size_t n,
                                    const char *method, const char *path, double timeout);
 
+/* The same with a path of its own for each node (paths[i] for base_urls[i]). */
+enum MHD_Result api_forward_fanout_each(api_request *req, const char *const *base_urls,
+                                        const char *const *paths, size_t n, const char *method,
+                                        double timeout);
+
 /* A fan-out of one with a JSON body (json_body: len bytes, copied; may be NULL):
  * sends `method path` to base_url and suspends until it has answered or failed; then the
  * route's handler is called again (api_forward_fanout_done) and reads the answer with
@@ -57,9 +62,12 @@ enum MHD_Result api_forward_call(api_request *req, const char *base_url, const c
                                  const char *path, const char *json_body, size_t len,
                                  double timeout);
 
-/* The answer of a fan-out's i-th call once the fan-out is done (borrowed, lives as long as
- * the request), or NULL when that call could not start. */
-const rt_peer_answer *api_forward_fanout_answer(const api_request *req, size_t i);
+/* After the fan-out is done: the answer of call i (borrowed, lives as long as req's
+ * forward), or NULL when that call could not start. Its outcome says whether a whole answer
+ * came; api_forward_fanout_body gives how many bytes of answer->body are there. */
+struct rt_peer_answer;
+const struct rt_peer_answer *api_forward_fanout_answer(const api_request *req, size_t i);
+size_t api_forward_fanout_body(const api_request *req, size_t i);
 
 /* Whether req has a relay whose answer is to be sent now (the server calls
  * api_forward_answer instead of the handler then). */
@@ -74,6 +82,16 @@ enum MHD_Result api_forward_answer(api_request *req);
 /* Answers 410 ObjectLost for ref, owned by node tag, which died: detail and the fields
  * lost_reason "owner_died", owner (the tag) and owner_died true. */
 enum MHD_Result api_forward_reply_owner_died(api_request *req, const char *ref, const char *tag);
+
+/* Cluster mode: whether Redis is unreachable now, so that what only Redis can say (which
+ * nodes there are) is unknown here. Such answers are 503 ClusterUnavailable to retry. */
+bool api_cluster_unavailable(const api_request *req);
+
+/* Answers for ref whose owner tag no node known here has: 404 NotFound with `owner`, or,
+ * while Redis is unreachable (a node may have joined unseen), 503 ClusterUnavailable with
+ * Retry-After. */
+enum MHD_Result api_forward_reply_unknown_owner(api_request *req, const char *ref,
+                                                const char *tag);
 
 /* Ends whatever forwarding req has (cancelling calls still running). NULL forward fine. */
 void api_forward_release(api_request *req);

@@ -23,6 +23,8 @@ enum MHD_Result api_objects_free(api_request *req);
 enum MHD_Result api_objects_put(api_request *req);
 enum MHD_Result api_objects_put_batch(api_request *req);
 enum MHD_Result api_objects_list(api_request *req);
+/* GET /v1/cluster/list/objects: a peer route; this node's part of a merged listing. */
+enum MHD_Result api_objects_list_peer(api_request *req);
 enum MHD_Result api_objects_get(api_request *req); /* GET and HEAD */
 enum MHD_Result api_objects_delete(api_request *req);
 enum MHD_Result api_objects_meta(api_request *req);
@@ -41,6 +43,8 @@ enum MHD_Result api_tasks_submit(api_request *req);
 enum MHD_Result api_tasks_submit_batch(api_request *req);
 enum MHD_Result api_tasks_get(api_request *req);
 enum MHD_Result api_tasks_list(api_request *req);
+/* GET /v1/cluster/list/tasks: a peer route; this node's part of a merged listing. */
+enum MHD_Result api_tasks_list_peer(api_request *req);
 enum MHD_Result api_tasks_cancel(api_request *req);
 
 /* api/actors.c */

@@ -7,6 +7,7 @@
 #include "api/decode.h"
 #include "api/forward.h"
 #include "api/handlers.h"
+#include "api/listing.h"
 #include "api/park.h"
 #include "api/problem.h"
 #include "api/range.h"
@@ -78,10 +79,7 @@ static bool foreign_object(api_request *req, const char *ref, int what, enum MHD
     }
     char detail[200];
     if (owner == RT_OWNER_UNKNOWN) {
-        snprintf(detail, sizeof(detail),
-                 "object %s does not exist: no node of this cluster has tag %s", ref, tag);
-        *result = api_problem(req, 404, "NotFound", detail,
-                              json_pack("{s:s,s:s}", "ref", ref, "owner", tag));
+        *result = api_forward_reply_unknown_owner(req, ref, tag);
     } else if (owner == RT_OWNER_DEAD) {
         *result = api_forward_reply_owner_died(req, ref, tag);
     } else if (api_header(req, API_FORWARDED_HEADER)) {
@@ -181,30 +179,53 @@ done:
 
 /* ---- GET /v1/objects ------------------------------------------------------------------ */
 
-enum MHD_Result api_objects_list(api_request *req)
+static int objects_list_check(api_request *req)
 {
-    int state = -1;
-    const char *state_text = api_query(req, "state");
-    if (state_text && (state = rt_object_state_parse(state_text)) < 0)
-        return api_problem(req, 400, "BadRequest",
-                           "state must be one of pending, ready, error, lost", NULL);
-    unsigned long long limit = LIST_LIMIT_DEFAULT, cursor = 0;
-    if (api_query_uint(req, "limit", 1, LIST_LIMIT_MAX, &limit) != 0 ||
-        api_query_uint(req, "cursor", 0, (unsigned long long)-1, &cursor) != 0)
-        return MHD_YES;
+    const char *state = api_query(req, "state");
+    if (state && rt_object_state_parse(state) < 0) {
+        api_problem(req, 400, "BadRequest", "state must be one of pending, ready, error, lost",
+                    NULL);
+        return -1;
+    }
+    return 0;
+}
 
+static int objects_list_local(api_request *req, uint64_t after, size_t limit,
+                              api_list_page *page)
+{
+    const char *state = api_query(req, "state");
     rt_object_view *views = calloc(limit, sizeof(*views));
     if (!views)
-        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
-    uint64_t next = 0;
-    size_t n = rt_store_list(req->ctx->store, cursor, state, limit, views, &next);
-    json_t *list = json_array();
+        return -1;
+    size_t n = rt_store_list(req->ctx->store, after, state ? rt_object_state_parse(state) : -1,
+                             limit, views, &page->next);
     for (size_t i = 0; i < n; i++) {
-        json_array_append_new(list, api_value_meta(&views[i]));
+        json_array_append_new(page->items, api_value_meta(&views[i]));
+        if (page->seqs) {
+            page->seqs[i] = views[i].seq;
+            page->times[i] = views[i].created_at;
+        }
         rt_object_view_release(&views[i]);
     }
+    page->n = n;
     free(views);
-    return api_reply_page(req, "objects", list, next);
+    return 0;
+}
+
+static const char *const OBJECTS_LIST_FILTERS[] = {"state", NULL};
+static const api_list_kind OBJECTS_LISTING = {
+    "objects", "/v1/objects", "/v1/cluster/list/objects", OBJECTS_LIST_FILTERS,
+    objects_list_check, objects_list_local,
+};
+
+enum MHD_Result api_objects_list(api_request *req)
+{
+    return api_list(req, &OBJECTS_LISTING);
+}
+
+enum MHD_Result api_objects_list_peer(api_request *req)
+{
+    return api_list_peer(req, &OBJECTS_LISTING);
 }
 
 /* ---- GET and HEAD /v1/objects/{ref} --------------------------------------------------- */

@@ -48,6 +48,8 @@ static const api_route ROUTES[] = {
     {"DELETE", "/v1/functions/{name}", api_functions_delete, API_BODY_NONE, API_AUTH_ADMIN, 0},
     {"DELETE", "/v1/cluster/copies/{ref}", api_cluster_copy_delete, API_BODY_NONE,
      API_AUTH_CLUSTER, 0},
+    {"GET", "/v1/cluster/list/objects", api_objects_list_peer, API_BODY_NONE, API_AUTH_CLUSTER, 0},
+    {"GET", "/v1/cluster/list/tasks", api_tasks_list_peer, API_BODY_NONE, API_AUTH_CLUSTER, 0},
 };
 
 #define ROUTE_COUNT (sizeof(ROUTES) / sizeof(ROUTES[0]))

@@ -6,13 +6,12 @@
 #include "api/decode.h"
 #include "api/forward.h"
 #include "api/handlers.h"
+#include "api/listing.h"
 #include "api/park.h"
 #include "api/problem.h"
 #include "api/values.h"
 #include "runtime/clock.h"
 
-#define LIST_LIMIT_DEFAULT 100
-#define LIST_LIMIT_MAX 1000
 
 /* The receipt of one submitted task: {"task_id", "ref"} or {"task_id", "refs"}. */
 static json_t *receipt(const char *task_id, char (*refs)[RT_REF_SIZE], unsigned n)
@@ -383,32 +382,54 @@ enum MHD_Result api_tasks_get(api_request *req)
     return api_reply_json(req, 200, body);
 }
 
-enum MHD_Result api_tasks_list(api_request *req)
+static int tasks_list_check(api_request *req)
 {
-    int state = -1;
-    const char *state_text = api_query(req, "state");
-    if (state_text && (state = rt_task_state_parse(state_text)) < 0)
-        return api_problem(req, 400, "BadRequest",
-                           "state must be one of PENDING_ARGS_AVAIL, PENDING_NODE_ASSIGNMENT, "
-                           "RUNNING, FINISHED, FAILED, CANCELLED",
-                           NULL);
-    unsigned long long limit = LIST_LIMIT_DEFAULT, cursor = 0;
-    if (api_query_uint(req, "limit", 1, LIST_LIMIT_MAX, &limit) != 0 ||
-        api_query_uint(req, "cursor", 0, (unsigned long long)-1, &cursor) != 0)
-        return MHD_YES;
+    const char *state = api_query(req, "state");
+    if (state && rt_task_state_parse(state) < 0) {
+        api_problem(req, 400, "BadRequest",
+                    "state must be one of PENDING_ARGS_AVAIL, PENDING_NODE_ASSIGNMENT, "
+                    "RUNNING, FINISHED, FAILED, CANCELLED",
+                    NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static int tasks_list_local(api_request *req, uint64_t after, size_t limit, api_list_page *page)
+{
+    const char *state = api_query(req, "state");
     rt_task_info *infos = calloc(limit, sizeof(*infos));
     if (!infos)
-        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
-    uint64_t next = 0;
-    size_t n = rt_task_list(req->ctx->tasks, cursor, state, api_query(req, "function"), limit,
-                            infos, &next);
-    json_t *list = json_array();
+        return -1;
+    size_t n = rt_task_list(req->ctx->tasks, after, state ? rt_task_state_parse(state) : -1,
+                            api_query(req, "function"), limit, infos, &page->next);
     for (size_t i = 0; i < n; i++) {
-        json_array_append_new(list, info_json(&infos[i]));
+        json_array_append_new(page->items, info_json(&infos[i]));
+        if (page->seqs) {
+            page->seqs[i] = infos[i].seq;
+            page->times[i] = infos[i].submitted_at;
+        }
         rt_task_info_release(&infos[i]);
     }
+    page->n = n;
     free(infos);
-    return api_reply_page(req, "tasks", list, next);
+    return 0;
+}
+
+static const char *const TASKS_LIST_FILTERS[] = {"state", "function", NULL};
+static const api_list_kind TASKS_LISTING = {
+    "tasks", "/v1/tasks", "/v1/cluster/list/tasks", TASKS_LIST_FILTERS,
+    tasks_list_check, tasks_list_local,
+};
+
+enum MHD_Result api_tasks_list(api_request *req)
+{
+    return api_list(req, &TASKS_LISTING);
+}
+
+enum MHD_Result api_tasks_list_peer(api_request *req)
+{
+    return api_list_peer(req, &TASKS_LISTING);
 }
 
 enum MHD_Result api_tasks_cancel(api_request *req)

@@ -74,6 +74,10 @@ void rt_cluster_free(rt_cluster *cluster);
 /* Whether this node has joined (has its tag, wrote its record, read the others'). */
 bool rt_cluster_joined(const rt_cluster *cluster);
 
+/* Whether Redis answers now (a heartbeat went through since the last failure). Cheap: one
+ * atomic load. */
+bool rt_cluster_redis_up(const rt_cluster *cluster);
+
 /* Who owns an id. */
 typedef enum rt_owner {
     RT_OWNER_SELF = 0, /* this node, or an id without a tag (made by a node alone) */

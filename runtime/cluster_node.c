@@ -72,7 +72,8 @@ struct rt_cluster {
     member *members; /* lock: every other node known, by tag */
     size_t nmembers; /* lock */
     long long epoch; /* lock */
-    bool redis_up;   /* lock */
+    bool redis_up;   /* lock; also mirrored in redis_up_now */
+    int redis_up_now; /* atomic: redis_up, read without the lock */
     char redis_error[256]; /* lock */
 };
 
@@ -548,6 +549,7 @@ static void redis_state(int up, const char *why, void *arg)
     rt_cluster *c = arg;
     pthread_mutex_lock(&c->lock);
     c->redis_up = up;
+    __atomic_store_n(&c->redis_up_now, up ? 1 : 0, __ATOMIC_RELEASE);
     snprintf(c->redis_error, sizeof(c->redis_error), "%s", up ? "" : why);
     pthread_mutex_unlock(&c->lock);
     if (up) {
@@ -621,6 +623,11 @@ void rt_cluster_free(rt_cluster *c)
 bool rt_cluster_joined(const rt_cluster *c)
 {
     return __atomic_load_n(&c->joined, __ATOMIC_ACQUIRE) != 0;
+}
+
+bool rt_cluster_redis_up(const rt_cluster *c)
+{
+    return __atomic_load_n(&c->redis_up_now, __ATOMIC_ACQUIRE) != 0;
 }
 
 rt_owner rt_cluster_owner(rt_cluster *c, const char *id, char tag[RT_NODE_TAG_SIZE], char *url,

@@ -16,6 +16,7 @@
 #   BENCH_REMOTE_CONC_CALLS=N   remote calls per side over 16 connections in j (default 8000)
 #   BENCH_PROFILE_GETS=N        GETs profiled under callgrind in l (default 20000)
 #   BENCH_CLIENT_ROUNDS=N       rounds per side of each workload in m (default 6)
+#   BENCH_CLUSTER_BIG_RUNS=N    runs of the 1 GiB node-to-node get in n (default 3)
 #   RAYD_BIN=path       the server under test (default build/rayd)
 #   BENCH_BARE_CONN_MEMORY=BYTES  the baseline's connection memory limit (default: rayd's,
 #                       read from api/server.c, else 262144)
@@ -31,7 +32,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 
-BENCHES=(a b c d e f g h i j k l m) # registry of benchmarks, run in this order: bench_a, bench_b, ...
+BENCHES=(a b c d e f g h i j k l m n) # registry of benchmarks, run in this order: bench_a, bench_b, ...
 
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ONLY=${BENCH_ONLY:-}
@@ -46,7 +47,8 @@ BIG_SIZE=$((1024 * 1024 * 1024))
 WRK=(wrk -t2 -c32 "-d${BENCH_SECONDS}s" --latency)
 
 for v in BENCH_SECONDS BENCH_ROUNDS BENCH_BIG_RUNS BENCH_TASK_ROUNDS BENCH_ACTORS \
-    BENCH_REMOTE_CALLS BENCH_REMOTE_CONC_CALLS BENCH_PROFILE_GETS BENCH_CLIENT_ROUNDS; do
+    BENCH_REMOTE_CALLS BENCH_REMOTE_CONC_CALLS BENCH_PROFILE_GETS BENCH_CLIENT_ROUNDS \
+    BENCH_CLUSTER_BIG_RUNS; do
     [[ ${!v:-1} =~ ^[1-9][0-9]*$ ]] || {
         echo "run.sh: $v must be a positive integer" >&2
         exit 2
@@ -1264,6 +1266,164 @@ bench_l() {
     local groups
     groups=$(cg_groups "$rfile" "$n" "$bin" | awk -F'\t' 'NR <= 12 { printf "%s%s %s", (NR > 1 ? ", " : ""), $3, $1 }')
     note "l: rayd's $n GETs cost $rir instructions ($rper per GET; the bare server's GET /: $bper; the ratio column is rayd/bare in instructions, higher is costlier). Both spend ${rmem:-?} / ${bmem:-?} Ir per request in memset: libmicrohttpd zeroing its connection memory pool, which valgrind counts byte by byte (rep stosb). Ir per GET by group: $groups. Top functions: $sum; dumps: $rfile, $bfile. Under valgrind the client got $rrate GETs/s (not a performance figure)."
+}
+
+# n) Cluster mode (docs/cluster.md): Redis on a free loopback port, two rayd in cluster mode
+# (A and B) and one rayd alone. Three ratios, each measured in this run:
+#   - GET of a 100-byte object owned by A, through B (B's secondary copy cached after the
+#     first read), against the same GET on A;
+#   - 1 GiB put on A, read through B (B relays it from A as it arrives; the first read of
+#     each put, so no copy helps), against curl's 1 GiB PUT to the bare server (as in c);
+#   - a node's own work with RAYD_CLUSTER set against a rayd without it: a small GET, and
+#     one task per request (Prefer: wait).
+# wait_ready PORT: /readyz 200 within 15 s (a cluster node answers 200 once it has joined).
+wait_ready() {
+    local i
+    for ((i = 0; i < 150; i++)); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/readyz") == 200 ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+bench_n() {
+    local t
+    for t in redis-server redis-cli; do
+        command -v $t >/dev/null || { fail "n: $t is not installed (make cluster-test installs it)"; return; }
+    done
+    local rport redis a b alone aport bport lport msg runs=${BENCH_CLUSTER_BIG_RUNS:-3}
+    rport=$(free_port)
+    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$OUT" \
+        >"$LOGS/redis-n.log" 2>&1 &
+    redis=$!
+    SERVER_PIDS+=("$redis")
+    for ((t = 0; t < 100; t++)); do
+        [[ $(redis-cli -p "$rport" ping 2>/dev/null) == PONG ]] && break
+        sleep 0.05
+    done
+    local cluster=(env "RAYD_CLUSTER=redis://127.0.0.1:$rport" "$RAYD_BIN" --bind 127.0.0.1 --port 0
+        --max-body 2G --memory-limit 3G)
+    COMMANDS+=("$(shq "${cluster[@]}")")
+    start_server rayd-n-a "${cluster[@]}" || { fail "n: node A did not start"; stop_server "$redis"; return; }
+    a=$SRV_PID aport=$SRV_PORT
+    start_server rayd-n-b "${cluster[@]}" || { fail "n: node B did not start"; stop_server "$a"; stop_server "$redis"; return; }
+    b=$SRV_PID bport=$SRV_PORT
+    start_rayd rayd-n-alone --max-body 2G --memory-limit 3G || { fail "n: rayd alone did not start"; stop_server "$a"; stop_server "$b"; stop_server "$redis"; return; }
+    alone=$SRV_PID lport=$SRV_PORT
+    n_stop() { stop_server "$a"; stop_server "$b"; stop_server "$alone"; stop_server "$redis"; }
+    if ! wait_ready "$aport" || ! wait_ready "$bport"; then
+        fail "n: the cluster nodes did not join"
+        n_stop
+        return
+    fi
+    if ! msg=$(sanity_rayd "$aport") || ! msg=$(sanity_rayd "$lport"); then
+        fail "n: $msg"
+        n_stop
+        return
+    fi
+
+    # --- 100-byte GET through the non-owner (copy cached) vs on the owner
+    local ref ok=1
+    head -c 100 /dev/urandom >"$OUT/obj100n.bin"
+    ref=$(post_object "$aport" "$OUT/obj100n.bin" application/octet-stream)
+    curl -s --max-time 10 -o "$OUT/obj100n.got" "http://127.0.0.1:$bport/v1/objects/$ref" || true
+    if [[ -z $ref ]] || ! cmp -s "$OUT/obj100n.bin" "$OUT/obj100n.got"; then
+        fail "n: a 100-byte object put on A did not read back through B"
+        n_stop
+        return
+    fi
+    local copies
+    copies=$(curl -s "http://127.0.0.1:$bport/v1/status" | jq -r '.object_store.copies // .object_store.objects // "?"')
+    if wrk_abba n-get "http://127.0.0.1:$aport/v1/objects/$ref" "http://127.0.0.1:$bport/v1/objects/$ref"; then
+        if [[ $P_NON2XX != 0 ]]; then
+            fail "n: B answered $P_NON2XX non-2xx to GETs of A's object"
+        else
+            row n "GET 100 B through a non-owner (copy) vs on the owner, req/s (p99 ms)" \
+                "$(calc %.0f "$P_BARE_RPS") ($P_BARE_P99)" "$(calc %.0f "$P_RAYD_RPS") ($P_RAYD_P99)" \
+                "$(calc %.2f "$P_RAYD_RPS / $P_BARE_RPS")" ">= 0.5" \
+                "$(verdict "$(calc %.6f "$P_RAYD_RPS / $P_BARE_RPS")" '>=' 0.5)"
+            note "n: the \"bare\" column of this row is node A (the owner), \"rayd\" node B; req/s of each run, in order: $P_RUNS. B's store before the load: $copies (status object_store)."
+        fi
+    else
+        fail "n: wrk failed on the GETs"
+    fi
+
+    # --- a node's own work with RAYD_CLUSTER set vs without
+    local lref
+    lref=$(post_object "$lport" "$OUT/obj100n.bin" application/octet-stream)
+    if wrk_abba n-own-get "http://127.0.0.1:$lport/v1/objects/$lref" "http://127.0.0.1:$aport/v1/objects/$ref"; then
+        row n "own GET 100 B, RAYD_CLUSTER set vs not, req/s (p99 ms)" \
+            "$(calc %.0f "$P_BARE_RPS") ($P_BARE_P99)" "$(calc %.0f "$P_RAYD_RPS") ($P_RAYD_P99)" \
+            "$(calc %.2f "$P_RAYD_RPS / $P_BARE_RPS")" ">= 0.9" \
+            "$(verdict "$(calc %.6f "$P_RAYD_RPS / $P_BARE_RPS")" '>=' 0.9)"
+        note "n: own GET: the \"bare\" column is rayd without RAYD_CLUSTER, \"rayd\" node A; req/s of each run: $P_RUNS."
+        [[ $P_NON2XX == 0 ]] || fail "n: node A answered $P_NON2XX non-2xx to its own GETs"
+    else
+        fail "n: wrk failed on the own GETs"
+    fi
+    if wrk_abba n-own-task "http://127.0.0.1:$lport/v1/tasks" "http://127.0.0.1:$aport/v1/tasks" \
+        -s tests/bench/task_echo.lua; then
+        row n "own task per request (Prefer: wait), RAYD_CLUSTER set vs not, req/s (p99 ms)" \
+            "$(calc %.0f "$P_BARE_RPS") ($P_BARE_P99)" "$(calc %.0f "$P_RAYD_RPS") ($P_RAYD_P99)" \
+            "$(calc %.2f "$P_RAYD_RPS / $P_BARE_RPS")" ">= 0.9" \
+            "$(verdict "$(calc %.6f "$P_RAYD_RPS / $P_BARE_RPS")" '>=' 0.9)"
+        note "n: own task: req/s of each run: $P_RUNS."
+        [[ $P_NON2XX == 0 ]] || fail "n: node A answered $P_NON2XX non-2xx to its own tasks"
+    else
+        fail "n: wrk failed on the own tasks"
+    fi
+
+    # --- 1 GiB: put on A, read through B, against curl's PUT to the bare server
+    make_big_file || { fail "n: cannot create $BIG_FILE"; n_stop; return; }
+    cat "$BIG_FILE" >/dev/null
+    local put=(-X POST -T "$BIG_FILE" -H 'Content-Type: application/octet-stream')
+    local bare bport_bare i bare_t=999999 get_t=999999 local_t=999999 hdr=$OUT/big-put-n.json runs_txt=""
+    start_bare || { fail "n: bare server did not start"; n_stop; return; }
+    bare=$SRV_PID bport_bare=$SRV_PORT
+    for ((i = 1; i <= runs; i++)); do
+        curl_time -o /dev/null "${put[@]}" "http://127.0.0.1:$bport_bare/v1/objects" || true
+        if [[ $C_CODE != 200 || $C_UP != "$BIG_SIZE" ]]; then
+            fail "n: bare upload answered $C_CODE after $C_UP bytes"
+            ok=0
+            break
+        fi
+        bare_t=$(awk -v a="$bare_t" -v b="$C_TIME" 'BEGIN { print (b < a) ? b : a }')
+        runs_txt+="${runs_txt:+, }bare put $(calc %.2f "$BIG_SIZE / $C_TIME / 1e9")"
+        curl -s --max-time 300 -o "$hdr" "${put[@]}" "http://127.0.0.1:$aport/v1/objects" || true
+        ref=$(jq -r '.ref // empty' "$hdr" 2>/dev/null || true)
+        if [[ -z $ref ]]; then
+            fail "n: 1 GiB put on A failed: $(head -c 300 "$hdr")"
+            ok=0
+            break
+        fi
+        curl_time -o /dev/null "http://127.0.0.1:$bport/v1/objects/$ref" || true
+        if [[ $C_CODE != 200 || $C_DOWN != "$BIG_SIZE" ]]; then
+            fail "n: 1 GiB GET through B answered $C_CODE with $C_DOWN bytes"
+            ok=0
+            break
+        fi
+        get_t=$(awk -v a="$get_t" -v b="$C_TIME" 'BEGIN { print (b < a) ? b : a }')
+        runs_txt+=", get through B $(calc %.2f "$BIG_SIZE / $C_TIME / 1e9")"
+        curl_time -o /dev/null "http://127.0.0.1:$aport/v1/objects/$ref" || true
+        local_t=$(awk -v a="$local_t" -v b="$C_TIME" 'BEGIN { print (b < a) ? b : a }')
+        runs_txt+=", get on A $(calc %.2f "$BIG_SIZE / $C_TIME / 1e9")"
+        if ((i == runs)); then # bytes exact, outside the timed runs, from B's copy
+            curl -s --max-time 300 "http://127.0.0.1:$bport/v1/objects/$ref" | cmp -s - "$BIG_FILE" ||
+                { fail "n: the 1 GiB object read through B differs from the file"; ok=0; }
+        fi
+        # Freed on A, and B's copy with it: the next read through B goes to A again.
+        curl -s --max-time 30 -o /dev/null -X DELETE "http://127.0.0.1:$bport/v1/objects/$ref" || true
+    done
+    local hwm_b
+    hwm_b=$(proc_bytes "$b" VmHWM)
+    stop_server "$bare"
+    n_stop
+    [[ $ok == 1 ]] || return
+    row n "1 GiB put on A, GET through B vs bare PUT, GB/s, best of $runs" \
+        "$(calc %.2f "$BIG_SIZE / $bare_t / 1e9")" "$(calc %.2f "$BIG_SIZE / $get_t / 1e9")" \
+        "$(calc %.2f "$bare_t / $get_t")" ">= 0.5" "$(verdict "$(calc %.6f "$bare_t / $get_t")" '>=' 0.5)"
+    note "n: 1 GiB: GB/s of each run, in order: $runs_txt (get on A: the owner's own GET, for reference). B's peak RSS $(calc %.2f "${hwm_b:-0} / 1073741824") GiB (it keeps a copy)."
+    note "n: skipped: the 10,000-task batch through one node of three, waited through another (needs tasks and waits across nodes)."
 }
 
 # ---------------------------------------------------------------------------------------

@@ -6,7 +6,12 @@
 # kills a node). Everything
 # started here is stopped at the end, whatever happens. Files go to $BUILD/cluster.
 #
-#   tests/cluster/run.sh [test binary...]     default: the two in $BUILD/tests/cluster
+#   tests/cluster/run.sh [test binary...]     default: those in $BUILD/tests/cluster
+#   tests/cluster/run.sh --api [test binary...]
+#       the single-node API tests (default: every $BUILD/tests/api/test_*) through nginx
+#       against the three nodes (RAYD_TEST_URL, tests/api/support/harness.h), leaving out
+#       the tests tests/cluster/api_node_local.txt names as node-local, with its reason;
+#       the nodes run with API_NODE_ARGS (the flags the tests' main servers use)
 #
 # Environment: RAYD_BIN (default $BUILD/rayd), BUILD (default build). redis-server and
 # nginx are installed from Debian when missing (as root). Prints one line per binary and
@@ -19,11 +24,26 @@ BUILD=${BUILD:-build}
 OUT=$ROOT/$BUILD/cluster
 RAYD=${RAYD_BIN:-$ROOT/$BUILD/rayd}
 case "$RAYD" in /*) ;; *) RAYD=$ROOT/$RAYD ;; esac
+MODE=cluster
+if [ "${1:-}" = --api ]; then
+    MODE=api
+    shift
+fi
+# The API tests' main servers run with these (test_objects, test_tasks): so do the nodes.
+# (test_objects' --max-wait 5 is left out: test_tasks wants the default.)
+API_NODE_ARGS=(--memory-limit 256M --max-body 128M --workers 8)
+NODE_ARGS=(--spillback-queued 2) # test_spillback needs a low threshold
+[ "$MODE" = api ] && NODE_ARGS=("${API_NODE_ARGS[@]}")
 if [ $# -gt 0 ]; then
     TESTS=("$@")
+elif [ "$MODE" = api ]; then
+    TESTS=()
+    for t in "$BUILD"/tests/api/test_*; do
+        case "$t" in *.d) ;; *) [ -x "$t" ] && TESTS+=("$t") ;; esac
+    done
 else
     TESTS=("$BUILD/tests/cluster/test_cluster_objects" "$BUILD/tests/cluster/test_cluster_tasks"
-           "$BUILD/tests/cluster/test_cluster_redis"
+           "$BUILD/tests/cluster/test_cluster_listing" "$BUILD/tests/cluster/test_cluster_redis"
            "$BUILD/tests/cluster/test_cluster_failure")
 fi
 NGINX=/usr/sbin/nginx
@@ -45,9 +65,18 @@ stop_all() {
     for pid in "${RAYD_PIDS[@]}" $NGINX_PID; do
         [ -n "$pid" ] && wait "$pid" 2>/dev/null
     done
-    # Redis last: the nodes remove their records as they stop. A test may have paused it.
+    # Redis last: the nodes remove their records as they stop. A test may have paused it,
+    # or stopped it and started another on the same port (redis-restart.sh, pid file).
     [ -n "$REDIS_PID" ] && kill -CONT "$REDIS_PID" 2>/dev/null
     [ -n "$REDIS_PID" ] && kill -TERM "$REDIS_PID" 2>/dev/null && wait "$REDIS_PID" 2>/dev/null
+    if [ -s "$OUT/redis-restarted.pid" ]; then
+        local again
+        again=$(cat "$OUT/redis-restarted.pid")
+        kill -CONT "$again" 2>/dev/null
+        kill -TERM "$again" 2>/dev/null
+        for _ in $(seq 1 100); do kill -0 "$again" 2>/dev/null || break; sleep 0.05; done
+        rm -f "$OUT/redis-restarted.pid"
+    fi
     RAYD_PIDS=()
     NGINX_PID=""
     REDIS_PID=""
@@ -99,12 +128,20 @@ for _ in $(seq 1 100); do
 done
 [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ] || abort "redis-server did not answer"
 say "redis-server on 127.0.0.1:$RPORT (pid $REDIS_PID)"
+# For a test that stops Redis and starts it again on the same port (empty, as a restart
+# without persistence): a daemon this script stops at the end through its pid file.
+cat >"$OUT/redis-restart.sh" <<EOF
+#!/bin/sh
+exec redis-server --port $RPORT --bind 127.0.0.1 --save '' --appendonly no --dir "$OUT/redis" \\
+    --daemonize yes --pidfile "$OUT/redis-restarted.pid" --logfile "$OUT/redis-restarted.log"
+EOF
+chmod +x "$OUT/redis-restart.sh"
 
 # --- three rayd in cluster mode ------------------------------------------------------------
 PORTS=()
 for i in 1 2 3; do
     RAYD_CLUSTER=redis://127.0.0.1:$RPORT "$RAYD" --bind 127.0.0.1 --port 0 \
-        --drain-timeout 5s --spillback-queued 2 >"$OUT/rayd$i.log" 2>"$OUT/rayd$i.err" &
+        --drain-timeout 5s "${NODE_ARGS[@]}" >"$OUT/rayd$i.log" 2>"$OUT/rayd$i.err" &
     RAYD_PIDS+=($!)
 done
 for i in 1 2 3; do
@@ -166,8 +203,32 @@ export RAYD_CLUSTER_NODES="http://127.0.0.1:${PORTS[0]} http://127.0.0.1:${PORTS
 export RAYD_CLUSTER_PIDS="${RAYD_PIDS[*]}"
 export RAYD_CLUSTER_LB="http://127.0.0.1:$NPORT"
 export RAYD_CLUSTER_REDIS="$REDIS_PID $RPORT"
+export RAYD_CLUSTER_REDIS_RESTART="$OUT/redis-restart.sh"
+# Node-local API tests: "binary test-glob reason" lines; a glob of * is the whole binary.
+node_local() { # binary name -> comma-separated globs to skip, or "*" for all
+    awk -v b="$1" -v pending="${RAYD_CLUSTER_API_PENDING:-0}" \
+        '$1 == b && !($3 == "pending" && pending == "1") { printf "%s%s", (n++ ? "," : ""), $2 }' \
+        tests/cluster/api_node_local.txt 2>/dev/null
+}
 for t in "${TESTS[@]}"; do
     echo "== $t"
+    if [ "$MODE" = api ]; then
+        skip=$(node_local "$(basename "$t")")
+        if [ "$skip" = "*" ]; then
+            echo "skipped as a whole: $(awk -v b="$(basename "$t")" \
+                '$1 == b { k = $3; $1 = ""; $2 = ""; $3 = ""; sub(/^ +/, "");
+                           print k ": " $0 "; it runs on one node in make test"; exit }' \
+                tests/cluster/api_node_local.txt)"
+            continue
+        fi
+        if RAYD_TEST_URL=$RAYD_CLUSTER_LB RAYD_TEST_SKIP=$skip "$t"; then
+            PASSED=$((PASSED + 1))
+        else
+            FAILED=$((FAILED + 1))
+            echo "FAILED: $t"
+        fi
+        continue
+    fi
     if "$t"; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); echo "FAILED: $t"; fi
 done
 

@@ -210,6 +210,30 @@ static void test_kill_9_owner(void **state)
         assert_memory_equal(r->body, "after the death", 15);
         http_resp_free(r);
     }
+    /* Listings go on without the dead node: the survivor's object, none of the victim's,
+     * through both live nodes; ?node= of the dead node is a 404. */
+    for (int j = 0; j < 2; j++) {
+        r = http_get(&g.node[j], "/v1/objects?limit=1000");
+        assert_status(r, 200);
+        int has_survivor = 0;
+        size_t i;
+        json_t *item;
+        json_array_foreach(json_member(r->json, "objects"), i, item)
+        {
+            char tag[16];
+            cluster_ref_tag(json_str(item, "ref"), tag);
+            if (strcmp(tag, g.tag[VICTIM]) == 0)
+                fail_msg("node %s lists %s of the dead node", g.tag[j], json_str(item, "ref"));
+            has_survivor |= strcmp(json_str(item, "ref"), survivor) == 0;
+        }
+        if (!has_survivor && json_is_null(json_member(r->json, "next_cursor")))
+            fail_msg("node %s's listing lacks the survivor's object %s", g.tag[j], survivor);
+        http_resp_free(r);
+        snprintf(path, sizeof(path), "/v1/objects?node=%s", g.tag[VICTIM]);
+        r = http_get(&g.node[j], path);
+        assert_problem(r, 404, "NotFound");
+        http_resp_free(r);
+    }
     /* Still listed, as dead; the two others alive. */
     r = cluster_status(&g.node[0]);
     assert_int_equal(json_array_size(json_object_get(json_member(r->json, "cluster"), "nodes")),

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The container image test: build docker/Dockerfile with podman, run it, and check
 # /healthz, a put/get round trip (byte-exact), /readyz, the HEALTHCHECK, the non-root
-# user, and a clean stop (SIGTERM -> exit code 0).
+# user, and a clean stop (SIGTERM -> exit code 0). Then the set docker/compose.yaml
+# describes: Redis, three rayd in cluster mode and nginx (docker/nginx.conf, addresses
+# changed), started with podman run (no compose here) sharing one network namespace, and
+# a put on one node read back byte-exact through the two others and through nginx.
 #
 # Works without a Docker engine or a registry, as on the machines this project is built on:
 #   - podman keeps its storage under build/podman (make clean removes it);
@@ -9,6 +12,8 @@
 #     already uses, and cached in build/podman as localhost/debian:bookworm;
 #   - runc instead of crun, and lower ulimits on podman run.
 # The Dockerfile itself is unchanged: only --build-arg BASE points at the local base.
+# No registry means no redis or nginx image either: the cluster part builds one from the
+# same local base with Debian's redis-server and nginx (cached as localhost/rayd-infra).
 #
 # Exit 0 when the test passes, or with one line "SKIP: podman cannot start containers
 # here: <reason>" when podman cannot start any container at all; 1 on any other failure.
@@ -18,6 +23,7 @@ cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
 DIR=$ROOT/build/podman
 BASE_IMAGE=localhost/debian:bookworm
+INFRA_IMAGE=localhost/rayd-infra:bookworm
 TAG=localhost/rayd-image-test:$$
 NAME=rayd-image-test-$$
 WORK=$DIR/tmp.$$
@@ -30,7 +36,13 @@ log() { echo "image-test: $*"; }
 cleanup() {
     trap - EXIT INT TERM
     if command -v podman >/dev/null 2>&1 && [ -d "$DIR/storage" ]; then
-        "${P[@]}" rm -f -t 0 "$NAME" >/dev/null 2>&1
+        # One at a time, the Redis container last: the others share its network namespace,
+        # and podman refuses to remove it while they exist (a failed name also stops a
+        # multi-name rm).
+        local c
+        for c in "$NAME" "$NAME-nginx" "$NAME-rayd1" "$NAME-rayd2" "$NAME-rayd3" "$NAME-redis"; do
+            "${P[@]}" rm -f -t 0 "$c" >/dev/null 2>&1
+        done
         "${P[@]}" rmi -f "$TAG" >/dev/null 2>&1
         # Build-stage layers (the compiler image) are dangling now; the base stays cached.
         "${P[@]}" image prune -f >/dev/null 2>&1
@@ -169,6 +181,95 @@ state=$("${P[@]}" inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$NAME")
     fail "no \"stopped\" log line after SIGTERM"
 log "ok podman stop (SIGTERM): drained, exit code 0"
 
+# --- cluster: Redis, three rayd in cluster mode, nginx -----------------------------------
+# docker/compose.yaml's set, with podman run: the containers share the Redis container's
+# network namespace (no DNS between containers needed), so the nodes listen on ports of
+# their own (8081-8083, admin 9091-9093) and nginx reaches them on 127.0.0.1.
+if ! "${P[@]}" image exists "$INFRA_IMAGE"; then
+    log "building $INFRA_IMAGE (Debian's redis-server and nginx; cached afterwards)"
+    printf 'ARG BASE\nFROM ${BASE}\nRUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server redis-tools nginx curl && rm -rf /var/lib/apt/lists/*\n' \
+        >"$WORK/Containerfile.infra"
+    "${P[@]}" build --build-arg BASE="$BASE_IMAGE" -t "$INFRA_IMAGE" -f "$WORK/Containerfile.infra" \
+        "$WORK" >"$WORK/infra.log" 2>&1 || { tail -n 20 "$WORK/infra.log"; fail "building $INFRA_IMAGE failed"; }
+fi
+CPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+CURL=http://127.0.0.1:$CPORT
+"${P[@]}" run -d --name "$NAME-redis" "${U[@]}" -p "127.0.0.1:$CPORT:8080" "$INFRA_IMAGE" \
+    redis-server --bind 127.0.0.1 --port 6379 --save '' --appendonly no >/dev/null 2>"$WORK/run.err" ||
+    fail "podman run redis failed: $(tail -n 1 "$WORK/run.err")"
+NET=(--network "container:$NAME-redis")
+for i in 1 2 3; do
+    "${P[@]}" run -d --name "$NAME-rayd$i" "${U[@]}" "${NET[@]}" \
+        -e RAYD_CLUSTER=redis://127.0.0.1:6379 -e RAYD_PORT=808$i -e RAYD_ADMIN_PORT=909$i \
+        -e RAYD_ADVERTISE_URL=http://127.0.0.1:808$i "$TAG" >/dev/null 2>"$WORK/run.err" ||
+        fail "podman run rayd$i failed: $(tail -n 1 "$WORK/run.err")"
+done
+sed -e 's#server rayd\([123]\):8080 #server 127.0.0.1:808\1 #' docker/nginx.conf >"$WORK/nginx.conf"
+grep -q 'rayd[123]:8080' "$WORK/nginx.conf" && fail "docker/nginx.conf changed shape: upstreams not replaced"
+"${P[@]}" run -d --name "$NAME-nginx" "${U[@]}" "${NET[@]}" \
+    -v "$WORK/nginx.conf:/etc/nginx/rayd.conf:ro" "$INFRA_IMAGE" \
+    nginx -c /etc/nginx/rayd.conf -g 'daemon off;' >/dev/null 2>"$WORK/run.err" ||
+    fail "podman run nginx failed: $(tail -n 1 "$WORK/run.err")"
+
+# Every node joined (ready), and each sees three live nodes.
+for i in 1 2 3; do
+    code=000
+    for _ in $(seq 1 200); do
+        code=$("${P[@]}" exec "$NAME-rayd$i" curl -s -o /dev/null -w '%{http_code}' \
+            "http://127.0.0.1:808$i/readyz" 2>/dev/null)
+        [ "$code" = 200 ] && break
+        sleep 0.1
+    done
+    [ "$code" = 200 ] || { "${P[@]}" logs "$NAME-rayd$i" 2>&1 | tail -n 10; fail "rayd$i never joined (/readyz $code)"; }
+done
+alive=$("${P[@]}" exec "$NAME-rayd1" curl -s http://127.0.0.1:8081/v1/status |
+    python3 -c 'import json, sys; print(sum(n["alive"] for n in json.load(sys.stdin)["cluster"]["nodes"]))')
+[ "$alive" = 3 ] || fail "node 1 sees $alive live nodes, expected 3"
+code=000
+for _ in $(seq 1 100); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$CURL/healthz" 2>/dev/null)
+    [ "$code" = 200 ] && break
+    sleep 0.1
+done
+[ "$code" = 200 ] || { "${P[@]}" logs "$NAME-nginx" 2>&1 | tail -n 10; fail "nginx /healthz answered $code"; }
+log "ok cluster up: redis, three rayd joined (3 live nodes), nginx"
+
+# A put on node 1, read through nodes 2 and 3 and six times through nginx, byte-exact.
+"${P[@]}" cp "$WORK/put.bin" "$NAME-rayd1:/tmp/put.bin" 2>/dev/null ||
+    "${P[@]}" exec -i "$NAME-rayd1" sh -c 'cat > /tmp/put.bin' <"$WORK/put.bin"
+ref=$("${P[@]}" exec "$NAME-rayd1" curl -s -X POST -H 'Content-Type: application/octet-stream' \
+    --data-binary @/tmp/put.bin http://127.0.0.1:8081/v1/objects |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["ref"])') || fail "put on node 1 failed"
+for i in 2 3; do
+    "${P[@]}" exec "$NAME-rayd$i" curl -s "http://127.0.0.1:808$i/v1/objects/$ref" >"$WORK/get$i.bin"
+    cmp -s "$WORK/put.bin" "$WORK/get$i.bin" || fail "node $i returned other bytes for node 1's object"
+done
+for k in 1 2 3 4 5 6; do
+    code=$(curl -s -o "$WORK/lb.bin" -w '%{http_code}' "$CURL/v1/objects/$ref")
+    [ "$code" = 200 ] || fail "GET $k through nginx answered $code"
+    cmp -s "$WORK/put.bin" "$WORK/lb.bin" || fail "GET $k through nginx returned other bytes"
+done
+log "ok put on node 1, byte-exact through nodes 2 and 3 and 6 times through nginx"
+# A put through nginx, read back through nginx (round-robin: the other nodes too).
+resp=$(curl -s -X POST --data-binary 'through nginx' "$CURL/v1/objects")
+ref=$(printf '%s' "$resp" | python3 -c 'import json, sys; print(json.load(sys.stdin)["ref"])') ||
+    fail "put through nginx: $resp"
+for k in 1 2 3 4 5 6; do
+    body=$(curl -s "$CURL/v1/objects/$ref")
+    [ "$body" = "through nginx" ] || fail "GET $k through nginx of a put through nginx: '$body'"
+done
+# A task through nginx, answered in the same request (Prefer: wait).
+body=$(curl -s -H 'Content-Type: application/json' -H 'Prefer: wait=10' \
+    --data '{"function":"add","args":[20,22]}' "$CURL/v1/tasks")
+[ "$body" = 42 ] || fail "task add(20, 22) through nginx answered '$body'"
+log "ok put/get and a task through nginx"
+for i in 1 2 3; do
+    "${P[@]}" stop -t 35 "$NAME-rayd$i" >/dev/null 2>&1
+    state=$("${P[@]}" inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$NAME-rayd$i")
+    [ "$state" = "exited 0" ] || fail "rayd$i after podman stop: '$state'"
+done
+log "ok the three nodes stop cleanly (exit code 0)"
+
 cleanup
-echo "image-test: 1 passed, 0 failed"
+echo "image-test: 2 passed, 0 failed"
 exit 0

@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -289,6 +290,14 @@ static int start_impl(rayd_server *s, const char *const *args, const char *const
     s->out_fd = -1;
     pthread_mutex_init(&s->out_lock, NULL);
     pthread_cond_init(&s->out_unstalled, NULL);
+    if (rayd_test_url_set()) { /* a server (or a balancer) someone else started */
+        const char *url = getenv("RAYD_TEST_URL");
+        const char *colon = strrchr(url, ':');
+        s->shared = true;
+        s->port = colon ? atoi(colon + 1) : 80;
+        snprintf(s->base_url, sizeof s->base_url, "%s", url);
+        return 0;
+    }
 
     const char *bin = rayd_bin();
     size_t nargs = 0;
@@ -454,16 +463,54 @@ static void capture_release(rayd_server *s)
     pthread_mutex_unlock(&s->out_lock);
 }
 
-/* RAYD_TEST_FILTER / RAYD_TEST_SKIP: cmocka's test filter and skip filter (one glob pattern
- * of test names each), set before main runs the group. */
+/* RAYD_TEST_FILTER: cmocka's test filter (one glob pattern of test names), set before main
+ * runs the group. RAYD_TEST_SKIP is applied by rayd_run_group_tests. */
 __attribute__((constructor)) static void test_filters_from_env(void)
 {
     const char *only = getenv("RAYD_TEST_FILTER");
     if (only && *only)
         cmocka_set_test_filter(only);
+}
+
+/* Whether name matches one of the comma-separated globs in list. */
+static bool matches_any(const char *list, const char *name)
+{
+    char pattern[256];
+    while (*list) {
+        size_t len = strcspn(list, ",");
+        if (len > 0 && len < sizeof pattern) {
+            memcpy(pattern, list, len);
+            pattern[len] = '\0';
+            if (fnmatch(pattern, name, 0) == 0)
+                return true;
+        }
+        list += len + (list[len] == ',');
+    }
+    return false;
+}
+
+int rayd_run_group_tests(const char *group, const struct CMUnitTest *tests, size_t n,
+                         CMFixtureFunction setup, CMFixtureFunction teardown)
+{
     const char *skip = getenv("RAYD_TEST_SKIP");
-    if (skip && *skip)
-        cmocka_set_skip_filter(skip);
+    struct CMUnitTest *kept = xmalloc((n + 1) * sizeof *kept);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (skip && *skip && matches_any(skip, tests[i].name))
+            printf("[ SKIPPED  ] %s (RAYD_TEST_SKIP)\n", tests[i].name);
+        else
+            kept[k++] = tests[i];
+    }
+    fflush(stdout);
+    int failed = _cmocka_run_group_tests(group, kept, k, setup, teardown);
+    free(kept);
+    return failed;
+}
+
+bool rayd_test_url_set(void)
+{
+    const char *url = getenv("RAYD_TEST_URL");
+    return url && *url;
 }
 
 /* RAYD_EXIT_LOG: one line "pid=P how=signal|wait sig=S status=X" per server that ended
@@ -482,6 +529,8 @@ static void exit_log(pid_t pid, const char *how, int sig, int status)
 
 int rayd_stop_signal(rayd_server *s, int sig)
 {
+    if (s->shared)
+        return 0; /* RAYD_TEST_URL: not ours to stop */
     if (s->pid <= 0)
         return -1;
     kill(s->pid, sig);

@@ -17,7 +17,14 @@
  *                      append "pid=P how=signal|wait sig=S status=X" for each server that
  *                      ended (tests/valgrind/run.sh checks clean exits with it)
  *   RAYD_TEST_FILTER   run only the tests whose name matches this glob (cmocka's filter)
- *   RAYD_TEST_SKIP     skip the tests whose name matches this glob
+ *   RAYD_TEST_SKIP     skip the tests whose name matches one of these globs (separated
+ *                      by commas)
+ *   RAYD_TEST_URL      talk to the rayd at this URL ("http://host:port", e.g. nginx in
+ *                      front of a cluster) instead of starting one: rayd_start and
+ *                      rayd_start_no_log start nothing (their arguments are ignored) and
+ *                      rayd_stop stops nothing (and returns 0). Tests that need a server of
+ *                      their own (flags, signals, its log) cannot run so; see
+ *                      tests/cluster/api_node_local.txt.
  *
  * Thread-safety: one rayd_server per thread; the HTTP helpers are thread-safe. */
 #ifndef RAYD_TESTS_API_SUPPORT_HARNESS_H
@@ -51,7 +58,11 @@ typedef struct rayd_server {
     pthread_cond_t out_unstalled;   /* with out_lock */
     char early[8192]; /* rayd_start: the lines before the listening line (as many as fit,
                          whole lines, NUL-terminated), e.g. "module loaded" */
+    bool shared;                    /* RAYD_TEST_URL: a server this test did not start */
 } rayd_server;
+
+/* Whether RAYD_TEST_URL points the tests at a server they did not start. */
+bool rayd_test_url_set(void);
 
 /* The binary under test: $RAYD_BIN, or "build/rayd". Borrowed. */
 const char *rayd_bin(void);
@@ -211,5 +222,21 @@ int raw_http(const rayd_server *s, const void *req, size_t len, double timeout_s
 /* Monotonic seconds. */
 double now_s(void);
 void sleep_s(double secs);
+
+/* cmocka_run_group_tests and cmocka_run_group_tests_name go through the harness, which
+ * leaves out the tests RAYD_TEST_SKIP names (several globs; cmocka's own skip filter takes
+ * one) and says which on stdout. */
+int rayd_run_group_tests(const char *group, const struct CMUnitTest *tests, size_t n,
+                         CMFixtureFunction setup, CMFixtureFunction teardown);
+#undef cmocka_run_group_tests
+#define cmocka_run_group_tests(group_tests, group_setup, group_teardown)                      \
+    rayd_run_group_tests(#group_tests, group_tests,                                          \
+                         sizeof(group_tests) / sizeof((group_tests)[0]), group_setup,        \
+                         group_teardown)
+#undef cmocka_run_group_tests_name
+#define cmocka_run_group_tests_name(group_name, group_tests, group_setup, group_teardown)     \
+    rayd_run_group_tests(group_name, group_tests,                                            \
+                         sizeof(group_tests) / sizeof((group_tests)[0]), group_setup,        \
+                         group_teardown)
 
 #endif
