@@ -171,6 +171,7 @@ int main(int argc, char **argv)
         rt_tasks_free(tasks);
         rt_registry_free(registry);
         rt_store_free(store);
+        rt_spill_close(spill);
         api_live_free(live);
         svc_config_release(&config);
         return 2;

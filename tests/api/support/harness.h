@@ -32,9 +32,14 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+
+#include <cmocka.h> /* the test-group wrapper below takes cmocka's types */
 
 #include <curl/curl.h>
 
