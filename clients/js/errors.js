@@ -118,8 +118,8 @@ export class ProtocolError extends RaydError { static title = 'ProtocolError'; }
 export class SerializationError extends RaydError { static title = 'SerializationError'; }
 
 /**
- * Throw it in worker code to ask rayd for another attempt: the worker hangs up without an
- * answer, which rayd retries with backoff up to the task's max_retries.
+ * Throw it in worker code to ask rayd for another attempt: the worker answers 503 with a
+ * problem body, which rayd retries with backoff up to the task's max_retries.
  */
 export class RetryableError extends Error {
   constructor(message) {

@@ -22,11 +22,10 @@
 // - An exception answers 500 application/problem+json (title: the error's name, detail: its
 //   message, exception and traceback: its class and stack): rayd stores a TaskError with
 //   that cause and does not retry it (unless the task has retryExceptions).
-// - RetryableError asks for another attempt instead: rayd retries only calls that got no
-//   answer, so the worker closes the connection without one; rayd retries with backoff up
-//   to the task's max_retries, then stores WorkerUnavailable. On a reused keep-alive
-//   connection libcurl (rayd's HTTP client) first resends the same attempt once, so a
-//   function may see one attempt number twice. Actor calls are not retried: the call fails.
+// - RetryableError asks for another attempt instead: the worker answers 503
+//   application/problem+json, which rayd retries with backoff up to the task's max_retries,
+//   then stores WorkerUnavailable with that problem as its cause. Actor calls are not
+//   retried: the call fails.
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 
@@ -68,7 +67,7 @@ export class Worker {
    * @param {Client} client
    * @param {object} [opts] port (0: a free one), host (default 127.0.0.1), url (the address
    *   rayd reaches the worker by; default http://host:port), log (for the retries
-   *   RetryableError asks for, whose message no answer carries; default console.warn)
+   *   RetryableError asks for; default console.warn)
    */
   constructor(client, { port = 0, host = '127.0.0.1', url = null, log = console.warn, embedded = false } = {}) {
     if (!(client instanceof Client)) throw new TypeError('Worker needs a rayd Client');
@@ -243,7 +242,8 @@ export class Worker {
       } catch (e) {
         if (e instanceof RetryableError) {
           this._log(`rayd worker: ${kind} ${name} attempt ${info.attempt} asks for a retry: ${e.message}`);
-          req.socket.destroy(); // no answer: rayd retries
+          // rayd retries an attempt answered 503 and keeps the problem as the final cause
+          sendProblem(problem(e, 503));
           return;
         }
         sendProblem(e instanceof NoSuch ? { ...problem(e, 404), title: 'NotFound' } : problem(e));

@@ -217,8 +217,8 @@ class SerializationError(RaydError, TypeError):
 
 class RetryableError(Exception):
     """Raise it in worker code to ask rayd to run the attempt again (see ``Worker``):
-    the worker then hangs up without answering, which rayd treats as an unreachable
-    worker, retried with backoff up to the task's ``max_retries``."""
+    the worker answers ``503`` with a problem body, which rayd retries with backoff up to
+    the task's ``max_retries`` (then ``WorkerUnavailable`` with that problem as cause)."""
 
 
 _BY_TITLE: Dict[str, Type[RaydError]] = {

@@ -31,14 +31,11 @@ What rayd sends and what the worker answers:
   the exception's class, ``detail`` its message, and ``exception`` (qualified class name)
   and ``traceback`` members. rayd stores a ``TaskError`` whose ``cause`` is that problem
   and does not retry it (unless the task has ``retry_exceptions``).
-- ``raise rayd.RetryableError(...)`` asks for another attempt instead: rayd retries only
-  calls that got no answer, so the worker closes the connection without one. rayd then
-  retries with backoff up to the task's ``max_retries``, and past them stores
-  ``WorkerUnavailable`` (the message is logged by the ``rayd.worker`` logger, since no
-  answer carries it). When the connection was a reused keep-alive one, libcurl (rayd's
-  HTTP client) first sends the same attempt once more on a fresh connection, so a function
-  may see one attempt number twice. Actor calls are not retried by rayd: there it fails
-  the call (``WorkerUnavailable``) and the actor keeps its state.
+- ``raise rayd.RetryableError(...)`` asks for another attempt instead: the worker answers
+  ``503`` ``application/problem+json``, which rayd retries with backoff up to the task's
+  ``max_retries``; past them it stores ``WorkerUnavailable`` whose ``cause`` is that
+  problem. Actor calls are not retried by rayd: there it fails the call
+  (``WorkerUnavailable``) and the actor keeps its state.
 
 Inside a call, ``rayd.current_call()`` tells the task id, attempt and request id, and
 requests made through any client carry the call's ``X-Request-Id`` and ``traceparent``.
@@ -50,7 +47,6 @@ import http.server
 import json
 import logging
 import re
-import socket
 import threading
 import traceback
 import urllib.parse
@@ -94,10 +90,6 @@ _current: "contextvars.ContextVar[Optional[CallInfo]]" = contextvars.ContextVar(
 def current_call() -> Optional[CallInfo]:
     """The call this thread is answering for rayd, or ``None`` outside a worker call."""
     return _current.get()
-
-
-class _Hangup(Exception):
-    """Close the connection without an answer (RetryableError)."""
 
 
 def _problem(e: BaseException, status: int = 500) -> Dict[str, Any]:
@@ -428,7 +420,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             data = worker._encode(result)
         except RetryableError as e:
             _log.warning("%s %s attempt %s asks for a retry: %s", kind, name, info.attempt, e)
-            return self._hang_up()
+            # rayd retries an attempt answered 503 (within max_retries) and keeps this
+            # problem as the cause when none is left.
+            return self._send_json(503, _problem(e, 503), "application/problem+json")
         except LookupError as e:
             if "this worker has no" in str(e):
                 return self._send_json(404, dict(_problem(e, 404), title="NotFound"),
@@ -440,15 +434,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             _current.reset(t1)
             _context.reset(t2)
         self._send(200, data, "application/json")
-
-    def _hang_up(self) -> None:
-        """Closes the connection without answering: rayd counts the attempt as unanswered
-        and retries it."""
-        self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
 
 def worker(client: Optional[Client] = None, port: int = 0, *, host: str = "127.0.0.1",
