@@ -75,7 +75,7 @@ size_t api_forward_peer_headers(const api_request *req, const char **lines, size
     const char *token = req->ctx->config.cluster_token;
     const char *tag = rt_ref_node_tag();
     size_t n = 0, used = 0;
-    for (int which = 0; which < 3 && n < max; which++) {
+    for (int which = 0; which < 4 && n < max; which++) {
         int len = -1;
         if (which == 0 && token && *token)
             len = snprintf(buf + used, buf_size - used, "Authorization: Bearer %s", token);
@@ -84,6 +84,8 @@ size_t api_forward_peer_headers(const api_request *req, const char **lines, size
                            tag ? tag : "");
         else if (which == 2)
             len = snprintf(buf + used, buf_size - used, "X-Request-Id: %s", req->request_id);
+        else if (which == 3 && req->traceparent[0]) /* the owner's work joins the trace */
+            len = snprintf(buf + used, buf_size - used, "traceparent: %s", req->traceparent);
         if (len < 0 || (size_t)len >= buf_size - used)
             continue; /* absent, or too long for buf */
         lines[n++] = buf + used;

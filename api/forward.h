@@ -97,8 +97,9 @@ enum MHD_Result api_forward_reply_unknown_owner(api_request *req, const char *re
 void api_forward_release(api_request *req);
 
 /* The headers every peer request carries: the cluster bearer token (when there is one),
- * X-Rayd-Forwarded with this node's tag, and X-Request-Id. Writes up to max lines into
- * lines (storage in buf, buf_size bytes) and returns how many. */
+ * X-Rayd-Forwarded with this node's tag, X-Request-Id, and traceparent when the request
+ * has one. Writes up to max lines into lines (storage in buf, buf_size bytes) and returns
+ * how many. */
 size_t api_forward_peer_headers(const api_request *req, const char **lines, size_t max,
                                 char *buf, size_t buf_size);
 
