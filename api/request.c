@@ -122,36 +122,6 @@ enum MHD_Result api_reply_page(api_request *req, const char *key, json_t *items,
                                     next ? json_string(next_text) : json_null()));
 }
 
-/* Length of the well-formed UTF-8 sequence that starts at p (2 to 4 bytes), or 0 when p
- * does not start one (a stray continuation byte, an overlong form, a surrogate, a cut
- * sequence: the NUL that ends the string is not a continuation byte). */
-static size_t utf8_sequence(const unsigned char *p)
-{
-    size_t n;
-    uint32_t cp;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-        n = 2;
-        cp = p[0] & 0x1f;
-    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-        n = 3;
-        cp = p[0] & 0x0f;
-    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-        n = 4;
-        cp = p[0] & 0x07;
-    } else {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-        (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-        return 0;
-    return n;
-}
-
 size_t api_json_escape_into(char *out, const char *s, size_t max)
 {
     static const char hex[] = "0123456789abcdef";
@@ -173,7 +143,7 @@ size_t api_json_escape_into(char *out, const char *s, size_t max)
             out[o++] = '\\';
             out[o++] = (char)*p;
             n = 1;
-        } else if (*p >= 0x80 && (n = utf8_sequence(p)) != 0 && n <= max) {
+        } else if (*p >= 0x80 && (n = rt_utf8_sequence(p)) != 0 && n <= max) {
             memcpy(out + o, p, n);
             o += n;
         } else if (*p >= 0x80) {

@@ -164,10 +164,10 @@ const char *rt_content_type_intern(const char *content_type)
     return intern_or_null(content_type, strlen(content_type));
 }
 
-/* Length of the well-formed UTF-8 sequence of 2 to 4 bytes at p, or 0 (RFC 3629: no
+/* RFC 3629: no
  * overlong forms, no surrogates, nothing past U+10FFFF; the terminating NUL is never a
  * continuation byte, so a cut sequence is 0 too). */
-static size_t utf8_sequence(const unsigned char *p)
+size_t rt_utf8_sequence(const unsigned char *p)
 {
     size_t n;
     uint32_t cp;
@@ -201,7 +201,7 @@ bool rt_content_type_valid(const char *content_type)
     while (p[len]) {
         size_t n = 1;
         if (p[len] >= 0x80)
-            n = utf8_sequence(p + len);
+            n = rt_utf8_sequence(p + len);
         else if ((p[len] < 0x20 && p[len] != '\t') || p[len] == 0x7f)
             n = 0;
         if (n == 0)

@@ -55,6 +55,11 @@ const char *rt_content_type_intern(const char *content_type);
  * space, tab) where bytes over 0x7f must form well-formed UTF-8. No control characters. */
 bool rt_content_type_valid(const char *content_type);
 
+/* Length of the well-formed UTF-8 sequence of 2 to 4 bytes at p, or 0 when p does not
+ * start one (overlong forms, surrogates, past U+10FFFF, a cut sequence: the NUL that ends
+ * a string is never a continuation byte). p is borrowed. Thread-safe. */
+size_t rt_utf8_sequence(const unsigned char *p);
+
 /* True when a content type names JSON ("application/json", "...+json", with parameters). */
 int rt_content_type_is_json(const char *content_type);
 
