@@ -164,9 +164,7 @@ const char *rt_content_type_intern(const char *content_type)
     return intern_or_null(content_type, strlen(content_type));
 }
 
-/* RFC 3629: no
- * overlong forms, no surrogates, nothing past U+10FFFF; the terminating NUL is never a
- * continuation byte, so a cut sequence is 0 too). */
+/* RFC 3629's rules; buffer.h says what it returns. */
 size_t rt_utf8_sequence(const unsigned char *p)
 {
     size_t n;
