@@ -32,6 +32,7 @@
 
 #include "tests/api/support/harness.h"
 #include "tests/api/support/tasks_util.h"
+#include "tests/api/support/worker.h"
 
 #define ID TK_ID_SIZE
 
@@ -47,75 +48,6 @@ static void pause_s(double s)
 {
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     nanosleep(&ts, NULL);
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof sa;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sa, &sl) == 0)
-        port = ntohs(sa.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-static bool port_accepts(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return false;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-    close(fd);
-    return ok;
-}
-
-/* Starts `python3 examples/python/worker.py port` (output discarded) and waits until the
- * port accepts (up to 10 s). -1 on failure. */
-static pid_t worker_start(int port)
-{
-    char port_s[16];
-    snprintf(port_s, sizeof port_s, "%d", port);
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0) {
-            dup2(devnull, STDOUT_FILENO);
-            dup2(devnull, STDERR_FILENO);
-        }
-        execlp("python3", "python3", "examples/python/worker.py", port_s, (char *)NULL);
-        _exit(127);
-    }
-    double deadline = now_s() + 10;
-    while (now_s() < deadline) {
-        if (port_accepts(port))
-            return pid;
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            return -1;
-        pause_s(0.02);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return -1;
-}
-
-static void worker_stop(pid_t pid)
-{
-    if (pid <= 0)
-        return;
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
 }
 
 /* The lines of text (a copy of captured stdout) parsed as JSON objects, in order (new
@@ -258,7 +190,7 @@ static void test_retried_unreachable_then_reachable(void **state)
     /* two failed attempts, one line: only the change is news */
     assert_int_equal(count_lines("remote endpoint unreachable", "url", url), 1);
 
-    pid_t w = worker_start(g_down_port);
+    pid_t w = worker_start(g_down_port, true);
     assert_true(w > 0);
     tk_submit(&g_srv, "{\"function\":\"down_fn\",\"args\":[\"a b\"]}", tid, ref);
     json_t *v = tk_value(&g_srv, ref);
@@ -674,7 +606,7 @@ static int group_setup(void **state)
     g_down_port = free_port();
     while (g_down_port == g_port)
         g_down_port = free_port();
-    g_worker = worker_start(g_port);
+    g_worker = worker_start(g_port, true);
     if (g_worker <= 0)
         return -1;
     char allow[128];
