@@ -104,6 +104,8 @@ struct rt_tasks {
     rt_tasks_config config;
     rt_record_table *records;
     size_t finished_kept;           /* records of ended tasks in the table (atomic) */
+    pthread_mutex_t forget_lock;    /* one forgetter at a time: two that read the same
+                                       finished_kept would forget twice what is over */
     /* statistics (atomics) */
     size_t by_state[RT_TASK_STATE_COUNT];
     size_t pending;
@@ -195,13 +197,16 @@ static rt_task *task_find(rt_tasks *ts, const char *id)
 static void forget_old_records(rt_tasks *ts)
 {
     rt_record *dropped[PRUNE_MAX];
+    pthread_mutex_lock(&ts->forget_lock);
     size_t kept = __atomic_load_n(&ts->finished_kept, __ATOMIC_RELAXED);
-    if (kept <= ts->config.max_kept)
-        return;
-    size_t want = kept - ts->config.max_kept;
-    size_t n = rt_record_table_take_oldest(ts->records, ENDED_STATES,
-                                           want < PRUNE_MAX ? want : PRUNE_MAX, dropped);
-    __atomic_sub_fetch(&ts->finished_kept, n, __ATOMIC_RELAXED);
+    size_t n = 0;
+    if (kept > ts->config.max_kept) {
+        size_t want = kept - ts->config.max_kept;
+        n = rt_record_table_take_oldest(ts->records, ENDED_STATES,
+                                        want < PRUNE_MAX ? want : PRUNE_MAX, dropped);
+        __atomic_sub_fetch(&ts->finished_kept, n, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&ts->forget_lock);
     for (size_t i = 0; i < n; i++) {
         stat_add(&ts->by_state[dropped[i]->state], -1);
         task_decref(task_of(dropped[i]));
@@ -1122,6 +1127,7 @@ rt_tasks *rt_tasks_new(rt_store *store, rt_registry *registry, rt_scheduler *sch
         free(ts);
         return NULL;
     }
+    pthread_mutex_init(&ts->forget_lock, NULL);
     return ts;
 }
 
@@ -1143,5 +1149,6 @@ void rt_tasks_free(rt_tasks *ts)
         }
     }
     rt_record_table_free(ts->records);
+    pthread_mutex_destroy(&ts->forget_lock);
     free(ts);
 }
