@@ -86,6 +86,7 @@ typedef struct rt_object {
     uint32_t hash;
     uint32_t pins;       /* shard lock */
     uint32_t ttl_index;  /* ttl_lock: its place in the TTL heap, or TTL_NONE */
+    float result_ttl;    /* PENDING: seconds of TTL it gets when stored, 0: none */
     uint8_t state;       /* rt_object_state, shard lock */
     uint8_t lost_reason; /* rt_lost_reason, shard lock */
     uint8_t in_list;     /* LIST_*, lru_lock */
@@ -98,7 +99,8 @@ enum {
     OBJ_COPY = 1,  /* a secondary copy of another node's object */
     OBJ_SHARED = 2, /* another node fetched this object and may hold a copy */
     OBJ_SPILLED = 4, /* READY, its bytes in a spill file (value.spilled) */
-    OBJ_SPILLING = 8 /* READY, off the LRU, being written by the spill thread */
+    OBJ_SPILLING = 8, /* READY, off the LRU, being written by the spill thread */
+    OBJ_FREE_ON_UNPIN = 16 /* rt_store_release'd while pinned: freed by the last unpin */
 };
 
 typedef struct shard {
@@ -137,6 +139,7 @@ struct rt_store {
     size_t ttl_count, ttl_cap;
     uint64_t expire_visits; /* ttl_lock: heap tops rt_store_expire looked at (for tests) */
     rt_on_full on_full;
+    double result_ttl;      /* the TTL results get by default once stored; 0: none */
     rt_spill *spill;        /* SPILL only (borrowed) */
     size_t spilled;         /* atomic: objects OBJ_SPILLED */
     size_t spilled_bytes;   /* atomic: their bytes */
@@ -307,6 +310,7 @@ rt_store *rt_store_new(const rt_store_config *config)
         config && config->max_tombstones ? config->max_tombstones : TOMBSTONES_DEFAULT;
     store->on_full = config ? config->on_full : RT_ON_FULL_EVICT;
     store->spill = config ? config->spill : NULL;
+    store->result_ttl = config && config->result_ttl > 0 ? config->result_ttl : 0;
     if (store->on_full == RT_ON_FULL_SPILL && !store->spill)
         store->on_full = RT_ON_FULL_REFUSE; /* nowhere to spill: never lose data either */
     pthread_mutex_init(&store->spill_mu, NULL);
@@ -1017,10 +1021,17 @@ rt_status rt_store_put_many(rt_store *store, rt_buf **bufs, size_t n,
 
 rt_status rt_store_create_pending(rt_store *store, char ref_out[RT_REF_SIZE])
 {
+    return rt_store_create_pending_ttl(store, 0, ref_out);
+}
+
+rt_status rt_store_create_pending_ttl(rt_store *store, double result_ttl,
+                                      char ref_out[RT_REF_SIZE])
+{
     rt_object *o = object_new(store);
     if (!o)
         return RT_ENOMEM;
     o->state = RT_OBJ_PENDING;
+    o->result_ttl = (float)(result_ttl > 0 ? result_ttl : result_ttl == 0 ? store->result_ttl : 0);
     memcpy(ref_out, o->ref, sizeof(o->ref));
     shard *sh = shard_for(store, o->hash);
     pthread_mutex_lock(&sh->lock);
@@ -1130,6 +1141,17 @@ static rt_status lock_pending(rt_store *store, const char *ref, shard **sh_out,
     return RT_OK;
 }
 
+/* A result that was given a TTL (rt_store_create_pending_ttl) starts it now that it is
+ * stored. Shard lock held (the TTL heap's lock is taken after it). */
+static void start_result_ttl_locked(rt_store *store, rt_object *o)
+{
+    if (o->result_ttl <= 0 || (o->flags & OBJ_COPY))
+        return;
+    o->expires_at = rt_clock_wall() + o->result_ttl;
+    atomic_add(&store->ttl_objects, 1);
+    ttl_push(store, o);
+}
+
 rt_status rt_store_resolve(rt_store *store, const char *ref, rt_buf *buf)
 {
     /* Look first, so that a call that must fail evicts nothing; look again after reserving,
@@ -1165,6 +1187,7 @@ rt_status rt_store_resolve(rt_store *store, const char *ref, rt_buf *buf)
     } else {
         o->value.buf = buf;
     }
+    start_result_ttl_locked(store, o);
     rt_watcher *fired = detach_watchers_locked(o);
     if (o->pins == 0 && !direct) {
         pthread_mutex_lock(&store->lru_lock);
@@ -1237,6 +1260,7 @@ rt_status rt_store_fail(rt_store *store, const char *ref, rt_error *err)
     }
     o->state = RT_OBJ_ERROR;
     o->value.error = held; /* the reference hold_error made */
+    start_result_ttl_locked(store, o);
     rt_watcher *fired = detach_watchers_locked(o);
     if (o->pins == 0) {
         pthread_mutex_lock(&store->lru_lock);
@@ -1378,7 +1402,10 @@ rt_status rt_store_delete(rt_store *store, const char *ref)
     return rt_store_delete_ex(store, ref, NULL);
 }
 
-rt_status rt_store_delete_ex(rt_store *store, const char *ref, bool *was_shared)
+/* rt_store_delete_ex, and rt_store_release when defer_if_pinned: a pinned object is then
+ * only marked, and its last unpin frees it (*deferred says so). */
+static rt_status free_object(rt_store *store, const char *ref, bool *was_shared,
+                             bool defer_if_pinned, bool *deferred)
 {
     uint32_t h = rt_hash_str(ref);
     shard *sh = shard_for(store, h);
@@ -1397,6 +1424,9 @@ rt_status rt_store_delete_ex(rt_store *store, const char *ref, bool *was_shared)
         st = RT_ELOST;
     } else if ((o->flags & OBJ_COPY) && o->state == RT_OBJ_PENDING) {
         st = RT_ENOTFOUND; /* a stand-in: its fetch resolves it (with the owner's answer) */
+    } else if (defer_if_pinned && o->pins > 0 && !(o->flags & OBJ_COPY)) {
+        o->flags |= OBJ_FREE_ON_UNPIN;
+        *deferred = true;
     } else if (o->flags & OBJ_COPY) {
         pthread_mutex_lock(&store->lru_lock);
         remove_copy_locked(store, sh, o, &buf, &err);
@@ -1416,6 +1446,20 @@ rt_status rt_store_delete_ex(rt_store *store, const char *ref, bool *was_shared)
     rt_buf_decref(buf);
     rt_error_decref(err);
     fire_watchers(fired);
+    return st;
+}
+
+rt_status rt_store_delete_ex(rt_store *store, const char *ref, bool *was_shared)
+{
+    return free_object(store, ref, was_shared, false, NULL);
+}
+
+rt_status rt_store_release(rt_store *store, const char *ref, bool *deferred)
+{
+    bool later = false;
+    rt_status st = free_object(store, ref, NULL, true, &later);
+    if (deferred)
+        *deferred = later;
     return st;
 }
 
@@ -1577,6 +1621,7 @@ rt_status rt_store_unpin(rt_store *store, const char *ref)
     shard *sh = shard_for(store, h);
     rt_buf *buf = NULL;
     rt_error *err = NULL;
+    rt_watcher *fired = NULL;
     pthread_mutex_lock(&sh->lock);
     rt_object *o = shard_find(sh, ref, h);
     rt_status st = RT_OK;
@@ -1584,7 +1629,15 @@ rt_status rt_store_unpin(rt_store *store, const char *ref)
         st = RT_ENOTFOUND;
     } else if (o->pins == 0) {
         st = o->state == RT_OBJ_LOST ? RT_ELOST : RT_ESTATE;
-    } else if (--o->pins == 0 && (o->state == RT_OBJ_READY || o->state == RT_OBJ_ERROR)) {
+    } else if (--o->pins == 0 && (o->flags & OBJ_FREE_ON_UNPIN) &&
+               o->state != RT_OBJ_LOST) {
+        /* Released while a task or call depended on it: that was the last one. */
+        fired = detach_watchers_locked(o);
+        pthread_mutex_lock(&store->lru_lock);
+        make_tombstone_locked(store, o, RT_LOST_FREED, &buf, &err);
+        prune_tombstones_locked(store);
+        pthread_mutex_unlock(&store->lru_lock);
+    } else if (o->pins == 0 && (o->state == RT_OBJ_READY || o->state == RT_OBJ_ERROR)) {
         pthread_mutex_lock(&store->lru_lock);
         if (o->in_list == LIST_NONE && !(o->flags & (OBJ_SPILLED | OBJ_SPILLING)))
             list_append(&store->lru, o, LIST_LRU);
@@ -1596,6 +1649,7 @@ rt_status rt_store_unpin(rt_store *store, const char *ref)
     pthread_mutex_unlock(&sh->lock);
     rt_buf_decref(buf);
     rt_error_decref(err);
+    fire_watchers(fired);
     return st;
 }
 
