@@ -145,6 +145,7 @@ struct rt_store {
     size_t spilled_bytes;   /* atomic: their bytes */
     uint64_t spills;        /* atomic */
     uint64_t restores;      /* atomic */
+    uint64_t restored_bytes; /* atomic */
     int kick_pending;       /* atomic: the spill thread was asked to run and has not yet */
     pthread_mutex_t spill_mu; /* the rest: the spill thread's wake-ups */
     pthread_cond_t spill_cv;  /* the spill thread waits here */
@@ -1337,6 +1338,7 @@ static rt_status restore_view(rt_store *store, rt_object_view *view)
     }
     view->content_type = view->buf->content_type;
     __atomic_add_fetch(&store->restores, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&store->restored_bytes, view->buf->size, __ATOMIC_RELAXED);
     return RT_OK;
 }
 
@@ -1821,5 +1823,6 @@ void rt_store_get_stats(rt_store *store, rt_store_stats *out)
     out->spilled_bytes = atomic_get(&store->spilled_bytes);
     out->spills = __atomic_load_n(&store->spills, __ATOMIC_RELAXED);
     out->restores = __atomic_load_n(&store->restores, __ATOMIC_RELAXED);
+    out->restored_bytes = __atomic_load_n(&store->restored_bytes, __ATOMIC_RELAXED);
     rt_spill_get_stats(store->spill, &out->disk);
 }

@@ -97,6 +97,7 @@ typedef struct rt_store_stats {
     size_t spilled_bytes; /* their bytes (not counted in bytes) */
     uint64_t spills;      /* objects written to spill files, ever */
     uint64_t restores;    /* spilled objects read back into memory (task arguments...) */
+    uint64_t restored_bytes; /* their bytes */
     rt_spill_stats disk;  /* the spill files (all zero without spilling) */
 } rt_store_stats;
 
