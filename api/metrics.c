@@ -225,9 +225,6 @@ static void render_runtime(text *t, const api_context *ctx)
     gauge(t, "rayd_store_spill_disk_bytes", "Bytes of spill files on disk.",
           (double)s.disk.disk_bytes);
     counter(t, "rayd_store_spills_total", "Objects written to spill files.", s.spills);
-    counter(t, "rayd_store_spill_written_bytes_total",
-            "Bytes written to spill files (their rate is the spill throughput).",
-            (unsigned long long)s.disk.write_bytes);
     counter(t, "rayd_store_restores_total",
             "Spilled objects read back into memory (task arguments, batch gets).", s.restores);
     counter(t, "rayd_store_restored_bytes_total",

@@ -228,8 +228,28 @@ static void test_close_frees_and_kills(void **state)
     open_session(60, sid);
     put_object(&g_own, NULL, "mine", 4, outsider);
     fill_session(sid, obj, result, call_result, actor, detached);
+    /* Batches belong to it too. */
+    char batch[2][ID], batch_task[ID], batch_result[ID];
+    http_resp *r = in_session(sid, "POST", "/v1/objects/batch", "{\"objects\":[1,2]}");
+    assert_status(r, 201);
+    for (int i = 0; i < 2; i++)
+        snprintf(batch[i], ID, "%s",
+                 json_string_value(json_array_get(json_member(r->json, "refs"), (size_t)i)));
+    http_resp_free(r);
+    r = in_session(sid, "POST", "/v1/tasks/batch",
+                   "{\"tasks\":[{\"function\":\"echo\",\"args\":[3]}]}");
+    assert_status(r, 202);
+    json_t *receipt = json_array_get(json_member(r->json, "tasks"), 0);
+    snprintf(batch_task, ID, "%s", json_str(receipt, "task_id"));
+    snprintf(batch_result, ID, "%s", json_str(receipt, "ref"));
+    http_resp_free(r);
+    json_decref(tk_wait_ended(&g_own, batch_task, WAIT_BOUND));
+    json_t *j = get_session(sid);
+    assert_int_equal(json_int(j, "objects"), 6);
+    assert_int_equal(json_int(j, "tasks"), 2);
+    json_decref(j);
 
-    http_resp *r = tk_getf(&g_own, "/v1/sessions/%s", sid);
+    r = tk_getf(&g_own, "/v1/sessions/%s", sid);
     assert_status(r, 200);
     http_resp_free(r);
     r = http_delete(&g_own, "/v1/sessions/x");
@@ -241,6 +261,9 @@ static void test_close_frees_and_kills(void **state)
     assert_status(r, 204);
     http_resp_free(r);
     assert_closed_session_cleaned(sid, obj, result, call_result, actor, detached, outsider);
+    wait_object_lost(batch[0], "freed");
+    wait_object_lost(batch[1], "freed");
+    wait_object_lost(batch_result, "freed");
     r = http_delete(&g_own, path); /* closed already */
     assert_problem(r, 404, "SessionNotFound");
     http_resp_free(r);
@@ -250,7 +273,7 @@ static void test_close_frees_and_kills(void **state)
     assert_int_equal(json_int(s, "opened"), 1);
     assert_int_equal(json_int(s, "closed"), 1);
     assert_int_equal(json_int(s, "expired"), 0);
-    assert_int_equal(json_int(s, "objects_released"), 3);
+    assert_int_equal(json_int(s, "objects_released"), 6);
     assert_int_equal(json_int(s, "actors_killed"), 1);
     json_decref(s);
     r = http_get(&g_own, "/metrics");
