@@ -142,6 +142,7 @@ struct rt_store {
     size_t spilled_bytes;   /* atomic: their bytes */
     uint64_t spills;        /* atomic */
     uint64_t restores;      /* atomic */
+    uint64_t spill_thread_ns; /* atomic: time the spill thread spent in rounds */
     int kick_pending;       /* atomic: the spill thread was asked to run and has not yet */
     pthread_mutex_t spill_mu; /* the rest: the spill thread's wake-ups */
     pthread_cond_t spill_cv;  /* the spill thread waits here */
@@ -811,9 +812,12 @@ static void *spill_main(void *arg)
         pthread_mutex_unlock(&store->spill_mu);
         /* Rounds until below the low mark, or nothing more to spill. */
         bool progress;
+        double began = rt_clock_monotonic();
         do
             progress = spill_round(store);
         while (progress && atomic_get(&store->used_bytes) > spill_low(store));
+        __atomic_add_fetch(&store->spill_thread_ns,
+                           (uint64_t)((rt_clock_monotonic() - began) * 1e9), __ATOMIC_RELAXED);
         pthread_mutex_lock(&store->spill_mu);
         stalled = !progress && atomic_get(&store->used_bytes) > spill_low(store);
         store->round_done = seen;
@@ -1773,5 +1777,7 @@ void rt_store_get_stats(rt_store *store, rt_store_stats *out)
     out->spilled_bytes = atomic_get(&store->spilled_bytes);
     out->spills = __atomic_load_n(&store->spills, __ATOMIC_RELAXED);
     out->restores = __atomic_load_n(&store->restores, __ATOMIC_RELAXED);
+    out->spill_thread_seconds =
+        (double)__atomic_load_n(&store->spill_thread_ns, __ATOMIC_RELAXED) / 1e9;
     rt_spill_get_stats(store->spill, &out->disk);
 }
