@@ -225,6 +225,11 @@ static void render_runtime(text *t, const api_context *ctx)
     gauge(t, "rayd_store_spill_disk_bytes", "Bytes of spill files on disk.",
           (double)s.disk.disk_bytes);
     counter(t, "rayd_store_spills_total", "Objects written to spill files.", s.spills);
+    counter(t, "rayd_store_spill_write_bytes_total", "Bytes written to spill files.",
+            s.disk.write_bytes);
+    header(t, "rayd_store_spill_thread_seconds_total", "counter",
+           "Time the spill thread spent writing objects out (its write rate: bytes over this).");
+    emit(t, "rayd_store_spill_thread_seconds_total %.6f\n", s.spill_thread_seconds);
     counter(t, "rayd_store_restores_total",
             "Spilled objects read back into memory (task arguments, batch gets).", s.restores);
     counter(t, "rayd_store_restored_bytes_total",

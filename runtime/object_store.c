@@ -146,6 +146,7 @@ struct rt_store {
     uint64_t spills;        /* atomic */
     uint64_t restores;      /* atomic */
     uint64_t restored_bytes; /* atomic */
+    uint64_t spill_thread_ns; /* atomic: time the spill thread spent in rounds */
     int kick_pending;       /* atomic: the spill thread was asked to run and has not yet */
     pthread_mutex_t spill_mu; /* the rest: the spill thread's wake-ups */
     pthread_cond_t spill_cv;  /* the spill thread waits here */
@@ -463,22 +464,28 @@ static void ttl_remove(rt_store *store, rt_object *o)
 
 /* ---- eviction and tombstones ---------------------------------------------------------- */
 
-/* Forgets the oldest tombstones beyond max_tombstones. lru_lock held. */
-static void prune_tombstones_locked(rt_store *store)
+/* Forgets the oldest tombstones beyond max_tombstones. lru_lock held, and the lock of
+ * shard held (the caller's; its tombstones are removed without locking it again). Other
+ * shards are only tried (lock order is shard, then lru_lock): a busy one keeps its
+ * tombstone in place, to be forgotten first next time, so that the oldest go first. The
+ * newest, which the caller has just made and may still look at, stays. */
+static void prune_tombstones_locked(rt_store *store, shard *held)
 {
-    size_t tries = 0;
-    while (store->tombstones.count > store->max_tombstones && tries++ < 64) {
-        rt_object *o = store->tombstones.head;
+    rt_object *o = store->tombstones.head;
+    for (size_t tries = 0; o && o != store->tombstones.tail &&
+                           store->tombstones.count > store->max_tombstones && tries < 64;
+         tries++) {
+        rt_object *next = o->list_next;
         shard *sh = shard_for(store, o->hash);
-        list_unlink(&store->tombstones, o);
-        if (pthread_mutex_trylock(&sh->lock) != 0) {
-            list_append(&store->tombstones, o, LIST_TOMBSTONES); /* busy: later */
-            continue;
+        if (sh == held || pthread_mutex_trylock(&sh->lock) == 0) {
+            list_unlink(&store->tombstones, o);
+            shard_remove(sh, o);
+            if (sh != held)
+                pthread_mutex_unlock(&sh->lock);
+            free(o);
+            store->tombstones_forgotten++;
         }
-        shard_remove(sh, o);
-        pthread_mutex_unlock(&sh->lock);
-        free(o);
-        store->tombstones_forgotten++;
+        o = next;
     }
 }
 
@@ -605,7 +612,7 @@ static bool evict_until_fits_ex(rt_store *store, bool errors_only)
                     removed = o;
                 } else {
                     make_tombstone_locked(store, o, RT_LOST_EVICTED, &buf, &err);
-                    prune_tombstones_locked(store);
+                    prune_tombstones_locked(store, sh);
                 }
                 __atomic_add_fetch(&store->evictions, 1, __ATOMIC_RELAXED);
             }
@@ -810,9 +817,12 @@ static void *spill_main(void *arg)
         pthread_mutex_unlock(&store->spill_mu);
         /* Rounds until below the low mark, or nothing more to spill. */
         bool progress;
+        double began = rt_clock_monotonic();
         do
             progress = spill_round(store);
         while (progress && atomic_get(&store->used_bytes) > spill_low(store));
+        __atomic_add_fetch(&store->spill_thread_ns,
+                           (uint64_t)((rt_clock_monotonic() - began) * 1e9), __ATOMIC_RELAXED);
         pthread_mutex_lock(&store->spill_mu);
         stalled = !progress && atomic_get(&store->used_bytes) > spill_low(store);
         store->round_done = seen;
@@ -1315,7 +1325,7 @@ static bool expire_if_due_locked(rt_store *store, rt_object *o, double now, rt_b
         return false;
     pthread_mutex_lock(&store->lru_lock);
     make_tombstone_locked(store, o, RT_LOST_EXPIRED, buf, err);
-    prune_tombstones_locked(store);
+    prune_tombstones_locked(store, shard_for(store, o->hash));
     pthread_mutex_unlock(&store->lru_lock);
     __atomic_add_fetch(&store->expirations, 1, __ATOMIC_RELAXED);
     return true;
@@ -1440,7 +1450,7 @@ static rt_status free_object(rt_store *store, const char *ref, bool *was_shared,
         fired = detach_watchers_locked(o);
         pthread_mutex_lock(&store->lru_lock);
         make_tombstone_locked(store, o, RT_LOST_FREED, &buf, &err);
-        prune_tombstones_locked(store);
+        prune_tombstones_locked(store, sh);
         pthread_mutex_unlock(&store->lru_lock);
     }
     pthread_mutex_unlock(&sh->lock);
@@ -1824,5 +1834,7 @@ void rt_store_get_stats(rt_store *store, rt_store_stats *out)
     out->spills = __atomic_load_n(&store->spills, __ATOMIC_RELAXED);
     out->restores = __atomic_load_n(&store->restores, __ATOMIC_RELAXED);
     out->restored_bytes = __atomic_load_n(&store->restored_bytes, __ATOMIC_RELAXED);
+    out->spill_thread_seconds =
+        (double)__atomic_load_n(&store->spill_thread_ns, __ATOMIC_RELAXED) / 1e9;
     rt_spill_get_stats(store->spill, &out->disk);
 }

@@ -98,6 +98,8 @@ typedef struct rt_store_stats {
     uint64_t spills;      /* objects written to spill files, ever */
     uint64_t restores;    /* spilled objects read back into memory (task arguments...) */
     uint64_t restored_bytes; /* their bytes */
+    double spill_thread_seconds; /* time the spill thread spent in rounds: with
+                                    disk.write_bytes, its write rate while it works */
     rt_spill_stats disk;  /* the spill files (all zero without spilling) */
 } rt_store_stats;
 
