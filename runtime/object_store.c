@@ -1647,7 +1647,7 @@ rt_status rt_store_unpin(rt_store *store, const char *ref)
         fired = detach_watchers_locked(o);
         pthread_mutex_lock(&store->lru_lock);
         make_tombstone_locked(store, o, RT_LOST_FREED, &buf, &err);
-        prune_tombstones_locked(store);
+        prune_tombstones_locked(store, sh);
         pthread_mutex_unlock(&store->lru_lock);
     } else if (o->pins == 0 && (o->state == RT_OBJ_READY || o->state == RT_OBJ_ERROR)) {
         pthread_mutex_lock(&store->lru_lock);
