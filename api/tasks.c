@@ -11,6 +11,7 @@
 #include "api/problem.h"
 #include "api/values.h"
 #include "runtime/clock.h"
+#include "runtime/events.h"
 
 
 /* The receipt of one submitted task: {"task_id", "ref"} or {"task_id", "refs"}. */
@@ -154,6 +155,58 @@ static bool spill_target(api_request *req, char url[RT_CLUSTER_URL_MAX])
 
 static enum MHD_Result submit_here(api_request *req, bool may_spill);
 
+/* A spilled-back task, kept by the node that owns its result ref until the result comes:
+ * if the node running it dies first, this node runs it again, as Ray's owner retries a
+ * task whose worker node died, within the task's max_retries. */
+typedef struct rerun {
+    api_context *ctx;
+    char task_id[RT_REF_SIZE]; /* the other node's */
+    size_t body_len;
+    char body[]; /* the POST /v1/tasks body, as the client sent it */
+} rerun;
+
+static bool rerun_here(void *arg, const char *local_ref)
+{
+    rerun *r = arg;
+    json_t *doc = json_loadb(r->body, r->body_len, 0, NULL);
+    rt_task_spec spec;
+    char err[256], task_id[RT_REF_SIZE], ref[RT_REF_SIZE];
+    bool taken = false;
+    if (doc && api_decode_task(doc, &spec, err, sizeof(err)) == API_DECODE_OK &&
+        spec.max_retries != 0) {
+        /* The death used up an attempt; -1 (the function's default) stays the default. */
+        if (spec.max_retries > 0)
+            spec.max_retries--;
+        if (rt_task_submit(r->ctx->tasks, &spec, task_id, &ref, err, sizeof(err)) == RT_OK) {
+            taken = rt_fetch_alias_local(r->ctx->fetch, local_ref, ref) == RT_OK;
+            json_t *ev = json_pack("{s:s,s:s,s:s,s:s,s:s}", "task_id", r->task_id, "retry_task_id",
+                                   task_id, "function", spec.function, "ref", local_ref,
+                                   "reason", "node_died");
+            rt_event_emit("warn", "task retried", ev);
+        }
+    }
+    json_decref(doc);
+    return taken;
+}
+
+static void rerun_free(void *arg)
+{
+    free(arg);
+}
+
+static rt_status alias_with_rerun(api_request *req, const char *local, const char *remote,
+                                  const char *task_id)
+{
+    rerun *r = malloc(sizeof(*r) + req->body_len);
+    if (!r)
+        return RT_ENOMEM;
+    r->ctx = req->ctx;
+    snprintf(r->task_id, sizeof(r->task_id), "%s", task_id);
+    r->body_len = req->body_len;
+    memcpy(r->body, req->body, req->body_len);
+    return rt_fetch_alias_rerun(req->ctx->fetch, local, remote, rerun_here, r, rerun_free);
+}
+
 /* The node the task was sent to answered (or did not): the receipt names its task and this
  * node's own result ref, which resolves with the other node's result. Anything but a
  * receipt, and the task is submitted here after all (its own checks answer a bad one). */
@@ -171,7 +224,7 @@ static enum MHD_Result spill_finish(api_request *req)
         json_decref(body);
         return submit_here(req, false);
     }
-    if (rt_fetch_alias(req->ctx->fetch, local, remote) != RT_OK) {
+    if (alias_with_rerun(req, local, remote, task_id) != RT_OK) {
         rt_store_delete(req->ctx->store, local);
         json_decref(body);
         return submit_here(req, false);

@@ -475,11 +475,29 @@ rt_owner rt_fetch_want(rt_fetch *f, const char *ref, char tag[RT_NODE_TAG_SIZE])
 /* ---- aliases (spillback) -------------------------------------------------------------- */
 
 typedef struct alias {
-    rt_watcher watcher; /* on the remote ref's stand-in */
+    rt_watcher watcher; /* on the remote ref's stand-in (or another local object) */
     rt_store *store;
+    rt_fetch_rerun_fn rerun; /* optional: asked first when the remote ref's owner died */
+    void *rerun_arg;
+    void (*rerun_arg_free)(void *);
     char local[RT_REF_SIZE];
     char remote[RT_REF_SIZE];
 } alias;
+
+/* Whether err says the node that owned the object died (rt_fetch_owner_died_error). */
+static bool owner_died(rt_error *err)
+{
+    const char *reason = json_string_value(json_object_get(rt_error_fields(err), "lost_reason"));
+    return rt_error_kind_of(err) == RT_ERR_OBJECT_LOST && reason &&
+           strcmp(reason, "owner_died") == 0;
+}
+
+static void alias_free(alias *a)
+{
+    if (a->rerun_arg_free)
+        a->rerun_arg_free(a->rerun_arg);
+    free(a);
+}
 
 /* The remote ref resolved: so does the local one. Any thread, no lock held. */
 static void alias_fire(rt_watcher *w, void *arg)
@@ -497,32 +515,58 @@ static void alias_fire(rt_watcher *w, void *arg)
                             ? rt_error_incref(view.error)
                             : lost_error(a->remote, "the result of the task another node ran "
                                                     "was lost before it arrived");
-        if (err)
+        bool taken = err && a->rerun && owner_died(err) && a->rerun(a->rerun_arg, a->local);
+        if (err && !taken)
             rt_store_fail(a->store, a->local, err);
         rt_error_decref(err);
     }
     rt_object_view_release(&view);
-    free(a);
+    alias_free(a);
+}
+
+static rt_status alias_start(rt_store *store, const char *local_ref, const char *other_ref,
+                             rt_fetch_rerun_fn rerun, void *arg, void (*arg_free)(void *))
+{
+    alias *a = calloc(1, sizeof(*a));
+    if (!a) {
+        if (arg_free)
+            arg_free(arg);
+        return RT_ENOMEM;
+    }
+    a->store = store;
+    a->rerun = rerun;
+    a->rerun_arg = arg;
+    a->rerun_arg_free = arg_free;
+    snprintf(a->local, sizeof(a->local), "%s", local_ref);
+    snprintf(a->remote, sizeof(a->remote), "%s", other_ref);
+    a->watcher.fn = alias_fire;
+    a->watcher.arg = a;
+    if (rt_store_watch(store, other_ref, &a->watcher) != RT_OK)
+        alias_fire(&a->watcher, a); /* resolved already (or no stand-in: lost) */
+    return RT_OK;
+}
+
+rt_status rt_fetch_alias_rerun(rt_fetch *f, const char *local_ref, const char *remote_ref,
+                               rt_fetch_rerun_fn rerun, void *arg, void (*arg_free)(void *))
+{
+    char tag[RT_NODE_TAG_SIZE];
+    rt_owner owner = rt_fetch_want(f, remote_ref, tag);
+    if (owner != RT_OWNER_ALIVE && owner != RT_OWNER_DEAD) {
+        if (arg_free)
+            arg_free(arg);
+        return RT_EINVAL;
+    }
+    return alias_start(f->store, local_ref, remote_ref, rerun, arg, arg_free);
 }
 
 rt_status rt_fetch_alias(rt_fetch *f, const char *local_ref, const char *remote_ref)
 {
-    char tag[RT_NODE_TAG_SIZE];
-    rt_owner owner = rt_fetch_want(f, remote_ref, tag);
-    if (owner != RT_OWNER_ALIVE && owner != RT_OWNER_DEAD)
-        return RT_EINVAL;
-    alias *a = calloc(1, sizeof(*a));
-    if (!a)
-        return RT_ENOMEM;
-    a->store = f->store;
-    snprintf(a->local, sizeof(a->local), "%s", local_ref);
-    snprintf(a->remote, sizeof(a->remote), "%s", remote_ref);
-    a->watcher.fn = alias_fire;
-    a->watcher.arg = a;
-    int rc = rt_store_watch(f->store, remote_ref, &a->watcher);
-    if (rc != RT_OK)
-        alias_fire(&a->watcher, a); /* resolved already (or no stand-in: lost) */
-    return RT_OK;
+    return rt_fetch_alias_rerun(f, local_ref, remote_ref, NULL, NULL, NULL);
+}
+
+rt_status rt_fetch_alias_local(rt_fetch *f, const char *local_ref, const char *other_ref)
+{
+    return alias_start(f->store, local_ref, other_ref, NULL, NULL, NULL);
 }
 
 size_t rt_fetch_active(rt_fetch *f)

@@ -49,6 +49,22 @@ rt_owner rt_fetch_want(rt_fetch *fetch, const char *ref, char tag[RT_NODE_TAG_SI
  * RT_EINVAL when remote_ref is not another live node's. */
 rt_status rt_fetch_alias(rt_fetch *fetch, const char *local_ref, const char *remote_ref);
 
+/* What the owner of a spilled-back task does when the node running it dies before the
+ * result arrives: run it again (rt_fetch_alias_rerun). Returns true when it took local_ref
+ * over (something else will resolve it); false leaves the owner-died error on it. Called
+ * once, on any thread, no lock held; the alias frees arg after it (with arg_free). */
+typedef bool (*rt_fetch_rerun_fn)(void *arg, const char *local_ref);
+
+/* As rt_fetch_alias, but when remote_ref's owner dies, rerun(arg, local_ref) is asked to
+ * run the task again instead of failing local_ref. arg is the alias's from the call on,
+ * whatever it returns (arg_free, if not NULL, frees it). */
+rt_status rt_fetch_alias_rerun(rt_fetch *fetch, const char *local_ref, const char *remote_ref,
+                               rt_fetch_rerun_fn rerun, void *arg, void (*arg_free)(void *));
+
+/* Resolves local_ref with whatever other_ref, an object of this node, resolves to (a
+ * rerun's result). RT_OK or RT_ENOMEM. */
+rt_status rt_fetch_alias_local(rt_fetch *fetch, const char *local_ref, const char *other_ref);
+
 /* The ObjectLost error for a ref whose owner (tag) died: message and the fields ref,
  * lost_reason "owner_died", owner, owner_died true. New reference; NULL out of memory. */
 rt_error *rt_fetch_owner_died_error(const char *ref, const char *tag);
