@@ -51,6 +51,9 @@ int cluster_env_load(cluster_env *env)
         return -1;
     }
     env->redis_pid = (pid_t)rpid;
+    const char *logs = getenv("RAYD_CLUSTER_LOGS");
+    if (logs)
+        sscanf(logs, "%511s %511s %511s", env->log[0], env->log[1], env->log[2]);
     for (int i = 0; i < CLUSTER_NODES; i++) {
         http_opts o = {.path = "/v1/status", .soft = true};
         http_resp *r = http_request_opts(&env->node[i], &o);
@@ -123,4 +126,29 @@ long long cluster_store_stat(const rayd_server *node, const char *name)
     long long v = json_int(json_member(r->json, "object_store"), name);
     http_resp_free(r);
     return v;
+}
+
+json_t *cluster_log_event(const cluster_env *env, int i, const char *event, const char *key,
+                          const char *value)
+{
+    FILE *f = env->log[i][0] ? fopen(env->log[i], "r") : NULL;
+    if (!f)
+        return NULL;
+    json_t *found = NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while (!found && (len = getline(&line, &cap, f)) > 0) {
+        if (line[len - 1] != '\n')
+            break; /* a line still being written */
+        json_t *j = json_loadb(line, (size_t)len, 0, NULL);
+        const char *ev = json_string_value(json_object_get(j, "event"));
+        const char *v = json_string_value(json_object_get(j, key));
+        if (ev && v && strcmp(ev, event) == 0 && strcmp(v, value) == 0)
+            found = json_incref(j);
+        json_decref(j);
+    }
+    free(line);
+    fclose(f);
+    return found;
 }
