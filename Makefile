@@ -183,7 +183,10 @@ clients-test: $(BUILD)/rayd
 # The dashboard in Debian's chromium driven by playwright-core (tests/dashboard/run.sh);
 # screenshots in $(BUILD)/dashboard/.
 dashboard-test: $(BUILD)/rayd
-	$(call install_missing,chromium nodejs npm)
+	$(call install_missing,chromium nodejs)
+	@# npm: Debian's own package, unless the nodejs installed brings it (NodeSource's does)
+	@command -v npm >/dev/null || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
 	@BUILD=$(BUILD) RAYD_BIN=$(BUILD)/rayd tests/dashboard/run.sh
 
 # Unit, API and client tests all run even when one fails; make test fails if any did.
