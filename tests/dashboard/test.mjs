@@ -107,6 +107,8 @@ await check("overview numbers match /v1/status", async () => {
   assert.equal(await page.textContent("#store-objects"), String(s.object_store.objects));
   assert.equal(await page.textContent('[data-state="FAILED"]'), String(s.tasks.by_state.FAILED));
   assert.equal(await page.textContent('[data-state="ALIVE"]'), String(s.actors.by_state.ALIVE));
+  assert.equal(await page.textContent("#parked"), String(s.http.parked));
+  assert.equal(await page.textContent("#store-spilled"), String(s.object_store.spilled));
 });
 
 await check("tasks page: a page of rows, paging, timed", async () => {
@@ -181,6 +183,42 @@ await check("a phone-sized viewport renders", async () => {
 await check("no console errors, and the token never in a URL", async () => {
   assert.deepEqual(consoleErrors, []);
   assert.ok(!urls.some((u) => u.includes(token)), "a URL held the token");
+});
+
+// The page polls only while its tab is visible. Timers run on a fake clock here, so the
+// check waits for no wall-clock window: a minute of hidden tab passes at once.
+await check("a hidden tab asks the daemon nothing; shown again, it polls", async () => {
+  const ctx = await browser.newContext();
+  await ctx.addInitScript((t) => sessionStorage.setItem("rayd_token", t), token);
+  const p = await ctx.newPage();
+  await p.clock.install();
+  const asked = [];
+  p.on("request", (r) => { if (new URL(r.url()).pathname.startsWith("/v1/")) asked.push(r.url()); });
+  await p.goto(base + "/dashboard");
+  await p.waitForSelector("#tasks-submitted", { timeout: 15000 });
+  const renders = () => p.evaluate(() => Number(document.body.dataset.rendered || 0));
+  // visible: the next poll comes when its timer fires
+  let before = await renders();
+  await p.clock.runFor(2100);
+  await p.waitForFunction((b) => Number(document.body.dataset.rendered || 0) > b, before, { timeout: 15000 });
+  const polled = asked.length;
+  assert.ok(polled >= 2, "the visible tab polled: " + polled + " API requests");
+  // hidden: a minute passes without a request
+  await p.evaluate(() => {
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+    document.dispatchEvent(new Event("visibilitychange"));
+  });
+  await p.clock.runFor(60000);
+  assert.equal(asked.length, polled, "requests while hidden: " + asked.slice(polled).join(" "));
+  // shown again: it renders at once and polls on
+  before = await renders();
+  await p.evaluate(() => {
+    Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+    document.dispatchEvent(new Event("visibilitychange"));
+  });
+  await p.waitForFunction((b) => Number(document.body.dataset.rendered || 0) > b, before, { timeout: 15000 });
+  assert.ok(asked.length > polled);
+  await ctx.close();
 });
 
 await browser.close();
