@@ -103,8 +103,8 @@ async function overview() {
   if (s.cluster && s.cluster.nodes) {
     const rows = s.cluster.nodes.map((n) => ({ ...n, state: n.alive ? "ALIVE" : "DEAD", queued: n.load && n.load.queued,
       running: n.load && n.load.running, memory: n.load && bytes(n.load.memory) }));
-    nodes = `<h2>Nodes</h2>` + table([["tag", "Node", (n) => esc(n.tag) + (n.self ? " (this one)" : "")], ["url", "URL"],
-      ["state", "State"], ["queued", "Queued"], ["running", "Running"], ["memory", "Memory"], ["started_at", "Started"]], rows);
+    nodes = `<h2>Nodes</h2><div id="nodes">` + table([["tag", "Node", (n) => esc(n.tag) + (n.self ? " (this one)" : "")], ["url", "URL"],
+      ["state", "State"], ["queued", "Queued"], ["running", "Running"], ["memory", "Memory"], ["started_at", "Started"]], rows) + `</div>`;
   }
   return `<h2>Overview</h2>
   <div class="cards">

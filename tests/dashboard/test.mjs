@@ -221,6 +221,32 @@ await check("a hidden tab asks the daemon nothing; shown again, it polls", async
   await ctx.close();
 });
 
+// In cluster mode the overview lists every node (RAYD_CLUSTER_URLS: two nodes run.sh
+// started), as each node's /v1/status does.
+await check("cluster mode: the overview lists every node, as /v1/status does", async () => {
+  const nodes = (process.env.RAYD_CLUSTER_URLS || "").split(" ").filter(Boolean);
+  assert.ok(nodes.length >= 2, "RAYD_CLUSTER_URLS names the cluster's nodes");
+  for (const [i, url] of nodes.entries()) {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await ctx.addInitScript((t) => sessionStorage.setItem("rayd_token", t), token);
+    const p = await ctx.newPage();
+    p.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+    await p.goto(url + "/dashboard");
+    await p.waitForSelector("#nodes tbody tr", { timeout: 15000 });
+    const r = await fetch(url + "/v1/status", { headers: auth });
+    const listed = (await r.json()).cluster.nodes;
+    assert.equal(listed.length, nodes.length);
+    const tags = await p.locator('#nodes td[data-col="tag"]').allTextContents();
+    const states = await p.locator('#nodes td[data-col="state"]').allTextContents();
+    assert.deepEqual(tags.map((t) => t.split(" ")[0]).sort(), listed.map((n) => n.tag).sort());
+    assert.deepEqual(states, listed.map((n) => (n.alive ? "ALIVE" : "DEAD")));
+    assert.ok(tags.some((t) => t.includes("(this one)")));
+    if (i === 0) await p.screenshot({ path: `${shots}/overview-cluster.png`, fullPage: true });
+    await ctx.close();
+  }
+  assert.deepEqual(consoleErrors, []);
+});
+
 await browser.close();
 console.log(failures ? `dashboard: ${failures} check(s) failed` : "dashboard: all checks passed");
 process.exit(failures ? 1 : 0);
