@@ -598,6 +598,60 @@ static void test_metrics_remote_endpoint(void **state)
     assert_false(has_series("rayd_function_calls_total{function=\"m_ok\"}"));
 }
 
+/* The remote outcomes the test above does not make (http_4xx, timeout, cancelled; too_large
+ * needs a server with a small --max-body: see test_remote), and a remote class's label. */
+static void test_metrics_remote_outcomes_and_class(void **state)
+{
+    register_fn("m_4xx", g_port, "no_such_endpoint", "");
+    register_fn("m_timeout", g_port, "slow", ",\"timeout\":0.2");
+    register_fn("m_cancel", g_port, "slow", "");
+    run_wait("{\"function\":\"m_4xx\"}");
+    run_wait("{\"function\":\"m_timeout\",\"args\":[3],\"options\":{\"max_retries\":0}}");
+    assert_int_equal(
+        (int)metric("rayd_remote_calls_total{endpoint=\"m_4xx\",outcome=\"http_4xx\"}"), 1);
+    assert_int_equal(
+        (int)metric("rayd_remote_calls_total{endpoint=\"m_timeout\",outcome=\"timeout\"}"), 1);
+    /* cancelled while the worker sleeps: the call is hung up */
+    char tid[ID], ref[ID], path[256];
+    tk_submit(&g_srv, "{\"function\":\"m_cancel\",\"args\":[30]}", tid, ref);
+    json_decref(tk_wait_state(&g_srv, tid, "RUNNING", 10));
+    snprintf(path, sizeof path, "/v1/tasks/%s/cancel", tid);
+    http_resp *r = http_post_json(&g_srv, path, "{}");
+    assert_true(r->status == 200 || r->status == 202);
+    http_resp_free(r);
+    json_decref(tk_wait_ended(&g_srv, tid, 10));
+    const char *cancelled = "rayd_remote_calls_total{endpoint=\"m_cancel\",outcome=\"cancelled\"}";
+    double deadline = now_s() + 10; /* counted when the I/O thread has hung up */
+    while (metric(cancelled) < 1 && now_s() < deadline)
+        free(rayd_stdout_wait_line(&g_srv, "\n", 0.05));
+    assert_int_equal((int)metric(cancelled), 1);
+
+    /* a remote class: its endpoint label, and its methods' */
+    char body[256], id[ID];
+    snprintf(body, sizeof body, "{\"url\":\"http://127.0.0.1:%d/classes/Account\"}", g_port);
+    r = put_json("/v1/actor-classes/MAccount", body);
+    assert_true(r->status == 201 || r->status == 200);
+    http_resp_free(r);
+    create_actor("{\"class\":\"MAccount\"}", id);
+    snprintf(path, sizeof path, "/v1/actors/%s/methods/deposit", id);
+    const char *h[] = {"Content-Type: application/json", "Prefer: wait=10", NULL};
+    const char *args = "{\"args\":[5]}";
+    double ok0 = 0, d0 = 0;
+    for (int i = 0; i < 2; i++) { /* the first call also runs __init__: count the second */
+        ok0 = metric("rayd_remote_calls_total{endpoint=\"MAccount\",outcome=\"ok\"}");
+        d0 = metric("rayd_remote_call_duration_seconds_count{endpoint=\"MAccount\"}");
+        r = http_request(&g_srv, "POST", path, h, args, strlen(args));
+        assert_status(r, 200);
+        http_resp_free(r);
+    }
+    assert_int_equal(
+        (int)(metric("rayd_remote_calls_total{endpoint=\"MAccount\",outcome=\"ok\"}") - ok0), 1);
+    assert_int_equal(
+        (int)(metric("rayd_remote_call_duration_seconds_count{endpoint=\"MAccount\"}") - d0), 1);
+    assert_int_equal(
+        (int)metric("rayd_actor_method_calls_total{class=\"MAccount\",method=\"deposit\"}"), 2);
+}
+
 /* ---------------------------------------------------------------- main */
 
 static int group_setup(void **state)
@@ -645,6 +699,7 @@ int main(void)
         cmocka_unit_test(test_metrics_function),
         cmocka_unit_test(test_metrics_actor_method),
         cmocka_unit_test(test_metrics_remote_endpoint),
+        cmocka_unit_test(test_metrics_remote_outcomes_and_class),
         cmocka_unit_test(test_rate_limited),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
