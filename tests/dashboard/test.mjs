@@ -1,8 +1,11 @@
 // The dashboard in headless Chromium (Debian's, driven by playwright-core): every page
 // loads without console errors, the numbers shown match the API's, a failed task's cause
-// chain is visible, the token prompt works and the token never appears in a URL, paging
-// works, and the first paint with DASHBOARD_TASKS (default 100,000) tasks kept is timed.
-// Screenshots of each page go to SCREENSHOT_DIR.
+// chain is visible, the filters by state and function, JSON and text previews, the token
+// prompt works and the token never appears in a URL, paging works, the charts draw, a
+// phone-sized page is no wider than the phone, a hidden tab asks nothing, in cluster mode
+// (RAYD_CLUSTER_URLS) the overview lists every node, and the first paint with
+// DASHBOARD_TASKS (default 100,000) tasks kept is timed. Screenshots of each page go to
+// SCREENSHOT_DIR.
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 
@@ -38,6 +41,9 @@ const first = await api("POST", "/v1/tasks", { function: "fail", args: ["the roo
 const dependent = await api("POST", "/v1/tasks", { function: "add", args: [{ $ref: first.json.ref }, 1] });
 await api("POST", "/v1/wait", { refs: [dependent.json.ref], timeout: 10 });
 await api("POST", "/v1/objects", { hello: "dashboard" });
+const textObject = await fetch(base + "/v1/objects", {
+  method: "POST", headers: { ...auth, "Content-Type": "text/plain; charset=utf-8" }, body: "plain text for the preview",
+}).then((r) => r.json());
 await api("POST", "/v1/actors", { class: "Counter" });
 // Many tasks, in batches, waited for, so the numbers stand still while the pages are read.
 const t0 = Date.now();
@@ -144,7 +150,17 @@ await check("failed tasks filter, and a failed task's whole cause chain", async 
   const failed = (await api("GET", "/v1/tasks?state=FAILED&limit=50")).json.tasks;
   assert.equal(states.length, failed.length);
   assert.ok(states.every((s) => s === "FAILED"));
+  // the function filter, with the state one
+  await page.fill("#f-function", "add");
+  await page.click("#f-apply");
+  await rendered();
+  const fns = await page.locator('tbody td[data-col="function"]').allTextContents();
+  const failedAdd = (await api("GET", "/v1/tasks?state=FAILED&function=add&limit=50")).json.tasks;
+  assert.equal(fns.length, failedAdd.length);
+  assert.ok(fns.length >= 1 && fns.every((f) => f === "add"), fns.join(" "));
   await go("tasks/" + dependent.json.task_id);
+  const fields = await page.locator('tbody td[data-col="k"]').allTextContents();
+  for (const f of ["attempts", "submitted_at", "finished_at", "state"]) assert.ok(fields.includes(f), "the task shows " + f);
   const chain = await page.locator("#cause-chain .cause").allTextContents();
   assert.ok(chain.length >= 2, "a chain of at least 2, got " + chain.length);
   assert.ok(chain.some((c) => c.includes("the root cause")), chain.join(" | "));
@@ -160,6 +176,8 @@ await check("objects page and a JSON preview", async () => {
   const json = list.find((o) => o.content_type === "application/json" && o.size > 10);
   await go("objects/" + json.ref);
   assert.match(await page.textContent("#preview"), /dashboard/);
+  await go("objects/" + textObject.ref);
+  assert.equal(await page.textContent("#preview"), "plain text for the preview");
 });
 
 await check("actors and functions pages", async () => {
@@ -174,18 +192,28 @@ await check("actors and functions pages", async () => {
   await page.screenshot({ path: `${shots}/functions.png`, fullPage: true });
 });
 
-await check("live: the overview updates by itself", async () => {
+await check("live: the overview updates by itself, its charts drawn", async () => {
   await go("overview");
   await api("POST", "/v1/tasks", { function: "add", args: [1, 1] });
   const s = (await api("GET", "/v1/status")).json;
   await page.waitForFunction((n) => document.getElementById("tasks-submitted")?.textContent === String(n),
                              s.tasks.submitted, { timeout: 10000 });
+  // two points at least: the charts have a line, and requests/s is a rate above 0
+  await page.waitForFunction(() => Number(document.querySelector('[data-value="requests/s"]')?.textContent) > 0,
+                             null, { timeout: 10000 });
+  assert.equal(await page.locator("svg.chart polyline").count(), 2);
 });
 
 await check("a phone-sized viewport renders", async () => {
   await page.setViewportSize({ width: 390, height: 844 });
   await go("tasks");
   await page.screenshot({ path: `${shots}/phone-tasks.png` });
+  // nothing wider than the phone but the tables' own scrolling boxes
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(overflow <= 390, "the page is " + overflow + " px wide on a 390 px phone");
+  await go("overview");
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth) <= 390);
+  await page.screenshot({ path: `${shots}/phone-overview.png`, fullPage: true });
 });
 
 await check("no console errors, and the token never in a URL", async () => {
