@@ -2,8 +2,8 @@
  * the real rayd binary and the example worker (examples/python/worker.py): one test per
  * event (task failed, task retried, remote endpoint unreachable and reachable again, actor
  * restarted and died, module loaded, registration changed, store full), the rate limit
- * that keeps a storm of failures from flooding stdout, and a remote worker answering 503
- * treated as "retry me"; and W3C traceparent: accepted, rayd's span passed on to remote
+ * that keeps a storm of failures from flooding stdout, a remote worker answering 503
+ * treated as "retry me", and RAYD_LOG_LEVEL=warn keeping the news but not request lines; and W3C traceparent: accepted, rayd's span passed on to remote
  * functions and classes and written in the request and lifecycle lines; and the metrics
  * per function, actor method and remote endpoint (one test per label set).
  *
@@ -200,6 +200,55 @@ static void test_retried_unreachable_then_reachable(void **state)
     assert_string_equal(json_str(l, "name"), "down_fn");
     json_decref(l);
     worker_stop(w);
+}
+
+/* The issue's first complaint: with RAYD_LOG_LEVEL=warn a worker that was down gave no line
+ * at all. Now the endpoint going unreachable and the task failing are warn lines, kept;
+ * request lines (info) are not. */
+static void test_warn_level_keeps_the_news(void **state)
+{
+    char allow[64];
+    snprintf(allow, sizeof allow, "http://127.0.0.1:%d", g_down_port);
+    const char *args[] = {"--remote-allow", allow, NULL};
+    const char *env[] = {"RAYD_LOG_LEVEL=warn", NULL};
+    rayd_server s;
+    assert_int_equal(rayd_start(&s, args, env), 0);
+    rayd_capture_stdout(&s, true);
+    char path[128], body[256], tid[ID], ref[ID];
+    snprintf(path, sizeof path, "/v1/functions/warn_down");
+    snprintf(body, sizeof body, "{\"url\":\"%s/functions/wordcount\",\"timeout\":5}", allow);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    http_resp *r = http_request(&s, "PUT", path, h, body, strlen(body));
+    assert_status(r, 201);
+    http_resp_free(r);
+    tk_submit(&s, "{\"function\":\"warn_down\",\"options\":{\"max_retries\":0}}", tid, ref);
+    json_decref(tk_wait_ended(&s, tid, 10));
+    /* each line is written by the log thread: wait for the task's, the last one */
+    double deadline = now_s() + 5;
+    char *text = NULL;
+    for (;;) {
+        free(text);
+        text = rayd_stdout_text(&s);
+        if (strstr(text, tid) || now_s() > deadline)
+            break;
+        free(rayd_stdout_wait_line(&s, "\n", 0.05));
+    }
+    json_t *lines = parse_lines(text);
+    free(text);
+    bool unreachable = false, failed = false, request = false;
+    size_t i;
+    json_t *l;
+    json_array_foreach(lines, i, l)
+    {
+        unreachable |= line_matches(l, "remote endpoint unreachable", "name", "warn_down");
+        failed |= line_matches(l, "task failed", "task_id", tid);
+        request |= line_matches(l, "request", NULL, NULL);
+    }
+    json_decref(lines);
+    assert_true(unreachable);
+    assert_true(failed);
+    assert_false(request);
+    assert_int_equal(rayd_stop(&s), 0);
 }
 
 /* A worker answering 503 means "not now, retry me": the call is unavailable, retried within
@@ -688,6 +737,7 @@ int main(void)
         cmocka_unit_test(test_task_failed),
         cmocka_unit_test(test_retried_unreachable_then_reachable),
         cmocka_unit_test(test_503_is_retried),
+        cmocka_unit_test(test_warn_level_keeps_the_news),
         cmocka_unit_test(test_actor_restarted_and_died),
         cmocka_unit_test(test_registration_changed),
         cmocka_unit_test(test_store_full),
