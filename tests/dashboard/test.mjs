@@ -202,6 +202,7 @@ await check("live: the overview updates by itself, its charts drawn", async () =
   await page.waitForFunction(() => Number(document.querySelector('[data-value="requests/s"]')?.textContent) > 0,
                              null, { timeout: 10000 });
   assert.equal(await page.locator("svg.chart polyline").count(), 2);
+  await page.screenshot({ path: `${shots}/overview-live.png`, fullPage: true });
 });
 
 await check("a phone-sized viewport renders", async () => {
