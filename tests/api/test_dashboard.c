@@ -221,8 +221,9 @@ static double metrics_requests(const rayd_server *s, bool *parked_zero)
 }
 
 /* The figures the overview shows from http: the request count is the sum of /metrics'
- * rayd_http_requests_total (a request is counted when the server is done with it, so it lies between a
- * scrape before and one after), and the parked count is rayd_parked_requests. */
+ * rayd_http_requests_total (a request is counted when the server is done with it, so the
+ * status's figure lies between a scrape before and one after), and the parked count is
+ * rayd_parked_requests. */
 static void test_status_http_matches_metrics(void **state)
 {
     rayd_server s;
