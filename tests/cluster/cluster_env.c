@@ -143,8 +143,8 @@ json_t *cluster_log_event(const cluster_env *env, int i, const char *event, cons
             break; /* a line still being written */
         json_t *j = json_loadb(line, (size_t)len, 0, NULL);
         const char *ev = json_string_value(json_object_get(j, "event"));
-        const char *v = json_string_value(json_object_get(j, key));
-        if (ev && v && strcmp(ev, event) == 0 && strcmp(v, value) == 0)
+        const char *v = key ? json_string_value(json_object_get(j, key)) : NULL;
+        if (ev && strcmp(ev, event) == 0 && (!key || (v && strcmp(v, value) == 0)))
             found = json_incref(j);
         json_decref(j);
     }

@@ -48,7 +48,8 @@ json_t *cluster_status_node(const http_resp *status, const char *tag);
 long long cluster_store_stat(const rayd_server *node, const char *name);
 
 /* The first JSON line in node i's stdout file with "event": event and key's string value
- * equal to value (new reference), or NULL when there is none (yet). */
+ * equal to value (any line of the event when key is NULL) (new reference), or NULL when
+ * there is none (yet). */
 json_t *cluster_log_event(const cluster_env *env, int i, const char *event, const char *key,
                           const char *value);
 

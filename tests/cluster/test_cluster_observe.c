@@ -11,16 +11,21 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tests/api/support/harness.h"
 #include "tests/cluster/cluster_env.h"
 
 static cluster_env g;
+static pid_t g_fourth = -1; /* the fourth rayd while it runs: killed at teardown if a check
+                               failed first */
 
 static int group_setup(void **state)
 {
@@ -54,38 +59,60 @@ static int live_node(void)
     return -1;
 }
 
-/* Whether a captured stdout holds a JSON line of event with "node": tag. */
-static bool captured_event(rayd_server *s, const char *event, const char *tag)
-{
-    char *text = rayd_stdout_text(s);
-    bool found = false;
-    for (const char *p = text; p && *p && !found;) {
-        const char *nl = strchr(p, '\n');
-        if (!nl)
-            break;
-        json_t *j = json_loadb(p, (size_t)(nl - p), 0, NULL);
-        const char *ev = json_string_value(json_object_get(j, "event"));
-        const char *node = json_string_value(json_object_get(j, "node"));
-        found = ev && node && strcmp(ev, event) == 0 && strcmp(node, tag) == 0;
-        json_decref(j);
-        p = nl + 1;
-    }
-    free(text);
-    return found;
-}
-
-/* Waits up to 10 s for node `watcher`'s log line of event about tag; returns it. */
-static json_t *wait_log_event(int watcher, const char *event, const char *tag)
+/* Waits up to 10 s for a "node" log line of event about tag in the stdout file of env's
+ * node i; returns it. */
+static json_t *wait_log_event(const cluster_env *env, int i, const char *event, const char *tag)
 {
     double deadline = now_s() + 10;
     json_t *line;
-    while (!(line = cluster_log_event(&g, watcher, event, "node", tag))) {
+    while (!(line = cluster_log_event(env, i, event, "node", tag))) {
         if (now_s() > deadline)
-            fail_msg("node %s logged no \"%s\" line for node %s within 10 s (%s)",
-                     g.tag[watcher], event, tag, g.log[watcher]);
+            fail_msg("%s has no \"%s\" line for node %s within 10 s", env->log[i], event, tag);
         pause_briefly();
     }
     return line;
+}
+
+/* Starts a fourth rayd in the cluster with its stdout in a file next to the others' (a
+ * file, not a pipe read later: its first lines come as it joins, right after it listens).
+ * Fills *node (base_url, port) and *log_env (log[0]: that file); returns its pid. */
+static pid_t start_fourth(rayd_server *node, cluster_env *log_env)
+{
+    memset(log_env, 0, sizeof(*log_env));
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s", g.log[0]);
+    char *slash = strrchr(dir, '/');
+    snprintf(log_env->log[0], sizeof(log_env->log[0]), "%.*s/rayd4.log",
+             slash ? (int)(slash - dir) : 1, slash ? dir : ".");
+    char redis[64];
+    snprintf(redis, sizeof(redis), "redis://127.0.0.1:%d", g.redis_port);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log_env->log[0], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
+            _exit(127);
+        setenv("RAYD_CLUSTER", redis, 1);
+        execl(rayd_bin(), rayd_bin(), "--bind", "127.0.0.1", "--port", "0", "--drain-timeout",
+              "5s", (char *)NULL);
+        _exit(127);
+    }
+    assert_true(pid > 0);
+    g_fourth = pid;
+    memset(node, 0, sizeof(*node));
+    node->pid = -1; /* not the harness's to stop: this test kills it */
+    node->out_fd = -1;
+    double deadline = now_s() + 10;
+    json_t *listening = NULL;
+    while (!(listening = cluster_log_event(log_env, 0, "listening", NULL, NULL))) {
+        if (now_s() > deadline || waitpid(pid, NULL, WNOHANG) == pid)
+            fail_msg("the fourth rayd did not start (%s)", log_env->log[0]);
+        pause_briefly();
+    }
+    node->port = (int)json_integer_value(json_object_get(listening, "port"));
+    json_decref(listening);
+    snprintf(node->base_url, sizeof(node->base_url), "http://127.0.0.1:%d", node->port);
+    return pid;
 }
 
 /* Whether node `watcher` lists tag in /v1/status cluster.nodes, and alive. */
@@ -102,13 +129,9 @@ static bool listed_alive(int watcher, const char *tag, bool *listed)
 static void test_node_joined_and_left(void **state)
 {
     int watcher = live_node();
-    char redis[64];
-    snprintf(redis, sizeof(redis), "RAYD_CLUSTER=redis://127.0.0.1:%d", g.redis_port);
-    const char *env[] = {redis, NULL};
-    const char *args[] = {"--drain-timeout", "5s", NULL};
     rayd_server fourth;
-    assert_int_equal(rayd_start(&fourth, args, env), 0);
-    rayd_capture_stdout(&fourth, true);
+    cluster_env fourth_log;
+    pid_t pid = start_fourth(&fourth, &fourth_log);
 
     /* It joins (ready), and has a tag of its own. */
     double deadline = now_s() + 10;
@@ -130,15 +153,9 @@ static void test_node_joined_and_left(void **state)
     assert_true(tag[0] != '\0');
 
     /* The newcomer logs the live node it found... */
-    deadline = now_s() + 10;
-    while (!captured_event(&fourth, "node joined", g.tag[watcher])) {
-        if (now_s() > deadline)
-            fail_msg("the fourth node logged no \"node joined\" line for node %s",
-                     g.tag[watcher]);
-        free(rayd_stdout_wait_line(&fourth, "\n", 0.05));
-    }
+    json_decref(wait_log_event(&fourth_log, 0, "node joined", g.tag[watcher]));
     /* ...and the live node logs the newcomer, with its URL, and lists it alive. */
-    json_t *joined = wait_log_event(watcher, "node joined", tag);
+    json_t *joined = wait_log_event(&g, watcher, "node joined", tag);
     assert_string_equal(json_str(joined, "level"), "info");
     char port[16];
     snprintf(port, sizeof(port), ":%d", fourth.port);
@@ -153,8 +170,12 @@ static void test_node_joined_and_left(void **state)
     }
 
     /* kill -9: its heartbeat record expires, and the live node says so. */
-    assert_int_equal(rayd_stop_signal(&fourth, SIGKILL), 128 + SIGKILL);
-    json_t *left = wait_log_event(watcher, "node left", tag);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    g_fourth = -1;
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    json_t *left = wait_log_event(&g, watcher, "node left", tag);
     assert_string_equal(json_str(left, "level"), "warn");
     assert_non_null(json_str(left, "url"));
     assert_non_null(json_str(left, "detail"));
@@ -164,10 +185,19 @@ static void test_node_joined_and_left(void **state)
     assert_true(listed);
 }
 
+static int group_teardown(void **state)
+{
+    if (g_fourth > 0) {
+        kill(g_fourth, SIGKILL);
+        waitpid(g_fourth, NULL, 0);
+    }
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_node_joined_and_left),
     };
-    return cmocka_run_group_tests_name("cluster/observe", tests, group_setup, NULL);
+    return cmocka_run_group_tests_name("cluster/observe", tests, group_setup, group_teardown);
 }
