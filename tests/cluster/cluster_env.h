@@ -28,6 +28,9 @@ typedef struct cluster_env {
 
 /* Reads the environment and each node's tag. 0, or -1 after printing why. */
 int cluster_env_load(cluster_env *env);
+/* The same, but a node that does not answer (one a test killed) is no error: its tag is
+ * left "". */
+int cluster_env_load_alive(cluster_env *env);
 
 /* Runs `redis-cli -p <port> <args>` and returns its first output line (new string,
  * free()), or NULL when it could not run. */
