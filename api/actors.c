@@ -52,8 +52,9 @@ enum MHD_Result api_actors_create(api_request *req)
     if (api_body_json(req) != 0)
         return MHD_YES;
     rt_actor_spec spec;
+    bool detached;
     char err[256];
-    if (api_decode_actor(req->json, &spec, err, sizeof(err)) != API_DECODE_OK)
+    if (api_decode_actor(req->json, &spec, &detached, err, sizeof(err)) != API_DECODE_OK)
         return api_problem(req, 400, "BadRequest", err, NULL);
 
     rt_actor_info info;
@@ -67,6 +68,11 @@ enum MHD_Result api_actors_create(api_request *req)
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
     if (st != RT_OK)
         return api_problem(req, 400, "BadRequest", err, NULL);
+    /* A detached actor outlives the session; one got with get_if_exists is not made here. */
+    if (created && !detached && api_session_adopt_actor(req, info.actor_id) != 0) {
+        rt_actor_info_release(&info);
+        return api_session_reply_closed(req);
+    }
     char location[16 + RT_REF_SIZE];
     snprintf(location, sizeof(location), "/v1/actors/" "%s", info.actor_id);
     struct MHD_Response *resp = api_response_json(req, info_json(&info));
@@ -177,10 +183,12 @@ enum MHD_Result api_actors_call(api_request *req)
     if (check_actor_id(req, id) != 0)
         return MHD_YES;
     json_t *args = NULL, *kwargs = NULL;
+    double result_ttl;
     char err[256];
     if (req->body_len > 0 && api_body_json(req) != 0)
         return MHD_YES;
-    if (api_decode_call(req->json, &args, &kwargs, err, sizeof(err)) != API_DECODE_OK)
+    if (api_decode_call(req->json, &args, &kwargs, &result_ttl, err, sizeof(err)) !=
+        API_DECODE_OK)
         return api_problem(req, 400, "BadRequest", err, NULL);
     call_state *cs = calloc(1, sizeof(*cs));
     if (!cs)
@@ -190,8 +198,8 @@ enum MHD_Result api_actors_call(api_request *req)
         api_cluster_want_args(req->ctx, args, kwargs);
     rt_status st = rt_actor_call_opts(req->ctx->actors, id, method, args, kwargs,
                                       req->prefer_wait > 0, req->request_id,
-                                      req->traceparent[0] ? req->traceparent : NULL, cs->ref,
-                                      err, sizeof(err));
+                                      req->traceparent[0] ? req->traceparent : NULL,
+                                      result_ttl, cs->ref, err, sizeof(err));
     if (st != RT_OK) {
         free(cs);
         req->prefer_wait = 0; /* refused before any wait: no Preference-Applied */
@@ -214,6 +222,10 @@ enum MHD_Result api_actors_call(api_request *req)
     }
     req->handler_state = cs;
     req->handler_state_free = free;
+    if (api_session_adopt_objects(req, &cs->ref, 1) != 0) {
+        req->prefer_wait = 0;
+        return api_session_reply_closed(req);
+    }
     if (req->prefer_wait <= 0)
         return reply_call_receipt(req, cs->ref);
     req->deadline = rt_clock_monotonic() + req->prefer_wait;
