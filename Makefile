@@ -180,10 +180,14 @@ clients-test: $(BUILD)/rayd
 	$(call install_missing,python3 python3-numpy nodejs)
 	@RAYD_BIN=$(BUILD)/rayd tests/run_all.sh clients/python/run_tests.sh clients/js/run_tests.sh
 
-# The dashboard in Debian's chromium driven by playwright-core (tests/dashboard/run.sh);
-# screenshots in $(BUILD)/dashboard/.
+# The dashboard in Debian's chromium driven by playwright-core (tests/dashboard/run.sh),
+# against one rayd and two in cluster mode (with a redis-server); screenshots in
+# $(BUILD)/dashboard/.
 dashboard-test: $(BUILD)/rayd
-	$(call install_missing,chromium nodejs npm)
+	$(call install_missing,chromium nodejs redis-server redis-tools)
+	@# npm: Debian's own package, unless the nodejs installed brings it (NodeSource's does)
+	@command -v npm >/dev/null || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm; }
 	@BUILD=$(BUILD) RAYD_BIN=$(BUILD)/rayd tests/dashboard/run.sh
 
 # Unit, API and client tests all run even when one fails; make test fails if any did.

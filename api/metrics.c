@@ -2,6 +2,7 @@
 #include "api/metrics.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +79,24 @@ void api_metrics_record(api_metrics *m, int route, const char *method, unsigned 
     __atomic_add_fetch(&m->requests[r][method_index(method)][status_index(status)], 1,
                        __ATOMIC_RELAXED);
     rt_histogram_observe(&m->durations[m->pattern_of[r]], seconds);
+}
+
+void api_metrics_request_totals(api_metrics *m, unsigned long long *all,
+                                unsigned long long *dashboard)
+{
+    const api_route *table;
+    size_t nroutes = api_route_table(&table);
+    *all = *dashboard = 0;
+    for (size_t r = 0; r <= MAX_ROUTES; r++) {
+        bool is_dashboard = r < nroutes && strncmp(table[r].pattern, "/dashboard", 10) == 0;
+        for (int mi = 0; mi < NMETHODS; mi++)
+            for (size_t s = 0; s <= NSTATUSES; s++) {
+                uint64_t n = __atomic_load_n(&m->requests[r][mi][s], __ATOMIC_RELAXED);
+                *all += n;
+                if (is_dashboard)
+                    *dashboard += n;
+            }
+    }
 }
 
 /* ---- rendering -------------------------------------------------------------------- */

@@ -7,6 +7,7 @@
 #include "api/live.h"
 #include "api/metrics.h"
 #include "api/openapi_spec.h"
+#include "api/park.h"
 #include "api/problem.h"
 #include "runtime/clock.h"
 #include "runtime/remote_class.h"
@@ -144,6 +145,14 @@ enum MHD_Result api_system_status(api_request *req)
                              "config", config, "object_store", store, "tasks", tasks,
                              "scheduler", scheduler, "actors", actors, "idempotency",
                              idempotency, "registry", registry, "bodies", bodies);
+    unsigned long long requests = 0, dashboard_requests = 0;
+    if (ctx->metrics)
+        api_metrics_request_totals(ctx->metrics, &requests, &dashboard_requests);
+    json_object_set_new(
+        body, "http",
+        json_pack("{s:I,s:I,s:I}", "requests", (json_int_t)requests, "dashboard_requests",
+                  (json_int_t)dashboard_requests, "parked",
+                  (json_int_t)(ctx->parking ? api_parking_count(ctx->parking) : 0)));
     if (ctx->sessions) {
         rt_sessions_stats se;
         rt_sessions_get_stats(ctx->sessions, &se);

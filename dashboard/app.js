@@ -1,5 +1,5 @@
 // rayd's dashboard: plain JavaScript, no dependencies. It reads the same HTTP API as any
-// client (/v1/status, /v1/tasks, /v1/objects, /v1/actors, /v1/functions, /metrics), a page at
+// client (/v1/status, /v1/tasks, /v1/objects, /v1/actors, /v1/functions), a page at
 // a time, and polls every 2 s while the tab is visible, so it costs the daemon nothing while
 // no one looks. A token, when the server needs one, is asked for and kept in sessionStorage:
 // it goes in the Authorization header, never in a URL.
@@ -85,41 +85,34 @@ function byState(obj) {
   return Object.entries(obj || {}).map(([k, v]) => `<div><span class="${esc(k)}">${esc(k)}</span> <b data-state="${esc(k)}">${esc(v)}</b></div>`).join("");
 }
 
-// Sum of every rayd_http_requests_total series in the Prometheus text.
-function requestsTotal(text) {
-  let sum = 0;
-  for (const line of text.split("\n")) if (line.startsWith("rayd_http_requests_total{")) sum += Number(line.split(" ").pop()) || 0;
-  return sum;
-}
-
 // ---- pages -------------------------------------------------------------------------------
 
+// One request (/v1/status, which has the request counts too): the first paint waits for
+// nothing else, and a poll costs the daemon one status read, not a /metrics render.
 async function overview() {
   const s = await api("/v1/status");
-  const m = await api("/metrics", true);
   const now = performance.now() / 1000;
-  const point = { t: now, requests: requestsTotal(m.text), finished: s.tasks.finished + s.tasks.failed };
+  const point = { t: now, requests: s.http.requests, finished: s.tasks.finished + s.tasks.failed };
   const prev = state.history[state.history.length - 1];
   if (prev) { point.rps = (point.requests - prev.requests) / (now - prev.t); point.tps = (point.finished - prev.finished) / (now - prev.t); }
   state.history.push(point);
   if (state.history.length > HISTORY) state.history.shift();
   const rps = state.history.filter((p) => p.rps !== undefined).map((p) => Math.max(0, p.rps));
   const tps = state.history.filter((p) => p.tps !== undefined).map((p) => Math.max(0, p.tps));
-  const parked = (m.text.match(/^rayd_parked_requests (\S+)/m) || [])[1];
   let nodes = "";
   if (s.cluster && s.cluster.nodes) {
     const rows = s.cluster.nodes.map((n) => ({ ...n, state: n.alive ? "ALIVE" : "DEAD", queued: n.load && n.load.queued,
       running: n.load && n.load.running, memory: n.load && bytes(n.load.memory) }));
-    nodes = `<h2>Nodes</h2>` + table([["tag", "Node", (n) => esc(n.tag) + (n.self ? " (this one)" : "")], ["url", "URL"],
-      ["state", "State"], ["queued", "Queued"], ["running", "Running"], ["memory", "Memory"], ["started_at", "Started"]], rows);
+    nodes = `<h2>Nodes</h2><div id="nodes">` + table([["tag", "Node", (n) => esc(n.tag) + (n.self ? " (this one)" : "")], ["url", "URL"],
+      ["state", "State"], ["queued", "Queued"], ["running", "Running"], ["memory", "Memory"], ["started_at", "Started"]], rows) + `</div>`;
   }
   return `<h2>Overview</h2>
   <div class="cards">
     <div class="card"><h3>Uptime</h3><div class="big" id="uptime">${esc(Math.round(s.uptime_seconds))} s</div><div class="muted">version ${esc(s.version)}</div></div>
-    <div class="card"><h3>Store</h3><div class="big">${bytes(s.object_store.bytes)}</div><div class="muted"><span id="store-objects">${esc(s.object_store.objects)}</span> objects, limit ${bytes(s.object_store.memory_limit)}${s.object_store.disk_bytes !== undefined ? ", disk " + bytes(s.object_store.disk_bytes) : ""}</div></div>
+    <div class="card"><h3>Store</h3><div class="big">${bytes(s.object_store.bytes)}</div><div class="muted"><span id="store-objects">${esc(s.object_store.objects)}</span> objects, limit ${bytes(s.object_store.memory_limit)}</div><div class="muted">on disk <span id="store-disk">${bytes(s.object_store.spill_disk_bytes || 0)}</span> (<span id="store-spilled">${esc(s.object_store.spilled || 0)}</span> spilled)</div></div>
     <div class="card"><h3>Tasks</h3><div class="big" id="tasks-submitted">${esc(s.tasks.submitted)}</div><div class="muted">submitted</div>${byState(s.tasks.by_state)}</div>
     <div class="card"><h3>Actors</h3>${byState(s.actors.by_state)}</div>
-    <div class="card"><h3>Parked requests</h3><div class="big" id="parked">${esc(parked || 0)}</div></div>
+    <div class="card"><h3>Parked requests</h3><div class="big" id="parked">${esc(s.http.parked)}</div></div>
     ${chart(rps, "requests/s")}
     ${chart(tps, "tasks ended/s")}
   </div>${nodes}`;

@@ -25,6 +25,7 @@
 
 #include "runtime/clock.h"
 #include "runtime/cluster_redis.h"
+#include "runtime/events.h"
 
 #define KEY_NODES "nodes"
 #define KEY_COUNTER "nodes:counter"
@@ -356,18 +357,23 @@ static void member_from_record(member *m, const redisReply *r)
     m->load.memory = parse_size(record_field(r, "memory"));
 }
 
-/* Logs who came and who went between two tables. No lock held. */
-static void log_changes(rt_cluster *c, const member *old, size_t nold, const member *now,
-                        size_t nnow)
+/* Emits the lifecycle events "node joined" and "node left" for who came and who went
+ * between two tables (rate-limited like every lifecycle event, so a flapping Redis cannot
+ * flood stdout). No lock held. */
+static void log_changes(const member *old, size_t nold, const member *now, size_t nnow)
 {
     for (size_t i = 0; i < nnow; i++) {
         const member *was = find_member(old, nold, now[i].tag);
         bool was_alive = was && was->alive;
         if (now[i].alive && !was_alive)
-            say(c, "info", "node %s (%s) is alive", now[i].tag, now[i].url);
+            rt_event_emit("info", "node joined",
+                          json_pack("{s:s,s:s}", "node", now[i].tag, "url", now[i].url));
         else if (!now[i].alive && was_alive)
-            say(c, "warn", "node %s (%s) is gone: its heartbeat record expired; "
-                "its objects are lost", now[i].tag, now[i].url);
+            rt_event_emit("warn", "node left",
+                          json_pack("{s:s,s:s,s:s}", "node", now[i].tag, "url", now[i].url,
+                                    "detail", "its heartbeat record is gone (stopped, or "
+                                              "silent for longer than its expiry); the "
+                                              "objects it owned are lost"));
     }
 }
 
@@ -494,7 +500,7 @@ static int scan(rt_cluster *c, redisContext *rc, char *why, size_t n)
     c->members = next;
     c->nmembers = nnext;
     pthread_mutex_unlock(&c->lock);
-    log_changes(c, old, nold, next, nnext);
+    log_changes(old, nold, next, nnext);
     free(old);
     return 0;
 }

@@ -1,6 +1,7 @@
 /* Lifecycle events: the runtime's news for people (a task failed for good, a retry, an
  * endpoint down or back, an actor restarted or dead, a module loaded, a registration
- * changed, the store full), handed to one sink that the service writes as log lines.
+ * changed, the store full, a cluster node joined or left), handed to one sink that the
+ * service writes as log lines.
  *
  * Rate-limited per event name (a token bucket: RT_EVENT_BURST lines at once, then
  * RT_EVENT_PER_SECOND a second), so a storm of failures cannot flood stdout; the next line

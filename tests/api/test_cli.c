@@ -1,7 +1,8 @@
 /* API tests of the command line client (service/cli.c) against a live rayd: every
  * subcommand (status, list, get, put, submit, wait, cancel, kill), its exit codes (0, 1 for
  * a stored error, 2 usage, 3 unreachable, 4 refused, 5 not ready in time), --json output
- * parsed, the token from RAYD_API_TOKEN, and a put and get of 64 MiB byte-exact. */
+ * parsed, the token from RAYD_API_TOKEN, a put and get of 64 MiB byte-exact, and the
+ * progress bar on a terminal for a big put, a big get and a wait on several refs. */
 #pragma GCC diagnostic ignored "-Wunused-parameter" /* cmocka's void **state */
 #include <stdarg.h>
 #include <stddef.h>
@@ -300,8 +301,26 @@ static void test_put_get_64mib(void **state)
     assert_int_equal(access(got, F_OK), -1);
 }
 
+/* Runs `rayd ARGS` on a terminal (script(1) gives it one) and returns what it printed,
+ * stderr included (new string); fails the test unless it exits 0. */
+static char *on_terminal(const char *args)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s=%s script -qec '%s %s' /dev/null 2>&1", "RAYD_ADDRESS",
+             g_srv.base_url, rayd_bin(), args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char *out = calloc(1, 8192);
+    size_t n = fread(out, 1, 8191, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    if (st != 0)
+        fail_msg("%s exited %d on a terminal: %s", args, st, out);
+    return out;
+}
+
 /* On a terminal (script(1) gives it one) a big put draws a progress bar on stderr up to
- * 100%; without a terminal, none. */
+ * 100%; without a terminal, none. So do a big get and a wait on many refs. */
 static void test_progress_bar(void **state)
 {
     char in[128];
@@ -327,8 +346,32 @@ static void test_progress_bar(void **state)
     char *o, *e;
     assert_int_equal(CLI(&o, &e, "put", in), 0);
     assert_null(strstr(e, "put ["));
+    char ref[ID], args[512];
+    assert_int_equal(sscanf(o, "%63s", ref), 1);
     free(o);
     free(e);
+    /* a big get, to a file */
+    char got[160];
+    snprintf(got, sizeof got, "%s/bar-got.bin", g_tmp);
+    snprintf(args, sizeof args, "get %s -o %s", ref, got);
+    char *t = on_terminal(args);
+    if (!strstr(t, "get [") || !strstr(t, "100% 8.0/8.0 MiB"))
+        fail_msg("no progress bar for a get on a terminal: %s", t);
+    free(t);
+    /* a wait on several refs counts them */
+    char ref2[ID], ref3[ID];
+    assert_int_equal(CLI(&o, NULL, "put", in), 0);
+    assert_int_equal(sscanf(o, "%63s", ref2), 1);
+    free(o);
+    assert_int_equal(CLI(&o, NULL, "put", in), 0);
+    assert_int_equal(sscanf(o, "%63s", ref3), 1);
+    free(o);
+    snprintf(args, sizeof args, "wait %s %s %s", ref, ref2, ref3);
+    t = on_terminal(args);
+    if (!strstr(t, "wait [") || !strstr(t, "100% 3.0/3.0 refs"))
+        fail_msg("no progress bar for a wait on a terminal: %s", t);
+    free(t);
+    unlink(got);
     unlink(in);
 }
 

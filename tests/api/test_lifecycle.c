@@ -2,8 +2,8 @@
  * the real rayd binary and the example worker (examples/python/worker.py): one test per
  * event (task failed, task retried, remote endpoint unreachable and reachable again, actor
  * restarted and died, module loaded, registration changed, store full), the rate limit
- * that keeps a storm of failures from flooding stdout, and a remote worker answering 503
- * treated as "retry me"; and W3C traceparent: accepted, rayd's span passed on to remote
+ * that keeps a storm of failures from flooding stdout, a remote worker answering 503
+ * treated as "retry me", and RAYD_LOG_LEVEL=warn keeping the news but not request lines; and W3C traceparent: accepted, rayd's span passed on to remote
  * functions and classes and written in the request and lifecycle lines; and the metrics
  * per function, actor method and remote endpoint (one test per label set).
  *
@@ -200,6 +200,55 @@ static void test_retried_unreachable_then_reachable(void **state)
     assert_string_equal(json_str(l, "name"), "down_fn");
     json_decref(l);
     worker_stop(w);
+}
+
+/* The issue's first complaint: with RAYD_LOG_LEVEL=warn a worker that was down gave no line
+ * at all. Now the endpoint going unreachable and the task failing are warn lines, kept;
+ * request lines (info) are not. */
+static void test_warn_level_keeps_the_news(void **state)
+{
+    char allow[64];
+    snprintf(allow, sizeof allow, "http://127.0.0.1:%d", g_down_port);
+    const char *args[] = {"--remote-allow", allow, NULL};
+    const char *env[] = {"RAYD_LOG_LEVEL=warn", NULL};
+    rayd_server s;
+    assert_int_equal(rayd_start(&s, args, env), 0);
+    rayd_capture_stdout(&s, true);
+    char path[128], body[256], tid[ID], ref[ID];
+    snprintf(path, sizeof path, "/v1/functions/warn_down");
+    snprintf(body, sizeof body, "{\"url\":\"%s/functions/wordcount\",\"timeout\":5}", allow);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    http_resp *r = http_request(&s, "PUT", path, h, body, strlen(body));
+    assert_status(r, 201);
+    http_resp_free(r);
+    tk_submit(&s, "{\"function\":\"warn_down\",\"options\":{\"max_retries\":0}}", tid, ref);
+    json_decref(tk_wait_ended(&s, tid, 10));
+    /* each line is written by the log thread: wait for the task's, the last one */
+    double deadline = now_s() + 5;
+    char *text = NULL;
+    for (;;) {
+        free(text);
+        text = rayd_stdout_text(&s);
+        if (strstr(text, tid) || now_s() > deadline)
+            break;
+        free(rayd_stdout_wait_line(&s, "\n", 0.05));
+    }
+    json_t *lines = parse_lines(text);
+    free(text);
+    bool unreachable = false, failed = false, request = false;
+    size_t i;
+    json_t *l;
+    json_array_foreach(lines, i, l)
+    {
+        unreachable |= line_matches(l, "remote endpoint unreachable", "name", "warn_down");
+        failed |= line_matches(l, "task failed", "task_id", tid);
+        request |= line_matches(l, "request", NULL, NULL);
+    }
+    json_decref(lines);
+    assert_true(unreachable);
+    assert_true(failed);
+    assert_false(request);
+    assert_int_equal(rayd_stop(&s), 0);
 }
 
 /* A worker answering 503 means "not now, retry me": the call is unavailable, retried within
@@ -598,6 +647,60 @@ static void test_metrics_remote_endpoint(void **state)
     assert_false(has_series("rayd_function_calls_total{function=\"m_ok\"}"));
 }
 
+/* The remote outcomes the test above does not make (http_4xx, timeout, cancelled; too_large
+ * needs a server with a small --max-body: see test_remote), and a remote class's label. */
+static void test_metrics_remote_outcomes_and_class(void **state)
+{
+    register_fn("m_4xx", g_port, "no_such_endpoint", "");
+    register_fn("m_timeout", g_port, "slow", ",\"timeout\":0.2");
+    register_fn("m_cancel", g_port, "slow", "");
+    run_wait("{\"function\":\"m_4xx\"}");
+    run_wait("{\"function\":\"m_timeout\",\"args\":[3],\"options\":{\"max_retries\":0}}");
+    assert_int_equal(
+        (int)metric("rayd_remote_calls_total{endpoint=\"m_4xx\",outcome=\"http_4xx\"}"), 1);
+    assert_int_equal(
+        (int)metric("rayd_remote_calls_total{endpoint=\"m_timeout\",outcome=\"timeout\"}"), 1);
+    /* cancelled while the worker sleeps: the call is hung up */
+    char tid[ID], ref[ID], path[256];
+    tk_submit(&g_srv, "{\"function\":\"m_cancel\",\"args\":[30]}", tid, ref);
+    json_decref(tk_wait_state(&g_srv, tid, "RUNNING", 10));
+    snprintf(path, sizeof path, "/v1/tasks/%s/cancel", tid);
+    http_resp *r = http_post_json(&g_srv, path, "{}");
+    assert_true(r->status == 200 || r->status == 202);
+    http_resp_free(r);
+    json_decref(tk_wait_ended(&g_srv, tid, 10));
+    const char *cancelled = "rayd_remote_calls_total{endpoint=\"m_cancel\",outcome=\"cancelled\"}";
+    double deadline = now_s() + 10; /* counted when the I/O thread has hung up */
+    while (metric(cancelled) < 1 && now_s() < deadline)
+        free(rayd_stdout_wait_line(&g_srv, "\n", 0.05));
+    assert_int_equal((int)metric(cancelled), 1);
+
+    /* a remote class: its endpoint label, and its methods' */
+    char body[256], id[ID];
+    snprintf(body, sizeof body, "{\"url\":\"http://127.0.0.1:%d/classes/Account\"}", g_port);
+    r = put_json("/v1/actor-classes/MAccount", body);
+    assert_true(r->status == 201 || r->status == 200);
+    http_resp_free(r);
+    create_actor("{\"class\":\"MAccount\"}", id);
+    snprintf(path, sizeof path, "/v1/actors/%s/methods/deposit", id);
+    const char *h[] = {"Content-Type: application/json", "Prefer: wait=10", NULL};
+    const char *args = "{\"args\":[5]}";
+    double ok0 = 0, d0 = 0;
+    for (int i = 0; i < 2; i++) { /* the first call also runs __init__: count the second */
+        ok0 = metric("rayd_remote_calls_total{endpoint=\"MAccount\",outcome=\"ok\"}");
+        d0 = metric("rayd_remote_call_duration_seconds_count{endpoint=\"MAccount\"}");
+        r = http_request(&g_srv, "POST", path, h, args, strlen(args));
+        assert_status(r, 200);
+        http_resp_free(r);
+    }
+    assert_int_equal(
+        (int)(metric("rayd_remote_calls_total{endpoint=\"MAccount\",outcome=\"ok\"}") - ok0), 1);
+    assert_int_equal(
+        (int)(metric("rayd_remote_call_duration_seconds_count{endpoint=\"MAccount\"}") - d0), 1);
+    assert_int_equal(
+        (int)metric("rayd_actor_method_calls_total{class=\"MAccount\",method=\"deposit\"}"), 2);
+}
+
 /* ---------------------------------------------------------------- main */
 
 static int group_setup(void **state)
@@ -634,6 +737,7 @@ int main(void)
         cmocka_unit_test(test_task_failed),
         cmocka_unit_test(test_retried_unreachable_then_reachable),
         cmocka_unit_test(test_503_is_retried),
+        cmocka_unit_test(test_warn_level_keeps_the_news),
         cmocka_unit_test(test_actor_restarted_and_died),
         cmocka_unit_test(test_registration_changed),
         cmocka_unit_test(test_store_full),
@@ -645,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_metrics_function),
         cmocka_unit_test(test_metrics_actor_method),
         cmocka_unit_test(test_metrics_remote_endpoint),
+        cmocka_unit_test(test_metrics_remote_outcomes_and_class),
         cmocka_unit_test(test_rate_limited),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

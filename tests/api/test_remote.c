@@ -465,8 +465,25 @@ static void test_endpoint_comes_back(void **state)
         fail_msg("attempts %lld, wanted 2..11", attempts);
 }
 
-/* rayd runs with --max-body 1M: a 2 MiB answer is a TaskError naming the limit; 512 KiB
- * arrives whole, as bytes with the endpoint's Content-Type. */
+/* The value of one series in /metrics (0 when absent). */
+static double metric_value(const char *series)
+{
+    http_resp *r = http_get(&g_srv, "/metrics");
+    double v = 0;
+    size_t n = strlen(series);
+    for (const char *p = r->body; p && *p;) {
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            v = strtod(p + n + 1, NULL);
+        const char *nl = strchr(p, '\n');
+        p = nl ? nl + 1 : NULL;
+    }
+    http_resp_free(r);
+    return v;
+}
+
+/* rayd runs with --max-body 1M: a 2 MiB answer is a TaskError naming the limit, counted
+ * with the outcome too_large; 512 KiB arrives whole, as bytes with the endpoint's
+ * Content-Type. */
 static void test_answer_over_max_body(void **state)
 {
     register_fn("big", g_port, "big", "");
@@ -478,6 +495,8 @@ static void test_answer_over_max_body(void **state)
     json_t *info = tk_wait_ended(&g_srv, tid, 5);
     assert_int_equal(json_int(info, "attempts"), 1);
     json_decref(info);
+    assert_int_equal(
+        (int)metric_value("rayd_remote_calls_total{endpoint=\"big\",outcome=\"too_large\"}"), 1);
 
     tk_submit(&g_srv, "{\"function\":\"big\",\"kwargs\":{\"size\":524288}}", NULL, ref);
     r = tk_getf(&g_srv, "/v1/objects/%s?timeout=20", ref);

@@ -22,7 +22,19 @@ static void set_url(rayd_server *s, const char *url)
     s->port = colon ? atoi(colon + 1) : 0;
 }
 
+static int load(cluster_env *env, bool allow_down);
+
 int cluster_env_load(cluster_env *env)
+{
+    return load(env, false);
+}
+
+int cluster_env_load_alive(cluster_env *env)
+{
+    return load(env, true);
+}
+
+static int load(cluster_env *env, bool allow_down)
 {
     memset(env, 0, sizeof(*env));
     const char *nodes = getenv("RAYD_CLUSTER_NODES"), *pids = getenv("RAYD_CLUSTER_PIDS"),
@@ -51,11 +63,19 @@ int cluster_env_load(cluster_env *env)
         return -1;
     }
     env->redis_pid = (pid_t)rpid;
+    const char *logs = getenv("RAYD_CLUSTER_LOGS");
+    if (logs)
+        sscanf(logs, "%511s %511s %511s", env->log[0], env->log[1], env->log[2]);
     for (int i = 0; i < CLUSTER_NODES; i++) {
         http_opts o = {.path = "/v1/status", .soft = true};
         http_resp *r = http_request_opts(&env->node[i], &o);
         json_t *cluster = r->json ? json_object_get(r->json, "cluster") : NULL;
         json_t *tag = json_object_get(cluster, "node");
+        if (allow_down && r->status == 0) { /* a node a test killed */
+            env->tag[i][0] = '\0';
+            http_resp_free(r);
+            continue;
+        }
         if (r->status != 200 || !json_is_string(tag)) {
             fprintf(stderr, "cluster tests: %s/v1/status has no cluster.node (status %ld)\n",
                     urls[i], r->status);
@@ -123,4 +143,29 @@ long long cluster_store_stat(const rayd_server *node, const char *name)
     long long v = json_int(json_member(r->json, "object_store"), name);
     http_resp_free(r);
     return v;
+}
+
+json_t *cluster_log_event(const cluster_env *env, int i, const char *event, const char *key,
+                          const char *value)
+{
+    FILE *f = env->log[i][0] ? fopen(env->log[i], "r") : NULL;
+    if (!f)
+        return NULL;
+    json_t *found = NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while (!found && (len = getline(&line, &cap, f)) > 0) {
+        if (line[len - 1] != '\n')
+            break; /* a line still being written */
+        json_t *j = json_loadb(line, (size_t)len, 0, NULL);
+        const char *ev = json_string_value(json_object_get(j, "event"));
+        const char *v = key ? json_string_value(json_object_get(j, key)) : NULL;
+        if (ev && strcmp(ev, event) == 0 && (!key || (v && strcmp(v, value) == 0)))
+            found = json_incref(j);
+        json_decref(j);
+    }
+    free(line);
+    fclose(f);
+    return found;
 }

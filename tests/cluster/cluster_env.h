@@ -6,6 +6,7 @@
  *   RAYD_CLUSTER_PIDS   "pid1 pid2 pid3", in the same order
  *   RAYD_CLUSTER_LB     "http://127.0.0.1:PN" (nginx, round-robin)
  *   RAYD_CLUSTER_REDIS  "PID PORT" of the redis-server the nodes share
+ *   RAYD_CLUSTER_LOGS   "log1 log2 log3": the files the nodes' stdout goes to, same order
  *
  * Include the cmocka prerequisites and tests/api/support/harness.h before this header. */
 #ifndef RAYD_TESTS_CLUSTER_ENV_H
@@ -22,10 +23,14 @@ typedef struct cluster_env {
     char tag[CLUSTER_NODES][16];     /* each node's tag, from its /v1/status */
     pid_t redis_pid;
     int redis_port;
+    char log[CLUSTER_NODES][512];    /* each node's stdout file ("" when not given) */
 } cluster_env;
 
 /* Reads the environment and each node's tag. 0, or -1 after printing why. */
 int cluster_env_load(cluster_env *env);
+/* The same, but a node that does not answer (one a test killed) is no error: its tag is
+ * left "". */
+int cluster_env_load_alive(cluster_env *env);
 
 /* Runs `redis-cli -p <port> <args>` and returns its first output line (new string,
  * free()), or NULL when it could not run. */
@@ -44,5 +49,11 @@ json_t *cluster_status_node(const http_resp *status, const char *tag);
 
 /* A store figure of a node (/v1/status object_store.<name>). */
 long long cluster_store_stat(const rayd_server *node, const char *name);
+
+/* The first JSON line in node i's stdout file with "event": event and key's string value
+ * equal to value (any line of the event when key is NULL) (new reference), or NULL when
+ * there is none (yet). */
+json_t *cluster_log_event(const cluster_env *env, int i, const char *event, const char *key,
+                          const char *value);
 
 #endif

@@ -2,8 +2,8 @@
 # Cluster tests: one redis-server on a free loopback port (no persistence), three rayd in
 # cluster mode, and nginx in front of them, round-robin, configured by docker/nginx.conf
 # with only the addresses and paths changed (as tests/lb/lb_demo.sh does); then the
-# cluster test binaries against them, in order (one pauses and empties Redis, the last one
-# kills a node). Everything
+# cluster test binaries against them, in order (one pauses and empties Redis, one kills a
+# node, the last starts a fourth node of its own and kills it). Everything
 # started here is stopped at the end, whatever happens. Files go to $BUILD/cluster.
 #
 #   tests/cluster/run.sh [test binary...]     default: those in $BUILD/tests/cluster
@@ -44,7 +44,7 @@ elif [ "$MODE" = api ]; then
 else
     TESTS=("$BUILD/tests/cluster/test_cluster_objects" "$BUILD/tests/cluster/test_cluster_tasks"
            "$BUILD/tests/cluster/test_cluster_listing" "$BUILD/tests/cluster/test_cluster_redis"
-           "$BUILD/tests/cluster/test_cluster_failure")
+           "$BUILD/tests/cluster/test_cluster_failure" "$BUILD/tests/cluster/test_cluster_observe")
 fi
 NGINX=/usr/sbin/nginx
 REDIS_PID=""
@@ -204,6 +204,7 @@ export RAYD_CLUSTER_PIDS="${RAYD_PIDS[*]}"
 export RAYD_CLUSTER_LB="http://127.0.0.1:$NPORT"
 export RAYD_CLUSTER_REDIS="$REDIS_PID $RPORT"
 export RAYD_CLUSTER_REDIS_RESTART="$OUT/redis-restart.sh"
+export RAYD_CLUSTER_LOGS="$OUT/rayd1.log $OUT/rayd2.log $OUT/rayd3.log"
 # Node-local API tests: "binary test-glob reason" lines; a glob of * is the whole binary.
 node_local() { # binary name -> comma-separated globs to skip, or "*" for all
     awk -v b="$1" -v pending="${RAYD_CLUSTER_API_PENDING:-0}" \
