@@ -279,7 +279,8 @@ int api_decode_actor(json_t *body, rt_actor_spec *spec, char *err, size_t err_si
 {
     static const char *const KEYS[] = {"class", "args", "kwargs", "name", "get_if_exists",
                                        "options", NULL};
-    static const char *const OPTION_KEYS[] = {"max_restarts", "max_pending_calls", NULL};
+    static const char *const OPTION_KEYS[] = {"max_restarts", "max_pending_calls", "node",
+                                              NULL};
     memset(spec, 0, sizeof(*spec));
     spec->max_pending_calls = -1;
     if (!json_is_object(body)) {
@@ -343,6 +344,12 @@ int api_decode_actor(json_t *body, rt_actor_spec *spec, char *err, size_t err_si
             return API_DECODE_BAD;
         }
         spec->max_pending_calls = (long)json_integer_value(v);
+    }
+    /* options.node is read by the handler (api/actors_cluster.c); only its type here. */
+    if ((v = json_object_get(options, "node")) && !json_is_null(v) &&
+        (!json_is_string(v) || !rt_ref_node_tag_valid(json_string_value(v)))) {
+        snprintf(err, err_size, "options.node must be a node tag (as /v1/status lists them)");
+        return API_DECODE_BAD;
     }
     return API_DECODE_OK;
 }
