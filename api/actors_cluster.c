@@ -282,6 +282,8 @@ static enum MHD_Result holder_outcome(api_request *req, create_state *cs, const 
 static enum MHD_Result create_here(api_request *req, const rt_actor_spec *spec)
 {
     char err[256];
+    /* Constructor arguments other nodes own get stand-ins, as a task's do. */
+    api_cluster_want_args(req->ctx, spec->args, spec->kwargs);
     if (!spec->name) {
         rt_actor_info info;
         bool created = false;
