@@ -219,8 +219,10 @@ spec-lint:
 	openapi/lint.sh
 
 # Every API test response checked against the spec, then spec-driven generated requests.
+# CONTRACT_RECORDED=<file>: check responses an earlier run recorded (RAYD_CONTRACT_LOG).
 contract-test: $(API_TEST_BIN) $(BUILD)/rayd examples
-	BUILD=$(BUILD) RAYD_BIN=$(BUILD)/rayd API_TEST_BIN="$(API_TEST_BIN)" tests/contract/run.sh
+	BUILD=$(BUILD) RAYD_BIN=$(BUILD)/rayd API_TEST_BIN="$(API_TEST_BIN)" \
+	    CONTRACT_RECORDED="$(CONTRACT_RECORDED)" tests/contract/run.sh
 
 # rayd under valgrind memcheck while API tests drive it: no errors, no definite leaks,
 # clean exits. BUILD must be an unsanitized build.

@@ -48,7 +48,8 @@ static int check_actor_id(api_request *req, const char *id)
 /* ---- POST /v1/actors ---------------------------------------------------------------- */
 
 enum MHD_Result api_actors_reply_created(api_request *req, rt_status st, rt_actor_info *info,
-                                         bool created, const char *err, const char *name)
+                                         bool created, bool detached, const char *err,
+                                         const char *name)
 {
     if (st == RT_ENOTFOUND)
         return api_problem(req, 404, "NotFound", err, NULL);
@@ -58,6 +59,9 @@ enum MHD_Result api_actors_reply_created(api_request *req, rt_status st, rt_acto
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
     if (st != RT_OK)
         return api_problem(req, 400, "BadRequest", err, NULL);
+    /* A detached actor outlives the session; one got with get_if_exists is not made here. */
+    if (created && !detached && api_session_adopt_actor(req, info->actor_id) != 0)
+        return api_session_reply_closed(req);
     return api_actors_reply_info(req, created ? 201 : 200, api_actor_info_json(info));
 }
 
@@ -80,8 +84,9 @@ enum MHD_Result api_actors_create(api_request *req)
     if (api_body_json(req) != 0)
         return MHD_YES;
     rt_actor_spec spec;
+    bool detached;
     char err[256];
-    if (api_decode_actor(req->json, &spec, err, sizeof(err)) != API_DECODE_OK)
+    if (api_decode_actor(req->json, &spec, &detached, err, sizeof(err)) != API_DECODE_OK)
         return api_problem(req, 400, "BadRequest", err, NULL);
     if (json_string_value(json_object_get(json_object_get(req->json, "options"), "node")))
         return api_problem(req, 400, "BadRequest",
@@ -91,7 +96,8 @@ enum MHD_Result api_actors_create(api_request *req)
     rt_actor_info info;
     bool created = false;
     rt_status st = rt_actor_create(req->ctx->actors, &spec, &info, &created, err, sizeof(err));
-    enum MHD_Result r = api_actors_reply_created(req, st, &info, created, err, spec.name);
+    enum MHD_Result r = api_actors_reply_created(req, st, &info, created, detached, err,
+                                                 spec.name);
     if (st == RT_OK)
         rt_actor_info_release(&info);
     return r;
@@ -230,10 +236,12 @@ enum MHD_Result api_actors_call(api_request *req)
     if (req->ctx->cluster && api_actor_foreign(req, id, API_ACTOR_CALL, &result))
         return result;
     json_t *args = NULL, *kwargs = NULL;
+    double result_ttl;
     char err[256];
     if (req->body_len > 0 && api_body_json(req) != 0)
         return MHD_YES;
-    if (api_decode_call(req->json, &args, &kwargs, err, sizeof(err)) != API_DECODE_OK)
+    if (api_decode_call(req->json, &args, &kwargs, &result_ttl, err, sizeof(err)) !=
+        API_DECODE_OK)
         return api_problem(req, 400, "BadRequest", err, NULL);
     call_state *cs = calloc(1, sizeof(*cs));
     if (!cs)
@@ -243,8 +251,8 @@ enum MHD_Result api_actors_call(api_request *req)
         api_cluster_want_args(req->ctx, args, kwargs);
     rt_status st = rt_actor_call_opts(req->ctx->actors, id, method, args, kwargs,
                                       req->prefer_wait > 0, req->request_id,
-                                      req->traceparent[0] ? req->traceparent : NULL, cs->ref,
-                                      err, sizeof(err));
+                                      req->traceparent[0] ? req->traceparent : NULL,
+                                      result_ttl, cs->ref, err, sizeof(err));
     if (st != RT_OK) {
         free(cs);
         req->prefer_wait = 0; /* refused before any wait: no Preference-Applied */
@@ -267,6 +275,10 @@ enum MHD_Result api_actors_call(api_request *req)
     }
     req->handler_state = cs;
     req->handler_state_free = free;
+    if (api_session_adopt_objects(req, &cs->ref, 1) != 0) {
+        req->prefer_wait = 0;
+        return api_session_reply_closed(req);
+    }
     if (req->prefer_wait <= 0)
         return reply_call_receipt(req, cs->ref);
     req->deadline = rt_clock_monotonic() + req->prefer_wait;

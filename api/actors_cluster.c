@@ -190,6 +190,7 @@ typedef struct create_state {
     rt_actors *actors;
     int phase;
     rt_actor_spec spec;          /* borrows req->json, kept across rounds */
+    bool detached;               /* options.lifetime: outlives the request's session */
     char id[RT_REF_SIZE];        /* the new actor's id, claimed for its name */
     char stale[RT_REF_SIZE];     /* a holder found stale, to replace ("" none) */
     int tries;
@@ -279,7 +280,7 @@ static enum MHD_Result holder_outcome(api_request *req, create_state *cs, const 
     return claim(req, cs);
 }
 
-static enum MHD_Result create_here(api_request *req, const rt_actor_spec *spec)
+static enum MHD_Result create_here(api_request *req, const rt_actor_spec *spec, bool detached)
 {
     char err[256];
     /* Constructor arguments other nodes own get stand-ins, as a task's do. */
@@ -289,7 +290,8 @@ static enum MHD_Result create_here(api_request *req, const rt_actor_spec *spec)
         bool created = false;
         rt_status st = rt_actor_create(req->ctx->actors, spec, &info, &created, err,
                                        sizeof(err));
-        enum MHD_Result r = api_actors_reply_created(req, st, &info, created, err, NULL);
+        enum MHD_Result r = api_actors_reply_created(req, st, &info, created, detached, err,
+                                                     NULL);
         if (st == RT_OK)
             rt_actor_info_release(&info);
         return r;
@@ -313,6 +315,7 @@ static enum MHD_Result create_here(api_request *req, const rt_actor_spec *spec)
     if (!cs)
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
     cs->spec = *spec;
+    cs->detached = detached;
     cs->actors = req->ctx->actors;
     /* Promised here before anyone can read it in Redis, so that the owner never says "no
      * such actor" of a name's holder that it is about to make. */
@@ -326,14 +329,16 @@ static enum MHD_Result create_here(api_request *req, const rt_actor_spec *spec)
 }
 
 /* options.node, or spillback: the node that should make the actor, relayed there. Returns
- * true when it answered or relayed. */
-static bool place_elsewhere(api_request *req, enum MHD_Result *result)
+ * true when it answered or relayed. Sessions are per node: an actor a session is to own
+ * is made here. */
+static bool place_elsewhere(api_request *req, bool detached, enum MHD_Result *result)
 {
     const char *node =
         json_string_value(json_object_get(json_object_get(req->json, "options"), "node"));
     char url[RT_CLUSTER_URL_MAX], tag[RT_NODE_TAG_SIZE];
+    bool of_session = req->session[0] && !detached;
     if (!node) {
-        if (!api_cluster_spill_target(req, url, tag))
+        if (of_session || !api_cluster_spill_target(req, url, tag))
             return false;
         *result = api_forward_relay(req, url, "/v1/actors", tag, NULL, 0, req->body,
                                     req->body_len);
@@ -362,6 +367,14 @@ static bool place_elsewhere(api_request *req, enum MHD_Result *result)
         return true;
     case RT_OWNER_ALIVE: break;
     }
+    if (of_session) {
+        *result = api_problem(req, 400, "BadRequest",
+                              "options.node: sessions are per node, so an actor of this "
+                              "request's session is made on the node that holds the session; "
+                              "give options.lifetime \"detached\" to make it elsewhere",
+                              json_pack("{s:s}", "node", node));
+        return true;
+    }
     if (api_header(req, API_FORWARDED_HEADER)) {
         req->retry_after = 1;
         *result = api_problemf(req, 503, "ClusterUnavailable",
@@ -387,8 +400,8 @@ enum MHD_Result api_actors_create_cluster(api_request *req)
                                          : a->type == RT_REDIS_FAILED ? a->why
                                          : a->str ? a->str : "an unexpected answer");
         if (cs->won)
-            return api_actors_reply_created(req, cs->st, &cs->info, cs->created, cs->err,
-                                            cs->spec.name);
+            return api_actors_reply_created(req, cs->st, &cs->info, cs->created, cs->detached,
+                                            cs->err, cs->spec.name);
         char holder[RT_REF_SIZE];
         snprintf(holder, sizeof(holder), "%s", a->str);
         holder_state hs = holder_look(req, holder, &body, &result);
@@ -405,12 +418,13 @@ enum MHD_Result api_actors_create_cluster(api_request *req)
     if (api_body_json(req) != 0)
         return MHD_YES;
     rt_actor_spec spec;
+    bool detached;
     char err[256];
-    if (api_decode_actor(req->json, &spec, err, sizeof(err)) != API_DECODE_OK)
+    if (api_decode_actor(req->json, &spec, &detached, err, sizeof(err)) != API_DECODE_OK)
         return api_problem(req, 400, "BadRequest", err, NULL);
-    if (place_elsewhere(req, &result))
+    if (place_elsewhere(req, detached, &result))
         return result;
-    return create_here(req, &spec);
+    return create_here(req, &spec, detached);
 }
 
 /* ---- GET /v1/actors/by-name/{name} ----------------------------------------------------- */

@@ -16,9 +16,11 @@
 /* api/actors.c: the JSON of an actor record (new reference). */
 json_t *api_actor_info_json(const rt_actor_info *info);
 /* api/actors.c: answers a creation as a node alone does (201 or 200 with Location; the
- * runtime's errors as problems). info is borrowed. */
+ * runtime's errors as problems), giving a new actor that is not detached to the request's
+ * session. info is borrowed. */
 enum MHD_Result api_actors_reply_created(api_request *req, rt_status st, rt_actor_info *info,
-                                         bool created, const char *err, const char *name);
+                                         bool created, bool detached, const char *err,
+                                         const char *name);
 /* api/actors.c: answers status with an actor record body (stolen) and its Location. */
 enum MHD_Result api_actors_reply_info(api_request *req, unsigned status, json_t *body);
 

@@ -15,6 +15,7 @@
 #include "runtime/object_store.h"
 #include "runtime/remote.h"
 #include "runtime/scheduler.h"
+#include "runtime/session.h"
 #include "runtime/task.h"
 
 typedef struct api_config {
@@ -44,6 +45,8 @@ typedef struct api_config {
      * server runs, and live in api_context.live. */
     const char *cluster_token; /* cluster mode: bearer token of peer requests and routes;
                                   NULL or "": none */
+    size_t max_sessions;       /* sessions open at once (the sessions enforce it) */
+    double session_max_ttl;    /* seconds: the longest lease a session may ask for */
     size_t spillback_queued;   /* cluster mode: past this many queued jobs, a submitted task
                                   runs on the least loaded live node; 0: never */
 } api_config;
@@ -102,6 +105,7 @@ typedef struct api_context {
     rt_scheduler *scheduler; /* borrowed */
     rt_tasks *tasks;      /* borrowed */
     rt_actors *actors;    /* borrowed */
+    rt_sessions *sessions; /* borrowed: Rayd-Session owners of work (runtime/session.h) */
     rt_remote *remote;    /* borrowed: the I/O thread for remote functions */
     rt_cluster *cluster;  /* borrowed; NULL without cluster mode (then nothing else in
                              api/ looks at clusters) */

@@ -137,11 +137,23 @@ int api_decode_wait(json_t *body, bool is_wait, api_wait_request *out, char *err
 
 /* ---- tasks -------------------------------------------------------------------------- */
 
+/* options.result_ttl: seconds >= 0 (0: none, even when RAYD_RESULT_TTL sets a default).
+ * Writes what rt_task_spec.result_ttl means (> 0 seconds, < 0 none). */
+static int decode_result_ttl(json_t *v, double *out, char *err, size_t err_size)
+{
+    if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1e9) {
+        snprintf(err, err_size, "options.result_ttl must be a number of seconds >= 0 (0: none)");
+        return API_DECODE_BAD;
+    }
+    *out = json_number_value(v) > 0 ? json_number_value(v) : -1;
+    return API_DECODE_OK;
+}
+
 int api_decode_task(json_t *task, rt_task_spec *spec, char *err, size_t err_size)
 {
     static const char *const KEYS[] = {"function", "args", "kwargs", "options", NULL};
     static const char *const OPTION_KEYS[] = {"max_retries", "retry_exceptions", "timeout",
-                                              "num_returns", "name", NULL};
+                                              "num_returns", "name", "result_ttl", NULL};
     memset(spec, 0, sizeof(*spec));
     spec->num_returns = 1;
     spec->max_retries = DEFAULT_MAX_RETRIES;
@@ -235,6 +247,9 @@ int api_decode_task(json_t *task, rt_task_spec *spec, char *err, size_t err_size
         }
         spec->name = json_string_value(v);
     }
+    if ((v = json_object_get(options, "result_ttl")) && !json_is_null(v) &&
+        decode_result_ttl(v, &spec->result_ttl, err, err_size) != API_DECODE_OK)
+        return API_DECODE_BAD;
     return API_DECODE_OK;
 }
 
@@ -275,13 +290,15 @@ int api_decode_task_batch(json_t *body, rt_task_spec **specs, size_t *n, char *e
 
 /* ---- actors ------------------------------------------------------------------------- */
 
-int api_decode_actor(json_t *body, rt_actor_spec *spec, char *err, size_t err_size)
+int api_decode_actor(json_t *body, rt_actor_spec *spec, bool *detached, char *err,
+                     size_t err_size)
 {
     static const char *const KEYS[] = {"class", "args", "kwargs", "name", "get_if_exists",
                                        "options", NULL};
-    static const char *const OPTION_KEYS[] = {"max_restarts", "max_pending_calls", "node",
-                                              NULL};
+    static const char *const OPTION_KEYS[] = {"max_restarts", "max_pending_calls", "lifetime",
+                                              "node", NULL};
     memset(spec, 0, sizeof(*spec));
+    *detached = false;
     spec->max_pending_calls = -1;
     if (!json_is_object(body)) {
         snprintf(err, err_size, "the body must be {\"class\", \"args\", ...}");
@@ -351,13 +368,24 @@ int api_decode_actor(json_t *body, rt_actor_spec *spec, char *err, size_t err_si
         snprintf(err, err_size, "options.node must be a node tag (as /v1/status lists them)");
         return API_DECODE_BAD;
     }
+    if ((v = json_object_get(options, "lifetime")) && !json_is_null(v)) {
+        const char *life = json_string_value(v);
+        if (!life || (strcmp(life, "detached") != 0 && strcmp(life, "non_detached") != 0)) {
+            snprintf(err, err_size, "options.lifetime must be \"detached\" or \"non_detached\"");
+            return API_DECODE_BAD;
+        }
+        *detached = strcmp(life, "detached") == 0;
+    }
     return API_DECODE_OK;
 }
 
-int api_decode_call(json_t *body, json_t **args, json_t **kwargs, char *err, size_t err_size)
+int api_decode_call(json_t *body, json_t **args, json_t **kwargs, double *result_ttl, char *err,
+                    size_t err_size)
 {
-    static const char *const KEYS[] = {"args", "kwargs", NULL};
+    static const char *const KEYS[] = {"args", "kwargs", "options", NULL};
+    static const char *const OPTION_KEYS[] = {"result_ttl", NULL};
     *args = *kwargs = NULL;
+    *result_ttl = 0;
     if (!body)
         return API_DECODE_OK;
     if (!json_is_object(body)) {
@@ -376,6 +404,17 @@ int api_decode_call(json_t *body, json_t **args, json_t **kwargs, char *err, siz
         snprintf(err, err_size, "args must be a list and kwargs an object");
         return API_DECODE_BAD;
     }
+    json_t *options = json_object_get(body, "options"), *v;
+    if (!options || json_is_null(options))
+        return API_DECODE_OK;
+    if (!json_is_object(options)) {
+        snprintf(err, err_size, "options must be an object");
+        return API_DECODE_BAD;
+    }
+    if (api_decode_only_keys(options, OPTION_KEYS, "options", err, err_size))
+        return API_DECODE_BAD;
+    if ((v = json_object_get(options, "result_ttl")) && !json_is_null(v))
+        return decode_result_ttl(v, result_ttl, err, err_size);
     return API_DECODE_OK;
 }
 

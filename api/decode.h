@@ -49,11 +49,15 @@ int api_decode_task(json_t *task, rt_task_spec *spec, char *err, size_t err_size
 int api_decode_task_batch(json_t *body, rt_task_spec **specs, size_t *n, char *err,
                           size_t err_size);
 
-/* POST /v1/actors: {"class", "args", "kwargs", "name", "get_if_exists", "options"}. */
-int api_decode_actor(json_t *body, rt_actor_spec *spec, char *err, size_t err_size);
+/* POST /v1/actors: {"class", "args", "kwargs", "name", "get_if_exists", "options"}.
+ * *detached: options.lifetime is "detached" (the actor outlives the session that made it). */
+int api_decode_actor(json_t *body, rt_actor_spec *spec, bool *detached, char *err,
+                     size_t err_size);
 
-/* An actor call: {"args", "kwargs"} (body may be NULL: no arguments). */
-int api_decode_call(json_t *body, json_t **args, json_t **kwargs, char *err, size_t err_size);
+/* An actor call: {"args", "kwargs", "options": {"result_ttl"}} (body may be NULL: no
+ * arguments). *result_ttl as rt_task_spec.result_ttl (0 when not given). */
+int api_decode_call(json_t *body, json_t **args, json_t **kwargs, double *result_ttl, char *err,
+                    size_t err_size);
 
 /* {"objects": [value, ...]}: *bufs is a malloc'd array of n new buffers. */
 int api_decode_object_batch(json_t *body, rt_buf ***bufs, size_t *n, char *err,

@@ -47,6 +47,23 @@ enum MHD_Result api_tasks_list(api_request *req);
 enum MHD_Result api_tasks_list_peer(api_request *req);
 enum MHD_Result api_tasks_cancel(api_request *req);
 
+/* api/sessions.c */
+enum MHD_Result api_sessions_open(api_request *req);
+enum MHD_Result api_sessions_get(api_request *req);
+enum MHD_Result api_sessions_close(api_request *req);
+/* Reads the Rayd-Session header (when sessions are on): renews that session's lease and
+ * notes it in req->session. 0 to go on (also without the header), or -1 after answering
+ * 400 (not an id) or 404 SessionNotFound. */
+int api_session_begin(api_request *req);
+/* Give what a request made to its session (no-ops without one). 0, or -1 when the session
+ * closed meanwhile: what was made is already cleaned up; answer with
+ * api_session_reply_closed then. */
+int api_session_adopt_objects(api_request *req, char (*refs)[RT_REF_SIZE], size_t n);
+int api_session_adopt_task(api_request *req, const char *task_id,
+                           char (*refs)[RT_REF_SIZE], size_t n);
+int api_session_adopt_actor(api_request *req, const char *actor_id);
+enum MHD_Result api_session_reply_closed(api_request *req);
+
 /* api/actors.c */
 enum MHD_Result api_actors_create(api_request *req);
 enum MHD_Result api_actors_list(api_request *req);

@@ -225,8 +225,19 @@ static void render_runtime(text *t, const api_context *ctx)
     gauge(t, "rayd_store_spill_disk_bytes", "Bytes of spill files on disk.",
           (double)s.disk.disk_bytes);
     counter(t, "rayd_store_spills_total", "Objects written to spill files.", s.spills);
+    counter(t, "rayd_store_spill_write_bytes_total", "Bytes written to spill files.",
+            s.disk.write_bytes);
+    header(t, "rayd_store_spill_thread_seconds_total", "counter",
+           "Time the spill thread spent writing objects out (its write rate: bytes over this).");
+    emit(t, "rayd_store_spill_thread_seconds_total %.6f\n", s.spill_thread_seconds);
     counter(t, "rayd_store_restores_total",
             "Spilled objects read back into memory (task arguments, batch gets).", s.restores);
+    counter(t, "rayd_store_restored_bytes_total",
+            "Bytes of spilled objects read back into memory (their rate is the restore "
+            "throughput; GETs served from the file by sendfile are not counted).",
+            (unsigned long long)s.restored_bytes);
+    gauge(t, "rayd_store_memory_objects", "Objects whose bytes are in memory (not spilled).",
+          (double)(s.objects - s.spilled));
     counter(t, "rayd_store_expirations_total", "Objects whose TTL ran out.", s.expirations);
 
     rt_tasks_stats ts;
@@ -243,6 +254,23 @@ static void render_runtime(text *t, const api_context *ctx)
     counter(t, "rayd_task_retries_total", "Task attempts retried after a failure.", ts.retries);
     header(t, "rayd_task_run_seconds", "histogram", "How long task functions ran.");
     histogram(t, "rayd_task_run_seconds", "", &ts.run_seconds);
+
+    if (ctx->sessions) {
+        rt_sessions_stats se;
+        rt_sessions_get_stats(ctx->sessions, &se);
+        gauge(t, "rayd_sessions_open", "Sessions open now.", (double)se.open);
+        counter(t, "rayd_sessions_opened_total", "Sessions opened.", se.opened);
+        header(t, "rayd_sessions_ended_total", "counter", "Sessions ended, by how.");
+        emit(t, "rayd_sessions_ended_total{how=\"closed\"} %llu\n", se.closed);
+        emit(t, "rayd_sessions_ended_total{how=\"expired\"} %llu\n", se.expired);
+        counter(t, "rayd_session_objects_released_total",
+                "Objects freed because their session ended (pinned ones when unpinned).",
+                se.objects_released);
+        counter(t, "rayd_session_tasks_cancelled_total",
+                "Tasks cancelled because their session ended.", se.tasks_cancelled);
+        counter(t, "rayd_session_actors_killed_total",
+                "Actors killed because their session ended.", se.actors_killed);
+    }
 
     rt_actors_stats as;
     rt_actors_get_stats(ctx->actors, &as);

@@ -128,6 +128,8 @@ enum MHD_Result api_objects_put(api_request *req)
     if (st != RT_OK)
         return api_problem_status(req, st, "the object");
     req->raw_buf = NULL; /* the store owns it now */
+    if (api_session_adopt_objects(req, &ref, 1) != 0)
+        return api_session_reply_closed(req);
 
     char location[16 + RT_REF_SIZE];
     snprintf(location, sizeof(location), "/v1/objects/%s", ref);
@@ -167,6 +169,10 @@ enum MHD_Result api_objects_put_batch(api_request *req)
         goto done;
     }
     memset(bufs, 0, n * sizeof(*bufs)); /* the store owns them now */
+    if (api_session_adopt_objects(req, refs, n) != 0) {
+        result = api_session_reply_closed(req);
+        goto done;
+    }
     json_t *list = json_array();
     for (size_t i = 0; i < n; i++)
         json_array_append_new(list, json_string(refs[i]));

@@ -69,6 +69,12 @@ static const api_problem_kind KINDS[] = {
      "this request, or a limit on work in flight was reached. Retry-After may say when to "
      "try again.",
      "Retry later, with backoff."},
+    {"SessionNotFound", "404",
+     "The session named in the path or in the Rayd-Session header is not open: it was "
+     "closed (DELETE /v1/sessions/{session_id}), its lease ran out, it was opened on another "
+     "node (sessions are per node), or it never existed. What it owned was freed.",
+     "Open a new session (POST /v1/sessions) and make the work again; renew a lease by "
+     "sending requests with Rayd-Session more often than its ttl."},
     {"ShuttingDown", "503",
      "The server is draining before it stops (or has not finished starting) and takes no "
      "new work. /readyz answers the same.",
@@ -84,7 +90,8 @@ static const api_problem_kind KINDS[] = {
      "retry_exceptions."},
     {"TooManyRequests", "429",
      "A limit on queued work was reached: pending tasks (RAYD_MAX_PENDING_TASKS), requests "
-     "waiting for objects (RAYD_MAX_PARKED), or an actor's mailbox.",
+     "waiting for objects (RAYD_MAX_PARKED), open sessions (RAYD_MAX_SESSIONS), or an "
+     "actor's mailbox.",
      "Retry later, with backoff, or wait for earlier work to end first."},
     {"URITooLong", "414",
      "The request target is longer than 8 KiB or has more than 256 query arguments.",

@@ -23,6 +23,8 @@
 
 #define API_MAX_PARAMS 4
 #define API_REQUEST_ID_MAX RT_REQUEST_ID_MAX /* the runtime keeps no more */
+/* The header that names the session a request works for (api/sessions.c). */
+#define API_SESSION_HEADER "Rayd-Session"
 
 typedef struct api_route api_route;
 typedef struct api_park api_park;
@@ -79,6 +81,7 @@ typedef struct api_request {
     unsigned retry_after;   /* seconds for a Retry-After header (429, 202 pending), 0: none */
     char ray_ref[RT_REF_SIZE]; /* Prefer: wait answers: adds X-Ray-Ref and Location */
     double prefer_wait;     /* seconds asked for with Prefer: wait=N, 0 when absent */
+    char session[RT_REF_SIZE]; /* the open session its Rayd-Session header named, or "" */
 } api_request;
 
 /* ---- answering ---------------------------------------------------------------------- */

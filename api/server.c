@@ -251,6 +251,9 @@ static enum MHD_Result request_begin(api_request *req)
                            NULL);
     }
 
+    if (api_session_begin(req) != 0)
+        return MHD_YES; /* a Rayd-Session that names no open session */
+
     size_t length = 0;
     int has_length = content_length(req, &length);
     if (has_length < 0)

@@ -14,6 +14,11 @@ void api_system_spill_status(json_t *store, const rt_store_stats *s)
     json_object_set_new(store, "spilled_bytes", json_integer((json_int_t)s->spilled_bytes));
     json_object_set_new(store, "spills", json_integer((json_int_t)s->spills));
     json_object_set_new(store, "restores", json_integer((json_int_t)s->restores));
+    json_object_set_new(store, "restored_bytes", json_integer((json_int_t)s->restored_bytes));
+    json_object_set_new(store, "memory_objects",
+                        json_integer((json_int_t)(s->objects - s->spilled)));
+    json_object_set_new(store, "spill_write_bytes", json_integer((json_int_t)s->disk.write_bytes));
+    json_object_set_new(store, "spill_thread_seconds", json_real(s->spill_thread_seconds));
     json_object_set_new(store, "spill_files", json_integer((json_int_t)s->disk.files));
     json_object_set_new(store, "spill_disk_bytes", json_integer((json_int_t)s->disk.disk_bytes));
     json_object_set_new(store, "spill_limit", json_integer((json_int_t)s->disk.disk_limit));

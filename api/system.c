@@ -144,6 +144,19 @@ enum MHD_Result api_system_status(api_request *req)
                              "config", config, "object_store", store, "tasks", tasks,
                              "scheduler", scheduler, "actors", actors, "idempotency",
                              idempotency, "registry", registry, "bodies", bodies);
+    if (ctx->sessions) {
+        rt_sessions_stats se;
+        rt_sessions_get_stats(ctx->sessions, &se);
+        json_object_set_new(
+            body, "sessions",
+            json_pack("{s:I,s:I,s:f,s:I,s:I,s:I,s:I,s:I,s:I}", "open", (json_int_t)se.open,
+                      "max_sessions", (json_int_t)se.max_sessions, "max_ttl",
+                      ctx->config.session_max_ttl, "opened", (json_int_t)se.opened, "closed",
+                      (json_int_t)se.closed, "expired", (json_int_t)se.expired,
+                      "objects_released", (json_int_t)se.objects_released, "tasks_cancelled",
+                      (json_int_t)se.tasks_cancelled, "actors_killed",
+                      (json_int_t)se.actors_killed));
+    }
     if (ctx->cluster)
         json_object_set_new(body, "cluster", api_cluster_status(ctx));
     api_allocator_stats al;

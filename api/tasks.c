@@ -171,7 +171,8 @@ static enum MHD_Result submit_here(api_request *req, bool may_spill)
     if (api_decode_task(req->json, &spec, err, sizeof(err)) != API_DECODE_OK)
         return api_problem(req, 400, "BadRequest", err, NULL);
     char url[RT_CLUSTER_URL_MAX];
-    if (may_spill && spec.num_returns == 1 && !api_header(req, "Prefer") &&
+    /* Sessions are per node: a task made under one runs here. */
+    if (may_spill && spec.num_returns == 1 && !api_header(req, "Prefer") && !req->session[0] &&
         api_cluster_spill_target(req, url, NULL))
         return api_forward_call(req, url, "POST", "/v1/tasks", req->body, req->body_len, 30);
 
@@ -200,6 +201,10 @@ static enum MHD_Result submit_here(api_request *req, bool may_spill)
     if (st != RT_OK) {
         req->prefer_wait = 0; /* refused before any wait: no Preference-Applied */
         return reply_submit_error(req, st, "", err);
+    }
+    if (api_session_adopt_task(req, s->task_id, s->refs, s->n) != 0) {
+        req->prefer_wait = 0;
+        return api_session_reply_closed(req);
     }
 
     if (req->prefer_wait <= 0)
@@ -243,6 +248,13 @@ enum MHD_Result api_tasks_submit_batch(api_request *req)
     if (st != RT_OK) {
         snprintf(prefix, sizeof(prefix), "tasks[%zu]: ", bad);
         result = reply_submit_error(req, st, st == RT_ELIMIT ? "" : prefix, err);
+        goto done;
+    }
+    bool closed = false;
+    for (size_t i = 0, r = 0; i < n; r += specs[i].num_returns, i++)
+        closed |= api_session_adopt_task(req, ids[i], &refs[r], specs[i].num_returns) != 0;
+    if (closed) {
+        result = api_session_reply_closed(req);
         goto done;
     }
     json_t *out = json_array();

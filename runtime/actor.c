@@ -1087,14 +1087,15 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
 rt_status rt_actor_call(rt_actors *as, const char *actor_id, const char *method, json_t *args,
                         json_t *kwargs, char ref_out[RT_REF_SIZE], char *err, size_t err_size)
 {
-    return rt_actor_call_opts(as, actor_id, method, args, kwargs, false, NULL, NULL, ref_out,
-                              err, err_size);
+    return rt_actor_call_opts(as, actor_id, method, args, kwargs, false, NULL, NULL, 0,
+                              ref_out, err, err_size);
 }
 
 rt_status rt_actor_call_opts(rt_actors *as, const char *actor_id, const char *method,
                              json_t *args, json_t *kwargs, bool inline_ok,
                              const char *request_id, const char *traceparent,
-                             char ref_out[RT_REF_SIZE], char *err, size_t err_size)
+                             double result_ttl, char ref_out[RT_REF_SIZE], char *err,
+                             size_t err_size)
 {
     rt_actor *a = find_by_id(as, actor_id);
     if (!a) {
@@ -1119,7 +1120,7 @@ rt_status rt_actor_call_opts(rt_actors *as, const char *actor_id, const char *me
     if ((st = rt_args_check(as->store, args, kwargs, err, err_size)) != RT_OK)
         goto out;
     c = call_new(a, m, method, args, kwargs);
-    if (!c || rt_store_create_pending(as->store, c->ref) != RT_OK) {
+    if (!c || rt_store_create_pending_ttl(as->store, result_ttl, c->ref) != RT_OK) {
         st = RT_ENOMEM;
         goto out;
     }

@@ -189,11 +189,13 @@ rt_status rt_actor_call(rt_actors *actors, const char *actor_id, const char *met
  * idle actor of a quick class whose arguments are ready runs right away on the calling
  * thread instead of going through a worker. Order is kept: it runs only when nothing is
  * ahead of it in the mailbox. request_id and traceparent (borrowed, may be NULL) are passed
- * on to a remote class's endpoint. */
+ * on to a remote class's endpoint. result_ttl: as rt_task_spec's (0: the store's default,
+ * < 0: none). */
 rt_status rt_actor_call_opts(rt_actors *actors, const char *actor_id, const char *method,
                              json_t *args, json_t *kwargs, bool inline_ok,
                              const char *request_id, const char *traceparent,
-                             char ref_out[RT_REF_SIZE], char *err, size_t err_size);
+                             double result_ttl, char ref_out[RT_REF_SIZE], char *err,
+                             size_t err_size);
 
 /* Kills an actor (as ray.kill): queued calls resolve to ActorDied, a running call finishes,
  * the name is freed. RT_OK (also when it was already dead) or RT_ENOTFOUND. */

@@ -86,6 +86,7 @@ typedef struct rt_object {
     uint32_t hash;
     uint32_t pins;       /* shard lock */
     uint32_t ttl_index;  /* ttl_lock: its place in the TTL heap, or TTL_NONE */
+    float result_ttl;    /* PENDING: seconds of TTL it gets when stored, 0: none */
     uint8_t state;       /* rt_object_state, shard lock */
     uint8_t lost_reason; /* rt_lost_reason, shard lock */
     uint8_t in_list;     /* LIST_*, lru_lock */
@@ -98,7 +99,8 @@ enum {
     OBJ_COPY = 1,  /* a secondary copy of another node's object */
     OBJ_SHARED = 2, /* another node fetched this object and may hold a copy */
     OBJ_SPILLED = 4, /* READY, its bytes in a spill file (value.spilled) */
-    OBJ_SPILLING = 8 /* READY, off the LRU, being written by the spill thread */
+    OBJ_SPILLING = 8, /* READY, off the LRU, being written by the spill thread */
+    OBJ_FREE_ON_UNPIN = 16 /* rt_store_release'd while pinned: freed by the last unpin */
 };
 
 typedef struct shard {
@@ -137,11 +139,14 @@ struct rt_store {
     size_t ttl_count, ttl_cap;
     uint64_t expire_visits; /* ttl_lock: heap tops rt_store_expire looked at (for tests) */
     rt_on_full on_full;
+    double result_ttl;      /* the TTL results get by default once stored; 0: none */
     rt_spill *spill;        /* SPILL only (borrowed) */
     size_t spilled;         /* atomic: objects OBJ_SPILLED */
     size_t spilled_bytes;   /* atomic: their bytes */
     uint64_t spills;        /* atomic */
     uint64_t restores;      /* atomic */
+    uint64_t restored_bytes; /* atomic */
+    uint64_t spill_thread_ns; /* atomic: time the spill thread spent in rounds */
     int kick_pending;       /* atomic: the spill thread was asked to run and has not yet */
     pthread_mutex_t spill_mu; /* the rest: the spill thread's wake-ups */
     pthread_cond_t spill_cv;  /* the spill thread waits here */
@@ -307,6 +312,7 @@ rt_store *rt_store_new(const rt_store_config *config)
         config && config->max_tombstones ? config->max_tombstones : TOMBSTONES_DEFAULT;
     store->on_full = config ? config->on_full : RT_ON_FULL_EVICT;
     store->spill = config ? config->spill : NULL;
+    store->result_ttl = config && config->result_ttl > 0 ? config->result_ttl : 0;
     if (store->on_full == RT_ON_FULL_SPILL && !store->spill)
         store->on_full = RT_ON_FULL_REFUSE; /* nowhere to spill: never lose data either */
     pthread_mutex_init(&store->spill_mu, NULL);
@@ -458,22 +464,28 @@ static void ttl_remove(rt_store *store, rt_object *o)
 
 /* ---- eviction and tombstones ---------------------------------------------------------- */
 
-/* Forgets the oldest tombstones beyond max_tombstones. lru_lock held. */
-static void prune_tombstones_locked(rt_store *store)
+/* Forgets the oldest tombstones beyond max_tombstones. lru_lock held, and the lock of
+ * shard held (the caller's; its tombstones are removed without locking it again). Other
+ * shards are only tried (lock order is shard, then lru_lock): a busy one keeps its
+ * tombstone in place, to be forgotten first next time, so that the oldest go first. The
+ * newest, which the caller has just made and may still look at, stays. */
+static void prune_tombstones_locked(rt_store *store, shard *held)
 {
-    size_t tries = 0;
-    while (store->tombstones.count > store->max_tombstones && tries++ < 64) {
-        rt_object *o = store->tombstones.head;
+    rt_object *o = store->tombstones.head;
+    for (size_t tries = 0; o && o != store->tombstones.tail &&
+                           store->tombstones.count > store->max_tombstones && tries < 64;
+         tries++) {
+        rt_object *next = o->list_next;
         shard *sh = shard_for(store, o->hash);
-        list_unlink(&store->tombstones, o);
-        if (pthread_mutex_trylock(&sh->lock) != 0) {
-            list_append(&store->tombstones, o, LIST_TOMBSTONES); /* busy: later */
-            continue;
+        if (sh == held || pthread_mutex_trylock(&sh->lock) == 0) {
+            list_unlink(&store->tombstones, o);
+            shard_remove(sh, o);
+            if (sh != held)
+                pthread_mutex_unlock(&sh->lock);
+            free(o);
+            store->tombstones_forgotten++;
         }
-        shard_remove(sh, o);
-        pthread_mutex_unlock(&sh->lock);
-        free(o);
-        store->tombstones_forgotten++;
+        o = next;
     }
 }
 
@@ -600,7 +612,7 @@ static bool evict_until_fits_ex(rt_store *store, bool errors_only)
                     removed = o;
                 } else {
                     make_tombstone_locked(store, o, RT_LOST_EVICTED, &buf, &err);
-                    prune_tombstones_locked(store);
+                    prune_tombstones_locked(store, sh);
                 }
                 __atomic_add_fetch(&store->evictions, 1, __ATOMIC_RELAXED);
             }
@@ -805,9 +817,12 @@ static void *spill_main(void *arg)
         pthread_mutex_unlock(&store->spill_mu);
         /* Rounds until below the low mark, or nothing more to spill. */
         bool progress;
+        double began = rt_clock_monotonic();
         do
             progress = spill_round(store);
         while (progress && atomic_get(&store->used_bytes) > spill_low(store));
+        __atomic_add_fetch(&store->spill_thread_ns,
+                           (uint64_t)((rt_clock_monotonic() - began) * 1e9), __ATOMIC_RELAXED);
         pthread_mutex_lock(&store->spill_mu);
         stalled = !progress && atomic_get(&store->used_bytes) > spill_low(store);
         store->round_done = seen;
@@ -1017,10 +1032,17 @@ rt_status rt_store_put_many(rt_store *store, rt_buf **bufs, size_t n,
 
 rt_status rt_store_create_pending(rt_store *store, char ref_out[RT_REF_SIZE])
 {
+    return rt_store_create_pending_ttl(store, 0, ref_out);
+}
+
+rt_status rt_store_create_pending_ttl(rt_store *store, double result_ttl,
+                                      char ref_out[RT_REF_SIZE])
+{
     rt_object *o = object_new(store);
     if (!o)
         return RT_ENOMEM;
     o->state = RT_OBJ_PENDING;
+    o->result_ttl = (float)(result_ttl > 0 ? result_ttl : result_ttl == 0 ? store->result_ttl : 0);
     memcpy(ref_out, o->ref, sizeof(o->ref));
     shard *sh = shard_for(store, o->hash);
     pthread_mutex_lock(&sh->lock);
@@ -1130,6 +1152,17 @@ static rt_status lock_pending(rt_store *store, const char *ref, shard **sh_out,
     return RT_OK;
 }
 
+/* A result that was given a TTL (rt_store_create_pending_ttl) starts it now that it is
+ * stored. Shard lock held (the TTL heap's lock is taken after it). */
+static void start_result_ttl_locked(rt_store *store, rt_object *o)
+{
+    if (o->result_ttl <= 0 || (o->flags & OBJ_COPY))
+        return;
+    o->expires_at = rt_clock_wall() + o->result_ttl;
+    atomic_add(&store->ttl_objects, 1);
+    ttl_push(store, o);
+}
+
 rt_status rt_store_resolve(rt_store *store, const char *ref, rt_buf *buf)
 {
     /* Look first, so that a call that must fail evicts nothing; look again after reserving,
@@ -1165,6 +1198,7 @@ rt_status rt_store_resolve(rt_store *store, const char *ref, rt_buf *buf)
     } else {
         o->value.buf = buf;
     }
+    start_result_ttl_locked(store, o);
     rt_watcher *fired = detach_watchers_locked(o);
     if (o->pins == 0 && !direct) {
         pthread_mutex_lock(&store->lru_lock);
@@ -1237,6 +1271,7 @@ rt_status rt_store_fail(rt_store *store, const char *ref, rt_error *err)
     }
     o->state = RT_OBJ_ERROR;
     o->value.error = held; /* the reference hold_error made */
+    start_result_ttl_locked(store, o);
     rt_watcher *fired = detach_watchers_locked(o);
     if (o->pins == 0) {
         pthread_mutex_lock(&store->lru_lock);
@@ -1290,7 +1325,7 @@ static bool expire_if_due_locked(rt_store *store, rt_object *o, double now, rt_b
         return false;
     pthread_mutex_lock(&store->lru_lock);
     make_tombstone_locked(store, o, RT_LOST_EXPIRED, buf, err);
-    prune_tombstones_locked(store);
+    prune_tombstones_locked(store, shard_for(store, o->hash));
     pthread_mutex_unlock(&store->lru_lock);
     __atomic_add_fetch(&store->expirations, 1, __ATOMIC_RELAXED);
     return true;
@@ -1313,6 +1348,7 @@ static rt_status restore_view(rt_store *store, rt_object_view *view)
     }
     view->content_type = view->buf->content_type;
     __atomic_add_fetch(&store->restores, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&store->restored_bytes, view->buf->size, __ATOMIC_RELAXED);
     return RT_OK;
 }
 
@@ -1378,7 +1414,10 @@ rt_status rt_store_delete(rt_store *store, const char *ref)
     return rt_store_delete_ex(store, ref, NULL);
 }
 
-rt_status rt_store_delete_ex(rt_store *store, const char *ref, bool *was_shared)
+/* rt_store_delete_ex, and rt_store_release when defer_if_pinned: a pinned object is then
+ * only marked, and its last unpin frees it (*deferred says so). */
+static rt_status free_object(rt_store *store, const char *ref, bool *was_shared,
+                             bool defer_if_pinned, bool *deferred)
 {
     uint32_t h = rt_hash_str(ref);
     shard *sh = shard_for(store, h);
@@ -1397,6 +1436,9 @@ rt_status rt_store_delete_ex(rt_store *store, const char *ref, bool *was_shared)
         st = RT_ELOST;
     } else if ((o->flags & OBJ_COPY) && o->state == RT_OBJ_PENDING) {
         st = RT_ENOTFOUND; /* a stand-in: its fetch resolves it (with the owner's answer) */
+    } else if (defer_if_pinned && o->pins > 0 && !(o->flags & OBJ_COPY)) {
+        o->flags |= OBJ_FREE_ON_UNPIN;
+        *deferred = true;
     } else if (o->flags & OBJ_COPY) {
         pthread_mutex_lock(&store->lru_lock);
         remove_copy_locked(store, sh, o, &buf, &err);
@@ -1408,7 +1450,7 @@ rt_status rt_store_delete_ex(rt_store *store, const char *ref, bool *was_shared)
         fired = detach_watchers_locked(o);
         pthread_mutex_lock(&store->lru_lock);
         make_tombstone_locked(store, o, RT_LOST_FREED, &buf, &err);
-        prune_tombstones_locked(store);
+        prune_tombstones_locked(store, sh);
         pthread_mutex_unlock(&store->lru_lock);
     }
     pthread_mutex_unlock(&sh->lock);
@@ -1416,6 +1458,20 @@ rt_status rt_store_delete_ex(rt_store *store, const char *ref, bool *was_shared)
     rt_buf_decref(buf);
     rt_error_decref(err);
     fire_watchers(fired);
+    return st;
+}
+
+rt_status rt_store_delete_ex(rt_store *store, const char *ref, bool *was_shared)
+{
+    return free_object(store, ref, was_shared, false, NULL);
+}
+
+rt_status rt_store_release(rt_store *store, const char *ref, bool *deferred)
+{
+    bool later = false;
+    rt_status st = free_object(store, ref, NULL, true, &later);
+    if (deferred)
+        *deferred = later;
     return st;
 }
 
@@ -1577,6 +1633,7 @@ rt_status rt_store_unpin(rt_store *store, const char *ref)
     shard *sh = shard_for(store, h);
     rt_buf *buf = NULL;
     rt_error *err = NULL;
+    rt_watcher *fired = NULL;
     pthread_mutex_lock(&sh->lock);
     rt_object *o = shard_find(sh, ref, h);
     rt_status st = RT_OK;
@@ -1584,7 +1641,15 @@ rt_status rt_store_unpin(rt_store *store, const char *ref)
         st = RT_ENOTFOUND;
     } else if (o->pins == 0) {
         st = o->state == RT_OBJ_LOST ? RT_ELOST : RT_ESTATE;
-    } else if (--o->pins == 0 && (o->state == RT_OBJ_READY || o->state == RT_OBJ_ERROR)) {
+    } else if (--o->pins == 0 && (o->flags & OBJ_FREE_ON_UNPIN) &&
+               o->state != RT_OBJ_LOST) {
+        /* Released while a task or call depended on it: that was the last one. */
+        fired = detach_watchers_locked(o);
+        pthread_mutex_lock(&store->lru_lock);
+        make_tombstone_locked(store, o, RT_LOST_FREED, &buf, &err);
+        prune_tombstones_locked(store, sh);
+        pthread_mutex_unlock(&store->lru_lock);
+    } else if (o->pins == 0 && (o->state == RT_OBJ_READY || o->state == RT_OBJ_ERROR)) {
         pthread_mutex_lock(&store->lru_lock);
         if (o->in_list == LIST_NONE && !(o->flags & (OBJ_SPILLED | OBJ_SPILLING)))
             list_append(&store->lru, o, LIST_LRU);
@@ -1596,6 +1661,7 @@ rt_status rt_store_unpin(rt_store *store, const char *ref)
     pthread_mutex_unlock(&sh->lock);
     rt_buf_decref(buf);
     rt_error_decref(err);
+    fire_watchers(fired);
     return st;
 }
 
@@ -1767,5 +1833,8 @@ void rt_store_get_stats(rt_store *store, rt_store_stats *out)
     out->spilled_bytes = atomic_get(&store->spilled_bytes);
     out->spills = __atomic_load_n(&store->spills, __ATOMIC_RELAXED);
     out->restores = __atomic_load_n(&store->restores, __ATOMIC_RELAXED);
+    out->restored_bytes = __atomic_load_n(&store->restored_bytes, __ATOMIC_RELAXED);
+    out->spill_thread_seconds =
+        (double)__atomic_load_n(&store->spill_thread_ns, __ATOMIC_RELAXED) / 1e9;
     rt_spill_get_stats(store->spill, &out->disk);
 }

@@ -71,6 +71,8 @@ typedef struct rt_store_config {
     size_t max_tombstones; /* LOST objects remembered (older ones are forgotten: unknown
                               refs); 0: the default, 100,000 */
     rt_on_full on_full;
+    double result_ttl;   /* seconds of TTL results (rt_store_create_pending) get once
+                            stored; 0: none */
     rt_spill *spill;     /* RT_ON_FULL_SPILL: where to spill (borrowed; closed after the
                             store is freed) */
 } rt_store_config;
@@ -95,6 +97,9 @@ typedef struct rt_store_stats {
     size_t spilled_bytes; /* their bytes (not counted in bytes) */
     uint64_t spills;      /* objects written to spill files, ever */
     uint64_t restores;    /* spilled objects read back into memory (task arguments...) */
+    uint64_t restored_bytes; /* their bytes */
+    double spill_thread_seconds; /* time the spill thread spent in rounds: with
+                                    disk.write_bytes, its write rate while it works */
     rt_spill_stats disk;  /* the spill files (all zero without spilling) */
 } rt_store_stats;
 
@@ -142,9 +147,15 @@ rt_status rt_store_put(rt_store *store, rt_buf *buf, double ttl_seconds,
 rt_status rt_store_put_many(rt_store *store, rt_buf **bufs, size_t n,
                             char (*refs_out)[RT_REF_SIZE]);
 
-/* Creates a PENDING object whose value will come later (rt_store_resolve / _fail).
- * Returns RT_OK or RT_ENOMEM. */
+/* Creates a PENDING object whose value will come later (rt_store_resolve / _fail): a
+ * result, which gets the store's default result TTL (rt_store_config.result_ttl) from when
+ * it is stored. Returns RT_OK or RT_ENOMEM. */
 rt_status rt_store_create_pending(rt_store *store, char ref_out[RT_REF_SIZE]);
+
+/* As rt_store_create_pending with a TTL of its own: result_ttl > 0 seconds from when it
+ * is stored (resolved or failed), 0 the store's default, < 0 none. */
+rt_status rt_store_create_pending_ttl(rt_store *store, double result_ttl,
+                                      char ref_out[RT_REF_SIZE]);
 
 /* Resolves a PENDING object to READY with buf (stolen on RT_OK; kept by the caller
  * otherwise), or fails it with err (borrowed; the store takes its own reference). Wakes
@@ -178,6 +189,12 @@ rt_status rt_store_delete(rt_store *store, const char *ref);
 /* As rt_store_delete; *was_shared (when not NULL) tells whether the object was marked
  * shared (rt_store_mark_shared): other nodes may hold copies to drop. */
 rt_status rt_store_delete_ex(rt_store *store, const char *ref, bool *was_shared);
+
+/* Frees an object as rt_store_delete does, unless it is pinned (a task or actor call that
+ * has not ended depends on it): then it stays as it is until its last pin goes, which
+ * frees it (*deferred, when not NULL, says which happened). This is how a session's
+ * objects go when it closes (runtime/session.h). Returns RT_OK, RT_ENOTFOUND, RT_ELOST. */
+rt_status rt_store_release(rt_store *store, const char *ref, bool *deferred);
 
 /* Secondary copies (cluster mode): a READY object that another node owns, kept here after
  * it was fetched so that later reads need no hop. A copy is found by rt_store_get/_peek

@@ -758,7 +758,8 @@ static rt_task *task_new(rt_tasks *ts, const rt_task_spec *spec)
         return NULL;
     }
     for (unsigned i = 0; i < spec->num_returns; i++) {
-        if (rt_store_create_pending(ts->store, t->result_refs[i]) != RT_OK) {
+        if (rt_store_create_pending_ttl(ts->store, spec->result_ttl, t->result_refs[i]) !=
+            RT_OK) {
             while (i > 0)
                 rt_store_delete(ts->store, t->result_refs[--i]);
             task_free(t);

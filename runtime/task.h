@@ -66,6 +66,8 @@ typedef struct rt_task_spec {
                                 lifecycle lines */
     bool inline_ok;        /* the submitter waits for the result: a quick function with
                               no dependencies may run right away on its thread */
+    double result_ttl;     /* seconds the results are kept once stored (they expire then);
+                              0: the store's default (RAYD_RESULT_TTL); < 0: none */
     bool args_given;       /* args and kwargs are the submitter's own references, shared
                               with nothing else: the task keeps them instead of deep
                               copies, and submission consumes them whatever it returns */

@@ -82,6 +82,15 @@ static const setting SETTINGS[] = {
     {"--max-dead-actors", "RAYD_MAX_DEAD_ACTORS", KIND_SIZE_COUNT, OFF(api.max_dead_actors), 1,
      100000000, "10000", "dead actors remembered for GET /v1/actors/{id} (older ones 404); "
      "about 1.3 KiB each", NULL},
+    {"--max-sessions", "RAYD_MAX_SESSIONS", KIND_SIZE_COUNT, OFF(api.max_sessions), 1,
+     10000000, "10000", "sessions open at once (POST /v1/sessions beyond it: 429 "
+     "TooManyRequests)", NULL},
+    {"--session-max-ttl", "RAYD_SESSION_MAX_TTL", KIND_DURATION, OFF(api.session_max_ttl), 0, 0,
+     "24h", "longest lease a session may ask for (a longer ttl is 400); each request naming "
+     "the session renews it", NULL},
+    {"--result-ttl", "RAYD_RESULT_TTL", KIND_DURATION, OFF(result_ttl), 0, 0, "0",
+     "how long task and actor call results are kept once stored, unless options.result_ttl "
+     "says otherwise (0: until freed)", NULL},
     {"--connection-timeout", "RAYD_CONNECTION_TIMEOUT", KIND_DURATION,
      OFF(api.connection_timeout), 0, 0, "30s",
      "idle connections are closed after this (parked requests are not idle)", NULL},
@@ -206,6 +215,8 @@ static void set_defaults(svc_config *c)
     c->api.max_tombstones = 100000;
     c->api.max_task_records = 100000;
     c->api.max_dead_actors = 10000;
+    c->api.max_sessions = 10000;
+    c->api.session_max_ttl = 24 * 3600;
 }
 
 /* Appends item (borrowed) to a list. 0, or -1 when out of memory. */

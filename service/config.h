@@ -40,6 +40,7 @@ typedef struct svc_config {
     const char *on_full;    /* "spill", "evict" or "refuse" */
     const char *spill_dir;  /* NULL: rt_spill_default_dir() */
     size_t spill_limit;     /* bytes of spill files at most; 0: no limit */
+    double result_ttl;      /* seconds results are kept once stored by default; 0: no TTL */
 } svc_config;
 
 /* Frees what svc_config_load allocated. */

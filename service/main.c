@@ -144,7 +144,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     rt_store_config store_config = {.memory_limit = config.api.memory_limit,
-                                    .max_tombstones = config.api.max_tombstones};
+                                    .max_tombstones = config.api.max_tombstones,
+                                    .result_ttl = config.result_ttl};
     rt_spill *spill = NULL;
     if (strcmp(config.on_full, "evict") == 0) {
         store_config.on_full = RT_ON_FULL_EVICT;
@@ -178,7 +179,11 @@ int main(int argc, char **argv)
                                       .name_freed = actor_name_freed,
                                       .name_freed_arg = &hook};
     rt_actors *actors = tasks ? rt_actors_new(store, scheduler, &actors_config) : NULL;
-    if (!actors || !remote || !live ||
+    rt_sessions_config sessions_config = {.max_sessions = config.api.max_sessions,
+                                          .max_ttl = config.api.session_max_ttl};
+    rt_sessions *sessions = actors ? rt_sessions_new(store, tasks, actors, &sessions_config)
+                                   : NULL;
+    if (!actors || !sessions || !remote || !live ||
         svc_reloader_init(&reloader, argc, argv, &config, live) != 0 ||
         rt_builtins_register(registry) != RT_OK ||
         rt_builtin_classes_register(actors) != RT_OK) {
@@ -191,6 +196,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "rayd: %s\n", module_err);
         rt_remote_free(remote);
         rt_scheduler_free(scheduler);
+        rt_sessions_free(sessions);
         rt_actors_free(actors);
         rt_tasks_free(tasks);
         rt_registry_free(registry);
@@ -230,6 +236,7 @@ int main(int argc, char **argv)
         .scheduler = scheduler,
         .tasks = tasks,
         .actors = actors,
+        .sessions = sessions,
         .remote = remote,
         .live = live,
         .version = svc_version(),
@@ -280,7 +287,7 @@ int main(int argc, char **argv)
                                 advertise));
 
     /* The main thread's job from here: wait for a stop signal, reload on SIGHUP, and once
-     * a second expire objects whose TTL has passed. */
+     * a second expire objects whose TTL has passed and sessions whose lease has. */
     int sig = 0;
     while (sig <= 0) {
         struct timespec tick = {1, 0};
@@ -289,6 +296,7 @@ int main(int argc, char **argv)
             svc_reload(&reloader);
             sig = 0;
         }
+        rt_sessions_expire(sessions, rt_clock_wall());
         rt_store_expire(store);
     }
     drain(&ctx, &stop_signals, config.drain_timeout, sig);
@@ -313,6 +321,7 @@ int main(int argc, char **argv)
     rt_remote_stop(remote);
     rt_scheduler_free(scheduler);
     rt_remote_free(remote);
+    rt_sessions_free(sessions); /* nothing to clean up: everything is going */
     rt_actors_free(actors);
     rt_tasks_free(tasks);
     rt_registry_free(registry);

@@ -253,6 +253,9 @@ static void test_spill_round_trip(void **state)
     assert_int_equal(json_int(os, "evictions"), 0);
     assert_int_equal(json_int(os, "objects"), (long long)n);
     assert_true(json_int(os, "spill_disk_bytes") >= json_int(os, "spilled_bytes"));
+    assert_true(json_int(os, "spill_write_bytes") >= json_int(os, "spilled_bytes"));
+    if (!(json_real_value(json_member(os, "spill_thread_seconds")) > 0))
+        fail_msg("the spill thread's time is not counted");
     json_decref(os);
     assert_true(count_files(g_spill_dir) > 0);
 
@@ -261,7 +264,8 @@ static void test_spill_round_trip(void **state)
     assert_status(r, 200);
     const char *names[] = {"rayd_store_spilled_objects ", "rayd_store_spilled_bytes ",
                            "rayd_store_spill_disk_bytes ", "rayd_store_spills_total ",
-                           "rayd_store_restores_total "};
+                           "rayd_store_restores_total ", "rayd_store_spill_write_bytes_total ",
+                           "rayd_store_spill_thread_seconds_total "};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strstr(r->body, names[i]))
             fail_msg("/metrics lacks %s", names[i]);

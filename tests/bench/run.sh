@@ -17,6 +17,7 @@
 #   BENCH_PROFILE_GETS=N        GETs profiled under callgrind in l (default 20000)
 #   BENCH_CLIENT_ROUNDS=N       rounds per side of each workload in m (default 6)
 #   BENCH_CLUSTER_BIG_RUNS=N    runs of the 1 GiB node-to-node get in n (default 3)
+#   BENCH_SPILL_ROUNDS=N        rounds of the spill write and spilled GET in o (default 3)
 #   RAYD_BIN=path       the server under test (default build/rayd)
 #   BENCH_BARE_CONN_MEMORY=BYTES  the baseline's connection memory limit (default: rayd's,
 #                       read from api/server.c, else 262144)
@@ -32,7 +33,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 
-BENCHES=(a b c d e f g h i j k l m n) # registry of benchmarks, run in this order: bench_a, bench_b, ...
+BENCHES=(a b c d e f g h i j k l m n o) # registry of benchmarks, run in this order: bench_a, bench_b, ...
 
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_ONLY=${BENCH_ONLY:-}
@@ -48,7 +49,7 @@ WRK=(wrk -t2 -c32 "-d${BENCH_SECONDS}s" --latency)
 
 for v in BENCH_SECONDS BENCH_ROUNDS BENCH_BIG_RUNS BENCH_TASK_ROUNDS BENCH_ACTORS \
     BENCH_REMOTE_CALLS BENCH_REMOTE_CONC_CALLS BENCH_PROFILE_GETS BENCH_CLIENT_ROUNDS \
-    BENCH_CLUSTER_BIG_RUNS; do
+    BENCH_CLUSTER_BIG_RUNS BENCH_SPILL_ROUNDS; do
     [[ ${!v:-1} =~ ^[1-9][0-9]*$ ]] || {
         echo "run.sh: $v must be a positive integer" >&2
         exit 2
@@ -1458,6 +1459,162 @@ bench_n() {
 }
 
 # ---------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------
+# o) spilling: the spill thread's write rate against dd writing the same bytes to the same
+# directory; GET of a spilled 64 MiB object against the same object in memory; GET of a
+# spilled 100-byte object; the peak RSS while 8x the memory limit is stored.
+
+# spill_rate PORT TOTAL: waits (up to 120 s) until TOTAL bytes less the memory limit are
+# spilled, then sets S_RATE (bytes/s while the spill thread worked) and S_SECONDS.
+spill_rate() {
+    local port=$1 want=$2 i spilled
+    for ((i = 0; i < 1200; i++)); do
+        spilled=$(rayd_status "$port" .object_store.spilled_bytes)
+        ((${spilled:-0} >= want)) && break
+        sleep 0.1
+    done
+    ((${spilled:-0} >= want)) || return 1
+    local bytes secs
+    bytes=$(rayd_status "$port" .object_store.spill_write_bytes)
+    secs=$(rayd_status "$port" .object_store.spill_thread_seconds)
+    S_SECONDS=$secs
+    S_RATE=$(calc %.0f "$bytes / $secs")
+}
+
+# post_urls FILE PORT N: a curl config (-K) of N POSTs to /v1/objects, answers discarded
+post_urls() {
+    local k
+    for ((k = 0; k < $3; k++)); do
+        printf 'url = "http://127.0.0.1:%s/v1/objects"\noutput = "/dev/null"\n' "$2"
+    done >"$1"
+}
+
+bench_o() {
+    local rounds=${BENCH_SPILL_ROUNDS:-3} dir=$OUT/spill-o mib=$((1024 * 1024))
+    local limit=$((64 * mib)) nobj=128 obj=$((4 * mib)) total i
+    total=$((nobj * obj))
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    head -c "$obj" /dev/urandom >"$OUT/obj4m.bin"
+    head -c $((64 * mib)) /dev/urandom >"$OUT/obj64m.bin"
+    head -c 100 /dev/urandom >"$OUT/obj100o.bin"
+    local dd_rates=() rayd_rates=() runs_txt="" hwm=0 rss=0
+
+    # --- write rate: dd, rayd, rayd, dd, ... each writes 512 MiB into $dir
+    local order=() side
+    for ((i = 0; i < rounds; i++)); do
+        if ((i % 2 == 0)); then order+=(dd rayd); else order+=(rayd dd); fi
+    done
+    for side in "${order[@]}"; do
+        if [[ $side == dd ]]; then
+            rm -f "$dir/dd.bin"
+            local t0 t1
+            t0=$(date +%s%N)
+            cmd dd if=/dev/zero of="$dir/dd.bin" bs=4M count=$nobj status=none
+            t1=$(date +%s%N)
+            rm -f "$dir/dd.bin"
+            dd_rates+=("$(calc %.0f "$total / (($t1 - $t0) / 1e9)")")
+            runs_txt+="${runs_txt:+, }dd $(calc %.2f "${dd_rates[-1]} / 1e9")"
+        else
+            start_rayd rayd-o-spill --memory-limit 64M --spill-dir "$dir/rayd" --max-body 128M ||
+                { fail "o: rayd did not start"; return; }
+            local r=$SRV_PID port=$SRV_PORT
+            # one curl, one keep-alive connection, the same 4 MiB posted to every URL listed
+            post_urls "$OUT/o-urls.txt" "$port" $nobj
+            cmd curl -s --max-time 300 -X POST --data-binary @"$OUT/obj4m.bin" \
+                -H 'Content-Type: application/octet-stream' -K "$OUT/o-urls.txt" || true
+            local objects
+            objects=$(rayd_status "$port" .object_store.objects)
+            if [[ $objects != "$nobj" ]] || ! spill_rate "$port" $((total - limit)); then
+                fail "o: rayd stored ${objects:-?} of $nobj objects, or did not spill them within 120 s"
+                stop_server "$r"
+                return
+            fi
+            rayd_rates+=("$S_RATE")
+            runs_txt+=", rayd $(calc %.2f "$S_RATE / 1e9") (spill thread busy $(calc %.2f "$S_SECONDS") s)"
+            local h
+            h=$(proc_bytes "$r" VmHWM)
+            ((h > hwm)) && hwm=$h
+            rss=$(proc_bytes "$r" VmRSS)
+            stop_server "$r"
+        fi
+    done
+    local dd_mean rayd_mean
+    dd_mean=$(mean "${dd_rates[@]}") rayd_mean=$(mean "${rayd_rates[@]}")
+    row o "spill write rate (512 MiB in 4 MiB objects, 64 MiB limit) vs dd to the same directory, GB/s" \
+        "$(calc %.2f "$dd_mean / 1e9")" "$(calc %.2f "$rayd_mean / 1e9")" \
+        "$(calc %.2f "$rayd_mean / $dd_mean")" ">= 0.7" "$(verdict "$(calc %.6f "$rayd_mean / $dd_mean")" '>=' 0.7)"
+    local hwm_mib
+    hwm_mib=$(calc %.0f "$hwm / $mib")
+    row o "peak RSS (VmHWM) while 512 MiB are stored at a 64 MiB limit, MiB" "-" "$hwm_mib" "-" \
+        "<= 64 + 128" "$(verdict "$hwm_mib" '<=' 192)"
+    note "o: write rate: the bare column is dd if=/dev/zero bs=4M (no sync, as rayd), the rayd column spill_write_bytes / spill_thread_seconds from /v1/status (the thread's rate while it works, after the puts' own writes); neither syncs, both go to the page cache of $(df -P "$dir" | awk 'NR == 2 { print $1 }'). GB/s of each run, in order: $runs_txt. VmRSS after the last run: $(calc %.0f "$rss / $mib") MiB."
+
+    # --- GET of a spilled 64 MiB object vs the same in memory; 100-byte GETs
+    start_rayd rayd-o-mem --max-body 128M || { fail "o: rayd (in memory) did not start"; return; }
+    local mem=$SRV_PID mport=$SRV_PORT
+    start_rayd rayd-o-spilled --memory-limit 32M --spill-dir "$dir/rayd" --max-body 128M ||
+        { fail "o: rayd (spilling) did not start"; stop_server "$mem"; return; }
+    local sp=$SRV_PID sport=$SRV_PORT
+    o_stop() { stop_server "$mem"; stop_server "$sp"; }
+    local mref sref small_m small_s
+    mref=$(post_object "$mport" "$OUT/obj64m.bin" application/octet-stream)
+    sref=$(post_object "$sport" "$OUT/obj64m.bin" application/octet-stream)
+    small_m=$(post_object "$mport" "$OUT/obj100o.bin" application/octet-stream)
+    small_s=$(post_object "$sport" "$OUT/obj100o.bin" application/octet-stream)
+    # 48 MiB more on the spilling node push the 100-byte object (least recently used) out
+    post_urls "$OUT/o-urls.txt" "$sport" 12
+    curl -s --max-time 120 -X POST --data-binary @"$OUT/obj4m.bin" -K "$OUT/o-urls.txt" || true
+    local spilled_big spilled_small
+    for ((k = 0; k < 300; k++)); do
+        spilled_small=$(curl -s "http://127.0.0.1:$sport/v1/objects/$small_s/meta" | jq -r .spilled)
+        [[ $spilled_small == true ]] && break
+        sleep 0.1
+    done
+    spilled_big=$(curl -s "http://127.0.0.1:$sport/v1/objects/$sref/meta" | jq -r .spilled)
+    if [[ -z $mref || $spilled_big != true || $spilled_small != true ]]; then
+        fail "o: the objects did not spill (64 MiB spilled: $spilled_big, 100 B spilled: $spilled_small)"
+        o_stop
+        return
+    fi
+    if ! curl -s --max-time 60 "http://127.0.0.1:$sport/v1/objects/$sref" | cmp -s - "$OUT/obj64m.bin"; then
+        fail "o: the spilled 64 MiB object read back differs"
+        o_stop
+        return
+    fi
+    local mem_t=999999 sp_t=999999 gets_txt=""
+    for ((i = 0; i < rounds; i++)); do
+        for side in mem spilled spilled mem; do
+            if [[ $side == mem ]]; then
+                curl_time -o /dev/null "http://127.0.0.1:$mport/v1/objects/$mref" || true
+                mem_t=$(awk -v a="$mem_t" -v b="$C_TIME" 'BEGIN { print (b < a) ? b : a }')
+            else
+                curl_time -o /dev/null "http://127.0.0.1:$sport/v1/objects/$sref" || true
+                sp_t=$(awk -v a="$sp_t" -v b="$C_TIME" 'BEGIN { print (b < a) ? b : a }')
+            fi
+            [[ $C_CODE == 200 && $C_DOWN == $((64 * mib)) ]] || { fail "o: a 64 MiB GET ($side) answered $C_CODE with $C_DOWN bytes"; o_stop; return; }
+            gets_txt+="${gets_txt:+, }$side $(calc %.2f "64 * $mib / $C_TIME / 1e9")"
+        done
+    done
+    row o "GET 64 MiB spilled vs in memory, GB/s, best of $((2 * rounds))" \
+        "$(calc %.2f "64 * $mib / $mem_t / 1e9")" "$(calc %.2f "64 * $mib / $sp_t / 1e9")" \
+        "$(calc %.2f "$mem_t / $sp_t")" ">= 0.5" "$(verdict "$(calc %.6f "$mem_t / $sp_t")" '>=' 0.5)"
+    note "o: 64 MiB GETs (GB/s, in order): $gets_txt. The spilled object is sent from its file (sendfile); it was written moments before, so its pages are in the page cache."
+    if wrk_abba o-get100 "http://127.0.0.1:$mport/v1/objects/$small_m" "http://127.0.0.1:$sport/v1/objects/$small_s"; then
+        row o "GET 100 B spilled vs in memory, req/s (p99 ms)" \
+            "$(calc %.0f "$P_BARE_RPS") ($P_BARE_P99)" "$(calc %.0f "$P_RAYD_RPS") ($P_RAYD_P99)" \
+            "$(calc %.2f "$P_RAYD_RPS / $P_BARE_RPS")" "report" "-"
+        note "o: 100-byte GETs: the bare column is rayd with the object in memory, the rayd column rayd with it spilled; req/s of each run: $P_RUNS."
+        [[ $P_NON2XX == 0 ]] || fail "o: $P_NON2XX non-2xx answers to GETs of the spilled 100-byte object"
+    else
+        fail "o: wrk failed on the 100-byte GETs"
+    fi
+    spilled_small=$(curl -s "http://127.0.0.1:$sport/v1/objects/$small_s/meta" | jq -r .spilled)
+    [[ $spilled_small == true ]] || note "o: the 100-byte object was no longer spilled after the load (read back into memory)"
+    o_stop
+    rm -rf "$dir" "$OUT/obj4m.bin" "$OUT/obj64m.bin" "$OUT/o-urls.txt"
+}
+
 selected() {
     [[ -z $BENCH_ONLY ]] && return 0
     [[ ,$BENCH_ONLY, == *",$1,"* ]]

@@ -13,6 +13,9 @@
 #   2. tests/contract/validate.mjs checks the recorded responses against the spec;
 #   3. tests/contract/generate.mjs sends generated requests to a rayd of its own.
 # All three run even when one fails; exits 1 if any failed.
+#
+# CONTRACT_RECORDED=<file>: responses already recorded by an earlier API run (make test
+# with RAYD_CONTRACT_LOG=<file>, as .ci/run does); step 1 is skipped and <file> checked.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -29,22 +32,37 @@ if [ ! -x "$RAYD_BIN" ]; then
     exit 2
 fi
 
-log=$PWD/$BUILD/contract.jsonl
-rm -f "$log"
-mkdir -p "$(dirname "$log")"
-start=$(date +%s)
-# The API test binaries: $API_TEST_BIN (the Makefile's list), else the built ones.
-if [ -n "${API_TEST_BIN:-}" ]; then
-    read -r -a tests <<<"$API_TEST_BIN"
+# Step 1: runs the API test binaries ($API_TEST_BIN, the Makefile's list, else the built
+# ones) with the recorder on; sets api to their exit status.
+record_api_suite() {
+    local tests=()
+    if [ -n "${API_TEST_BIN:-}" ]; then
+        read -r -a tests <<<"$API_TEST_BIN"
+    else
+        for f in "$BUILD"/tests/api/test_*; do
+            [ -f "$f" ] && [ -x "$f" ] && [ "${f%.d}" = "$f" ] && tests+=("$f")
+        done
+    fi
+    rm -f "$log"
+    mkdir -p "$(dirname "$log")"
+    local start=$(date +%s)
+    RAYD_CONTRACT_LOG=$log tests/run_all.sh "${tests[@]}"
+    api=$?
+    echo "== API suite (recorded) took $(($(date +%s) - start)) s"
+}
+
+if [ -n "${CONTRACT_RECORDED:-}" ]; then
+    if [ ! -s "$CONTRACT_RECORDED" ]; then
+        echo "contract: CONTRACT_RECORDED=$CONTRACT_RECORDED holds no responses" >&2
+        exit 2
+    fi
+    log=$CONTRACT_RECORDED
+    api=0
+    echo "== API suite: responses recorded earlier, in $log"
 else
-    tests=()
-    for f in "$BUILD"/tests/api/test_*; do
-        [ -f "$f" ] && [ -x "$f" ] && [ "${f%.d}" = "$f" ] && tests+=("$f")
-    done
+    log=$PWD/$BUILD/contract.jsonl
+    record_api_suite
 fi
-RAYD_CONTRACT_LOG=$log tests/run_all.sh "${tests[@]}"
-api=$?
-echo "== API suite (recorded) took $(($(date +%s) - start)) s"
 
 start=$(date +%s)
 node tests/contract/validate.mjs "$log"

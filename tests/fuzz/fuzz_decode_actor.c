@@ -26,9 +26,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!body)
         return 0;
     rt_actor_spec spec;
+    bool detached;
     char err[256];
     memset(err, 'X', sizeof(err));
-    int d = api_decode_actor(body, &spec, err, sizeof(err));
+    int d = api_decode_actor(body, &spec, &detached, err, sizeof(err));
     if (d == API_DECODE_BAD) {
         fuzz_check_reason(err, sizeof(err));
     } else if (d == API_DECODE_OK) {

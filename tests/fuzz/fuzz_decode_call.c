@@ -28,9 +28,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             return 0;
     }
     json_t *args = (json_t *)(uintptr_t)1, *kwargs = (json_t *)(uintptr_t)1;
+    double result_ttl;
     char err[256];
     memset(err, 'X', sizeof(err));
-    int d = api_decode_call(body, &args, &kwargs, err, sizeof(err));
+    int d = api_decode_call(body, &args, &kwargs, &result_ttl, err, sizeof(err));
     if (d == API_DECODE_OK) {
         if (!body)
             FUZZ_CHECK(!args && !kwargs);

@@ -18,7 +18,8 @@ from .errors import (APIError, ActorDiedError, BadRequestError, ConflictError,
                      ForbiddenError, GetTimeoutError, NotFoundError, ObjectLostError,
                      ObjectStoreFullError, PayloadTooLargeError, ProtocolError, RayActorError,
                      RayError, RayTaskError, RaydConnectionError, RaydError, RetryableError,
-                     SerializationError, TaskCancelledError, TaskError, TooManyRequestsError,
+                     SerializationError, SessionNotFoundError, TaskCancelledError, TaskError,
+                     TooManyRequestsError,
                      UnauthorizedError, UnavailableError, WorkerCrashedError,
                      WorkerUnavailableError)
 from .worker import CallInfo, Worker, current_call, worker
@@ -30,7 +31,7 @@ __all__ = [
     "ObjectLostError", "GetTimeoutError", "ActorDiedError", "RayActorError",
     "TaskCancelledError", "WorkerUnavailableError", "WorkerCrashedError",
     "ObjectStoreFullError", "APIError", "BadRequestError", "UnauthorizedError",
-    "ForbiddenError", "NotFoundError", "ConflictError", "PayloadTooLargeError",
+    "ForbiddenError", "NotFoundError", "SessionNotFoundError", "ConflictError", "PayloadTooLargeError",
     "TooManyRequestsError", "UnavailableError", "RaydConnectionError", "ProtocolError",
     "SerializationError", "RetryableError",
 ]

@@ -82,7 +82,8 @@ class RemoteFunction:
     remote function). ``.remote(*args, **kwargs)`` submits a task and returns its
     ``ObjectRef`` (a list of them with ``num_returns`` > 1)."""
 
-    _OPTIONS = ("num_returns", "max_retries", "retry_exceptions", "timeout", "name")
+    _OPTIONS = ("num_returns", "max_retries", "retry_exceptions", "timeout", "name",
+                "result_ttl")
 
     def __init__(self, client: "Client", name: str,
                  options: Optional[Mapping[str, Any]] = None):
@@ -91,7 +92,8 @@ class RemoteFunction:
 
     def options(self, **options: Any) -> "RemoteFunction":
         """The same function with task options: ``num_returns``, ``max_retries``,
-        ``retry_exceptions``, ``timeout`` (seconds), ``name``."""
+        ``retry_exceptions``, ``timeout`` (seconds), ``name``, ``result_ttl`` (seconds
+        the results are kept once stored; 0: no TTL)."""
         unknown = set(options) - set(self._OPTIONS)
         if unknown:
             raise TypeError("unknown task option(s) %s; rayd knows %s" % (
@@ -170,9 +172,10 @@ class ActorHandle:
 
 class ActorClass:
     """An actor class (Ray's ``ActorClass``): ``.remote(*args)`` creates an actor;
-    ``.options(name=, get_if_exists=, max_restarts=, max_pending_calls=)`` first."""
+    ``.options(name=, get_if_exists=, max_restarts=, max_pending_calls=, lifetime=)``
+    first (``lifetime="detached"``: the actor outlives this client's session)."""
 
-    _OPTIONS = ("name", "get_if_exists", "max_restarts", "max_pending_calls")
+    _OPTIONS = ("name", "get_if_exists", "max_restarts", "max_pending_calls", "lifetime")
 
     def __init__(self, client: "Client", name: str,
                  options: Optional[Mapping[str, Any]] = None):
@@ -236,7 +239,8 @@ class Client:
 
     def __init__(self, address: Optional[str] = None, *, token: Optional[str] = None,
                  timeout: float = 30.0, retries: int = 3, check: bool = True,
-                 idempotency_keys: bool = True, headers: Optional[Mapping[str, str]] = None):
+                 idempotency_keys: bool = True, headers: Optional[Mapping[str, str]] = None,
+                 session: Union[None, bool, float] = None):
         address = address or os.environ.get("RAYD_ADDRESS") or "http://localhost:8080"
         if "://" not in address:
             address = "http://" + address
@@ -249,11 +253,14 @@ class Client:
         self._hook = _codec.object_hook(self._ref, self._actor_ref)
         self._lock = threading.Lock()
         self._embedded: Any = None  # the Worker behind Client.remote, made on first use
-        # Sessions (Rayd-Session, tying this client's objects, tasks and actors to a lease
-        # rayd frees when the client goes) do not exist in rayd yet. When they do, the
-        # client opens one here and adds its header in _headers(); close() ends it.
+        self.session_id: Optional[str] = None
+        self._session_stop = threading.Event()
+        self._session_thread: Optional[threading.Thread] = None
         if check:
             self._check()
+        ttl = _session_ttl(session)
+        if ttl:
+            self._open_session(ttl)
 
     # ---- plumbing -------------------------------------------------------------------
 
@@ -265,6 +272,8 @@ class Client:
 
     def _headers(self, extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
         h: Dict[str, str] = {}
+        if self.session_id:
+            h["Rayd-Session"] = self.session_id
         if extra:
             h.update(extra)
         return h
@@ -634,6 +643,42 @@ class Client:
                 atexit.register(self.close)
             return self._embedded
 
+    # ---- the session -----------------------------------------------------------------
+
+    def _open_session(self, ttl: float) -> None:
+        """Opens a session (every request then names it, so what this client makes goes
+        when it closes or stops renewing), and a thread that renews it while the client
+        is idle."""
+        answer = self._json("POST", "/v1/sessions", {"ttl": ttl}, ok=(201,))
+        self.session_id = answer["session_id"]
+        self._session_thread = threading.Thread(
+            target=self._renew_session, args=(ttl / 3.0,), name="rayd-session", daemon=True)
+        self._session_thread.start()
+        atexit.register(self.close)
+
+    def _renew_session(self, every: float) -> None:
+        # Any request naming the session renews it; a GET of it is the cheapest.
+        while not self._session_stop.wait(every):
+            sid = self.session_id
+            if not sid:
+                return
+            try:
+                self._request("GET", "/v1/sessions/" + _q(sid), safe=True)
+            except RaydError:
+                pass  # the next request says what is wrong, to the code that made it
+
+    def _close_session(self) -> None:
+        self._session_stop.set()
+        t, self._session_thread = self._session_thread, None
+        if t is not None and t is not threading.current_thread():
+            t.join()
+        sid, self.session_id = self.session_id, None
+        if sid:
+            try:
+                self._request("DELETE", "/v1/sessions/" + _q(sid))
+            except RaydError:
+                pass  # gone already (its lease ran out): nothing left to free
+
     # ---- the rest ---------------------------------------------------------------------
 
     def status(self) -> Dict[str, Any]:
@@ -646,11 +691,13 @@ class Client:
         return ObjectRef(id, self)
 
     def close(self) -> None:
-        """Stops the in-process worker, if any, and closes the connections."""
+        """Stops the in-process worker, if any, closes the session, if any (freeing what
+        was made under it), and closes the connections."""
         with self._lock:
             w, self._embedded = self._embedded, None
         if w is not None:
             w.stop(unregister=True)
+        self._close_session()
         self._t.close()
 
     def shutdown(self) -> None:
@@ -673,6 +720,25 @@ def _remaining(deadline: Optional[float]) -> float:
     return round(min(_MAX_WAIT, max(0.0, deadline - time.monotonic())), 3)
 
 
+def _session_ttl(session: Union[None, bool, float]) -> float:
+    """The lease a client asks for: ``session`` given, else ``$RAYD_SESSION_TTL``; 0:
+    no session."""
+    if session is None:
+        env = os.environ.get("RAYD_SESSION_TTL")
+        try:
+            session = float(env) if env else False
+        except ValueError:
+            raise ValueError("RAYD_SESSION_TTL is not a number of seconds: %r" % env)
+    if session is True:
+        return 30.0
+    if session is False:
+        return 0.0
+    if not isinstance(session, (int, float)) or session < 0:
+        raise ValueError("session must be True, False or a lease in seconds, got %r"
+                         % (session,))
+    return float(session)
+
+
 def _num(x: float) -> str:
     return ("%.3f" % x).rstrip("0").rstrip(".") or "0"
 
@@ -688,7 +754,8 @@ def _title(res: Response) -> Optional[str]:
 def connect(address: Optional[str] = None, *, token: Optional[str] = None,
             timeout: float = 30.0, retries: int = 3, check: bool = True,
             idempotency_keys: bool = True,
-            headers: Optional[Mapping[str, str]] = None) -> Client:
+            headers: Optional[Mapping[str, str]] = None,
+            session: Union[None, bool, float] = None) -> Client:
     """Connects to a rayd: ``address`` (default ``$RAYD_ADDRESS``, else
     ``http://localhost:8080``), ``token`` (default ``$RAYD_API_TOKEN``).
 
@@ -697,6 +764,11 @@ def connect(address: Optional[str] = None, *, token: Optional[str] = None,
     ``/healthz`` now, so that a wrong address fails here with a clear error.
     ``idempotency_keys``: send an ``Idempotency-Key`` with each ``POST`` that creates
     something, so that retrying it is safe. ``headers``: extra headers on every request.
+    ``session``: open a rayd session for this client (``True``: a 30 s lease, or the
+    lease in seconds; default ``$RAYD_SESSION_TTL``, unset: none). Objects, tasks and
+    actors made through the client then belong to it and are freed, cancelled and killed
+    when the client closes, or when its process dies and the lease runs out (a thread
+    renews it meanwhile); actors created with ``lifetime="detached"`` stay.
     """
     return Client(address, token=token, timeout=timeout, retries=retries, check=check,
-                  idempotency_keys=idempotency_keys, headers=headers)
+                  idempotency_keys=idempotency_keys, headers=headers, session=session)

@@ -14,7 +14,8 @@ __all__ = [
     "RaydError", "RayError", "TaskError", "RayTaskError", "ObjectLostError", "GetTimeoutError",
     "ActorDiedError", "RayActorError", "TaskCancelledError", "WorkerUnavailableError",
     "WorkerCrashedError", "ObjectStoreFullError", "APIError", "BadRequestError",
-    "UnauthorizedError", "ForbiddenError", "NotFoundError", "ConflictError",
+    "UnauthorizedError", "ForbiddenError", "NotFoundError", "SessionNotFoundError",
+    "ConflictError",
     "PayloadTooLargeError", "TooManyRequestsError", "UnavailableError",
     "RaydConnectionError", "ProtocolError", "SerializationError", "RetryableError",
 ]
@@ -179,6 +180,12 @@ class NotFoundError(APIError, ValueError):
     title = "NotFound"
 
 
+class SessionNotFoundError(NotFoundError):
+    """404: the client's session is not open any more (closed, or its lease ran out: what
+    was made under it is gone)."""
+    title = "SessionNotFound"
+
+
 class ConflictError(APIError):
     """409: a name taken, a task already ended, an idempotency key in use."""
     title = "Conflict"
@@ -226,7 +233,7 @@ _BY_TITLE: Dict[str, Type[RaydError]] = {
     "TaskCancelled": TaskCancelledError, "WorkerUnavailable": WorkerUnavailableError,
     "ObjectStoreFull": ObjectStoreFullError, "BadRequest": BadRequestError,
     "Unauthorized": UnauthorizedError, "Forbidden": ForbiddenError, "NotFound": NotFoundError,
-    "Conflict": ConflictError, "PayloadTooLarge": PayloadTooLargeError,
+    "SessionNotFound": SessionNotFoundError,    "Conflict": ConflictError, "PayloadTooLarge": PayloadTooLargeError,
     "TooManyRequests": TooManyRequestsError, "ShuttingDown": UnavailableError,
     "ServiceUnavailable": UnavailableError,
 }

@@ -404,6 +404,48 @@ class Transport(unittest.TestCase):
         self.assertIn(url, str(cm.exception))
 
 
+class Sessions(unittest.TestCase):
+    def test_client_session_frees_on_close(self) -> None:
+        c = rayd.connect(SRV.url, session=60)
+        sid = c.session_id
+        self.assertTrue(sid)
+        obj = c.put({"a": 1})
+        res = c.function("add").options(result_ttl=0).remote(1, 2)
+        self.assertEqual(c.get(res), 3)
+        mine = c.actor_class("Counter").remote()
+        kept = c.actor_class("Counter").options(lifetime="detached").remote()
+        self.assertEqual(c.get(mine.incr.remote()), 1)
+        self.assertEqual(c.get(kept.incr.remote()), 1)
+        session = rd._json("GET", "/v1/sessions/" + sid)
+        self.assertEqual(session["actors"], 1)
+        c.close()
+        with self.assertRaises(rayd.SessionNotFoundError):
+            rd._json("GET", "/v1/sessions/" + sid)
+        for ref in (obj, res):
+            with self.assertRaises(rayd.ObjectLostError):
+                rd.get(rd.ref(ref.id), timeout=5)
+        self.assertEqual(rd._json("GET", "/v1/actors/" + mine.actor_id)["state"], "DEAD")
+        self.assertEqual(rd._json("GET", "/v1/actors/" + kept.actor_id)["state"], "ALIVE")
+
+    def test_idle_client_keeps_its_session(self) -> None:
+        c = rayd.connect(SRV.url, session=1.5)  # renewed every 0.5 s by the client
+        try:
+            first = rd._json("GET", "/v1/sessions/" + c.session_id)["renewals"]
+            deadline = time.monotonic() + 30
+            while rd._json("GET", "/v1/sessions/" + c.session_id)["renewals"] < first + 4:
+                self.assertLess(time.monotonic(), deadline, "the session was not renewed")
+                time.sleep(0.05)
+            obj = c.put(7)  # four renewals later (past the 1.5 s lease): still open
+            self.assertEqual(c.get(obj), 7)
+        finally:
+            c.close()
+
+    def test_no_session_by_default(self) -> None:
+        self.assertIsNone(rd.session_id)
+        with self.assertRaises(ValueError):
+            rayd.connect(SRV.url, session=-1)
+
+
 class Auth(unittest.TestCase):
     def test_token(self) -> None:
         srv = Rayd(env={"RAYD_API_TOKEN": "s3cret"})

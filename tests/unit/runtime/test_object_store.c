@@ -248,27 +248,36 @@ static void test_delete(void **state)
 }
 
 /* Tombstones are bounded: beyond max_tombstones the oldest are forgotten (unknown refs),
- * counted in tombstones_forgotten, and the newest still answer RT_ELOST. */
+ * counted in tombstones_forgotten, and the newest still answer RT_ELOST, after every
+ * delete. 300 deletes make it near certain that some ref shares its shard with an older
+ * tombstone (64 shards), which once sent that older one to the back of the line. */
 static void test_tombstones_bounded(void **state)
 {
     (void)state;
-    rt_store_config cfg = {.max_tombstones = 3};
+    enum { N = 300, KEEP = 3 };
+    rt_store_config cfg = {.max_tombstones = KEEP};
     rt_store *s = rt_store_new(&cfg);
     assert_non_null(s);
-    char refs[5][RT_REF_SIZE];
-    for (int i = 0; i < 5; i++) {
+    static char refs[N][RT_REF_SIZE];
+    rt_object_view v;
+    for (int i = 0; i < N; i++) {
         put_ok(s, 8, 'a', refs[i]);
         assert_int_equal(rt_store_delete(s, refs[i]), RT_OK);
+        for (int k = i - KEEP; k >= 0 && k >= i - KEEP - 1; k--) {
+            if (peek_view(s, refs[k], &v) != RT_ENOTFOUND)
+                fail_msg("after %d deletes, tombstone %d of the oldest is still kept", i + 1, k);
+            rt_object_view_release(&v);
+        }
+        for (int k = i; k >= 0 && k > i - KEEP; k--) {
+            if (peek_view(s, refs[k], &v) != RT_ELOST)
+                fail_msg("after %d deletes, tombstone %d of the newest %d is gone", i + 1, k, KEEP);
+            rt_object_view_release(&v);
+        }
     }
     rt_store_stats st = stats_of(s);
-    assert_int_equal(st.tombstones, 3);
-    assert_int_equal(st.max_tombstones, 3);
-    assert_int_equal(st.tombstones_forgotten, 2);
-    rt_object_view v;
-    for (int i = 0; i < 5; i++) {
-        assert_int_equal(peek_view(s, refs[i], &v), i < 2 ? RT_ENOTFOUND : RT_ELOST);
-        rt_object_view_release(&v);
-    }
+    assert_int_equal(st.tombstones, KEEP);
+    assert_int_equal(st.max_tombstones, KEEP);
+    assert_int_equal(st.tombstones_forgotten, N - KEEP);
     rt_store_free(s);
     /* the default */
     s = new_store(0);
@@ -2099,6 +2108,110 @@ static void test_concurrent_resolve_and_watch(void **state)
     free(c);
 }
 
+/* ---- rt_store_release and result TTLs (sessions, issue 13) --------------------------------- */
+
+static void test_release_unpinned_frees_at_once(void **state)
+{
+    (void)state;
+    rt_store *s = new_store(0);
+    char ref[RT_REF_SIZE];
+    put_ok(s, 10, 'a', ref);
+    bool deferred = true;
+    assert_int_equal(rt_store_release(s, ref, &deferred), RT_OK);
+    assert_false(deferred);
+    rt_object_view v;
+    assert_int_equal(peek_view(s, ref, &v), RT_ELOST);
+    assert_int_equal(v.lost_reason, RT_LOST_FREED);
+    rt_object_view_release(&v);
+    assert_int_equal(rt_store_release(s, ref, NULL), RT_ELOST);
+    assert_int_equal(rt_store_release(s, "never", NULL), RT_ENOTFOUND);
+    rt_store_free(s);
+}
+
+static void test_release_pinned_waits_for_last_unpin(void **state)
+{
+    (void)state;
+    rt_store *s = new_store(0);
+    char ref[RT_REF_SIZE], pending[RT_REF_SIZE];
+    put_ok(s, 10, 'a', ref);
+    assert_int_equal(rt_store_pin(s, ref), RT_OK);
+    assert_int_equal(rt_store_pin(s, ref), RT_OK);
+    bool deferred = false;
+    assert_int_equal(rt_store_release(s, ref, &deferred), RT_OK);
+    assert_true(deferred);
+    rt_object_view v;
+    assert_int_equal(peek_view(s, ref, &v), RT_OK); /* still readable while pinned */
+    assert_int_equal(v.state, RT_OBJ_READY);
+    rt_object_view_release(&v);
+    assert_int_equal(rt_store_unpin(s, ref), RT_OK);
+    assert_int_equal(peek_view(s, ref, &v), RT_OK);
+    rt_object_view_release(&v);
+    assert_int_equal(rt_store_unpin(s, ref), RT_OK); /* the last pin: freed now */
+    assert_int_equal(peek_view(s, ref, &v), RT_ELOST);
+    assert_int_equal(v.lost_reason, RT_LOST_FREED);
+    rt_object_view_release(&v);
+
+    /* A pending object pinned by a dependent: released, then freed with its last unpin. */
+    assert_int_equal(rt_store_create_pending(s, pending), RT_OK);
+    assert_int_equal(rt_store_pin(s, pending), RT_OK);
+    assert_int_equal(rt_store_release(s, pending, &deferred), RT_OK);
+    assert_true(deferred);
+    assert_int_equal(rt_store_resolve(s, pending, make_buf(3, 'p', NULL)), RT_OK);
+    assert_int_equal(rt_store_unpin(s, pending), RT_OK);
+    assert_int_equal(peek_view(s, pending, &v), RT_ELOST);
+    rt_object_view_release(&v);
+    rt_store_stats st;
+    rt_store_get_stats(s, &st);
+    assert_int_equal(st.objects, 0);
+    assert_int_equal(st.bytes, 0);
+    rt_store_free(s);
+}
+
+static void test_result_ttl_starts_when_stored(void **state)
+{
+    (void)state;
+    rt_store_config cfg = {.result_ttl = 100};
+    rt_store *s = rt_store_new(&cfg);
+    assert_non_null(s);
+    char by_default[RT_REF_SIZE], own[RT_REF_SIZE], none[RT_REF_SIZE], failed[RT_REF_SIZE];
+    assert_int_equal(rt_store_create_pending(s, by_default), RT_OK);
+    assert_int_equal(rt_store_create_pending_ttl(s, 1000, own), RT_OK);
+    assert_int_equal(rt_store_create_pending_ttl(s, -1, none), RT_OK);
+    assert_int_equal(rt_store_create_pending_ttl(s, 50, failed), RT_OK);
+    rt_object_view v;
+    assert_int_equal(peek_view(s, own, &v), RT_OK);
+    assert_true(v.expires_at == 0); /* no TTL while pending */
+    rt_object_view_release(&v);
+    double before = rt_clock_wall();
+    assert_int_equal(rt_store_resolve(s, by_default, make_buf(1, 'a', NULL)), RT_OK);
+    assert_int_equal(rt_store_resolve(s, own, make_buf(1, 'b', NULL)), RT_OK);
+    assert_int_equal(rt_store_resolve(s, none, make_buf(1, 'c', NULL)), RT_OK);
+    rt_error *err = rt_error_new(RT_ERR_TASK_ERROR, "boom", NULL, NULL);
+    assert_int_equal(rt_store_fail(s, failed, err), RT_OK);
+    rt_error_decref(err);
+    double after = rt_clock_wall();
+    assert_int_equal(peek_view(s, by_default, &v), RT_OK);
+    assert_true(v.expires_at >= before + 100 && v.expires_at <= after + 100);
+    rt_object_view_release(&v);
+    assert_int_equal(peek_view(s, own, &v), RT_OK);
+    assert_true(v.expires_at >= before + 1000 && v.expires_at <= after + 1000);
+    rt_object_view_release(&v);
+    assert_int_equal(peek_view(s, none, &v), RT_OK);
+    assert_true(v.expires_at == 0);
+    rt_object_view_release(&v);
+    assert_int_equal(peek_view(s, failed, &v), RT_OK);
+    assert_int_equal(v.state, RT_OBJ_ERROR);
+    assert_true(v.expires_at >= before + 50 && v.expires_at <= after + 50);
+    rt_object_view_release(&v);
+    /* A put is not a result: the default does not apply. */
+    char put[RT_REF_SIZE];
+    put_ok(s, 1, 'd', put);
+    assert_int_equal(peek_view(s, put, &v), RT_OK);
+    assert_true(v.expires_at == 0);
+    rt_object_view_release(&v);
+    rt_store_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2146,6 +2259,9 @@ int main(void)
         cmocka_unit_test(test_copy_evicted_without_tombstone),
         cmocka_unit_test(test_standin_lifecycle),
         cmocka_unit_test(test_delete_reports_shared),
+        cmocka_unit_test(test_release_unpinned_frees_at_once),
+        cmocka_unit_test(test_release_pinned_waits_for_last_unpin),
+        cmocka_unit_test(test_result_ttl_starts_when_stored),
         cmocka_unit_test(test_concurrent_random_ops),
         cmocka_unit_test(test_concurrent_resolve_and_watch),
     };
