@@ -4,8 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/actors_cluster.h"
 #include "api/decode.h"
 #include "api/handlers.h"
+#include "api/listing.h"
+#include "api/redis_call.h"
 #include "api/live.h"
 #include "api/park.h"
 #include "api/problem.h"
@@ -14,10 +17,7 @@
 #include "runtime/events.h"
 #include "runtime/remote_class.h"
 
-#define LIST_LIMIT_DEFAULT 100
-#define LIST_LIMIT_MAX 1000
-
-static json_t *info_json(const rt_actor_info *info)
+json_t *api_actor_info_json(const rt_actor_info *info)
 {
     char when[40];
     json_t *a = json_pack("{s:s,s:s,s:o,s:s,s:I,s:I,s:i,s:i,s:I,s:s}", "actor_id",
@@ -47,8 +47,40 @@ static int check_actor_id(api_request *req, const char *id)
 
 /* ---- POST /v1/actors ---------------------------------------------------------------- */
 
+enum MHD_Result api_actors_reply_created(api_request *req, rt_status st, rt_actor_info *info,
+                                         bool created, bool detached, const char *err,
+                                         const char *name)
+{
+    if (st == RT_ENOTFOUND)
+        return api_problem(req, 404, "NotFound", err, NULL);
+    if (st == RT_EEXIST)
+        return api_problem(req, 409, "Conflict", err, json_pack("{s:s}", "name", name));
+    if (st == RT_ENOMEM)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    if (st != RT_OK)
+        return api_problem(req, 400, "BadRequest", err, NULL);
+    /* A detached actor outlives the session; one got with get_if_exists is not made here. */
+    if (created && !detached && api_session_adopt_actor(req, info->actor_id) != 0)
+        return api_session_reply_closed(req);
+    return api_actors_reply_info(req, created ? 201 : 200, api_actor_info_json(info));
+}
+
+enum MHD_Result api_actors_reply_info(api_request *req, unsigned status, json_t *body)
+{
+    const char *id = json_string_value(json_object_get(body, "actor_id"));
+    char location[16 + RT_REF_SIZE];
+    snprintf(location, sizeof(location), "/v1/actors/" "%s", id ? id : "");
+    struct MHD_Response *resp = api_response_json(req, body);
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
+    return api_reply(req, status, resp, "application/json");
+}
+
 enum MHD_Result api_actors_create(api_request *req)
 {
+    if (req->ctx->cluster)
+        return api_actors_create_cluster(req);
     if (api_body_json(req) != 0)
         return MHD_YES;
     rt_actor_spec spec;
@@ -56,60 +88,70 @@ enum MHD_Result api_actors_create(api_request *req)
     char err[256];
     if (api_decode_actor(req->json, &spec, &detached, err, sizeof(err)) != API_DECODE_OK)
         return api_problem(req, 400, "BadRequest", err, NULL);
-
+    if (json_string_value(json_object_get(json_object_get(req->json, "options"), "node")))
+        return api_problem(req, 400, "BadRequest",
+                           "options.node places an actor on a node of a cluster, and this "
+                           "rayd is not in cluster mode (RAYD_CLUSTER)",
+                           NULL);
     rt_actor_info info;
     bool created = false;
     rt_status st = rt_actor_create(req->ctx->actors, &spec, &info, &created, err, sizeof(err));
-    if (st == RT_ENOTFOUND)
-        return api_problem(req, 404, "NotFound", err, NULL);
-    if (st == RT_EEXIST)
-        return api_problem(req, 409, "Conflict", err, json_pack("{s:s}", "name", spec.name));
-    if (st == RT_ENOMEM)
-        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
-    if (st != RT_OK)
-        return api_problem(req, 400, "BadRequest", err, NULL);
-    /* A detached actor outlives the session; one got with get_if_exists is not made here. */
-    if (created && !detached && api_session_adopt_actor(req, info.actor_id) != 0) {
+    enum MHD_Result r = api_actors_reply_created(req, st, &info, created, detached, err,
+                                                 spec.name);
+    if (st == RT_OK)
         rt_actor_info_release(&info);
-        return api_session_reply_closed(req);
-    }
-    char location[16 + RT_REF_SIZE];
-    snprintf(location, sizeof(location), "/v1/actors/" "%s", info.actor_id);
-    struct MHD_Response *resp = api_response_json(req, info_json(&info));
-    rt_actor_info_release(&info);
-    if (!resp)
-        return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
-    return api_reply(req, created ? 201 : 200, resp, "application/json");
+    return r;
 }
 
 /* ---- GET /v1/actors, /v1/actors/{id}, /v1/actors/by-name/{name} ----------------------- */
 
-enum MHD_Result api_actors_list(api_request *req)
+static int actors_list_check(api_request *req)
 {
-    int state = -1;
-    const char *state_text = api_query(req, "state");
-    if (state_text && (state = rt_actor_state_parse(state_text)) < 0)
-        return api_problem(req, 400, "BadRequest",
-                           "state must be one of PENDING_CREATION, ALIVE, RESTARTING, DEAD",
-                           NULL);
-    unsigned long long limit = LIST_LIMIT_DEFAULT, cursor = 0;
-    if (api_query_uint(req, "limit", 1, LIST_LIMIT_MAX, &limit) != 0 ||
-        api_query_uint(req, "cursor", 0, (unsigned long long)-1, &cursor) != 0)
-        return MHD_YES;
+    const char *state = api_query(req, "state");
+    if (state && rt_actor_state_parse(state) < 0) {
+        api_problem(req, 400, "BadRequest",
+                    "state must be one of PENDING_CREATION, ALIVE, RESTARTING, DEAD", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static int actors_list_local(api_request *req, uint64_t after, size_t limit,
+                             api_list_page *page)
+{
+    const char *state = api_query(req, "state");
     rt_actor_info *infos = calloc(limit, sizeof(*infos));
     if (!infos)
-        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
-    uint64_t next = 0;
-    size_t n = rt_actor_list(req->ctx->actors, cursor, state, api_query(req, "class"), limit,
-                             infos, &next);
-    json_t *list = json_array();
+        return -1;
+    size_t n = rt_actor_list(req->ctx->actors, after, state ? rt_actor_state_parse(state) : -1,
+                             api_query(req, "class"), limit, infos, &page->next);
     for (size_t i = 0; i < n; i++) {
-        json_array_append_new(list, info_json(&infos[i]));
+        json_array_append_new(page->items, api_actor_info_json(&infos[i]));
+        if (page->seqs) {
+            page->seqs[i] = infos[i].seq;
+            page->times[i] = infos[i].created_at;
+        }
         rt_actor_info_release(&infos[i]);
     }
+    page->n = n;
     free(infos);
-    return api_reply_page(req, "actors", list, next);
+    return 0;
+}
+
+static const char *const ACTORS_LIST_FILTERS[] = {"state", "class", NULL};
+static const api_list_kind ACTORS_LISTING = {
+    "actors", "/v1/actors", "/v1/cluster/list/actors", ACTORS_LIST_FILTERS,
+    actors_list_check, actors_list_local,
+};
+
+enum MHD_Result api_actors_list(api_request *req)
+{
+    return api_list(req, &ACTORS_LISTING);
+}
+
+enum MHD_Result api_actors_list_peer(api_request *req)
+{
+    return api_list_peer(req, &ACTORS_LISTING);
 }
 
 enum MHD_Result api_actors_get(api_request *req)
@@ -117,21 +159,29 @@ enum MHD_Result api_actors_get(api_request *req)
     const char *id = req->params[0];
     if (check_actor_id(req, id) != 0)
         return MHD_YES;
+    enum MHD_Result result;
+    if (req->ctx->cluster && api_actor_foreign(req, id, API_ACTOR_GET, &result))
+        return result;
     rt_actor_info info;
     if (rt_actor_get(req->ctx->actors, id, &info) != RT_OK)
         return api_problemf(req, 404, "NotFound", "actor %s does not exist", id);
-    json_t *body = info_json(&info);
+    json_t *body = api_actor_info_json(&info);
     rt_actor_info_release(&info);
     return api_reply_json(req, 200, body);
 }
 
 enum MHD_Result api_actors_get_by_name(api_request *req)
 {
+    if (req->handler_state) /* cluster mode, resumed */
+        return api_actors_by_name_cluster(req);
     rt_actor_info info;
-    if (rt_actor_get_by_name(req->ctx->actors, req->params[0], &info) != RT_OK)
+    if (rt_actor_get_by_name(req->ctx->actors, req->params[0], &info) != RT_OK) {
+        if (req->ctx->cluster)
+            return api_actors_by_name_cluster(req); /* another node may have it */
         return api_problemf(req, 404, "NotFound", "no live actor is named '%.128s'",
                             req->params[0]);
-    json_t *body = info_json(&info);
+    }
+    json_t *body = api_actor_info_json(&info);
     rt_actor_info_release(&info);
     return api_reply_json(req, 200, body);
 }
@@ -182,6 +232,9 @@ enum MHD_Result api_actors_call(api_request *req)
     const char *id = req->params[0], *method = req->params[1];
     if (check_actor_id(req, id) != 0)
         return MHD_YES;
+    enum MHD_Result result;
+    if (req->ctx->cluster && api_actor_foreign(req, id, API_ACTOR_CALL, &result))
+        return result;
     json_t *args = NULL, *kwargs = NULL;
     double result_ttl;
     char err[256];
@@ -236,11 +289,26 @@ enum MHD_Result api_actors_call(api_request *req)
 
 enum MHD_Result api_actors_kill(api_request *req)
 {
+    if (req->handler_state) /* resumed: the name is free in Redis too */
+        return api_reply_empty(req, 204);
     const char *id = req->params[0];
     if (check_actor_id(req, id) != 0)
         return MHD_YES;
+    enum MHD_Result result;
+    if (req->ctx->cluster && api_actor_foreign(req, id, API_ACTOR_KILL, &result))
+        return result;
+    rt_actor_info info;
+    if (rt_actor_get(req->ctx->actors, id, &info) != RT_OK)
+        return api_problemf(req, 404, "NotFound", "actor %s does not exist", id);
+    char name[RT_ACTOR_NAME_MAX + 1];
+    snprintf(name, sizeof(name), "%s", info.state != RT_ACTOR_DEAD ? info.name : "");
+    rt_actor_info_release(&info);
     if (rt_actor_kill(req->ctx->actors, id) != RT_OK)
         return api_problemf(req, 404, "NotFound", "actor %s does not exist", id);
+    /* Cluster mode: answer once Redis has freed the name, so that a creation through any
+     * node after the 204 finds it free. */
+    if (req->ctx->cluster && name[0])
+        return api_actors_release_name(req, name, id);
     return api_reply_empty(req, 204);
 }
 

@@ -1,9 +1,11 @@
 /* Cluster mode's own routes: what /v1/status shows of the cluster, and the peer route by
  * which an owner tells other nodes to drop their copies of an object it freed; and the
  * stand-ins that let work here depend on other nodes' objects. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/forward.h"
 #include "api/handlers.h"
 #include "api/problem.h"
 #include "runtime/args.h"
@@ -75,3 +77,37 @@ void api_cluster_want_args(const api_context *ctx, json_t *args, json_t *kwargs)
     json_array_foreach(args, i, v) want_one(ctx->fetch, v);
     json_object_foreach(kwargs, key, v) want_one(ctx->fetch, v);
 }
+
+/* See handlers.h. This node has more than
+ * RAYD_SPILLBACK_QUEUED jobs waiting for a worker and a live node has fewer (by its last
+ * heartbeat). Copies the least loaded such node's URL into url, its tag into tag (may be
+ * NULL). */
+bool api_cluster_spill_target(api_request *req, char url[RT_CLUSTER_URL_MAX],
+                              char tag[RT_NODE_TAG_SIZE])
+{
+    size_t limit = req->ctx->config.spillback_queued;
+    if (!limit || api_header(req, API_FORWARDED_HEADER))
+        return false;
+    rt_scheduler_stats ss;
+    rt_scheduler_get_stats(req->ctx->scheduler, &ss);
+    if (ss.queued <= limit)
+        return false;
+    rt_cluster_node *nodes;
+    size_t n = rt_cluster_nodes(req->ctx->cluster, &nodes), best = n;
+    for (size_t i = 0; i < n; i++) {
+        const rt_cluster_load *l = &nodes[i].load;
+        if (nodes[i].self || !nodes[i].alive || l->queued >= ss.queued)
+            continue;
+        if (best == n || l->queued < nodes[best].load.queued ||
+            (l->queued == nodes[best].load.queued && l->running < nodes[best].load.running))
+            best = i;
+    }
+    if (best < n) {
+        snprintf(url, RT_CLUSTER_URL_MAX, "%s", nodes[best].url);
+        if (tag)
+            snprintf(tag, RT_NODE_TAG_SIZE, "%s", nodes[best].tag);
+    }
+    free(nodes);
+    return best < n;
+}
+

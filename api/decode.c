@@ -296,7 +296,7 @@ int api_decode_actor(json_t *body, rt_actor_spec *spec, bool *detached, char *er
     static const char *const KEYS[] = {"class", "args", "kwargs", "name", "get_if_exists",
                                        "options", NULL};
     static const char *const OPTION_KEYS[] = {"max_restarts", "max_pending_calls", "lifetime",
-                                              NULL};
+                                              "node", NULL};
     memset(spec, 0, sizeof(*spec));
     *detached = false;
     spec->max_pending_calls = -1;
@@ -361,6 +361,12 @@ int api_decode_actor(json_t *body, rt_actor_spec *spec, bool *detached, char *er
             return API_DECODE_BAD;
         }
         spec->max_pending_calls = (long)json_integer_value(v);
+    }
+    /* options.node is read by the handler (api/actors_cluster.c); only its type here. */
+    if ((v = json_object_get(options, "node")) && !json_is_null(v) &&
+        (!json_is_string(v) || !rt_ref_node_tag_valid(json_string_value(v)))) {
+        snprintf(err, err_size, "options.node must be a node tag (as /v1/status lists them)");
+        return API_DECODE_BAD;
     }
     if ((v = json_object_get(options, "lifetime")) && !json_is_null(v)) {
         const char *life = json_string_value(v);

@@ -74,6 +74,8 @@ enum MHD_Result api_actors_kill(api_request *req);
 enum MHD_Result api_actor_classes_list(api_request *req);
 enum MHD_Result api_actor_classes_put(api_request *req);
 enum MHD_Result api_actor_classes_delete(api_request *req);
+/* GET /v1/cluster/list/actors: a peer route; this node's part of a merged listing. */
+enum MHD_Result api_actors_list_peer(api_request *req);
 
 /* api/cluster.c (cluster mode) */
 /* DELETE /v1/cluster/copies/{ref}: a peer route; drops this node's copy of an object. */
@@ -84,6 +86,12 @@ json_t *api_cluster_status(const api_context *ctx);
  * (runtime/cluster_fetch.h), so that the work waits on it as on a local object, resolved
  * where it runs. Nothing without cluster mode. args and kwargs borrowed (NULL accepted). */
 void api_cluster_want_args(const api_context *ctx, json_t *args, json_t *kwargs);
+/* Spillback: whether new work submitted here (a task, an actor) should go to another node
+ * because more than RAYD_SPILLBACK_QUEUED jobs wait for a worker here and a live node has
+ * fewer (by its last heartbeat); copies the least loaded such node's URL into url. Never for
+ * a request another node forwarded. */
+bool api_cluster_spill_target(api_request *req, char url[RT_CLUSTER_URL_MAX],
+                              char tag[RT_NODE_TAG_SIZE]);
 
 /* api/functions.c */
 enum MHD_Result api_functions_list(api_request *req);

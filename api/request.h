@@ -67,6 +67,7 @@ typedef struct api_request {
     bool parked;            /* parked at least once: counted by the parking until it
                                completes (api_park_complete) */
     api_forward *forward;   /* cluster mode: a relay or fan-out to other nodes (forward.h) */
+    struct api_redis_call *redis_call; /* cluster mode: a Redis command (redis_call.h) */
     unsigned rounds;        /* how many times the handler was called */
     unsigned status;        /* status of the queued response, for logs and metrics */
     size_t bytes_out;       /* body bytes of the queued response, for logs */

@@ -54,6 +54,7 @@ static const api_route ROUTES[] = {
      API_AUTH_CLUSTER, 0},
     {"GET", "/v1/cluster/list/objects", api_objects_list_peer, API_BODY_NONE, API_AUTH_CLUSTER, 0},
     {"GET", "/v1/cluster/list/tasks", api_tasks_list_peer, API_BODY_NONE, API_AUTH_CLUSTER, 0},
+    {"GET", "/v1/cluster/list/actors", api_actors_list_peer, API_BODY_NONE, API_AUTH_CLUSTER, 0},
 };
 
 #define ROUTE_COUNT (sizeof(ROUTES) / sizeof(ROUTES[0]))

@@ -22,6 +22,7 @@
 #include "api/handlers.h"
 #include "api/budget.h"
 #include "api/forward.h"
+#include "api/redis_call.h"
 #include "api/idempotency.h"
 #include "api/linger.h"
 #include "api/live.h"
@@ -451,6 +452,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         api_linger_connection(server->linger, conn);
     api_park_complete(req);
     api_forward_release(req);
+    api_redis_release(req);
     double seconds = rt_clock_monotonic() - req->started;
     const api_route *table;
     size_t nroutes = api_route_table(&table);
@@ -712,6 +714,9 @@ void api_server_stop(api_server *server)
      * connection) and answered before it (it closes them unanswered): close the parking
      * and wait until every request that parked has completed. A client that does not read
      * its answer is dropped by MHD's idle timeout, which bounds the wait. */
+    /* Requests waiting on Redis are resumed as their commands fail (none waits longer
+     * than the command timeout). */
+    rt_cluster_commands_close(server->ctx->cluster);
     if (server->ctx->peer) {
         /* Requests waiting for another node are resumed by cancelling their calls; the
          * peer's I/O thread completes them, and each is counted down as it does. */

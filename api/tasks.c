@@ -125,34 +125,6 @@ static enum MHD_Result answer_or_park(api_request *req, const submitted *s)
 
 /* ---- spillback (cluster mode) ------------------------------------------------------- */
 
-/* Whether a task submitted here should run elsewhere: this node has more than
- * RAYD_SPILLBACK_QUEUED jobs waiting for a worker and a live node has fewer (by its last
- * heartbeat). Copies the least loaded such node's URL into url. */
-static bool spill_target(api_request *req, char url[RT_CLUSTER_URL_MAX])
-{
-    size_t limit = req->ctx->config.spillback_queued;
-    if (!limit || api_header(req, API_FORWARDED_HEADER))
-        return false;
-    rt_scheduler_stats ss;
-    rt_scheduler_get_stats(req->ctx->scheduler, &ss);
-    if (ss.queued <= limit)
-        return false;
-    rt_cluster_node *nodes;
-    size_t n = rt_cluster_nodes(req->ctx->cluster, &nodes), best = n;
-    for (size_t i = 0; i < n; i++) {
-        const rt_cluster_load *l = &nodes[i].load;
-        if (nodes[i].self || !nodes[i].alive || l->queued >= ss.queued)
-            continue;
-        if (best == n || l->queued < nodes[best].load.queued ||
-            (l->queued == nodes[best].load.queued && l->running < nodes[best].load.running))
-            best = i;
-    }
-    if (best < n)
-        snprintf(url, RT_CLUSTER_URL_MAX, "%s", nodes[best].url);
-    free(nodes);
-    return best < n;
-}
-
 static enum MHD_Result submit_here(api_request *req, bool may_spill);
 
 /* A spilled-back task, kept by the node that owns its result ref until the result comes:
@@ -254,7 +226,7 @@ static enum MHD_Result submit_here(api_request *req, bool may_spill)
     char url[RT_CLUSTER_URL_MAX];
     /* Sessions are per node: a task made under one runs here. */
     if (may_spill && spec.num_returns == 1 && !api_header(req, "Prefer") && !req->session[0] &&
-        spill_target(req, url))
+        api_cluster_spill_target(req, url, NULL))
         return api_forward_call(req, url, "POST", "/v1/tasks", req->body, req->body_len, 30);
 
     submitted *s = calloc(1, sizeof(*s));

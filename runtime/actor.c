@@ -100,6 +100,13 @@ struct rt_actor {
     void *user_state;
 };
 
+/* An actor id promised before the actor is made (rt_actor_reserve): what rt_actor_get
+ * answers for it meanwhile. */
+typedef struct reservation {
+    struct reservation *next;
+    rt_actor_info info; /* PENDING_CREATION; no death_cause */
+} reservation;
+
 struct rt_actors {
     rt_store *store;
     rt_scheduler *scheduler;
@@ -109,6 +116,7 @@ struct rt_actors {
     rt_actor **by_name;
     size_t nbuckets, nnamed;
     size_t dead_kept;
+    struct reservation *reserved;      /* ids promised to actors not made yet (table_lock) */
     pthread_rwlock_t classes_lock;
     const rt_actor_class *classes[CLASSES_MAX]; /* sorted by name; owned ones held */
     size_t nclasses;
@@ -344,6 +352,11 @@ static void names_grow(rt_actors *as)
         }
     }
     free(as->by_name);
+    while (as->reserved) {
+        reservation *next = as->reserved->next;
+        free(as->reserved);
+        as->reserved = next;
+    }
     as->by_name = names;
     as->nbuckets = n;
 }
@@ -354,6 +367,8 @@ static rt_actor *actor_of(rt_record *rec)
 }
 
 /* The actor with this id, as a new reference, or NULL. */
+static void unreserve_locked(rt_actors *as, const char *id);
+
 static rt_actor *find_by_id(rt_actors *as, const char *id)
 {
     rt_record *rec = rt_record_table_find(as->records, id);
@@ -371,10 +386,10 @@ static rt_actor *find_by_name(rt_actors *as, const char *name)
 }
 
 /* table_lock held. */
-static void unname(rt_actors *as, rt_actor *a)
+static bool unname(rt_actors *as, rt_actor *a)
 {
     if (!a->named)
-        return;
+        return false;
     rt_actor **pp = &as->by_name[a->name_hash & (as->nbuckets - 1)];
     while (*pp && *pp != a)
         pp = &(*pp)->name_next;
@@ -382,6 +397,7 @@ static void unname(rt_actors *as, rt_actor *a)
         *pp = a->name_next;
     a->named = false;
     as->nnamed--;
+    return true;
 }
 
 /* Forgets the oldest dead actors beyond max_kept_dead. No lock held. */
@@ -415,6 +431,13 @@ static void set_state_locked(rt_actor *a, rt_actor_state s)
     stat_add(&a->owner->by_state[s], 1);
     __atomic_store_n(&a->state, s, __ATOMIC_RELEASE);
     rt_record_table_set_state(a->owner->records, &a->rec, (int)s);
+}
+
+/* Tells the owner of the actor system that a's name is free again (no lock held). */
+static void name_freed(rt_actors *as, const rt_actor *a)
+{
+    if (as->config.name_freed)
+        as->config.name_freed(a->name, a->id, as->config.name_freed_arg);
 }
 
 static json_t *call_fields(const rt_actor *a, const char *method)
@@ -890,9 +913,11 @@ static void finish_run(rt_actor *a, actor_call *c, run_outcome *o)
         rt_store_unpin(as->store, c->deps[i].ref);
     if (became_dead) {
         pthread_mutex_lock(&as->table_lock);
-        unname(as, a);
+        bool was_named = unname(as, a);
         as->dead_kept++;
         pthread_mutex_unlock(&as->table_lock);
+        if (was_named)
+            name_freed(as, a);
         rt_event_emit("warn", "actor died",
                       json_pack("{s:s,s:s,s:s,s:s?}", "actor_id", a->id, "class", a->cls->name,
                                 "error_kind", rt_error_kind_name(rt_error_kind_of(death)),
@@ -935,7 +960,7 @@ void rt_actor_info_release(rt_actor_info *info)
     }
 }
 
-static int valid_name(const char *name)
+int rt_actor_name_valid(const char *name)
 {
     size_t n = strlen(name);
     if (n == 0 || n > RT_ACTOR_NAME_MAX)
@@ -956,7 +981,7 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
                  spec->class_name ? spec->class_name : "");
         return RT_ENOTFOUND;
     }
-    if (spec->name && !valid_name(spec->name)) {
+    if (spec->name && !rt_actor_name_valid(spec->name)) {
         snprintf(err, err_size, "name must be 1 to %d bytes without control characters or '/'",
                  RT_ACTOR_NAME_MAX);
         return RT_EINVAL;
@@ -994,7 +1019,10 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
     a->owner = as;
     a->cls = cls; /* the reference is the actor's from here */
     a->job.run = run_actor;
-    rt_ref_generate(a->id, 'a');
+    if (spec->actor_id)
+        snprintf(a->id, sizeof(a->id), "%s", spec->actor_id);
+    else
+        rt_ref_generate(a->id, 'a');
     rt_record_init(&a->rec, a->id, RT_ACTOR_PENDING_CREATION);
     if (spec->name) {
         snprintf(a->name, sizeof(a->name), "%s", spec->name);
@@ -1042,6 +1070,8 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
     }
     rt_record *rec = &a->rec;
     rt_record_table_insert(as->records, &rec, 1);
+    if (spec->actor_id)
+        unreserve_locked(as, spec->actor_id); /* the same lock: never neither, never both */
     stat_add(&as->by_state[RT_ACTOR_PENDING_CREATION], 1);
     /* The constructor is the first call in the mailbox. */
     a->head = a->tail = ctor;
@@ -1188,8 +1218,10 @@ static rt_status kill_actor(rt_actors *as, const char *actor_id, bool server_sto
     if (!a)
         return RT_ENOTFOUND;
     pthread_mutex_lock(&as->table_lock);
-    unname(as, a); /* killing frees the name at once */
+    bool was_named = unname(as, a); /* killing frees the name at once */
     pthread_mutex_unlock(&as->table_lock);
+    if (was_named)
+        name_freed(as, a);
     pthread_mutex_lock(&a->lock);
     bool was_dead = a->state == RT_ACTOR_DEAD;
     actor_call *detached = was_dead ? NULL : die_locked(a, NULL);
@@ -1221,11 +1253,70 @@ static rt_status kill_actor(rt_actors *as, const char *actor_id, bool server_sto
     return RT_OK;
 }
 
+/* The reservation of id, or NULL. table_lock held. */
+static reservation **find_reservation(rt_actors *as, const char *id)
+{
+    for (reservation **r = &as->reserved; *r; r = &(*r)->next)
+        if (strcmp((*r)->info.actor_id, id) == 0)
+            return r;
+    return NULL;
+}
+
+rt_status rt_actor_reserve(rt_actors *as, const rt_actor_spec *spec, char id[RT_REF_SIZE])
+{
+    reservation *r = calloc(1, sizeof(*r));
+    if (!r)
+        return RT_ENOMEM;
+    rt_ref_generate(r->info.actor_id, 'a');
+    snprintf(r->info.class_name, sizeof(r->info.class_name), "%s",
+             spec->class_name ? spec->class_name : "");
+    snprintf(r->info.name, sizeof(r->info.name), "%s", spec->name ? spec->name : "");
+    r->info.state = RT_ACTOR_PENDING_CREATION;
+    r->info.max_restarts = spec->max_restarts;
+    r->info.max_pending_calls = spec->max_pending_calls;
+    r->info.created_at = rt_clock_wall();
+    memcpy(id, r->info.actor_id, RT_REF_SIZE);
+    pthread_mutex_lock(&as->table_lock);
+    r->next = as->reserved;
+    as->reserved = r;
+    pthread_mutex_unlock(&as->table_lock);
+    return RT_OK;
+}
+
+/* Drops the reservation of id, if any. table_lock held. */
+static void unreserve_locked(rt_actors *as, const char *id)
+{
+    reservation **r = find_reservation(as, id);
+    if (!r)
+        return;
+    reservation *gone = *r;
+    *r = gone->next;
+    free(gone);
+}
+
+void rt_actor_unreserve(rt_actors *as, const char *id)
+{
+    pthread_mutex_lock(&as->table_lock);
+    unreserve_locked(as, id);
+    pthread_mutex_unlock(&as->table_lock);
+}
+
 rt_status rt_actor_get(rt_actors *as, const char *actor_id, rt_actor_info *info)
 {
     rt_actor *a = find_by_id(as, actor_id);
-    if (!a)
-        return RT_ENOTFOUND;
+    if (!a) {
+        pthread_mutex_lock(&as->table_lock);
+        /* Looked for again under the lock: the actor may have been made meanwhile. */
+        reservation **r = find_reservation(as, actor_id);
+        if (r)
+            *info = (*r)->info;
+        pthread_mutex_unlock(&as->table_lock);
+        if (r)
+            return RT_OK;
+        a = find_by_id(as, actor_id);
+        if (!a)
+            return RT_ENOTFOUND;
+    }
     fill_info(a, info);
     actor_decref(a);
     return RT_OK;

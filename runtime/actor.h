@@ -92,6 +92,10 @@ int rt_actor_state_parse(const char *name); /* -1 when unknown */
 
 #define RT_ACTOR_NAME_MAX 128
 
+/* 1 when name may name an actor: 1 to RT_ACTOR_NAME_MAX bytes, no control character, no
+ * '/'. */
+int rt_actor_name_valid(const char *name);
+
 typedef struct rt_actor_spec {
     const char *class_name; /* borrowed */
     json_t *args;           /* borrowed JSON array or NULL */
@@ -100,6 +104,9 @@ typedef struct rt_actor_spec {
     bool get_if_exists;     /* with name: return the existing actor instead of RT_EEXIST */
     int max_restarts;       /* >= 0 */
     long max_pending_calls; /* -1: unlimited */
+    const char *actor_id;   /* borrowed, optional: the id to give the actor (made with
+                               rt_ref_generate beforehand, e.g. to claim its name
+                               cluster-wide first); NULL: a new one */
 } rt_actor_spec;
 
 typedef struct rt_actor_info {
@@ -121,6 +128,11 @@ void rt_actor_info_release(rt_actor_info *info);
 
 typedef struct rt_actors_config {
     size_t max_kept_dead; /* dead actor records remembered (older ones answer not found) */
+    /* Called when a named actor dies or is killed, once, with no lock held, on the thread
+     * that ended it (cluster mode frees the name in Redis). Strings borrowed for the call.
+     * May be NULL. */
+    void (*name_freed)(const char *name, const char *actor_id, void *arg);
+    void *name_freed_arg;
 } rt_actors_config;
 
 /* The actor system uses store and scheduler (borrowed; they must outlive it). */
@@ -157,6 +169,14 @@ rt_status rt_builtin_classes_register(rt_actors *actors);
  * class), RT_EEXIST (name taken), RT_EINVAL (bad name, options or ref argument). */
 rt_status rt_actor_create(rt_actors *actors, const rt_actor_spec *spec, rt_actor_info *info,
                           bool *created, char *err, size_t err_size);
+
+/* Promises an actor id before the actor is made (cluster mode claims the name for it in
+ * Redis first): the new id is written to id; until rt_actor_create with spec->actor_id = id
+ * makes it (atomically replacing the promise) or rt_actor_unreserve drops it, rt_actor_get
+ * answers a PENDING_CREATION record made from spec for it. RT_OK or RT_ENOMEM. */
+rt_status rt_actor_reserve(rt_actors *actors, const rt_actor_spec *spec, char id[RT_REF_SIZE]);
+/* Drops a promise (no-op once the actor is made, or for an unknown id). */
+void rt_actor_unreserve(rt_actors *actors, const char *actor_id);
 
 /* Calls a method: the result ref is written to ref_out and resolves when the call has run.
  * Returns RT_OK, RT_ENOTFOUND (unknown actor; *err says), RT_EINVAL (unknown method or bad

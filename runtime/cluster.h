@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "runtime/cluster_command.h"
 #include "runtime/object_store.h"
 #include "runtime/ref.h"
 #include "runtime/scheduler.h"
@@ -122,5 +123,15 @@ void rt_cluster_get_info(rt_cluster *cluster, rt_cluster_info *out);
 /* Every node known (this one first, then by tag number): a new array in *nodes (free()),
  * and the count. 0 and NULL when out of memory. */
 size_t rt_cluster_nodes(rt_cluster *cluster, rt_cluster_node **nodes);
+
+/* Runs one Redis command for a request handler without blocking it (cluster_command.h):
+ * done(answer, arg) is called once, on the command thread, when it returns 0. -1 when the
+ * queue is full or the node is stopping (done never called). */
+int rt_cluster_command(rt_cluster *cluster, int argc, const char *const *argv,
+                       rt_redis_done_fn done, void *arg);
+
+/* Fails the commands still queued and takes no more (server stop: no request may stay
+ * suspended on Redis). NULL accepted. */
+void rt_cluster_commands_close(rt_cluster *cluster);
 
 #endif

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "runtime/clock.h"
+#include "runtime/cluster_command.h"
 #include "runtime/cluster_redis.h"
 #include "runtime/events.h"
 
@@ -36,6 +37,7 @@
 #define FORGET_MS (7LL * 24 * 3600 * 1000) /* tags silent this long are forgotten */
 #define REDIS_TIMEOUT 1.0          /* seconds for connecting and for each command */
 #define TAG_TRIES 1000
+#define COMMANDS_QUEUED_MAX 10000 /* request handlers' Redis commands waiting at most */
 
 /* Puts a counter back to at least ARGV[1] (after Redis lost its data). */
 static const char RESTORE_COUNTER[] =
@@ -56,6 +58,7 @@ struct rt_cluster {
     rt_cluster_config config;
     rt_redis_url url;
     rt_redis *redis;
+    rt_redis_commands *commands; /* request handlers' commands (cluster_command.h) */
     char advertise[RT_CLUSTER_URL_MAX];
     double started_wall;
 
@@ -613,7 +616,20 @@ int rt_cluster_start(rt_cluster *c, const char *advertise_url)
         .arg = c,
     };
     c->redis = rt_redis_start(&rc);
-    return c->redis ? 0 : -1;
+    c->commands = rt_redis_commands_start(&c->url, REDIS_TIMEOUT, COMMANDS_QUEUED_MAX);
+    return c->redis && c->commands ? 0 : -1;
+}
+
+int rt_cluster_command(rt_cluster *c, int argc, const char *const *argv, rt_redis_done_fn done,
+                       void *arg)
+{
+    return rt_redis_command(c->commands, argc, argv, done, arg);
+}
+
+void rt_cluster_commands_close(rt_cluster *c)
+{
+    if (c)
+        rt_redis_commands_close(c->commands);
 }
 
 void rt_cluster_free(rt_cluster *c)
@@ -621,6 +637,7 @@ void rt_cluster_free(rt_cluster *c)
     if (!c)
         return;
     rt_redis_stop(c->redis);
+    rt_redis_commands_free(c->commands);
     free(c->members);
     pthread_mutex_destroy(&c->lock);
     free(c);

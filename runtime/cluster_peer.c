@@ -257,7 +257,11 @@ static int setup_easy(rt_peer_call *c, const rt_peer_request *rq)
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(e, CURLOPT_PRIVATE, c);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, CURL_BUFFER);
+    /* A big receive buffer for what may be a big object (GET); the default for the rest
+     * (calls, waits, listings answer small bodies), as a 256 KiB buffer made for every
+     * relayed call costs more than the call itself. */
+    if (strcmp(rq->method, "GET") == 0)
+        curl_easy_setopt(e, CURLOPT_BUFFERSIZE, CURL_BUFFER);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
     if (rq->timeout > 0)
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(rq->timeout * 1000.0 + 0.5));
@@ -425,6 +429,10 @@ rt_peer *rt_peer_new(size_t max_body)
         free(p);
         return NULL;
     }
+    /* Keep-alive connections to peers are kept whatever the number of calls in flight at
+     * the moment (libcurl's default cache is 4 per call added, so a burst of relayed calls
+     * followed by a lull closes connections the next burst must open again). */
+    curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, 256L);
     pthread_mutex_init(&p->lock, NULL);
     if (pthread_create(&p->thread, NULL, io_thread, p) != 0) {
         curl_multi_cleanup(p->multi);

@@ -202,33 +202,39 @@ static int simple_command(redisContext *c, int argc, const char **argv, char *wh
 /* Connects, authenticates and selects the database. A new context, or NULL with why. */
 static redisContext *connect_redis(const rt_redis_config *cfg, char *why, size_t why_size)
 {
-    struct timeval tv = {(time_t)cfg->timeout,
-                         (suseconds_t)((cfg->timeout - (double)(time_t)cfg->timeout) * 1e6)};
-    redisContext *c = redisConnectWithTimeout(cfg->url.host, (int)cfg->url.port, tv);
+    return rt_redis_connect(&cfg->url, cfg->timeout, why, why_size);
+}
+
+redisContext *rt_redis_connect(const rt_redis_url *url, double timeout, char *why,
+                               size_t why_size)
+{
+    struct timeval tv = {(time_t)timeout,
+                         (suseconds_t)((timeout - (double)(time_t)timeout) * 1e6)};
+    redisContext *c = redisConnectWithTimeout(url->host, (int)url->port, tv);
     if (!c) {
         snprintf(why, why_size, "out of memory");
         return NULL;
     }
     if (c->err) {
-        snprintf(why, why_size, "cannot connect to %.100s:%u: %.100s", cfg->url.host,
-                 cfg->url.port, c->errstr);
+        snprintf(why, why_size, "cannot connect to %.100s:%u: %.100s", url->host,
+                 url->port, c->errstr);
         redisFree(c);
         return NULL;
     }
     redisSetTimeout(c, tv);
-    if (cfg->url.password[0]) {
-        const char *auth_user[] = {"AUTH", cfg->url.user, cfg->url.password};
-        const char *auth[] = {"AUTH", cfg->url.password};
-        int failed = cfg->url.user[0] ? simple_command(c, 3, auth_user, why, why_size)
+    if (url->password[0]) {
+        const char *auth_user[] = {"AUTH", url->user, url->password};
+        const char *auth[] = {"AUTH", url->password};
+        int failed = url->user[0] ? simple_command(c, 3, auth_user, why, why_size)
                                       : simple_command(c, 2, auth, why, why_size);
         if (failed) {
             redisFree(c);
             return NULL;
         }
     }
-    if (cfg->url.db) {
+    if (url->db) {
         char db[16];
-        snprintf(db, sizeof(db), "%u", cfg->url.db);
+        snprintf(db, sizeof(db), "%u", url->db);
         const char *select[] = {"SELECT", db};
         if (simple_command(c, 2, select, why, why_size) != 0) {
             redisFree(c);

@@ -32,6 +32,11 @@ int rt_redis_url_parse(const char *url, rt_redis_url *out, char *err, size_t err
 
 struct redisContext;
 
+/* Connects to url (AUTH and SELECT as it says), with timeout seconds for connecting and for
+ * every command from then on. A new context (redisFree it), or NULL with why. */
+struct redisContext *rt_redis_connect(const rt_redis_url *url, double timeout, char *why,
+                                      size_t why_size);
+
 /* Runs on the Redis thread with a connected context; fresh is 1 on the first tick of a new
  * connection. Returns 0, or -1 when a command failed (why written into why, why_size
  * bytes): the connection is then dropped and made again. */

@@ -96,18 +96,26 @@ size_t rt_ref_tag_from_number(unsigned long long n, char tag[RT_NODE_TAG_SIZE])
     return len;
 }
 
+int rt_ref_node_tag_valid(const char *tag)
+{
+    size_t len = tag ? strlen(tag) : 0;
+    if (len == 0 || len > RT_NODE_TAG_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!is_base62(tag[i]))
+            return 0;
+    return 1;
+}
+
 int rt_ref_set_node_tag(const char *tag)
 {
     if (!tag) {
         __atomic_store_n(&node_tag, NULL, __ATOMIC_RELEASE);
         return 0;
     }
-    size_t len = strlen(tag);
-    if (len == 0 || len > RT_NODE_TAG_MAX)
+    if (!rt_ref_node_tag_valid(tag))
         return -1;
-    for (size_t i = 0; i < len; i++)
-        if (!is_base62(tag[i]))
-            return -1;
+    size_t len = strlen(tag);
     memcpy(node_tag_text, tag, len + 1);
     __atomic_store_n(&node_tag, node_tag_text, __ATOMIC_RELEASE);
     return 0;

@@ -38,6 +38,9 @@ void rt_ref_generate(char *out, char prefix);
  * a valid tag (nothing changes then). */
 int rt_ref_set_node_tag(const char *tag);
 
+/* 1 when tag is a valid node tag (1..RT_NODE_TAG_MAX base62 characters), else 0. */
+int rt_ref_node_tag_valid(const char *tag);
+
 /* The tag set by rt_ref_set_node_tag, or NULL. Borrowed, lives as long as the process. */
 const char *rt_ref_node_tag(void);
 

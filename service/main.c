@@ -1,6 +1,7 @@
 /* rayd's entry point: read the configuration, build the runtime, serve HTTP, reload what
  * can change on SIGHUP, and stop cleanly on SIGTERM or SIGINT. */
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "runtime/clock.h"
 #include "runtime/cluster.h"
 #include "runtime/cluster_fetch.h"
+#include "runtime/cluster_names.h"
 #include "runtime/cluster_peer.h"
 #include "runtime/events.h"
 #include "runtime/module.h"
@@ -73,6 +75,24 @@ static void cluster_log(const char *level, const char *message, void *arg)
 {
     (void)arg;
     svc_log_event(level, "cluster", json_pack("{s:s}", "detail", message));
+}
+
+/* The cluster as the actors' name hook sees it: set once made, cleared (under the lock)
+ * before it is freed, while workers may still end actors. */
+typedef struct names_hook {
+    pthread_mutex_t lock;
+    rt_cluster *cluster;
+} names_hook;
+
+/* Cluster mode: a named actor died or was killed here, so its name is freed in Redis too
+ * (compare-and-delete: only if it still names this actor). Only queues a command. */
+static void actor_name_freed(const char *name, const char *actor_id, void *arg)
+{
+    names_hook *hook = arg;
+    pthread_mutex_lock(&hook->lock);
+    if (hook->cluster)
+        rt_cluster_name_release(hook->cluster, name, actor_id, NULL, NULL);
+    pthread_mutex_unlock(&hook->lock);
 }
 
 /* The URL other nodes reach this one by: RAYD_ADVERTISE_URL, else the bind address (or,
@@ -153,7 +173,11 @@ int main(int argc, char **argv)
     rt_remote *remote = rt_remote_new(config.api.max_body);
     api_live *live = api_live_new();
     svc_reloader reloader;
-    rt_actors_config actors_config = {.max_kept_dead = config.api.max_dead_actors};
+    rt_cluster *cluster = NULL;
+    static names_hook hook = {PTHREAD_MUTEX_INITIALIZER, NULL};
+    rt_actors_config actors_config = {.max_kept_dead = config.api.max_dead_actors,
+                                      .name_freed = actor_name_freed,
+                                      .name_freed_arg = &hook};
     rt_actors *actors = tasks ? rt_actors_new(store, scheduler, &actors_config) : NULL;
     rt_sessions_config sessions_config = {.max_sessions = config.api.max_sessions,
                                           .max_ttl = config.api.session_max_ttl};
@@ -182,7 +206,6 @@ int main(int argc, char **argv)
         svc_config_release(&config);
         return 2;
     }
-    rt_cluster *cluster = NULL;
     rt_peer *peer = NULL;
     rt_fetch *fetch = NULL;
     if (config.cluster) {
@@ -236,6 +259,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "rayd: cannot start cluster mode (out of threads?)\n");
             return 1;
         }
+        pthread_mutex_lock(&hook.lock);
+        hook.cluster = cluster;
+        pthread_mutex_unlock(&hook.lock);
     }
     /* Ready before we say so: a client that waits for the listening line may go at once
      * (in cluster mode /readyz also waits for the node to join). */
@@ -285,6 +311,9 @@ int main(int argc, char **argv)
      *    stop; only then is anything freed, in the reverse order of creation. */
     api_server_stop(server); /* closes the peer client first: forwarded requests end */
     rt_fetch_free(fetch);     /* its polls ended with the peer client's close */
+    pthread_mutex_lock(&hook.lock);
+    hook.cluster = NULL;
+    pthread_mutex_unlock(&hook.lock);
     rt_cluster_free(cluster); /* removes this node's record: peers see it gone at once */
     rt_peer_free(peer);
     rt_actors_stop(actors);

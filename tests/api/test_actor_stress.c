@@ -167,11 +167,14 @@ static void test_50k_calls_over_200_actors(void **state)
             "stress: %d calls over %d actors from %d threads: submitted in %.2f s "
             "(%.0f calls/s), all done in %.2f s\n",
             CALLS, ACTORS, THREADS, t_submit, CALLS / t_submit, t_all);
-    json_t *st = tk_status(&g_srv);
-    json_t *acts = json_member(st, "actors");
-    assert_true(json_int(acts, "calls_done") >= CALLS + ACTORS);
-    assert_int_equal(json_int(acts, "calls"), json_int(acts, "calls_done"));
-    json_decref(st);
+    /* The server's own counters (one node's, behind a balancer: checked per actor above). */
+    if (!g_srv.shared) {
+        json_t *st = tk_status(&g_srv);
+        json_t *acts = json_member(st, "actors");
+        assert_true(json_int(acts, "calls_done") >= CALLS + ACTORS);
+        assert_int_equal(json_int(acts, "calls"), json_int(acts, "calls_done"));
+        json_decref(st);
+    }
     free(ids);
 }
 
@@ -208,8 +211,30 @@ static void *many_main(void *p)
     return NULL;
 }
 
+/* The ALIVE actors GET /v1/actors lists, page by page (every node's, behind a balancer). */
+static int count_alive_listed(void)
+{
+    int listed = 0;
+    char cursor[256] = "";
+    for (;;) {
+        http_resp *r =
+            cursor[0] ? tk_getf(&g_srv, "/v1/actors?state=ALIVE&limit=1000&cursor=%s", cursor)
+                      : http_get(&g_srv, "/v1/actors?state=ALIVE&limit=1000");
+        assert_status(r, 200);
+        listed += (int)json_array_size(json_member(r->json, "actors"));
+        json_t *nc = json_member(r->json, "next_cursor");
+        if (json_is_null(nc)) {
+            http_resp_free(r);
+            return listed;
+        }
+        snprintf(cursor, sizeof cursor, "%s", json_string_value(nc));
+        http_resp_free(r);
+    }
+}
+
 static void test_2000_actors_called_once(void **state)
 {
+    int listed0 = count_alive_listed();
     json_t *st0 = tk_status(&g_srv);
     long long alive0 = json_int(json_member(json_member(st0, "actors"), "by_state"), "ALIVE");
     json_decref(st0);
@@ -259,26 +284,13 @@ static void test_2000_actors_called_once(void **state)
             now_s() - t0);
 
     /* all distinct and all listed as ALIVE */
-    json_t *st = tk_status(&g_srv);
-    assert_int_equal(json_int(json_member(json_member(st, "actors"), "by_state"), "ALIVE"),
-                     alive0 + MANY_ACTORS);
-    json_decref(st);
-    int listed = 0;
-    char cursor[256] = "";
-    for (;;) {
-        r = cursor[0] ? tk_getf(&g_srv, "/v1/actors?limit=1000&cursor=%s", cursor)
-                      : http_get(&g_srv, "/v1/actors?limit=1000");
-        assert_status(r, 200);
-        listed += (int)json_array_size(json_member(r->json, "actors"));
-        json_t *nc = json_member(r->json, "next_cursor");
-        if (json_is_null(nc)) {
-            http_resp_free(r);
-            break;
-        }
-        snprintf(cursor, sizeof cursor, "%s", json_string_value(nc));
-        http_resp_free(r);
+    if (!g_srv.shared) { /* one node's count, behind a balancer */
+        json_t *st = tk_status(&g_srv);
+        assert_int_equal(json_int(json_member(json_member(st, "actors"), "by_state"), "ALIVE"),
+                         alive0 + MANY_ACTORS);
+        json_decref(st);
     }
-    assert_int_equal(listed, alive0 + MANY_ACTORS);
+    assert_int_equal(count_alive_listed(), listed0 + MANY_ACTORS);
     free(ids);
     free(refs);
 }

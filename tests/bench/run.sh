@@ -1276,7 +1276,9 @@ bench_l() {
 #   - 1 GiB put on A, read through B (B relays it from A as it arrives; the first read of
 #     each put, so no copy helps), against curl's 1 GiB PUT to the bare server (as in c);
 #   - a node's own work with RAYD_CLUSTER set against a rayd without it: a small GET, and
-#     one task per request (Prefer: wait).
+#     one task per request (Prefer: wait);
+#   - an actor call with Prefer: wait through B (relayed to A, which owns the actor)
+#     against the same call on A.
 # wait_ready PORT: /readyz 200 within 15 s (a cluster node answers 200 once it has joined).
 wait_ready() {
     local i
@@ -1372,6 +1374,35 @@ bench_n() {
         [[ $P_NON2XX == 0 ]] || fail "n: node A answered $P_NON2XX non-2xx to its own tasks"
     else
         fail "n: wrk failed on the own tasks"
+    fi
+
+    # --- actor calls (Prefer: wait) to 32 Counters on A: through B (relayed) vs on A
+    local ids=$OUT/actors-n.txt id
+    : >"$ids"
+    for ((t = 0; t < 32; t++)); do
+        id=$(curl -s --max-time 10 -H 'Content-Type: application/json' \
+            --data-binary '{"class":"Counter"}' "http://127.0.0.1:$aport/v1/actors" | jq -r '.actor_id // empty')
+        [[ -n $id ]] && echo "$id" >>"$ids"
+    done
+    local sample
+    sample=$(curl -s --max-time 10 -H 'Prefer: wait=5' -H 'Content-Type: application/json' \
+        --data-binary '{"args":[1]}' "http://127.0.0.1:$bport/v1/actors/$(head -n1 "$ids")/methods/incr" || true)
+    if [[ $(wc -l <"$ids") != 32 || $sample != 1 ]]; then
+        fail "n: 32 actors on A, called through B: made $(wc -l <"$ids"), sample call answered '$sample'"
+    else
+        export BENCH_ACTORS_FILE=$ids
+        if wrk_abba n-actor "http://127.0.0.1:$aport/" "http://127.0.0.1:$bport/" \
+            -s tests/bench/actor_calls.lua; then
+            row n "actor call (Prefer: wait) through a non-owner vs on its own node, req/s (p99 ms)" \
+                "$(calc %.0f "$P_BARE_RPS") ($P_BARE_P99)" "$(calc %.0f "$P_RAYD_RPS") ($P_RAYD_P99)" \
+                "$(calc %.2f "$P_RAYD_RPS / $P_BARE_RPS")" ">= 0.4" \
+                "$(verdict "$(calc %.6f "$P_RAYD_RPS / $P_BARE_RPS")" '>=' 0.4)"
+            note "n: actor calls to 32 Counters on A: the \"bare\" column is A (the owner), \"rayd\" B (relaying each call to A); req/s of each run: $P_RUNS."
+            [[ $P_NON2XX == 0 ]] || fail "n: $P_NON2XX non-2xx answers to actor calls"
+        else
+            fail "n: wrk failed on the actor calls"
+        fi
+        unset BENCH_ACTORS_FILE
     fi
 
     # --- 1 GiB: put on A, read through B, against curl's PUT to the bare server

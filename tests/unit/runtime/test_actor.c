@@ -398,13 +398,32 @@ static const rt_actor_class ONCE = {"Once", RT_FUNCTION_BUILTIN, "Counts constru
 
 /* ---- fixture --------------------------------------------------------------------------- */
 
+/* Names freed (the name_freed hook): "name actor_id" lines, in order. */
+static pthread_mutex_t freed_lock = PTHREAD_MUTEX_INITIALIZER;
+static char freed_names[8][RT_ACTOR_NAME_MAX + RT_REF_SIZE + 2];
+static int freed_count;
+
+static void on_name_freed(const char *name, const char *actor_id, void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&freed_lock);
+    if (freed_count < 8)
+        snprintf(freed_names[freed_count], sizeof(freed_names[0]), "%s %s", name, actor_id);
+    freed_count++;
+    pthread_mutex_unlock(&freed_lock);
+}
+
 static int setup(void **state)
 {
     (void)state;
     rt_store_config store_cfg = {0};
     store = rt_store_new(&store_cfg);
     scheduler = rt_scheduler_new(WORKERS);
-    actors = store && scheduler ? rt_actors_new(store, scheduler, NULL) : NULL;
+    rt_actors_config actors_cfg = {.name_freed = on_name_freed};
+    pthread_mutex_lock(&freed_lock);
+    freed_count = 0;
+    pthread_mutex_unlock(&freed_lock);
+    actors = store && scheduler ? rt_actors_new(store, scheduler, &actors_cfg) : NULL;
     if (!actors || rt_builtin_classes_register(actors) != RT_OK ||
         rt_actors_add_class(actors, &RECORDER) != RT_OK ||
         rt_actors_add_class(actors, &GATE) != RT_OK ||
@@ -847,6 +866,55 @@ static void test_kill_before_constructor(void **state)
     assert_int_equal(state_of(id), RT_ACTOR_DEAD);
 }
 
+/* A promised id (cluster mode claims the name for it first): rt_actor_get answers a
+ * PENDING_CREATION record for it until rt_actor_create makes it under that id, and nothing
+ * once the promise is dropped. The name hook hears of a kill and of a constructor's death,
+ * once each, and never of an unnamed actor. */
+static void test_reserve_then_create_and_name_freed(void **state)
+{
+    (void)state;
+    rt_actor_spec spec = {.class_name = "Counter", .name = "promised", .max_pending_calls = -1};
+    char id[RT_REF_SIZE], other[RT_REF_SIZE], expected[256];
+    assert_int_equal(rt_actor_reserve(actors, &spec, id), RT_OK);
+    rt_actor_info info;
+    assert_int_equal(rt_actor_get(actors, id, &info), RT_OK);
+    assert_int_equal(info.state, RT_ACTOR_PENDING_CREATION);
+    assert_string_equal(info.name, "promised");
+    assert_string_equal(info.class_name, "Counter");
+    rt_actor_info_release(&info);
+    assert_int_equal(rt_actor_get_by_name(actors, "promised", &info), RT_ENOTFOUND);
+
+    spec.actor_id = id;
+    bool created = false;
+    char err[256];
+    assert_int_equal(rt_actor_create(actors, &spec, &info, &created, err, sizeof(err)), RT_OK);
+    assert_true(created);
+    assert_string_equal(info.actor_id, id);
+    rt_actor_info_release(&info);
+    rt_actor_unreserve(actors, id); /* made: a no-op */
+    assert_int_equal(rt_actor_get_by_name(actors, "promised", &info), RT_OK);
+    assert_string_equal(info.actor_id, id);
+    rt_actor_info_release(&info);
+
+    spec.actor_id = NULL;
+    assert_int_equal(rt_actor_reserve(actors, &spec, other), RT_OK);
+    assert_string_not_equal(other, id);
+    rt_actor_unreserve(actors, other);
+    assert_int_equal(rt_actor_get(actors, other, &info), RT_ENOTFOUND);
+
+    assert_int_equal(rt_actor_kill(actors, id), RT_OK);
+    assert_int_equal(rt_actor_kill(actors, id), RT_OK); /* already dead: no second hook */
+    char plain[RT_REF_SIZE];
+    create("Counter", plain);
+    assert_int_equal(rt_actor_kill(actors, plain), RT_OK);
+    pthread_mutex_lock(&freed_lock);
+    assert_int_equal(freed_count, 1);
+    snprintf(expected, sizeof(expected), "promised %s", id);
+    assert_string_equal(freed_names[0], expected);
+    pthread_mutex_unlock(&freed_lock);
+    drain();
+}
+
 /* Kills racing with submitters: every accepted call resolves to ActorDied or a value, every
  * refused one is RT_ESTATE, and no pin on the argument object leaks. */
 #define KILL_ROUNDS 200
@@ -1020,6 +1088,10 @@ static void test_failing_constructor(void **state)
     assert_non_null(info.death_cause);
     assert_int_equal(rt_error_kind_of(info.death_cause), RT_ERR_TASK_ERROR);
     assert_non_null(strstr(rt_error_message(info.death_cause), "BadInit refuses to start"));
+    pthread_mutex_lock(&freed_lock); /* its death freed its name, once */
+    assert_int_equal(freed_count, 1);
+    assert_int_equal(strncmp(freed_names[0], "bad ", 4), 0);
+    pthread_mutex_unlock(&freed_lock);
     rt_actor_info_release(&info);
     assert_int_equal(call_status(id, "ping", NULL), RT_ESTATE);
     /* Its name was released. */
@@ -1438,6 +1510,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_kill_with_queued_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_before_constructor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reserve_then_create_and_name_freed, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_kill_races_submitters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restarts_then_death, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_restarts_zero_dies_at_once, setup, teardown),
