@@ -2,8 +2,9 @@
  * the others report it dead within 5 s, and its refs answer 410 ObjectLost saying the
  * owner died on every other node, copies or not; a batch get parked on another node for
  * one of its pending refs wakes with that error within 5 s, and a task elsewhere whose
- * argument was that ref fails with it as its cause; the rest of the cluster, and nginx in
- * front of it, go on working. */
+ * argument was that ref fails with it as its cause; a task it ran for another node (spillback)
+ * runs again on that node; the rest of the cluster, and nginx in front of it, go on
+ * working. */
 #pragma GCC diagnostic ignored "-Wunused-parameter" /* cmocka's void **state */
 #include <stdarg.h>
 #include <stddef.h>
@@ -92,6 +93,73 @@ static void *parked_get_run(void *arg)
     return NULL;
 }
 
+/* Submits count sleep(120) tasks to node i in one batch; their receipts (new reference). */
+static json_t *sleepers(int i, long count)
+{
+    size_t cap = 64 + (size_t)count * 48, len = 0;
+    char *body = malloc(cap);
+    assert_non_null(body);
+    len += (size_t)snprintf(body + len, cap - len, "{\"tasks\":[");
+    for (long k = 0; k < count; k++)
+        len += (size_t)snprintf(body + len, cap - len, "%s{\"function\":\"sleep\",\"args\":[120]}",
+                                k ? "," : "");
+    snprintf(body + len, cap - len, "]}");
+    http_resp *r = http_post_json(&g.node[i], "/v1/tasks/batch", body);
+    free(body);
+    assert_status(r, 202);
+    json_t *tasks = json_incref(json_member(r->json, "tasks"));
+    http_resp_free(r);
+    return tasks;
+}
+
+static void cancel_all(int i, json_t *tasks)
+{
+    size_t k;
+    json_t *t;
+    json_array_foreach(tasks, k, t)
+    {
+        char path[128];
+        snprintf(path, sizeof(path), "/v1/tasks/%s/cancel", json_str(t, "task_id"));
+        http_resp *r = http_request(&g.node[i], "POST", path, NULL, NULL, 0);
+        assert_true(r->status == 202 || r->status == 409);
+        http_resp_free(r);
+    }
+    json_decref(tasks);
+}
+
+/* Jobs waiting for a worker: node `of` as node `seen_by` last heard (its heartbeat), or
+ * node `of`'s own figure when the two are the same. */
+static long queued_seen(int seen_by, int of)
+{
+    http_resp *r = cluster_status(&g.node[seen_by]);
+    long q;
+    if (seen_by == of)
+        q = json_int(json_member(r->json, "scheduler"), "queued");
+    else
+        q = json_int(json_member(cluster_status_node(r, g.tag[of]), "load"), "queued");
+    http_resp_free(r);
+    return q;
+}
+
+/* Makes node 0 send its next task to the victim (spillback): node 0 with jobs queued,
+ * node 1 with more. Returns the sleepers to cancel later, in *busy0 and *busy1. */
+static void make_node_0_spill_to_victim(json_t **busy0, json_t **busy1)
+{
+    http_resp *r = cluster_status(&g.node[0]);
+    long workers = json_int(json_member(r->json, "config"), "workers");
+    http_resp_free(r);
+    assert_true(workers > 0 && workers < 64);
+    *busy0 = sleepers(0, workers + 3);
+    *busy1 = sleepers(1, workers + 6);
+    double t0 = now_s();
+    while (queued_seen(0, 0) < 3 || queued_seen(0, 1) <= queued_seen(0, 0)) {
+        if (now_s() - t0 > 10)
+            fail_msg("node %s never saw itself with 3 jobs queued and node %s with more",
+                     g.tag[0], g.tag[1]);
+        sleep_s(0.02);
+    }
+}
+
 static void test_kill_9_owner(void **state)
 {
     char copied[65], alone[65], survivor[65], pending[65], dependent[65], body[256];
@@ -127,7 +195,35 @@ static void test_kill_9_owner(void **state)
             fail_msg("node %s never parked the batch get", g.tag[0]);
         sleep_s(0.01);
     }
-    long long copies = cluster_store_stat(&g.node[0], "copies"); /* the stand-in counts */
+
+    /* A task node 0 owns runs on the victim (spillback) when it dies: node 0 runs it
+     * again itself (max_retries 1), and its ref gets that result. */
+    json_t *busy0, *busy1;
+    make_node_0_spill_to_victim(&busy0, &busy1);
+    char spilled_task[65], spilled_ref[65], tag[16];
+    r = http_post_json(&g.node[0], "/v1/tasks",
+                       "{\"function\":\"sleep\",\"args\":[3],\"options\":{\"max_retries\":1}}");
+    assert_status(r, 202);
+    snprintf(spilled_task, sizeof(spilled_task), "%s", json_str(r->json, "task_id"));
+    snprintf(spilled_ref, sizeof(spilled_ref), "%s", json_str(r->json, "ref"));
+    http_resp_free(r);
+    cluster_ref_tag(spilled_task, tag);
+    if (strcmp(tag, g.tag[VICTIM]) != 0)
+        fail_msg("the task went to node %s, not to the victim %s", tag, g.tag[VICTIM]);
+    cluster_ref_tag(spilled_ref, tag);
+    assert_string_equal(tag, g.tag[0]);
+    snprintf(path, sizeof(path), "/v1/tasks/%s", spilled_task);
+    for (double t1 = now_s();; sleep_s(0.01)) {
+        r = http_get(&g.node[VICTIM], path);
+        bool running = r->status == 200 && strcmp(json_str(r->json, "state"), "RUNNING") == 0;
+        http_resp_free(r);
+        if (running)
+            break;
+        if (now_s() - t1 > 10)
+            fail_msg("the spilled task %s never ran on the victim", spilled_task);
+    }
+    /* The stand-ins (of the pending ref, and of the spilled task's result) count. */
+    long long copies = cluster_store_stat(&g.node[0], "copies");
 
     assert_int_equal(kill(g.pid[VICTIM], SIGKILL), 0);
     double killed = now_s();
@@ -152,6 +248,10 @@ static void test_kill_9_owner(void **state)
     if (seen > 5.0)
         fail_msg("the others saw node %s dead after %.2f s, not within 5 s", g.tag[VICTIM], seen);
     printf("     node %s seen dead by both others %.2f s after kill -9\n", g.tag[VICTIM], seen);
+
+    /* Room on node 0 for the rerun; node 1's workers back for the rest. */
+    cancel_all(0, busy0);
+    cancel_all(1, busy1);
 
     const char *refs[] = {copied, alone};
     for (int j = 0; j < 2; j++) {
@@ -192,6 +292,20 @@ static void test_kill_9_owner(void **state)
     assert_string_equal(json_str(cause, "owner"), g.tag[VICTIM]);
     http_resp_free(r);
 
+    /* The spilled task ran again on node 0, its owner: the ref holds its result. */
+    snprintf(path, sizeof(path), "/v1/objects/%s?timeout=30", spilled_ref);
+    http_opts slow = {.path = path, .timeout_ms = 60000};
+    r = http_request_opts(&g.node[1], &slow);
+    assert_status(r, 200);
+    http_resp_free(r);
+    json_t *line = cluster_log_event(&g, 0, "task retried", "task_id", spilled_task);
+    if (!line)
+        fail_msg("node %s logged no 'task retried' line for %s", g.tag[0], spilled_task);
+    assert_string_equal(json_str(line, "reason"), "node_died");
+    cluster_ref_tag(json_str(line, "retry_task_id"), tag);
+    assert_string_equal(tag, g.tag[0]);
+    json_decref(line);
+
     /* The copy died with its owner (the stand-in stays, holding the error). */
     assert_int_equal(cluster_store_stat(&g.node[0], "copies"), copies - 1);
 
@@ -220,7 +334,6 @@ static void test_kill_9_owner(void **state)
         json_t *item;
         json_array_foreach(json_member(r->json, "objects"), i, item)
         {
-            char tag[16];
             cluster_ref_tag(json_str(item, "ref"), tag);
             if (strcmp(tag, g.tag[VICTIM]) == 0)
                 fail_msg("node %s lists %s of the dead node", g.tag[j], json_str(item, "ref"));
