@@ -67,6 +67,21 @@ if [ ! -s "$spec_c" ] || [ openapi/openapi.yaml -nt "$spec_c" ] || [ openapi/emb
     }
 fi
 
+# The dashboard's files, embedded as the Makefile does (api/dashboard.c links against them).
+dashboard_c="$OUT/gen/dashboard_files.c"
+dashboard_files=(dashboard/index.html dashboard/app.js dashboard/style.css) # as DASHBOARD_FILES in the Makefile
+regenerate=0
+[ -s "$dashboard_c" ] || regenerate=1
+for f in "${dashboard_files[@]}" dashboard/embed.py; do
+    [ "$f" -nt "$dashboard_c" ] && regenerate=1
+done
+if [ "$regenerate" = 1 ]; then
+    /usr/bin/python3 dashboard/embed.py "$dashboard_c" "${dashboard_files[@]}" || {
+        echo "fuzz: cannot generate $dashboard_c" >&2
+        exit 2
+    }
+fi
+
 # Is the object stale? Missing, older than its source, or older than a header it used.
 stale() {
     local src=$1 obj=$2 dep=${2%.o}.d
@@ -78,7 +93,7 @@ stale() {
     return 1
 }
 
-sources=(runtime/*.c api/*.c service/parse.c "$spec_c")
+sources=(runtime/*.c api/*.c service/parse.c "$spec_c" "$dashboard_c")
 objects=()
 failed_compile=0
 running=0
