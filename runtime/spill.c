@@ -19,6 +19,17 @@
 
 #define LOCK_NAME "lock"
 
+/* Big objects are written with O_DIRECT: the device takes the bytes from the object's own
+ * pages, where a buffered write first copies every byte into the page cache, and that copy
+ * of cold memory was most of what spilling cost (BENCHMARKS.md, benchmark o). O_DIRECT needs
+ * the memory, the file offset and the length aligned to the block: each big object is
+ * placed in its file at an offset congruent to its address modulo DIRECT_ALIGN, so that its
+ * whole pages go direct, and the part before its first page boundary and after its last
+ * (under DIRECT_ALIGN each) are written buffered. The cost is up to DIRECT_ALIGN - 1 bytes
+ * of hole before each big object; rt_spilled keeps the real offset and size. */
+#define DIRECT_ALIGN ((uint64_t)4096)
+#define DIRECT_MIN_DEFAULT ((size_t)128 << 10) /* smaller objects: packed, buffered */
+
 struct rt_spill_file {
     rt_spill *spill;
     int fd;
@@ -31,10 +42,12 @@ struct rt_spill {
     char dir[PATH_MAX];  /* <base>/<pid> */
     int lock_fd;         /* flock held for the process's lifetime */
     size_t disk_limit;
+    size_t direct_min;   /* objects from this size are written with O_DIRECT */
+    int direct_works;    /* atomic: 0 once the file system refused O_DIRECT */
     size_t disk_bytes;   /* atomic: bytes of files on disk, and of writes in flight */
     size_t files;        /* atomic */
     uint64_t next_file;  /* atomic */
-    uint64_t writes, write_bytes, reads, removed_at_start; /* atomic */
+    uint64_t writes, write_bytes, direct_bytes, reads, removed_at_start; /* atomic */
 };
 
 static char default_dir[PATH_MAX];
@@ -136,6 +149,8 @@ rt_status rt_spill_open(const rt_spill_config *config, rt_spill **out, char *err
     if (!s)
         return RT_ENOMEM;
     s->disk_limit = config->disk_limit;
+    s->direct_min = config->direct_min ? config->direct_min : DIRECT_MIN_DEFAULT;
+    s->direct_works = config->no_direct ? 0 : 1;
     s->lock_fd = -1;
     s->removed_at_start = remove_stale(base);
     if (snprintf(s->dir, sizeof(s->dir), "%s/%ld", base, (long)getpid()) >= (int)sizeof(s->dir)) {
@@ -199,68 +214,136 @@ static int write_all(int fd, const char *p, size_t len, uint64_t offset)
     return 0;
 }
 
+/* Where an object of size bytes at data goes in a file whose bytes end at end: right
+ * there when it is written buffered, or at the first offset congruent to data modulo
+ * DIRECT_ALIGN when it is big enough to go direct. */
+static uint64_t place(const rt_spill *s, bool direct, const char *data, size_t size,
+                      uint64_t end)
+{
+    if (!direct || size < s->direct_min)
+        return end;
+    uint64_t offset = (end & ~(DIRECT_ALIGN - 1)) + ((uintptr_t)data & (DIRECT_ALIGN - 1));
+    return offset < end ? offset + DIRECT_ALIGN : offset;
+}
+
+/* Writes one object placed by place(): its whole pages through direct_fd when there is
+ * one, the rest through fd. Returns 0, or -1 (errno set). */
+static int write_object(rt_spill *s, int fd, int direct_fd, const char *data, size_t size,
+                        uint64_t offset)
+{
+    if (direct_fd < 0 || size < s->direct_min)
+        return write_all(fd, data, size, offset);
+    size_t head = (size_t)((DIRECT_ALIGN - ((uintptr_t)data & (DIRECT_ALIGN - 1))) &
+                           (DIRECT_ALIGN - 1));
+    if (head > size)
+        head = size;
+    size_t middle = (size - head) & ~(size_t)(DIRECT_ALIGN - 1);
+    if (write_all(fd, data, head, offset) != 0)
+        return -1;
+    if (middle) {
+        if (write_all(direct_fd, data + head, middle, offset + head) == 0) {
+            __atomic_add_fetch(&s->direct_bytes, middle, __ATOMIC_RELAXED);
+        } else if (errno == EINVAL) {
+            /* The device wants a larger alignment than DIRECT_ALIGN (or the file system
+             * changed its mind): buffered, as small objects, from now on. */
+            __atomic_store_n(&s->direct_works, 0, __ATOMIC_RELAXED);
+            if (write_all(fd, data + head, middle, offset + head) != 0)
+                return -1;
+        } else {
+            return -1;
+        }
+    }
+    return write_all(fd, data + head + middle, size - head - middle, offset + head + middle);
+}
+
 rt_status rt_spill_write(rt_spill *s, rt_buf *const *bufs, size_t n, rt_spilled **out)
 {
     if (n == 0)
         return RT_OK; /* no file: one without objects would never be released */
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++)
-        total += bufs[i]->size;
-    /* Reserve the disk first, so that concurrent writers never pass the limit together. */
-    size_t used = __atomic_add_fetch(&s->disk_bytes, total, __ATOMIC_RELAXED);
+    bool direct = __atomic_load_n(&s->direct_works, __ATOMIC_RELAXED);
+    size_t total = 0, made = 0;
+    uint64_t end = 0;
+    bool any_direct = false;
+    rt_status st = RT_ENOMEM;
+    for (; made < n; made++) {
+        const rt_buf *b = bufs[made];
+        size_t ctlen = strlen(b->content_type);
+        rt_spilled *sp = malloc(sizeof(*sp) + ctlen + 1);
+        if (!sp) {
+            for (size_t i = 0; i < made; i++) {
+                free(out[i]);
+                out[i] = NULL;
+            }
+            return RT_ENOMEM;
+        }
+        sp->refs = 1;
+        sp->offset = place(s, direct, b->data, b->size, end);
+        sp->size = b->size;
+        memcpy(sp->content_type, b->content_type, ctlen + 1);
+        out[made] = sp;
+        any_direct = any_direct || (direct && b->size >= s->direct_min);
+        end = sp->offset + b->size;
+        total += b->size;
+    }
+    /* Reserve the disk first (the file's extent, holes included), so that concurrent
+     * writers never pass the limit together. */
+    size_t used = __atomic_add_fetch(&s->disk_bytes, (size_t)end, __ATOMIC_RELAXED);
     if (s->disk_limit && used > s->disk_limit) {
-        __atomic_sub_fetch(&s->disk_bytes, total, __ATOMIC_RELAXED);
-        return RT_EFULL;
+        st = RT_EFULL;
+        goto unreserve;
     }
     uint64_t id = __atomic_add_fetch(&s->next_file, 1, __ATOMIC_RELAXED);
     size_t plen = strlen(s->dir) + 32;
     rt_spill_file *f = calloc(1, sizeof(*f) + plen);
-    rt_status st = RT_ENOMEM;
-    size_t made = 0;
+    int direct_fd = -1;
     if (!f)
-        goto fail;
+        goto unreserve;
     f->spill = s;
-    f->size = total;
+    f->size = (size_t)end;
     snprintf(f->path, plen, "%s/%08llu.spill", s->dir, (unsigned long long)id);
     f->fd = open(f->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (f->fd < 0) {
         st = RT_EFULL;
         goto fail;
     }
-    uint64_t offset = 0;
-    for (; made < n; made++) {
-        const rt_buf *b = bufs[made];
-        size_t ctlen = strlen(b->content_type);
-        rt_spilled *sp = malloc(sizeof(*sp) + ctlen + 1);
-        if (!sp)
-            goto fail;
-        sp->refs = 1;
-        sp->file = f;
-        sp->offset = offset;
-        sp->size = b->size;
-        memcpy(sp->content_type, b->content_type, ctlen + 1);
-        out[made] = sp;
-        if (write_all(f->fd, b->data, b->size, offset) != 0) {
-            made++;
+#ifdef O_DIRECT
+    if (any_direct) {
+        /* A second descriptor for the direct writes: readers (pread, sendfile) use f->fd,
+         * which O_DIRECT's alignment rules must not reach. */
+        direct_fd = open(f->path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+        if (direct_fd < 0 && errno == EINVAL)
+            __atomic_store_n(&s->direct_works, 0, __ATOMIC_RELAXED); /* tmpfs of old */
+    }
+#endif
+    for (size_t i = 0; i < n; i++) {
+        out[i]->file = f;
+        if (write_object(s, f->fd, direct_fd, bufs[i]->data, bufs[i]->size,
+                         out[i]->offset) != 0) {
             st = RT_EFULL; /* ENOSPC, EIO: the disk cannot take it */
             goto fail;
         }
-        offset += b->size;
     }
+    if (direct_fd >= 0)
+        close(direct_fd);
     f->objects = (int)n;
     __atomic_add_fetch(&s->files, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&s->writes, n, __ATOMIC_RELAXED);
     __atomic_add_fetch(&s->write_bytes, total, __ATOMIC_RELAXED);
     return RT_OK;
 fail:
-    for (size_t i = 0; i < made; i++)
-        free(out[i]);
-    if (f && f->fd >= 0) {
+    if (direct_fd >= 0)
+        close(direct_fd);
+    if (f->fd >= 0) {
         unlink(f->path);
         close(f->fd);
     }
     free(f);
-    __atomic_sub_fetch(&s->disk_bytes, total, __ATOMIC_RELAXED);
+unreserve:
+    for (size_t i = 0; i < n; i++) {
+        free(out[i]);
+        out[i] = NULL; /* callers may release what they got back: nothing */
+    }
+    __atomic_sub_fetch(&s->disk_bytes, (size_t)end, __ATOMIC_RELAXED);
     return st;
 }
 
@@ -320,6 +403,7 @@ void rt_spill_get_stats(rt_spill *s, rt_spill_stats *out)
     out->disk_limit = s->disk_limit;
     out->writes = __atomic_load_n(&s->writes, __ATOMIC_RELAXED);
     out->write_bytes = __atomic_load_n(&s->write_bytes, __ATOMIC_RELAXED);
+    out->direct_bytes = __atomic_load_n(&s->direct_bytes, __ATOMIC_RELAXED);
     out->reads = __atomic_load_n(&s->reads, __ATOMIC_RELAXED);
     out->removed_at_start = s->removed_at_start;
 }

@@ -11,12 +11,15 @@
  * rt_spilled per object. An rt_spilled is reference-counted; when the last reference of
  * every object in a file is gone, the file is deleted and its space returned. Files are
  * never rewritten, so reads need no lock: a reader holding a reference reads by pread or
- * sends the bytes with sendfile from rt_spilled_fd.
+ * sends the bytes with sendfile from rt_spilled_fd. Big objects are written with O_DIRECT
+ * where the file system allows it (their pages go to the disk without a copy into the page
+ * cache), each placed after a hole of under 4 KiB that aligns it (spill.c).
  *
  * Thread-safety: every function may be called from any thread. */
 #ifndef RAYD_RUNTIME_SPILL_H
 #define RAYD_RUNTIME_SPILL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,14 +41,18 @@ typedef struct rt_spilled {
 typedef struct rt_spill_config {
     const char *dir;   /* the base directory; made when missing */
     size_t disk_limit; /* bytes of spill files at most; 0: no limit */
+    size_t direct_min; /* objects of this size and more are written with O_DIRECT (their
+                          whole pages; see spill.c); 0: the default, 128 KiB */
+    bool no_direct;    /* every write buffered */
 } rt_spill_config;
 
 typedef struct rt_spill_stats {
     size_t files;       /* spill files on disk */
-    size_t disk_bytes;  /* their bytes */
+    size_t disk_bytes;  /* their bytes (the holes that align big objects included) */
     size_t disk_limit;
     uint64_t writes;    /* objects written */
     uint64_t write_bytes;
+    uint64_t direct_bytes; /* of write_bytes, those written with O_DIRECT */
     uint64_t reads;     /* objects read back into memory (not counting sendfile) */
     uint64_t removed_at_start; /* files of previous processes removed when opened */
 } rt_spill_stats;
@@ -62,7 +69,8 @@ void rt_spill_close(rt_spill *s);
 
 /* Writes n buffers (borrowed) into one new file; out receives n new rt_spilled (one
  * reference each, owned by the caller). Returns RT_OK, RT_EFULL (the disk limit would be
- * passed, or the disk is full; nothing written), RT_ENOMEM. */
+ * passed, or the disk is full; nothing written), RT_ENOMEM; on failure every out[i] is
+ * NULL. */
 rt_status rt_spill_write(rt_spill *s, rt_buf *const *bufs, size_t n, rt_spilled **out);
 
 rt_spilled *rt_spilled_incref(rt_spilled *sp);

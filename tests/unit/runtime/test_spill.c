@@ -122,7 +122,9 @@ static void test_disk_limit(void **state)
     rt_buf *a = make_buf(600, 1, NULL), *b = make_buf(600, 2, NULL);
     rt_spilled *sa = NULL, *sb = NULL;
     assert_int_equal(rt_spill_write(s, &a, 1, &sa), RT_OK);
+    sb = (rt_spilled *)&sb; /* anything: a failed write leaves NULL */
     assert_int_equal(rt_spill_write(s, &b, 1, &sb), RT_EFULL);
+    assert_null(sb);
     assert_int_equal(count_spill_files(), 1);
     rt_spilled_decref(sa); /* space reclaimed: now it fits */
     assert_int_equal(rt_spill_write(s, &b, 1, &sb), RT_OK);
@@ -182,6 +184,138 @@ static void test_not_writable(void **state)
     assert_int_equal(rt_spill_open(&c, &s, err, sizeof err), RT_EINVAL);
     assert_null(s);
     assert_non_null(strstr(err, "/proc/rayd-no-such-dir"));
+}
+
+/* ---- big objects written with O_DIRECT, the rest buffered -------------------------- */
+
+/* A byte that differs from its neighbours a page or more away, so that a misplaced page
+ * shows. */
+static char pattern_byte(size_t i, unsigned seed)
+{
+    return (char)((i * 7) ^ (i >> 8) ^ ((i >> 12) * 13) ^ (i >> 20) ^ (seed * 31));
+}
+
+/* An rt_buf whose data starts misalign bytes past a 4 KiB boundary, in memory of its own
+ * (freed with free_placed): rt_buf_new's placement is the allocator's, and the direct path
+ * must be right for every placement. */
+static rt_buf *placed_buf(size_t size, size_t misalign, unsigned seed, void **mem)
+{
+    assert_int_equal(posix_memalign(mem, 4096, 8192 + size + 1), 0);
+    rt_buf *b = (rt_buf *)((char *)*mem + 4096 + misalign - offsetof(rt_buf, data));
+    b->refs = 1;
+    b->owns_content_type = false;
+    b->size = size;
+    b->content_type = "application/octet-stream";
+    for (size_t i = 0; i < size; i++)
+        b->data[i] = pattern_byte(i, seed);
+    b->data[size] = '\0';
+    return b;
+}
+
+static void assert_read_back(rt_spill *s, const rt_spilled *sp, size_t size, unsigned seed)
+{
+    assert_int_equal(sp->size, size);
+    rt_buf *back = rt_spilled_read(s, sp);
+    assert_non_null(back);
+    assert_int_equal(back->size, size);
+    for (size_t i = 0; i < size; i++)
+        if (back->data[i] != pattern_byte(i, seed))
+            fail_msg("object of %zu bytes: byte %zu differs", size, i);
+    rt_buf_decref(back);
+}
+
+static const size_t DIRECT_SIZES[] = {0, 1, 4095, 4096, 4097, (1u << 20) + 3};
+static const size_t MISALIGNS[] = {0, 1, 24, 4095};
+enum { NSIZES = sizeof DIRECT_SIZES / sizeof DIRECT_SIZES[0],
+       NMIS = sizeof MISALIGNS / sizeof MISALIGNS[0] };
+
+/* Every size at every placement, all in one fused file (each object's buffered head and
+ * tail share pages with its neighbours'), then each alone; read back byte-exact; the file
+ * goes with the last object. direct_min 1 sends every object but the empty one through
+ * the aligned path. */
+static void check_direct_layout(rt_spill_config c)
+{
+    c.dir = g_dir;
+    rt_spill *s = NULL;
+    char err[512];
+    if (rt_spill_open(&c, &s, err, sizeof err) != RT_OK)
+        fail_msg("rt_spill_open: %s", err);
+    enum { N = NSIZES * NMIS };
+    rt_buf *bufs[N];
+    void *mems[N];
+    rt_spilled *sps[N];
+    size_t sum = 0;
+    for (size_t i = 0; i < N; i++) {
+        bufs[i] = placed_buf(DIRECT_SIZES[i % NSIZES], MISALIGNS[i / NSIZES], (unsigned)i,
+                             &mems[i]);
+        sum += bufs[i]->size;
+    }
+    assert_int_equal(rt_spill_write(s, bufs, N, sps), RT_OK);
+    assert_int_equal(count_spill_files(), 1);
+    rt_spill_stats st;
+    rt_spill_get_stats(s, &st);
+    assert_true(st.disk_bytes >= sum);
+    assert_true(st.disk_bytes <= sum + N * 4096); /* a hole under 4 KiB per object */
+    assert_true(st.direct_bytes <= st.write_bytes);
+    for (size_t i = 0; i < N; i++) {
+        assert_read_back(s, sps[i], bufs[i]->size, (unsigned)i);
+        if (i > 0) /* in order, never overlapping */
+            assert_true(sps[i]->offset >= sps[i - 1]->offset + sps[i - 1]->size);
+    }
+    for (size_t i = 0; i < N; i++)
+        rt_spilled_decref(sps[i]);
+    assert_int_equal(count_spill_files(), 0);
+
+    for (size_t i = 0; i < N; i++) {
+        rt_spilled *one = NULL;
+        assert_int_equal(rt_spill_write(s, &bufs[i], 1, &one), RT_OK);
+        assert_read_back(s, one, bufs[i]->size, (unsigned)i);
+        rt_spilled_decref(one);
+        free(mems[i]);
+    }
+    rt_spill_get_stats(s, &st);
+    assert_int_equal(st.files, 0);
+    assert_int_equal(st.disk_bytes, 0);
+    if (c.no_direct)
+        assert_int_equal(st.direct_bytes, 0);
+    print_message("O_DIRECT: %llu of %llu bytes\n", (unsigned long long)st.direct_bytes,
+                  (unsigned long long)st.write_bytes);
+    rt_spill_close(s);
+}
+
+static void test_direct_sizes_and_placements(void **state)
+{
+    check_direct_layout((rt_spill_config){.direct_min = 1});
+}
+
+static void test_buffered_sizes_and_placements(void **state)
+{
+    check_direct_layout((rt_spill_config){.no_direct = true});
+}
+
+/* Objects from rt_buf_new (the allocator's placement) at the default threshold: the small
+ * ones packed, the big one aligned. */
+static void test_direct_default_threshold(void **state)
+{
+    rt_spill *s = open_spill(0);
+    rt_buf *bufs[NSIZES];
+    rt_spilled *sps[NSIZES];
+    for (size_t i = 0; i < NSIZES; i++) {
+        bufs[i] = rt_buf_new(DIRECT_SIZES[i], NULL);
+        assert_non_null(bufs[i]);
+        for (size_t k = 0; k < DIRECT_SIZES[i]; k++)
+            bufs[i]->data[k] = pattern_byte(k, (unsigned)i);
+    }
+    assert_int_equal(rt_spill_write(s, bufs, NSIZES, sps), RT_OK);
+    for (size_t i = 0; i < NSIZES; i++) {
+        assert_read_back(s, sps[i], DIRECT_SIZES[i], (unsigned)i);
+        if (i > 0 && DIRECT_SIZES[i] < 128 * 1024) /* small: packed, no hole */
+            assert_int_equal(sps[i]->offset, sps[i - 1]->offset + sps[i - 1]->size);
+        rt_spilled_decref(sps[i]);
+        rt_buf_decref(bufs[i]);
+    }
+    assert_int_equal(count_spill_files(), 0);
+    rt_spill_close(s);
 }
 
 /* ---- the store with spilling ----------------------------------------------------- */
@@ -373,6 +507,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_previous_process_files_removed, dir_setup,
                                         dir_teardown),
         cmocka_unit_test(test_not_writable),
+        cmocka_unit_test_setup_teardown(test_direct_sizes_and_placements, dir_setup,
+                                        dir_teardown),
+        cmocka_unit_test_setup_teardown(test_buffered_sizes_and_placements, dir_setup,
+                                        dir_teardown),
+        cmocka_unit_test_setup_teardown(test_direct_default_threshold, dir_setup,
+                                        dir_teardown),
         cmocka_unit_test_setup_teardown(test_store_spills_cold_not_pinned, dir_setup,
                                         dir_teardown),
         cmocka_unit_test_setup_teardown(test_store_large_object_and_disk_full, dir_setup,
