@@ -17,7 +17,7 @@
 #   BENCH_PROFILE_GETS=N        GETs profiled under callgrind in l (default 20000)
 #   BENCH_CLIENT_ROUNDS=N       rounds per side of each workload in m (default 6)
 #   BENCH_CLUSTER_BIG_RUNS=N    runs of the 1 GiB node-to-node get in n (default 3)
-#   BENCH_SPILL_ROUNDS=N        rounds of the spill write and spilled GET in o (default 3)
+#   BENCH_SPILL_ROUNDS=N        rounds of the spill write (4 runs each) and spilled GET in o (default 3)
 #   RAYD_BIN=path       the server under test (default build/rayd)
 #   BENCH_BARE_CONN_MEMORY=BYTES  the baseline's connection memory limit (default: rayd's,
 #                       read from api/server.c, else 262144)
@@ -1498,23 +1498,39 @@ bench_o() {
     head -c "$obj" /dev/urandom >"$OUT/obj4m.bin"
     head -c $((64 * mib)) /dev/urandom >"$OUT/obj64m.bin"
     head -c 100 /dev/urandom >"$OUT/obj100o.bin"
-    local dd_rates=() rayd_rates=() runs_txt="" hwm=0 rss=0
+    local ddc_rates=() ddw_rates=() ddd_rates=() rayd_rates=() runs_txt="" hwm=0 rss=0
 
-    # --- write rate: dd, rayd, rayd, dd, ... each writes 512 MiB into $dir
-    local order=() side
+    # --- write rate: each side writes 512 MiB into $dir, in an order rotated every round so
+    # that drift hits all sides alike. dd buffered copies every byte into the page cache, and
+    # how fast the kernel hands it pages depends on this VM (free page reporting: pages freed
+    # more than about 2 s ago were handed back to the host, and touching them again costs a
+    # fault on the host): so it runs both ways, ddc after a 5 s pause (its pages come back
+    # from the host) and ddw right after an unmeasured run of its own (it reuses the pages
+    # that run just freed). ddd is dd with oflag=direct, which writes as rayd's spill does.
+    local order=() side sides=(ddc ddw ddd rayd)
     for ((i = 0; i < rounds; i++)); do
-        if ((i % 2 == 0)); then order+=(dd rayd); else order+=(rayd dd); fi
+        order+=("${sides[i % 4]}" "${sides[(i + 1) % 4]}" "${sides[(i + 2) % 4]}" "${sides[(i + 3) % 4]}")
     done
     for side in "${order[@]}"; do
-        if [[ $side == dd ]]; then
-            rm -f "$dir/dd.bin"
-            local t0 t1
+        if [[ $side == dd? ]]; then
+            local t0 t1 flags=() rate
+            [[ $side == ddd ]] && flags=(oflag=direct)
+            [[ $side == ddc ]] && sleep 5
+            if [[ $side == ddw ]]; then
+                dd if=/dev/zero of="$dir/dd.bin" bs=4M count=$nobj status=none
+                rm -f "$dir/dd.bin"
+            fi
             t0=$(date +%s%N)
-            cmd dd if=/dev/zero of="$dir/dd.bin" bs=4M count=$nobj status=none
+            cmd dd if=/dev/zero of="$dir/dd.bin" bs=4M count=$nobj "${flags[@]}" status=none
             t1=$(date +%s%N)
             rm -f "$dir/dd.bin"
-            dd_rates+=("$(calc %.0f "$total / (($t1 - $t0) / 1e9)")")
-            runs_txt+="${runs_txt:+, }dd $(calc %.2f "${dd_rates[-1]} / 1e9")"
+            rate=$(calc %.0f "$total / (($t1 - $t0) / 1e9)")
+            case $side in
+                ddc) ddc_rates+=("$rate") ;;
+                ddw) ddw_rates+=("$rate") ;;
+                ddd) ddd_rates+=("$rate") ;;
+            esac
+            runs_txt+="${runs_txt:+, }$side $(calc %.2f "$rate / 1e9")"
         else
             start_rayd rayd-o-spill --memory-limit 64M --spill-dir "$dir/rayd" --max-body 128M ||
                 { fail "o: rayd did not start"; return; }
@@ -1539,16 +1555,26 @@ bench_o() {
             stop_server "$r"
         fi
     done
-    local dd_mean rayd_mean
-    dd_mean=$(mean "${dd_rates[@]}") rayd_mean=$(mean "${rayd_rates[@]}")
-    row o "spill write rate (512 MiB in 4 MiB objects, 64 MiB limit) vs dd to the same directory, GB/s" \
-        "$(calc %.2f "$dd_mean / 1e9")" "$(calc %.2f "$rayd_mean / 1e9")" \
-        "$(calc %.2f "$rayd_mean / $dd_mean")" ">= 0.7" "$(verdict "$(calc %.6f "$rayd_mean / $dd_mean")" '>=' 0.7)"
+    runs_txt=${runs_txt#, }
+    local ddc_mean ddw_mean ddd_mean rayd_mean w
+    ddc_mean=$(mean "${ddc_rates[@]}") ddw_mean=$(mean "${ddw_rates[@]}")
+    ddd_mean=$(mean "${ddd_rates[@]}") rayd_mean=$(mean "${rayd_rates[@]}")
+    for w in ddd ddc ddw; do
+        local base_mean what
+        case $w in
+            ddd) base_mean=$ddd_mean what="dd oflag=direct (as rayd writes)" ;;
+            ddc) base_mean=$ddc_mean what="dd buffered, its pages from the host (after a pause)" ;;
+            ddw) base_mean=$ddw_mean what="dd buffered, its pages just freed by a dd before it" ;;
+        esac
+        row o "spill write rate (512 MiB in 4 MiB objects, 64 MiB limit) vs $what, same directory, GB/s" \
+            "$(calc %.2f "$base_mean / 1e9")" "$(calc %.2f "$rayd_mean / 1e9")" \
+            "$(calc %.2f "$rayd_mean / $base_mean")" ">= 0.7" "$(verdict "$(calc %.6f "$rayd_mean / $base_mean")" '>=' 0.7)"
+    done
     local hwm_mib
     hwm_mib=$(calc %.0f "$hwm / $mib")
     row o "peak RSS (VmHWM) while 512 MiB are stored at a 64 MiB limit, MiB" "-" "$hwm_mib" "-" \
         "<= 64 + 128" "$(verdict "$hwm_mib" '<=' 192)"
-    note "o: write rate: the bare column is dd if=/dev/zero bs=4M (no sync, as rayd), the rayd column spill_write_bytes / spill_thread_seconds from /v1/status (the thread's rate while it works, after the puts' own writes); neither syncs, both go to the page cache of $(df -P "$dir" | awk 'NR == 2 { print $1 }'). GB/s of each run, in order: $runs_txt. VmRSS after the last run: $(calc %.0f "$rss / $mib") MiB."
+    note "o: write rate: the bare columns are dd if=/dev/zero bs=4M count=$nobj of=FILE in the spill directory, buffered (ddc, ddw: every byte copied into the page cache) and with oflag=direct (ddd: from dd's buffer to the disk); the rayd column is spill_write_bytes / spill_thread_seconds from /v1/status (the thread's rate while it works, while the puts go on), which writes each object's whole pages with O_DIRECT and its unaligned head and tail (under 4 KiB each) buffered. Nobody syncs. File system: $(df -P "$dir" | awk 'NR == 2 { print $1 }'). GB/s of each run, in order: $runs_txt. VmRSS after the last run: $(calc %.0f "$rss / $mib") MiB."
 
     # --- GET of a spilled 64 MiB object vs the same in memory; 100-byte GETs
     start_rayd rayd-o-mem --max-body 128M || { fail "o: rayd (in memory) did not start"; return; }
