@@ -1625,7 +1625,7 @@ bench_o() {
     row o "GET 64 MiB spilled vs in memory, GB/s, best of $((2 * rounds))" \
         "$(calc %.2f "64 * $mib / $mem_t / 1e9")" "$(calc %.2f "64 * $mib / $sp_t / 1e9")" \
         "$(calc %.2f "$mem_t / $sp_t")" ">= 0.5" "$(verdict "$(calc %.6f "$mem_t / $sp_t")" '>=' 0.5)"
-    note "o: 64 MiB GETs (GB/s, in order): $gets_txt. The spilled object is sent from its file (sendfile); it was written moments before, so its pages are in the page cache."
+    note "o: 64 MiB GETs (GB/s, in order): $gets_txt. The spilled object is sent from its file (sendfile); it was written with O_DIRECT, so the first GET of it reads the disk and the later ones find its pages in the page cache."
     if wrk_abba o-get100 "http://127.0.0.1:$mport/v1/objects/$small_m" "http://127.0.0.1:$sport/v1/objects/$small_s"; then
         row o "GET 100 B spilled vs in memory, req/s (p99 ms)" \
             "$(calc %.0f "$P_BARE_RPS") ($P_BARE_P99)" "$(calc %.0f "$P_RAYD_RPS") ($P_RAYD_P99)" \
