@@ -12,8 +12,9 @@
  *   it suspends the connection, notes where it wants to be woken (wake_at: a block further
  *   on, or the end), then sets reader_waiting and looks again; the I/O thread, after
  *   adding bytes, looks at reader_waiting and, once wake_at has arrived (or the call
- *   ended), exchanges it. Both sides store, fence, then load (sequentially consistent),
- *   so one of them sees the other and resumes exactly once. Waking a block at a time
+ *   ended), exchanges it. Both sides store, then load, sequentially consistent (the peer
+ *   client stores `filled` so, and rt_peer_filled loads it so), so one of them sees the
+ *   other and resumes exactly once. Waking a block at a time
  *   rather than for every 16 KiB libcurl hands over keeps the suspend/resume round trips
  *   through libmicrohttpd's loop to one per block.
  * - A cacheable answer up to API_FORWARD_COPY_MAX is collected whole in one buffer (it may
@@ -80,7 +81,6 @@ static void reader_wake(api_forward *fw)
 /* More bytes arrived: wakes the waiting reader once what it waits for is in. I/O thread. */
 static void reader_more(api_forward *fw, rt_peer_call *call)
 {
-    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* the call stored filled before */
     if (__atomic_load_n(&fw->reader_waiting, __ATOMIC_SEQ_CST) &&
         rt_peer_filled(call) >= __atomic_load_n(&fw->wake_at, __ATOMIC_RELAXED))
         reader_wake(fw);
@@ -317,7 +317,6 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
     size_t want = size - (size_t)pos < STREAM_BLOCK ? size : (size_t)pos + STREAM_BLOCK;
     __atomic_store_n(&fw->wake_at, want, __ATOMIC_RELAXED);
     __atomic_store_n(&fw->reader_waiting, 1, __ATOMIC_SEQ_CST);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (sendable(fw, size, &done) >= want || done) {
         int expected = 1;
         if (__atomic_compare_exchange_n(&fw->reader_waiting, &expected, 0, 0, __ATOMIC_SEQ_CST,

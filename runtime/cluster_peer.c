@@ -13,8 +13,9 @@
  *   thread drops its own after the DONE notification returned. So a caller may release
  *   at any time and the thread never touches freed memory.
  * - The answer's head fields are written by the I/O thread before head_ready is set
- *   (release); body bytes before `filled` is advanced (release); the outcome before
- *   `done` (release). Readers load those with acquire, so they never see a half-written
+ *   (release); body bytes before `filled` is advanced (sequentially consistent, as the
+ *   relay's wakeups need: api/forward.c); the outcome before `done` (same). Readers load
+ *   those with acquire or stronger, so they never see a half-written
  *   field. The body rt_buf is written past `filled` while readers read below it: the one
  *   place where a buffer is written after it is shared, and only in bytes nobody reads
  *   yet.
@@ -24,7 +25,8 @@
  *   ring is full the write callback pauses the transfer after setting `paused`; the reader,
  *   after releasing bytes, takes `paused` back (atomic exchange) once half the window is
  *   free and queues the call for the I/O thread to unpause (curl handles belong to that
- *   thread). Both sides store, fence, then load, so one of them sees the other. */
+ *   thread). Both sides store, then load, sequentially consistent (no fences: TSan has
+ *   none), so one of them sees the other. */
 #include "runtime/cluster_peer.h"
 
 #include <curl/curl.h>
@@ -240,7 +242,6 @@ static size_t window_write(rt_peer_call *c, const char *data, size_t len)
     }
     if (filled + len - __atomic_load_n(&c->released, __ATOMIC_ACQUIRE) > room) {
         __atomic_store_n(&c->paused, 1, __ATOMIC_SEQ_CST);
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
         if (filled + len - __atomic_load_n(&c->released, __ATOMIC_SEQ_CST) > room)
             return CURL_WRITEFUNC_PAUSE;
         /* The reader made room meanwhile; an unpause it may have queued is harmless. */
@@ -249,7 +250,7 @@ static size_t window_write(rt_peer_call *c, const char *data, size_t len)
     size_t at = filled % room, first = room - at < len ? room - at : len;
     memcpy(c->window + at, data, first);
     memcpy(c->window, data + first, len - first);
-    __atomic_store_n(&c->filled, filled + len, __ATOMIC_RELEASE);
+    __atomic_store_n(&c->filled, filled + len, __ATOMIC_SEQ_CST);
     c->notify(c, RT_PEER_DATA, c->arg);
     return len;
 }
@@ -292,7 +293,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
         }
         memcpy(a->body->data + filled, data, len);
     }
-    __atomic_store_n(&c->filled, filled + len, __ATOMIC_RELEASE);
+    __atomic_store_n(&c->filled, filled + len, __ATOMIC_SEQ_CST);
     if (a->body_sized)
         c->notify(c, RT_PEER_DATA, c->arg);
     return len;
@@ -436,7 +437,7 @@ static void complete(rt_peer *p, rt_peer_call *c, CURLcode code, int cancelled)
         if (p->cancels[i] == c)
             p->cancels[i] = NULL;
     pthread_mutex_unlock(&p->lock);
-    __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
     c->notify(c, RT_PEER_DONE, c->arg);
     call_decref(c); /* the I/O thread's reference */
 }
@@ -705,12 +706,12 @@ bool rt_peer_head_ready(const rt_peer_call *c)
 
 size_t rt_peer_filled(const rt_peer_call *c)
 {
-    return __atomic_load_n(&c->filled, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&c->filled, __ATOMIC_SEQ_CST);
 }
 
 bool rt_peer_done(const rt_peer_call *c)
 {
-    return __atomic_load_n(&c->done, __ATOMIC_ACQUIRE) != 0;
+    return __atomic_load_n(&c->done, __ATOMIC_SEQ_CST) != 0;
 }
 
 /* The reader made room: has the I/O thread go on with a paused transfer. */
@@ -747,7 +748,6 @@ size_t rt_peer_read(rt_peer_call *c, size_t pos, void *dst, size_t max)
     memcpy(dst, c->window + at, first);
     memcpy((char *)dst + first, c->window, n - first);
     __atomic_store_n(&c->released, pos + n, __ATOMIC_SEQ_CST);
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (__atomic_load_n(&c->paused, __ATOMIC_SEQ_CST) &&
         room - (rt_peer_filled(c) - (pos + n)) >= room / 2 &&
         __atomic_exchange_n(&c->paused, 0, __ATOMIC_SEQ_CST))
