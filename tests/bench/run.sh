@@ -1471,7 +1471,7 @@ bench_n() {
     row n "1 GiB put on A, GET through B vs bare PUT, GB/s, best of $runs" \
         "$(calc %.2f "$BIG_SIZE / $bare_t / 1e9")" "$(calc %.2f "$BIG_SIZE / $get_t / 1e9")" \
         "$(calc %.2f "$bare_t / $get_t")" ">= 0.5" "$(verdict "$(calc %.6f "$bare_t / $get_t")" '>=' 0.5)"
-    note "n: 1 GiB: GB/s of each run, in order: $runs_txt (get on A: the owner's own GET, for reference). B's peak RSS $(calc %.2f "${hwm_b:-0} / 1073741824") GiB (it keeps a copy)."
+    note "n: 1 GiB: GB/s of each run, in order: $runs_txt (get on A: the owner's own GET, for reference). B's peak RSS $(calc %.2f "${hwm_b:-0} / 1073741824") GiB (an object over 64 MiB passes through its 4 MiB window and is not kept; before that limit B kept a copy, 1 GiB)."
     note "n: skipped: the 10,000-task batch through one node of three, waited through another (needs tasks and waits across nodes)."
 }
 
