@@ -9,9 +9,17 @@
  *   while it waits) is cleared by whoever resumes it, with an atomic exchange, so there is
  *   exactly one MHD_resume_connection per suspension (as api/park.c does).
  * - Streaming: the response's reader sends the bytes the call has so far. With none left,
- *   it suspends the connection, then sets reader_waiting and looks again; the I/O thread,
- *   after adding bytes, exchanges reader_waiting. Both sides store before they load
- *   (sequentially consistent), so one of them sees the other and resumes exactly once. */
+ *   it suspends the connection, notes where it wants to be woken (wake_at: a block further
+ *   on, or the end), then sets reader_waiting and looks again; the I/O thread, after
+ *   adding bytes, looks at reader_waiting and, once wake_at has arrived (or the call
+ *   ended), exchanges it. Both sides store, then load, sequentially consistent (the peer
+ *   client stores `filled` so, and rt_peer_filled loads it so), so one of them sees the
+ *   other and resumes exactly once. Waking a block at a time
+ *   rather than for every 16 KiB libcurl hands over keeps the suspend/resume round trips
+ *   through libmicrohttpd's loop to one per block.
+ * - A cacheable answer up to API_FORWARD_COPY_MAX is collected whole in one buffer (it may
+ *   become the copy); anything bigger passes through the peer client's window, so a relay
+ *   holds at most RT_PEER_WINDOW bytes whatever the object's size. */
 #include "api/forward.h"
 
 #include <stdio.h>
@@ -24,7 +32,7 @@
 
 enum { FORWARD_RELAY = 1, FORWARD_FANOUT };
 
-#define STREAM_BLOCK (64 * 1024)
+#define STREAM_BLOCK (256 * 1024) /* bytes the stream reader hands libmicrohttpd at a time */
 #define PEER_HEADERS_MAX 16
 
 struct api_forward {
@@ -35,6 +43,7 @@ struct api_forward {
     int suspended;      /* atomic: the connection waits for this forward */
     int reader_waiting; /* atomic: the stream reader suspended the connection */
     int streaming;      /* atomic: the answer is sent on as it arrives */
+    size_t wake_at;     /* atomic: the waiting reader wants bytes up to here */
     bool start_failed;
     bool head_only;     /* a HEAD request: no body comes back */
     char owner_tag[RT_NODE_TAG_SIZE];
@@ -67,6 +76,14 @@ static void reader_wake(api_forward *fw)
 {
     if (__atomic_exchange_n(&fw->reader_waiting, 0, __ATOMIC_SEQ_CST))
         MHD_resume_connection(fw->conn);
+}
+
+/* More bytes arrived: wakes the waiting reader once what it waits for is in. I/O thread. */
+static void reader_more(api_forward *fw, rt_peer_call *call)
+{
+    if (__atomic_load_n(&fw->reader_waiting, __ATOMIC_SEQ_CST) &&
+        rt_peer_filled(call) >= __atomic_load_n(&fw->wake_at, __ATOMIC_RELAXED))
+        reader_wake(fw);
 }
 
 size_t api_forward_peer_headers(const api_request *req, const char **lines, size_t max,
@@ -115,13 +132,13 @@ static void relay_notify(rt_peer_call *call, rt_peer_event event, void *arg)
     switch (event) {
     case RT_PEER_HEAD:
         /* A big body is sent on as it comes; anything else once it is whole. */
-        if (a->body_sized && a->content_length >= API_FORWARD_STREAM_MIN) {
+        if (a->windowed || (a->body_sized && a->content_length >= API_FORWARD_STREAM_MIN)) {
             __atomic_store_n(&fw->streaming, 1, __ATOMIC_RELEASE);
             wake(fw);
         }
         break;
     case RT_PEER_DATA:
-        reader_wake(fw);
+        reader_more(fw, call);
         break;
     case RT_PEER_DONE:
         keep_copy(fw, call);
@@ -184,6 +201,7 @@ enum MHD_Result api_forward_relay(api_request *req, const char *base_url,
         .has_body = body != NULL,
         /* The owner bounds waits by the client's timeout; a stall this long is a fault. */
         .stall = req->ctx->config.max_wait + 30,
+        .window_over = fw->cache ? API_FORWARD_COPY_MAX : API_FORWARD_STREAM_MIN,
     };
 
     req->forward = fw;
@@ -282,23 +300,24 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     api_forward *fw = cls;
     const rt_peer_answer *a = rt_peer_answer_of(fw->call);
-    size_t size = a->body->size;
+    size_t size = (size_t)a->content_length;
     if (pos >= size)
         return MHD_CONTENT_READER_END_OF_STREAM;
     bool done;
     size_t ready = sendable(fw, size, &done);
     if (pos < ready) {
         size_t n = ready - (size_t)pos < max ? ready - (size_t)pos : max;
-        memcpy(buf, a->body->data + pos, n);
-        return (ssize_t)n;
+        return (ssize_t)rt_peer_read(fw->call, (size_t)pos, buf, n);
     }
     if (done)
         return MHD_CONTENT_READER_END_WITH_ERROR; /* the owner's answer broke off */
-    /* Nothing yet: wait without the thread (see the DESIGN note), and look once more after
-     * saying so, in case the bytes came in between. */
+    /* Nothing yet: wait without the thread (see the DESIGN note) for a block, or the end,
+     * and look once more after saying so, in case the bytes came in between. */
     MHD_suspend_connection(fw->conn);
+    size_t want = size - (size_t)pos < STREAM_BLOCK ? size : (size_t)pos + STREAM_BLOCK;
+    __atomic_store_n(&fw->wake_at, want, __ATOMIC_RELAXED);
     __atomic_store_n(&fw->reader_waiting, 1, __ATOMIC_SEQ_CST);
-    if (sendable(fw, size, &done) > pos || done) {
+    if (sendable(fw, size, &done) >= want || done) {
         int expected = 1;
         if (__atomic_compare_exchange_n(&fw->reader_waiting, &expected, 0, 0, __ATOMIC_SEQ_CST,
                                         __ATOMIC_SEQ_CST))
@@ -323,7 +342,6 @@ enum MHD_Result api_forward_answer(api_request *req)
         return reply_failure(req, fw, "out of memory, or this node is stopping");
     const rt_peer_answer *a = rt_peer_answer_of(call);
     bool done = rt_peer_done(call);
-    bool streaming = __atomic_load_n(&fw->streaming, __ATOMIC_ACQUIRE) && !done;
     if (!rt_peer_head_ready(call) || (done && a->outcome != RT_PEER_ANSWERED))
         return reply_failure(req, fw, a->error[0] ? a->error : "no answer");
     if (a->status == 401 || a->status == 403) {
@@ -334,8 +352,10 @@ enum MHD_Result api_forward_answer(api_request *req)
                             fw->owner_tag);
     }
 
+    /* A windowed body is always read through the window, even when it has all come. */
+    bool streaming = a->windowed || (__atomic_load_n(&fw->streaming, __ATOMIC_ACQUIRE) && !done);
     struct MHD_Response *resp;
-    if (fw->head_only || !a->body) {
+    if (fw->head_only || (!a->body && !a->windowed)) {
         /* No body: a HEAD or 304 keeps the representation's Content-Length. */
         if (a->content_length >= 0 && (fw->head_only || a->status == 304))
             resp = MHD_create_response_from_callback((uint64_t)a->content_length, 4096,
@@ -346,11 +366,11 @@ enum MHD_Result api_forward_answer(api_request *req)
         resp = api_response_from_buf(req, a->body, 0, rt_peer_filled(call));
     } else {
         __atomic_add_fetch(&fw->refs, 1, __ATOMIC_RELAXED); /* the response's */
-        resp = MHD_create_response_from_callback(a->body->size, STREAM_BLOCK, stream_reader, fw,
-                                                 stream_free);
+        resp = MHD_create_response_from_callback((uint64_t)a->content_length, STREAM_BLOCK,
+                                                 stream_reader, fw, stream_free);
         if (!resp)
             forward_decref(fw);
-        req->bytes_out = a->body->size;
+        req->bytes_out = (size_t)a->content_length;
     }
     if (!resp)
         return MHD_NO;

@@ -8,7 +8,8 @@
  *   suspended until the answer is in; a big body (over API_FORWARD_STREAM_MIN bytes) is
  *   sent on as it arrives, a small one when it is complete. A relayed object that its
  *   owner marks cacheable is kept as a secondary copy (the same buffer the answer is sent
- *   from: the bytes are held once).
+ *   from: the bytes are held once), up to API_FORWARD_COPY_MAX bytes; a bigger body
+ *   passes through a bounded window and is not kept.
  * - A fan-out sends one small request to several nodes and suspends until every one has
  *   answered or failed; then the route's handler is called again and finishes.
  *
@@ -24,6 +25,11 @@
 #include "runtime/cluster_peer.h"
 
 #define API_FORWARD_STREAM_MIN (256 * 1024) /* bodies this big are sent on as they arrive */
+/* A relayed object up to this size is collected whole and may be kept as a copy; a bigger
+ * one passes through the peer client's window (RT_PEER_WINDOW) and is not kept: its copy
+ * would cost its whole size in fresh memory to spare a later read one hop, which for an
+ * object this big runs at the owner's own speed anyway. */
+#define API_FORWARD_COPY_MAX ((size_t)64 << 20)
 #define API_FORWARDED_HEADER "X-Rayd-Forwarded" /* on peer requests: the sender's tag */
 #define API_CACHEABLE_HEADER "X-Rayd-Cacheable" /* on an owner's answer: copies may be kept */
 

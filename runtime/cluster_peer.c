@@ -3,16 +3,30 @@
  * DESIGN
  * - Threads: the I/O thread owns the multi handle and every easy handle in it. Other
  *   threads hand it calls to add and calls to cancel through two lists under `lock`, and
- *   wake it with curl_multi_wakeup (as runtime/remote.c does).
+ *   wake it with curl_multi_wakeup (as runtime/remote.c does) only when it sleeps in
+ *   curl_multi_poll: it says so in `sleeping` and then looks at the lists once more, and
+ *   a caller adds to a list and then takes `sleeping` (exchange), so either the thread
+ *   sees the work or the caller wakes it. A wakeup costs a socketpair write, the thread's
+ *   wakeup and two reads; under load the thread is mostly awake and takes new calls on
+ *   its next turn without any.
  * - Lifetime: a call has two references, the caller's and the I/O thread's; the I/O
  *   thread drops its own after the DONE notification returned. So a caller may release
  *   at any time and the thread never touches freed memory.
  * - The answer's head fields are written by the I/O thread before head_ready is set
- *   (release); body bytes before `filled` is advanced (release); the outcome before
- *   `done` (release). Readers load those with acquire, so they never see a half-written
+ *   (release); body bytes before `filled` is advanced (sequentially consistent, as the
+ *   relay's wakeups need: api/forward.c); the outcome before `done` (same). Readers load
+ *   those with acquire or stronger, so they never see a half-written
  *   field. The body rt_buf is written past `filled` while readers read below it: the one
  *   place where a buffer is written after it is shared, and only in bytes nobody reads
- *   yet. */
+ *   yet.
+ * - A windowed answer: the I/O thread writes the ring at [filled, filled + n) only while
+ *   that stays within RT_PEER_WINDOW of `released` (what the reader is done with), and
+ *   the reader reads [released, filled): the two never touch the same bytes. When the
+ *   ring is full the write callback pauses the transfer after setting `paused`; the reader,
+ *   after releasing bytes, takes `paused` back (atomic exchange) once half the window is
+ *   free and queues the call for the I/O thread to unpause (curl handles belong to that
+ *   thread). Both sides store, then load, sequentially consistent (no fences: TSan has
+ *   none), so one of them sees the other. */
 #include "runtime/cluster_peer.h"
 
 #include <curl/curl.h>
@@ -24,6 +38,9 @@
 
 #define CONNECT_TIMEOUT_MS 2000L
 #define CURL_BUFFER (256 * 1024L)
+/* Easy handles kept for the next calls: making one (a large calloc, its options, its
+ * receive buffer) and freeing it was a tenth of the peer client's time per relayed call. */
+#define IDLE_HANDLES 32
 
 enum { CALL_ADDING = 0, CALL_RUNNING, CALL_DONE };
 
@@ -40,6 +57,12 @@ struct rt_peer_call {
     void *arg;
     int state;                           /* lock */
     int cancel_requested;                /* lock */
+    rt_peer_call *unpause_next;          /* unpause list (lock) */
+    bool unpause_queued;                 /* lock */
+    size_t window_over;                  /* from the request */
+    char *window;                        /* the ring of a windowed answer */
+    size_t released;                     /* atomic: windowed bytes the reader is done with */
+    int paused;                          /* atomic: the write callback paused the transfer */
     /* I/O thread only */
     bool head_sent;
     bool failed;     /* the write callback refused: see answer.error */
@@ -58,6 +81,10 @@ struct rt_peer {
     rt_peer_call *running;    /* I/O thread only */
     rt_peer_call **cancels;   /* lock */
     size_t ncancels, cancels_cap;
+    rt_peer_call *unpauses;   /* lock: windowed calls the reader made room for */
+    CURL *idle[IDLE_HANDLES]; /* lock: easy handles of ended calls, reset, for reuse */
+    size_t nidle;
+    int sleeping;             /* atomic: the I/O thread is in (or about to be in) poll */
     int stopping;             /* lock */
     int closed;               /* lock: no new calls; those in flight are cancelled */
     size_t in_flight;         /* lock */
@@ -79,6 +106,7 @@ static void call_decref(rt_peer_call *c)
         curl_easy_cleanup(c->easy);
     curl_slist_free_all(c->headers);
     free(c->payload);
+    free(c->window);
     rt_buf_decref(c->answer.body);
     free(c);
 }
@@ -129,7 +157,19 @@ static int head_complete(rt_peer_call *c)
     curl_easy_getinfo(c->easy, CURLINFO_EFFECTIVE_METHOD, &method);
     bool no_body = (method && strcmp(method, "HEAD") == 0) || a->status == 204 ||
                    a->status == 304;
-    if (!no_body && a->content_length >= 0) {
+    if (!no_body && a->content_length >= 0 && c->window_over &&
+        (unsigned long long)a->content_length > c->window_over) {
+        size_t size = (unsigned long long)a->content_length < RT_PEER_WINDOW
+                          ? (size_t)a->content_length
+                          : RT_PEER_WINDOW;
+        c->window = malloc(size);
+        if (!c->window) {
+            c->failed = true;
+            snprintf(a->error, sizeof(a->error), "out of memory for a %zu-byte window", size);
+            return -1;
+        }
+        a->windowed = true;
+    } else if (!no_body && a->content_length >= 0) {
         if ((unsigned long long)a->content_length > c->owner->max_body) {
             c->too_large = true;
             return -1;
@@ -183,6 +223,38 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
+static size_t window_size(const rt_peer_call *c)
+{
+    size_t total = (size_t)c->answer.content_length;
+    return total < RT_PEER_WINDOW ? total : RT_PEER_WINDOW;
+}
+
+/* A windowed answer's bytes into the ring, or a pause when it has no room for all of them
+ * (curl hands them again on unpause). I/O thread. */
+static size_t window_write(rt_peer_call *c, const char *data, size_t len)
+{
+    size_t filled = c->filled, room = window_size(c);
+    if (len > (size_t)c->answer.content_length - filled) {
+        c->failed = true;
+        snprintf(c->answer.error, sizeof(c->answer.error),
+                 "the answer is longer than its Content-Length");
+        return 0;
+    }
+    if (filled + len - __atomic_load_n(&c->released, __ATOMIC_ACQUIRE) > room) {
+        __atomic_store_n(&c->paused, 1, __ATOMIC_SEQ_CST);
+        if (filled + len - __atomic_load_n(&c->released, __ATOMIC_SEQ_CST) > room)
+            return CURL_WRITEFUNC_PAUSE;
+        /* The reader made room meanwhile; an unpause it may have queued is harmless. */
+        __atomic_store_n(&c->paused, 0, __ATOMIC_SEQ_CST);
+    }
+    size_t at = filled % room, first = room - at < len ? room - at : len;
+    memcpy(c->window + at, data, first);
+    memcpy(c->window, data + first, len - first);
+    __atomic_store_n(&c->filled, filled + len, __ATOMIC_SEQ_CST);
+    c->notify(c, RT_PEER_DATA, c->arg);
+    return len;
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
     rt_peer_call *c = arg;
@@ -191,6 +263,8 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     size_t filled = c->filled;
     if (!c->head_sent && head_complete(c) != 0)
         return 0;
+    if (a->windowed)
+        return window_write(c, data, len);
     if (a->body_sized) {
         if (len > a->body->size - filled) {
             c->failed = true;
@@ -219,7 +293,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
         }
         memcpy(a->body->data + filled, data, len);
     }
-    __atomic_store_n(&c->filled, filled + len, __ATOMIC_RELEASE);
+    __atomic_store_n(&c->filled, filled + len, __ATOMIC_SEQ_CST);
     if (a->body_sized)
         c->notify(c, RT_PEER_DATA, c->arg);
     return len;
@@ -227,9 +301,39 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 
 /* ---- setting a call up -------------------------------------------------------------- */
 
+/* An easy handle from the idle ones, or a new one. */
+static CURL *easy_take(rt_peer *p)
+{
+    CURL *e = NULL;
+    pthread_mutex_lock(&p->lock);
+    if (p->nidle)
+        e = p->idle[--p->nidle];
+    pthread_mutex_unlock(&p->lock);
+    return e ? e : curl_easy_init();
+}
+
+/* A call's handle once it is out of the multi: reset (its options pointed into the call)
+ * and kept for the next call, or freed. */
+static void easy_give_back(rt_peer *p, rt_peer_call *c)
+{
+    CURL *e = c->easy;
+    if (!e)
+        return;
+    c->easy = NULL;
+    curl_easy_reset(e);
+    pthread_mutex_lock(&p->lock);
+    if (p->nidle < IDLE_HANDLES) {
+        p->idle[p->nidle++] = e;
+        e = NULL;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (e)
+        curl_easy_cleanup(e);
+}
+
 static int setup_easy(rt_peer_call *c, const rt_peer_request *rq)
 {
-    c->easy = curl_easy_init();
+    c->easy = easy_take(c->owner);
     if (!c->easy)
         return -1;
     for (const char *const *h = rq->headers; h && *h; h++)
@@ -257,6 +361,7 @@ static int setup_easy(rt_peer_call *c, const rt_peer_request *rq)
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+    c->window_over = rq->window_over;
     /* A big receive buffer for what may be a big object (GET); the default for the rest
      * (calls, waits, listings answer small bodies), as a 256 KiB buffer made for every
      * relayed call costs more than the call itself. */
@@ -310,7 +415,8 @@ static void complete(rt_peer *p, rt_peer_call *c, CURLcode code, int cancelled)
     } else if (code != CURLE_OK) {
         a->outcome = RT_PEER_UNREACHABLE;
         snprintf(a->error, sizeof(a->error), "%s", curl_easy_strerror(code));
-    } else if (a->body_sized && c->filled != a->body->size) {
+    } else if ((a->body_sized && c->filled != a->body->size) ||
+               (a->windowed && c->filled != (size_t)a->content_length)) {
         a->outcome = RT_PEER_FAILED;
         snprintf(a->error, sizeof(a->error), "the answer ended before its Content-Length");
     } else {
@@ -323,6 +429,7 @@ static void complete(rt_peer *p, rt_peer_call *c, CURLcode code, int cancelled)
                 a->body = fitted;
         }
     }
+    easy_give_back(p, c); /* out of the multi by now, and nothing reads it after this */
     pthread_mutex_lock(&p->lock);
     c->state = CALL_DONE;
     p->in_flight--;
@@ -330,7 +437,7 @@ static void complete(rt_peer *p, rt_peer_call *c, CURLcode code, int cancelled)
         if (p->cancels[i] == c)
             p->cancels[i] = NULL;
     pthread_mutex_unlock(&p->lock);
-    __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
     c->notify(c, RT_PEER_DONE, c->arg);
     call_decref(c); /* the I/O thread's reference */
 }
@@ -340,12 +447,16 @@ static void complete(rt_peer *p, rt_peer_call *c, CURLcode code, int cancelled)
 /* Takes the calls to add and to cancel; returns whether the client is closed (then every
  * call is to be cancelled). */
 static int take_new_work(rt_peer *p, rt_peer_call **adds, rt_peer_call ***cancels,
-                         size_t *ncancels)
+                         size_t *ncancels, rt_peer_call **unpauses)
 {
     pthread_mutex_lock(&p->lock);
     int closed = p->closed;
     *adds = p->adding;
     p->adding = NULL;
+    *unpauses = p->unpauses;
+    p->unpauses = NULL;
+    for (rt_peer_call *c = *unpauses; c; c = c->unpause_next)
+        c->unpause_queued = false;
     *cancels = p->cancels;
     *ncancels = p->ncancels;
     p->cancels = NULL;
@@ -363,9 +474,16 @@ static void *io_thread(void *arg)
 {
     rt_peer *p = arg;
     for (;;) {
-        rt_peer_call *adds, **cancels;
+        rt_peer_call *adds, **cancels, *unpauses;
         size_t ncancels;
-        int closed = take_new_work(p, &adds, &cancels, &ncancels);
+        int closed = take_new_work(p, &adds, &cancels, &ncancels, &unpauses);
+        while (unpauses) {
+            rt_peer_call *next = unpauses->unpause_next;
+            if (unpauses->state == CALL_RUNNING && !unpauses->cancel_requested)
+                curl_easy_pause(unpauses->easy, CURLPAUSE_CONT); /* may deliver at once */
+            call_decref(unpauses); /* the list's reference */
+            unpauses = next;
+        }
         while (adds) {
             rt_peer_call *next = adds->next;
             if (adds->cancel_requested || curl_multi_add_handle(p->multi, adds->easy) != CURLM_OK)
@@ -405,12 +523,16 @@ static void *io_thread(void *arg)
             complete(p, c, code, 0);
         }
 
+        __atomic_store_n(&p->sleeping, 1, __ATOMIC_SEQ_CST);
         pthread_mutex_lock(&p->lock);
         int stop = p->stopping;
+        bool work = p->adding || p->ncancels || p->unpauses;
         pthread_mutex_unlock(&p->lock);
         if (stop)
             break;
-        curl_multi_poll(p->multi, NULL, 0, 1000, NULL);
+        if (!work)
+            curl_multi_poll(p->multi, NULL, 0, 1000, NULL);
+        __atomic_store_n(&p->sleeping, 0, __ATOMIC_SEQ_CST);
     }
     return NULL;
 }
@@ -441,6 +563,13 @@ rt_peer *rt_peer_new(size_t max_body)
         return NULL;
     }
     return p;
+}
+
+/* Wakes the I/O thread if it sleeps; call after adding work to a list. */
+static void wake_io(rt_peer *p)
+{
+    if (__atomic_exchange_n(&p->sleeping, 0, __ATOMIC_SEQ_CST))
+        curl_multi_wakeup(p->multi);
 }
 
 /* Queues a cancel for a call. lock held. */
@@ -482,10 +611,15 @@ void rt_peer_free(rt_peer *p)
     pthread_mutex_unlock(&p->lock);
     curl_multi_wakeup(p->multi);
     pthread_join(p->thread, NULL);
-    rt_peer_call *adds, **cancels;
+    rt_peer_call *adds, **cancels, *unpauses;
     size_t ncancels;
-    take_new_work(p, &adds, &cancels, &ncancels);
+    take_new_work(p, &adds, &cancels, &ncancels, &unpauses);
     free(cancels);
+    while (unpauses) {
+        rt_peer_call *next = unpauses->unpause_next;
+        call_decref(unpauses);
+        unpauses = next;
+    }
     while (adds) {
         rt_peer_call *next = adds->next;
         complete(p, adds, CURLE_ABORTED_BY_CALLBACK, 1);
@@ -497,6 +631,8 @@ void rt_peer_free(rt_peer *p)
         running_remove(p, c);
         complete(p, c, CURLE_ABORTED_BY_CALLBACK, 1);
     }
+    while (p->nidle)
+        curl_easy_cleanup(p->idle[--p->nidle]);
     curl_multi_cleanup(p->multi);
     pthread_mutex_destroy(&p->lock);
     free(p);
@@ -540,7 +676,7 @@ rt_peer_call *rt_peer_start(rt_peer *p, const rt_peer_request *rq, rt_peer_notif
     p->adding = c;
     p->in_flight++;
     pthread_mutex_unlock(&p->lock);
-    curl_multi_wakeup(p->multi);
+    wake_io(p);
     return c;
 }
 
@@ -570,12 +706,53 @@ bool rt_peer_head_ready(const rt_peer_call *c)
 
 size_t rt_peer_filled(const rt_peer_call *c)
 {
-    return __atomic_load_n(&c->filled, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&c->filled, __ATOMIC_SEQ_CST);
 }
 
 bool rt_peer_done(const rt_peer_call *c)
 {
-    return __atomic_load_n(&c->done, __ATOMIC_ACQUIRE) != 0;
+    return __atomic_load_n(&c->done, __ATOMIC_SEQ_CST) != 0;
+}
+
+/* The reader made room: has the I/O thread go on with a paused transfer. */
+static void queue_unpause(rt_peer_call *c)
+{
+    rt_peer *p = c->owner;
+    pthread_mutex_lock(&p->lock);
+    bool queue = c->state != CALL_DONE && !c->unpause_queued;
+    if (queue) {
+        c->unpause_queued = true;
+        __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED); /* the list's */
+        c->unpause_next = p->unpauses;
+        p->unpauses = c;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (queue)
+        wake_io(p);
+}
+
+size_t rt_peer_read(rt_peer_call *c, size_t pos, void *dst, size_t max)
+{
+    size_t filled = rt_peer_filled(c);
+    if (pos >= filled)
+        return 0;
+    size_t n = filled - pos < max ? filled - pos : max;
+    const rt_peer_answer *a = &c->answer;
+    if (!a->windowed) {
+        memcpy(dst, a->body->data + pos, n);
+        return n;
+    }
+    if (pos < __atomic_load_n(&c->released, __ATOMIC_ACQUIRE))
+        return 0; /* out of order: those bytes are gone */
+    size_t room = window_size(c), at = pos % room, first = room - at < n ? room - at : n;
+    memcpy(dst, c->window + at, first);
+    memcpy((char *)dst + first, c->window, n - first);
+    __atomic_store_n(&c->released, pos + n, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&c->paused, __ATOMIC_SEQ_CST) &&
+        room - (rt_peer_filled(c) - (pos + n)) >= room / 2 &&
+        __atomic_exchange_n(&c->paused, 0, __ATOMIC_SEQ_CST))
+        queue_unpause(c);
+    return n;
 }
 
 size_t rt_peer_in_flight(rt_peer *p)

@@ -17,6 +17,12 @@
  * the bytes are held once. An answer without Content-Length is collected whole and may be
  * read only after DONE.
  *
+ * An answer longer than the request's window_over is not collected at all: it passes
+ * through a window (a ring of RT_PEER_WINDOW bytes) that one reader drains in order with
+ * rt_peer_read. When the window is full the transfer pauses (the peer's TCP connection
+ * pushes back) until the reader has made room, so a relay of any size holds at most the
+ * window, however slow its client.
+ *
  * Thread-safety: everything may be called from any thread. The notify callback must not
  * block (it runs on the one I/O thread). */
 #ifndef RAYD_RUNTIME_CLUSTER_PEER_H
@@ -42,6 +48,7 @@ typedef enum rt_peer_outcome {
 } rt_peer_outcome;
 
 #define RT_PEER_HEADER_BYTES 4096 /* kept of the answer's headers; the rest are dropped */
+#define RT_PEER_WINDOW ((size_t)4 << 20) /* the ring a windowed answer passes through */
 
 /* The answer, filled as it arrives. Read the head fields only after RT_PEER_HEAD (or
  * rt_peer_head_ready), the body up to rt_peer_filled, the outcome after RT_PEER_DONE. */
@@ -51,6 +58,8 @@ typedef struct rt_peer_answer {
     rt_buf *body;             /* NULL until the head (and for HEAD, 204, 304); owned by
                                  the call: take your own reference to keep it */
     bool body_sized;          /* body has Content-Length bytes and fills in place */
+    bool windowed;            /* the body passes through a window: read it with rt_peer_read
+                                 (body stays NULL) */
     rt_peer_outcome outcome;
     char error[256];          /* why, for outcomes other than ANSWERED */
     char headers[RT_PEER_HEADER_BYTES]; /* "name\0value\0" pairs, names in lower case */
@@ -68,6 +77,8 @@ typedef struct rt_peer_request {
     bool has_body;
     double timeout;              /* seconds for the whole call; 0: none */
     double stall;                /* seconds without a byte before giving up; 0: none */
+    size_t window_over;          /* an answer with a Content-Length over this passes through
+                                    a window instead of one buffer; 0: never */
 } rt_peer_request;
 
 /* Starts the I/O thread. max_body caps answers (bytes). NULL on failure. */
@@ -102,6 +113,13 @@ const rt_peer_answer *rt_peer_answer_of(const rt_peer_call *call);
 bool rt_peer_head_ready(const rt_peer_call *call);
 size_t rt_peer_filled(const rt_peer_call *call);
 bool rt_peer_done(const rt_peer_call *call);
+
+/* Copies up to max body bytes from position pos (those that have arrived; 0 when none
+ * yet) into dst and returns how many. Works for a sized body and a windowed one; for a
+ * windowed one, reads must go in order (pos is where the last read ended), and the bytes
+ * read are released: the window makes room for more, and a paused transfer goes on once
+ * half the window is free. One reader at a time; any thread. */
+size_t rt_peer_read(rt_peer_call *call, size_t pos, void *dst, size_t max);
 
 /* A header of the answer by name (case-insensitive), or NULL. Borrowed from the answer;
  * only after the head is in. */

@@ -1,6 +1,8 @@
 /* Cluster tests of objects across nodes (three rayd, one Redis, nginx: tests/cluster/run.sh):
  * membership in /v1/status; a put on each node read through each other node byte for
- * byte (all 256 byte values, 0 bytes, 64 MiB); HEAD, meta, ETag 304 and Range through a
+ * byte (all 256 byte values, 0 bytes, 64 MiB kept as a copy, 64 MiB + 1 relayed through
+ * the bounded window and not kept, a client leaving mid-way); HEAD, meta, ETag 304 and
+ * Range through a
  * node that does not own the object, relayed and from its copy; a long-poll relayed to
  * the owner; stored errors relayed; DELETE through a node that does not own the object,
  * then 410 everywhere; an unknown owner's ref; and put/get through nginx. */
@@ -11,9 +13,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "tests/api/support/harness.h"
 #include "tests/cluster/cluster_env.h"
@@ -120,20 +126,27 @@ static void test_put_each_get_each_all_bytes(void **state)
     }
 }
 
-/* 64 MiB put on one node, read through the two others: streamed from the owner the first
- * time, from the node's own copy the second (the owner is not asked again). */
-static void test_64_mib_through_other_nodes(void **state)
+/* size pseudo-random bytes (new, free()). */
+static unsigned char *random_bytes(size_t size)
 {
-    size_t size = (size_t)64 << 20;
     unsigned char *big = malloc(size);
     assert_non_null(big);
-    uint64_t x = 0x9E3779B97F4A7C15ull;
+    uint64_t x = 0x9E3779B97F4A7C15ull ^ size;
     for (size_t k = 0; k < size; k++) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         big[k] = (unsigned char)x;
     }
+    return big;
+}
+
+/* 64 MiB put on one node, read through the two others: streamed from the owner the first
+ * time, from the node's own copy the second (the owner is not asked again). */
+static void test_64_mib_through_other_nodes(void **state)
+{
+    size_t size = (size_t)64 << 20;
+    unsigned char *big = random_bytes(size);
     char ref[65];
     put_on(1, "application/octet-stream", big, size, ref);
     for (int j = 0; j < CLUSTER_NODES; j++) {
@@ -146,6 +159,65 @@ static void test_64_mib_through_other_nodes(void **state)
         long long owner_hits = cluster_store_stat(&g.node[1], "hits");
         expect_bytes(j, ref, big, size, "application/octet-stream");
         assert_int_equal(cluster_store_stat(&g.node[1], "hits"), owner_hits);
+    }
+    free(big);
+}
+
+/* Sends GET path to node j, reads `want` bytes of the answer and closes the connection:
+ * a client that goes away in the middle of a relayed object. */
+static void get_and_leave(int j, const char *path, size_t want)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g.node[j].port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    char req[256], buf[65536];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+    assert_int_equal(send(fd, req, (size_t)n, 0), n);
+    size_t got = 0;
+    while (got < want) {
+        ssize_t r = recv(fd, buf, sizeof(buf), 0);
+        if (r <= 0)
+            fail_msg("node %s closed a relayed GET after %zu bytes", g.tag[j], got);
+        got += (size_t)r;
+    }
+    close(fd);
+}
+
+/* One byte over the size a relay keeps as a copy (API_FORWARD_COPY_MAX, api/forward.h):
+ * the object passes through the peer client's bounded window, byte for byte, and is not
+ * kept (the next read asks the owner again); a Range of it is relayed; a client that
+ * leaves in the middle (the transfer from the owner paused on a full window, or not) stops
+ * the relay, and the node goes on relaying. */
+static void test_over_copy_max_through_window(void **state)
+{
+    size_t size = ((size_t)64 << 20) + 1;
+    unsigned char *big = random_bytes(size);
+    char ref[65], path[128];
+    put_on(0, "application/x-big", big, size, ref);
+    snprintf(path, sizeof(path), "/v1/objects/%s", ref);
+    for (int j = 1; j < CLUSTER_NODES; j++) {
+        long long copies = cluster_store_stat(&g.node[j], "copies");
+        long long copy_bytes = cluster_store_stat(&g.node[j], "copy_bytes");
+        for (int round = 0; round < 2; round++) {
+            long long owner_hits = cluster_store_stat(&g.node[0], "hits");
+            expect_bytes(j, ref, big, size, "application/x-big");
+            if (cluster_store_stat(&g.node[0], "hits") <= owner_hits)
+                fail_msg("read %d through node %s did not ask the owner", round + 1, g.tag[j]);
+        }
+        assert_int_equal(cluster_store_stat(&g.node[j], "copies"), copies);
+        assert_int_equal(cluster_store_stat(&g.node[j], "copy_bytes"), copy_bytes);
+
+        const char *range[] = {"Range: bytes=1000000-2999999", NULL};
+        http_resp *r = http_request(&g.node[j], "GET", path, range, NULL, 0);
+        assert_status(r, 206);
+        assert_int_equal(r->body_len, 2000000);
+        assert_memory_equal(r->body, big + 1000000, 2000000);
+        http_resp_free(r);
+
+        get_and_leave(j, path, (size_t)1 << 20);
+        expect_bytes(j, ref, big, size, "application/x-big");
     }
     free(big);
 }
@@ -351,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_status_three_live_nodes),
         cmocka_unit_test(test_put_each_get_each_all_bytes),
         cmocka_unit_test(test_64_mib_through_other_nodes),
+        cmocka_unit_test(test_over_copy_max_through_window),
         cmocka_unit_test(test_head_meta_etag_range),
         cmocka_unit_test(test_pending_relayed),
         cmocka_unit_test(test_error_relayed),
