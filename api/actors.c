@@ -228,13 +228,14 @@ static enum MHD_Result call_answer_or_park(api_request *req, const char *ref)
 
 enum MHD_Result api_actors_call(api_request *req)
 {
-    if (req->handler_state)
+    if (req->handler_state && !api_actor_locating(req))
         return call_answer_or_park(req, ((call_state *)req->handler_state)->ref);
     const char *id = req->params[0], *method = req->params[1];
     if (check_actor_id(req, id) != 0)
         return MHD_YES;
     enum MHD_Result result;
-    if (req->ctx->cluster && api_actor_foreign(req, id, API_ACTOR_CALL, &result))
+    if (req->ctx->cluster && (api_actor_foreign(req, id, API_ACTOR_CALL, &result) ||
+                              api_actor_lease_lapsed(req, id, &result)))
         return result;
     json_t *args = NULL, *kwargs = NULL;
     double result_ttl;
@@ -290,7 +291,7 @@ enum MHD_Result api_actors_call(api_request *req)
 
 enum MHD_Result api_actors_kill(api_request *req)
 {
-    if (req->handler_state) /* resumed: the name is free in Redis too */
+    if (req->handler_state && !api_actor_locating(req)) /* resumed: the name is free in Redis */
         return api_reply_empty(req, 204);
     const char *id = req->params[0];
     if (check_actor_id(req, id) != 0)
