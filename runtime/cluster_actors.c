@@ -567,7 +567,7 @@ static int take_over(rt_actor_dir *dir, redisContext *rc, const char *tag, bool 
         if (!known && !no_record)
             continue;
         const char *claim[] = {"EVAL", CLAIM, "4", key, set, my_set, record, tag, me};
-        redisReply *r = redisCommandArgv(rc, 10, claim, NULL);
+        redisReply *r = redisCommandArgv(rc, 9, claim, NULL);
         if (reply_check(rc, r, "EVAL (claim an actor)", why, n) != 0) {
             failed = 1;
             break;

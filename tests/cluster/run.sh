@@ -44,7 +44,7 @@ elif [ "$MODE" = api ]; then
 else
     TESTS=("$BUILD/tests/cluster/test_cluster_objects" "$BUILD/tests/cluster/test_cluster_tasks"
            "$BUILD/tests/cluster/test_cluster_listing" "$BUILD/tests/cluster/test_cluster_actors"
-           "$BUILD/tests/cluster/test_cluster_redis"
+           "$BUILD/tests/cluster/test_cluster_actor_failover" "$BUILD/tests/cluster/test_cluster_redis"
            "$BUILD/tests/cluster/test_cluster_failure" "$BUILD/tests/cluster/test_cluster_observe")
 fi
 NGINX=/usr/sbin/nginx
@@ -139,6 +139,10 @@ EOF
 chmod +x "$OUT/redis-restart.sh"
 
 # --- three rayd in cluster mode ------------------------------------------------------------
+# A port for the example Python worker that a test starts (remote actor classes): the nodes
+# may call it.
+WPORT=$(free_port)
+[ "$MODE" = cluster ] && NODE_ARGS+=(--remote-allow "http://127.0.0.1:$WPORT")
 PORTS=()
 for i in 1 2 3; do
     RAYD_CLUSTER=redis://127.0.0.1:$RPORT "$RAYD" --bind 127.0.0.1 --port 0 \
@@ -206,6 +210,7 @@ export RAYD_CLUSTER_LB="http://127.0.0.1:$NPORT"
 export RAYD_CLUSTER_REDIS="$REDIS_PID $RPORT"
 export RAYD_CLUSTER_REDIS_RESTART="$OUT/redis-restart.sh"
 export RAYD_CLUSTER_LOGS="$OUT/rayd1.log $OUT/rayd2.log $OUT/rayd3.log"
+export RAYD_CLUSTER_WORKER_PORT="$WPORT"
 # Node-local API tests: "binary test-glob reason" lines; a glob of * is the whole binary.
 node_local() { # binary name -> comma-separated globs to skip, or "*" for all
     awk -v b="$1" -v pending="${RAYD_CLUSTER_API_PENDING:-0}" \
