@@ -250,6 +250,8 @@ static enum MHD_Result reply_failure(api_request *req, api_forward *fw, const ch
     rt_owner owner = rt_cluster_owner_of_tag(req->ctx->cluster, fw->owner_tag, url, sizeof(url));
     if (owner == RT_OWNER_DEAD && fw->ref[0])
         return api_forward_reply_owner_died(req, fw->ref, fw->owner_tag);
+    /* Even "could not connect" may follow a request sent on a kept-alive connection that
+     * broke (libcurl then tries a new one), so no failure proves the call did not run. */
     if (fw->actor_call && !fw->start_failed)
         return api_problem(req, 424, "ActorDied",
                            "the node holding the actor did not answer this call: it may or "
