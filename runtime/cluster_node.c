@@ -13,7 +13,7 @@
  *   memory).
  * - Tags are claimed with HSETNX on "nodes", so that a counter that went back (Redis lost
  *   its data) cannot hand out a tag a live node still has; a node that finds its record
- *   gone also puts the counter back above its own number. */
+ *   gone also puts the counter back above its own number and every tag it knows. */
 #include "runtime/cluster.h"
 
 #include <hiredis/hiredis.h>
@@ -232,11 +232,15 @@ static int rejoin(rt_cluster *c, redisContext *rc, const char *key, char *why, s
      * (for the epoch, none this node has seen on any node). */
     pthread_mutex_lock(&c->lock);
     long long old_epoch = c->epoch;
-    for (size_t i = 0; i < c->nmembers; i++)
+    unsigned long long top_tag = c->tag_number; /* nor a tag of a node known, dead ones too */
+    for (size_t i = 0; i < c->nmembers; i++) {
         if (c->members[i].epoch > old_epoch)
             old_epoch = c->members[i].epoch;
+        if (tag_number(c->members[i].tag) > top_tag)
+            top_tag = tag_number(c->members[i].tag);
+    }
     pthread_mutex_unlock(&c->lock);
-    if (restore_counter(rc, KEY_COUNTER, c->tag_number, why, n) != 0 ||
+    if (restore_counter(rc, KEY_COUNTER, top_tag, why, n) != 0 ||
         restore_counter(rc, KEY_EPOCH, (unsigned long long)old_epoch, why, n) != 0)
         return -1;
     long long epoch;
