@@ -110,6 +110,7 @@ struct rt_actor_dir {
     pthread_mutex_t lock;
     held *buckets[BUCKETS]; /* lock */
     size_t nheld;           /* lock */
+    int closed; /* atomic: the cluster is going away */
     /* heartbeat thread only: */
     dead_node dead[DEAD_TRACKED];
     size_t ndead;
@@ -311,6 +312,10 @@ int rt_actor_dir_keep_state(void *p, const char *actor_id, const char *state, si
                             rt_state_keep_done_fn done, void *arg)
 {
     rt_actor_dir *dir = p;
+    if (__atomic_load_n(&dir->closed, __ATOMIC_ACQUIRE)) {
+        done(RT_STATE_UNAVAILABLE, "this node is stopping", arg);
+        return 0;
+    }
     long long inc = incarnation_of(dir, actor_id);
     if (!inc) { /* not restartable here: nothing reads it */
         done(RT_STATE_NOT_KEPT, NULL, arg);
@@ -630,6 +635,12 @@ rt_actor_dir *rt_actor_dir_new(rt_cluster *cluster, rt_actors *actors)
     dir->actors = actors;
     pthread_mutex_init(&dir->lock, NULL);
     return dir;
+}
+
+void rt_actor_dir_close(rt_actor_dir *dir)
+{
+    if (dir)
+        __atomic_store_n(&dir->closed, 1, __ATOMIC_RELEASE);
 }
 
 void rt_actor_dir_free(rt_actor_dir *dir)

@@ -56,6 +56,10 @@ typedef struct rt_actor_dir rt_actor_dir;
 rt_actor_dir *rt_actor_dir_new(rt_cluster *cluster, rt_actors *actors);
 void rt_actor_dir_free(rt_actor_dir *dir); /* NULL accepted */
 
+/* Stops using the cluster (before it is freed): states are no longer kept (a call that
+ * completes from now on fails as if Redis were unreachable). NULL accepted. */
+void rt_actor_dir_close(rt_actor_dir *dir);
+
 /* The creation spec as kept (new string, free()), or NULL when over RT_ACTOR_DIR_SPEC_MAX
  * (*len the size it would have) or out of memory. */
 char *rt_actor_dir_spec_text(const rt_actor_spec *spec, size_t *len);

@@ -364,14 +364,15 @@ int main(int argc, char **argv)
      * before anything else runs them, and this node's record is gone (its actors are
      * restarted elsewhere). */
     __atomic_store_n((rt_cluster **)&g_lease_cluster, NULL, __ATOMIC_RELEASE);
+    rt_actor_dir_close(actor_dir); /* remote calls still completing keep no state */
     rt_cluster_free(cluster); /* removes this node's record: peers see it gone at once */
     rt_peer_free(peer);
     rt_actors_stop(actors);
-    rt_actor_dir_free(actor_dir); /* no hook reaches it any more (hook.dir is NULL) */
     rt_tasks_cancel_all(tasks);
     rt_remote_stop(remote);
     rt_scheduler_free(scheduler);
     rt_remote_free(remote);
+    rt_actor_dir_free(actor_dir); /* after the last remote call that could keep a state */
     rt_sessions_free(sessions); /* nothing to clean up: everything is going */
     rt_actors_free(actors);
     rt_tasks_free(tasks);
