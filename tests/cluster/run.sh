@@ -13,6 +13,9 @@
 #       the tests tests/cluster/api_node_local.txt names as node-local, with its reason;
 #       the nodes run with API_NODE_ARGS (the flags the tests' main servers use)
 #
+# The nodes may call 127.0.0.1:$RAYD_CLUSTER_WORKER_PORT (--remote-allow), where a test
+# starts the example Python worker for remote actor classes.
+#
 # Environment: RAYD_BIN (default $BUILD/rayd), BUILD (default build). redis-server and
 # nginx are installed from Debian when missing (as root). Prints one line per binary and
 # "cluster-test: N passed, M failed"; exits 1 if anything failed.
