@@ -59,17 +59,19 @@ static int group_teardown(void **state)
     return 0;
 }
 
-/* Starts a fourth rayd in the cluster (stdout in rayd-failover.log next to the others'),
- * allowed to call the worker; waits until it has joined. Fills *node; returns its tag. */
-static void start_fourth(rayd_server *node, char tag[16])
+/* Starts a fourth rayd in the cluster (stdout in a file `log_name` next to the others', in
+ * log_env->log[0]), allowed to call the worker; waits until it has joined and every node
+ * sees it. Fills *node; writes its tag. */
+static void start_fourth(rayd_server *node, char tag[16], const char *log_name,
+                         cluster_env *log_env_out)
 {
     cluster_env log_env;
     memset(&log_env, 0, sizeof(log_env));
     char dir[512];
     snprintf(dir, sizeof(dir), "%s", g.log[0]);
     char *slash = strrchr(dir, '/');
-    snprintf(log_env.log[0], sizeof(log_env.log[0]), "%.*s/rayd-failover.log",
-             slash ? (int)(slash - dir) : 1, slash ? dir : ".");
+    snprintf(log_env.log[0], sizeof(log_env.log[0]), "%.*s/%s", slash ? (int)(slash - dir) : 1,
+             slash ? dir : ".", log_name);
     char redis[64], allow[64];
     snprintf(redis, sizeof(redis), "redis://127.0.0.1:%d", g.redis_port);
     snprintf(allow, sizeof(allow), "http://127.0.0.1:%d", g_worker_port);
@@ -126,6 +128,8 @@ static void start_fourth(rayd_server *node, char tag[16])
             sleep_s(0.05);
         }
     }
+    if (log_env_out)
+        *log_env_out = log_env;
 }
 
 static void put_class(const rayd_server *node)
@@ -240,7 +244,7 @@ static void test_actors_survive_their_node(void **state)
 {
     rayd_server fourth;
     char tag4[16];
-    start_fourth(&fourth, tag4);
+    start_fourth(&fourth, tag4, "rayd-failover.log", NULL);
     put_class(&fourth);
     for (int i = 0; i < CLUSTER_NODES; i++)
         put_class(&g.node[i]);
@@ -378,10 +382,76 @@ static void test_actors_survive_their_node(void **state)
     http_resp_free(r);
 }
 
+/* Fencing: a node that stalls past its heartbeat's expiry (SIGSTOP) is taken for dead and
+ * its actor restarted elsewhere; when it runs again (SIGCONT) it must not run its old copy:
+ * it forgets it (an "actor moved" line), and calls through it reach the restarted actor. */
+static void test_stalled_node_does_not_run_it_twice(void **state)
+{
+    rayd_server fourth;
+    char tag4[16], counter[65];
+    cluster_env log4;
+    start_fourth(&fourth, tag4, "rayd-stalled.log", &log4);
+    make_actor(&fourth, "{\"class\":\"Counter\",\"options\":{\"max_restarts\":2}}", counter);
+    for (int k = 1; k <= 10; k++) /* the old copy's count: 10 */
+        assert_int_equal(call_int(&fourth, counter, "incr", "[1]"), k);
+
+    assert_int_equal(kill(g_fourth, SIGSTOP), 0);
+    double stopped = now_s();
+    /* Asked before node 0 takes it for dead, a stopped node would hold the relay. */
+    for (;;) {
+        http_resp *s = cluster_status(&g.node[0]);
+        bool alive = json_is_true(json_object_get(cluster_status_node(s, tag4), "alive"));
+        http_resp_free(s);
+        if (!alive)
+            break;
+        if (now_s() - stopped > 10)
+            fail_msg("node %s still sees the stopped node alive after 10 s", g.tag[0]);
+        sleep_s(0.05);
+    }
+    http_resp *r = wait_alive(&g.node[0], counter, stopped, 15);
+    assert_int_equal(json_int(r->json, "restarts"), 1);
+    http_resp_free(r);
+    assert_int_equal(call_int(&g.node[0], counter, "incr", "[1]"), 1); /* a new count */
+
+    assert_int_equal(kill(g_fourth, SIGCONT), 0);
+    double deadline = now_s() + 15;
+    json_t *moved;
+    while (!(moved = cluster_log_event(&log4, 0, "actor moved", "actor_id", counter))) {
+        if (now_s() > deadline)
+            fail_msg("the stalled node never said it lost actor %s", counter);
+        sleep_s(0.05);
+    }
+    json_decref(moved);
+    /* Through the node that came back: the restarted actor (2), never the old copy (11).
+     * Until it sees itself alive again it may answer 503: retried. */
+    for (deadline = now_s() + 15;; sleep_s(0.05)) {
+        r = call(&fourth, counter, "incr", "[1]");
+        if (r->status != 503)
+            break;
+        http_resp_free(r);
+        if (now_s() > deadline)
+            fail_msg("the node that came back kept answering 503");
+    }
+    assert_status(r, 200);
+    assert_int_equal(strtol(r->body, NULL, 10), 2);
+    http_resp_free(r);
+    assert_int_equal(call_int(&g.node[1], counter, "incr", "[1]"), 3);
+
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/actors/%s", counter);
+    r = http_delete(&g.node[2], path);
+    assert_status(r, 204);
+    http_resp_free(r);
+    assert_int_equal(kill(g_fourth, SIGKILL), 0);
+    waitpid(g_fourth, NULL, 0);
+    g_fourth = -1;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_actors_survive_their_node),
+        cmocka_unit_test(test_stalled_node_does_not_run_it_twice),
     };
     return cmocka_run_group_tests_name("cluster/actor_failover", tests, group_setup,
                                        group_teardown);
