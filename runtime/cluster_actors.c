@@ -23,7 +23,7 @@
 #include "runtime/hash.h"
 
 #define BUCKETS 4096
-#define DEAD_TRACKED 64   /* dead nodes whose death time is remembered */
+#define DEAD_TRACKED 64    /* dead nodes whose death time is remembered */
 #define CLAIMS_PER_TICK 64 /* ids looked at per dead node per heartbeat */
 #define KEY_PREFIX "actor:"
 #define SET_PREFIX "actors:on:"
@@ -31,8 +31,8 @@
 #define SET_SIZE (sizeof(SET_PREFIX) + RT_NODE_TAG_SIZE)
 
 /* Deleting a record leaves a tombstone for an hour (see DESIGN). */
-#define TOMBSTONE                                                                            \
-    "redis.call('DEL', KEYS[1]) redis.call('HSET', KEYS[1], 'gone', '1') "                   \
+#define TOMBSTONE                                                                                  \
+    "redis.call('DEL', KEYS[1]) redis.call('HSET', KEYS[1], 'gone', '1') "                         \
     "redis.call('PEXPIRE', KEYS[1], 3600000) "
 
 /* KEYS[1] actor:<id>, KEYS[2] actors:on:<me>; ARGV[1] me, ARGV[2] "incarnation restarts
@@ -69,9 +69,8 @@ static const char SET_FIELD[] =
     "return 0";
 
 /* KEYS[1] actor:<id>. */
-static const char LOCATE[] =
-    "local n = redis.call('HGET', KEYS[1], 'node') "
-    "if not n or n == '' then return false end return n";
+static const char LOCATE[] = "local n = redis.call('HGET', KEYS[1], 'node') "
+                             "if not n or n == '' then return false end return n";
 
 /* KEYS[1] actor:<id>, KEYS[2] actors:on:<dead>, KEYS[3] actors:on:<me>, KEYS[4]
  * node:<dead>; ARGV[1] dead, ARGV[2] me. */
@@ -110,7 +109,7 @@ struct rt_actor_dir {
     pthread_mutex_t lock;
     held *buckets[BUCKETS]; /* lock */
     size_t nheld;           /* lock */
-    int closed; /* atomic: the cluster is going away */
+    int closed;             /* atomic: the cluster is going away */
     /* heartbeat thread only: */
     dead_node dead[DEAD_TRACKED];
     size_t ndead;
@@ -152,8 +151,8 @@ static void held_free(held *h)
 }
 
 /* Adds (or replaces) the entry of id. spec copied. */
-static void hold(rt_actor_dir *dir, const char *id, long long incarnation,
-                 const char *class_name, int max_restarts, const char *spec)
+static void hold(rt_actor_dir *dir, const char *id, long long incarnation, const char *class_name,
+                 int max_restarts, const char *spec)
 {
     held *h = calloc(1, sizeof(*h));
     if (!h)
@@ -214,12 +213,12 @@ bool rt_actor_dir_holds(rt_actor_dir *dir, const char *id)
 
 char *rt_actor_dir_spec_text(const rt_actor_spec *spec, size_t *len)
 {
-    json_t *j = json_pack("{s:s,s:O,s:O,s:o,s:i,s:I}", "class", spec->class_name, "args",
-                          spec->args ? spec->args : json_array(), "kwargs",
-                          spec->kwargs ? spec->kwargs : json_object(), "name",
-                          spec->name ? json_string(spec->name) : json_null(), "max_restarts",
-                          spec->max_restarts, "max_pending_calls",
-                          (json_int_t)spec->max_pending_calls);
+    json_t *j =
+        json_pack("{s:s,s:O,s:O,s:o,s:i,s:I}", "class", spec->class_name, "args",
+                  spec->args ? spec->args : json_array(), "kwargs",
+                  spec->kwargs ? spec->kwargs : json_object(), "name",
+                  spec->name ? json_string(spec->name) : json_null(), "max_restarts",
+                  spec->max_restarts, "max_pending_calls", (json_int_t)spec->max_pending_calls);
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     *len = text ? strlen(text) : 0;
@@ -231,8 +230,7 @@ char *rt_actor_dir_spec_text(const rt_actor_spec *spec, size_t *len)
 }
 
 int rt_actor_dir_record(rt_actor_dir *dir, const char *actor_id, const char *class_name,
-                        int max_restarts, const char *spec_text, rt_redis_done_fn done,
-                        void *arg)
+                        int max_restarts, const char *spec_text, rt_redis_done_fn done, void *arg)
 {
     char key[KEY_SIZE], set[SET_SIZE], counts[64];
     actor_key(key, actor_id);
@@ -266,8 +264,7 @@ int rt_actor_dir_record(rt_actor_dir *dir, const char *actor_id, const char *cla
     return rc;
 }
 
-int rt_actor_dir_locate(rt_actor_dir *dir, const char *actor_id, rt_redis_done_fn done,
-                        void *arg)
+int rt_actor_dir_locate(rt_actor_dir *dir, const char *actor_id, rt_redis_done_fn done, void *arg)
 {
     char key[KEY_SIZE];
     actor_key(key, actor_id);
@@ -276,14 +273,14 @@ int rt_actor_dir_locate(rt_actor_dir *dir, const char *actor_id, rt_redis_done_f
 }
 
 /* Writes one field of a record this node holds (command thread). */
-static int set_field(rt_actor_dir *dir, const char *id, long long incarnation,
-                     const char *field, const char *value, rt_redis_done_fn done, void *arg)
+static int set_field(rt_actor_dir *dir, const char *id, long long incarnation, const char *field,
+                     const char *value, rt_redis_done_fn done, void *arg)
 {
     char key[KEY_SIZE], inc[24];
     actor_key(key, id);
     snprintf(inc, sizeof(inc), "%lld", incarnation);
-    const char *argv[] = {"EVAL", SET_FIELD, "1", key, rt_cluster_tag(dir->cluster), inc,
-                          field, value};
+    const char *argv[] = {"EVAL", SET_FIELD, "1",  key, rt_cluster_tag(dir->cluster),
+                          inc,    field,     value};
     return rt_cluster_command(dir->cluster, 8, argv, done, arg);
 }
 
@@ -303,7 +300,9 @@ static void state_written(const rt_redis_answer *a, void *arg)
         k->done(RT_STATE_NOT_KEPT, NULL, k->arg);
     else
         k->done(RT_STATE_UNAVAILABLE,
-                a->type == RT_REDIS_FAILED ? a->why : a->str ? a->str : "an unexpected answer",
+                a->type == RT_REDIS_FAILED ? a->why
+                : a->str                   ? a->str
+                                           : "an unexpected answer",
                 k->arg);
     free(k);
 }
@@ -412,10 +411,9 @@ static int check_held(rt_actor_dir *dir, redisContext *rc, char *why, size_t n)
         char key[KEY_SIZE], set[SET_SIZE], counts[80];
         actor_key(key, h->id);
         set_key(set, me);
-        snprintf(counts, sizeof(counts), "%lld %u %d", h->incarnation, restarts,
-                 h->max_restarts);
-        const char *argv[] = {"EVAL", RECORD, "2", key, set, me, counts, h->class_name,
-                              h->spec ? h->spec : "{}"};
+        snprintf(counts, sizeof(counts), "%lld %u %d", h->incarnation, restarts, h->max_restarts);
+        const char *argv[] = {
+            "EVAL", RECORD, "2", key, set, me, counts, h->class_name, h->spec ? h->spec : "{}"};
         redisReply *r = redisCommandArgv(rc, 9, argv, NULL);
         if (reply_check(rc, r, "EVAL (check an actor)", why, n) != 0) {
             failed = 1;
@@ -447,8 +445,8 @@ static double dead_since(rt_actor_dir *dir, const char *tag, double now)
     for (size_t i = 0; i < dir->ndead; i++)
         if (strcmp(dir->dead[i].tag, tag) == 0)
             return dir->dead[i].since;
-    size_t slot = dir->ndead < DEAD_TRACKED ? dir->ndead++ : (size_t)(rt_hash_str(tag) %
-                                                                        DEAD_TRACKED);
+    size_t slot =
+        dir->ndead < DEAD_TRACKED ? dir->ndead++ : (size_t)(rt_hash_str(tag) % DEAD_TRACKED);
     snprintf(dir->dead[slot].tag, sizeof(dir->dead[slot].tag), "%s", tag);
     dir->dead[slot].since = now;
     return now;
@@ -485,9 +483,8 @@ static bool preferred(const char *id, const rt_cluster_node *nodes, size_t n)
 }
 
 /* Makes again here an actor this node just claimed. */
-static void restart_here(rt_actor_dir *dir, const char *id, const char *dead_tag,
-                         long long inc, unsigned restarts, const char *spec_text,
-                         const char *state_text)
+static void restart_here(rt_actor_dir *dir, const char *id, const char *dead_tag, long long inc,
+                         unsigned restarts, const char *spec_text, const char *state_text)
 {
     json_t *spec = json_loads(spec_text, 0, NULL);
     json_t *state = state_text[0] ? json_loads(state_text, JSON_DECODE_ANY, NULL) : NULL;
@@ -513,8 +510,7 @@ static void restart_here(rt_actor_dir *dir, const char *id, const char *dead_tag
     rt_actor_info info;
     bool created = false;
     char err[256] = "its creation spec could not be read";
-    rt_status st = class_name ? rt_actor_create(dir->actors, &s, &info, &created, err,
-                                                sizeof(err))
+    rt_status st = class_name ? rt_actor_create(dir->actors, &s, &info, &created, err, sizeof(err))
                               : RT_EINVAL;
     if (st == RT_OK)
         rt_actor_info_release(&info);
@@ -577,9 +573,8 @@ static int take_over(rt_actor_dir *dir, redisContext *rc, const char *tag, bool 
             failed = 1;
             break;
         }
-        const char *verdict = r->type == REDIS_REPLY_ARRAY && r->elements > 0
-                                  ? r->element[0]->str
-                                  : NULL;
+        const char *verdict =
+            r->type == REDIS_REPLY_ARRAY && r->elements > 0 ? r->element[0]->str : NULL;
         if (verdict && strcmp(verdict, "claimed") == 0 && r->elements >= 5) {
             restart_here(dir, id, tag, strtoll(r->element[1]->str, NULL, 10),
                          (unsigned)strtoul(r->element[2]->str, NULL, 10),
@@ -587,8 +582,8 @@ static int take_over(rt_actor_dir *dir, redisContext *rc, const char *tag, bool 
                          r->element[4]->str ? r->element[4]->str : "");
         } else if (verdict && strcmp(verdict, "dead") == 0) {
             rt_event_emit("warn", "actor died",
-                          json_pack("{s:s,s:s,s:s,s:s}", "actor_id", id, "error_kind",
-                                    "ActorDied", "node", tag, "detail",
+                          json_pack("{s:s,s:s,s:s,s:s}", "actor_id", id, "error_kind", "ActorDied",
+                                    "node", tag, "detail",
                                     "its node died and it has no restarts left "
                                     "(max_restarts)"));
         } else if (verdict && strcmp(verdict, "alive") == 0) {

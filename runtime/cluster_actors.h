@@ -45,8 +45,9 @@
 
 #define RT_ACTOR_DIR_SPEC_MAX (64 * 1024)    /* bytes of creation spec kept per actor */
 #define RT_ACTOR_DIR_STATE_MAX (1024 * 1024) /* bytes of kept state per actor */
-#define RT_ACTOR_DIR_FALLBACK 3.0 /* seconds a dead node's actors wait for their preferred
-                                     node before any live node with the class claims them */
+#define RT_ACTOR_DIR_FALLBACK                                                                      \
+    3.0 /* seconds a dead node's actors wait for their preferred                                   \
+           node before any live node with the class claims them */
 
 typedef struct rt_actor_dir rt_actor_dir;
 
@@ -67,13 +68,11 @@ char *rt_actor_dir_spec_text(const rt_actor_spec *spec, size_t *len);
 /* Records actor_id, just made here from spec_text (rt_actor_dir_spec_text, copied): done
  * (command thread) gets a string "ok" once recorded. 0, or -1 (not queued). */
 int rt_actor_dir_record(rt_actor_dir *dir, const char *actor_id, const char *class_name,
-                        int max_restarts, const char *spec_text, rt_redis_done_fn done,
-                        void *arg);
+                        int max_restarts, const char *spec_text, rt_redis_done_fn done, void *arg);
 
 /* The node actor_id lives on (a string: its tag), or nil when the directory has no record
  * of it (never restartable, dead, or killed). 0, or -1 (not queued). */
-int rt_actor_dir_locate(rt_actor_dir *dir, const char *actor_id, rt_redis_done_fn done,
-                        void *arg);
+int rt_actor_dir_locate(rt_actor_dir *dir, const char *actor_id, rt_redis_done_fn done, void *arg);
 
 /* Whether this node holds actor_id as a directory actor now (made or restarted here). */
 bool rt_actor_dir_holds(rt_actor_dir *dir, const char *actor_id);
