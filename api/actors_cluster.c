@@ -127,11 +127,14 @@ static enum MHD_Result reply_owner_died(api_request *req, const char *id, const 
                                   : api_problem(req, 404, "NotFound", detail, fields);
 }
 
-/* Relays the request about actor id to the node at url (tag). */
+/* Relays the request about actor id to the node at url (tag). A request that arrived
+ * forwarded is relayed again only when the directory says where the actor lives (it was
+ * sent to the node its id names, which no longer has it): the node the directory names
+ * answers from its own table, or 503, and never relays it further, so there is no loop. */
 static enum MHD_Result relay(api_request *req, const char *id, api_actor_request what,
-                             const char *url, const char *tag)
+                             const char *url, const char *tag, bool from_directory)
 {
-    if (api_header(req, API_FORWARDED_HEADER)) {
+    if (!from_directory && api_header(req, API_FORWARDED_HEADER)) {
         req->retry_after = 1;
         return api_problemf(req, 503, "ClusterUnavailable",
                             "actor %s lives on node %s, not on this node (a peer's "
@@ -179,7 +182,7 @@ static bool located(api_request *req, const char *id, api_actor_request what,
         if (held_here(req, id))
             return false;
         break; /* claimed here a moment ago, not made yet */
-    case RT_OWNER_ALIVE: *result = relay(req, id, what, url, now_on); return true;
+    case RT_OWNER_ALIVE: *result = relay(req, id, what, url, now_on, true); return true;
     case RT_OWNER_DEAD:
     case RT_OWNER_UNKNOWN: break; /* its node died: a live node restarts it */
     }
@@ -226,7 +229,7 @@ bool api_actor_foreign(api_request *req, const char *id, api_actor_request what,
         *result = locate(req, id); /* restarted elsewhere, or dead */
         return true;
     }
-    *result = relay(req, id, what, url, tag);
+    *result = relay(req, id, what, url, tag, false);
     return true;
 }
 
