@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/args.h"
 #include "runtime/clock.h"
 #include "runtime/events.h"
 #include "runtime/hash.h"
@@ -101,11 +102,13 @@ typedef struct held {
 typedef struct dead_node {
     char tag[RT_NODE_TAG_SIZE];
     double since; /* monotonic: first seen dead */
+    bool drained; /* its set was found empty: nothing more to take (nobody adds to it) */
 } dead_node;
 
 struct rt_actor_dir {
     rt_cluster *cluster;
     rt_actors *actors;
+    rt_fetch *fetch;
     pthread_mutex_t lock;
     held *buckets[BUCKETS]; /* lock */
     size_t nheld;           /* lock */
@@ -439,17 +442,18 @@ static int check_held(rt_actor_dir *dir, redisContext *rc, char *why, size_t n)
     return failed ? -1 : 0;
 }
 
-/* The first time this thread saw tag dead (monotonic), remembered from now on. */
-static double dead_since(rt_actor_dir *dir, const char *tag, double now)
+/* This thread's entry for dead node tag, made the first time it is seen dead. */
+static dead_node *dead_entry(rt_actor_dir *dir, const char *tag, double now)
 {
     for (size_t i = 0; i < dir->ndead; i++)
         if (strcmp(dir->dead[i].tag, tag) == 0)
-            return dir->dead[i].since;
+            return &dir->dead[i];
     size_t slot =
         dir->ndead < DEAD_TRACKED ? dir->ndead++ : (size_t)(rt_hash_str(tag) % DEAD_TRACKED);
     snprintf(dir->dead[slot].tag, sizeof(dir->dead[slot].tag), "%s", tag);
     dir->dead[slot].since = now;
-    return now;
+    dir->dead[slot].drained = false;
+    return &dir->dead[slot];
 }
 
 static void forget_dead(rt_actor_dir *dir, const char *tag)
@@ -482,6 +486,15 @@ static bool preferred(const char *id, const rt_cluster_node *nodes, size_t n)
     return mine;
 }
 
+/* A stand-in for v when it is a ref another node owns. */
+static void want_ref(rt_actor_dir *dir, json_t *v)
+{
+    const char *ref = json_string_value(json_object_get(v, "$ref"));
+    char tag[RT_NODE_TAG_SIZE];
+    if (dir->fetch && rt_args_is_ref(v) && ref && rt_ref_valid(ref))
+        rt_fetch_want(dir->fetch, ref, tag);
+}
+
 /* Makes again here an actor this node just claimed. */
 static void restart_here(rt_actor_dir *dir, const char *id, const char *dead_tag, long long inc,
                          unsigned restarts, const char *spec_text, const char *state_text)
@@ -507,6 +520,19 @@ static void restart_here(rt_actor_dir *dir, const char *id, const char *dead_tag
     if (state && rt_remote_class_keeps_state(cls))
         s.resume_state = state; /* else its constructor runs again */
     rt_actor_class_drop(cls);
+    /* Ref arguments other nodes own get stand-ins, as at creation (a dead node's end up
+     * ObjectLost, and the constructor fails with that). */
+    json_t *parts[2] = {s.args, s.kwargs};
+    for (int p = 0; p < 2; p++) {
+        size_t i;
+        const char *k;
+        json_t *v;
+        if (json_is_array(parts[p])) {
+            json_array_foreach(parts[p], i, v) want_ref(dir, v);
+        } else if (json_is_object(parts[p])) {
+            json_object_foreach(parts[p], k, v) want_ref(dir, v);
+        }
+    }
     rt_actor_info info;
     bool created = false;
     char err[256] = "its creation spec could not be read";
@@ -535,7 +561,8 @@ static void restart_here(rt_actor_dir *dir, const char *id, const char *dead_tag
 
 /* Claims and restarts the actors of dead node tag that go to this node. */
 static int take_over(rt_actor_dir *dir, redisContext *rc, const char *tag, bool fallback,
-                     const rt_cluster_node *nodes, size_t nnodes, char *why, size_t n)
+                     bool *drained, const rt_cluster_node *nodes, size_t nnodes, char *why,
+                     size_t n)
 {
     char set[SET_SIZE], my_set[SET_SIZE], record[sizeof("node:") + RT_NODE_TAG_SIZE];
     const char *me = rt_cluster_tag(dir->cluster);
@@ -548,6 +575,7 @@ static int take_over(rt_actor_dir *dir, redisContext *rc, const char *tag, bool 
     redisReply *ids = redisCommandArgv(rc, 3, pick, NULL);
     if (reply_check(rc, ids, "SRANDMEMBER", why, n) != 0)
         return -1;
+    *drained = ids->type == REDIS_REPLY_ARRAY && ids->elements == 0;
     int failed = 0;
     for (size_t i = 0; ids->type == REDIS_REPLY_ARRAY && i < ids->elements && !failed; i++) {
         const char *id = ids->element[i]->str;
@@ -612,8 +640,11 @@ int rt_actor_dir_tick(struct redisContext *rc, bool rejoined, void *arg, char *w
             forget_dead(dir, nodes[i].tag);
             continue;
         }
-        bool fallback = now - dead_since(dir, nodes[i].tag, now) >= RT_ACTOR_DIR_FALLBACK;
-        failed = take_over(dir, rc, nodes[i].tag, fallback, nodes, nnodes, why, n);
+        dead_node *d = dead_entry(dir, nodes[i].tag, now);
+        if (d->drained) /* one SRANDMEMBER per dead node, until its set is empty */
+            continue;
+        bool fallback = now - d->since >= RT_ACTOR_DIR_FALLBACK;
+        failed = take_over(dir, rc, nodes[i].tag, fallback, &d->drained, nodes, nnodes, why, n);
     }
     free(nodes);
     return failed ? -1 : 0;
@@ -621,13 +652,14 @@ int rt_actor_dir_tick(struct redisContext *rc, bool rejoined, void *arg, char *w
 
 /* ---- life ----------------------------------------------------------------------------- */
 
-rt_actor_dir *rt_actor_dir_new(rt_cluster *cluster, rt_actors *actors)
+rt_actor_dir *rt_actor_dir_new(rt_cluster *cluster, rt_actors *actors, rt_fetch *fetch)
 {
     rt_actor_dir *dir = calloc(1, sizeof(*dir));
     if (!dir)
         return NULL;
     dir->cluster = cluster;
     dir->actors = actors;
+    dir->fetch = fetch;
     pthread_mutex_init(&dir->lock, NULL);
     return dir;
 }

@@ -41,6 +41,7 @@
 
 #include "runtime/actor.h"
 #include "runtime/cluster.h"
+#include "runtime/cluster_fetch.h"
 #include "runtime/remote_class.h"
 
 #define RT_ACTOR_DIR_SPEC_MAX (64 * 1024)    /* bytes of creation spec kept per actor */
@@ -51,10 +52,11 @@
 
 typedef struct rt_actor_dir rt_actor_dir;
 
-/* A directory for this node (cluster and actors borrowed; they must outlive it). NULL when
- * out of memory. Call rt_cluster_on_tick(cluster, rt_actor_dir_tick, dir) before starting
- * the cluster, and give the actor system the hooks below. */
-rt_actor_dir *rt_actor_dir_new(rt_cluster *cluster, rt_actors *actors);
+/* A directory for this node (cluster, actors and fetch borrowed; they must outlive it;
+ * fetch gives a restarted actor's constructor its ref arguments that other nodes own).
+ * NULL when out of memory. Call rt_cluster_on_tick(cluster, rt_actor_dir_tick, dir)
+ * before starting the cluster, and give the actor system the hooks below. */
+rt_actor_dir *rt_actor_dir_new(rt_cluster *cluster, rt_actors *actors, rt_fetch *fetch);
 void rt_actor_dir_free(rt_actor_dir *dir); /* NULL accepted */
 
 /* Stops using the cluster (before it is freed): states are no longer kept (a call that

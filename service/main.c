@@ -259,7 +259,7 @@ int main(int argc, char **argv)
         cluster = rt_cluster_new(&cluster_config, cluster_err, sizeof(cluster_err));
         peer = cluster ? rt_peer_new(config.api.max_body) : NULL;
         fetch = peer ? rt_fetch_new(store, cluster, peer, config.api.cluster_token) : NULL;
-        actor_dir = fetch ? rt_actor_dir_new(cluster, actors) : NULL;
+        actor_dir = fetch ? rt_actor_dir_new(cluster, actors, fetch) : NULL;
         if (actor_dir)
             rt_cluster_on_tick(cluster, rt_actor_dir_tick, actor_dir);
         if (!cluster || !peer || !fetch || !actor_dir) {

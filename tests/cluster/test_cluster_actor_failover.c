@@ -257,6 +257,15 @@ static void test_actors_survive_their_node(void **state)
     make_actor(&fourth, "{\"class\":\"KeptAccount\",\"args\":[100],\"options\":{\"max_restarts\":1}}",
                kept);
     make_actor(&fourth, "{\"class\":\"Counter\"}", mortal);
+    /* A constructor argument that node 0 owns: read again from node 0 at the restart. */
+    char start_ref[65], seeded[65], body[256];
+    put_object(&g.node[0], "application/json", "40", 2, start_ref);
+    snprintf(body, sizeof(body),
+             "{\"class\":\"Counter\",\"args\":[{\"$ref\":\"%s\"}],"
+             "\"options\":{\"max_restarts\":1}}",
+             start_ref);
+    make_actor(&fourth, body, seeded);
+    assert_int_equal(call_int(&fourth, seeded, "incr", "[1]"), 41);
     cluster_ref_tag(counter, tag);
     assert_string_equal(tag, tag4);
     for (int k = 1; k <= 3; k++)
@@ -341,6 +350,11 @@ static void test_actors_survive_their_node(void **state)
     assert_int_equal(call_int(&g.node[0], kept, "balance", "[]"), 112);
     assert_int_equal(call_int(&g.lb, kept, "deposit", "[1]"), 113);
     assert_int_equal(call_int(&g.node[2], kept, "balance", "[]"), 113);
+
+    /* Its constructor ran again with node 0's object. */
+    r = wait_alive(&g.node[2], seeded, killed, 15);
+    http_resp_free(r);
+    assert_int_equal(call_int(&g.node[1], seeded, "incr", "[2]"), 42);
 
     /* The Counter without restarts: 410 ActorDied through every node. */
     for (int i = 0; i < CLUSTER_NODES; i++) {
