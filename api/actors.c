@@ -14,6 +14,7 @@
 #include "api/problem.h"
 #include "runtime/actor.h"
 #include "runtime/clock.h"
+#include "runtime/cluster_actors.h"
 #include "runtime/events.h"
 #include "runtime/remote_class.h"
 
@@ -227,13 +228,14 @@ static enum MHD_Result call_answer_or_park(api_request *req, const char *ref)
 
 enum MHD_Result api_actors_call(api_request *req)
 {
-    if (req->handler_state)
+    if (req->handler_state && !api_actor_locating(req))
         return call_answer_or_park(req, ((call_state *)req->handler_state)->ref);
     const char *id = req->params[0], *method = req->params[1];
     if (check_actor_id(req, id) != 0)
         return MHD_YES;
     enum MHD_Result result;
-    if (req->ctx->cluster && api_actor_foreign(req, id, API_ACTOR_CALL, &result))
+    if (req->ctx->cluster && (api_actor_foreign(req, id, API_ACTOR_CALL, &result) ||
+                              api_actor_lease_lapsed(req, id, &result)))
         return result;
     json_t *args = NULL, *kwargs = NULL;
     double result_ttl;
@@ -289,7 +291,7 @@ enum MHD_Result api_actors_call(api_request *req)
 
 enum MHD_Result api_actors_kill(api_request *req)
 {
-    if (req->handler_state) /* resumed: the name is free in Redis too */
+    if (req->handler_state && !api_actor_locating(req)) /* resumed: the name is free in Redis */
         return api_reply_empty(req, 204);
     const char *id = req->params[0];
     if (check_actor_id(req, id) != 0)
@@ -330,6 +332,7 @@ static void add_class(const rt_actor_class *cls, void *arg)
     if (cls->url) {
         json_object_set_new(c, "url", json_string(cls->url));
         json_object_set_new(c, "timeout", json_real(cls->timeout));
+        json_object_set_new(c, "state_in_cluster", json_boolean(rt_remote_class_keeps_state(cls)));
     }
     json_array_append_new(arg, c);
 }
@@ -345,7 +348,7 @@ enum MHD_Result api_actor_classes_list(api_request *req)
 
 enum MHD_Result api_actor_classes_put(api_request *req)
 {
-    static const char *const KEYS[] = {"url", "timeout", NULL};
+    static const char *const KEYS[] = {"url", "timeout", "state_in_cluster", NULL};
     const char *name = req->params[0];
     static const char DISABLED[] =
         "remote actor classes are disabled: start rayd with RAYD_REMOTE_ALLOW (or "
@@ -359,11 +362,21 @@ enum MHD_Result api_actor_classes_put(api_request *req)
     if (api_body_json(req) != 0)
         return MHD_YES;
     if (!json_is_object(req->json))
-        return api_problem(req, 400, "BadRequest", "the body must be {\"url\", \"timeout\"}",
+        return api_problem(req, 400, "BadRequest",
+                           "the body must be {\"url\", \"timeout\", \"state_in_cluster\"}",
                            NULL);
     if (api_json_only_keys(req, req->json, KEYS, "the body") != 0)
         return MHD_YES;
     json_t *url = json_object_get(req->json, "url"), *timeout = json_object_get(req->json, "timeout");
+    json_t *in_cluster = json_object_get(req->json, "state_in_cluster");
+    if (in_cluster && !json_is_boolean(in_cluster))
+        return api_problem(req, 400, "BadRequest", "state_in_cluster must be true or false",
+                           NULL);
+    if (json_is_true(in_cluster) && !req->ctx->actor_dir)
+        return api_problem(req, 400, "BadRequest",
+                           "state_in_cluster keeps each actor's state in the cluster's Redis, "
+                           "and this rayd is not in cluster mode (RAYD_CLUSTER)",
+                           NULL);
     /* The list in force now: a SIGHUP may have changed it since the check above. */
     allow = api_live_remote_allow(req->ctx->live);
     if (!allow)
@@ -378,8 +391,10 @@ enum MHD_Result api_actor_classes_put(api_request *req)
                            "timeout must be a number of seconds, > 0 and at most 3600", NULL);
     if (!*name || strlen(name) > RT_ACTOR_NAME_MAX)
         return api_problem(req, 400, "BadRequest", "class names are 1 to 128 characters", NULL);
+    rt_state_keeper keeper = {rt_actor_dir_keep_state, req->ctx->actor_dir};
     rt_actor_class *cls = rt_remote_class_new(req->ctx->remote, name, json_string_value(url),
-                                              timeout ? json_number_value(timeout) : 60);
+                                              timeout ? json_number_value(timeout) : 60,
+                                              json_is_true(in_cluster) ? &keeper : NULL);
     if (!cls)
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
     /* The answer is made first: once listed, cls may be replaced and freed by another

@@ -26,10 +26,19 @@ enum MHD_Result api_actors_reply_info(api_request *req, unsigned status, json_t 
 
 typedef enum api_actor_request { API_ACTOR_GET, API_ACTOR_CALL, API_ACTOR_KILL } api_actor_request;
 
-/* When actor id belongs to another node: answers (the owner died or is unknown) or relays
- * the request to the owner, sets *result and returns true. false for this node's own. */
+/* When actor id lives on another node: answers (its node died or is unknown) or relays
+ * the request there, sets *result and returns true; false when it is this node's to
+ * answer. An actor whose node died is looked up in the directory (runtime/cluster_actors.h:
+ * restarted elsewhere, or dead), and the handler is called again: call this first in the
+ * handler, before looking at handler_state (api_actor_locating says it is that call). */
 bool api_actor_foreign(api_request *req, const char *id, api_actor_request what,
                        enum MHD_Result *result);
+bool api_actor_locating(const api_request *req);
+
+/* Cluster mode: when this node holds restartable actor id but not its lease (its heartbeat
+ * could not be renewed in time, so another node may have restarted the actor), answers 503
+ * and returns true. */
+bool api_actor_lease_lapsed(api_request *req, const char *id, enum MHD_Result *result);
 
 /* POST /v1/actors in cluster mode: placement (options.node, spillback, else here), and a
  * name claimed in Redis before the actor is made. Called again on every resume. */

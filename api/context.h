@@ -112,6 +112,8 @@ typedef struct api_context {
     rt_peer *peer;        /* borrowed: the client to other nodes; NULL without cluster mode */
     rt_fetch *fetch;      /* borrowed: stand-ins for other nodes' objects; NULL without
                              cluster mode */
+    struct rt_actor_dir *actor_dir; /* borrowed: restartable actors' records in Redis
+                                       (runtime/cluster_actors.h); NULL without cluster mode */
     api_live *live;       /* borrowed: the allow-list and tokens in force (api/live.h) */
     const char *version;  /* borrowed, static */
     double started_wall;  /* wall clock at start */

@@ -49,6 +49,7 @@ struct api_forward {
     char owner_tag[RT_NODE_TAG_SIZE];
     char ref[RT_REF_SIZE]; /* the object asked about, or "" */
     bool cache;            /* a whole 200 answer may be kept as a copy of ref */
+    bool actor_call;       /* an actor call: a failure may have run it (ActorDied) */
     rt_peer_call *call;    /* RELAY: the caller's reference */
     rt_peer_call **calls;  /* FANOUT: the caller's references (NULL when not started) */
     size_t ncalls;
@@ -173,6 +174,7 @@ enum MHD_Result api_forward_relay(api_request *req, const char *base_url,
         snprintf(fw->ref, sizeof(fw->ref), "%s", ref);
         fw->cache = (flags & API_FORWARD_CACHE) && strcmp(req->method, "GET") == 0;
     }
+    fw->actor_call = (flags & API_FORWARD_ACTOR_CALL) != 0;
 
     /* The headers the owner needs to answer as this node would. */
     static const char *const COPIED[] = {"Range", "If-None-Match", "If-Match", "Content-Type",
@@ -266,6 +268,15 @@ static enum MHD_Result reply_failure(api_request *req, api_forward *fw, const ch
     rt_owner owner = rt_cluster_owner_of_tag(req->ctx->cluster, fw->owner_tag, url, sizeof(url));
     if (owner == RT_OWNER_DEAD && fw->ref[0])
         return api_forward_reply_owner_died(req, fw->ref, fw->owner_tag);
+    /* Even "could not connect" may follow a request sent on a kept-alive connection that
+     * broke (libcurl then tries a new one), so no failure proves the call did not run. */
+    if (fw->actor_call && !fw->start_failed)
+        return api_problem(req, 424, "ActorDied",
+                           "the node holding the actor did not answer this call: it may or "
+                           "may not have run (the node may have died: if so, the actor is "
+                           "restarted on a live node while its max_restarts allows)",
+                           json_pack("{s:s,s:b,s:b,s:s}", "owner", fw->owner_tag, "owner_died",
+                                     owner == RT_OWNER_DEAD, "may_have_run", 1, "why", why));
     req->retry_after = 1;
     if (__atomic_load_n(&req->ctx->lifecycle, __ATOMIC_ACQUIRE) == API_DRAINING)
         return api_problem(req, 503, "ShuttingDown",

@@ -42,6 +42,10 @@ typedef struct api_forward api_forward;
  * bytes, copied) is sent when not NULL. Suspends the connection and returns MHD_YES; the
  * handler returns right after. */
 #define API_FORWARD_CACHE 1u
+/* With API_FORWARD_ACTOR_CALL, a call to an actor: when the node does not answer, the
+ * client gets 424 ActorDied with may_have_run (Ray's ActorUnavailableError: the call may
+ * or may not have run), not a 503 inviting a blind retry. */
+#define API_FORWARD_ACTOR_CALL 2u
 enum MHD_Result api_forward_relay(api_request *req, const char *base_url,
                                   const char *path_and_query, const char *owner_tag,
                                   const char *ref, unsigned flags, const void *body,

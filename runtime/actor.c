@@ -84,6 +84,10 @@ struct rt_actor {
     bool named;                        /* in the name table (table_lock) */
     const rt_actor_class *cls;         /* held (rt_actor_class_hold) until the record goes */
     json_t *ctor_args, *ctor_kwargs;   /* kept for restarts */
+    bool fenced;                       /* cluster mode: calls run only under the lease */
+    json_t *resume_state;              /* an asynchronous class's state to start from
+                                          instead of its constructor (taken by the first
+                                          run) */
     int max_restarts;
     long max_pending_calls;
     double created_at;
@@ -315,6 +319,7 @@ static void actor_decref(rt_actor *a)
     rt_actor_class_drop(a->cls);
     json_decref(a->ctor_args);
     json_decref(a->ctor_kwargs);
+    json_decref(a->resume_state);
     rt_error_decref(a->death_cause);
     pthread_mutex_destroy(&a->lock);
     free(a);
@@ -431,6 +436,13 @@ static void set_state_locked(rt_actor *a, rt_actor_state s)
     stat_add(&a->owner->by_state[s], 1);
     __atomic_store_n(&a->state, s, __ATOMIC_RELEASE);
     rt_record_table_set_state(a->owner->records, &a->rec, (int)s);
+}
+
+/* Tells cluster mode that a fenced actor is gone for good (no lock held). */
+static void actor_ended(rt_actors *as, const rt_actor *a)
+{
+    if (a->fenced && as->config.ended)
+        as->config.ended(a->id, as->config.hooks_arg);
 }
 
 /* Tells the owner of the actor system that a's name is free again (no lock held). */
@@ -776,6 +788,22 @@ static void run_actor(rt_job *job)
         o.result_err = rt_error_newf(RT_ERR_ACTOR_DIED, fields, a->death_cause,
                                      "actor %s is dead", a->id);
         json_decref(fields);
+    } else if (c->method && a->fenced && as->config.lease_held &&
+               !as->config.lease_held(as->config.hooks_arg)) {
+        /* Another node may run this actor now: this one must not (see cluster_actors.h). */
+        json_t *fields = call_fields(a, c->method_name);
+        json_object_set_new(fields, "may_have_run", json_false());
+        o.result_err = rt_error_newf(RT_ERR_ACTOR_DIED, fields, NULL,
+                                     "%s.%s did not run: this node's lease on actor %s "
+                                     "lapsed (it could not renew its heartbeat in Redis), so "
+                                     "the actor may have been restarted on another node",
+                                     a->cls->name, c->method_name, a->id);
+        json_decref(fields);
+    } else if (!c->method && a->resume_state && a->cls->start) {
+        /* Restarted elsewhere with its state kept in the cluster: no __init__. */
+        json_decref(a->user_state); /* async classes' states are JSON (remote_class.c) */
+        a->user_state = a->resume_state;
+        a->resume_state = NULL;
     } else if (rt_args_resolve(as->store, c->args, c->kwargs, &args, &kwargs, &cause) != RT_OK) {
         json_t *fields = call_fields(a, c->method_name);
         o.result_err = rt_error_newf(RT_ERR_TASK_ERROR, fields, cause,
@@ -855,6 +883,8 @@ static void finish_run(rt_actor *a, actor_call *c, run_outcome *o)
             set_state_locked(a, RT_ACTOR_RESTARTING);
         }
         pthread_mutex_unlock(&a->lock);
+        if (can && a->fenced && as->config.restarted)
+            as->config.restarted(a->id, restarts, as->config.hooks_arg);
         if (can) {
             rt_event_emit("warn", "actor restarted",
                           json_pack("{s:s,s:s,s:I,s:i,s:s}", "actor_id", a->id, "class",
@@ -918,6 +948,7 @@ static void finish_run(rt_actor *a, actor_call *c, run_outcome *o)
         pthread_mutex_unlock(&as->table_lock);
         if (was_named)
             name_freed(as, a);
+        actor_ended(as, a);
         rt_event_emit("warn", "actor died",
                       json_pack("{s:s,s:s,s:s,s:s?}", "actor_id", a->id, "class", a->cls->name,
                                 "error_kind", rt_error_kind_name(rt_error_kind_of(death)),
@@ -1023,7 +1054,8 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
         snprintf(a->id, sizeof(a->id), "%s", spec->actor_id);
     else
         rt_ref_generate(a->id, 'a');
-    rt_record_init(&a->rec, a->id, RT_ACTOR_PENDING_CREATION);
+    rt_actor_state first = spec->restarting ? RT_ACTOR_RESTARTING : RT_ACTOR_PENDING_CREATION;
+    rt_record_init(&a->rec, a->id, (int)first);
     if (spec->name) {
         snprintf(a->name, sizeof(a->name), "%s", spec->name);
         a->name_hash = rt_hash_str(a->name);
@@ -1033,7 +1065,11 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
     a->max_restarts = spec->max_restarts;
     a->max_pending_calls = spec->max_pending_calls;
     a->created_at = rt_clock_wall();
-    a->state = RT_ACTOR_PENDING_CREATION;
+    a->state = first;
+    a->restarts = spec->restarts;
+    a->fenced = spec->fenced;
+    if (spec->resume_state && cls->start)
+        a->resume_state = json_deep_copy(spec->resume_state);
     actor_call *ctor = call_new(a, NULL, NULL, a->ctor_args, a->ctor_kwargs);
     if (!a->ctor_args || !a->ctor_kwargs || !ctor) {
         if (ctor)
@@ -1072,7 +1108,7 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
     rt_record_table_insert(as->records, &rec, 1);
     if (spec->actor_id)
         unreserve_locked(as, spec->actor_id); /* the same lock: never neither, never both */
-    stat_add(&as->by_state[RT_ACTOR_PENDING_CREATION], 1);
+    stat_add(&as->by_state[first], 1);
     /* The constructor is the first call in the mailbox. */
     a->head = a->tail = ctor;
     call_incref(ctor); /* ours, across call_publish_done: a kill may detach it first */
@@ -1241,6 +1277,8 @@ static rt_status kill_actor(rt_actors *as, const char *actor_id, bool server_sto
         as->dead_kept++;
         pthread_mutex_unlock(&as->table_lock);
         if (!server_stopping)
+            actor_ended(as, a);
+        if (!server_stopping)
             rt_event_emit("info", "actor died",
                           json_pack("{s:s,s:s,s:s,s:s}", "actor_id", a->id, "class",
                                     a->cls->name, "error_kind", "ActorDied", "detail",
@@ -1248,6 +1286,37 @@ static rt_status kill_actor(rt_actors *as, const char *actor_id, bool server_sto
         fail_detached(a, detached, cause);
         rt_error_decref(cause);
         forget_old_dead(as);
+    }
+    actor_decref(a);
+    return RT_OK;
+}
+
+rt_status rt_actor_forget(rt_actors *as, const char *actor_id, const char *reason)
+{
+    rt_actor *a = find_by_id(as, actor_id);
+    if (!a)
+        return RT_ENOTFOUND;
+    pthread_mutex_lock(&as->table_lock);
+    unname(as, a); /* here only: the name stays bound to the actor where it lives now */
+    pthread_mutex_unlock(&as->table_lock);
+    json_t *fields = json_pack("{s:s,s:b}", "actor_id", a->id, "moved", 1);
+    rt_error *cause = rt_error_newf(RT_ERR_ACTOR_DIED, fields, NULL, "actor %s %s", a->id,
+                                    reason);
+    json_decref(fields);
+    pthread_mutex_lock(&a->lock);
+    bool was_dead = a->state == RT_ACTOR_DEAD;
+    actor_call *detached = was_dead ? NULL : die_locked(a, cause);
+    pthread_mutex_unlock(&a->lock);
+    if (!was_dead)
+        fail_detached(a, detached, cause);
+    rt_error_decref(cause);
+    if (rt_record_table_remove(as->records, &a->rec)) {
+        pthread_mutex_lock(&as->table_lock);
+        if (was_dead && as->dead_kept)
+            as->dead_kept--;
+        pthread_mutex_unlock(&as->table_lock);
+        stat_add(&as->by_state[RT_ACTOR_DEAD], -1);
+        actor_decref(a); /* the table's */
     }
     actor_decref(a);
     return RT_OK;

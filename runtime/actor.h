@@ -107,6 +107,12 @@ typedef struct rt_actor_spec {
     const char *actor_id;   /* borrowed, optional: the id to give the actor (made with
                                rt_ref_generate beforehand, e.g. to claim its name
                                cluster-wide first); NULL: a new one */
+    /* Cluster mode (runtime/cluster_actors.h): */
+    bool fenced;            /* runs calls only while the hooks' lease_held says so */
+    bool restarting;        /* a restart after its node died: starts RESTARTING */
+    unsigned restarts;      /* restarts already counted (carried over from the dead node) */
+    json_t *resume_state;   /* borrowed, optional: an asynchronous class's state to resume
+                               from; its constructor is then not called */
 } rt_actor_spec;
 
 typedef struct rt_actor_info {
@@ -133,6 +139,15 @@ typedef struct rt_actors_config {
      * May be NULL. */
     void (*name_freed)(const char *name, const char *actor_id, void *arg);
     void *name_freed_arg;
+    /* Cluster mode's hooks for fenced actors (spec.fenced), each with hooks_arg; any may
+     * be NULL. ended: the actor died or was killed here (not at server stop, not when
+     * forgotten), once, with no lock held. restarted: a fatal method error rebuilt its
+     * state here; restarts is the new count. lease_held: whether this node may run its
+     * fenced actors' calls now (a call that finds it false fails with ActorDied). */
+    void (*ended)(const char *actor_id, void *arg);
+    void (*restarted)(const char *actor_id, unsigned restarts, void *arg);
+    bool (*lease_held)(void *arg);
+    void *hooks_arg;
 } rt_actors_config;
 
 /* The actor system uses store and scheduler (borrowed; they must outlive it). */
@@ -200,6 +215,13 @@ rt_status rt_actor_call_opts(rt_actors *actors, const char *actor_id, const char
 /* Kills an actor (as ray.kill): queued calls resolve to ActorDied, a running call finishes,
  * the name is freed. RT_OK (also when it was already dead) or RT_ENOTFOUND. */
 rt_status rt_actor_kill(rt_actors *actors, const char *actor_id);
+
+/* Takes an actor off this node because it lives on elsewhere now (cluster mode: another
+ * node restarted it while this one was taken for dead). Calls that have not run resolve to
+ * ActorDied with reason; a running call finishes. Its record goes (its id answers not found
+ * here, and its name is unbound here only: the name stays with the actor). No hook is
+ * called. RT_OK or RT_ENOTFOUND. */
+rt_status rt_actor_forget(rt_actors *actors, const char *actor_id, const char *reason);
 
 /* Kills every actor that is not dead yet (server shutdown), as rt_actor_kill does: calls
  * that have not run resolve to ActorDied, a running call finishes (a remote one completes

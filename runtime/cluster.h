@@ -45,6 +45,16 @@ typedef struct rt_cluster_load {
     size_t memory;  /* bytes in the object store */
 } rt_cluster_load;
 
+/* Runs on the Redis thread after every successful heartbeat and scan, with the connected
+ * hiredis context (blocking commands with the 1 s timeout): the actor directory
+ * (runtime/cluster_actors.h) restarts dead nodes' actors here. rejoined is true when this
+ * node's own record had expired (Redis lost its data, or this node stalled past the
+ * expiry): what it held may have been taken over meanwhile. Returns 0, or -1 with why
+ * (the connection is then made again). */
+struct redisContext;
+typedef int (*rt_cluster_tick_fn)(struct redisContext *rc, bool rejoined, void *arg, char *why,
+                                  size_t why_size);
+
 /* Called with one line about a change (joined, a node up or down, Redis lost or back), on
  * the Redis thread. level is "info" or "warn". Strings are borrowed for the call. */
 typedef void (*rt_cluster_log_fn)(const char *level, const char *message, void *arg);
@@ -57,6 +67,20 @@ typedef struct rt_cluster_config {
     rt_cluster_log_fn log;      /* may be NULL */
     void *log_arg;
 } rt_cluster_config;
+
+/* Sets the tick hook (before rt_cluster_start). */
+void rt_cluster_on_tick(rt_cluster *cluster, rt_cluster_tick_fn fn, void *arg);
+
+/* Whether this node holds its lease: its heartbeat record was last written less than the
+ * record's expiry ago, less a margin (RT_CLUSTER_LEASE_MARGIN), by this node's monotonic
+ * clock, and the work after a rejoin is done. Another node may take over what this node
+ * holds only once its record is gone, so while this is true nothing was taken over. Cheap:
+ * one atomic load. */
+#define RT_CLUSTER_LEASE_MARGIN 0.5
+bool rt_cluster_lease_held(const rt_cluster *cluster);
+
+/* This node's tag ("" until joined). Borrowed: fixed for the life of the process. */
+const char *rt_cluster_tag(const rt_cluster *cluster);
 
 /* Makes the cluster object; checks the Redis URL but does not connect yet. Returns NULL
  * with a one-line reason in err (err_size bytes). */

@@ -13,7 +13,7 @@
  *   memory).
  * - Tags are claimed with HSETNX on "nodes", so that a counter that went back (Redis lost
  *   its data) cannot hand out a tag a live node still has; a node that finds its record
- *   gone also puts the counter back above its own number. */
+ *   gone also puts the counter back above its own number and every tag it knows. */
 #include "runtime/cluster.h"
 
 #include <hiredis/hiredis.h>
@@ -71,6 +71,10 @@ struct rt_cluster {
     bool redis_was_up;    /* Redis thread: the connection came up at least once */
     int ticks;            /* Redis thread: heartbeats written before joining */
     double grace_from;    /* Redis thread: when Redis came back or was found emptied */
+    bool rejoined;        /* Redis thread: the record had expired; the tick hook not told yet */
+    rt_cluster_tick_fn on_tick; /* set before start */
+    void *on_tick_arg;
+    long long lease_until_ns; /* atomic: monotonic ns until which the lease is held */
 
     pthread_mutex_t lock;
     member *members; /* lock: every other node known, by tag */
@@ -228,11 +232,15 @@ static int rejoin(rt_cluster *c, redisContext *rc, const char *key, char *why, s
      * (for the epoch, none this node has seen on any node). */
     pthread_mutex_lock(&c->lock);
     long long old_epoch = c->epoch;
-    for (size_t i = 0; i < c->nmembers; i++)
+    unsigned long long top_tag = c->tag_number; /* nor a tag of a node known, dead ones too */
+    for (size_t i = 0; i < c->nmembers; i++) {
         if (c->members[i].epoch > old_epoch)
             old_epoch = c->members[i].epoch;
+        if (tag_number(c->members[i].tag) > top_tag)
+            top_tag = tag_number(c->members[i].tag);
+    }
     pthread_mutex_unlock(&c->lock);
-    if (restore_counter(rc, KEY_COUNTER, c->tag_number, why, n) != 0 ||
+    if (restore_counter(rc, KEY_COUNTER, top_tag, why, n) != 0 ||
         restore_counter(rc, KEY_EPOCH, (unsigned long long)old_epoch, why, n) != 0)
         return -1;
     long long epoch;
@@ -248,6 +256,7 @@ static int rejoin(rt_cluster *c, redisContext *rc, const char *key, char *why, s
     pthread_mutex_lock(&c->lock);
     c->epoch = epoch;
     pthread_mutex_unlock(&c->lock);
+    c->rejoined = true;
     say(c, "warn",
         "node %s: its heartbeat record had expired (Redis restarted, or this node stalled); "
         "rejoined with epoch %lld",
@@ -517,8 +526,20 @@ static int tick(redisContext *rc, int fresh, void *arg, char *why, size_t n)
         c->grace_from = rt_clock_monotonic();
     if (!c->has_tag && take_tag(c, rc, why, n) != 0)
         return -1;
+    /* The record written now expires no earlier than this moment plus its expiry. */
+    double written_from = rt_clock_monotonic();
     if (heartbeat(c, rc, why, n) != 0 || scan(c, rc, why, n) != 0)
         return -1;
+    if (c->on_tick) {
+        /* After a rejoin, the lease is held again only once the hook has checked what
+         * this node held (rejoined stays set until the hook succeeds). */
+        if (c->on_tick(rc, c->rejoined, c->on_tick_arg, why, n) != 0)
+            return -1;
+    }
+    c->rejoined = false;
+    long long until = (long long)((written_from + RT_CLUSTER_RECORD_TTL_MS / 1000.0 -
+                                   RT_CLUSTER_LEASE_MARGIN) * 1e9);
+    __atomic_store_n(&c->lease_until_ns, until, __ATOMIC_RELEASE);
     /* Joined after the second heartbeat: by then every other node has scanned once since
      * this node's record appeared, so they know its tag when its ids reach them. */
     if (!__atomic_load_n(&c->joined, __ATOMIC_RELAXED) && ++c->ticks >= 2) {
@@ -618,6 +639,23 @@ int rt_cluster_start(rt_cluster *c, const char *advertise_url)
     c->redis = rt_redis_start(&rc);
     c->commands = rt_redis_commands_start(&c->url, REDIS_TIMEOUT, COMMANDS_QUEUED_MAX);
     return c->redis && c->commands ? 0 : -1;
+}
+
+void rt_cluster_on_tick(rt_cluster *c, rt_cluster_tick_fn fn, void *arg)
+{
+    c->on_tick = fn;
+    c->on_tick_arg = arg;
+}
+
+bool rt_cluster_lease_held(const rt_cluster *c)
+{
+    long long until = __atomic_load_n(&c->lease_until_ns, __ATOMIC_ACQUIRE);
+    return until > 0 && rt_clock_monotonic() * 1e9 < (double)until;
+}
+
+const char *rt_cluster_tag(const rt_cluster *c)
+{
+    return rt_cluster_joined(c) ? c->tag : "";
 }
 
 int rt_cluster_command(rt_cluster *c, int argc, const char *const *argv, rt_redis_done_fn done,

@@ -12,6 +12,8 @@ static size_t g_alive; /* atomic: rt_remote_class_count */
 typedef struct class_impl {
     rt_remote *remote;
     char *name, *url, *description;
+    bool keeps_state;
+    rt_state_keeper keeper; /* when keeps_state */
 } class_impl;
 
 /* One call in flight. */
@@ -21,11 +23,52 @@ typedef struct class_call {
     rt_call_complete_fn complete;
     void *arg;
     const rt_actor_class *cls;
+    json_t *new_state; /* owned: the answer's state, while it is being kept */
 } class_call;
 
 static void state_destroy(void *state)
 {
     json_decref(state);
+}
+
+/* The call's end once its new state is kept (or not): the state is the actor's only when
+ * kept (or when there is nothing to keep it for). */
+static void on_kept(rt_state_kept outcome, const char *why, void *arg)
+{
+    class_call *cc = arg;
+    class_impl *impl = cc->cls->impl;
+    json_t *result = json_incref(json_object_get(cc->call->result_json, "result"));
+    switch (outcome) {
+    case RT_STATE_KEPT:
+    case RT_STATE_NOT_KEPT:
+        json_decref(*cc->state);
+        *cc->state = cc->new_state; /* kept only when the call succeeded */
+        cc->new_state = NULL;
+        rt_call_return_json(cc->call, result);
+        result = NULL;
+        break;
+    case RT_STATE_FENCED:
+        rt_call_fail(cc->call,
+                     "%s.%s ran, but actor %s lives on another node now (this node was taken "
+                     "for dead and the actor restarted there): its new state was not kept",
+                     impl->name, cc->call->function, cc->call->task_id);
+        break;
+    case RT_STATE_TOO_BIG:
+        rt_call_fail(cc->call, "%s.%s: the new state is too big to keep in the cluster (%s)",
+                     impl->name, cc->call->function, why ? why : "");
+        break;
+    case RT_STATE_UNAVAILABLE:
+        cc->call->unavailable = true;
+        rt_call_fail(cc->call,
+                     "%s.%s ran, but its new state could not be kept in the cluster (%s), so "
+                     "the state stays as it was before the call",
+                     impl->name, cc->call->function, why ? why : "Redis did not answer");
+        break;
+    }
+    json_decref(result);
+    json_decref(cc->new_state);
+    cc->complete(cc->call, cc->arg);
+    free(cc);
 }
 
 static void on_done(rt_remote_call *rc, const rt_remote_result *r, void *arg)
@@ -44,6 +87,17 @@ static void on_done(rt_remote_call *rc, const rt_remote_result *r, void *arg)
         if (!result || !json_object_get(answer, "state")) {
             rt_call_fail(cc->call, "%s: the endpoint must answer {\"result\": ..., \"state\": ...}",
                          what);
+        } else if (impl->keeps_state) {
+            cc->new_state = json_incref(json_object_get(answer, "state"));
+            char *text = json_dumps(cc->new_state, JSON_COMPACT | JSON_ENCODE_ANY);
+            int queued = text ? impl->keeper.keep(impl->keeper.keeper, cc->call->task_id, text,
+                                                  strlen(text), on_kept, cc)
+                              : -1;
+            free(text);
+            if (queued == 0)
+                return; /* on_kept completes the call */
+            on_kept(RT_STATE_UNAVAILABLE, "too many commands waiting, or out of memory", cc);
+            return;
         } else {
             json_t *state = json_incref(json_object_get(answer, "state"));
             json_incref(result);
@@ -91,7 +145,7 @@ static void class_start(const rt_actor_class *cls, void **state, rt_call *call,
 }
 
 rt_actor_class *rt_remote_class_new(rt_remote *remote, const char *name, const char *url,
-                                    double timeout)
+                                    double timeout, const rt_state_keeper *keeper)
 {
     rt_actor_class *cls = calloc(1, sizeof(*cls));
     class_impl *impl = calloc(1, sizeof(*impl));
@@ -102,9 +156,16 @@ rt_actor_class *rt_remote_class_new(rt_remote *remote, const char *name, const c
     }
     cls->impl = impl;
     impl->remote = remote;
+    if (keeper) {
+        impl->keeps_state = true;
+        impl->keeper = *keeper;
+    }
     impl->name = strdup(name);
     impl->url = strdup(url);
-    if (asprintf(&impl->description, "Remote actor class at %s; its state is kept in rayd.",
+    if (asprintf(&impl->description,
+                 keeper ? "Remote actor class at %s; its state is kept in rayd, and in the "
+                          "cluster after every successful call."
+                        : "Remote actor class at %s; its state is kept in rayd.",
                  url) < 0)
         impl->description = NULL;
     if (!impl->name || !impl->url || !impl->description) {
@@ -121,6 +182,11 @@ rt_actor_class *rt_remote_class_new(rt_remote *remote, const char *name, const c
     cls->timeout = timeout > 0 ? timeout : 60;
     __atomic_add_fetch(&g_alive, 1, __ATOMIC_RELAXED);
     return cls;
+}
+
+bool rt_remote_class_keeps_state(const rt_actor_class *cls)
+{
+    return cls && cls->start == class_start && ((const class_impl *)cls->impl)->keeps_state;
 }
 
 size_t rt_remote_class_count(void)

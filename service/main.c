@@ -15,6 +15,7 @@
 #include "api/server.h"
 #include "runtime/clock.h"
 #include "runtime/cluster.h"
+#include "runtime/cluster_actors.h"
 #include "runtime/cluster_fetch.h"
 #include "runtime/cluster_names.h"
 #include "runtime/cluster_peer.h"
@@ -82,6 +83,7 @@ static void cluster_log(const char *level, const char *message, void *arg)
 typedef struct names_hook {
     pthread_mutex_t lock;
     rt_cluster *cluster;
+    rt_actor_dir *dir; /* the actor directory, set and cleared with cluster */
 } names_hook;
 
 /* Cluster mode: a named actor died or was killed here, so its name is freed in Redis too
@@ -93,6 +95,38 @@ static void actor_name_freed(const char *name, const char *actor_id, void *arg)
     if (hook->cluster)
         rt_cluster_name_release(hook->cluster, name, actor_id, NULL, NULL);
     pthread_mutex_unlock(&hook->lock);
+}
+
+/* Cluster mode: a restartable actor died or was killed here, so its directory record goes
+ * (only queues a command). */
+static void actor_ended(const char *actor_id, void *arg)
+{
+    names_hook *hook = arg;
+    pthread_mutex_lock(&hook->lock);
+    if (hook->dir)
+        rt_actor_dir_ended(hook->dir, actor_id);
+    pthread_mutex_unlock(&hook->lock);
+}
+
+/* Cluster mode: a restartable actor restarted here after a fatal method error: its record
+ * counts it, so that a restart elsewhere respects max_restarts. */
+static void actor_restarted(const char *actor_id, unsigned restarts, void *arg)
+{
+    names_hook *hook = arg;
+    pthread_mutex_lock(&hook->lock);
+    if (hook->dir)
+        rt_actor_dir_restarted(hook->dir, actor_id, restarts);
+    pthread_mutex_unlock(&hook->lock);
+}
+
+/* Cluster mode: whether this node may run its restartable actors' calls now. The cluster
+ * is read without the lock: it is freed only after the actors stopped running calls. */
+static void *g_lease_cluster;
+static bool actor_lease_held(void *arg)
+{
+    (void)arg;
+    rt_cluster *cluster = __atomic_load_n((rt_cluster **)&g_lease_cluster, __ATOMIC_ACQUIRE);
+    return !cluster || rt_cluster_lease_held(cluster);
 }
 
 /* The URL other nodes reach this one by: RAYD_ADVERTISE_URL, else the bind address (or,
@@ -177,7 +211,11 @@ int main(int argc, char **argv)
     static names_hook hook = {PTHREAD_MUTEX_INITIALIZER, NULL};
     rt_actors_config actors_config = {.max_kept_dead = config.api.max_dead_actors,
                                       .name_freed = actor_name_freed,
-                                      .name_freed_arg = &hook};
+                                      .name_freed_arg = &hook,
+                                      .ended = actor_ended,
+                                      .restarted = actor_restarted,
+                                      .lease_held = actor_lease_held,
+                                      .hooks_arg = &hook};
     rt_actors *actors = tasks ? rt_actors_new(store, scheduler, &actors_config) : NULL;
     rt_sessions_config sessions_config = {.max_sessions = config.api.max_sessions,
                                           .max_ttl = config.api.session_max_ttl};
@@ -208,6 +246,7 @@ int main(int argc, char **argv)
     }
     rt_peer *peer = NULL;
     rt_fetch *fetch = NULL;
+    rt_actor_dir *actor_dir = NULL;
     if (config.cluster) {
         rt_cluster_config cluster_config = {
             .redis_url = config.cluster,
@@ -220,7 +259,10 @@ int main(int argc, char **argv)
         cluster = rt_cluster_new(&cluster_config, cluster_err, sizeof(cluster_err));
         peer = cluster ? rt_peer_new(config.api.max_body) : NULL;
         fetch = peer ? rt_fetch_new(store, cluster, peer, config.api.cluster_token) : NULL;
-        if (!cluster || !peer || !fetch) {
+        actor_dir = fetch ? rt_actor_dir_new(cluster, actors, fetch) : NULL;
+        if (actor_dir)
+            rt_cluster_on_tick(cluster, rt_actor_dir_tick, actor_dir);
+        if (!cluster || !peer || !fetch || !actor_dir) {
             fprintf(stderr, "rayd: RAYD_CLUSTER: %s\n",
                     cluster ? "cannot start the peer client" : cluster_err);
             return 2;
@@ -231,6 +273,7 @@ int main(int argc, char **argv)
         .cluster = cluster,
         .peer = peer,
         .fetch = fetch,
+        .actor_dir = actor_dir,
         .store = store,
         .registry = registry,
         .scheduler = scheduler,
@@ -261,7 +304,9 @@ int main(int argc, char **argv)
         }
         pthread_mutex_lock(&hook.lock);
         hook.cluster = cluster;
+        hook.dir = actor_dir;
         pthread_mutex_unlock(&hook.lock);
+        __atomic_store_n((rt_cluster **)&g_lease_cluster, cluster, __ATOMIC_RELEASE);
     }
     /* Ready before we say so: a client that waits for the listening line may go at once
      * (in cluster mode /readyz also waits for the node to join). */
@@ -313,7 +358,13 @@ int main(int argc, char **argv)
     rt_fetch_free(fetch);     /* its polls ended with the peer client's close */
     pthread_mutex_lock(&hook.lock);
     hook.cluster = NULL;
+    hook.dir = NULL;
     pthread_mutex_unlock(&hook.lock);
+    /* Fenced actors' queued calls run unfenced from here on: they are killed below
+     * before anything else runs them, and this node's record is gone (its actors are
+     * restarted elsewhere). */
+    __atomic_store_n((rt_cluster **)&g_lease_cluster, NULL, __ATOMIC_RELEASE);
+    rt_actor_dir_close(actor_dir); /* remote calls still completing keep no state */
     rt_cluster_free(cluster); /* removes this node's record: peers see it gone at once */
     rt_peer_free(peer);
     rt_actors_stop(actors);
@@ -321,6 +372,7 @@ int main(int argc, char **argv)
     rt_remote_stop(remote);
     rt_scheduler_free(scheduler);
     rt_remote_free(remote);
+    rt_actor_dir_free(actor_dir); /* after the last remote call that could keep a state */
     rt_sessions_free(sessions); /* nothing to clean up: everything is going */
     rt_actors_free(actors);
     rt_tasks_free(tasks);

@@ -8,7 +8,11 @@
 -- each thread walks the whole list in turn, the threads starting at different offsets:
 -- consecutive requests of a thread go to different actors and every actor gets an even
 -- share. Only the path comes from the list; scheme, host and port come from the wrk URL.
+-- BENCH_ACTOR_METHOD names another method (its args are still [1]); with
+-- BENCH_ACTORS_BY_PATH set, the file is BENCH_ACTORS_FILE followed by the wrk URL's path
+-- without its slashes, so one run of wrk_abba calls two sets of actors (benchmark n).
 local path = os.getenv("BENCH_ACTORS_FILE")
+local method = os.getenv("BENCH_ACTOR_METHOD") or "incr"
 local requests = {}
 local n = 0
 local next_thread = 0
@@ -19,11 +23,14 @@ function setup(thread)
 end
 
 function init(args)
+    if os.getenv("BENCH_ACTORS_BY_PATH") then
+        path = path .. wrk.path:gsub("/", "")
+    end
     local f = assert(io.open(path, "r"), "BENCH_ACTORS_FILE unreadable")
     local headers = { ["Content-Type"] = "application/json", ["Prefer"] = "wait=5" }
     for id in f:lines() do
         if #id > 0 then
-            requests[#requests + 1] = wrk.format("POST", "/v1/actors/" .. id .. "/methods/incr",
+            requests[#requests + 1] = wrk.format("POST", "/v1/actors/" .. id .. "/methods/" .. method,
                 headers, '{"args":[1]}')
         end
     end

@@ -17,9 +17,10 @@
 #   BENCH_PROFILE_GETS=N        GETs profiled under callgrind in l (default 20000)
 #   BENCH_CLIENT_ROUNDS=N       rounds per side of each workload in m (default 6)
 #   BENCH_CLUSTER_BIG_RUNS=N    runs of the 1 GiB node-to-node get in n (default 3)
-#   BENCH_N_ONLY=get,own,actor,big  only these parts of n (default: all): get = 100-byte GET
-#                       through a non-owner, own = a node's own GET and task with/without
-#                       RAYD_CLUSTER, actor = actor calls through a non-owner, big = 1 GiB
+#   BENCH_N_ONLY=get,own,actor,state,big  only these parts of n (default: all): get = 100-byte
+#                       GET through a non-owner, own = a node's own GET and task with/without
+#                       RAYD_CLUSTER, actor = actor calls through a non-owner, state =
+#                       remote-class calls with state_in_cluster vs not, big = 1 GiB
 #   BENCH_SPILL_ROUNDS=N        rounds of the spill write (4 runs each) and spilled GET in o (default 3)
 #   RAYD_BIN=path       the server under test (default build/rayd)
 #   BENCH_BARE_CONN_MEMORY=BYTES  the baseline's connection memory limit (default: rayd's,
@@ -1281,7 +1282,10 @@ bench_l() {
 #   - a node's own work with RAYD_CLUSTER set against a rayd without it: a small GET, and
 #     one task per request (Prefer: wait);
 #   - an actor call with Prefer: wait through B (relayed to A, which owns the actor)
-#     against the same call on A.
+#     against the same call on A;
+#   - a remote-class actor call (the example Python worker's Account) on A whose class keeps
+#     its state in the cluster (state_in_cluster: one Redis write per call) against the same
+#     call of a class that does not (reported: no target).
 # wait_ready PORT: /readyz 200 within 15 s (a cluster node answers 200 once it has joined).
 wait_ready() {
     local i
@@ -1299,6 +1303,10 @@ bench_n() {
     done
     local rport redis a b alone aport bport lport msg runs=${BENCH_CLUSTER_BIG_RUNS:-3}
     n_part() { [[ -z ${BENCH_N_ONLY:-} || ,$BENCH_N_ONLY, == *,$1,* ]]; }
+    local worker wport
+    command -v python3 >/dev/null || { fail "n: python3 is not installed"; return; }
+    start_worker || { fail "n: the example worker did not start"; return; }
+    worker=$SRV_PID wport=$SRV_PORT
     rport=$(free_port)
     redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$OUT" \
         >"$LOGS/redis-n.log" 2>&1 &
@@ -1309,7 +1317,7 @@ bench_n() {
         sleep 0.05
     done
     local cluster=(env "RAYD_CLUSTER=redis://127.0.0.1:$rport" "$RAYD_BIN" --bind 127.0.0.1 --port 0
-        --max-body 2G --memory-limit 3G)
+        --max-body 2G --memory-limit 3G --remote-allow "http://127.0.0.1:$wport")
     COMMANDS+=("$(shq "${cluster[@]}")")
     start_server rayd-n-a "${cluster[@]}" || { fail "n: node A did not start"; stop_server "$redis"; return; }
     a=$SRV_PID aport=$SRV_PORT
@@ -1317,7 +1325,7 @@ bench_n() {
     b=$SRV_PID bport=$SRV_PORT
     start_rayd rayd-n-alone --max-body 2G --memory-limit 3G || { fail "n: rayd alone did not start"; stop_server "$a"; stop_server "$b"; stop_server "$redis"; return; }
     alone=$SRV_PID lport=$SRV_PORT
-    n_stop() { stop_server "$a"; stop_server "$b"; stop_server "$alone"; stop_server "$redis"; }
+    n_stop() { stop_server "$a"; stop_server "$b"; stop_server "$alone"; stop_server "$redis"; stop_server "$worker"; }
     if ! wait_ready "$aport" || ! wait_ready "$bport"; then
         fail "n: the cluster nodes did not join"
         n_stop
@@ -1416,6 +1424,49 @@ bench_n() {
             fail "n: wrk failed on the actor calls"
         fi
         unset BENCH_ACTORS_FILE
+    fi
+
+    # --- remote-class actor calls on A: state kept in the cluster (Redis) vs not
+    local kind cls reg sample_plain sample_kept
+    if n_part state; then
+    for kind in plain kept; do
+        cls=PlainAccount
+        [[ $kind == kept ]] && cls=KeptAccount
+        reg=$(curl -s --max-time 10 -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/json' \
+            --data-binary "{\"url\":\"http://127.0.0.1:$wport/classes/Account\",\"timeout\":10,\"state_in_cluster\":$([[ $kind == kept ]] && echo true || echo false)}" \
+            "http://127.0.0.1:$aport/v1/actor-classes/$cls" || true)
+        [[ $reg == 201 ]] || fail "n: PUT /v1/actor-classes/$cls answered $reg"
+        : >"$OUT/actors-n-state-$kind"
+        for ((t = 0; t < 16; t++)); do
+            id=$(curl -s --max-time 10 -H 'Content-Type: application/json' \
+                --data-binary "{\"class\":\"$cls\",\"args\":[0],\"options\":{\"max_restarts\":1}}" \
+                "http://127.0.0.1:$aport/v1/actors" | jq -r '.actor_id // empty')
+            [[ -n $id ]] && echo "$id" >>"$OUT/actors-n-state-$kind"
+        done
+    done
+    sample_plain=$(curl -s --max-time 10 -H 'Prefer: wait=5' -H 'Content-Type: application/json' \
+        --data-binary '{"args":[1]}' "http://127.0.0.1:$aport/v1/actors/$(head -n1 "$OUT/actors-n-state-plain")/methods/deposit" || true)
+    sample_kept=$(curl -s --max-time 10 -H 'Prefer: wait=5' -H 'Content-Type: application/json' \
+        --data-binary '{"args":[1]}' "http://127.0.0.1:$aport/v1/actors/$(head -n1 "$OUT/actors-n-state-kept")/methods/deposit" || true)
+    local kept_state
+    kept_state=$(redis-cli -p "$rport" hget "actor:$(head -n1 "$OUT/actors-n-state-kept")" state 2>/dev/null || true)
+    if [[ $(wc -l <"$OUT/actors-n-state-plain") != 16 || $(wc -l <"$OUT/actors-n-state-kept") != 16 ||
+          $sample_plain != 1 || $sample_kept != 1 || $kept_state != '{"balance":1}' ]]; then
+        fail "n: 16 + 16 Accounts on A: sample deposits answered '$sample_plain' and '$sample_kept', the kept state in Redis '$kept_state'"
+    else
+        export BENCH_ACTORS_FILE=$OUT/actors-n-state- BENCH_ACTORS_BY_PATH=1 BENCH_ACTOR_METHOD=deposit
+        if wrk_abba n-state "http://127.0.0.1:$aport/plain" "http://127.0.0.1:$aport/kept" \
+            -s tests/bench/actor_calls.lua; then
+            row n "remote-class actor call (Prefer: wait), state kept in Redis (state_in_cluster) vs not, req/s (p99 ms)" \
+                "$(calc %.0f "$P_BARE_RPS") ($P_BARE_P99)" "$(calc %.0f "$P_RAYD_RPS") ($P_RAYD_P99)" \
+                "$(calc %.2f "$P_RAYD_RPS / $P_BARE_RPS")" "report" "-"
+            note "n: state_in_cluster: Account.deposit(1) on 16 actors of each class on A (the example Python worker, as in j; both classes the same endpoint, every actor max_restarts 1): the \"bare\" column is the class without state_in_cluster, \"rayd\" the class with it (each call also writes the new state to Redis, one EVAL on the node's command thread, before it completes); req/s of each run: $P_RUNS. The state in Redis was checked after a sample call."
+            [[ $P_NON2XX == 0 ]] || fail "n: $P_NON2XX non-2xx answers to remote-class actor calls"
+        else
+            fail "n: wrk failed on the remote-class actor calls"
+        fi
+        unset BENCH_ACTORS_FILE BENCH_ACTORS_BY_PATH BENCH_ACTOR_METHOD
+    fi
     fi
 
     # --- 1 GiB: put on A, read through B, against curl's PUT to the bare server

@@ -7,6 +7,8 @@
  *   RAYD_CLUSTER_LB     "http://127.0.0.1:PN" (nginx, round-robin)
  *   RAYD_CLUSTER_REDIS  "PID PORT" of the redis-server the nodes share
  *   RAYD_CLUSTER_LOGS   "log1 log2 log3": the files the nodes' stdout goes to, same order
+ *   RAYD_CLUSTER_WORKER_PORT  a port the nodes may call (--remote-allow): a test starts the
+ *                       example Python worker there (remote actor classes)
  *
  * Include the cmocka prerequisites and tests/api/support/harness.h before this header. */
 #ifndef RAYD_TESTS_CLUSTER_ENV_H

@@ -13,6 +13,9 @@
 #       the tests tests/cluster/api_node_local.txt names as node-local, with its reason;
 #       the nodes run with API_NODE_ARGS (the flags the tests' main servers use)
 #
+# The nodes may call 127.0.0.1:$RAYD_CLUSTER_WORKER_PORT (--remote-allow), where a test
+# starts the example Python worker for remote actor classes.
+#
 # Environment: RAYD_BIN (default $BUILD/rayd), BUILD (default build). redis-server and
 # nginx are installed from Debian when missing (as root). Prints one line per binary and
 # "cluster-test: N passed, M failed"; exits 1 if anything failed.
@@ -44,7 +47,7 @@ elif [ "$MODE" = api ]; then
 else
     TESTS=("$BUILD/tests/cluster/test_cluster_objects" "$BUILD/tests/cluster/test_cluster_tasks"
            "$BUILD/tests/cluster/test_cluster_listing" "$BUILD/tests/cluster/test_cluster_actors"
-           "$BUILD/tests/cluster/test_cluster_redis"
+           "$BUILD/tests/cluster/test_cluster_actor_failover" "$BUILD/tests/cluster/test_cluster_redis"
            "$BUILD/tests/cluster/test_cluster_failure" "$BUILD/tests/cluster/test_cluster_observe")
 fi
 NGINX=/usr/sbin/nginx
@@ -139,6 +142,10 @@ EOF
 chmod +x "$OUT/redis-restart.sh"
 
 # --- three rayd in cluster mode ------------------------------------------------------------
+# A port for the example Python worker that a test starts (remote actor classes): the nodes
+# may call it.
+WPORT=$(free_port)
+[ "$MODE" = cluster ] && NODE_ARGS+=(--remote-allow "http://127.0.0.1:$WPORT")
 PORTS=()
 for i in 1 2 3; do
     RAYD_CLUSTER=redis://127.0.0.1:$RPORT "$RAYD" --bind 127.0.0.1 --port 0 \
@@ -206,6 +213,7 @@ export RAYD_CLUSTER_LB="http://127.0.0.1:$NPORT"
 export RAYD_CLUSTER_REDIS="$REDIS_PID $RPORT"
 export RAYD_CLUSTER_REDIS_RESTART="$OUT/redis-restart.sh"
 export RAYD_CLUSTER_LOGS="$OUT/rayd1.log $OUT/rayd2.log $OUT/rayd3.log"
+export RAYD_CLUSTER_WORKER_PORT="$WPORT"
 # Node-local API tests: "binary test-glob reason" lines; a glob of * is the whole binary.
 node_local() { # binary name -> comma-separated globs to skip, or "*" for all
     awk -v b="$1" -v pending="${RAYD_CLUSTER_API_PENDING:-0}" \

@@ -413,14 +413,50 @@ static void on_name_freed(const char *name, const char *actor_id, void *arg)
     pthread_mutex_unlock(&freed_lock);
 }
 
+/* Cluster mode's hooks for fenced actors: what they were told, and the lease they see. */
+static int ended_count, restarted_count; /* freed_lock */
+static unsigned last_restarts;           /* freed_lock */
+static int lease_ok = 1;                 /* atomic */
+
+static void on_ended(const char *actor_id, void *arg)
+{
+    (void)actor_id;
+    (void)arg;
+    pthread_mutex_lock(&freed_lock);
+    ended_count++;
+    pthread_mutex_unlock(&freed_lock);
+}
+
+static void on_restarted(const char *actor_id, unsigned restarts, void *arg)
+{
+    (void)actor_id;
+    (void)arg;
+    pthread_mutex_lock(&freed_lock);
+    restarted_count++;
+    last_restarts = restarts;
+    pthread_mutex_unlock(&freed_lock);
+}
+
+static bool on_lease_held(void *arg)
+{
+    (void)arg;
+    return __atomic_load_n(&lease_ok, __ATOMIC_SEQ_CST) != 0;
+}
+
 static int setup(void **state)
 {
     (void)state;
     rt_store_config store_cfg = {0};
     store = rt_store_new(&store_cfg);
     scheduler = rt_scheduler_new(WORKERS);
-    rt_actors_config actors_cfg = {.name_freed = on_name_freed};
+    rt_actors_config actors_cfg = {.name_freed = on_name_freed,
+                                   .ended = on_ended,
+                                   .restarted = on_restarted,
+                                   .lease_held = on_lease_held};
+    __atomic_store_n(&lease_ok, 1, __ATOMIC_SEQ_CST);
     pthread_mutex_lock(&freed_lock);
+    ended_count = restarted_count = 0;
+    last_restarts = 0;
     freed_count = 0;
     pthread_mutex_unlock(&freed_lock);
     actors = store && scheduler ? rt_actors_new(store, scheduler, &actors_cfg) : NULL;
@@ -1497,6 +1533,105 @@ static void test_stats(void **state)
     assert_int_equal(st.by_state[RT_ACTOR_DEAD], 2);
 }
 
+/* Cluster mode's fenced actors: made RESTARTING with restarts carried over; calls refused
+ * while the lease is not held; the ended and restarted hooks; forgotten when moved. */
+static void test_fenced_actor(void **state)
+{
+    (void)state;
+    rt_actor_spec spec = {.class_name = "Counter",
+                          .max_restarts = 5,
+                          .max_pending_calls = -1,
+                          .fenced = true,
+                          .restarting = true,
+                          .restarts = 2};
+    rt_actor_info info;
+    bool created;
+    char err[256], counter[RT_REF_SIZE], ref[RT_REF_SIZE];
+    assert_int_equal(rt_actor_create(actors, &spec, &info, &created, err, sizeof(err)), RT_OK);
+    assert_int_equal(info.state, RT_ACTOR_RESTARTING);
+    assert_int_equal(info.restarts, 2);
+    memcpy(counter, info.actor_id, RT_REF_SIZE);
+    rt_actor_info_release(&info);
+    json_t *v = call_wait(counter, "incr", NULL);
+    assert_int_equal(json_integer_value(v), 1);
+    json_decref(v);
+    info = get_info(counter);
+    assert_int_equal(info.state, RT_ACTOR_ALIVE);
+    assert_int_equal(info.restarts, 2);
+    rt_actor_info_release(&info);
+
+    /* Without the lease a call does not run: ActorDied, not run. */
+    __atomic_store_n(&lease_ok, 0, __ATOMIC_SEQ_CST);
+    call_ok(counter, "incr", NULL, ref);
+    wait_ref(ref);
+    rt_error *e = ref_error(ref);
+    assert_int_equal(rt_error_kind_of(e), RT_ERR_ACTOR_DIED);
+    assert_true(json_is_false(json_object_get(rt_error_fields(e), "may_have_run")));
+    rt_error_decref(e);
+    __atomic_store_n(&lease_ok, 1, __ATOMIC_SEQ_CST);
+    v = call_wait(counter, "incr", NULL);
+    assert_int_equal(json_integer_value(v), 2);
+    json_decref(v);
+
+    /* A fatal error restarts it here: the hook counts it. */
+    rt_actor_spec rec_spec = {.class_name = "Recorder", .max_restarts = 3,
+                              .max_pending_calls = -1, .fenced = true};
+    char rec_actor[RT_REF_SIZE];
+    assert_int_equal(rt_actor_create(actors, &rec_spec, &info, &created, err, sizeof(err)),
+                     RT_OK);
+    memcpy(rec_actor, info.actor_id, RT_REF_SIZE);
+    rt_actor_info_release(&info);
+    call_ok(rec_actor, "fatal", NULL, ref);
+    wait_ref(ref);
+    json_decref(call_wait(rec_actor, "dump", NULL));
+
+    /* Moved: queued calls end ActorDied (moved), the record goes, no hook, the name is
+     * not freed (it stays with the actor where it lives now). */
+    rt_actor_spec gate_spec = {.class_name = "Gate", .name = "fenced-gate",
+                               .max_restarts = 1, .max_pending_calls = -1, .fenced = true};
+    char gate[RT_REF_SIZE], running[RT_REF_SIZE], queued[2][RT_REF_SIZE];
+    assert_int_equal(rt_actor_create(actors, &gate_spec, &info, &created, err, sizeof(err)),
+                     RT_OK);
+    memcpy(gate, info.actor_id, RT_REF_SIZE);
+    rt_actor_info_release(&info);
+    call_ok(gate, "block", NULL, running);
+    wait_gate_entered(1);
+    call_ok(gate, "ping", NULL, queued[0]);
+    call_ok(gate, "ping", NULL, queued[1]);
+    assert_int_equal(rt_actor_forget(actors, gate, "was restarted on node 9"), RT_OK);
+    wait_refs((const char(*)[RT_REF_SIZE])queued, 2);
+    for (int i = 0; i < 2; i++) {
+        e = ref_error(queued[i]);
+        assert_int_equal(rt_error_kind_of(e), RT_ERR_ACTOR_DIED);
+        rt_error *cause = rt_error_cause(e);
+        assert_non_null(cause);
+        assert_true(json_is_true(json_object_get(rt_error_fields(cause), "moved")));
+        assert_non_null(strstr(rt_error_message(cause), "node 9"));
+        rt_error_decref(e);
+    }
+    assert_int_equal(rt_actor_get(actors, gate, &info), RT_ENOTFOUND);
+    assert_int_equal(rt_actor_get_by_name(actors, "fenced-gate", &info), RT_ENOTFOUND);
+    assert_int_equal(rt_actor_forget(actors, gate, "again"), RT_ENOTFOUND);
+    open_gate();
+    wait_ref(running);
+
+    /* Killed: the ended hook, once; an unfenced actor's kill tells it nothing. */
+    assert_int_equal(rt_actor_kill(actors, counter), RT_OK);
+    char plain[RT_REF_SIZE];
+    create("Counter", plain);
+    assert_int_equal(rt_actor_kill(actors, plain), RT_OK);
+    drain();
+    pthread_mutex_lock(&freed_lock);
+    assert_int_equal(ended_count, 1);
+    assert_int_equal(restarted_count, 1);
+    assert_int_equal(last_restarts, 1);
+    assert_int_equal(freed_count, 0);
+    pthread_mutex_unlock(&freed_lock);
+    rt_actors_stats st;
+    rt_actors_get_stats(actors, &st);
+    assert_int_equal(st.by_state[RT_ACTOR_DEAD], 2); /* the killed two; the moved one is gone */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1522,6 +1657,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_paging_and_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_cost_with_long_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fenced_actor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_counters_and_memory, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
