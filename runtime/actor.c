@@ -357,11 +357,6 @@ static void names_grow(rt_actors *as)
         }
     }
     free(as->by_name);
-    while (as->reserved) {
-        reservation *next = as->reserved->next;
-        free(as->reserved);
-        as->reserved = next;
-    }
     as->by_name = names;
     as->nbuckets = n;
 }

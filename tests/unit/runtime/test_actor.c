@@ -951,6 +951,37 @@ static void test_reserve_then_create_and_name_freed(void **state)
     drain();
 }
 
+/* The name table grows while an id is promised: the promise stands (it was once dropped with
+ * the old buckets, so a named actor being made for another node lost its id). */
+static void test_reservation_survives_names_growing(void **state)
+{
+    (void)state;
+    rt_actor_spec spec = {.class_name = "Counter", .name = "awaited", .max_pending_calls = -1};
+    char id[RT_REF_SIZE], grown[RT_REF_SIZE], name[32];
+    assert_int_equal(rt_actor_reserve(actors, &spec, id), RT_OK);
+    for (int i = 0; i < 1100; i++) { /* past the first 1,024 buckets */
+        snprintf(name, sizeof(name), "grow-%d", i);
+        spec_opts o = {.name = name, .max_pending_calls = -1};
+        create_opts("Counter", &o, grown);
+    }
+    rt_actor_info info;
+    assert_int_equal(rt_actor_get(actors, id, &info), RT_OK);
+    assert_int_equal(info.state, RT_ACTOR_PENDING_CREATION);
+    rt_actor_info_release(&info);
+    spec.actor_id = id;
+    bool created = false;
+    char err[256];
+    assert_int_equal(rt_actor_create(actors, &spec, &info, &created, err, sizeof(err)), RT_OK);
+    assert_true(created);
+    rt_actor_info_release(&info);
+    assert_int_equal(rt_actor_get_by_name(actors, "awaited", &info), RT_OK);
+    assert_string_equal(info.actor_id, id);
+    rt_actor_info_release(&info);
+    assert_int_equal(rt_actor_get_by_name(actors, "grow-1099", &info), RT_OK);
+    rt_actor_info_release(&info);
+    drain();
+}
+
 /* Kills racing with submitters: every accepted call resolves to ActorDied or a value, every
  * refused one is RT_ESTATE, and no pin on the argument object leaks. */
 #define KILL_ROUNDS 200
@@ -1646,6 +1677,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kill_with_queued_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kill_before_constructor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reserve_then_create_and_name_freed, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reservation_survives_names_growing, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_kill_races_submitters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restarts_then_death, setup, teardown),
