@@ -12,6 +12,7 @@
 #include "runtime/clock.h"
 #include "runtime/cluster.h"
 #include "runtime/object_store.h"
+#include "runtime/ref.h"
 
 #define NO_GROUP SIZE_MAX
 #define PROBE_TIMEOUT 5.0     /* seconds an owner has to answer a timeout-0 question */
@@ -70,27 +71,17 @@ static bool resolved_here(api_request *req, const char *ref)
 
 /* Puts each ref that another live node owns, and that is not resolved here, in its owner's
  * group. Returns the groups (malloc'd; *ngroups of them), or NULL with *ngroups 0 when there
- * are none; *all_one: every ref is one other node's (whether resolved here or not). */
+ * are none. */
 static owner_group *group_refs(api_request *req, api_wait_owners *w, const char *const *refs,
-                               size_t n, size_t *ngroups, bool *all_one)
+                               size_t n, size_t *ngroups)
 {
     owner_group *groups = NULL;
     size_t ng = 0, cap = 0;
-    char first_tag[RT_NODE_TAG_SIZE] = "";
-    *all_one = n > 0;
     for (size_t i = 0; i < n; i++) {
         w->group[i] = NO_GROUP;
         char tag[RT_NODE_TAG_SIZE], url[RT_CLUSTER_URL_MAX];
         rt_owner owner = rt_cluster_owner(req->ctx->cluster, refs[i], tag, url, sizeof(url));
-        if (owner != RT_OWNER_ALIVE) {
-            *all_one = false;
-            continue;
-        }
-        if (i == 0)
-            snprintf(first_tag, sizeof(first_tag), "%s", tag);
-        else if (strcmp(tag, first_tag) != 0)
-            *all_one = false;
-        if (resolved_here(req, refs[i]))
+        if (owner != RT_OWNER_ALIVE || resolved_here(req, refs[i]))
             continue;
         size_t g = 0;
         while (g < ng && strcmp(groups[g].tag, tag) != 0)
@@ -136,30 +127,50 @@ static char *question(const char *const *refs, const api_wait_owners *w, size_t 
     return text;
 }
 
+/* Whether every ref names one owner, another live node (its URL into url): a cheap look at
+ * the tags first, without the store or the membership's lock per ref. */
+static bool one_other_owner(api_request *req, const char *const *refs, size_t n, char *url,
+                            size_t url_size)
+{
+    char first[RT_NODE_TAG_SIZE], tag[RT_NODE_TAG_SIZE];
+    if (n == 0 || rt_ref_owner(refs[0], first) == 0)
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (rt_ref_owner(refs[i], tag) == 0 || strcmp(tag, first) != 0)
+            return false;
+    if (rt_cluster_owner_of_tag(req->ctx->cluster, first, url, url_size) != RT_OWNER_ALIVE)
+        return false;
+    size_t len = strlen(url);
+    while (len > 0 && url[len - 1] == '/')
+        url[--len] = '\0';
+    return true;
+}
+
 /* First round: asks the owners. Returns true when it suspended (or answered) the request. */
 static bool ask(api_request *req, api_wait_owners *w, const char *const *refs, bool is_wait,
                 enum MHD_Result *result)
 {
+    const char *path = is_wait ? "/v1/wait" : "/v1/objects/get";
+    char url[RT_CLUSTER_URL_MAX];
+    if (one_other_owner(req, refs, w->n, url, sizeof(url))) {
+        /* Every ref is that owner's: its answer to the client's own request is the answer. */
+        w->phase = PHASE_ASKED;
+        w->whole = true;
+        w->ngroups = 1;
+        double left = req->deadline - rt_clock_monotonic();
+        *result = api_forward_call(req, url, "POST", path, req->body, req->body_len,
+                                   (left > 0 ? left : 0) + WHOLE_MARGIN);
+        return true;
+    }
     size_t ng = 0;
-    bool all_one = false;
-    owner_group *groups = group_refs(req, w, refs, w->n, &ng, &all_one);
+    owner_group *groups = group_refs(req, w, refs, w->n, &ng);
     w->ngroups = ng;
     if (ng == 0) {
         free(groups);
         w->phase = PHASE_DONE;
         return false;
     }
-    const char *path = is_wait ? "/v1/wait" : "/v1/objects/get";
     w->phase = PHASE_ASKED;
-    if (all_one && ng == 1) {
-        /* Every ref is that owner's: its answer to the client's own request is the answer. */
-        w->whole = true;
-        double left = req->deadline - rt_clock_monotonic();
-        *result = api_forward_call(req, groups[0].url, "POST", path, req->body, req->body_len,
-                                   (left > 0 ? left : 0) + WHOLE_MARGIN);
-        free(groups);
-        return true;
-    }
     const char **urls = calloc(ng, sizeof(*urls)), **paths = calloc(ng, sizeof(*paths));
     char **bodies = calloc(ng, sizeof(*bodies));
     size_t *lens = calloc(ng, sizeof(*lens));

@@ -1278,7 +1278,9 @@ bench_l() {
 #   - a node's own work with RAYD_CLUSTER set against a rayd without it: a small GET, and
 #     one task per request (Prefer: wait);
 #   - an actor call with Prefer: wait through B (relayed to A, which owns the actor)
-#     against the same call on A.
+#     against the same call on A;
+#   - a 10,000-task batch submitted to A and waited for through B, with a third node C up
+#     (tasks/s end to end, n_batch_across).
 # wait_ready PORT: /readyz 200 within 15 s (a cluster node answers 200 once it has joined).
 wait_ready() {
     local i
@@ -1287,6 +1289,35 @@ wait_ready() {
         sleep 0.1
     done
     return 1
+}
+
+# n_batch_across APORT BPORT: within bench n, with a third node C started here (a cluster of
+# three): rounds of 10,000 `echo` tasks in one POST /v1/tasks/batch to A, each followed by
+# one POST /v1/wait with num_returns 10000 on all their refs sent to B (which owns none of
+# them and asks A; api/wait_owners.h); end to end, as bench e on one node.
+n_batch_across() {
+    local aport=$1 bport=$2 c rounds=${BENCH_TASK_ROUNDS:-5} n=10000
+    start_server rayd-n-c "${cluster[@]}" || { fail "n: node C did not start"; return; }
+    c=$SRV_PID
+    if ! wait_ready "$SRV_PORT"; then
+        fail "n: node C did not join"
+        stop_server "$c"
+        return
+    fi
+    local warm="" nodes
+    nodes=$(curl -s "http://127.0.0.1:$bport/v1/status" | jq '[.cluster.nodes[] | select(.alive)] | length')
+    if taskbatch n-batch-warmup batch "$aport" 1 "$n" "$bport"; then warm=$(kv "$TB_OUT" rate); fi
+    if ! taskbatch n-batch batch "$aport" "$rounds" "$n" "$bport"; then
+        fail "n: batch on A waited through B: $TB_ERR"
+        stop_server "$c"
+        return
+    fi
+    stop_server "$c"
+    local res=$TB_OUT rate
+    rate=$(kv "$res" rate)
+    row n "10,000 echo tasks: batch POST to node A + wait for all through node B (3 nodes), tasks/s ($rounds rounds)" \
+        "-" "$rate" "-" ">= 100000" "$(verdict "$rate" '>=' 100000)"
+    note "n: batch through A, waited through B: tasks/s of each round: $(kv "$res" rates) (best $(kv "$res" best_rate), worst $(kv "$res" worst_rate)); the figure is all tasks / all time. Warm-up round, not counted: ${warm:-failed} tasks/s. $nodes live nodes; in every round B's wait answer listed 10,000 ready and none not ready, and one value read back through B was the echoed argument."
 }
 
 bench_n() {
@@ -1405,6 +1436,9 @@ bench_n() {
         unset BENCH_ACTORS_FILE
     fi
 
+    # --- 10,000-task batch on A, waited for through B, a third node up
+    n_batch_across "$aport" "$bport"
+
     # --- 1 GiB: put on A, read through B, against curl's PUT to the bare server
     make_big_file || { fail "n: cannot create $BIG_FILE"; n_stop; return; }
     cat "$BIG_FILE" >/dev/null
@@ -1455,7 +1489,6 @@ bench_n() {
         "$(calc %.2f "$BIG_SIZE / $bare_t / 1e9")" "$(calc %.2f "$BIG_SIZE / $get_t / 1e9")" \
         "$(calc %.2f "$bare_t / $get_t")" ">= 0.5" "$(verdict "$(calc %.6f "$bare_t / $get_t")" '>=' 0.5)"
     note "n: 1 GiB: GB/s of each run, in order: $runs_txt (get on A: the owner's own GET, for reference). B's peak RSS $(calc %.2f "${hwm_b:-0} / 1073741824") GiB (it keeps a copy)."
-    note "n: skipped: the 10,000-task batch through one node of three, waited through another (needs tasks and waits across nodes)."
 }
 
 # ---------------------------------------------------------------------------------------
