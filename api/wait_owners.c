@@ -129,8 +129,8 @@ static char *question(const char *const *refs, const api_wait_owners *w, size_t 
 
 /* Whether every ref names one owner, another live node (its URL into url): a cheap look at
  * the tags first, without the store or the membership's lock per ref. */
-static bool one_other_owner(api_request *req, const char *const *refs, size_t n, char *url,
-                            size_t url_size)
+static bool one_other_owner(const api_request *req, const char *const *refs, size_t n,
+                            char *url, size_t url_size)
 {
     char first[RT_NODE_TAG_SIZE], tag[RT_NODE_TAG_SIZE];
     if (n == 0 || rt_ref_owner(refs[0], first) == 0)
@@ -144,6 +144,13 @@ static bool one_other_owner(api_request *req, const char *const *refs, size_t n,
     while (len > 0 && url[len - 1] == '/')
         url[--len] = '\0';
     return true;
+}
+
+bool api_wait_owners_one_other(const api_request *req, const char *const *refs, size_t n)
+{
+    char url[RT_CLUSTER_URL_MAX];
+    return req->ctx->cluster && !api_header((api_request *)req, API_FORWARDED_HEADER) &&
+           one_other_owner(req, refs, n, url, sizeof(url));
 }
 
 /* First round: asks the owners. Returns true when it suspended (or answered) the request. */

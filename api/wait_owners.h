@@ -37,6 +37,10 @@ typedef struct api_wait_owners api_wait_owners;
 bool api_wait_owners_step(api_request *req, api_wait_owners **owners, const char *const *refs,
                           size_t n, bool is_wait, enum MHD_Result *result);
 
+/* Whether every ref names one other live node as its owner, so that the whole request
+ * goes there (and that node checks the refs exist). Cheap: no lock or store look per ref. */
+bool api_wait_owners_one_other(const api_request *req, const char *const *refs, size_t n);
+
 /* Whether the owner of ref i said it was resolved (ready, failed or lost). NULL owners:
  * false. */
 bool api_wait_owners_resolved(const api_wait_owners *owners, size_t i);

@@ -87,8 +87,14 @@ static wait_state *parse_args(api_request *req, int is_wait)
         api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
         return NULL;
     }
-    /* A ref that never existed is a client error, not something to wait for. */
+    /* A ref that never existed is a client error, not something to wait for. (Refs all
+     * of one other node: that node checks them, answering the whole request.) */
+    bool one_owner = req->ctx->fetch && api_wait_owners_one_other(req, a->refs, a->n);
     for (size_t i = 0; i < a->n; i++) {
+        if (one_owner) {
+            s->foreign[i] = 1;
+            continue;
+        }
         if (req->ctx->fetch) {
             int foreign = classify(req, a->refs[i]);
             if (foreign < 0)
