@@ -1312,12 +1312,16 @@ n_batch_across() {
         stop_server "$c"
         return
     fi
+    local res=$TB_OUT rate direct="failed"
+    # For reference, the same rounds waited for on A itself (bench e's shape, on a cluster node).
+    if taskbatch n-batch-direct batch "$aport" "$rounds" "$n"; then
+        direct="$(kv "$TB_OUT" rate) tasks/s (rounds $(kv "$TB_OUT" rates))"
+    fi
     stop_server "$c"
-    local res=$TB_OUT rate
     rate=$(kv "$res" rate)
     row n "10,000 echo tasks: batch POST to node A + wait for all through node B (3 nodes), tasks/s ($rounds rounds)" \
         "-" "$rate" "-" ">= 100000" "$(verdict "$rate" '>=' 100000)"
-    note "n: batch through A, waited through B: tasks/s of each round: $(kv "$res" rates) (best $(kv "$res" best_rate), worst $(kv "$res" worst_rate)); the figure is all tasks / all time. Warm-up round, not counted: ${warm:-failed} tasks/s. $nodes live nodes; in every round B's wait answer listed 10,000 ready and none not ready, and one value read back through B was the echoed argument."
+    note "n: batch through A, waited through B: tasks/s of each round: $(kv "$res" rates) (best $(kv "$res" best_rate), worst $(kv "$res" worst_rate)); the figure is all tasks / all time. Warm-up round, not counted: ${warm:-failed} tasks/s. Right after, the same waited for on A itself: $direct. $nodes live nodes; in every round B's wait answer listed 10,000 ready and none not ready, and one value read back through B was the echoed argument."
 }
 
 bench_n() {
