@@ -414,7 +414,8 @@ static void fanout_notify(rt_peer_call *call, rt_peer_event event, void *arg)
 
 static enum MHD_Result fanout_start(api_request *req, const char *const *base_urls,
                                     const char *const *paths, size_t n, const char *method,
-                                    const char *body, size_t len, double timeout);
+                                    const char *const *bodies, const size_t *lens,
+                                    double timeout);
 
 enum MHD_Result api_forward_fanout(api_request *req, const char *const *base_urls, size_t n,
                                    const char *method, const char *path, double timeout)
@@ -424,7 +425,7 @@ enum MHD_Result api_forward_fanout(api_request *req, const char *const *base_url
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
     for (size_t i = 0; i < n; i++)
         paths[i] = path;
-    enum MHD_Result r = fanout_start(req, base_urls, paths, n, method, NULL, 0, timeout);
+    enum MHD_Result r = fanout_start(req, base_urls, paths, n, method, NULL, NULL, timeout);
     free(paths);
     return r;
 }
@@ -433,22 +434,32 @@ enum MHD_Result api_forward_fanout_each(api_request *req, const char *const *bas
                                         const char *const *paths, size_t n, const char *method,
                                         double timeout)
 {
-    return fanout_start(req, base_urls, paths, n, method, NULL, 0, timeout);
+    return fanout_start(req, base_urls, paths, n, method, NULL, NULL, timeout);
+}
+
+enum MHD_Result api_forward_fanout_posts(api_request *req, const char *const *base_urls,
+                                         const char *const *paths, const char *const *bodies,
+                                         const size_t *lens, size_t n, double timeout)
+{
+    return fanout_start(req, base_urls, paths, n, "POST", bodies, lens, timeout);
 }
 
 enum MHD_Result api_forward_call(api_request *req, const char *base_url, const char *method,
                                  const char *path, const char *json_body, size_t len,
                                  double timeout)
 {
-    const char *urls[1] = {base_url}, *paths[1] = {path};
-    return fanout_start(req, urls, paths, 1, method, json_body, len, timeout);
+    const char *urls[1] = {base_url}, *paths[1] = {path}, *bodies[1] = {json_body};
+    size_t lens[1] = {len};
+    return fanout_start(req, urls, paths, 1, method, json_body ? bodies : NULL, lens, timeout);
 }
 
-/* Sends `method paths[i]` to each base_urls[i] (with body, when not NULL) and suspends the
- * request until every call has answered or failed. */
+/* Sends `method paths[i]` to each base_urls[i] (with the JSON body bodies[i], lens[i] bytes,
+ * when bodies is not NULL) and suspends the request until every call has answered or
+ * failed. */
 static enum MHD_Result fanout_start(api_request *req, const char *const *base_urls,
                                     const char *const *paths, size_t n, const char *method,
-                                    const char *body, size_t len, double timeout)
+                                    const char *const *bodies, const size_t *lens,
+                                    double timeout)
 {
     api_forward *fw = calloc(1, sizeof(*fw));
     rt_peer_call **calls = calloc(n + 1, sizeof(*calls));
@@ -471,7 +482,7 @@ static enum MHD_Result fanout_start(api_request *req, const char *const *base_ur
     char storage[2048];
     size_t nlines = api_forward_peer_headers(req, lines, PEER_HEADERS_MAX, storage,
                                              sizeof(storage));
-    if (body && nlines < PEER_HEADERS_MAX)
+    if (bodies && nlines < PEER_HEADERS_MAX)
         lines[nlines++] = "Content-Type: application/json";
     lines[nlines] = NULL;
 
@@ -487,9 +498,9 @@ static enum MHD_Result fanout_start(api_request *req, const char *const *base_ur
         rt_peer_request rq = {.method = method,
                               .url = url,
                               .headers = lines,
-                              .body = body,
-                              .body_len = len,
-                              .has_body = body != NULL,
+                              .body = bodies ? bodies[i] : NULL,
+                              .body_len = bodies ? lens[i] : 0,
+                              .has_body = bodies != NULL,
                               .timeout = timeout};
         __atomic_add_fetch(&fw->refs, 1, __ATOMIC_RELAXED);
         calls[i] = rt_peer_start(req->ctx->peer, &rq, fanout_notify, fw);

@@ -64,6 +64,12 @@ enum MHD_Result api_forward_fanout_each(api_request *req, const char *const *bas
                                         const char *const *paths, size_t n, const char *method,
                                         double timeout);
 
+/* The same with POST and a JSON body of its own for each node (bodies[i], lens[i] bytes,
+ * copied, for base_urls[i] + paths[i]): e.g. a wait asking each owner about its refs. */
+enum MHD_Result api_forward_fanout_posts(api_request *req, const char *const *base_urls,
+                                         const char *const *paths, const char *const *bodies,
+                                         const size_t *lens, size_t n, double timeout);
+
 /* A fan-out of one with a JSON body (json_body: len bytes, copied; may be NULL):
  * sends `method path` to base_url and suspends until it has answered or failed; then the
  * route's handler is called again (api_forward_fanout_done) and reads the answer with

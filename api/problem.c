@@ -256,9 +256,16 @@ json_t *api_problem_from_error(const rt_error *err, const char *ref)
     size_t depth = 0;
     for (const rt_error *e = err; e; e = rt_error_cause(e), depth++) {
         if (depth == API_PROBLEM_CAUSES_MAX) {
+            /* A level rebuilt from another node's answer (runtime/cluster_fetch.h) may end
+             * its chain with that node's own count of what it left out: add it in, so the
+             * count is the whole chain's, as on one node. */
             size_t left = 0;
-            for (const rt_error *r = e; r; r = rt_error_cause(r))
-                left++;
+            for (const rt_error *r = e; r; r = rt_error_cause(r)) {
+                json_t *more = json_object_get(rt_error_fields(r), "causes_omitted");
+                left += 1 + (json_is_integer(more) && json_integer_value(more) > 0
+                                 ? (size_t)json_integer_value(more)
+                                 : 0);
+            }
             json_object_set_new(prev, "causes_omitted", json_integer((json_int_t)left));
             break;
         }

@@ -10,28 +10,46 @@
 #include "api/park.h"
 #include "api/problem.h"
 #include "api/values.h"
+#include "api/wait_owners.h"
 #include "runtime/clock.h"
+#include "runtime/cluster.h"
+#include "runtime/cluster_fetch.h"
 
 
-/* The decoded body, kept across rounds (refs point into req->json). */
+/* The decoded body and what is known of the refs, kept across rounds (refs point into
+ * req->json). */
 typedef api_wait_request wait_args;
 
-static void wait_args_free(void *p)
+typedef struct wait_state {
+    api_wait_request args;
+    unsigned char *foreign;  /* cluster mode, per ref: another live node owns it */
+    api_wait_owners *owners; /* cluster mode: what the owners said (api/wait_owners.h) */
+} wait_state;
+
+static void wait_state_free(void *p)
 {
-    api_wait_request_release(p);
-    free(p);
+    wait_state *s = p;
+    api_wait_request_release(&s->args);
+    api_wait_owners_free(s->owners);
+    free(s->foreign);
+    free(s);
 }
 
-/* Cluster mode: makes sure a foreign ref has a stand-in (or a copy) here. Returns 1 for a
- * foreign ref, 0 for this node's own, -1 after answering 404 (no node has its tag). */
-static int want_foreign(api_request *req, const char *ref)
+/* Cluster mode: sorts out a ref another node may own. Returns 1 for a ref another live
+ * node owns, 2 for one whose owner died (its stand-in holds ObjectLost now), 0 for this
+ * node's own, -1 after answering 404 (no node has its tag). */
+static int classify(api_request *req, const char *ref)
 {
     char tag[RT_NODE_TAG_SIZE];
-    rt_owner owner = rt_fetch_want(req->ctx->fetch, ref, tag);
+    rt_owner owner = rt_cluster_owner(req->ctx->cluster, ref, tag, NULL, 0);
     if (owner == RT_OWNER_SELF)
         return 0;
-    if (owner != RT_OWNER_UNKNOWN)
-        return 1;
+    if (owner == RT_OWNER_ALIVE)
+        return 1; /* its owner answers for it (api/wait_owners.h), else a stand-in */
+    if (owner == RT_OWNER_DEAD) {
+        rt_fetch_want(req->ctx->fetch, ref, tag);
+        return 2;
+    }
     char detail[200];
     snprintf(detail, sizeof(detail),
              "a ref in refs does not exist: no node of this cluster has tag %s", tag);
@@ -40,38 +58,50 @@ static int want_foreign(api_request *req, const char *ref)
 }
 
 /* Decodes the body on the first round, checks every ref exists, and sets req->deadline.
- * Returns the arguments, or NULL after answering an error. */
-static wait_args *parse_args(api_request *req, int is_wait)
+ * Returns the state, or NULL after answering an error. */
+static wait_state *parse_args(api_request *req, int is_wait)
 {
     if (req->handler_state)
         return req->handler_state;
     if (api_body_json(req) != 0)
         return NULL;
-    wait_args *a = calloc(1, sizeof(*a));
-    if (!a) {
+    wait_state *s = calloc(1, sizeof(*s));
+    if (!s) {
         api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
         return NULL;
     }
+    wait_args *a = &s->args;
     char err[256];
     int d = api_decode_wait(req->json, is_wait, a, err, sizeof(err));
     if (d != API_DECODE_OK) {
-        free(a);
+        free(s);
         if (d == API_DECODE_NOMEM)
             api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
         else
             api_problem(req, 400, "BadRequest", err, NULL);
         return NULL;
     }
-    req->handler_state = a;
-    req->handler_state_free = wait_args_free;
-    /* A ref that never existed is a client error, not something to wait for. */
+    req->handler_state = s;
+    req->handler_state_free = wait_state_free;
+    if (req->ctx->fetch && !(s->foreign = calloc(a->n + 1, 1))) {
+        api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+        return NULL;
+    }
+    /* A ref that never existed is a client error, not something to wait for. (Refs all
+     * of one other node: that node checks them, answering the whole request.) */
+    bool one_owner = req->ctx->fetch && api_wait_owners_one_other(req, a->refs, a->n);
     for (size_t i = 0; i < a->n; i++) {
+        if (one_owner) {
+            s->foreign[i] = 1;
+            continue;
+        }
         if (req->ctx->fetch) {
-            int foreign = want_foreign(req, a->refs[i]);
+            int foreign = classify(req, a->refs[i]);
             if (foreign < 0)
                 return NULL;
+            s->foreign[i] = foreign == 1;
             if (foreign)
-                continue; /* its owner answers for it: a stand-in waits for the answer */
+                continue; /* its owner answers for it */
         }
         rt_object_view view;
         if (rt_store_peek(req->ctx->store, a->refs[i], &view) == RT_ENOTFOUND) {
@@ -85,26 +115,57 @@ static wait_args *parse_args(api_request *req, int is_wait)
                          ? req->ctx->config.max_wait
                          : a->timeout;
     req->deadline = rt_clock_monotonic() + timeout;
-    return a;
+    return s;
 }
 
-/* Collects the refs still PENDING (at most n) into pending; returns how many. */
-static size_t collect_pending(api_request *req, const wait_args *a, const char **pending)
+/* Cluster mode: asks the refs' owners once (api/wait_owners.h). Returns true when the
+ * request was answered or suspended meanwhile (*result to return). */
+static bool ask_owners(api_request *req, wait_state *s, int is_wait, enum MHD_Result *result)
+{
+    if (!req->ctx->fetch)
+        return false;
+    return api_wait_owners_step(req, &s->owners, s->args.refs, s->args.n, is_wait, result);
+}
+
+/* Whether ref i counts as resolved now: its owner said so, or this node's store has it
+ * resolved. A ref of this node that is gone since (freed) counts as resolved (lost); a
+ * foreign ref with no stand-in here is not. */
+static bool resolved_now(api_request *req, const wait_state *s, size_t i)
+{
+    if (api_wait_owners_resolved(s->owners, i))
+        return true;
+    rt_object_view view;
+    rt_status st = rt_store_peek(req->ctx->store, s->args.refs[i], &view);
+    bool resolved = st == RT_OK ? view.state != RT_OBJ_PENDING
+                                : !(s->foreign && s->foreign[i]);
+    rt_object_view_release(&view);
+    return resolved;
+}
+
+/* Collects the refs not resolved (at most n) into pending; returns how many. */
+static size_t collect_pending(api_request *req, const wait_state *s, const char **pending)
 {
     size_t np = 0;
-    for (size_t i = 0; i < a->n; i++) {
-        if (req->ctx->fetch) {
-            /* A stand-in nobody waited on may have been dropped since the last round. */
-            char tag[RT_NODE_TAG_SIZE];
-            rt_fetch_want(req->ctx->fetch, a->refs[i], tag);
-        }
-        rt_object_view view;
-        rt_status st = rt_store_peek(req->ctx->store, a->refs[i], &view);
-        if (st == RT_OK && view.state == RT_OBJ_PENDING)
-            pending[np++] = a->refs[i];
-        rt_object_view_release(&view);
-    }
+    for (size_t i = 0; i < s->args.n; i++)
+        if (!resolved_now(req, s, i))
+            pending[np++] = s->args.refs[i];
     return np;
+}
+
+/* Before parking: every foreign ref still pending gets a stand-in to wait on (one nobody
+ * waited on may have been dropped since the last round); then collects them again (a
+ * stand-in may have failed at once: its owner died). */
+static size_t want_pending(api_request *req, const wait_state *s, const char **pending)
+{
+    if (!req->ctx->fetch)
+        return collect_pending(req, s, pending);
+    for (size_t i = 0; i < s->args.n; i++) {
+        if (s->foreign[i] && !resolved_now(req, s, i)) {
+            char tag[RT_NODE_TAG_SIZE];
+            rt_fetch_want(req->ctx->fetch, s->args.refs[i], tag);
+        }
+    }
+    return collect_pending(req, s, pending);
 }
 
 json_t *api_objects_entry(api_request *req, const char *ref)
@@ -141,15 +202,40 @@ json_t *api_objects_entry(api_request *req, const char *ref)
     return e;
 }
 
+/* A batch get's entry for ref i: this node's, once resolved here; else its owner's answer;
+ * else pending (a foreign ref with no stand-in here is pending, not lost). */
+static json_t *entry_of(api_request *req, const wait_state *s, size_t i)
+{
+    const char *ref = s->args.refs[i];
+    if (!s->foreign || !s->foreign[i])
+        return api_objects_entry(req, ref);
+    rt_object_view view;
+    rt_status st = rt_store_peek(req->ctx->store, ref, &view);
+    bool here = st == RT_OK && view.state != RT_OBJ_PENDING;
+    rt_object_view_release(&view);
+    if (here)
+        return api_objects_entry(req, ref);
+    json_t *owners = api_wait_owners_entry(s->owners, i);
+    if (owners)
+        return json_incref(owners);
+    return json_pack("{s:s,s:s}", "ref", ref, "state", "pending");
+}
+
 enum MHD_Result api_objects_get_batch(api_request *req)
 {
-    wait_args *a = parse_args(req, 0);
-    if (!a)
+    wait_state *s = parse_args(req, 0);
+    if (!s)
         return MHD_YES;
+    enum MHD_Result asked;
+    if (ask_owners(req, s, 0, &asked))
+        return asked;
+    const wait_args *a = &s->args;
     const char **pending = malloc((a->n + 1) * sizeof(*pending));
     if (!pending)
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
-    size_t np = collect_pending(req, a, pending);
+    size_t np = collect_pending(req, s, pending);
+    if (np > 0 && rt_clock_monotonic() < req->deadline)
+        np = want_pending(req, s, pending);
     if (np > 0 && rt_clock_monotonic() < req->deadline) {
         enum MHD_Result r = api_park_on_refs(req, pending, np, np);
         free(pending);
@@ -158,7 +244,7 @@ enum MHD_Result api_objects_get_batch(api_request *req)
     free(pending);
     json_t *list = json_array();
     for (size_t i = 0; i < a->n; i++) {
-        json_t *e = api_objects_entry(req, a->refs[i]);
+        json_t *e = entry_of(req, s, i);
         if (!e) {
             json_decref(list);
             return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
@@ -170,15 +256,24 @@ enum MHD_Result api_objects_get_batch(api_request *req)
 
 enum MHD_Result api_objects_wait(api_request *req)
 {
-    wait_args *a = parse_args(req, 1);
-    if (!a)
+    wait_state *s = parse_args(req, 1);
+    if (!s)
         return MHD_YES;
+    enum MHD_Result asked;
+    if (ask_owners(req, s, 1, &asked))
+        return asked;
+    const wait_args *a = &s->args;
     const char **pending = malloc((a->n + 1) * sizeof(*pending));
     if (!pending)
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
-    size_t np = collect_pending(req, a, pending);
-    size_t resolved = a->n - np;
-    if (a->n > 0 && resolved < a->num_returns && rt_clock_monotonic() < req->deadline) {
+    size_t np = collect_pending(req, s, pending);
+    bool more = a->n > 0 && a->n - np < a->num_returns && rt_clock_monotonic() < req->deadline;
+    if (more) {
+        np = want_pending(req, s, pending);
+        more = a->n - np < a->num_returns;
+    }
+    if (more) {
+        size_t resolved = a->n - np;
         enum MHD_Result r = api_park_on_refs(req, pending, np, a->num_returns - resolved);
         free(pending);
         return r;
@@ -190,11 +285,7 @@ enum MHD_Result api_objects_wait(api_request *req)
     json_t *ready = json_array(), *not_ready = json_array();
     size_t taken = 0;
     for (size_t i = 0; i < a->n; i++) {
-        rt_object_view view;
-        rt_status st = rt_store_peek(req->ctx->store, a->refs[i], &view);
-        int is_resolved = !(st == RT_OK && view.state == RT_OBJ_PENDING);
-        rt_object_view_release(&view);
-        if (is_resolved && taken < a->num_returns) {
+        if (taken < a->num_returns && resolved_now(req, s, i)) {
             json_array_append_new(ready, json_string(a->refs[i]));
             taken++;
         } else {

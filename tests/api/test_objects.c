@@ -1263,7 +1263,12 @@ static void test_concurrent_clients(void **state)
     }
     if (errors)
         fail_msg("%d errors across %d concurrent clients", errors, N);
-    /* Every object was deleted again: the live counts are back where they were. */
+    /* Every object was deleted again: the live counts are back where they were. (One
+     * node's counts: behind a balancer, each status may come from another node.) */
+    if (g_main.shared) {
+        json_decref(before);
+        return;
+    }
     json_t *after = status_store(&g_main);
     assert_int_equal(json_int(after, "objects"), json_int(before, "objects"));
     assert_int_equal(json_int(after, "bytes"), json_int(before, "bytes"));

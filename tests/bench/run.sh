@@ -17,10 +17,11 @@
 #   BENCH_PROFILE_GETS=N        GETs profiled under callgrind in l (default 20000)
 #   BENCH_CLIENT_ROUNDS=N       rounds per side of each workload in m (default 6)
 #   BENCH_CLUSTER_BIG_RUNS=N    runs of the 1 GiB node-to-node get in n (default 3)
-#   BENCH_N_ONLY=get,own,actor,state,big  only these parts of n (default: all): get = 100-byte
-#                       GET through a non-owner, own = a node's own GET and task with/without
-#                       RAYD_CLUSTER, actor = actor calls through a non-owner, state =
-#                       remote-class calls with state_in_cluster vs not, big = 1 GiB
+#   BENCH_N_ONLY=get,own,actor,state,batch,big  only these parts of n (default: all): get =
+#                       100-byte GET through a non-owner, own = a node's own GET and task
+#                       with/without RAYD_CLUSTER, actor = actor calls through a non-owner,
+#                       state = remote-class calls with state_in_cluster vs not, batch =
+#                       10,000 tasks on A waited through B, big = 1 GiB
 #   BENCH_SPILL_ROUNDS=N        rounds of the spill write (4 runs each) and spilled GET in o (default 3)
 #   RAYD_BIN=path       the server under test (default build/rayd)
 #   BENCH_BARE_CONN_MEMORY=BYTES  the baseline's connection memory limit (default: rayd's,
@@ -1286,6 +1287,8 @@ bench_l() {
 #   - a remote-class actor call (the example Python worker's Account) on A whose class keeps
 #     its state in the cluster (state_in_cluster: one Redis write per call) against the same
 #     call of a class that does not (reported: no target).
+#   - a 10,000-task batch submitted to A and waited for through B, with a third node C up
+#     (tasks/s end to end, n_batch_across).
 # wait_ready PORT: /readyz 200 within 15 s (a cluster node answers 200 once it has joined).
 wait_ready() {
     local i
@@ -1294,6 +1297,39 @@ wait_ready() {
         sleep 0.1
     done
     return 1
+}
+
+# n_batch_across APORT BPORT: within bench n, with a third node C started here (a cluster of
+# three): rounds of 10,000 `echo` tasks in one POST /v1/tasks/batch to A, each followed by
+# one POST /v1/wait with num_returns 10000 on all their refs sent to B (which owns none of
+# them and asks A; api/wait_owners.h); end to end, as bench e on one node.
+n_batch_across() {
+    local aport=$1 bport=$2 c rounds=${BENCH_TASK_ROUNDS:-5} n=10000
+    start_server rayd-n-c "${cluster[@]}" || { fail "n: node C did not start"; return; }
+    c=$SRV_PID
+    if ! wait_ready "$SRV_PORT"; then
+        fail "n: node C did not join"
+        stop_server "$c"
+        return
+    fi
+    local warm="" nodes
+    nodes=$(curl -s "http://127.0.0.1:$bport/v1/status" | jq '[.cluster.nodes[] | select(.alive)] | length')
+    if taskbatch n-batch-warmup batch "$aport" 1 "$n" "$bport"; then warm=$(kv "$TB_OUT" rate); fi
+    if ! taskbatch n-batch batch "$aport" "$rounds" "$n" "$bport"; then
+        fail "n: batch on A waited through B: $TB_ERR"
+        stop_server "$c"
+        return
+    fi
+    local res=$TB_OUT rate direct="failed"
+    # For reference, the same rounds waited for on A itself (bench e's shape, on a cluster node).
+    if taskbatch n-batch-direct batch "$aport" "$rounds" "$n"; then
+        direct="$(kv "$TB_OUT" rate) tasks/s (rounds $(kv "$TB_OUT" rates))"
+    fi
+    stop_server "$c"
+    rate=$(kv "$res" rate)
+    row n "10,000 echo tasks: batch POST to node A + wait for all through node B (3 nodes), tasks/s ($rounds rounds)" \
+        "-" "$rate" "-" ">= 100000" "$(verdict "$rate" '>=' 100000)"
+    note "n: batch through A, waited through B: tasks/s of each round: $(kv "$res" rates) (best $(kv "$res" best_rate), worst $(kv "$res" worst_rate)); the figure is all tasks / all time. Warm-up round, not counted: ${warm:-failed} tasks/s. Right after, the same waited for on A itself: $direct. $nodes live nodes; in every round B's wait answer listed 10,000 ready and none not ready, and one value read back through B was the echoed argument."
 }
 
 bench_n() {
@@ -1468,6 +1504,8 @@ bench_n() {
         unset BENCH_ACTORS_FILE BENCH_ACTORS_BY_PATH BENCH_ACTOR_METHOD
     fi
     fi
+    # --- 10,000-task batch on A, waited for through B, a third node up
+    n_part batch && n_batch_across "$aport" "$bport"
 
     # --- 1 GiB: put on A, read through B, against curl's PUT to the bare server
     if ! n_part big; then
@@ -1523,7 +1561,6 @@ bench_n() {
         "$(calc %.2f "$BIG_SIZE / $bare_t / 1e9")" "$(calc %.2f "$BIG_SIZE / $get_t / 1e9")" \
         "$(calc %.2f "$bare_t / $get_t")" ">= 0.5" "$(verdict "$(calc %.6f "$bare_t / $get_t")" '>=' 0.5)"
     note "n: 1 GiB: GB/s of each run, in order: $runs_txt (get on A: the owner's own GET, for reference). B's peak RSS $(calc %.2f "${hwm_b:-0} / 1073741824") GiB (an object over 64 MiB passes through its 4 MiB window and is not kept; before that limit B kept a copy, 1 GiB)."
-    note "n: skipped: the 10,000-task batch through one node of three, waited through another (needs tasks and waits across nodes)."
 }
 
 # ---------------------------------------------------------------------------------------

@@ -4,8 +4,11 @@
  * tests/bench/run.sh. Loopback only; every request has a timeout, so a stuck server
  * fails the benchmark instead of hanging it.
  *
- *   taskbatch batch  PORT ROUNDS N    e: ROUNDS x (POST /v1/tasks/batch of N `echo` tasks,
- *                                        then POST /v1/wait num_returns=N on all N refs)
+ *   taskbatch batch  PORT ROUNDS N [WAIT_PORT]
+ *                                     e: ROUNDS x (POST /v1/tasks/batch of N `echo` tasks,
+ *                                        then POST /v1/wait num_returns=N on all N refs);
+ *                                        n: the same, the wait (and the value read back)
+ *                                        sent to WAIT_PORT, another node of the cluster
  *   taskbatch chain  PORT N           g: chains of N dependent `add` tasks (see below)
  *   taskbatch actors PORT N CONNS OUT h, i: create N Counter actors over CONNS keep-alive
  *                                        connections; ids to OUT, one a line (- = none)
@@ -41,6 +44,7 @@
 #define REF_MAX 64
 
 static char g_base[64]; /* http://127.0.0.1:PORT */
+static char g_wait_base[64]; /* batch: where the wait goes (another node), else g_base */
 
 static double now_s(void)
 {
@@ -124,10 +128,11 @@ static CURL *new_handle(void)
     return h;
 }
 
-static long request(CURL *h, const char *path, const struct buf *body, struct buf *resp)
+static long request_to(CURL *h, const char *base, const char *path, const struct buf *body,
+                       struct buf *resp)
 {
     char url[1024];
-    snprintf(url, sizeof url, "%s%s", g_base, path);
+    snprintf(url, sizeof url, "%s%s", base, path);
     resp->len = 0;
     buf_reserve(resp, 0);
     resp->p[0] = '\0';
@@ -175,9 +180,14 @@ static void snip(const struct buf *b, char *out, size_t n)
 
 /* ---------------------------------------------------------------------------------------
  * e) batch: ROUNDS x (batch of N echo tasks, then wait for all N). */
+static long request(CURL *h, const char *path, const struct buf *body, struct buf *resp)
+{
+    return request_to(h, g_base, path, body, resp);
+}
+
 static int cmd_batch(int rounds, int n)
 {
-    CURL *h = new_handle();
+    CURL *h = new_handle(), *hw = new_handle(); /* hw: the wait's node, its own connection */
     struct buf body = {0}, resp = {0}, wait = {0};
     char(*refs)[REF_MAX] = malloc((size_t)n * REF_MAX);
     if (refs == NULL)
@@ -208,7 +218,7 @@ static int cmd_batch(int rounds, int n)
             buf_printf(&wait, "%s\"%s\"", i ? "," : "", refs[i]);
         }
         buf_printf(&wait, "],\"num_returns\":%d,\"timeout\":60}", n);
-        code = request(h, "/v1/wait", &wait, &resp);
+        code = request_to(hw, g_wait_base, "/v1/wait", &wait, &resp);
         double dt = now_s() - t0;
         if (code != 200) {
             char s[320];
@@ -231,7 +241,7 @@ static int cmd_batch(int rounds, int n)
         int k = (r * 7919 + 4321) % n;
         char path[128], want[32];
         snprintf(path, sizeof path, "/v1/objects/%s", refs[k]);
-        code = request(h, path, NULL, &resp);
+        code = request_to(hw, g_wait_base, path, NULL, &resp);
         snprintf(want, sizeof want, "%d", r * n + k);
         if (code != 200 || strcmp(resp.p, want) != 0)
             die("round %d: GET %s answered %ld '%s', expected 200 '%s'", r, path, code, resp.p,
@@ -251,6 +261,7 @@ static int cmd_batch(int rounds, int n)
            "rates=%s\n",
            n * rounds, rounds, total, n * rounds / total, n / best, n / worst, per.p);
     curl_easy_cleanup(h);
+    curl_easy_cleanup(hw);
     free(refs);
     free(body.p);
     free(resp.p);
@@ -772,7 +783,11 @@ int main(int argc, char **argv)
     g_rayd_hdr = curl_slist_append(g_rayd_hdr, "Expect:");
     g_rayd_hdr = curl_slist_append(g_rayd_hdr, "Prefer: wait=5");
     int rc = 2;
-    if (strcmp(argv[1], "batch") == 0 && argc == 5 && atoi(argv[3]) > 0 && atoi(argv[4]) > 0)
+    snprintf(g_wait_base, sizeof g_wait_base, "%s", g_base);
+    if (strcmp(argv[1], "batch") == 0 && argc == 6 && atoi(argv[5]) > 0 && atoi(argv[5]) <= 65535)
+        snprintf(g_wait_base, sizeof g_wait_base, "http://127.0.0.1:%d", atoi(argv[5]));
+    if (strcmp(argv[1], "batch") == 0 && (argc == 5 || (argc == 6 && atoi(argv[5]) > 0)) &&
+        atoi(argv[3]) > 0 && atoi(argv[4]) > 0)
         rc = cmd_batch(atoi(argv[3]), atoi(argv[4]));
     else if (strcmp(argv[1], "chain") == 0 && argc == 4 && atoi(argv[3]) > 0)
         rc = cmd_chain(atoi(argv[3]));

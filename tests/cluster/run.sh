@@ -46,6 +46,7 @@ elif [ "$MODE" = api ]; then
     done
 else
     TESTS=("$BUILD/tests/cluster/test_cluster_objects" "$BUILD/tests/cluster/test_cluster_tasks"
+           "$BUILD/tests/cluster/test_cluster_waits"
            "$BUILD/tests/cluster/test_cluster_listing" "$BUILD/tests/cluster/test_cluster_actors"
            "$BUILD/tests/cluster/test_cluster_actor_failover" "$BUILD/tests/cluster/test_cluster_redis"
            "$BUILD/tests/cluster/test_cluster_failure" "$BUILD/tests/cluster/test_cluster_observe")

@@ -1,5 +1,6 @@
 /* Tests api/problem.c's table of kinds: sorted (the lookup is a binary search), every
- * stored error kind has a page, and a problem's type is its kind's page. */
+ * stored error kind has a page, and a problem's type is its kind's page; and a cause chain
+ * cut short counts what it leaves out, a count carried from another node included. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -60,12 +61,40 @@ static void test_type_is_the_page(void **state)
     free(page);
 }
 
+static void test_causes_omitted_adds_a_carried_count(void **state)
+{
+    (void)state;
+    /* 40 levels, the deepest rebuilt from another node's answer that had left 100 out. */
+    json_t *carried = json_pack("{s:i}", "causes_omitted", 100);
+    rt_error *chain = rt_error_new(RT_ERR_TASK_ERROR, "deepest shown there", carried, NULL);
+    json_decref(carried);
+    for (int i = 1; i < 40; i++) {
+        rt_error *outer = rt_error_new(RT_ERR_TASK_ERROR, "link", NULL, chain);
+        rt_error_decref(chain);
+        chain = outer;
+    }
+    json_t *p = api_problem_from_error(chain, "o_ref");
+    json_t *last = p;
+    int depth = 0;
+    while (json_object_get(last, "cause")) {
+        last = json_object_get(last, "cause");
+        depth++;
+    }
+    assert_int_equal(depth, API_PROBLEM_CAUSES_MAX - 1);
+    /* 8 levels not shown here, and the 100 the other node had left out */
+    assert_int_equal(json_integer_value(json_object_get(last, "causes_omitted")),
+                     40 - API_PROBLEM_CAUSES_MAX + 100);
+    json_decref(p);
+    rt_error_decref(chain);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kinds_sorted_and_complete),
         cmocka_unit_test(test_every_error_kind_has_a_page),
         cmocka_unit_test(test_type_is_the_page),
+        cmocka_unit_test(test_causes_omitted_adds_a_carried_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
