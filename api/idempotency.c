@@ -547,7 +547,9 @@ int api_idempotency_begin(api_idempotency *t, api_request *req)
         free(snapshot.headers);
         return 1;
     }
-    if (api_cluster_unavailable(req)) {
+    /* A request another node relayed here: that node holds the key's claim in Redis. */
+    bool claim = req->ctx->cluster && !api_header(req, API_FORWARDED_HEADER);
+    if (claim && api_cluster_unavailable(req)) {
         pthread_mutex_unlock(&t->lock);
         free(scope);
         return cluster_unavailable(req, "unreachable");
@@ -577,7 +579,7 @@ int api_idempotency_begin(api_idempotency *t, api_request *req)
     t->bytes += e->bytes;
     req->idem_entry = e;
     pthread_mutex_unlock(&t->lock);
-    if (req->ctx->cluster)
+    if (claim)
         return claim_start(t, req, e, scope, digest);
     return 0;
 }

@@ -242,6 +242,41 @@ static void test_concurrent_first_requests_run_once(void **state)
     assert_int_equal(submitted(), before + 1);
 }
 
+/* An actor call relayed to its owner: the node that relays holds the key; retries through
+ * every node replay, and the counter moved once. */
+static void test_actor_call_through_non_owner_once(void **state)
+{
+    http_resp *c = http_post_json(&g.node[0], "/v1/actors", "{\"class\":\"Counter\"}");
+    assert_status(c, 201);
+    char id[80], path[200], key[128];
+    snprintf(id, sizeof id, "%s", json_str(c->json, "actor_id"));
+    http_resp_free(c);
+    snprintf(path, sizeof path, "/v1/actors/%s/methods/incr", id);
+    make_key(key, sizeof key, "actor");
+    char kh[300];
+    snprintf(kh, sizeof kh, "Idempotency-Key: %s", key);
+    const char *h[] = {kh, "Content-Type: application/json", "Prefer: wait=10", NULL};
+    static const char body[] = "{\"args\":[1]}";
+    http_resp *first = http_request(&g.node[1], "POST", path, h, body, strlen(body));
+    assert_status(first, 200);
+    assert_int_equal(atoi(first->body), 1);
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < CLUSTER_NODES; i++) {
+            http_resp *r = http_request(&g.node[i], "POST", path, h, body, strlen(body));
+            if (!replayed(r))
+                fail_msg("retry through node %d: %ld %s, not replayed", i, r->status, r->body);
+            assert_same_answer(first, r);
+            http_resp_free(r);
+        }
+    http_resp_free(first);
+    snprintf(path, sizeof path, "/v1/actors/%s/methods/get", id);
+    const char *hg[] = {"Content-Type: application/json", "Prefer: wait=10", NULL};
+    http_resp *r = http_request(&g.node[2], "POST", path, hg, "{}", 2);
+    assert_status(r, 200);
+    assert_int_equal(atoi(r->body), 1);
+    http_resp_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -249,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_prefer_wait_answer_replayed_elsewhere),
         cmocka_unit_test(test_409_while_running_422_for_another_body),
         cmocka_unit_test(test_concurrent_first_requests_run_once),
+        cmocka_unit_test(test_actor_call_through_non_owner_once),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }
