@@ -71,6 +71,8 @@ struct rt_cluster {
     bool redis_was_up;    /* Redis thread: the connection came up at least once */
     int ticks;            /* Redis thread: heartbeats written before joining */
     double grace_from;    /* Redis thread: when Redis came back or was found emptied */
+    void (*on_tick)(void *arg); /* set before start: after each heartbeat once joined */
+    void *on_tick_arg;
 
     pthread_mutex_t lock;
     member *members; /* lock: every other node known, by tag */
@@ -530,6 +532,8 @@ static int tick(redisContext *rc, int fresh, void *arg, char *why, size_t n)
         say(c, "info", "joined the cluster as node %s (%s), epoch %lld; %zu other node%s known",
             c->tag, c->advertise, epoch, others, others == 1 ? "" : "s");
     }
+    if (c->on_tick && __atomic_load_n(&c->joined, __ATOMIC_RELAXED))
+        c->on_tick(c->on_tick_arg);
     return 0;
 }
 
@@ -599,6 +603,12 @@ rt_cluster *rt_cluster_new(const rt_cluster_config *config, char *err, size_t er
     pthread_mutex_init(&c->lock, NULL);
     snprintf(c->redis_error, sizeof(c->redis_error), "not connected yet");
     return c;
+}
+
+void rt_cluster_on_tick(rt_cluster *c, void (*fn)(void *arg), void *arg)
+{
+    c->on_tick = fn;
+    c->on_tick_arg = arg;
 }
 
 int rt_cluster_start(rt_cluster *c, const char *advertise_url)

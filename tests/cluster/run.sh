@@ -44,7 +44,8 @@ elif [ "$MODE" = api ]; then
 else
     TESTS=("$BUILD/tests/cluster/test_cluster_objects" "$BUILD/tests/cluster/test_cluster_tasks"
            "$BUILD/tests/cluster/test_cluster_listing" "$BUILD/tests/cluster/test_cluster_actors"
-           "$BUILD/tests/cluster/test_cluster_idempotency" "$BUILD/tests/cluster/test_cluster_redis"
+           "$BUILD/tests/cluster/test_cluster_idempotency" "$BUILD/tests/cluster/test_cluster_registry"
+           "$BUILD/tests/cluster/test_cluster_redis"
            "$BUILD/tests/cluster/test_cluster_failure" "$BUILD/tests/cluster/test_cluster_observe")
 fi
 NGINX=/usr/sbin/nginx
@@ -139,6 +140,10 @@ EOF
 chmod +x "$OUT/redis-restart.sh"
 
 # --- three rayd in cluster mode ------------------------------------------------------------
+# nginx's port is chosen now: the nodes may call it as a remote function's endpoint
+# (test_cluster_registry registers POST /v1/objects through nginx as one).
+NPORT=$(free_port)
+[ "$MODE" = api ] || NODE_ARGS+=(--remote-allow "http://127.0.0.1:$NPORT")
 PORTS=()
 for i in 1 2 3; do
     RAYD_CLUSTER=redis://127.0.0.1:$RPORT "$RAYD" --bind 127.0.0.1 --port 0 \
@@ -169,7 +174,6 @@ done
 say "rayd on 127.0.0.1:${PORTS[0]}, :${PORTS[1]}, :${PORTS[2]} (pids ${RAYD_PIDS[*]})"
 
 # --- nginx, configured by docker/nginx.conf ---------------------------------------------------
-NPORT=$(free_port)
 sed -e "s#server rayd1:8080 #server 127.0.0.1:${PORTS[0]} #" \
     -e "s#server rayd2:8080 #server 127.0.0.1:${PORTS[1]} #" \
     -e "s#server rayd3:8080 #server 127.0.0.1:${PORTS[2]} #" \
