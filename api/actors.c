@@ -421,6 +421,7 @@ enum MHD_Result api_actor_classes_put(api_request *req)
                                json_pack("{s:s}", "class", name));
         return api_problem_status(req, st, "the class");
     }
+    replaced = api_registration_replaced(req, replaced);
     rt_event_emit("info", "registration changed",
                   json_pack("{s:s,s:s,s:s,s:s?}", "kind", "class", "name", name, "change",
                             replaced ? "replaced" : "registered", "url", json_string_value(url)));

@@ -179,6 +179,7 @@ enum MHD_Result api_functions_put(api_request *req)
                                json_pack("{s:s}", "function", name));
         return api_problem_status(req, st, "the function");
     }
+    replaced = api_registration_replaced(req, replaced);
     rt_event_emit("info", "registration changed",
                   json_pack("{s:s,s:s,s:s,s:s?}", "kind", "function", "name", name, "change",
                             replaced ? "replaced" : "registered", "url",

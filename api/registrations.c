@@ -28,8 +28,10 @@
 #define SYNC_PATH "/v1/cluster/registrations/sync"
 #define SYNC_TIMEOUT 5.0 /* seconds a node may take to reload */
 
+/* Answers 1 when the registration is new to the cluster, 0 when it replaced one. */
 static const char SAVE[] =
-    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return redis.call('INCR', KEYS[2])";
+    "local added = redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
+    "redis.call('INCR', KEYS[2]) return added";
 static const char REMOVE[] =
     "if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then return redis.call('INCR', KEYS[2]) end "
     "return 0";
@@ -275,6 +277,12 @@ static int queue_change(rt_cluster *cluster, rt_redis_done_fn done, void *arg, v
 static bool clustered(const api_request *req)
 {
     return req->ctx->cluster && !api_header((api_request *)req, API_FORWARDED_HEADER);
+}
+
+bool api_registration_replaced(const api_request *req, bool here)
+{
+    const rt_redis_answer *a = clustered(req) ? api_redis_answer(req) : NULL;
+    return a && a->type == RT_REDIS_INTEGER ? a->integer == 0 : here;
 }
 
 int api_registration_store(api_request *req, const char *field, json_t *spec)

@@ -27,6 +27,10 @@
  * or an error was answered), 0 to apply it here now. */
 int api_registration_store(api_request *req, const char *field, json_t *spec);
 
+/* Whether a PUT replaced a registration (200) rather than made one (201): as Redis said in
+ * cluster mode (a node's reload may have taken it here first), else `here`. */
+bool api_registration_replaced(const api_request *req, bool here);
+
 /* Answers a registration change (status, body or NULL) once the other live nodes have
  * reloaded (cluster mode), or at once. Call api_registration_answered first in the
  * handler: when it returns true, return api_registration_answer(req). */
