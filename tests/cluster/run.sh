@@ -44,9 +44,9 @@ elif [ "$MODE" = api ]; then
 else
     TESTS=("$BUILD/tests/cluster/test_cluster_objects" "$BUILD/tests/cluster/test_cluster_tasks"
            "$BUILD/tests/cluster/test_cluster_listing" "$BUILD/tests/cluster/test_cluster_actors"
-           "$BUILD/tests/cluster/test_cluster_idempotency" "$BUILD/tests/cluster/test_cluster_registry"
-           "$BUILD/tests/cluster/test_cluster_redis"
-           "$BUILD/tests/cluster/test_cluster_failure" "$BUILD/tests/cluster/test_cluster_observe")
+           "$BUILD/tests/cluster/test_cluster_idempotency" "$BUILD/tests/cluster/test_cluster_redis"
+           "$BUILD/tests/cluster/test_cluster_failure" "$BUILD/tests/cluster/test_cluster_observe"
+           "$BUILD/tests/cluster/test_cluster_registry") # after those that count nodes or logs
 fi
 NGINX=/usr/sbin/nginx
 REDIS_PID=""
