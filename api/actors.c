@@ -12,6 +12,8 @@
 #include "api/live.h"
 #include "api/park.h"
 #include "api/problem.h"
+#include "api/redis_call.h"
+#include "api/registrations.h"
 #include "runtime/actor.h"
 #include "runtime/clock.h"
 #include "runtime/cluster_actors.h"
@@ -350,6 +352,8 @@ enum MHD_Result api_actor_classes_put(api_request *req)
 {
     static const char *const KEYS[] = {"url", "timeout", "state_in_cluster", NULL};
     const char *name = req->params[0];
+    if (api_registration_answered(req)) /* cluster mode: every live node has it */
+        return api_registration_answer(req);
     static const char DISABLED[] =
         "remote actor classes are disabled: start rayd with RAYD_REMOTE_ALLOW (or "
         "--remote-allow, or in RAYD_CONFIG_FILE, which SIGHUP reloads) listing the "
@@ -391,6 +395,25 @@ enum MHD_Result api_actor_classes_put(api_request *req)
                            "timeout must be a number of seconds, > 0 and at most 3600", NULL);
     if (!*name || strlen(name) > RT_ACTOR_NAME_MAX)
         return api_problem(req, 400, "BadRequest", "class names are 1 to 128 characters", NULL);
+    if (req->ctx->cluster) {
+        /* Refused here rather than stored in Redis for every node to refuse. */
+        const rt_actor_class *now = rt_actors_get_class(req->ctx->actors, name);
+        bool fixed = now && now->kind != RT_FUNCTION_REMOTE;
+        if (now)
+            rt_actor_class_drop(now);
+        if (fixed)
+            return api_problem(req, 409, "Conflict", "the name belongs to a built-in or module class",
+                               json_pack("{s:s}", "class", name));
+    }
+    char field[160];
+    snprintf(field, sizeof(field), "class:%s", name);
+    json_t *stored = json_pack("{s:s,s:f,s:b}", "url", json_string_value(url), "timeout",
+                               timeout ? json_number_value(timeout) : 60.0, "state_in_cluster",
+                               json_is_true(in_cluster));
+    int pending = api_registration_store(req, field, stored);
+    json_decref(stored);
+    if (pending)
+        return MHD_YES; /* stored in Redis first (cluster mode), or refused */
     rt_state_keeper keeper = {rt_actor_dir_keep_state, req->ctx->actor_dir};
     rt_actor_class *cls = rt_remote_class_new(req->ctx->remote, name, json_string_value(url),
                                               timeout ? json_number_value(timeout) : 60,
@@ -414,15 +437,26 @@ enum MHD_Result api_actor_classes_put(api_request *req)
                                json_pack("{s:s}", "class", name));
         return api_problem_status(req, st, "the class");
     }
+    replaced = api_registration_replaced(req, replaced);
     rt_event_emit("info", "registration changed",
                   json_pack("{s:s,s:s,s:s,s:s?}", "kind", "class", "name", name, "change",
                             replaced ? "replaced" : "registered", "url", json_string_value(url)));
-    return api_reply_json(req, replaced ? 200 : 201, body);
+    return api_registration_reply(req, replaced ? 200 : 201, body);
 }
 
 enum MHD_Result api_actor_classes_delete(api_request *req)
 {
+    if (api_registration_answered(req))
+        return api_registration_answer(req);
+    char field[160];
+    snprintf(field, sizeof(field), "class:%s", req->params[0]);
+    if (api_registration_store(req, field, NULL))
+        return MHD_YES; /* removed from Redis first (cluster mode), or refused */
+    const rt_redis_answer *stored = api_redis_answer(req);
+    bool removed_in_redis = stored && stored->type == RT_REDIS_INTEGER && stored->integer > 0;
     rt_status st = rt_actors_remove_class(req->ctx->actors, req->params[0]);
+    if (st == RT_ENOTFOUND && removed_in_redis)
+        st = RT_OK; /* this node had not taken it (outside its allow list): gone anyway */
     if (st == RT_ENOTFOUND)
         return api_problem(req, 404, "NotFound", "the actor class does not exist",
                            json_pack("{s:s}", "class", req->params[0]));
@@ -433,5 +467,5 @@ enum MHD_Result api_actor_classes_delete(api_request *req)
     rt_event_emit("info", "registration changed",
                   json_pack("{s:s,s:s,s:s}", "kind", "class", "name", req->params[0], "change",
                             "removed"));
-    return api_reply_empty(req, 204);
+    return api_registration_reply(req, 204, NULL);
 }

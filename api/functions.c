@@ -5,6 +5,8 @@
 #include "api/handlers.h"
 #include "api/live.h"
 #include "api/problem.h"
+#include "api/redis_call.h"
+#include "api/registrations.h"
 #include "runtime/events.h"
 #include "runtime/remote_function.h"
 
@@ -80,6 +82,8 @@ enum MHD_Result api_functions_put(api_request *req)
 {
     static const char *const KEYS[] = {"url", "timeout", "max_concurrency", "max_retries", NULL};
     const char *name = req->params[0];
+    if (api_registration_answered(req)) /* cluster mode: every live node has it */
+        return api_registration_answer(req);
     static const char DISABLED[] =
         "remote functions are disabled: start rayd with RAYD_REMOTE_ALLOW (or --remote-allow, "
         "or in RAYD_CONFIG_FILE, which SIGHUP reloads) listing the scheme://host:port prefixes "
@@ -129,6 +133,30 @@ enum MHD_Result api_functions_put(api_request *req)
                                "max_retries must be an integer from 0 to 1000", NULL);
         spec.max_retries = (int)json_integer_value(v);
     }
+    if (req->ctx->cluster) {
+        /* Refused here rather than stored in Redis for every node to refuse. */
+        if (!rt_function_name_valid(name))
+            return api_problem(req, 400, "BadRequest",
+                               "function names are 1 to 128 characters of [A-Za-z0-9_.-]",
+                               json_pack("{s:s}", "function", name));
+        const rt_function *now = rt_registry_get(req->ctx->registry, name);
+        bool fixed = now && now->kind != RT_FUNCTION_REMOTE;
+        if (now)
+            rt_function_drop(now);
+        if (fixed)
+            return api_problem(req, 409, "Conflict",
+                               "the name belongs to a built-in or module function",
+                               json_pack("{s:s}", "function", name));
+    }
+    char field[160];
+    snprintf(field, sizeof(field), "function:%s", name);
+    json_t *stored = json_pack("{s:s,s:f,s:i,s:i}", "url", spec.url, "timeout", spec.timeout,
+                               "max_concurrency", (int)spec.max_concurrency, "max_retries",
+                               spec.max_retries);
+    int pending = api_registration_store(req, field, stored);
+    json_decref(stored);
+    if (pending)
+        return MHD_YES; /* stored in Redis first (cluster mode), or refused */
     rt_function *fn = rt_remote_function_new(req->ctx->remote, &spec);
     if (!fn)
         return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
@@ -151,16 +179,27 @@ enum MHD_Result api_functions_put(api_request *req)
                                json_pack("{s:s}", "function", name));
         return api_problem_status(req, st, "the function");
     }
+    replaced = api_registration_replaced(req, replaced);
     rt_event_emit("info", "registration changed",
                   json_pack("{s:s,s:s,s:s,s:s?}", "kind", "function", "name", name, "change",
                             replaced ? "replaced" : "registered", "url",
                             json_string_value(json_object_get(answer, "url"))));
-    return api_reply_json(req, replaced ? 200 : 201, answer);
+    return api_registration_reply(req, replaced ? 200 : 201, answer);
 }
 
 enum MHD_Result api_functions_delete(api_request *req)
 {
+    if (api_registration_answered(req))
+        return api_registration_answer(req);
+    char field[160];
+    snprintf(field, sizeof(field), "function:%s", req->params[0]);
+    if (api_registration_store(req, field, NULL))
+        return MHD_YES; /* removed from Redis first (cluster mode), or refused */
+    const rt_redis_answer *stored = api_redis_answer(req);
+    bool removed_in_redis = stored && stored->type == RT_REDIS_INTEGER && stored->integer > 0;
     rt_status st = rt_registry_remove(req->ctx->registry, req->params[0]);
+    if (st == RT_ENOTFOUND && removed_in_redis)
+        st = RT_OK; /* this node had not taken it (outside its allow list): gone anyway */
     if (st == RT_ENOTFOUND)
         return api_problem(req, 404, "NotFound", "the function does not exist",
                            json_pack("{s:s}", "function", req->params[0]));
@@ -170,5 +209,5 @@ enum MHD_Result api_functions_delete(api_request *req)
     rt_event_emit("info", "registration changed",
                   json_pack("{s:s,s:s,s:s}", "kind", "function", "name", req->params[0],
                             "change", "removed"));
-    return api_reply_empty(req, 204);
+    return api_registration_reply(req, 204, NULL);
 }

@@ -12,7 +12,11 @@
  * of a forgotten key does the work again, as after the TTL). An answer that is a stored
  * object is kept as a reference to the object's buffer, not a copy, and counted in full,
  * since it keeps the buffer alive after the store has let it go; an answer larger than
- * max_bytes by itself is not remembered. Thread-safe: one mutex guards the table. */
+ * max_bytes by itself is not remembered. Thread-safe: one mutex guards the table.
+ *
+ * Cluster mode: the key is also claimed in Redis (key idem:<sha256 of method, path and
+ * key>), so a retry through another node replays the first answer, answers 409 while it
+ * runs, 422 for another body. See docs/cluster.md, "Idempotency-Key across nodes". */
 #ifndef RAYD_API_IDEMPOTENCY_H
 #define RAYD_API_IDEMPOTENCY_H
 
@@ -31,9 +35,14 @@ void api_idempotency_free(api_idempotency *table); /* NULL accepted */
  * (replay, 400 bad key, 409 in progress, 422 other body). */
 int api_idempotency_begin(api_idempotency *table, api_request *req);
 
-/* Records the answer being queued for req (called by api_reply). body is borrowed. */
-void api_idempotency_record(api_idempotency *table, api_request *req, unsigned status,
-                            struct MHD_Response *resp, const char *content_type);
+/* Records the answer being queued for req (called by api_reply). body is borrowed.
+ * Returns 1 when the answer must be held (cluster mode: the connection is suspended until
+ * Redis has it; then api_idempotency_send_held sends it), else 0: send it now. */
+int api_idempotency_record(api_idempotency *table, api_request *req, unsigned status,
+                           struct MHD_Response *resp, const char *content_type);
+
+/* Sends the answer held by api_idempotency_record (the connection was resumed). */
+enum MHD_Result api_idempotency_send_held(api_request *req);
 
 /* Forgets an entry whose request ended without an answer (the client went away). */
 void api_idempotency_abandon(api_idempotency *table, api_request *req);

@@ -83,8 +83,16 @@ enum MHD_Result api_reply(api_request *req, unsigned status, struct MHD_Response
         MHD_add_response_header(resp, "X-Ray-Ref", req->ray_ref);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
     }
-    if (req->idem_entry)
-        api_idempotency_record(req->ctx->idempotency, req, status, resp, content_type);
+    if (req->idem_entry &&
+        api_idempotency_record(req->ctx->idempotency, req, status, resp, content_type)) {
+        /* Cluster mode: sent once Redis holds the answer, so that a retry reaching another
+         * node right after it replays it (api_idempotency_send_held). */
+        req->idem_held = resp;
+        req->idem_held_status = status;
+        req->replied = true;
+        req->status = status;
+        return MHD_YES;
+    }
     enum MHD_Result r = MHD_queue_response(req->conn, status, resp);
     MHD_destroy_response(resp);
     req->replied = true;

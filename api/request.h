@@ -78,6 +78,8 @@ typedef struct api_request {
                                object itself when the answer is one, else a copy */
     size_t idem_offset, idem_len; /* the answer's part of idem_buf */
     bool idem_shared;       /* idem_buf is a stored object's buffer, not a copy */
+    struct MHD_Response *idem_held; /* cluster mode: the answer, held until Redis has it */
+    unsigned idem_held_status;
     unsigned retry_after;   /* seconds for a Retry-After header (429, 202 pending), 0: none */
     char ray_ref[RT_REF_SIZE]; /* Prefer: wait answers: adds X-Ray-Ref and Location */
     double prefer_wait;     /* seconds asked for with Prefer: wait=N, 0 when absent */

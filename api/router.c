@@ -1,6 +1,8 @@
 /* The route table and the matcher. */
 #include "api/router.h"
 
+#include "api/registrations.h"
+
 #include <pthread.h>
 #include <string.h>
 
@@ -51,6 +53,8 @@ static const api_route ROUTES[] = {
     {"PUT", "/v1/functions/{name}", api_functions_put, API_BODY_JSON, API_AUTH_ADMIN, 0},
     {"DELETE", "/v1/functions/{name}", api_functions_delete, API_BODY_NONE, API_AUTH_ADMIN, 0},
     {"DELETE", "/v1/cluster/copies/{ref}", api_cluster_copy_delete, API_BODY_NONE,
+     API_AUTH_CLUSTER, 0},
+    {"POST", "/v1/cluster/registrations/sync", api_registrations_sync, API_BODY_NONE,
      API_AUTH_CLUSTER, 0},
     {"GET", "/v1/cluster/list/objects", api_objects_list_peer, API_BODY_NONE, API_AUTH_CLUSTER, 0},
     {"GET", "/v1/cluster/list/tasks", api_tasks_list_peer, API_BODY_NONE, API_AUTH_CLUSTER, 0},

@@ -411,6 +411,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (req->idem_held)
+        return api_idempotency_send_held(req); /* resumed: Redis has the answer */
     if (req->replied)
         return MHD_YES;
 
@@ -474,6 +476,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     api_idempotency_abandon(server->ctx->idempotency, req); /* no answer was recorded */
     rt_buf_decref(req->idem_buf);
+    if (req->idem_held)
+        MHD_destroy_response(req->idem_held);
     if (req->handler_state_free)
         req->handler_state_free(req->handler_state);
     rt_buf_decref(req->raw_buf);

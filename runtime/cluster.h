@@ -92,6 +92,11 @@ rt_cluster *rt_cluster_new(const rt_cluster_config *config, char *err, size_t er
  * thread cannot start or the URL is too long. */
 int rt_cluster_start(rt_cluster *cluster, const char *advertise_url);
 
+/* Runs fn(arg) on the Redis thread after each heartbeat once joined (registrations poll
+ * their version so). fn must not block: it queues commands (rt_cluster_command). Set
+ * before rt_cluster_start. */
+void rt_cluster_on_joined_tick(rt_cluster *cluster, void (*fn)(void *arg), void *arg);
+
 /* Stops heartbeating and removes this node's record (peers see it gone at their next
  * scan), then frees everything. NULL accepted. */
 void rt_cluster_free(rt_cluster *cluster);

@@ -75,6 +75,8 @@ struct rt_cluster {
     rt_cluster_tick_fn on_tick; /* set before start */
     void *on_tick_arg;
     long long lease_until_ns; /* atomic: monotonic ns until which the lease is held */
+    void (*on_joined_tick)(void *arg); /* set before start: after each heartbeat once joined */
+    void *on_joined_tick_arg;
 
     pthread_mutex_t lock;
     member *members; /* lock: every other node known, by tag */
@@ -551,6 +553,8 @@ static int tick(redisContext *rc, int fresh, void *arg, char *why, size_t n)
         say(c, "info", "joined the cluster as node %s (%s), epoch %lld; %zu other node%s known",
             c->tag, c->advertise, epoch, others, others == 1 ? "" : "s");
     }
+    if (c->on_joined_tick && __atomic_load_n(&c->joined, __ATOMIC_RELAXED))
+        c->on_joined_tick(c->on_joined_tick_arg);
     return 0;
 }
 
@@ -620,6 +624,12 @@ rt_cluster *rt_cluster_new(const rt_cluster_config *config, char *err, size_t er
     pthread_mutex_init(&c->lock, NULL);
     snprintf(c->redis_error, sizeof(c->redis_error), "not connected yet");
     return c;
+}
+
+void rt_cluster_on_joined_tick(rt_cluster *c, void (*fn)(void *arg), void *arg)
+{
+    c->on_joined_tick = fn;
+    c->on_joined_tick_arg = arg;
 }
 
 int rt_cluster_start(rt_cluster *c, const char *advertise_url)

@@ -12,6 +12,7 @@
 
 #include "api/live.h"
 #include "api/park.h"
+#include "api/registrations.h"
 #include "api/server.h"
 #include "runtime/clock.h"
 #include "runtime/cluster.h"
@@ -298,6 +299,7 @@ int main(int argc, char **argv)
     char advertise[RT_CLUSTER_URL_MAX] = "";
     if (cluster) {
         advertise_url(&config, api_server_port(server), advertise, sizeof(advertise));
+        rt_cluster_on_joined_tick(cluster, api_registrations_tick, &ctx); /* registrations' version */
         if (rt_cluster_start(cluster, advertise) != 0) {
             fprintf(stderr, "rayd: cannot start cluster mode (out of threads?)\n");
             return 1;

@@ -48,8 +48,10 @@ else
     TESTS=("$BUILD/tests/cluster/test_cluster_objects" "$BUILD/tests/cluster/test_cluster_tasks"
            "$BUILD/tests/cluster/test_cluster_waits"
            "$BUILD/tests/cluster/test_cluster_listing" "$BUILD/tests/cluster/test_cluster_actors"
-           "$BUILD/tests/cluster/test_cluster_actor_failover" "$BUILD/tests/cluster/test_cluster_redis"
-           "$BUILD/tests/cluster/test_cluster_failure" "$BUILD/tests/cluster/test_cluster_observe")
+           "$BUILD/tests/cluster/test_cluster_actor_failover" "$BUILD/tests/cluster/test_cluster_idempotency"
+           "$BUILD/tests/cluster/test_cluster_redis"
+           "$BUILD/tests/cluster/test_cluster_failure" "$BUILD/tests/cluster/test_cluster_observe"
+           "$BUILD/tests/cluster/test_cluster_registry") # after those that count nodes or logs
 fi
 NGINX=/usr/sbin/nginx
 REDIS_PID=""
@@ -143,10 +145,12 @@ EOF
 chmod +x "$OUT/redis-restart.sh"
 
 # --- three rayd in cluster mode ------------------------------------------------------------
-# A port for the example Python worker that a test starts (remote actor classes): the nodes
-# may call it.
+# A port for the example Python worker that a test starts (remote actor classes), and
+# nginx's port, chosen now: the nodes may call both (test_cluster_registry registers
+# POST /v1/objects through nginx as a remote function's endpoint).
 WPORT=$(free_port)
-[ "$MODE" = cluster ] && NODE_ARGS+=(--remote-allow "http://127.0.0.1:$WPORT")
+NPORT=$(free_port)
+[ "$MODE" = cluster ] && NODE_ARGS+=(--remote-allow "http://127.0.0.1:$WPORT,http://127.0.0.1:$NPORT")
 PORTS=()
 for i in 1 2 3; do
     RAYD_CLUSTER=redis://127.0.0.1:$RPORT "$RAYD" --bind 127.0.0.1 --port 0 \
@@ -177,7 +181,6 @@ done
 say "rayd on 127.0.0.1:${PORTS[0]}, :${PORTS[1]}, :${PORTS[2]} (pids ${RAYD_PIDS[*]})"
 
 # --- nginx, configured by docker/nginx.conf ---------------------------------------------------
-NPORT=$(free_port)
 sed -e "s#server rayd1:8080 #server 127.0.0.1:${PORTS[0]} #" \
     -e "s#server rayd2:8080 #server 127.0.0.1:${PORTS[1]} #" \
     -e "s#server rayd3:8080 #server 127.0.0.1:${PORTS[2]} #" \
