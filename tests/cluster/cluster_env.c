@@ -63,6 +63,15 @@ static int load(cluster_env *env, bool allow_down)
         return -1;
     }
     env->redis_pid = (pid_t)rpid;
+    /* A test before this one may have stopped Redis and started another on the same port
+     * (RAYD_CLUSTER_REDIS_RESTART): that one is paused and resumed from now on. */
+    const char *restarted = getenv("RAYD_CLUSTER_REDIS_PIDFILE");
+    FILE *pidfile = restarted ? fopen(restarted, "r") : NULL;
+    if (pidfile) {
+        if (fscanf(pidfile, "%ld", &rpid) == 1 && rpid > 0)
+            env->redis_pid = (pid_t)rpid;
+        fclose(pidfile);
+    }
     const char *logs = getenv("RAYD_CLUSTER_LOGS");
     if (logs)
         sscanf(logs, "%511s %511s %511s", env->log[0], env->log[1], env->log[2]);

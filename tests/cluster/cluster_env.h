@@ -23,7 +23,7 @@ typedef struct cluster_env {
     pid_t pid[CLUSTER_NODES];
     rayd_server lb;
     char tag[CLUSTER_NODES][16];     /* each node's tag, from its /v1/status */
-    pid_t redis_pid;
+    pid_t redis_pid;                 /* the running redis-server (the restarted one once a test restarted it) */
     int redis_port;
     char log[CLUSTER_NODES][512];    /* each node's stdout file ("" when not given) */
 } cluster_env;

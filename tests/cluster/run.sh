@@ -216,6 +216,7 @@ export RAYD_CLUSTER_PIDS="${RAYD_PIDS[*]}"
 export RAYD_CLUSTER_LB="http://127.0.0.1:$NPORT"
 export RAYD_CLUSTER_REDIS="$REDIS_PID $RPORT"
 export RAYD_CLUSTER_REDIS_RESTART="$OUT/redis-restart.sh"
+export RAYD_CLUSTER_REDIS_PIDFILE="$OUT/redis-restarted.pid" # once a test restarted it
 export RAYD_CLUSTER_LOGS="$OUT/rayd1.log $OUT/rayd2.log $OUT/rayd3.log"
 export RAYD_CLUSTER_WORKER_PORT="$WPORT"
 # Node-local API tests: "binary test-glob reason" lines; a glob of * is the whole binary.

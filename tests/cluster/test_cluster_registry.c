@@ -33,7 +33,21 @@ static pid_t g_fourth = -1; /* killed at teardown if a check failed first */
 static int group_setup(void **state)
 {
     snprintf(run_id, sizeof(run_id), "%lx", (unsigned long)time(NULL) ^ (unsigned long)getpid());
-    return cluster_env_load(&g);
+    if (cluster_env_load_alive(&g) != 0) /* test_cluster_failure killed a node before this */
+        return -1;
+    /* The live nodes first; a dead one's place is taken by a live one again, so that
+     * node[0..2] are three views of at least two live nodes. */
+    int live = 0;
+    for (int i = 0; i < CLUSTER_NODES; i++)
+        if (g.tag[i][0] != '\0')
+            g.node[live++] = g.node[i];
+    if (live < 2) {
+        fprintf(stderr, "cluster tests: registry tests need two live nodes, %d found\n", live);
+        return -1;
+    }
+    for (int i = live; i < CLUSTER_NODES; i++)
+        g.node[i] = g.node[i % live];
+    return 0;
 }
 
 static int group_teardown(void **state)
