@@ -5,8 +5,8 @@
  *   ... "A" ...), fixed for the life of the process. Once the node has its tag, every id
  *   it makes carries it (runtime/ref.h), so any node can tell an id's owner from the id.
  * - Heartbeat: every second the node writes node:<tag> (a Redis hash: url, epoch,
- *   started, queued, running, memory; and its C modules, written once) with a 3 s expiry. A node whose record is gone is
- *   dead. The hash `nodes` maps every tag ever seen to "<last seen ms> <url>", so that an
+ *   started, queued, running, memory; its C modules only when the record is made) with a
+ *   3 s expiry. A node whose record is gone is dead. The hash `nodes` maps every tag ever seen to "<last seen ms> <url>", so that an
  *   id of a dead node (410) can be told from an id of a node nobody knows (404).
  * - Membership: every second the node reads `nodes` and the records of the recent ones. A
  *   node that dies is seen dead by the others within 3 s (expiry) + 1 s (scan).
