@@ -4,7 +4,8 @@
  * task for text.upper, or a text.Buffer actor, through a node without the module answers 409
  * ModuleNotLoaded naming the function, the module and the fourth node (not 500, not the
  * plain 404), through nginx too; the same through the fourth node works; a name no node has
- * stays a plain 404, and so does text.upper once the fourth node has left.
+ * stays a plain 404, and so does text.upper once the fourth node has left. Spillback
+ * from the fourth node (one worker, --spillback-queued 1) keeps the module's work there.
  *
  * Runs after the tests that count nodes or read the nodes' logs (run.sh), and tolerates a
  * node test_cluster_failure killed. The fourth node leaves with SIGTERM (its record is
@@ -70,7 +71,8 @@ static int start_fourth(void)
             _exit(127);
         setenv("RAYD_CLUSTER", redis, 1);
         execl(rayd_bin(), rayd_bin(), "--bind", "127.0.0.1", "--port", "0", "--drain-timeout",
-              "5s", "--module", g_text_so, (char *)NULL);
+              "5s", "--module", g_text_so, "--workers", "1", "--spillback-queued", "1",
+              (char *)NULL);
         _exit(127);
     }
     if (pid < 0)
@@ -298,6 +300,73 @@ static void test_actor_without_the_module_answers_which_node_has_it(void **state
     http_resp_free(r);
 }
 
+static long scheduler_figure(const rayd_server *s, const char *name)
+{
+    http_resp *st = cluster_status(s);
+    long v = (long)json_integer_value(json_object_get(json_object_get(st->json, "scheduler"), name));
+    http_resp_free(st);
+    return v;
+}
+
+/* The fourth node runs with one worker and --spillback-queued 1: with its worker busy and
+ * two jobs queued, a built-in task submitted there goes to another node, but a task or an
+ * actor of its module stays there (no other node has the module; an actor sent to one
+ * would have answered 409). */
+static void test_spillback_keeps_module_work_where_the_module_is(void **state)
+{
+    for (int i = 0; i < g_live; i++)
+        json_decref(fourth_entry(&g.node[i]));
+    http_resp *r = http_post_json(&g_mod, "/v1/tasks/batch",
+                                  "{\"tasks\":[{\"function\":\"sleep\",\"args\":[120]},"
+                                  "{\"function\":\"sleep\",\"args\":[120]},"
+                                  "{\"function\":\"sleep\",\"args\":[120]}]}");
+    assert_status(r, 202);
+    json_t *sleeps = json_deep_copy(json_object_get(r->json, "tasks"));
+    http_resp_free(r);
+    double deadline = now_s() + 10;
+    while (scheduler_figure(&g_mod, "queued") < 2) {
+        if (now_s() > deadline)
+            fail_msg("the fourth node never had 2 jobs queued");
+        pause_briefly();
+    }
+    char tag[16];
+    /* a built-in task spills (so spillback is on, and a node has room) */
+    const char *h[] = {"Content-Type: application/json", NULL};
+    const char *add = "{\"function\":\"add\",\"args\":[1,2]}";
+    r = http_request(&g_mod, "POST", "/v1/tasks", h, add, strlen(add));
+    assert_status(r, 202);
+    cluster_ref_tag(json_str(r->json, "task_id"), tag);
+    if (strcmp(tag, g_mod_tag) == 0)
+        fail_msg("a built-in task stayed on the busy fourth node: no spillback to compare with");
+    http_resp_free(r);
+    /* the module's task stays */
+    const char *upper = "{\"function\":\"text.upper\",\"args\":[\"x\"]}";
+    r = http_request(&g_mod, "POST", "/v1/tasks", h, upper, strlen(upper));
+    assert_status(r, 202);
+    cluster_ref_tag(json_str(r->json, "task_id"), tag);
+    assert_string_equal(tag, g_mod_tag);
+    http_resp_free(r);
+    /* and so does the module's actor */
+    r = http_post_json(&g_mod, "/v1/actors", "{\"class\":\"text.Buffer\"}");
+    if (r->status != 201)
+        fail_msg("a text.Buffer made through the busy fourth node: %ld %s", r->status, r->body);
+    cluster_ref_tag(json_str(r->json, "actor_id"), tag);
+    assert_string_equal(tag, g_mod_tag);
+    http_resp_free(r);
+
+    size_t i;
+    json_t *t;
+    json_array_foreach(sleeps, i, t)
+    {
+        char path[160];
+        snprintf(path, sizeof(path), "/v1/tasks/%s/cancel", json_str(t, "task_id"));
+        r = http_request(&g_mod, "POST", path, NULL, NULL, 0);
+        assert_true(r->status == 200 || r->status == 202);
+        http_resp_free(r);
+    }
+    json_decref(sleeps);
+}
+
 /* Once the fourth node has left, no node has the module: the plain 404 again. */
 static void test_plain_404_once_no_node_has_it(void **state)
 {
@@ -330,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_status_lists_each_nodes_modules),
         cmocka_unit_test(test_task_without_the_module_answers_which_node_has_it),
         cmocka_unit_test(test_actor_without_the_module_answers_which_node_has_it),
+        cmocka_unit_test(test_spillback_keeps_module_work_where_the_module_is),
         cmocka_unit_test(test_plain_404_once_no_node_has_it),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
