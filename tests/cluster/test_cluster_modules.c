@@ -17,7 +17,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <fcntl.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
@@ -54,45 +53,14 @@ static long get_status(const rayd_server *s, const char *path)
 /* The fourth rayd, with --module text.so, stdout in a file next to the nodes' logs. */
 static int start_fourth(void)
 {
+    const char *args[] = {"--drain-timeout", "5s", "--module", g_text_so, "--workers", "1",
+                          "--spillback-queued", "1", NULL};
     cluster_env log_env;
-    memset(&log_env, 0, sizeof(log_env));
-    char dir[512];
-    snprintf(dir, sizeof(dir), "%s", g.log[0]);
-    char *slash = strrchr(dir, '/');
-    snprintf(log_env.log[0], sizeof(log_env.log[0]), "%.*s/rayd-modules.log",
-             slash ? (int)(slash - dir) : 1, slash ? dir : ".");
-    char redis[64];
-    snprintf(redis, sizeof(redis), "redis://127.0.0.1:%d", g.redis_port);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log_env.log[0], O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
-            _exit(127);
-        setenv("RAYD_CLUSTER", redis, 1);
-        execl(rayd_bin(), rayd_bin(), "--bind", "127.0.0.1", "--port", "0", "--drain-timeout",
-              "5s", "--module", g_text_so, "--workers", "1", "--spillback-queued", "1",
-              (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = cluster_start_node(&g, "rayd-modules.log", args, &g_mod, &log_env);
     if (pid < 0)
         return -1;
     g_fourth = pid;
-    memset(&g_mod, 0, sizeof(g_mod));
-    g_mod.pid = -1;
-    g_mod.out_fd = -1;
     double deadline = now_s() + 10;
-    json_t *listening = NULL;
-    while (!(listening = cluster_log_event(&log_env, 0, "listening", NULL, NULL))) {
-        if (now_s() > deadline || waitpid(pid, NULL, WNOHANG) == pid) {
-            fprintf(stderr, "the fourth rayd did not start (%s)\n", log_env.log[0]);
-            return -1;
-        }
-        pause_briefly();
-    }
-    g_mod.port = (int)json_integer_value(json_object_get(listening, "port"));
-    json_decref(listening);
-    snprintf(g_mod.base_url, sizeof(g_mod.base_url), "http://127.0.0.1:%d", g_mod.port);
     /* Joined: it has its tag, and the others have read its record once. */
     while (get_status(&g_mod, "/readyz") != 200) {
         if (now_s() > deadline) {
