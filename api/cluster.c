@@ -124,7 +124,6 @@ bool api_cluster_spill_target_for(api_request *req, const char *name, bool is_cl
     return best < n;
 }
 
-
 bool api_cluster_module_missing(api_request *req, const char *name, bool is_class,
                                 const char *prefix, enum MHD_Result *result)
 {
@@ -158,7 +157,9 @@ bool api_cluster_module_missing(api_request *req, const char *name, bool is_clas
              "%s%s '%.128s' is provided by the C module '%.128s', which this node (%s) did not "
              "load (modules are per node: --module); %s: %s",
              prefix, is_class ? "actor class" : "function", name, module ? module : "",
-             self[0] ? self : "not joined yet", json_array_size(nodes) == 1 ? "the node that has it" : "the nodes that have it", where);
+             self[0] ? self : "not joined yet",
+             json_array_size(nodes) == 1 ? "the node that has it" : "the nodes that have it",
+             where);
     json_object_set_new(found, is_class ? "class" : "function", json_string(name));
     json_object_set_new(found, "node", json_string(self));
     *result = api_problem(req, 409, "ModuleNotLoaded", detail, found);
