@@ -511,6 +511,7 @@ rt_http_exchange *rt_http_start(rt_http_client *cl, const rt_http_request *rq,
         c->sending = true;
         c->ex = ex;
         ex->conn = c;
+        rt_http_parser_init(&c->parser, ex->head_request);
     } else if (h && h->nconns < RT_HTTP_CONNS_PER_PEER) {
         h->nconns++; /* reserved for the connection the I/O thread opens */
         ex->next_new = cl->news;
