@@ -102,8 +102,8 @@ static int parse_decimal(const char *s, size_t len, unsigned long long *out)
 /* "HTTP/1.x NNN[ reason]" */
 static int status_line(rt_http_parser *p, const char *s, size_t len)
 {
-    if (len < 12 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') ||
-        s[8] != ' ' || (len > 12 && s[12] != ' '))
+    if (len < 12 || memcmp(s, "HTTP/1.", 7) != 0 || (s[7] != '0' && s[7] != '1') || s[8] != ' ' ||
+        (len > 12 && s[12] != ' '))
         return -1;
     unsigned long long code;
     if (parse_decimal(s + 9, 3, &code) != 0 || code < 100 || code > 599)
@@ -316,46 +316,46 @@ typedef struct conn conn;
 
 struct peer_host {
     peer_host *next;
-    char key[264];                 /* "host:port" as in the URL */
+    char key[264]; /* "host:port" as in the URL */
     char name[256], port[8];
-    conn *idle;                    /* lock */
-    size_t nconns;                 /* lock: open, opening, or reserved for a new call */
-    struct sockaddr_storage addr;  /* I/O thread */
+    conn *idle;                   /* lock */
+    size_t nconns;                /* lock: open, opening, or reserved for a new call */
+    struct sockaddr_storage addr; /* I/O thread */
     socklen_t addr_len;
     bool resolved;
 };
 
 struct conn {
-    conn *next_idle;               /* lock */
-    conn *next_poke;               /* lock */
-    conn *all_prev, *all_next;     /* I/O thread */
+    conn *next_idle;           /* lock */
+    conn *next_poke;           /* lock */
+    conn *all_prev, *all_next; /* I/O thread */
     peer_host *host;
     int fd;
-    int state;                     /* lock */
-    bool sending;                  /* lock: a caller writes on it now */
-    bool recheck;                  /* lock: an event came while it did */
-    bool poked;                    /* lock: on `pokes` */
-    int send_errno;                /* lock: the caller's write failed */
-    bool reused;                   /* carried a whole answer before */
-    bool out_armed;                /* EPOLLOUT is in its epoll mask (I/O thread) */
-    rt_http_exchange *ex;          /* lock */
-    rt_http_parser parser;         /* I/O thread, for the call it carries */
+    int state;             /* lock */
+    bool sending;          /* lock: a caller writes on it now */
+    bool recheck;          /* lock: an event came while it did */
+    bool poked;            /* lock: on `pokes` */
+    int send_errno;        /* lock: the caller's write failed */
+    bool reused;           /* carried a whole answer before */
+    bool out_armed;        /* EPOLLOUT is in its epoll mask (I/O thread) */
+    rt_http_exchange *ex;  /* lock */
+    rt_http_parser parser; /* I/O thread, for the call it carries */
 };
 
 struct rt_http_exchange {
     rt_http_exchange *busy_prev, *busy_next; /* lock */
     rt_http_exchange *next_new;              /* lock */
     peer_host *host;
-    conn *conn;                              /* lock */
+    conn *conn; /* lock */
     const rt_http_handler *h;
     void *arg;
-    char *out;                               /* the request */
-    size_t out_len, out_off;                 /* out_off: lock while a caller writes */
+    char *out;               /* the request */
+    size_t out_len, out_off; /* out_off: lock while a caller writes */
     bool head_request;
     bool retried;
     bool got_bytes;
-    bool cancel_wanted;                      /* lock */
-    bool cancel_queued;                      /* lock */
+    bool cancel_wanted; /* lock */
+    bool cancel_queued; /* lock */
     double started, deadline, stall, last, connect_by;
 };
 
@@ -363,15 +363,15 @@ struct rt_http_client {
     pthread_t thread;
     int epfd, evfd;
     pthread_mutex_t lock;
-    peer_host *hosts;              /* lock */
-    rt_http_exchange *busy;        /* lock: started and not ended */
-    rt_http_exchange *news;        /* lock: waiting for a new connection */
-    conn *pokes;                   /* lock */
-    rt_http_exchange **cancels;    /* lock */
+    peer_host *hosts;           /* lock */
+    rt_http_exchange *busy;     /* lock: started and not ended */
+    rt_http_exchange *news;     /* lock: waiting for a new connection */
+    conn *pokes;                /* lock */
+    rt_http_exchange **cancels; /* lock */
     size_t ncancels, cancels_cap;
-    bool closed, stopping;         /* lock */
-    int sleeping;                  /* atomic */
-    conn *all;                     /* I/O thread */
+    bool closed, stopping; /* lock */
+    int sleeping;          /* atomic */
+    conn *all;             /* I/O thread */
 };
 
 static double now_s(void)
@@ -429,8 +429,7 @@ static char *build_request(const rt_http_request *rq, const char *key, const cha
     char *out = malloc(cap);
     if (!out)
         return NULL;
-    size_t n = (size_t)snprintf(out, cap, "%s %s HTTP/1.1\r\nHost: %s\r\n", rq->method, path,
-                                key);
+    size_t n = (size_t)snprintf(out, cap, "%s %s HTTP/1.1\r\nHost: %s\r\n", rq->method, path, key);
     for (const char *const *h = rq->headers; h && *h; h++) {
         size_t l = strlen(*h);
         if (strpbrk(*h, "\r\n"))
@@ -451,8 +450,7 @@ static char *build_request(const rt_http_request *rq, const char *key, const cha
     return out;
 }
 
-static peer_host *host_find(rt_http_client *cl, const char *key, const char *name,
-                            const char *port)
+static peer_host *host_find(rt_http_client *cl, const char *key, const char *name, const char *port)
 {
     for (peer_host *h = cl->hosts; h; h = h->next)
         if (strcmp(h->key, key) == 0)
@@ -592,8 +590,7 @@ void rt_http_cancel(rt_http_client *cl, rt_http_exchange *ex)
 /* ---- the I/O thread ------------------------------------------------------------------- */
 
 /* Ends a call: off the lists, its end callback, freed. Its connection is detached first. */
-static void end_exchange(rt_http_client *cl, rt_http_exchange *ex, rt_http_end how,
-                         const char *why)
+static void end_exchange(rt_http_client *cl, rt_http_exchange *ex, rt_http_end how, const char *why)
 {
     pthread_mutex_lock(&cl->lock);
     busy_remove(cl, ex);

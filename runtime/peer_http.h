@@ -29,8 +29,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define RT_HTTP_HEAD_MAX 16384      /* bytes of an answer's head (status line, headers) */
-#define RT_HTTP_CONNS_PER_PEER 64   /* connections kept to one peer */
+#define RT_HTTP_HEAD_MAX 16384    /* bytes of an answer's head (status line, headers) */
+#define RT_HTTP_CONNS_PER_PEER 64 /* connections kept to one peer */
 
 /* ---- the parser ----------------------------------------------------------------------- */
 
@@ -46,13 +46,13 @@ typedef struct rt_http_callbacks {
 
 typedef struct rt_http_parser {
     int state;
-    bool head_request;          /* the answer to a HEAD has no body whatever it says */
+    bool head_request; /* the answer to a HEAD has no body whatever it says */
     int status;
     bool has_length, chunked;
-    bool close;                 /* the connection cannot carry another call after this */
-    unsigned long long length;  /* Content-Length */
-    unsigned long long left;    /* body or chunk bytes still to come */
-    size_t head_bytes;          /* of the head (and of the trailers) so far */
+    bool close;                /* the connection cannot carry another call after this */
+    unsigned long long length; /* Content-Length */
+    unsigned long long left;   /* body or chunk bytes still to come */
+    size_t head_bytes;         /* of the head (and of the trailers) so far */
     size_t line_len;
     char line[RT_HTTP_HEAD_MAX];
     char error[160];
@@ -79,7 +79,7 @@ typedef enum rt_http_end {
     RT_HTTP_UNREACHABLE,  /* could not connect, or the connection broke */
     RT_HTTP_TIMED_OUT,    /* over the call's timeout or stall, or the connect timeout */
     RT_HTTP_CANCELLED,
-    RT_HTTP_FAILED        /* a malformed answer, a callback refused, out of memory */
+    RT_HTTP_FAILED /* a malformed answer, a callback refused, out of memory */
 } rt_http_end;
 
 typedef struct rt_http_handler {
@@ -98,8 +98,8 @@ typedef struct rt_http_request {
     const void *body;           /* copied */
     size_t body_len;
     bool has_body;
-    double timeout;             /* seconds for the whole call; 0: none */
-    double stall;               /* seconds without a byte of the answer; 0: none */
+    double timeout; /* seconds for the whole call; 0: none */
+    double stall;   /* seconds without a byte of the answer; 0: none */
 } rt_http_request;
 
 /* Starts the I/O thread. NULL on failure. */

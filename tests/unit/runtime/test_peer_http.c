@@ -37,9 +37,9 @@ static int on_header(void *arg, const char *name, size_t nl, const char *value, 
     seen *s = arg;
     if (s->headers_len + nl + vl + 3 > sizeof(s->headers))
         return 0; /* keeps what fits */
-    s->headers_len += (size_t)snprintf(s->headers + s->headers_len,
-                                       sizeof(s->headers) - s->headers_len, "%.*s=%.*s;",
-                                       (int)nl, name, (int)vl, value);
+    s->headers_len +=
+        (size_t)snprintf(s->headers + s->headers_len, sizeof(s->headers) - s->headers_len,
+                         "%.*s=%.*s;", (int)nl, name, (int)vl, value);
     return 0;
 }
 
@@ -192,7 +192,7 @@ static void test_malformed_answers_are_refused(void **state)
         "HTTP/1.1 2000 OK\r\n\r\n",
         "HTTP/1.1 099 Low\r\n\r\n",
         "ICY 200 OK\r\n\r\n",
-        "HTTP/1.1 200 OK\n\n",                                   /* bare LF */
+        "HTTP/1.1 200 OK\n\n", /* bare LF */
         "HTTP/1.1 200 OK\r\nContent-Length: 12a\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
         "HTTP/1.1 200 OK\r\nContent-Length: \r\n\r\n",
@@ -408,8 +408,7 @@ static rt_http_exchange *post(rt_http_client *cl, int port, const char *path, ca
 {
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
-    static const char *const headers[] = {"Content-Type: application/json", "X-Bad: a\r\nb",
-                                          NULL};
+    static const char *const headers[] = {"Content-Type: application/json", "X-Bad: a\r\nb", NULL};
     rt_http_request rq = {.method = "POST",
                           .url = url,
                           .headers = headers,
@@ -498,7 +497,7 @@ static void test_a_new_connection_dropped_is_unreachable(void **state)
     call_wait(&c);
     assert_int_equal(c.how, RT_HTTP_ANSWERED);
     assert_non_null(post(cl, sv.port, "/", &c, 5)); /* dropped; the retry finds no server */
-    server_join(&sv); /* and its listener closed */
+    server_join(&sv);                               /* and its listener closed */
     call_wait(&c);
     assert_int_equal(c.how, RT_HTTP_UNREACHABLE);
     rt_http_client_free(cl);
@@ -556,9 +555,9 @@ static void test_what_it_does_not_take(void **state)
     (void)state;
     int port, fd = listener(&port);
     rt_http_client *cl = rt_http_client_new();
-    static const char *const urls[] = {"https://127.0.0.1:1/", "ftp://x/", "http://",
-                                       "http://[::1]:80/", "http://u@h/", "http://h:0/",
-                                       "http://h:70000/", "http://:80/"};
+    static const char *const urls[] = {"https://127.0.0.1:1/", "ftp://x/",    "http://",
+                                       "http://[::1]:80/",     "http://u@h/", "http://h:0/",
+                                       "http://h:70000/",      "http://:80/"};
     for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
         rt_http_request rq = {.method = "GET", .url = urls[i]};
         assert_null(rt_http_start(cl, &rq, &HANDLER, NULL));
