@@ -61,6 +61,8 @@ struct rt_peer_call {
     int cancel_requested;                /* lock */
     rt_peer_call *unpause_next;          /* unpause list (lock) */
     bool unpause_queued;                 /* lock */
+    bool unpause_now;                    /* I/O thread: running, not cancelled, when taken */
+    bool cancelled_early;                /* I/O thread: cancel_requested when taken */
     size_t window_over;                  /* from the request */
     char *window;                        /* the ring of a windowed answer */
     size_t released;                     /* atomic: windowed bytes the reader is done with */
@@ -557,16 +559,19 @@ static int take_new_work(rt_peer *p, rt_peer_call **adds, rt_peer_call ***cancel
     p->adding = NULL;
     *unpauses = p->unpauses;
     p->unpauses = NULL;
-    for (rt_peer_call *c = *unpauses; c; c = c->unpause_next)
+    for (rt_peer_call *c = *unpauses; c; c = c->unpause_next) {
         c->unpause_queued = false;
+        c->unpause_now = c->state == CALL_RUNNING && !c->cancel_requested;
+    }
     *cancels = p->cancels;
     *ncancels = p->ncancels;
     p->cancels = NULL;
     p->ncancels = p->cancels_cap = 0;
     for (rt_peer_call *c = *adds; c; c = c->next) {
-        c->state = CALL_RUNNING;
+        c->state = CALL_RUNNING; /* a cancel from now on is queued in p->cancels */
         if (closed)
             c->cancel_requested = 1;
+        c->cancelled_early = c->cancel_requested;
     }
     pthread_mutex_unlock(&p->lock);
     return closed;
@@ -581,14 +586,14 @@ static void *io_thread(void *arg)
         int closed = take_new_work(p, &adds, &cancels, &ncancels, &unpauses);
         while (unpauses) {
             rt_peer_call *next = unpauses->unpause_next;
-            if (unpauses->state == CALL_RUNNING && !unpauses->cancel_requested)
+            if (unpauses->unpause_now)
                 curl_easy_pause(unpauses->easy, CURLPAUSE_CONT); /* may deliver at once */
             call_decref(unpauses); /* the list's reference */
             unpauses = next;
         }
         while (adds) {
             rt_peer_call *next = adds->next;
-            if (adds->cancel_requested || curl_multi_add_handle(p->multi, adds->easy) != CURLM_OK)
+            if (adds->cancelled_early || curl_multi_add_handle(p->multi, adds->easy) != CURLM_OK)
                 complete(p, adds, CURLE_ABORTED_BY_CALLBACK, 1);
             else
                 running_add(p, adds);
