@@ -70,15 +70,22 @@ static void submitted_free(void *p)
     }
 }
 
-static enum MHD_Result reply_receipt(api_request *req, const submitted *s)
+/* 202 with the receipt, and the task's Location (any node answers for it). */
+static enum MHD_Result reply_receipt_of(api_request *req, const char *task_id,
+                                        char (*refs)[RT_REF_SIZE], unsigned n)
 {
     char location[16 + RT_REF_SIZE];
-    snprintf(location, sizeof(location), "/v1/tasks/%s", s->task_id);
-    struct MHD_Response *resp = api_response_json(req, receipt(s->task_id, s->refs, s->n));
+    snprintf(location, sizeof(location), "/v1/tasks/%s", task_id);
+    struct MHD_Response *resp = api_response_json(req, receipt(task_id, refs, n));
     if (!resp)
         return MHD_NO;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, location);
     return api_reply(req, 202, resp, "application/json");
+}
+
+static enum MHD_Result reply_receipt(api_request *req, const submitted *s)
+{
+    return reply_receipt_of(req, s->task_id, s->refs, s->n);
 }
 
 /* Prefer: wait rounds: answer with the result once every ref resolved, or the receipt. */
@@ -210,9 +217,10 @@ static enum MHD_Result spill_finish(api_request *req)
         json_decref(body);
         return submit_here(req, false);
     }
-    json_t *receipt_body = receipt(task_id, &local, 1);
+    char spilled_task_id[RT_REF_SIZE];
+    snprintf(spilled_task_id, sizeof(spilled_task_id), "%s", task_id);
     json_decref(body);
-    return api_reply_json(req, 202, receipt_body);
+    return reply_receipt_of(req, spilled_task_id, &local, 1);
 }
 
 enum MHD_Result api_tasks_submit(api_request *req)

@@ -44,6 +44,12 @@ static void submit(const rayd_server *s, const char *body, char *task_id, char *
     if (task_id)
         snprintf(task_id, 65, "%s", json_str(r->json, "task_id"));
     snprintf(ref, 65, "%s", json_str(r->json, "ref"));
+    /* Run here or spilled back to another node, the receipt says where the task is. */
+    char location[100];
+    snprintf(location, sizeof(location), "/v1/tasks/%s", json_str(r->json, "task_id"));
+    const char *got = http_header_get(r, "Location");
+    if (!got || strcmp(got, location) != 0)
+        fail_msg("POST /v1/tasks: Location %s, wanted %s", got ? got : "(missing)", location);
     http_resp_free(r);
 }
 
