@@ -74,19 +74,24 @@ enum { LIST_NONE = 0, LIST_LRU, LIST_TOMBSTONES };
 typedef struct rt_object {
     struct rt_object *hnext;               /* shard chain */
     struct rt_object *list_prev, *list_next; /* LRU or tombstone list (lru_lock) */
-    rt_watcher *watchers;                  /* PENDING only (shard lock) */
+    /* The parts that only one state uses share their bytes: a million small objects are a
+     * million records, and 128 bytes (120 used) is a size class above 112. */
     union {
-        rt_buf *buf;     /* READY (owned) */
-        rt_error *error; /* ERROR (owned) */
-        rt_spilled *spilled; /* READY with OBJ_SPILLED (owned) */
+        rt_watcher *watchers; /* PENDING (shard lock) */
+        rt_buf *buf;          /* READY (owned) */
+        rt_error *error;      /* ERROR (owned) */
+        rt_spilled *spilled;  /* READY with OBJ_SPILLED (owned) */
     } value;
     uint64_t seq;
     double created_at;
-    double expires_at; /* 0: no TTL */
+    double expires_at; /* 0: no TTL; never set while PENDING */
     uint32_t hash;
     uint32_t pins;       /* shard lock */
-    uint32_t ttl_index;  /* ttl_lock: its place in the TTL heap, or TTL_NONE */
-    float result_ttl;    /* PENDING: seconds of TTL it gets when stored, 0: none */
+    union {
+        float result_ttl;   /* PENDING: seconds of TTL it gets when stored, 0: none */
+        uint32_t ttl_index; /* ttl_lock, once stored with a TTL: its place in the TTL heap,
+                               or TTL_NONE */
+    };
     uint8_t state;       /* rt_object_state, shard lock */
     uint8_t lost_reason; /* rt_lost_reason, shard lock */
     uint8_t in_list;     /* LIST_*, lru_lock */
@@ -94,6 +99,9 @@ typedef struct rt_object {
     uint8_t flags;       /* OBJ_*, shard lock */
     char ref[RT_REF_MADE_MAX + 1];
 } rt_object;
+
+/* One record per object: keep it in the 112-byte size class (benchmark d, BENCHMARKS.md). */
+_Static_assert(sizeof(void *) != 8 || sizeof(rt_object) <= 112, "rt_object grew a size class");
 
 enum {
     OBJ_COPY = 1,  /* a secondary copy of another node's object */
@@ -1055,13 +1063,16 @@ rt_status rt_store_create_pending_ttl(rt_store *store, double result_ttl,
 
 /* ---- watchers ------------------------------------------------------------------------ */
 
-/* Detaches an object's watchers, marking each fired. Shard lock held. */
+/* Detaches a PENDING object's watchers, marking each fired; NULL for any other state
+ * (their value is in the bytes the watchers were). Shard lock held. */
 static rt_watcher *detach_watchers_locked(rt_object *o)
 {
-    rt_watcher *list = o->watchers;
+    if (o->state != RT_OBJ_PENDING)
+        return NULL;
+    rt_watcher *list = o->value.watchers;
     for (rt_watcher *w = list; w; w = w->next)
         w->fired = 1;
-    o->watchers = NULL;
+    o->value.watchers = NULL;
     return list;
 }
 
@@ -1092,10 +1103,10 @@ int rt_store_watch(rt_store *store, const char *ref, rt_watcher *watcher)
         watcher->object = o;
         watcher->shard = sh;
         watcher->prev = NULL;
-        watcher->next = o->watchers;
-        if (o->watchers)
-            o->watchers->prev = watcher;
-        o->watchers = watcher;
+        watcher->next = o->value.watchers;
+        if (o->value.watchers)
+            o->value.watchers->prev = watcher;
+        o->value.watchers = watcher;
         rc = RT_OK;
     }
     pthread_mutex_unlock(&sh->lock);
@@ -1115,7 +1126,7 @@ int rt_store_unwatch(rt_store *store, rt_watcher *watcher)
         if (watcher->prev)
             watcher->prev->next = watcher->next;
         else
-            o->watchers = watcher->next;
+            o->value.watchers = watcher->next;
         if (watcher->next)
             watcher->next->prev = watcher->prev;
         watcher->prev = watcher->next = NULL;
@@ -1156,9 +1167,11 @@ static rt_status lock_pending(rt_store *store, const char *ref, shard **sh_out,
  * stored. Shard lock held (the TTL heap's lock is taken after it). */
 static void start_result_ttl_locked(rt_store *store, rt_object *o)
 {
-    if (o->result_ttl <= 0 || (o->flags & OBJ_COPY))
+    float ttl = o->result_ttl;
+    o->ttl_index = TTL_NONE; /* the same bytes */
+    if (ttl <= 0 || (o->flags & OBJ_COPY))
         return;
-    o->expires_at = rt_clock_wall() + o->result_ttl;
+    o->expires_at = rt_clock_wall() + ttl;
     atomic_add(&store->ttl_objects, 1);
     ttl_push(store, o);
 }
@@ -1188,6 +1201,7 @@ rt_status rt_store_resolve(rt_store *store, const char *ref, rt_buf *buf)
             atomic_sub(&store->used_bytes, buf->size);
         return st;
     }
+    rt_watcher *fired = detach_watchers_locked(o); /* before the value takes their place */
     o->state = RT_OBJ_READY;
     if (direct) {
         o->value.spilled = sp;
@@ -1199,7 +1213,6 @@ rt_status rt_store_resolve(rt_store *store, const char *ref, rt_buf *buf)
         o->value.buf = buf;
     }
     start_result_ttl_locked(store, o);
-    rt_watcher *fired = detach_watchers_locked(o);
     if (o->pins == 0 && !direct) {
         pthread_mutex_lock(&store->lru_lock);
         list_append(&store->lru, o, LIST_LRU);
@@ -1269,10 +1282,10 @@ rt_status rt_store_fail(rt_store *store, const char *ref, rt_error *err)
         unhold_error(store, held);
         return st;
     }
+    rt_watcher *fired = detach_watchers_locked(o); /* before the value takes their place */
     o->state = RT_OBJ_ERROR;
     o->value.error = held; /* the reference hold_error made */
     start_result_ttl_locked(store, o);
-    rt_watcher *fired = detach_watchers_locked(o);
     if (o->pins == 0) {
         pthread_mutex_lock(&store->lru_lock);
         list_append(&store->lru, o, LIST_LRU);
@@ -1550,7 +1563,7 @@ rt_status rt_store_put_standin(rt_store *store, const char *ref)
     o->hash = rt_hash_str(o->ref);
     o->seq = __atomic_add_fetch(&store->next_seq, 1, __ATOMIC_RELAXED);
     o->created_at = rt_clock_wall();
-    o->ttl_index = TTL_NONE;
+    o->result_ttl = 0; /* PENDING: a copy never gets a TTL */
     o->flags = OBJ_COPY;
     o->state = RT_OBJ_PENDING;
     shard *sh = shard_for(store, o->hash);
@@ -1576,7 +1589,7 @@ rt_status rt_store_drop_standin(rt_store *store, const char *ref)
     rt_object *o = shard_find(sh, ref, h);
     if (o && (o->flags & OBJ_COPY) && o->state == RT_OBJ_PENDING) {
         st = RT_ESTATE;
-        if (!o->watchers && o->pins == 0) {
+        if (!o->value.watchers && o->pins == 0) {
             rt_buf *buf = NULL;
             rt_error *err = NULL;
             pthread_mutex_lock(&store->lru_lock);
