@@ -50,7 +50,11 @@
  *   than the limit does, it writes its own object to a spill file, with no store lock
  *   held. Errors and pinned objects are never spilled; copies are dropped instead. Freeing
  *   a spilled object drops its rt_spilled; the last one of a file deletes the file
- *   (possibly under a shard lock: an unlink, once per file). */
+ *   (possibly under a shard lock: an unlink, once per file).
+ * - Small values (up to INLINE_MAX bytes, stored by a put) are kept in the object's record
+ *   (OBJ_INLINE) instead of a buffer of their own: a million 16-byte objects take 32 MB
+ *   less. A reader gets a copy in a new buffer (the record is not reference-counted); they
+ *   are evicted like others and never spilled. */
 #include "runtime/object_store.h"
 
 #include <pthread.h>
@@ -81,6 +85,7 @@ typedef struct rt_object {
         rt_buf *buf;          /* READY (owned) */
         rt_error *error;      /* ERROR (owned) */
         rt_spilled *spilled;  /* READY with OBJ_SPILLED (owned) */
+        const char *inline_type; /* READY with OBJ_INLINE: the interned content type */
     } value;
     uint64_t seq;
     double created_at;
@@ -97,8 +102,18 @@ typedef struct rt_object {
     uint8_t in_list;     /* LIST_*, lru_lock */
     uint8_t accessed;    /* relaxed atomic: read since it entered or re-entered the LRU */
     uint8_t flags;       /* OBJ_*, shard lock */
+    uint8_t inline_size; /* OBJ_INLINE: bytes in inline_data */
     char ref[RT_REF_MADE_MAX + 1];
+    /* OBJ_INLINE: a small value's bytes, in the record's own allocation. A 16-byte value
+     * in a buffer of its own costs 48 bytes (header, bytes, NUL, size class); here 16,
+     * and the record stays in the 128-byte class. Readers get a copy (see fill_view). */
+    char inline_data[];
 } rt_object;
+
+/* Largest value kept inline. Only rt_store_put and rt_store_put_many make inline objects
+ * (a PENDING object's record is made before its value is known). The spill thread leaves
+ * them alone: spilling one would free at most INLINE_MAX bytes and keep its record. */
+#define INLINE_MAX 32
 
 /* One record per object: keep it in the 112-byte size class (benchmark d, BENCHMARKS.md). */
 _Static_assert(sizeof(void *) != 8 || sizeof(rt_object) <= 112, "rt_object grew a size class");
@@ -108,7 +123,8 @@ enum {
     OBJ_SHARED = 2, /* another node fetched this object and may hold a copy */
     OBJ_SPILLED = 4, /* READY, its bytes in a spill file (value.spilled) */
     OBJ_SPILLING = 8, /* READY, off the LRU, being written by the spill thread */
-    OBJ_FREE_ON_UNPIN = 16 /* rt_store_release'd while pinned: freed by the last unpin */
+    OBJ_FREE_ON_UNPIN = 16, /* rt_store_release'd while pinned: freed by the last unpin */
+    OBJ_INLINE = 32 /* READY, its bytes in inline_data (value.inline_type) */
 };
 
 typedef struct shard {
@@ -352,7 +368,7 @@ static void object_drop_value(rt_object *o)
 {
     if (o->state == RT_OBJ_READY && (o->flags & OBJ_SPILLED))
         rt_spilled_decref(o->value.spilled);
-    else if (o->state == RT_OBJ_READY)
+    else if (o->state == RT_OBJ_READY && !(o->flags & OBJ_INLINE))
         rt_buf_decref(o->value.buf);
     else if (o->state == RT_OBJ_ERROR) {
         rt_error_unhold(o->value.error); /* the counts go back, for errors that live on */
@@ -510,6 +526,9 @@ static void make_tombstone_locked(rt_store *store, rt_object *o, rt_lost_reason 
         atomic_sub(&store->spilled_bytes, o->value.spilled->size);
         rt_spilled_decref(o->value.spilled); /* readers hold their own references */
         o->flags &= (uint8_t)~OBJ_SPILLED;
+    } else if (o->state == RT_OBJ_READY && (o->flags & OBJ_INLINE)) {
+        atomic_sub(&store->used_bytes, o->inline_size); /* the bytes go with the record */
+        o->flags &= (uint8_t)~OBJ_INLINE;
     } else if (o->state == RT_OBJ_READY) {
         atomic_sub(&store->used_bytes, o->value.buf->size);
         *dropped_buf = o->value.buf;
@@ -726,7 +745,7 @@ static bool spill_round(rt_store *store)
             __atomic_store_n(&o->accessed, 0, __ATOMIC_RELAXED);
             list_unlink(&store->lru, o);
             list_append(&store->lru, o, LIST_LRU);
-        } else if (o->state == RT_OBJ_READY) {
+        } else if (o->state == RT_OBJ_READY && !(o->flags & OBJ_INLINE)) {
             memcpy(v[nv].ref, o->ref, sizeof(o->ref));
             v[nv++].hash = o->hash;
             picked += o->value.buf->size;
@@ -746,7 +765,7 @@ static bool spill_round(rt_store *store)
         pthread_mutex_lock(&sh->lock);
         rt_object *x = shard_find(sh, v[i].ref, v[i].hash);
         if (x && x->state == RT_OBJ_READY && x->pins == 0 &&
-            !(x->flags & (OBJ_SPILLED | OBJ_SPILLING))) {
+            !(x->flags & (OBJ_SPILLED | OBJ_SPILLING | OBJ_INLINE))) {
             pthread_mutex_lock(&store->lru_lock);
             if (x->in_list == LIST_LRU && (x->flags & OBJ_COPY)) {
                 remove_copy_locked(store, sh, x, &dropped, &dropped_err);
@@ -906,11 +925,15 @@ int rt_store_could_fit(rt_store *store, size_t size)
 
 /* ---- creating objects ----------------------------------------------------------------- */
 
-static rt_object *object_new(rt_store *store)
+/* A new record; with room for inline_bytes of value when that is not 0. */
+static rt_object *object_new(rt_store *store, size_t inline_bytes)
 {
-    rt_object *o = calloc(1, sizeof(*o));
+    size_t size = offsetof(rt_object, inline_data) + inline_bytes;
+    rt_object *o = calloc(1, size > sizeof(*o) ? size : sizeof(*o));
     if (!o)
         return NULL;
+    if (inline_bytes)
+        o->flags = OBJ_INLINE;
     rt_ref_generate(o->ref, 'o');
     o->hash = rt_hash_str(o->ref);
     o->seq = __atomic_add_fetch(&store->next_seq, 1, __ATOMIC_RELAXED);
@@ -919,11 +942,25 @@ static rt_object *object_new(rt_store *store)
     return o;
 }
 
-/* Inserts a new READY object; its bytes are already reserved. */
+/* The room object_new should give buf's bytes in the record: 0 when they get no room. */
+static size_t inline_room(const rt_buf *buf)
+{
+    return buf->size > 0 && buf->size <= INLINE_MAX && !buf->owns_content_type ? buf->size : 0;
+}
+
+/* Inserts a new READY object; its bytes are already reserved. buf is stolen: a record
+ * with room for them keeps a copy and lets buf go. */
 static void insert_ready(rt_store *store, rt_object *o, rt_buf *buf)
 {
     o->state = RT_OBJ_READY;
-    o->value.buf = buf;
+    if (o->flags & OBJ_INLINE) {
+        memcpy(o->inline_data, buf->data, buf->size);
+        o->inline_size = (uint8_t)buf->size;
+        o->value.inline_type = buf->content_type;
+        rt_buf_decref(buf);
+    } else {
+        o->value.buf = buf;
+    }
     shard *sh = shard_for(store, o->hash);
     pthread_mutex_lock(&sh->lock);
     shard_insert(sh, o);
@@ -941,7 +978,7 @@ static void insert_spilled(rt_store *store, rt_object *o, rt_spilled *sp)
 {
     o->state = RT_OBJ_READY;
     o->value.spilled = sp;
-    o->flags |= OBJ_SPILLED;
+    o->flags = (uint8_t)((o->flags & ~OBJ_INLINE) | OBJ_SPILLED); /* its room goes unused */
     atomic_add(&store->spilled, 1);
     atomic_add(&store->spilled_bytes, sp->size);
     __atomic_add_fetch(&store->spills, 1, __ATOMIC_RELAXED);
@@ -976,7 +1013,7 @@ static rt_status put_direct(rt_store *store, rt_object **objs, rt_buf **bufs, si
 rt_status rt_store_put(rt_store *store, rt_buf *buf, double ttl_seconds,
                        char ref_out[RT_REF_SIZE])
 {
-    rt_object *o = object_new(store);
+    rt_object *o = object_new(store, inline_room(buf));
     if (!o)
         return RT_ENOMEM;
     bool direct;
@@ -1012,7 +1049,7 @@ rt_status rt_store_put_many(rt_store *store, rt_buf **bufs, size_t n,
     if (!objs)
         return RT_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        objs[i] = object_new(store);
+        objs[i] = object_new(store, inline_room(bufs[i]));
         if (!objs[i]) {
             while (i > 0)
                 free(objs[--i]);
@@ -1046,7 +1083,7 @@ rt_status rt_store_create_pending(rt_store *store, char ref_out[RT_REF_SIZE])
 rt_status rt_store_create_pending_ttl(rt_store *store, double result_ttl,
                                       char ref_out[RT_REF_SIZE])
 {
-    rt_object *o = object_new(store);
+    rt_object *o = object_new(store, 0);
     if (!o)
         return RT_ENOMEM;
     o->state = RT_OBJ_PENDING;
@@ -1315,6 +1352,13 @@ static void fill_view(const rt_object *o, rt_object_view *view)
         view->spilled = rt_spilled_incref(o->value.spilled);
         view->size = o->value.spilled->size;
         view->content_type = o->value.spilled->content_type;
+    } else if (o->state == RT_OBJ_READY && (o->flags & OBJ_INLINE)) {
+        /* A copy: the record is not reference-counted, and a reader may keep the bytes
+         * after the object is freed. NULL only when out of memory. */
+        view->buf = rt_buf_from_interned(o->inline_data, o->inline_size,
+                                         o->value.inline_type);
+        view->size = o->inline_size;
+        view->content_type = o->value.inline_type;
     } else if (o->state == RT_OBJ_READY) {
         view->buf = rt_buf_incref(o->value.buf);
         view->size = o->value.buf->size;
@@ -1383,6 +1427,15 @@ static rt_status read_object(rt_store *store, const char *ref, rt_object_view *v
             expire_if_due_locked(store, o, rt_clock_wall(), &dropped_buf, &dropped_err);
         fill_view(o, view);
         st = o->state == RT_OBJ_LOST ? RT_ELOST : RT_OK;
+        if (o->state == RT_OBJ_READY && !view->buf && !view->spilled) {
+            /* No memory to copy an inline value: as restore_view does for a spilled one,
+             * the view says LOST, so that no caller uses a READY view without bytes. */
+            view->state = RT_OBJ_LOST;
+            view->lost_reason = RT_LOST_NONE;
+            view->size = 0;
+            view->content_type = NULL;
+            st = RT_ENOMEM;
+        }
         if (count && st == RT_OK && !__atomic_load_n(&o->accessed, __ATOMIC_RELAXED))
             __atomic_store_n(&o->accessed, 1, __ATOMIC_RELAXED);
     }
