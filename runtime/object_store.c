@@ -97,26 +97,47 @@ typedef struct rt_object {
         uint32_t ttl_index; /* ttl_lock, once stored with a TTL: its place in the TTL heap,
                                or TTL_NONE */
     };
-    uint8_t state;       /* rt_object_state, shard lock */
-    uint8_t lost_reason; /* rt_lost_reason, shard lock */
+    uint8_t state : 4;       /* rt_object_state, shard lock */
+    uint8_t lost_reason : 4; /* rt_lost_reason, shard lock */
     uint8_t in_list;     /* LIST_*, lru_lock */
     uint8_t accessed;    /* relaxed atomic: read since it entered or re-entered the LRU */
     uint8_t flags;       /* OBJ_*, shard lock */
-    uint8_t inline_size; /* OBJ_INLINE: bytes in inline_data */
-    char ref[RT_REF_MADE_MAX + 1];
-    /* OBJ_INLINE: a small value's bytes, in the record's own allocation. A 16-byte value
-     * in a buffer of its own costs 48 bytes (header, bytes, NUL, size class); here 16,
-     * and the record stays in the 128-byte class. Readers get a copy (see fill_view). */
-    char inline_data[];
+    uint8_t inline_size; /* OBJ_INLINE: bytes at inline_data(o) */
+    /* The ref and its NUL (as long as it is: 23 bytes on a node alone, up to
+     * RT_REF_MADE_MAX + 1 in a cluster), then, with OBJ_INLINE, a small value's bytes in
+     * the record's own allocation. A 16-byte value in a buffer of its own costs 48 bytes
+     * (header, bytes, NUL, size class); here 16, and with a 22-character ref the record is
+     * 112 bytes. Readers get a copy (see fill_view). */
+    char ref[];
 } rt_object;
+
+/* A record with a 22-character ref and 16 bytes inline fills the 112-byte size class
+ * exactly (benchmark d, BENCHMARKS.md); a record alone the 96-byte class. */
+_Static_assert(sizeof(void *) != 8 || offsetof(rt_object, ref) <= 73, "rt_object grew");
+
+/* Bytes of a record holding ref_len characters of ref and inline_bytes of value. */
+static size_t record_size(size_t ref_len, size_t inline_bytes)
+{
+    size_t size = offsetof(rt_object, ref) + ref_len + 1 + inline_bytes;
+    return size > sizeof(rt_object) ? size : sizeof(rt_object);
+}
+
+static char *inline_data(rt_object *o)
+{
+    return o->ref + strlen(o->ref) + 1;
+}
+
+/* Copies o's ref and its NUL into out (RT_REF_MADE_MAX + 1 bytes at least). */
+static void copy_ref(char *out, const rt_object *o)
+{
+    memcpy(out, o->ref, strlen(o->ref) + 1);
+}
 
 /* Largest value kept inline. Only rt_store_put and rt_store_put_many make inline objects
  * (a PENDING object's record is made before its value is known). The spill thread leaves
  * them alone: spilling one would free at most INLINE_MAX bytes and keep its record. */
 #define INLINE_MAX 32
 
-/* One record per object: keep it in the 112-byte size class (benchmark d, BENCHMARKS.md). */
-_Static_assert(sizeof(void *) != 8 || sizeof(rt_object) <= 112, "rt_object grew a size class");
 
 enum {
     OBJ_COPY = 1,  /* a secondary copy of another node's object */
@@ -582,7 +603,7 @@ static bool pick_victim_locked(rt_store *store, char ref[RT_REF_MADE_MAX + 1], u
     if (errors_only) { /* the oldest stored error (values are spilled, not evicted) */
         for (rt_object *o = store->lru.head; o; o = o->list_next)
             if (o->state == RT_OBJ_ERROR) {
-                memcpy(ref, o->ref, sizeof(o->ref));
+                copy_ref(ref, o);
                 *hash = o->hash;
                 return true;
             }
@@ -597,7 +618,7 @@ static bool pick_victim_locked(rt_store *store, char ref[RT_REF_MADE_MAX + 1], u
             list_append(&store->lru, o, LIST_LRU);
             continue;
         }
-        memcpy(ref, o->ref, sizeof(o->ref));
+        copy_ref(ref, o);
         *hash = o->hash;
         return true;
     }
@@ -746,7 +767,7 @@ static bool spill_round(rt_store *store)
             list_unlink(&store->lru, o);
             list_append(&store->lru, o, LIST_LRU);
         } else if (o->state == RT_OBJ_READY && !(o->flags & OBJ_INLINE)) {
-            memcpy(v[nv].ref, o->ref, sizeof(o->ref));
+            copy_ref(v[nv].ref, o);
             v[nv++].hash = o->hash;
             picked += o->value.buf->size;
         }
@@ -928,13 +949,15 @@ int rt_store_could_fit(rt_store *store, size_t size)
 /* A new record; with room for inline_bytes of value when that is not 0. */
 static rt_object *object_new(rt_store *store, size_t inline_bytes)
 {
-    size_t size = offsetof(rt_object, inline_data) + inline_bytes;
-    rt_object *o = calloc(1, size > sizeof(*o) ? size : sizeof(*o));
+    char ref[RT_REF_MADE_MAX + 1];
+    rt_ref_generate(ref, 'o');
+    size_t len = strlen(ref);
+    rt_object *o = calloc(1, record_size(len, inline_bytes));
     if (!o)
         return NULL;
+    memcpy(o->ref, ref, len + 1);
     if (inline_bytes)
         o->flags = OBJ_INLINE;
-    rt_ref_generate(o->ref, 'o');
     o->hash = rt_hash_str(o->ref);
     o->seq = __atomic_add_fetch(&store->next_seq, 1, __ATOMIC_RELAXED);
     o->created_at = rt_clock_wall();
@@ -954,7 +977,7 @@ static void insert_ready(rt_store *store, rt_object *o, rt_buf *buf)
 {
     o->state = RT_OBJ_READY;
     if (o->flags & OBJ_INLINE) {
-        memcpy(o->inline_data, buf->data, buf->size);
+        memcpy(inline_data(o), buf->data, buf->size);
         o->inline_size = (uint8_t)buf->size;
         o->value.inline_type = buf->content_type;
         rt_buf_decref(buf);
@@ -1024,7 +1047,7 @@ rt_status rt_store_put(rt_store *store, rt_buf *buf, double ttl_seconds,
     }
     if (ttl_seconds > 0)
         o->expires_at = o->created_at + ttl_seconds;
-    memcpy(ref_out, o->ref, sizeof(o->ref));
+    copy_ref(ref_out, o);
     if (direct && (st = put_direct(store, &o, &buf, 1)) != RT_OK) {
         free(o);
         return st;
@@ -1060,7 +1083,7 @@ rt_status rt_store_put_many(rt_store *store, rt_buf **bufs, size_t n,
     bool direct;
     rt_status st = reserve_bytes_ex(store, total, &direct);
     for (size_t i = 0; st == RT_OK && i < n; i++)
-        memcpy(refs_out[i], objs[i]->ref, sizeof(objs[i]->ref));
+        copy_ref(refs_out[i], objs[i]);
     if (st == RT_OK && direct && n > 0)
         st = put_direct(store, objs, bufs, n);
     if (st != RT_OK) {
@@ -1088,7 +1111,7 @@ rt_status rt_store_create_pending_ttl(rt_store *store, double result_ttl,
         return RT_ENOMEM;
     o->state = RT_OBJ_PENDING;
     o->result_ttl = (float)(result_ttl > 0 ? result_ttl : result_ttl == 0 ? store->result_ttl : 0);
-    memcpy(ref_out, o->ref, sizeof(o->ref));
+    copy_ref(ref_out, o);
     shard *sh = shard_for(store, o->hash);
     pthread_mutex_lock(&sh->lock);
     shard_insert(sh, o);
@@ -1340,7 +1363,7 @@ rt_status rt_store_fail(rt_store *store, const char *ref, rt_error *err)
 
 static void fill_view(const rt_object *o, rt_object_view *view)
 {
-    memcpy(view->ref, o->ref, sizeof(o->ref));
+    copy_ref(view->ref, o);
     view->state = (rt_object_state)o->state;
     view->lost_reason = (rt_lost_reason)o->lost_reason;
     view->buf = NULL;
@@ -1355,7 +1378,7 @@ static void fill_view(const rt_object *o, rt_object_view *view)
     } else if (o->state == RT_OBJ_READY && (o->flags & OBJ_INLINE)) {
         /* A copy: the record is not reference-counted, and a reader may keep the bytes
          * after the object is freed. NULL only when out of memory. */
-        view->buf = rt_buf_from_interned(o->inline_data, o->inline_size,
+        view->buf = rt_buf_from_interned(inline_data((rt_object *)o), o->inline_size,
                                          o->value.inline_type);
         view->size = o->inline_size;
         view->content_type = o->value.inline_type;
@@ -1548,7 +1571,7 @@ rt_status rt_store_put_copy(rt_store *store, const char *ref, rt_buf *buf)
     size_t len = strnlen(ref, RT_REF_MADE_MAX + 1);
     if (len > RT_REF_MADE_MAX || !rt_ref_valid(ref))
         return RT_EINVAL;
-    rt_object *o = calloc(1, sizeof(*o));
+    rt_object *o = calloc(1, record_size(len, 0));
     if (!o)
         return RT_ENOMEM;
     memcpy(o->ref, ref, len + 1);
@@ -1609,7 +1632,7 @@ rt_status rt_store_put_standin(rt_store *store, const char *ref)
     size_t len = strnlen(ref, RT_REF_MADE_MAX + 1);
     if (len > RT_REF_MADE_MAX || !rt_ref_valid(ref))
         return RT_EINVAL;
-    rt_object *o = calloc(1, sizeof(*o));
+    rt_object *o = calloc(1, record_size(len, 0));
     if (!o)
         return RT_ENOMEM;
     memcpy(o->ref, ref, len + 1);
@@ -1744,8 +1767,8 @@ size_t rt_store_expire(rt_store *store)
             break;
         /* Copy the ref and let go: the lock order takes the shard lock first, and the
          * object may become a tombstone (leaving the heap) meanwhile. */
-        char ref[RT_REF_LEN + 1];
-        memcpy(ref, store->ttl_heap[0]->ref, sizeof(ref));
+        char ref[RT_REF_MADE_MAX + 1];
+        copy_ref(ref, store->ttl_heap[0]);
         uint32_t hash = store->ttl_heap[0]->hash;
         pthread_mutex_unlock(&store->ttl_lock);
 

@@ -230,6 +230,43 @@ static void test_small_values_inline(void **state)
     rt_store_free(s);
 }
 
+/* Cluster ids are longer (up to RT_REF_MADE_MAX characters) and a record is as long as
+ * its ref: the longest ones round-trip, inline or not, pending or not, and expire. */
+static void test_longest_refs(void **state)
+{
+    (void)state;
+    assert_int_equal(rt_ref_set_node_tag("ABCDEFGHIJK"), 0);
+    rt_store *s = new_store(0);
+    char small[RT_REF_SIZE], big[RT_REF_SIZE], ttl[RT_REF_SIZE], pending[RT_REF_SIZE];
+    put_ok(s, 16, 'a', small);
+    put_ok(s, 100, 'b', big);
+    assert_int_equal(rt_store_put(s, make_buf(8, 't', NULL), 0.01, ttl), RT_OK);
+    assert_int_equal(rt_store_create_pending(s, pending), RT_OK);
+    assert_int_equal(strlen(small), RT_REF_MADE_MAX);
+    assert_int_equal(strlen(pending), RT_REF_MADE_MAX);
+    assert_int_equal(rt_store_resolve(s, pending, make_buf(4, 'p', NULL)), RT_OK);
+    const struct {
+        const char *ref;
+        size_t size;
+        char fill;
+    } want[] = {{small, 16, 'a'}, {big, 100, 'b'}, {pending, 4, 'p'}};
+    for (size_t i = 0; i < 3; i++) {
+        rt_object_view v;
+        assert_int_equal(get_view(s, want[i].ref, &v), RT_OK);
+        assert_string_equal(v.ref, want[i].ref);
+        assert_int_equal(v.buf->size, want[i].size);
+        for (size_t k = 0; k < want[i].size; k++)
+            assert_int_equal(v.buf->data[k], want[i].fill);
+        rt_object_view_release(&v);
+    }
+    sleep_seconds(0.05);
+    assert_int_equal(rt_store_expire(s), 1);
+    assert_int_equal(peek_state(s, ttl), RT_OBJ_LOST);
+    assert_int_equal(peek_lost_reason(s, ttl), RT_LOST_EXPIRED);
+    rt_store_free(s);
+    assert_int_equal(rt_ref_set_node_tag(NULL), 0);
+}
+
 static void test_put_zero_bytes(void **state)
 {
     (void)state;
@@ -2277,6 +2314,7 @@ int main(void)
         cmocka_unit_test(test_put_get_round_trip),
         cmocka_unit_test(test_put_zero_bytes),
         cmocka_unit_test(test_small_values_inline),
+        cmocka_unit_test(test_longest_refs),
         cmocka_unit_test(test_view_outlives_delete_and_store),
         cmocka_unit_test(test_delete),
         cmocka_unit_test(test_delete_releases_room),
