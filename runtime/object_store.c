@@ -70,7 +70,7 @@
 #define SHARD_INITIAL_BUCKETS 64
 #define TTL_NONE UINT32_MAX /* ttl_index of an object not in the TTL heap */
 /* Tombstones remembered by default; beyond the limit the oldest are forgotten (their refs
- * answer 404). Each costs about 120 bytes (the object record and its table slot). */
+ * answer 404). Each costs about 104 bytes (the object record and its table slot). */
 #define TOMBSTONES_DEFAULT 100000
 
 enum { LIST_NONE = 0, LIST_LRU, LIST_TOMBSTONES };
