@@ -207,7 +207,7 @@ bench: deps
 # around the API tests, run through nginx (--api; tests/cluster/api_node_local.txt).
 cluster-test: deps
 	$(call install_missing,redis-server redis-tools nginx)
-	$(MAKE) --no-print-directory $(BUILD)/rayd $(CLUSTER_TEST_BIN) $(API_TEST_BIN)
+	$(MAKE) --no-print-directory $(BUILD)/rayd $(CLUSTER_TEST_BIN) $(API_TEST_BIN) examples
 	BUILD=$(BUILD) RAYD_BIN=$(BUILD)/rayd tests/cluster/run.sh
 	BUILD=$(BUILD) RAYD_BIN=$(BUILD)/rayd tests/cluster/run.sh --api
 

@@ -527,6 +527,10 @@ static enum MHD_Result create_here(api_request *req, const rt_actor_spec *spec_i
                                    bool detached)
 {
     char err[256];
+    enum MHD_Result missing; /* a class another node's module provides: 409, not 404 */
+    if (!rt_actors_find_class(req->ctx->actors, spec_in->class_name) &&
+        api_cluster_module_missing(req, spec_in->class_name, true, "", &missing))
+        return missing;
     rt_actor_spec spec_copy = *spec_in;
     const rt_actor_spec *spec = &spec_copy;
     char *spec_text = NULL;
@@ -622,14 +626,15 @@ static enum MHD_Result create_here(api_request *req, const rt_actor_spec *spec_i
 /* options.node, or spillback: the node that should make the actor, relayed there. Returns
  * true when it answered or relayed. Sessions are per node: an actor a session is to own
  * is made here. */
-static bool place_elsewhere(api_request *req, bool detached, enum MHD_Result *result)
+static bool place_elsewhere(api_request *req, const char *class_name, bool detached,
+                            enum MHD_Result *result)
 {
     const char *node =
         json_string_value(json_object_get(json_object_get(req->json, "options"), "node"));
     char url[RT_CLUSTER_URL_MAX], tag[RT_NODE_TAG_SIZE];
     bool of_session = req->session[0] && !detached;
     if (!node) {
-        if (of_session || !api_cluster_spill_target(req, url, tag))
+        if (of_session || !api_cluster_spill_target_for(req, class_name, true, url, tag))
             return false;
         *result = api_forward_relay(req, url, "/v1/actors", tag, NULL, 0, req->body,
                                     req->body_len);
@@ -714,7 +719,7 @@ enum MHD_Result api_actors_create_cluster(api_request *req)
     char err[256];
     if (api_decode_actor(req->json, &spec, &detached, err, sizeof(err)) != API_DECODE_OK)
         return api_problem(req, 400, "BadRequest", err, NULL);
-    if (place_elsewhere(req, detached, &result))
+    if (place_elsewhere(req, spec.class_name, detached, &result))
         return result;
     return create_here(req, &spec, detached);
 }

@@ -10,6 +10,7 @@
 #include "api/problem.h"
 #include "runtime/args.h"
 #include "runtime/clock.h"
+#include "runtime/module.h"
 
 json_t *api_cluster_status(const api_context *ctx)
 {
@@ -31,6 +32,8 @@ json_t *api_cluster_status(const api_context *ctx)
                                 ? json_string(rt_clock_format(m->started_at, started,
                                                               sizeof(started)))
                                 : json_null());
+        json_t *modules = rt_cluster_node_modules(ctx->cluster, m->tag);
+        json_object_set_new(node, "modules", modules ? modules : json_null());
         json_array_append_new(list, node);
     }
     free(nodes);
@@ -85,6 +88,12 @@ void api_cluster_want_args(const api_context *ctx, json_t *args, json_t *kwargs)
 bool api_cluster_spill_target(api_request *req, char url[RT_CLUSTER_URL_MAX],
                               char tag[RT_NODE_TAG_SIZE])
 {
+    return api_cluster_spill_target_for(req, NULL, false, url, tag);
+}
+
+bool api_cluster_spill_target_for(api_request *req, const char *name, bool is_class,
+                                  char url[RT_CLUSTER_URL_MAX], char tag[RT_NODE_TAG_SIZE])
+{
     size_t limit = req->ctx->config.spillback_queued;
     if (!limit || api_header(req, API_FORWARDED_HEADER))
         return false;
@@ -92,11 +101,15 @@ bool api_cluster_spill_target(api_request *req, char url[RT_CLUSTER_URL_MAX],
     rt_scheduler_get_stats(req->ctx->scheduler, &ss);
     if (ss.queued <= limit)
         return false;
+    /* A module's work goes only where that module is loaded too. */
+    bool per_node = name && rt_modules_provide(name, is_class);
     rt_cluster_node *nodes;
     size_t n = rt_cluster_nodes(req->ctx->cluster, &nodes), best = n;
     for (size_t i = 0; i < n; i++) {
         const rt_cluster_load *l = &nodes[i].load;
         if (nodes[i].self || !nodes[i].alive || l->queued >= ss.queued)
+            continue;
+        if (per_node && !rt_cluster_node_provides(req->ctx->cluster, nodes[i].tag, name, is_class))
             continue;
         if (best == n || l->queued < nodes[best].load.queued ||
             (l->queued == nodes[best].load.queued && l->running < nodes[best].load.running))
@@ -111,3 +124,44 @@ bool api_cluster_spill_target(api_request *req, char url[RT_CLUSTER_URL_MAX],
     return best < n;
 }
 
+bool api_cluster_module_missing(api_request *req, const char *name, bool is_class,
+                                const char *prefix, enum MHD_Result *result)
+{
+    if (!req->ctx->cluster || !name)
+        return false;
+    json_t *found = rt_cluster_module_providers(req->ctx->cluster, name, is_class);
+    if (!found)
+        return false;
+    const char *module = json_string_value(json_object_get(found, "module"));
+    json_t *nodes = json_object_get(found, "nodes");
+    /* "4 (http://...), 7 (http://...)": the first few; the member lists them all. */
+    char where[512] = "";
+    size_t used = 0, i;
+    json_t *v;
+    json_array_foreach(nodes, i, v)
+    {
+        if (i == 4) {
+            snprintf(where + used, sizeof(where) - used, ", ...");
+            break;
+        }
+        int w = snprintf(where + used, sizeof(where) - used, "%s%s (%s)", i ? ", " : "",
+                         json_string_value(json_object_get(v, "node")),
+                         json_string_value(json_object_get(v, "url")));
+        if (w < 0 || (size_t)w >= sizeof(where) - used)
+            break;
+        used += (size_t)w;
+    }
+    const char *self = rt_cluster_tag(req->ctx->cluster);
+    char detail[1024];
+    snprintf(detail, sizeof(detail),
+             "%s%s '%.128s' is provided by the C module '%.128s', which this node (%s) did not "
+             "load (modules are per node: --module); %s: %s",
+             prefix, is_class ? "actor class" : "function", name, module ? module : "",
+             self[0] ? self : "not joined yet",
+             json_array_size(nodes) == 1 ? "the node that has it" : "the nodes that have it",
+             where);
+    json_object_set_new(found, is_class ? "class" : "function", json_string(name));
+    json_object_set_new(found, "node", json_string(self));
+    *result = api_problem(req, 409, "ModuleNotLoaded", detail, found);
+    return true;
+}

@@ -204,6 +204,7 @@ enum MHD_Result api_forward_relay(api_request *req, const char *base_url,
         /* The owner bounds waits by the client's timeout; a stall this long is a fault. */
         .stall = req->ctx->config.max_wait + 30,
         .window_over = fw->cache ? API_FORWARD_COPY_MAX : API_FORWARD_STREAM_MIN,
+        .small = fw->actor_call,
     };
 
     req->forward = fw;

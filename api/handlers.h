@@ -92,6 +92,18 @@ void api_cluster_want_args(const api_context *ctx, json_t *args, json_t *kwargs)
  * a request another node forwarded. */
 bool api_cluster_spill_target(api_request *req, char url[RT_CLUSTER_URL_MAX],
                               char tag[RT_NODE_TAG_SIZE]);
+/* The same for work that needs a module function (is_class false) or class called name:
+ * when a module loaded here provides it, only a node whose modules provide it too is a
+ * target (C modules are per node). */
+bool api_cluster_spill_target_for(api_request *req, const char *name, bool is_class,
+                                  char url[RT_CLUSTER_URL_MAX], char tag[RT_NODE_TAG_SIZE]);
+/* Cluster mode, for a function (is_class false) or actor class called name that this node
+ * does not know: when a live node's modules provide it, answers 409 ModuleNotLoaded naming
+ * the function, the module and the nodes that have it (detail prefixed by prefix, "" for
+ * none) and returns true; false (nothing answered) when no node has it, or not in cluster
+ * mode. */
+bool api_cluster_module_missing(api_request *req, const char *name, bool is_class,
+                                const char *prefix, enum MHD_Result *result);
 
 /* api/functions.c */
 enum MHD_Result api_functions_list(api_request *req);

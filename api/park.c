@@ -47,12 +47,14 @@ struct api_parking {
     pthread_cond_t settled; /* signalled when `live` or the heap empties after closing */
     pthread_t thread;
     int epfd;   /* the deadline thread's: wakefd and the sockets of parked clients */
-    int wakefd; /* eventfd: the heap's first deadline changed, stopping, retired list long */
+    int wakefd; /* eventfd: a deadline before sleep_until, stopping, retired list long */
     int stopping;
     int closed;      /* the server is stopping: nothing suspends any more */
     size_t live;     /* requests that parked and have not completed (suspended, or
                         resumed and still answering) */
     api_park **heap; /* min-heap by deadline */
+    double sleep_until; /* lock: when the deadline thread wakes by itself next (INFINITY:
+                           never); a park due before then must wake it */
     size_t count, cap;
     api_park *retired; /* left the epoll set; each still holds its poll reference */
     size_t nretired;
@@ -196,9 +198,11 @@ static void *deadline_thread(void *arg)
         }
         pk->nretired = 0;
         int timeout = -1;
+        pk->sleep_until = INFINITY;
         if (pk->count > 0) {
             double ms = ceil((pk->heap[0]->deadline - now) * 1000);
             timeout = ms > INT_MAX ? INT_MAX : (int)ms;
+            pk->sleep_until = pk->heap[0]->deadline;
         }
         pthread_mutex_unlock(&pk->lock);
         nevents = epoll_wait(pk->epfd, events, EVENTS_PER_WAIT, timeout);
@@ -215,6 +219,7 @@ api_parking *api_parking_new(void)
     api_parking *pk = calloc(1, sizeof(*pk));
     if (!pk)
         return NULL;
+    pk->sleep_until = INFINITY;
     pk->epfd = epoll_create1(EPOLL_CLOEXEC);
     pk->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
@@ -411,7 +416,13 @@ enum MHD_Result api_park_on_refs(api_request *req, const char *const *refs, size
         park_wake(park);
         return MHD_YES;
     }
-    bool first = park->heap_index == 0;
+    /* Wake the deadline thread only when this park is due before it wakes by itself: a
+     * poke per parked request cost a thread wake-up each (a Prefer: wait on a remote call,
+     * for one), and an earlier deadline that has since left the heap only makes it wake
+     * once for nothing. */
+    bool poke = park->heap_index == 0 && park->deadline < pk->sleep_until;
+    if (poke)
+        pk->sleep_until = park->deadline;
     /* libmicrohttpd does not watch a suspended connection: watch for the client leaving
      * (a hang-up or an error on its socket; level-triggered, so one that left before this
      * is seen at once). Without it, the deadline still ends the wait. */
@@ -421,7 +432,7 @@ enum MHD_Result api_park_on_refs(api_request *req, const char *const *refs, size
         park->polled = true;
     }
     pthread_mutex_unlock(&pk->lock);
-    if (first)
+    if (poke)
         thread_poke(pk);
 
     long resolved = 0;

@@ -40,6 +40,13 @@ static const api_problem_kind KINDS[] = {
      "The path exists but does not take this method. The Allow header lists the methods it "
      "takes.",
      "Use one of the methods in Allow."},
+    {"ModuleNotLoaded", "409",
+     "Cluster mode: the function or actor class named is provided by a C module that this "
+     "node did not load, while other live nodes did (C modules are loaded per node with "
+     "--module). The problem's module and nodes members say which module and which nodes "
+     "have it.",
+     "Load the module on every node (the same --module on each), or send the request to a "
+     "node that has it (its url is in nodes). /v1/status lists each node's modules."},
     {"NotFound", "404",
      "Nothing is known under this path or id: an unknown route, or an object, task, actor, "
      "function or class that does not exist (or was forgotten long ago).",

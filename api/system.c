@@ -10,6 +10,7 @@
 #include "api/park.h"
 #include "api/problem.h"
 #include "runtime/clock.h"
+#include "runtime/module.h"
 #include "runtime/remote_class.h"
 #include "runtime/remote_function.h"
 
@@ -166,6 +167,8 @@ enum MHD_Result api_system_status(api_request *req)
                       (json_int_t)se.tasks_cancelled, "actors_killed",
                       (json_int_t)se.actors_killed));
     }
+    json_t *modules = rt_modules_list(true); /* C modules are per node: this node's */
+    json_object_set_new(body, "modules", modules ? modules : json_array());
     if (ctx->cluster)
         json_object_set_new(body, "cluster", api_cluster_status(ctx));
     api_allocator_stats al;

@@ -43,6 +43,15 @@ static enum MHD_Result reply_submit_error(api_request *req, rt_status st, const 
     return api_problemf(req, 400, "BadRequest", "%s%s", prefix, err);
 }
 
+/* Cluster mode: a function unknown here that another node's module provides is answered
+ * 409 ModuleNotLoaded (true), not 404. */
+static bool module_missing(api_request *req, const char *function, const char *prefix,
+                           enum MHD_Result *result)
+{
+    return req->ctx->cluster && function && !rt_registry_find(req->ctx->registry, function) &&
+           api_cluster_module_missing(req, function, false, prefix, result);
+}
+
 /* ---- POST /v1/tasks ----------------------------------------------------------------- */
 
 /* What a submitted task keeps across Prefer: wait rounds. */
@@ -226,7 +235,7 @@ static enum MHD_Result submit_here(api_request *req, bool may_spill)
     char url[RT_CLUSTER_URL_MAX];
     /* Sessions are per node: a task made under one runs here. */
     if (may_spill && spec.num_returns == 1 && !api_header(req, "Prefer") && !req->session[0] &&
-        api_cluster_spill_target(req, url, NULL))
+        api_cluster_spill_target_for(req, spec.function, false, url, NULL))
         return api_forward_call(req, url, "POST", "/v1/tasks", req->body, req->body_len, 30);
 
     submitted *s = calloc(1, sizeof(*s));
@@ -253,6 +262,9 @@ static enum MHD_Result submit_here(api_request *req, bool may_spill)
     rt_status st = rt_task_submit(req->ctx->tasks, &spec, s->task_id, s->refs, err, sizeof(err));
     if (st != RT_OK) {
         req->prefer_wait = 0; /* refused before any wait: no Preference-Applied */
+        enum MHD_Result missing;
+        if (st == RT_ENOTFOUND && module_missing(req, spec.function, "", &missing))
+            return missing;
         return reply_submit_error(req, st, "", err);
     }
     if (api_session_adopt_task(req, s->task_id, s->refs, s->n) != 0) {
@@ -300,7 +312,9 @@ enum MHD_Result api_tasks_submit_batch(api_request *req)
                                        sizeof(err));
     if (st != RT_OK) {
         snprintf(prefix, sizeof(prefix), "tasks[%zu]: ", bad);
-        result = reply_submit_error(req, st, st == RT_ELIMIT ? "" : prefix, err);
+        if (st != RT_ENOTFOUND || bad >= n ||
+            !module_missing(req, specs[bad].function, prefix, &result))
+            result = reply_submit_error(req, st, st == RT_ELIMIT ? "" : prefix, err);
         goto done;
     }
     bool closed = false;

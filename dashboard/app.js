@@ -102,9 +102,11 @@ async function overview() {
   let nodes = "";
   if (s.cluster && s.cluster.nodes) {
     const rows = s.cluster.nodes.map((n) => ({ ...n, state: n.alive ? "ALIVE" : "DEAD", queued: n.load && n.load.queued,
-      running: n.load && n.load.running, memory: n.load && bytes(n.load.memory) }));
+      running: n.load && n.load.running, memory: n.load && bytes(n.load.memory),
+      // C modules are per node: which ones this node loaded (null: not read yet)
+      modules: Array.isArray(n.modules) ? (n.modules.map((m) => m.name).join(", ") || "none") : "unknown" }));
     nodes = `<h2>Nodes</h2><div id="nodes">` + table([["tag", "Node", (n) => esc(n.tag) + (n.self ? " (this one)" : "")], ["url", "URL"],
-      ["state", "State"], ["queued", "Queued"], ["running", "Running"], ["memory", "Memory"], ["started_at", "Started"]], rows) + `</div>`;
+      ["state", "State"], ["queued", "Queued"], ["running", "Running"], ["memory", "Memory"], ["modules", "Modules"], ["started_at", "Started"]], rows) + `</div>`;
   }
   return `<h2>Overview</h2>
   <div class="cards">

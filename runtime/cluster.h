@@ -5,8 +5,8 @@
  *   ... "A" ...), fixed for the life of the process. Once the node has its tag, every id
  *   it makes carries it (runtime/ref.h), so any node can tell an id's owner from the id.
  * - Heartbeat: every second the node writes node:<tag> (a Redis hash: url, epoch,
- *   started, queued, running, memory) with a 3 s expiry. A node whose record is gone is
- *   dead. The hash `nodes` maps every tag ever seen to "<last seen ms> <url>", so that an
+ *   started, queued, running, memory; its C modules only when the record is made) with a
+ *   3 s expiry. A node whose record is gone is dead. The hash `nodes` maps every tag ever seen to "<last seen ms> <url>", so that an
  *   id of a dead node (410) can be told from an id of a node nobody knows (404).
  * - Membership: every second the node reads `nodes` and the records of the recent ones. A
  *   node that dies is seen dead by the others within 3 s (expiry) + 1 s (scan).
@@ -26,6 +26,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include <jansson.h>
 
 #include "runtime/cluster_command.h"
 #include "runtime/object_store.h"
@@ -66,6 +68,8 @@ typedef struct rt_cluster_config {
     rt_scheduler *scheduler;    /* borrowed: load figures */
     rt_cluster_log_fn log;      /* may be NULL */
     void *log_arg;
+    const char *modules; /* this node's C modules as JSON (cluster_modules.h; rt_modules_list
+                          * without paths), carried by its record; NULL: none. Copied */
 } rt_cluster_config;
 
 /* Sets the tick hook (before rt_cluster_start). */
@@ -152,6 +156,24 @@ void rt_cluster_get_info(rt_cluster *cluster, rt_cluster_info *out);
 /* Every node known (this one first, then by tag number): a new array in *nodes (free()),
  * and the count. 0 and NULL when out of memory. */
 size_t rt_cluster_nodes(rt_cluster *cluster, rt_cluster_node **nodes);
+
+/* ---- C modules (per node: cluster_modules.h) ---- */
+
+/* The modules node tag loaded (this node's own too), as its record carries them: a new JSON
+ * array of {"name", "functions", "classes"}, or NULL when not known: the node is unknown,
+ * or its record has not been read with them yet (or carries none: a rayd before modules
+ * were recorded). */
+json_t *rt_cluster_node_modules(rt_cluster *cluster, const char *tag);
+
+/* Whether node tag's modules, by its record, provide name as a function (is_class false)
+ * or an actor class. False for this node and for nodes whose modules are not known. */
+bool rt_cluster_node_provides(rt_cluster *cluster, const char *tag, const char *name,
+                              bool is_class);
+
+/* The live nodes other than this one whose modules provide name as a function (is_class
+ * false) or a class: a new {"module": the first one's module, "nodes": [{"node": tag,
+ * "url", "module"}]}, or NULL when none does (or out of memory). */
+json_t *rt_cluster_module_providers(rt_cluster *cluster, const char *name, bool is_class);
 
 /* Runs one Redis command for a request handler without blocking it (cluster_command.h):
  * done(answer, arg) is called once, on the command thread, when it returns 0. -1 when the

@@ -10,7 +10,11 @@
  * - Redis keys: "nodes:counter" (INCR: tag numbers), "nodes:epoch" (INCR: join epochs),
  *   "nodes" (hash: tag -> "<last seen, ms since 1970> <url>", every tag ever seen, pruned
  *   after a week), "node:<tag>" (hash, 3 s expiry: url, epoch, started, queued, running,
- *   memory).
+ *   memory, modules).
+ * - The "modules" field (cluster_modules.h) never changes during a process's life, so it is
+ *   written only when the record is made (the first heartbeat, a rejoin), and the others
+ *   read it once per node (HMGET of the other fields otherwise): the heartbeat stays small
+ *   however many modules a node has.
  * - Tags are claimed with HSETNX on "nodes", so that a counter that went back (Redis lost
  *   its data) cannot hand out a tag a live node still has; a node that finds its record
  *   gone also puts the counter back above its own number and every tag it knows. */
@@ -25,6 +29,7 @@
 
 #include "runtime/clock.h"
 #include "runtime/cluster_command.h"
+#include "runtime/cluster_modules.h"
 #include "runtime/cluster_redis.h"
 #include "runtime/events.h"
 
@@ -44,6 +49,12 @@ static const char RESTORE_COUNTER[] =
     "local v = tonumber(redis.call('GET', KEYS[1]) or '0') or 0 "
     "if v < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end return 0";
 
+/* The fields a scan reads from a record (HMGET), by position; F_MODULES only while the
+ * member's modules are not known. */
+enum { F_URL, F_EPOCH, F_STARTED, F_QUEUED, F_RUNNING, F_MEMORY, F_MODULES, F_COUNT };
+static const char *const FIELD_NAMES[F_COUNT] = {"url",     "epoch",  "started", "queued",
+                                                 "running", "memory", "modules"};
+
 typedef struct member {
     char tag[RT_NODE_TAG_SIZE];
     char url[RT_CLUSTER_URL_MAX];
@@ -52,6 +63,8 @@ typedef struct member {
     double started_at;
     rt_cluster_load load;
     double dead_since; /* monotonic time it was first seen dead; 0 while alive */
+    json_t *modules;   /* from its record (cluster_modules.h), NULL until read; owned by the
+                        * table, and carried from one table to the next as the same pointer */
 } member;
 
 struct rt_cluster {
@@ -61,6 +74,8 @@ struct rt_cluster {
     rt_redis_commands *commands; /* request handlers' commands (cluster_command.h) */
     char advertise[RT_CLUSTER_URL_MAX];
     double started_wall;
+    char *modules_text; /* this node's modules, as its record carries them */
+    json_t *modules;    /* the same, parsed; read-only after rt_cluster_new */
 
     /* Identity: tag and tag_number are written by the Redis thread before `joined`. */
     char tag[RT_NODE_TAG_SIZE];
@@ -251,9 +266,10 @@ static int rejoin(rt_cluster *c, redisContext *rc, const char *key, char *why, s
         return -1;
     char epoch_text[24];
     snprintf(epoch_text, sizeof(epoch_text), "%lld", epoch);
-    const char *set[] = {"HSET", key, "epoch", epoch_text};
+    /* The record was made again by the heartbeat without its modules: they go back too. */
+    const char *set[] = {"HSET", key, "epoch", epoch_text, "modules", c->modules_text};
     long long ignored;
-    if (command_integer(rc, 4, set, &ignored, why, n) != 0)
+    if (command_integer(rc, 6, set, &ignored, why, n) != 0)
         return -1;
     pthread_mutex_lock(&c->lock);
     c->epoch = epoch;
@@ -284,13 +300,16 @@ static int heartbeat(rt_cluster *c, redisContext *rc, char *why, size_t n)
     snprintf(memory, sizeof(memory), "%zu", load.memory);
     snprintf(ttl, sizeof(ttl), "%d", RT_CLUSTER_RECORD_TTL_MS);
     seen_value(c, seen, sizeof(seen));
-    const char *record[] = {"HSET",    key,        "url",   c->advertise, "epoch",
-                            epoch_text, "started", started, "queued",     queued,
-                            "running", running,    "memory", memory};
+    const char *record[] = {"HSET",    key,        "url",    c->advertise, "epoch",
+                            epoch_text, "started", started,  "queued",     queued,
+                            "running", running,    "memory", memory,       "modules",
+                            c->modules_text};
+    /* The modules go with the first record only (a rejoin writes them again itself). */
+    int record_argc = c->wrote_record ? 14 : 16;
     const char *expire[] = {"PEXPIRE", key, ttl};
     const char *nodes[] = {"HSET", KEY_NODES, c->tag, seen};
     /* One round trip for the three. */
-    redisAppendCommandArgv(rc, 14, record, NULL);
+    redisAppendCommandArgv(rc, record_argc, record, NULL);
     redisAppendCommandArgv(rc, 3, expire, NULL);
     redisAppendCommandArgv(rc, 4, nodes, NULL);
     long long added = -1;
@@ -335,13 +354,13 @@ static bool valid_tag(const char *tag)
     return true;
 }
 
-/* A record's field by name in an HGETALL answer, or NULL. */
-static const char *record_field(const redisReply *r, const char *name)
+/* A record's field in an HMGET answer (fields in FIELD_NAMES order), or NULL. */
+static const char *record_field(const redisReply *r, int field)
 {
-    for (size_t i = 0; i + 1 < r->elements; i += 2)
-        if (r->element[i]->str && strcmp(r->element[i]->str, name) == 0)
-            return r->element[i + 1]->str;
-    return NULL;
+    if (r->type != REDIS_REPLY_ARRAY || (size_t)field >= r->elements)
+        return NULL;
+    const redisReply *v = r->element[field];
+    return v->type == REDIS_REPLY_STRING ? v->str : NULL;
 }
 
 static size_t parse_size(const char *s)
@@ -357,18 +376,38 @@ static const member *find_member(const member *list, size_t n, const char *tag)
     return NULL;
 }
 
-/* Fills m from its record (an HGETALL answer with fields). */
-static void member_from_record(member *m, const redisReply *r)
+/* Fills m from its record (an HMGET answer, modules included when asked for). The modules
+ * m had are kept unless another process has the tag now (another start time). */
+static void member_from_record(member *m, const redisReply *r, bool asked_modules)
 {
-    const char *url = record_field(r, "url"), *epoch = record_field(r, "epoch"),
-               *started = record_field(r, "started");
+    const char *url = record_field(r, F_URL), *epoch = record_field(r, F_EPOCH),
+               *started = record_field(r, F_STARTED);
     if (url)
         snprintf(m->url, sizeof(m->url), "%s", url);
     m->epoch = epoch ? strtoll(epoch, NULL, 10) : 0;
+    double was_started = m->started_at;
     m->started_at = started ? strtod(started, NULL) : 0;
-    m->load.queued = parse_size(record_field(r, "queued"));
-    m->load.running = parse_size(record_field(r, "running"));
-    m->load.memory = parse_size(record_field(r, "memory"));
+    m->load.queued = parse_size(record_field(r, F_QUEUED));
+    m->load.running = parse_size(record_field(r, F_RUNNING));
+    m->load.memory = parse_size(record_field(r, F_MEMORY));
+    if (asked_modules) {
+        const char *text = record_field(r, F_MODULES);
+        const redisReply *v = text ? r->element[F_MODULES] : NULL;
+        m->modules = v ? rt_cluster_modules_parse(v->str, v->len) : NULL; /* NULL: ask again */
+    } else if (m->started_at != was_started) {
+        m->modules = NULL; /* read again at the next scan */
+    }
+}
+
+/* Releases the modules of list's members that keep (another table) does not carry over
+ * (the same tag with the same pointer). */
+static void drop_modules(const member *list, size_t n, const member *keep, size_t nkeep)
+{
+    for (size_t i = 0; i < n; i++) {
+        const member *kept = find_member(keep, nkeep, list[i].tag);
+        if (!kept || kept->modules != list[i].modules)
+            json_decref(list[i].modules);
+    }
 }
 
 /* Emits the lifecycle events "node joined" and "node left" for who came and who went
@@ -404,7 +443,7 @@ static int scan(rt_cluster *c, redisContext *rc, char *why, size_t n)
     size_t pairs = all->type == REDIS_REPLY_ARRAY ? all->elements / 2 : 0;
     member *next = calloc(pairs + 1, sizeof(*next));
     long *plan = calloc(pairs + 1, sizeof(*plan)); /* per reply: member index, or -1 */
-    bool *present = calloc(2 * (pairs + 1), sizeof(*present));
+    bool *present = calloc(3 * (pairs + 1), sizeof(*present));
     if (!next || !plan || !present) {
         free(next);
         free(plan);
@@ -412,7 +451,8 @@ static int scan(rt_cluster *c, redisContext *rc, char *why, size_t n)
         freeReplyObject(all);
         return 0; /* out of memory: keep the table as it is until the next scan */
     }
-    bool *asked = present + pairs + 1; /* member i's record was asked for */
+    bool *asked = present + pairs + 1;          /* member i's record was asked for */
+    bool *with_modules = present + 2 * (pairs + 1); /* and its modules with it */
     long long now = wall_ms();
     size_t nnext = 0, nplan = 0;
     for (size_t i = 0; i < pairs; i++) {
@@ -440,13 +480,18 @@ static int scan(rt_cluster *c, redisContext *rc, char *why, size_t n)
             m->epoch = old->epoch;
             m->started_at = old->started_at;
             m->load = old->load;
+            m->modules = old->modules;
         }
         /* A tag silent for a minute and not alive here is dead without asking. */
         if (now - seen <= RECENT_MS || m->alive) {
             char key[sizeof(RECORD_PREFIX) + RT_NODE_TAG_SIZE];
             snprintf(key, sizeof(key), RECORD_PREFIX "%s", m->tag);
-            const char *get[] = {"HGETALL", key};
-            redisAppendCommandArgv(rc, 2, get, NULL);
+            const char *get[2 + F_COUNT] = {"HMGET", key};
+            for (int f = 0; f < F_COUNT; f++)
+                get[2 + f] = FIELD_NAMES[f];
+            with_modules[nnext] = !m->modules;
+            redisAppendCommandArgv(rc, with_modules[nnext] ? 2 + F_COUNT : 1 + F_COUNT, get,
+                                   NULL);
             plan[nplan++] = (long)nnext;
             asked[nnext] = true;
         } else {
@@ -458,15 +503,16 @@ static int scan(rt_cluster *c, redisContext *rc, char *why, size_t n)
     for (size_t i = 0; i < nplan; i++) {
         redisReply *r = NULL;
         if (redisGetReply(rc, (void **)&r) != REDIS_OK || !r) {
-            snprintf(why, n, "HGETALL node:*: %s", rc->errstr[0] ? rc->errstr : "no answer");
+            snprintf(why, n, "HMGET node:*: %s", rc->errstr[0] ? rc->errstr : "no answer");
+            drop_modules(next, nnext, c->members, c->nmembers);
             free(next);
             free(plan);
             free(present);
             return -1;
         }
-        if (plan[i] >= 0 && r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+        if (plan[i] >= 0 && record_field(r, F_URL)) { /* a record that is gone: all nil */
             present[plan[i]] = true;
-            member_from_record(&next[plan[i]], r);
+            member_from_record(&next[plan[i]], r, with_modules[plan[i]]);
         }
         freeReplyObject(r);
     }
@@ -515,6 +561,7 @@ static int scan(rt_cluster *c, redisContext *rc, char *why, size_t n)
     c->nmembers = nnext;
     pthread_mutex_unlock(&c->lock);
     log_changes(old, nold, next, nnext);
+    drop_modules(old, nold, next, nnext);
     free(old);
     return 0;
 }
@@ -618,8 +665,19 @@ rt_cluster *rt_cluster_new(const rt_cluster_config *config, char *err, size_t er
         }
         snprintf(c->url.password, sizeof(c->url.password), "%s", config->redis_password);
     }
+    const char *modules = config->modules ? config->modules : "[]";
+    c->modules_text = strdup(modules);
+    c->modules = rt_cluster_modules_parse(modules, strlen(modules));
+    if (!c->modules_text || !c->modules) {
+        snprintf(err, err_size, "this node's module list is not one a record can carry");
+        free(c->modules_text);
+        json_decref(c->modules);
+        free(c);
+        return NULL;
+    }
     c->config.redis_url = NULL; /* borrowed strings are not kept */
     c->config.redis_password = NULL;
+    c->config.modules = NULL;
     c->started_wall = rt_clock_wall();
     pthread_mutex_init(&c->lock, NULL);
     snprintf(c->redis_error, sizeof(c->redis_error), "not connected yet");
@@ -686,7 +744,11 @@ void rt_cluster_free(rt_cluster *c)
         return;
     rt_redis_stop(c->redis);
     rt_redis_commands_free(c->commands);
+    for (size_t i = 0; i < c->nmembers; i++)
+        json_decref(c->members[i].modules);
     free(c->members);
+    free(c->modules_text);
+    json_decref(c->modules);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -793,4 +855,50 @@ size_t rt_cluster_nodes(rt_cluster *c, rt_cluster_node **nodes)
     qsort(out, n, sizeof(*out), cmp_node);
     *nodes = out;
     return n;
+}
+
+json_t *rt_cluster_node_modules(rt_cluster *c, const char *tag)
+{
+    if (rt_cluster_joined(c) && strcmp(tag, c->tag) == 0)
+        return json_deep_copy(c->modules);
+    json_t *copy = NULL;
+    pthread_mutex_lock(&c->lock);
+    const member *m = find_member(c->members, c->nmembers, tag);
+    if (m && m->modules)
+        copy = json_deep_copy(m->modules); /* a copy: jansson's reads are not all thread-safe */
+    pthread_mutex_unlock(&c->lock);
+    return copy;
+}
+
+bool rt_cluster_node_provides(rt_cluster *c, const char *tag, const char *name, bool is_class)
+{
+    pthread_mutex_lock(&c->lock);
+    const member *m = find_member(c->members, c->nmembers, tag);
+    bool provides = m && rt_cluster_modules_find(m->modules, name, is_class) != NULL;
+    pthread_mutex_unlock(&c->lock);
+    return provides;
+}
+
+json_t *rt_cluster_module_providers(rt_cluster *c, const char *name, bool is_class)
+{
+    json_t *nodes = json_array(), *found = NULL;
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < c->nmembers && nodes; i++) {
+        const member *m = &c->members[i];
+        const char *module = m->alive ? rt_cluster_modules_find(m->modules, name, is_class) : NULL;
+        if (!module)
+            continue;
+        if (!found)
+            found = json_pack("{s:s}", "module", module);
+        json_array_append_new(nodes, json_pack("{s:s,s:s,s:s}", "node", m->tag, "url", m->url,
+                                               "module", module));
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (found && nodes && json_array_size(nodes) > 0) {
+        json_object_set_new(found, "nodes", nodes);
+        return found;
+    }
+    json_decref(found);
+    json_decref(nodes);
+    return NULL;
 }

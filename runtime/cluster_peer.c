@@ -36,6 +36,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "runtime/peer_http.h"
+
 #define CONNECT_TIMEOUT_MS 2000L
 #define CURL_BUFFER (256 * 1024L)
 /* Easy handles kept for the next calls: making one (a large calloc, its options, its
@@ -59,10 +61,15 @@ struct rt_peer_call {
     int cancel_requested;                /* lock */
     rt_peer_call *unpause_next;          /* unpause list (lock) */
     bool unpause_queued;                 /* lock */
+    bool unpause_now;                    /* I/O thread: running, not cancelled, when taken */
+    bool cancelled_early;                /* I/O thread: cancel_requested when taken */
     size_t window_over;                  /* from the request */
     char *window;                        /* the ring of a windowed answer */
     size_t released;                     /* atomic: windowed bytes the reader is done with */
     int paused;                          /* atomic: the write callback paused the transfer */
+    bool head_request;                   /* a HEAD: the answer has no body */
+    bool lean;                           /* on the lean client (runtime/peer_http.h) */
+    rt_http_exchange *exchange;          /* lock: the lean client's, until DONE */
     /* I/O thread only */
     bool head_sent;
     bool failed;     /* the write callback refused: see answer.error */
@@ -75,6 +82,7 @@ struct rt_peer_call {
 
 struct rt_peer {
     CURLM *multi;
+    rt_http_client *lean;     /* small calls (rt_peer_request.small) to plain http peers */
     pthread_t thread;
     pthread_mutex_t lock;
     rt_peer_call *adding;     /* lock */
@@ -153,10 +161,7 @@ static int head_complete(rt_peer_call *c)
         if (end != cl && v >= 0)
             a->content_length = v;
     }
-    char *method = NULL;
-    curl_easy_getinfo(c->easy, CURLINFO_EFFECTIVE_METHOD, &method);
-    bool no_body = (method && strcmp(method, "HEAD") == 0) || a->status == 204 ||
-                   a->status == 304;
+    bool no_body = c->head_request || a->status == 204 || a->status == 304;
     if (!no_body && a->content_length >= 0 && c->window_over &&
         (unsigned long long)a->content_length > c->window_over) {
         size_t size = (unsigned long long)a->content_length < RT_PEER_WINDOW
@@ -397,6 +402,28 @@ static void running_remove(rt_peer *p, rt_peer_call *c)
     c->run_prev = c->run_next = NULL;
 }
 
+static void finish(rt_peer *p, rt_peer_call *c);
+
+/* A whole answer arrived: checks it against its Content-Length. */
+static void answered(rt_peer_call *c)
+{
+    rt_peer_answer *a = &c->answer;
+    if ((a->body_sized && c->filled != a->body->size) ||
+        (a->windowed && c->filled != (size_t)a->content_length)) {
+        a->outcome = RT_PEER_FAILED;
+        snprintf(a->error, sizeof(a->error), "the answer ended before its Content-Length");
+        return;
+    }
+    a->outcome = RT_PEER_ANSWERED;
+    if (!c->head_sent)
+        head_complete(c); /* an answer without a blank line after its headers */
+    if (!a->body_sized && a->body) { /* collected whole: trim to what came */
+        rt_buf *fitted = rt_buf_resize(a->body, c->filled);
+        if (fitted)
+            a->body = fitted;
+    }
+}
+
 /* Sets the outcome, notifies DONE and drops the I/O thread's reference. I/O thread. */
 static void complete(rt_peer *p, rt_peer_call *c, CURLcode code, int cancelled)
 {
@@ -415,22 +442,18 @@ static void complete(rt_peer *p, rt_peer_call *c, CURLcode code, int cancelled)
     } else if (code != CURLE_OK) {
         a->outcome = RT_PEER_UNREACHABLE;
         snprintf(a->error, sizeof(a->error), "%s", curl_easy_strerror(code));
-    } else if ((a->body_sized && c->filled != a->body->size) ||
-               (a->windowed && c->filled != (size_t)a->content_length)) {
-        a->outcome = RT_PEER_FAILED;
-        snprintf(a->error, sizeof(a->error), "the answer ended before its Content-Length");
     } else {
-        a->outcome = RT_PEER_ANSWERED;
-        if (!c->head_sent)
-            head_complete(c); /* an answer without a blank line after its headers */
-        if (!a->body_sized && a->body) { /* collected whole: trim to what came */
-            rt_buf *fitted = rt_buf_resize(a->body, c->filled);
-            if (fitted)
-                a->body = fitted;
-        }
+        answered(c);
     }
     easy_give_back(p, c); /* out of the multi by now, and nothing reads it after this */
+    finish(p, c);
+}
+
+/* The end of every call: DONE, and the I/O thread's reference dropped. */
+static void finish(rt_peer *p, rt_peer_call *c)
+{
     pthread_mutex_lock(&p->lock);
+    c->exchange = NULL;
     c->state = CALL_DONE;
     p->in_flight--;
     for (size_t i = 0; i < p->ncancels; i++)
@@ -440,6 +463,87 @@ static void complete(rt_peer *p, rt_peer_call *c, CURLcode code, int cancelled)
     __atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
     c->notify(c, RT_PEER_DONE, c->arg);
     call_decref(c); /* the I/O thread's reference */
+}
+
+/* ---- small calls on the lean client (runtime/peer_http.h; its I/O thread) ------------- */
+
+static int lean_header(void *arg, const char *name, size_t name_len, const char *value,
+                       size_t value_len)
+{
+    rt_peer_call *c = arg;
+    keep_header(&c->answer, name, name_len, value, value_len);
+    return 0;
+}
+
+static int lean_head_end(void *arg, int status)
+{
+    rt_peer_call *c = arg;
+    c->answer.status = status;
+    return head_complete(c);
+}
+
+static int lean_body(void *arg, const char *data, size_t len)
+{
+    return on_body((char *)data, 1, len, arg) == len ? 0 : -1;
+}
+
+static void lean_end(void *arg, rt_http_end how, const char *why)
+{
+    rt_peer_call *c = arg;
+    rt_peer_answer *a = &c->answer;
+    if (how == RT_HTTP_ANSWERED) {
+        answered(c);
+    } else if (how == RT_HTTP_CANCELLED) {
+        a->outcome = RT_PEER_CANCELLED;
+        snprintf(a->error, sizeof(a->error), "the call was cancelled");
+    } else if (c->too_large) {
+        a->outcome = RT_PEER_TOO_LARGE;
+        snprintf(a->error, sizeof(a->error), "the answer was over %zu bytes", c->owner->max_body);
+    } else if (c->failed) {
+        a->outcome = RT_PEER_FAILED; /* the body's callback said why */
+    } else {
+        a->outcome = how == RT_HTTP_TIMED_OUT    ? RT_PEER_TIMED_OUT
+                     : how == RT_HTTP_UNREACHABLE ? RT_PEER_UNREACHABLE
+                                                  : RT_PEER_FAILED;
+        snprintf(a->error, sizeof(a->error), "%s", why);
+    }
+    finish(c->owner, c);
+}
+
+static const rt_http_handler LEAN_HANDLER = {{lean_header, lean_head_end, lean_body}, lean_end};
+
+/* Starts c on the lean client; -1 when it cannot take it (c is untouched then). Its answer
+ * is collected whole (no window): small calls answer small bodies, bounded by max_body. */
+static int lean_start(rt_peer *p, rt_peer_call *c, const rt_peer_request *rq)
+{
+    pthread_mutex_lock(&p->lock);
+    if (p->closed) {
+        pthread_mutex_unlock(&p->lock);
+        return -1;
+    }
+    c->lean = true;
+    c->state = CALL_RUNNING;
+    p->in_flight++;
+    pthread_mutex_unlock(&p->lock);
+    rt_http_request hr = {.method = rq->method,
+                          .url = rq->url,
+                          .headers = rq->headers,
+                          .body = rq->body,
+                          .body_len = rq->body_len,
+                          .has_body = rq->has_body,
+                          .timeout = rq->timeout,
+                          .stall = rq->stall};
+    rt_http_exchange *ex = rt_http_start(p->lean, &hr, &LEAN_HANDLER, c);
+    pthread_mutex_lock(&p->lock);
+    if (!ex) {
+        c->lean = false;
+        c->state = CALL_ADDING;
+        p->in_flight--;
+    } else if (c->state != CALL_DONE) {
+        c->exchange = ex; /* until DONE (finish clears it under the lock) */
+    }
+    pthread_mutex_unlock(&p->lock);
+    return ex ? 0 : -1;
 }
 
 /* ---- the I/O thread ------------------------------------------------------------------ */
@@ -455,16 +559,19 @@ static int take_new_work(rt_peer *p, rt_peer_call **adds, rt_peer_call ***cancel
     p->adding = NULL;
     *unpauses = p->unpauses;
     p->unpauses = NULL;
-    for (rt_peer_call *c = *unpauses; c; c = c->unpause_next)
+    for (rt_peer_call *c = *unpauses; c; c = c->unpause_next) {
         c->unpause_queued = false;
+        c->unpause_now = c->state == CALL_RUNNING && !c->cancel_requested;
+    }
     *cancels = p->cancels;
     *ncancels = p->ncancels;
     p->cancels = NULL;
     p->ncancels = p->cancels_cap = 0;
     for (rt_peer_call *c = *adds; c; c = c->next) {
-        c->state = CALL_RUNNING;
+        c->state = CALL_RUNNING; /* a cancel from now on is queued in p->cancels */
         if (closed)
             c->cancel_requested = 1;
+        c->cancelled_early = c->cancel_requested;
     }
     pthread_mutex_unlock(&p->lock);
     return closed;
@@ -479,14 +586,14 @@ static void *io_thread(void *arg)
         int closed = take_new_work(p, &adds, &cancels, &ncancels, &unpauses);
         while (unpauses) {
             rt_peer_call *next = unpauses->unpause_next;
-            if (unpauses->state == CALL_RUNNING && !unpauses->cancel_requested)
+            if (unpauses->unpause_now)
                 curl_easy_pause(unpauses->easy, CURLPAUSE_CONT); /* may deliver at once */
             call_decref(unpauses); /* the list's reference */
             unpauses = next;
         }
         while (adds) {
             rt_peer_call *next = adds->next;
-            if (adds->cancel_requested || curl_multi_add_handle(p->multi, adds->easy) != CURLM_OK)
+            if (adds->cancelled_early || curl_multi_add_handle(p->multi, adds->easy) != CURLM_OK)
                 complete(p, adds, CURLE_ABORTED_BY_CALLBACK, 1);
             else
                 running_add(p, adds);
@@ -555,6 +662,7 @@ rt_peer *rt_peer_new(size_t max_body)
      * the moment (libcurl's default cache is 4 per call added, so a burst of relayed calls
      * followed by a lull closes connections the next burst must open again). */
     curl_multi_setopt(p->multi, CURLMOPT_MAXCONNECTS, 256L);
+    p->lean = rt_http_client_new(); /* without it, small calls go through libcurl too */
     pthread_mutex_init(&p->lock, NULL);
     if (pthread_create(&p->thread, NULL, io_thread, p) != 0) {
         curl_multi_cleanup(p->multi);
@@ -578,6 +686,11 @@ static void cancel_locked(rt_peer *p, rt_peer_call *c)
     if (c->state == CALL_DONE || c->cancel_requested)
         return;
     c->cancel_requested = 1;
+    if (c->lean) {
+        if (c->exchange)
+            rt_http_cancel(p->lean, c->exchange);
+        return; /* else it is being started: rt_peer_start cancels it then */
+    }
     if (c->state != CALL_RUNNING)
         return; /* still in `adding`: the I/O thread completes it when it takes it */
     if (p->ncancels == p->cancels_cap) {
@@ -598,6 +711,7 @@ void rt_peer_close(rt_peer *p)
     pthread_mutex_lock(&p->lock);
     p->closed = 1; /* the I/O thread cancels everything it has at its next turn */
     pthread_mutex_unlock(&p->lock);
+    rt_http_client_close(p->lean);
     curl_multi_wakeup(p->multi);
 }
 
@@ -611,6 +725,7 @@ void rt_peer_free(rt_peer *p)
     pthread_mutex_unlock(&p->lock);
     curl_multi_wakeup(p->multi);
     pthread_join(p->thread, NULL);
+    rt_http_client_free(p->lean); /* every lean call's DONE has run when it returns */
     rt_peer_call *adds, **cancels, *unpauses;
     size_t ncancels;
     take_new_work(p, &adds, &cancels, &ncancels, &unpauses);
@@ -649,6 +764,14 @@ rt_peer_call *rt_peer_start(rt_peer *p, const rt_peer_request *rq, rt_peer_notif
     c->notify = notify;
     c->arg = arg;
     c->answer.content_length = -1;
+    c->head_request = strcmp(rq->method, "HEAD") == 0;
+    if (rq->small && p->lean && lean_start(p, c, rq) == 0) {
+        pthread_mutex_lock(&p->lock);
+        if (c->cancel_requested && c->exchange)
+            rt_http_cancel(p->lean, c->exchange); /* asked while it was being started */
+        pthread_mutex_unlock(&p->lock);
+        return c;
+    }
     if (rq->has_body) {
         c->payload = malloc(rq->body_len + 1);
         if (!c->payload) {

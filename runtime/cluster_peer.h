@@ -79,6 +79,10 @@ typedef struct rt_peer_request {
     double stall;                /* seconds without a byte before giving up; 0: none */
     size_t window_over;          /* an answer with a Content-Length over this passes through
                                     a window instead of one buffer; 0: never */
+    bool small;                  /* a small call (an actor call): to a plain http peer it goes
+                                    over the lean client (runtime/peer_http.h) when a
+                                    connection is free, with its answer collected whole
+                                    (window_over does not apply), else over libcurl */
 } rt_peer_request;
 
 /* Starts the I/O thread. max_body caps answers (bytes). NULL on failure. */

@@ -909,3 +909,34 @@ rt_status rt_modules_load(const char *const *paths, size_t n, rt_registry *regis
     }
     return RT_OK;
 }
+
+json_t *rt_modules_list(bool with_path)
+{
+    json_t *list = json_array();
+    if (!list)
+        return NULL;
+    for (const rayd_module *m = g_modules; m; m = m->next) { /* newest first */
+        if (m->nfunctions == 0 && m->nclasses == 0)
+            continue; /* refused: it registered nothing */
+        const char *slash = strrchr(m->path, '/');
+        json_t *functions = json_array(), *classes = json_array();
+        for (size_t i = 0; i < m->nfunctions; i++)
+            json_array_append_new(functions, json_string(m->functions[i]->fn.name));
+        for (size_t i = 0; i < m->nclasses; i++)
+            json_array_append_new(classes, json_string(m->classes[i]->cls.name));
+        json_t *entry = json_pack("{s:s,s:o,s:o}", "name", slash ? slash + 1 : m->path,
+                                  "functions", functions, "classes", classes);
+        if (entry && with_path)
+            json_object_set_new(entry, "path", json_string(m->path));
+        if (!entry || json_array_insert_new(list, 0, entry) != 0) {
+            json_decref(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
+bool rt_modules_provide(const char *name, bool is_class)
+{
+    return is_class ? find_class(name) != NULL : find_function(name) != NULL;
+}

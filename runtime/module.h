@@ -11,6 +11,8 @@
 #ifndef RAYD_RUNTIME_MODULE_H
 #define RAYD_RUNTIME_MODULE_H
 
+#include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "runtime/actor.h"
@@ -32,5 +34,14 @@
  * the modules before it stay registered (the caller is expected to exit). */
 rt_status rt_modules_load(const char *const *paths, size_t n, rt_registry *registry,
                           rt_actors *actors, char *err, size_t err_size);
+
+/* The modules loaded, in load order, as a new JSON array of {"name": the file's base name,
+ * "path": as given (with_path only), "functions": [names], "classes": [names]} (names in
+ * the order the module registered them); an empty array when none. NULL when out of
+ * memory. Call it after rt_modules_load returned (it reads the list that load wrote). */
+json_t *rt_modules_list(bool with_path);
+
+/* Whether a loaded module provides name as a function (is_class false) or a class. */
+bool rt_modules_provide(const char *name, bool is_class);
 
 #endif

@@ -41,6 +41,7 @@ struct rt_remote_call {
     void *arg;
     int state;            /* lock */
     int cancel_requested; /* lock */
+    int cancelled_early;  /* I/O thread: cancel_requested when it took the call */
     int too_large;        /* I/O thread */
     rt_remote_result result;
     size_t body_cap;
@@ -200,8 +201,10 @@ static void take_new_work(rt_remote *r, rt_remote_call **adds, rt_remote_call **
     *ncancels = r->ncancels;
     r->cancels = NULL;
     r->ncancels = r->cancels_cap = 0;
-    for (rt_remote_call *c = *adds; c; c = c->next)
-        c->state = CALL_RUNNING;
+    for (rt_remote_call *c = *adds; c; c = c->next) {
+        c->state = CALL_RUNNING; /* a cancel from now on is queued in r->cancels */
+        c->cancelled_early = c->cancel_requested;
+    }
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -215,7 +218,7 @@ static void *io_thread(void *arg)
         take_new_work(r, &adds, &cancels, &ncancels);
         while (adds) {
             rt_remote_call *next = adds->next;
-            if (adds->cancel_requested || curl_multi_add_handle(r->multi, adds->easy) != CURLM_OK)
+            if (adds->cancelled_early || curl_multi_add_handle(r->multi, adds->easy) != CURLM_OK)
                 complete(r, adds, CURLE_ABORTED_BY_CALLBACK, 1);
             else
                 running_add(r, adds);

@@ -14,7 +14,8 @@
  *   registered dependency watcher, one while its job is queued or running (an asynchronous
  *   attempt keeps it until its completion callback, and a retry across its delay).
  * - A quick function whose submitter waits for it (Prefer: wait) runs on the submitting
- *   thread; it goes through run_job exactly as on a worker.
+ *   thread; it goes through run_job exactly as on a worker. An asynchronous function's
+ *   attempt is started there too (the start only posts the call; it never blocks).
  * - Dependencies: deps_remaining starts at ndeps + 1. Each dependency that resolves (or
  *   already was resolved at submission) takes one off, and submission takes the extra one
  *   off when it has registered every watcher; whoever reaches 0 queues the task. So a
@@ -880,14 +881,16 @@ rt_status rt_task_submit_many(rt_tasks *ts, const rt_task_spec *specs, size_t n,
     }
     /* Tasks without dependencies go to the queue in one go; the others wait. A quick
      * function whose submitter waits for it runs here: handing it to a worker and back
-     * would cost more than running it (two thread switches per task). */
+     * would cost more than running it (two thread switches per task). So does the start
+     * of an asynchronous (remote) function: it only hands the call to the remote-call I/O
+     * thread, and a worker in between would add a thread switch to every call. */
     rt_job *first = NULL, *last = NULL;
     size_t queued = 0;
     double now = rt_clock_monotonic();
     for (size_t i = 0; i < n; i++) {
         rt_task *t = made[i];
         t->ready_at = now; /* tasks with dependencies set it again once those are done */
-        if (t->ndeps == 0 && specs[i].inline_ok && t->fn->quick && !t->fn->start) {
+        if (t->ndeps == 0 && specs[i].inline_ok && (t->fn->quick || t->fn->start)) {
             task_incref(t);
             run_job(&t->job);
         } else if (t->ndeps == 0) {

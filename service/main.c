@@ -249,15 +249,25 @@ int main(int argc, char **argv)
     rt_fetch *fetch = NULL;
     rt_actor_dir *actor_dir = NULL;
     if (config.cluster) {
+        /* The modules go into this node's heartbeat record: the others learn them. */
+        json_t *modules = rt_modules_list(false);
+        char *modules_text = modules ? json_dumps(modules, JSON_COMPACT) : NULL;
+        json_decref(modules);
         rt_cluster_config cluster_config = {
             .redis_url = config.cluster,
             .redis_password = config.cluster_password,
             .store = store,
             .scheduler = scheduler,
             .log = cluster_log,
+            .modules = modules_text,
         };
         char cluster_err[256];
-        cluster = rt_cluster_new(&cluster_config, cluster_err, sizeof(cluster_err));
+        cluster = modules_text
+                      ? rt_cluster_new(&cluster_config, cluster_err, sizeof(cluster_err))
+                      : NULL;
+        if (!modules_text)
+            snprintf(cluster_err, sizeof(cluster_err), "out of memory");
+        free(modules_text);
         peer = cluster ? rt_peer_new(config.api.max_body) : NULL;
         fetch = peer ? rt_fetch_new(store, cluster, peer, config.api.cluster_token) : NULL;
         actor_dir = fetch ? rt_actor_dir_new(cluster, actors, fetch) : NULL;

@@ -217,6 +217,40 @@ static int group_teardown(void **state)
 
 /* ---------------------------------------------------------------- listing */
 
+/* /v1/status lists the modules this server loaded: file name, path, functions, classes. */
+static void test_status_lists_modules(void **state)
+{
+    http_resp *r = http_get(&g_main, "/v1/status");
+    assert_status(r, 200);
+    json_t *modules = json_member(r->json, "modules");
+    assert_int_equal(json_array_size(modules), 1);
+    json_t *m = json_array_get(modules, 0);
+    assert_string_equal(json_str(m, "name"), "text.so");
+    assert_string_equal(json_str(m, "path"), g_text_so);
+    json_t *functions = json_member(m, "functions");
+    assert_int_equal(json_array_size(functions), 3);
+    const char *names[] = {"text.upper", "text.words", "text.count"}; /* as registered */
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(json_string_value(json_array_get(functions, i)), names[i]);
+    json_t *classes = json_member(m, "classes");
+    assert_int_equal(json_array_size(classes), 1);
+    assert_string_equal(json_string_value(json_array_get(classes, 0)), "text.Buffer");
+    assert_null(json_object_get(r->json, "cluster")); /* a node alone */
+    http_resp_free(r);
+
+    /* a server without modules says so: an empty list */
+    rayd_server plain;
+    const char *args[] = {"--workers", "1", NULL};
+    assert_int_equal(rayd_start(&plain, args, NULL), 0);
+    r = http_get(&plain, "/v1/status");
+    assert_status(r, 200);
+    modules = json_member(r->json, "modules");
+    assert_true(json_is_array(modules));
+    assert_int_equal(json_array_size(modules), 0);
+    http_resp_free(r);
+    assert_int_equal(rayd_stop(&plain), 0);
+}
+
 static void test_functions_listed(void **state)
 {
     http_resp *r = http_get(&g_main, "/v1/functions");
@@ -525,6 +559,7 @@ static void test_bad_modules_exit_2(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_status_lists_modules),
         cmocka_unit_test(test_functions_listed),
         cmocka_unit_test(test_classes_listed),
         cmocka_unit_test(test_functions_run),

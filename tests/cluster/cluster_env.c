@@ -5,9 +5,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "tests/api/support/harness.h"
 #include "tests/cluster/cluster_env.h"
@@ -63,6 +68,15 @@ static int load(cluster_env *env, bool allow_down)
         return -1;
     }
     env->redis_pid = (pid_t)rpid;
+    /* A test before this one may have stopped Redis and started another on the same port
+     * (RAYD_CLUSTER_REDIS_RESTART): that one is paused and resumed from now on. */
+    const char *restarted = getenv("RAYD_CLUSTER_REDIS_PIDFILE");
+    FILE *pidfile = restarted ? fopen(restarted, "r") : NULL;
+    if (pidfile) {
+        if (fscanf(pidfile, "%ld", &rpid) == 1 && rpid > 0)
+            env->redis_pid = (pid_t)rpid;
+        fclose(pidfile);
+    }
     const char *logs = getenv("RAYD_CLUSTER_LOGS");
     if (logs)
         sscanf(logs, "%511s %511s %511s", env->log[0], env->log[1], env->log[2]);
@@ -168,4 +182,55 @@ json_t *cluster_log_event(const cluster_env *env, int i, const char *event, cons
     free(line);
     fclose(f);
     return found;
+}
+
+pid_t cluster_start_node(const cluster_env *env, const char *log_name, const char *const *args,
+                         rayd_server *node, cluster_env *log_env)
+{
+    memset(log_env, 0, sizeof(*log_env));
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s", env->log[0]);
+    char *slash = strrchr(dir, '/');
+    snprintf(log_env->log[0], sizeof(log_env->log[0]), "%.*s/%s",
+             slash ? (int)(slash - dir) : 1, slash ? dir : ".", log_name);
+    char redis[64];
+    snprintf(redis, sizeof(redis), "redis://127.0.0.1:%d", env->redis_port);
+    const char *argv[64] = {rayd_bin(), "--bind", "127.0.0.1", "--port", "0"};
+    size_t argc = 5;
+    for (size_t i = 0; args && args[i] && argc + 1 < sizeof(argv) / sizeof(argv[0]); i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log_env->log[0], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
+            _exit(127);
+        setenv("RAYD_CLUSTER", redis, 1);
+        execv(rayd_bin(), (char *const *)argv);
+        _exit(127);
+    }
+    if (pid < 0) {
+        fprintf(stderr, "cannot fork another rayd\n");
+        return -1;
+    }
+    memset(node, 0, sizeof(*node));
+    node->pid = -1;
+    node->out_fd = -1;
+    double deadline = now_s() + 10;
+    json_t *listening = NULL;
+    while (!(listening = cluster_log_event(log_env, 0, "listening", NULL, NULL))) {
+        if (now_s() > deadline || waitpid(pid, NULL, WNOHANG) == pid) {
+            fprintf(stderr, "another rayd did not start (%s)\n", log_env->log[0]);
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            return -1;
+        }
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    node->port = (int)json_integer_value(json_object_get(listening, "port"));
+    json_decref(listening);
+    snprintf(node->base_url, sizeof(node->base_url), "http://127.0.0.1:%d", node->port);
+    return pid;
 }

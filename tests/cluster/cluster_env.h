@@ -23,7 +23,7 @@ typedef struct cluster_env {
     pid_t pid[CLUSTER_NODES];
     rayd_server lb;
     char tag[CLUSTER_NODES][16];     /* each node's tag, from its /v1/status */
-    pid_t redis_pid;
+    pid_t redis_pid;                 /* the running redis-server (the restarted one once a test restarted it) */
     int redis_port;
     char log[CLUSTER_NODES][512];    /* each node's stdout file ("" when not given) */
 } cluster_env;
@@ -57,5 +57,15 @@ long long cluster_store_stat(const rayd_server *node, const char *name);
  * there is none (yet). */
 json_t *cluster_log_event(const cluster_env *env, int i, const char *event, const char *key,
                           const char *value);
+
+/* Starts one more rayd in the cluster: `rayd --bind 127.0.0.1 --port 0 <args...>` (args
+ * NULL-terminated, may be NULL) with RAYD_CLUSTER naming env's Redis and its stdout in the
+ * file log_name next to env's logs (a file, not a pipe read later: its first lines come as
+ * it joins). log_env->log[0] receives that file's path, for cluster_log_event(log_env, 0,
+ * ...). Waits (10 s at most) until it logs its port and fills *node (base_url, port; pid
+ * -1: not the harness's to stop). Returns its pid, or -1 after printing why (a process
+ * that started is killed then). It has not necessarily joined yet (its /readyz says). */
+pid_t cluster_start_node(const cluster_env *env, const char *log_name, const char *const *args,
+                         rayd_server *node, cluster_env *log_env);
 
 #endif

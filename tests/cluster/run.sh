@@ -3,7 +3,7 @@
 # cluster mode, and nginx in front of them, round-robin, configured by docker/nginx.conf
 # with only the addresses and paths changed (as tests/lb/lb_demo.sh does); then the
 # cluster test binaries against them, in order (one pauses and empties Redis, one kills a
-# node, the last starts a fourth node of its own and kills it). Everything
+# node, the last two start a fourth node of their own and stop it). Everything
 # started here is stopped at the end, whatever happens. Files go to $BUILD/cluster.
 #
 #   tests/cluster/run.sh [test binary...]     default: those in $BUILD/tests/cluster
@@ -51,7 +51,8 @@ else
            "$BUILD/tests/cluster/test_cluster_actor_failover" "$BUILD/tests/cluster/test_cluster_idempotency"
            "$BUILD/tests/cluster/test_cluster_redis"
            "$BUILD/tests/cluster/test_cluster_failure" "$BUILD/tests/cluster/test_cluster_observe"
-           "$BUILD/tests/cluster/test_cluster_registry") # after those that count nodes or logs
+           "$BUILD/tests/cluster/test_cluster_registry" # after those that count nodes or logs
+           "$BUILD/tests/cluster/test_cluster_modules") # a fourth node with --module, as registry's
 fi
 NGINX=/usr/sbin/nginx
 REDIS_PID=""
@@ -216,6 +217,7 @@ export RAYD_CLUSTER_PIDS="${RAYD_PIDS[*]}"
 export RAYD_CLUSTER_LB="http://127.0.0.1:$NPORT"
 export RAYD_CLUSTER_REDIS="$REDIS_PID $RPORT"
 export RAYD_CLUSTER_REDIS_RESTART="$OUT/redis-restart.sh"
+export RAYD_CLUSTER_REDIS_PIDFILE="$OUT/redis-restarted.pid" # once a test restarted it
 export RAYD_CLUSTER_LOGS="$OUT/rayd1.log $OUT/rayd2.log $OUT/rayd3.log"
 export RAYD_CLUSTER_WORKER_PORT="$WPORT"
 # Node-local API tests: "binary test-glob reason" lines; a glob of * is the whole binary.

@@ -65,42 +65,15 @@ static int group_teardown(void **state)
 static void start_fourth(rayd_server *node, char tag[16], const char *log_name,
                          cluster_env *log_env_out)
 {
-    cluster_env log_env;
-    memset(&log_env, 0, sizeof(log_env));
-    char dir[512];
-    snprintf(dir, sizeof(dir), "%s", g.log[0]);
-    char *slash = strrchr(dir, '/');
-    snprintf(log_env.log[0], sizeof(log_env.log[0]), "%.*s/%s", slash ? (int)(slash - dir) : 1,
-             slash ? dir : ".", log_name);
-    char redis[64], allow[64];
-    snprintf(redis, sizeof(redis), "redis://127.0.0.1:%d", g.redis_port);
+    char allow[64];
     snprintf(allow, sizeof(allow), "http://127.0.0.1:%d", g_worker_port);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log_env.log[0], O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
-            _exit(127);
-        setenv("RAYD_CLUSTER", redis, 1);
-        execl(rayd_bin(), rayd_bin(), "--bind", "127.0.0.1", "--port", "0", "--remote-allow",
-              allow, (char *)NULL);
-        _exit(127);
-    }
-    assert_true(pid > 0);
+    const char *args[] = {"--remote-allow", allow, NULL};
+    cluster_env log_env;
+    pid_t pid = cluster_start_node(&g, log_name, args, node, &log_env);
+    if (pid < 0)
+        fail_msg("the fourth rayd did not start (%s)", log_env.log[0]);
     g_fourth = pid;
-    memset(node, 0, sizeof(*node));
-    node->pid = -1; /* not the harness's to stop: this test kills it */
-    node->out_fd = -1;
     double deadline = now_s() + 10;
-    json_t *listening = NULL;
-    while (!(listening = cluster_log_event(&log_env, 0, "listening", NULL, NULL))) {
-        if (now_s() > deadline || waitpid(pid, NULL, WNOHANG) == pid)
-            fail_msg("the fourth rayd did not start (%s)", log_env.log[0]);
-        sleep_s(0.05);
-    }
-    node->port = (int)json_integer_value(json_object_get(listening, "port"));
-    json_decref(listening);
-    snprintf(node->base_url, sizeof(node->base_url), "http://127.0.0.1:%d", node->port);
     for (;;) {
         http_opts o = {.path = "/readyz", .soft = true};
         http_resp *r = http_request_opts(node, &o);

@@ -278,6 +278,10 @@ await check("cluster mode: the overview lists every node, as /v1/status does", a
     assert.deepEqual(tags.map((t) => t.split(" ")[0]).sort(), listed.map((n) => n.tag).sort());
     assert.deepEqual(states, listed.map((n) => (n.alive ? "ALIVE" : "DEAD")));
     assert.ok(tags.some((t) => t.includes("(this one)")));
+    // C modules are per node: the nodes here load none, and a node knows its own
+    const modules = await p.locator('#nodes td[data-col="modules"]').allTextContents();
+    assert.equal(modules.length, listed.length);
+    assert.equal(modules[tags.findIndex((t) => t.includes("(this one)"))], "none");
     if (i === 0) await p.screenshot({ path: `${shots}/overview-cluster.png`, fullPage: true });
     await ctx.close();
   }
