@@ -80,10 +80,13 @@ struct rt_actor {
     rt_job job;
     char id[RT_REF_SIZE];
     uint32_t name_hash;
-    char name[RT_ACTOR_NAME_MAX + 1];
+    char *name;                        /* owned; NULL when unnamed (most actors are: an
+                                          inline name would cost every actor 129 bytes) */
     bool named;                        /* in the name table (table_lock) */
     const rt_actor_class *cls;         /* held (rt_actor_class_hold) until the record goes */
-    json_t *ctor_args, *ctor_kwargs;   /* kept for restarts */
+    json_t *ctor_args, *ctor_kwargs;   /* kept for restarts; NULL when empty (an empty
+                                          jansson array and object would cost every idle
+                                          actor 320 bytes) */
     bool fenced;                       /* cluster mode: calls run only under the lease */
     json_t *resume_state;              /* an asynchronous class's state to start from
                                           instead of its constructor (taken by the first
@@ -322,6 +325,7 @@ static void actor_decref(rt_actor *a)
     json_decref(a->resume_state);
     rt_error_decref(a->death_cause);
     pthread_mutex_destroy(&a->lock);
+    free(a->name);
     free(a);
 }
 
@@ -380,7 +384,7 @@ static rt_actor *find_by_name(rt_actors *as, const char *name)
 {
     uint32_t h = rt_hash_str(name);
     for (rt_actor *a = as->by_name[h & (as->nbuckets - 1)]; a; a = a->name_next)
-        if (a->name_hash == h && strcmp(a->name, name) == 0)
+        if (a->name_hash == h && a->name && strcmp(a->name, name) == 0)
             return a;
     return NULL;
 }
@@ -444,7 +448,7 @@ static void actor_ended(rt_actors *as, const rt_actor *a)
 static void name_freed(rt_actors *as, const rt_actor *a)
 {
     if (as->config.name_freed)
-        as->config.name_freed(a->name, a->id, as->config.name_freed_arg);
+        as->config.name_freed(a->name ? a->name : "", a->id, as->config.name_freed_arg);
 }
 
 static json_t *call_fields(const rt_actor *a, const char *method)
@@ -964,7 +968,8 @@ static void fill_info(rt_actor *a, rt_actor_info *info)
     memset(info, 0, sizeof(*info));
     memcpy(info->actor_id, a->id, RT_REF_SIZE);
     snprintf(info->class_name, sizeof(info->class_name), "%s", a->cls->name);
-    memcpy(info->name, a->name, sizeof(info->name));
+    if (a->name)
+        snprintf(info->name, sizeof(info->name), "%s", a->name);
     info->max_restarts = a->max_restarts;
     info->max_pending_calls = a->max_pending_calls;
     info->created_at = a->created_at;
@@ -1051,12 +1056,16 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
         rt_ref_generate(a->id, 'a');
     rt_actor_state first = spec->restarting ? RT_ACTOR_RESTARTING : RT_ACTOR_PENDING_CREATION;
     rt_record_init(&a->rec, a->id, (int)first);
+    bool no_memory = false;
     if (spec->name) {
-        snprintf(a->name, sizeof(a->name), "%s", spec->name);
-        a->name_hash = rt_hash_str(a->name);
+        a->name = strdup(spec->name); /* valid: at most RT_ACTOR_NAME_MAX bytes */
+        no_memory |= !a->name;
+        a->name_hash = a->name ? rt_hash_str(a->name) : 0;
     }
-    a->ctor_args = spec->args ? json_deep_copy(spec->args) : json_array();
-    a->ctor_kwargs = spec->kwargs ? json_deep_copy(spec->kwargs) : json_object();
+    if (json_array_size(spec->args) > 0)
+        no_memory |= !(a->ctor_args = json_deep_copy(spec->args));
+    if (json_object_size(spec->kwargs) > 0)
+        no_memory |= !(a->ctor_kwargs = json_deep_copy(spec->kwargs));
     a->max_restarts = spec->max_restarts;
     a->max_pending_calls = spec->max_pending_calls;
     a->created_at = rt_clock_wall();
@@ -1066,7 +1075,7 @@ rt_status rt_actor_create(rt_actors *as, const rt_actor_spec *spec, rt_actor_inf
     if (spec->resume_state && cls->start)
         a->resume_state = json_deep_copy(spec->resume_state);
     actor_call *ctor = call_new(a, NULL, NULL, a->ctor_args, a->ctor_kwargs);
-    if (!a->ctor_args || !a->ctor_kwargs || !ctor) {
+    if (no_memory || !ctor) {
         if (ctor)
             call_decref(ctor); /* drops its reference to a */
         actor_decref(a);

@@ -69,6 +69,23 @@ rt_buf *rt_buf_new(size_t size, const char *content_type)
     return buf;
 }
 
+rt_buf *rt_buf_from_interned(const void *data, size_t size, const char *interned_type)
+{
+    if (size > (size_t)-1 - sizeof(rt_buf) - 1)
+        return NULL;
+    rt_buf *buf = malloc(sizeof(rt_buf) + size + 1);
+    if (!buf)
+        return NULL;
+    advise_huge_pages(buf, sizeof(rt_buf) + size + 1);
+    buf->refs = 1;
+    buf->owns_content_type = false;
+    buf->size = size;
+    buf->content_type = interned_type;
+    memcpy(buf->data, data, size);
+    buf->data[size] = '\0';
+    return buf;
+}
+
 rt_buf *rt_buf_from(const void *data, size_t size, const char *content_type)
 {
     rt_buf *buf = rt_buf_new(size, content_type);

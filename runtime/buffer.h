@@ -35,6 +35,10 @@ rt_buf *rt_buf_new(size_t size, const char *content_type);
 /* A new buffer holding a copy of data. Same rules as rt_buf_new. */
 rt_buf *rt_buf_from(const void *data, size_t size, const char *content_type);
 
+/* A new buffer holding a copy of data whose content type is already interned (a type a
+ * buffer had: no check, no lookup). NULL when out of memory. */
+rt_buf *rt_buf_from_interned(const void *data, size_t size, const char *interned_type);
+
 /* Changes the size of a buffer the caller owns alone (refs == 1). Returns the buffer, which
  * may have moved, or NULL on failure (then *buf is unchanged and still valid). */
 rt_buf *rt_buf_resize(rt_buf *buf, size_t new_size);

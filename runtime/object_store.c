@@ -50,7 +50,11 @@
  *   than the limit does, it writes its own object to a spill file, with no store lock
  *   held. Errors and pinned objects are never spilled; copies are dropped instead. Freeing
  *   a spilled object drops its rt_spilled; the last one of a file deletes the file
- *   (possibly under a shard lock: an unlink, once per file). */
+ *   (possibly under a shard lock: an unlink, once per file).
+ * - Small values (up to INLINE_MAX bytes, stored by a put) are kept in the object's record
+ *   (OBJ_INLINE) instead of a buffer of their own: a million 16-byte objects take 32 MB
+ *   less. A reader gets a copy in a new buffer (the record is not reference-counted); they
+ *   are evicted like others and never spilled. */
 #include "runtime/object_store.h"
 
 #include <pthread.h>
@@ -66,7 +70,7 @@
 #define SHARD_INITIAL_BUCKETS 64
 #define TTL_NONE UINT32_MAX /* ttl_index of an object not in the TTL heap */
 /* Tombstones remembered by default; beyond the limit the oldest are forgotten (their refs
- * answer 404). Each costs about 120 bytes (the object record and its table slot). */
+ * answer 404). Each costs about 104 bytes (the object record and its table slot). */
 #define TOMBSTONES_DEFAULT 100000
 
 enum { LIST_NONE = 0, LIST_LRU, LIST_TOMBSTONES };
@@ -74,33 +78,74 @@ enum { LIST_NONE = 0, LIST_LRU, LIST_TOMBSTONES };
 typedef struct rt_object {
     struct rt_object *hnext;               /* shard chain */
     struct rt_object *list_prev, *list_next; /* LRU or tombstone list (lru_lock) */
-    rt_watcher *watchers;                  /* PENDING only (shard lock) */
+    /* The parts that only one state uses share their bytes: a million small objects are a
+     * million records, and 128 bytes (120 used) is a size class above 112. */
     union {
-        rt_buf *buf;     /* READY (owned) */
-        rt_error *error; /* ERROR (owned) */
-        rt_spilled *spilled; /* READY with OBJ_SPILLED (owned) */
+        rt_watcher *watchers; /* PENDING (shard lock) */
+        rt_buf *buf;          /* READY (owned) */
+        rt_error *error;      /* ERROR (owned) */
+        rt_spilled *spilled;  /* READY with OBJ_SPILLED (owned) */
+        const char *inline_type; /* READY with OBJ_INLINE: the interned content type */
     } value;
     uint64_t seq;
     double created_at;
-    double expires_at; /* 0: no TTL */
+    double expires_at; /* 0: no TTL; never set while PENDING */
     uint32_t hash;
     uint32_t pins;       /* shard lock */
-    uint32_t ttl_index;  /* ttl_lock: its place in the TTL heap, or TTL_NONE */
-    float result_ttl;    /* PENDING: seconds of TTL it gets when stored, 0: none */
-    uint8_t state;       /* rt_object_state, shard lock */
-    uint8_t lost_reason; /* rt_lost_reason, shard lock */
+    union {
+        float result_ttl;   /* PENDING: seconds of TTL it gets when stored, 0: none */
+        uint32_t ttl_index; /* ttl_lock, once stored with a TTL: its place in the TTL heap,
+                               or TTL_NONE */
+    };
+    uint8_t state : 4;       /* rt_object_state, shard lock */
+    uint8_t lost_reason : 4; /* rt_lost_reason, shard lock */
     uint8_t in_list;     /* LIST_*, lru_lock */
     uint8_t accessed;    /* relaxed atomic: read since it entered or re-entered the LRU */
     uint8_t flags;       /* OBJ_*, shard lock */
-    char ref[RT_REF_MADE_MAX + 1];
+    uint8_t inline_size; /* OBJ_INLINE: bytes at inline_data(o) */
+    /* The ref and its NUL (as long as it is: 23 bytes on a node alone, up to
+     * RT_REF_MADE_MAX + 1 in a cluster), then, with OBJ_INLINE, a small value's bytes in
+     * the record's own allocation. A 16-byte value in a buffer of its own costs 48 bytes
+     * (header, bytes, NUL, size class); here 16, and with a 22-character ref the record is
+     * 112 bytes. Readers get a copy (see fill_view). */
+    char ref[];
 } rt_object;
+
+/* A record with a 22-character ref and 16 bytes inline fills the 112-byte size class
+ * exactly (benchmark d, BENCHMARKS.md); a record alone the 96-byte class. */
+_Static_assert(sizeof(void *) != 8 || offsetof(rt_object, ref) <= 73, "rt_object grew");
+
+/* Bytes of a record holding ref_len characters of ref and inline_bytes of value. */
+static size_t record_size(size_t ref_len, size_t inline_bytes)
+{
+    size_t size = offsetof(rt_object, ref) + ref_len + 1 + inline_bytes;
+    return size > sizeof(rt_object) ? size : sizeof(rt_object);
+}
+
+static char *inline_data(rt_object *o)
+{
+    return o->ref + strlen(o->ref) + 1;
+}
+
+/* Copies o's ref and its NUL into out (RT_REF_MADE_MAX + 1 bytes at least). */
+static void copy_ref(char *out, const rt_object *o)
+{
+    memcpy(out, o->ref, strlen(o->ref) + 1);
+}
+
+/* Largest value kept inline. Only rt_store_put and rt_store_put_many make inline objects
+ * (a PENDING object's record is made before its value is known). The spill thread leaves
+ * them alone: spilling one would free at most INLINE_MAX bytes and keep its record. */
+#define INLINE_MAX 32
+
 
 enum {
     OBJ_COPY = 1,  /* a secondary copy of another node's object */
     OBJ_SHARED = 2, /* another node fetched this object and may hold a copy */
     OBJ_SPILLED = 4, /* READY, its bytes in a spill file (value.spilled) */
     OBJ_SPILLING = 8, /* READY, off the LRU, being written by the spill thread */
-    OBJ_FREE_ON_UNPIN = 16 /* rt_store_release'd while pinned: freed by the last unpin */
+    OBJ_FREE_ON_UNPIN = 16, /* rt_store_release'd while pinned: freed by the last unpin */
+    OBJ_INLINE = 32 /* READY, its bytes in inline_data (value.inline_type) */
 };
 
 typedef struct shard {
@@ -344,7 +389,7 @@ static void object_drop_value(rt_object *o)
 {
     if (o->state == RT_OBJ_READY && (o->flags & OBJ_SPILLED))
         rt_spilled_decref(o->value.spilled);
-    else if (o->state == RT_OBJ_READY)
+    else if (o->state == RT_OBJ_READY && !(o->flags & OBJ_INLINE))
         rt_buf_decref(o->value.buf);
     else if (o->state == RT_OBJ_ERROR) {
         rt_error_unhold(o->value.error); /* the counts go back, for errors that live on */
@@ -502,6 +547,9 @@ static void make_tombstone_locked(rt_store *store, rt_object *o, rt_lost_reason 
         atomic_sub(&store->spilled_bytes, o->value.spilled->size);
         rt_spilled_decref(o->value.spilled); /* readers hold their own references */
         o->flags &= (uint8_t)~OBJ_SPILLED;
+    } else if (o->state == RT_OBJ_READY && (o->flags & OBJ_INLINE)) {
+        atomic_sub(&store->used_bytes, o->inline_size); /* the bytes go with the record */
+        o->flags &= (uint8_t)~OBJ_INLINE;
     } else if (o->state == RT_OBJ_READY) {
         atomic_sub(&store->used_bytes, o->value.buf->size);
         *dropped_buf = o->value.buf;
@@ -555,7 +603,7 @@ static bool pick_victim_locked(rt_store *store, char ref[RT_REF_MADE_MAX + 1], u
     if (errors_only) { /* the oldest stored error (values are spilled, not evicted) */
         for (rt_object *o = store->lru.head; o; o = o->list_next)
             if (o->state == RT_OBJ_ERROR) {
-                memcpy(ref, o->ref, sizeof(o->ref));
+                copy_ref(ref, o);
                 *hash = o->hash;
                 return true;
             }
@@ -570,7 +618,7 @@ static bool pick_victim_locked(rt_store *store, char ref[RT_REF_MADE_MAX + 1], u
             list_append(&store->lru, o, LIST_LRU);
             continue;
         }
-        memcpy(ref, o->ref, sizeof(o->ref));
+        copy_ref(ref, o);
         *hash = o->hash;
         return true;
     }
@@ -718,8 +766,8 @@ static bool spill_round(rt_store *store)
             __atomic_store_n(&o->accessed, 0, __ATOMIC_RELAXED);
             list_unlink(&store->lru, o);
             list_append(&store->lru, o, LIST_LRU);
-        } else if (o->state == RT_OBJ_READY) {
-            memcpy(v[nv].ref, o->ref, sizeof(o->ref));
+        } else if (o->state == RT_OBJ_READY && !(o->flags & OBJ_INLINE)) {
+            copy_ref(v[nv].ref, o);
             v[nv++].hash = o->hash;
             picked += o->value.buf->size;
         }
@@ -738,7 +786,7 @@ static bool spill_round(rt_store *store)
         pthread_mutex_lock(&sh->lock);
         rt_object *x = shard_find(sh, v[i].ref, v[i].hash);
         if (x && x->state == RT_OBJ_READY && x->pins == 0 &&
-            !(x->flags & (OBJ_SPILLED | OBJ_SPILLING))) {
+            !(x->flags & (OBJ_SPILLED | OBJ_SPILLING | OBJ_INLINE))) {
             pthread_mutex_lock(&store->lru_lock);
             if (x->in_list == LIST_LRU && (x->flags & OBJ_COPY)) {
                 remove_copy_locked(store, sh, x, &dropped, &dropped_err);
@@ -898,12 +946,18 @@ int rt_store_could_fit(rt_store *store, size_t size)
 
 /* ---- creating objects ----------------------------------------------------------------- */
 
-static rt_object *object_new(rt_store *store)
+/* A new record; with room for inline_bytes of value when that is not 0. */
+static rt_object *object_new(rt_store *store, size_t inline_bytes)
 {
-    rt_object *o = calloc(1, sizeof(*o));
+    char ref[RT_REF_MADE_MAX + 1];
+    rt_ref_generate(ref, 'o');
+    size_t len = strlen(ref);
+    rt_object *o = calloc(1, record_size(len, inline_bytes));
     if (!o)
         return NULL;
-    rt_ref_generate(o->ref, 'o');
+    memcpy(o->ref, ref, len + 1);
+    if (inline_bytes)
+        o->flags = OBJ_INLINE;
     o->hash = rt_hash_str(o->ref);
     o->seq = __atomic_add_fetch(&store->next_seq, 1, __ATOMIC_RELAXED);
     o->created_at = rt_clock_wall();
@@ -911,11 +965,25 @@ static rt_object *object_new(rt_store *store)
     return o;
 }
 
-/* Inserts a new READY object; its bytes are already reserved. */
+/* The room object_new should give buf's bytes in the record: 0 when they get no room. */
+static size_t inline_room(const rt_buf *buf)
+{
+    return buf->size > 0 && buf->size <= INLINE_MAX && !buf->owns_content_type ? buf->size : 0;
+}
+
+/* Inserts a new READY object; its bytes are already reserved. buf is stolen: a record
+ * with room for them keeps a copy and lets buf go. */
 static void insert_ready(rt_store *store, rt_object *o, rt_buf *buf)
 {
     o->state = RT_OBJ_READY;
-    o->value.buf = buf;
+    if (o->flags & OBJ_INLINE) {
+        memcpy(inline_data(o), buf->data, buf->size);
+        o->inline_size = (uint8_t)buf->size;
+        o->value.inline_type = buf->content_type;
+        rt_buf_decref(buf);
+    } else {
+        o->value.buf = buf;
+    }
     shard *sh = shard_for(store, o->hash);
     pthread_mutex_lock(&sh->lock);
     shard_insert(sh, o);
@@ -933,7 +1001,7 @@ static void insert_spilled(rt_store *store, rt_object *o, rt_spilled *sp)
 {
     o->state = RT_OBJ_READY;
     o->value.spilled = sp;
-    o->flags |= OBJ_SPILLED;
+    o->flags = (uint8_t)((o->flags & ~OBJ_INLINE) | OBJ_SPILLED); /* its room goes unused */
     atomic_add(&store->spilled, 1);
     atomic_add(&store->spilled_bytes, sp->size);
     __atomic_add_fetch(&store->spills, 1, __ATOMIC_RELAXED);
@@ -968,7 +1036,7 @@ static rt_status put_direct(rt_store *store, rt_object **objs, rt_buf **bufs, si
 rt_status rt_store_put(rt_store *store, rt_buf *buf, double ttl_seconds,
                        char ref_out[RT_REF_SIZE])
 {
-    rt_object *o = object_new(store);
+    rt_object *o = object_new(store, inline_room(buf));
     if (!o)
         return RT_ENOMEM;
     bool direct;
@@ -979,7 +1047,7 @@ rt_status rt_store_put(rt_store *store, rt_buf *buf, double ttl_seconds,
     }
     if (ttl_seconds > 0)
         o->expires_at = o->created_at + ttl_seconds;
-    memcpy(ref_out, o->ref, sizeof(o->ref));
+    copy_ref(ref_out, o);
     if (direct && (st = put_direct(store, &o, &buf, 1)) != RT_OK) {
         free(o);
         return st;
@@ -1004,7 +1072,7 @@ rt_status rt_store_put_many(rt_store *store, rt_buf **bufs, size_t n,
     if (!objs)
         return RT_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        objs[i] = object_new(store);
+        objs[i] = object_new(store, inline_room(bufs[i]));
         if (!objs[i]) {
             while (i > 0)
                 free(objs[--i]);
@@ -1015,7 +1083,7 @@ rt_status rt_store_put_many(rt_store *store, rt_buf **bufs, size_t n,
     bool direct;
     rt_status st = reserve_bytes_ex(store, total, &direct);
     for (size_t i = 0; st == RT_OK && i < n; i++)
-        memcpy(refs_out[i], objs[i]->ref, sizeof(objs[i]->ref));
+        copy_ref(refs_out[i], objs[i]);
     if (st == RT_OK && direct && n > 0)
         st = put_direct(store, objs, bufs, n);
     if (st != RT_OK) {
@@ -1038,12 +1106,12 @@ rt_status rt_store_create_pending(rt_store *store, char ref_out[RT_REF_SIZE])
 rt_status rt_store_create_pending_ttl(rt_store *store, double result_ttl,
                                       char ref_out[RT_REF_SIZE])
 {
-    rt_object *o = object_new(store);
+    rt_object *o = object_new(store, 0);
     if (!o)
         return RT_ENOMEM;
     o->state = RT_OBJ_PENDING;
     o->result_ttl = (float)(result_ttl > 0 ? result_ttl : result_ttl == 0 ? store->result_ttl : 0);
-    memcpy(ref_out, o->ref, sizeof(o->ref));
+    copy_ref(ref_out, o);
     shard *sh = shard_for(store, o->hash);
     pthread_mutex_lock(&sh->lock);
     shard_insert(sh, o);
@@ -1055,13 +1123,16 @@ rt_status rt_store_create_pending_ttl(rt_store *store, double result_ttl,
 
 /* ---- watchers ------------------------------------------------------------------------ */
 
-/* Detaches an object's watchers, marking each fired. Shard lock held. */
+/* Detaches a PENDING object's watchers, marking each fired; NULL for any other state
+ * (their value is in the bytes the watchers were). Shard lock held. */
 static rt_watcher *detach_watchers_locked(rt_object *o)
 {
-    rt_watcher *list = o->watchers;
+    if (o->state != RT_OBJ_PENDING)
+        return NULL;
+    rt_watcher *list = o->value.watchers;
     for (rt_watcher *w = list; w; w = w->next)
         w->fired = 1;
-    o->watchers = NULL;
+    o->value.watchers = NULL;
     return list;
 }
 
@@ -1092,10 +1163,10 @@ int rt_store_watch(rt_store *store, const char *ref, rt_watcher *watcher)
         watcher->object = o;
         watcher->shard = sh;
         watcher->prev = NULL;
-        watcher->next = o->watchers;
-        if (o->watchers)
-            o->watchers->prev = watcher;
-        o->watchers = watcher;
+        watcher->next = o->value.watchers;
+        if (o->value.watchers)
+            o->value.watchers->prev = watcher;
+        o->value.watchers = watcher;
         rc = RT_OK;
     }
     pthread_mutex_unlock(&sh->lock);
@@ -1115,7 +1186,7 @@ int rt_store_unwatch(rt_store *store, rt_watcher *watcher)
         if (watcher->prev)
             watcher->prev->next = watcher->next;
         else
-            o->watchers = watcher->next;
+            o->value.watchers = watcher->next;
         if (watcher->next)
             watcher->next->prev = watcher->prev;
         watcher->prev = watcher->next = NULL;
@@ -1156,9 +1227,11 @@ static rt_status lock_pending(rt_store *store, const char *ref, shard **sh_out,
  * stored. Shard lock held (the TTL heap's lock is taken after it). */
 static void start_result_ttl_locked(rt_store *store, rt_object *o)
 {
-    if (o->result_ttl <= 0 || (o->flags & OBJ_COPY))
+    float ttl = o->result_ttl;
+    o->ttl_index = TTL_NONE; /* the same bytes */
+    if (ttl <= 0 || (o->flags & OBJ_COPY))
         return;
-    o->expires_at = rt_clock_wall() + o->result_ttl;
+    o->expires_at = rt_clock_wall() + ttl;
     atomic_add(&store->ttl_objects, 1);
     ttl_push(store, o);
 }
@@ -1188,6 +1261,7 @@ rt_status rt_store_resolve(rt_store *store, const char *ref, rt_buf *buf)
             atomic_sub(&store->used_bytes, buf->size);
         return st;
     }
+    rt_watcher *fired = detach_watchers_locked(o); /* before the value takes their place */
     o->state = RT_OBJ_READY;
     if (direct) {
         o->value.spilled = sp;
@@ -1199,7 +1273,6 @@ rt_status rt_store_resolve(rt_store *store, const char *ref, rt_buf *buf)
         o->value.buf = buf;
     }
     start_result_ttl_locked(store, o);
-    rt_watcher *fired = detach_watchers_locked(o);
     if (o->pins == 0 && !direct) {
         pthread_mutex_lock(&store->lru_lock);
         list_append(&store->lru, o, LIST_LRU);
@@ -1269,10 +1342,10 @@ rt_status rt_store_fail(rt_store *store, const char *ref, rt_error *err)
         unhold_error(store, held);
         return st;
     }
+    rt_watcher *fired = detach_watchers_locked(o); /* before the value takes their place */
     o->state = RT_OBJ_ERROR;
     o->value.error = held; /* the reference hold_error made */
     start_result_ttl_locked(store, o);
-    rt_watcher *fired = detach_watchers_locked(o);
     if (o->pins == 0) {
         pthread_mutex_lock(&store->lru_lock);
         list_append(&store->lru, o, LIST_LRU);
@@ -1290,7 +1363,7 @@ rt_status rt_store_fail(rt_store *store, const char *ref, rt_error *err)
 
 static void fill_view(const rt_object *o, rt_object_view *view)
 {
-    memcpy(view->ref, o->ref, sizeof(o->ref));
+    copy_ref(view->ref, o);
     view->state = (rt_object_state)o->state;
     view->lost_reason = (rt_lost_reason)o->lost_reason;
     view->buf = NULL;
@@ -1302,6 +1375,13 @@ static void fill_view(const rt_object *o, rt_object_view *view)
         view->spilled = rt_spilled_incref(o->value.spilled);
         view->size = o->value.spilled->size;
         view->content_type = o->value.spilled->content_type;
+    } else if (o->state == RT_OBJ_READY && (o->flags & OBJ_INLINE)) {
+        /* A copy: the record is not reference-counted, and a reader may keep the bytes
+         * after the object is freed. NULL only when out of memory. */
+        view->buf = rt_buf_from_interned(inline_data((rt_object *)o), o->inline_size,
+                                         o->value.inline_type);
+        view->size = o->inline_size;
+        view->content_type = o->value.inline_type;
     } else if (o->state == RT_OBJ_READY) {
         view->buf = rt_buf_incref(o->value.buf);
         view->size = o->value.buf->size;
@@ -1370,6 +1450,15 @@ static rt_status read_object(rt_store *store, const char *ref, rt_object_view *v
             expire_if_due_locked(store, o, rt_clock_wall(), &dropped_buf, &dropped_err);
         fill_view(o, view);
         st = o->state == RT_OBJ_LOST ? RT_ELOST : RT_OK;
+        if (o->state == RT_OBJ_READY && !view->buf && !view->spilled) {
+            /* No memory to copy an inline value: as restore_view does for a spilled one,
+             * the view says LOST, so that no caller uses a READY view without bytes. */
+            view->state = RT_OBJ_LOST;
+            view->lost_reason = RT_LOST_NONE;
+            view->size = 0;
+            view->content_type = NULL;
+            st = RT_ENOMEM;
+        }
         if (count && st == RT_OK && !__atomic_load_n(&o->accessed, __ATOMIC_RELAXED))
             __atomic_store_n(&o->accessed, 1, __ATOMIC_RELAXED);
     }
@@ -1482,7 +1571,7 @@ rt_status rt_store_put_copy(rt_store *store, const char *ref, rt_buf *buf)
     size_t len = strnlen(ref, RT_REF_MADE_MAX + 1);
     if (len > RT_REF_MADE_MAX || !rt_ref_valid(ref))
         return RT_EINVAL;
-    rt_object *o = calloc(1, sizeof(*o));
+    rt_object *o = calloc(1, record_size(len, 0));
     if (!o)
         return RT_ENOMEM;
     memcpy(o->ref, ref, len + 1);
@@ -1543,14 +1632,14 @@ rt_status rt_store_put_standin(rt_store *store, const char *ref)
     size_t len = strnlen(ref, RT_REF_MADE_MAX + 1);
     if (len > RT_REF_MADE_MAX || !rt_ref_valid(ref))
         return RT_EINVAL;
-    rt_object *o = calloc(1, sizeof(*o));
+    rt_object *o = calloc(1, record_size(len, 0));
     if (!o)
         return RT_ENOMEM;
     memcpy(o->ref, ref, len + 1);
     o->hash = rt_hash_str(o->ref);
     o->seq = __atomic_add_fetch(&store->next_seq, 1, __ATOMIC_RELAXED);
     o->created_at = rt_clock_wall();
-    o->ttl_index = TTL_NONE;
+    o->result_ttl = 0; /* PENDING: a copy never gets a TTL */
     o->flags = OBJ_COPY;
     o->state = RT_OBJ_PENDING;
     shard *sh = shard_for(store, o->hash);
@@ -1576,7 +1665,7 @@ rt_status rt_store_drop_standin(rt_store *store, const char *ref)
     rt_object *o = shard_find(sh, ref, h);
     if (o && (o->flags & OBJ_COPY) && o->state == RT_OBJ_PENDING) {
         st = RT_ESTATE;
-        if (!o->watchers && o->pins == 0) {
+        if (!o->value.watchers && o->pins == 0) {
             rt_buf *buf = NULL;
             rt_error *err = NULL;
             pthread_mutex_lock(&store->lru_lock);
@@ -1678,8 +1767,8 @@ size_t rt_store_expire(rt_store *store)
             break;
         /* Copy the ref and let go: the lock order takes the shard lock first, and the
          * object may become a tombstone (leaving the heap) meanwhile. */
-        char ref[RT_REF_LEN + 1];
-        memcpy(ref, store->ttl_heap[0]->ref, sizeof(ref));
+        char ref[RT_REF_MADE_MAX + 1];
+        copy_ref(ref, store->ttl_heap[0]);
         uint32_t hash = store->ttl_heap[0]->hash;
         pthread_mutex_unlock(&store->ttl_lock);
 

@@ -109,8 +109,9 @@ typedef struct rt_object_view {
     char ref[RT_REF_SIZE];
     rt_object_state state;
     rt_lost_reason lost_reason;
-    rt_buf *buf;        /* READY: the bytes (new reference); NULL for a spilled object
-                           read with rt_store_get_file / rt_store_peek_file */
+    rt_buf *buf;        /* READY: the bytes (new reference; a copy of a value of up to 32
+                           bytes, which the store keeps in the object's record); NULL for
+                           a spilled object read with rt_store_get_file / _peek_file */
     rt_spilled *spilled; /* that spilled object's place on disk (new reference), else NULL */
     rt_error *error;    /* ERROR: the error (new reference) */
     size_t size;        /* READY: bytes; else 0 */
@@ -168,7 +169,8 @@ rt_status rt_store_fail(rt_store *store, const char *ref, rt_error *err);
 /* Reads an object: fills view (new references inside). Counts a hit or a miss and marks the
  * object recently used. Returns RT_OK (view filled, any state but LOST), RT_ELOST (view
  * filled with state LOST and the reason), RT_ENOTFOUND (only view->buf and view->error are
- * set, to NULL). Releasing the view is safe after every outcome. */
+ * set, to NULL), RT_ENOMEM (no memory for the bytes: a small value's copy, or a spilled
+ * value read back). Releasing the view is safe after every outcome. */
 rt_status rt_store_get(rt_store *store, const char *ref, rt_object_view *view);
 
 /* As rt_store_get, without counting a hit or miss and without marking it used. */

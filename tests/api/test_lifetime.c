@@ -335,8 +335,11 @@ static void test_spill_task_argument(void **state)
     const char *args[] = {"--memory-limit", "1M", "--spill-dir", spill_dir(), NULL};
     start_own(args, NULL);
     char arg[65], num[65], filler[65];
-    put_object(&g_own, "application/json", "[1,2,3,4]", 9, arg);
-    put_object(&g_own, "application/json", "5", 1, num);
+    /* Over 32 bytes each: smaller values are kept in memory (in their object's record). */
+    static const char args_json[] = "[1, 2, 3, 4]                                      ";
+    static const char num_json[] = "5                                                  ";
+    put_object(&g_own, "application/json", args_json, strlen(args_json), arg);
+    put_object(&g_own, "application/json", num_json, strlen(num_json), num);
     unsigned char *b = pattern(1, 256 * KIB);
     for (int i = 0; i < 12; i++) /* 3 MiB after it: the argument is the coldest */
         put_object(&g_own, NULL, b, 256 * KIB, filler);

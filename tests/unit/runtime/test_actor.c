@@ -237,6 +237,7 @@ typedef struct recorder {
     size_t len, cap;
     int inside;     /* atomic: calls running on this state now */
     int max_inside; /* atomic: the most ever seen */
+    json_t *ctor_args; /* [args, kwargs] its constructor was given */
 } recorder;
 
 static void recorder_new(void **state, rt_call *call)
@@ -247,6 +248,8 @@ static void recorder_new(void **state, rt_call *call)
         rt_call_fail(call, "Recorder: out of memory");
         return;
     }
+    r->ctor_args = json_pack("[OO]", call->args ? call->args : json_null(),
+                             call->kwargs ? call->kwargs : json_null());
     *state = r;
     rt_call_return_json(call, json_null());
 }
@@ -254,8 +257,10 @@ static void recorder_new(void **state, rt_call *call)
 static void recorder_destroy(void *state)
 {
     recorder *r = state;
-    if (r)
+    if (r) {
         free(r->log);
+        json_decref(r->ctor_args);
+    }
     free(r);
 }
 
@@ -323,6 +328,13 @@ static void recorder_max_inside(void **state, rt_call *call)
     rt_call_return_json(call, json_integer(__atomic_load_n(&r->max_inside, __ATOMIC_SEQ_CST)));
 }
 
+/* ctor_args(): [args, kwargs] as the constructor got them. */
+static void recorder_ctor_args(void **state, rt_call *call)
+{
+    recorder *r = *state;
+    rt_call_return_json(call, json_incref(r->ctor_args));
+}
+
 static void recorder_fatal(void **state, rt_call *call)
 {
     (void)state;
@@ -334,6 +346,7 @@ static const rt_actor_method RECORDER_METHODS[] = {
     {"dump", "[]", "The log.", recorder_dump},
     {"max_inside", "[]", "Most calls seen at once on this state.", recorder_max_inside},
     {"fatal", "[...]", "Fails fatally.", recorder_fatal},
+    {"ctor_args", "[]", "The constructor's [args, kwargs].", recorder_ctor_args},
 };
 
 static const rt_actor_class RECORDER = {
@@ -1112,6 +1125,49 @@ static void test_restarts_then_death(void **state)
     assert_int_equal(st.restarts, 2);
 }
 
+/* Constructor arguments are kept for restarts (an actor keeps none when they are empty,
+ * to stay small while idle): a restarted actor's constructor gets the same ones again. */
+static void test_restart_keeps_constructor_args(void **state)
+{
+    (void)state;
+    struct {
+        const char *args, *kwargs, *seen;
+    } cases[] = {
+        {"[7, \"x\"]", "{\"k\": [1]}", "[[7, \"x\"], {\"k\": [1]}]"},
+        {NULL, NULL, "[[], {}]"},
+        {"[]", "{}", "[[], {}]"},
+        {NULL, "{\"only\": true}", "[[], {\"only\": true}]"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *args = parse(cases[i].args), *kwargs = parse(cases[i].kwargs);
+        json_t *seen = parse(cases[i].seen);
+        rt_actor_spec spec = {.class_name = "Recorder", .args = args, .kwargs = kwargs,
+                              .max_restarts = 1, .max_pending_calls = -1};
+        rt_actor_info info;
+        bool created;
+        char err[256] = "", id[RT_REF_SIZE], ref[RT_REF_SIZE];
+        assert_int_equal(rt_actor_create(actors, &spec, &info, &created, err, sizeof(err)),
+                         RT_OK);
+        memcpy(id, info.actor_id, RT_REF_SIZE);
+        assert_string_equal(info.name, ""); /* unnamed */
+        rt_actor_info_release(&info);
+        json_decref(args); /* the actor keeps its own copy */
+        json_decref(kwargs);
+        json_t *v = call_wait(id, "ctor_args", NULL);
+        assert_true(json_equal(v, seen));
+        json_decref(v);
+        call_ok(id, "fatal", NULL, ref);
+        wait_ref(ref);
+        v = call_wait(id, "ctor_args", NULL); /* runs on the restarted actor */
+        assert_true(json_equal(v, seen));
+        json_decref(v);
+        info = get_info(id);
+        assert_int_equal(info.restarts, 1);
+        rt_actor_info_release(&info);
+        json_decref(seen);
+    }
+}
+
 static void test_max_restarts_zero_dies_at_once(void **state)
 {
     (void)state;
@@ -1667,6 +1723,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_order_concurrent_submitters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_keeps_constructor_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_order_single_submitter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_call_at_a_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_different_actors_run_in_parallel, setup, teardown),

@@ -141,8 +141,7 @@ static void test_put_get_round_trip(void **state)
     assert_string_equal(v.ref, ref);
     assert_int_equal(v.state, RT_OBJ_READY);
     assert_int_equal(v.lost_reason, RT_LOST_NONE);
-    assert_non_null(v.buf);
-    assert_ptr_equal(v.buf, b); /* the store keeps the caller's buffer: no copy */
+    assert_non_null(v.buf); /* a copy: 13 bytes are kept inline (test_small_values_inline) */
     assert_null(v.error);
     assert_int_equal(v.size, sizeof(bytes));
     assert_int_equal(v.buf->size, sizeof(bytes));
@@ -158,11 +157,10 @@ static void test_put_get_round_trip(void **state)
 
     /* a second put gets a different ref and a later seq */
     char ref2[RT_REF_SIZE];
-    rt_buf *b2 = put_ok(s, 3, 'z', ref2);
+    put_ok(s, 3, 'z', ref2);
     assert_string_not_equal(ref, ref2);
     rt_object_view v2;
     assert_int_equal(get_view(s, ref2, &v2), RT_OK);
-    assert_ptr_equal(v2.buf, b2);
     assert_memory_equal(v2.buf->data, "zzz", 3);
     assert_string_equal(v2.content_type, "application/octet-stream");
     assert_int_equal(get_view(s, ref, &v), RT_OK);
@@ -170,6 +168,103 @@ static void test_put_get_round_trip(void **state)
     rt_object_view_release(&v);
     rt_object_view_release(&v2);
     rt_store_free(s);
+}
+
+/* Values of up to 32 bytes live in the object's record (memory per object, benchmark d);
+ * readers get copies that outlive the object; larger values keep the caller's buffer. */
+static void test_small_values_inline(void **state)
+{
+    (void)state;
+    rt_store *s = new_store(100);
+    char small[RT_REF_SIZE], big[RT_REF_SIZE], batch[2][RT_REF_SIZE];
+    rt_buf *sb = make_buf(32, 's', "application/json");
+    rt_buf_incref(sb); /* ours, to see that the store let its own go */
+    assert_int_equal(rt_store_put(s, sb, 0, small), RT_OK);
+    assert_int_equal(__atomic_load_n(&sb->refs, __ATOMIC_SEQ_CST), 1);
+    rt_buf_decref(sb);
+    rt_buf *bb = put_ok(s, 33, 'b', big);
+
+    rt_object_view v1, v2, vb;
+    assert_int_equal(get_view(s, small, &v1), RT_OK);
+    assert_int_equal(get_view(s, small, &v2), RT_OK);
+    assert_int_equal(get_view(s, big, &vb), RT_OK);
+    assert_ptr_equal(vb.buf, bb); /* not copied */
+    assert_ptr_not_equal(v1.buf, v2.buf); /* a copy each */
+    assert_int_equal(v1.size, 32);
+    assert_int_equal(v1.buf->size, 32);
+    assert_int_equal(v1.buf->data[32], '\0');
+    for (size_t i = 0; i < 32; i++)
+        assert_int_equal(v1.buf->data[i], 's');
+    assert_memory_equal(v1.buf->data, v2.buf->data, 32);
+    assert_ptr_equal(v1.content_type, rt_content_type_intern("application/json"));
+    assert_ptr_equal(v1.buf->content_type, v1.content_type);
+    rt_store_stats st = stats_of(s);
+    assert_int_equal(st.bytes, 65);
+
+    /* A batch inlines too; deleting gives the bytes back; a view outlives the object. */
+    rt_buf *bufs[2] = {make_buf(1, 'x', NULL), make_buf(20, 'y', "text/plain")};
+    assert_int_equal(rt_store_put_many(s, bufs, 2, batch), RT_OK);
+    assert_int_equal(stats_of(s).bytes, 86);
+    assert_int_equal(rt_store_delete(s, small), RT_OK);
+    assert_int_equal(stats_of(s).bytes, 54);
+    assert_int_equal(v1.buf->data[31], 's'); /* ASan: the copy is the reader's */
+    rt_object_view_release(&v1);
+    rt_object_view_release(&v2);
+    rt_object_view_release(&vb);
+    assert_int_equal(get_view(s, batch[1], &v1), RT_OK);
+    assert_int_equal(v1.size, 20);
+    assert_string_equal(v1.content_type, "text/plain");
+    assert_int_equal(v1.buf->data[19], 'y');
+    rt_object_view_release(&v1);
+
+    /* Eviction takes inline objects like any other (54 + 32 + 32 > 100): the unread one
+     * of the batch goes first, and its bytes are given back. */
+    char more[2][RT_REF_SIZE];
+    put_ok(s, 32, 'm', more[0]);
+    put_ok(s, 32, 'n', more[1]);
+    assert_int_equal(peek_state(s, batch[0]), RT_OBJ_LOST);
+    assert_int_equal(peek_state(s, more[1]), RT_OBJ_READY);
+    st = stats_of(s);
+    assert_true(st.evictions >= 1);
+    assert_true(st.bytes <= 100);
+    rt_store_free(s);
+}
+
+/* Cluster ids are longer (up to RT_REF_MADE_MAX characters) and a record is as long as
+ * its ref: the longest ones round-trip, inline or not, pending or not, and expire. */
+static void test_longest_refs(void **state)
+{
+    (void)state;
+    assert_int_equal(rt_ref_set_node_tag("ABCDEFGHIJK"), 0);
+    rt_store *s = new_store(0);
+    char small[RT_REF_SIZE], big[RT_REF_SIZE], ttl[RT_REF_SIZE], pending[RT_REF_SIZE];
+    put_ok(s, 16, 'a', small);
+    put_ok(s, 100, 'b', big);
+    assert_int_equal(rt_store_put(s, make_buf(8, 't', NULL), 0.01, ttl), RT_OK);
+    assert_int_equal(rt_store_create_pending(s, pending), RT_OK);
+    assert_int_equal(strlen(small), RT_REF_MADE_MAX);
+    assert_int_equal(strlen(pending), RT_REF_MADE_MAX);
+    assert_int_equal(rt_store_resolve(s, pending, make_buf(4, 'p', NULL)), RT_OK);
+    const struct {
+        const char *ref;
+        size_t size;
+        char fill;
+    } want[] = {{small, 16, 'a'}, {big, 100, 'b'}, {pending, 4, 'p'}};
+    for (size_t i = 0; i < 3; i++) {
+        rt_object_view v;
+        assert_int_equal(get_view(s, want[i].ref, &v), RT_OK);
+        assert_string_equal(v.ref, want[i].ref);
+        assert_int_equal(v.buf->size, want[i].size);
+        for (size_t k = 0; k < want[i].size; k++)
+            assert_int_equal(v.buf->data[k], want[i].fill);
+        rt_object_view_release(&v);
+    }
+    sleep_seconds(0.05);
+    assert_int_equal(rt_store_expire(s), 1);
+    assert_int_equal(peek_state(s, ttl), RT_OBJ_LOST);
+    assert_int_equal(peek_lost_reason(s, ttl), RT_LOST_EXPIRED);
+    rt_store_free(s);
+    assert_int_equal(rt_ref_set_node_tag(NULL), 0);
 }
 
 static void test_put_zero_bytes(void **state)
@@ -2218,6 +2313,8 @@ int main(void)
         cmocka_unit_test(test_state_names),
         cmocka_unit_test(test_put_get_round_trip),
         cmocka_unit_test(test_put_zero_bytes),
+        cmocka_unit_test(test_small_values_inline),
+        cmocka_unit_test(test_longest_refs),
         cmocka_unit_test(test_view_outlives_delete_and_store),
         cmocka_unit_test(test_delete),
         cmocka_unit_test(test_delete_releases_room),

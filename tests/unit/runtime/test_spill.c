@@ -382,6 +382,39 @@ static void test_store_spills_cold_not_pinned(void **state)
     rt_spill_close(sp);
 }
 
+/* Small values live in their object's record: the spill thread leaves them in memory
+ * (writing one out would free at most 32 bytes) and spills the others. */
+static void test_store_small_values_stay(void **state)
+{
+    rt_spill *sp = open_spill(0);
+    rt_store *st = spill_store(sp, 16 * 1024);
+    enum { NSMALL = 100, NBIG = 16, BIG = 4096 };
+    char small[NSMALL][RT_REF_SIZE], big[NBIG][RT_REF_SIZE];
+    for (unsigned i = 0; i < NSMALL; i++)
+        assert_int_equal(rt_store_put(st, make_buf(32, i, NULL), 0, small[i]), RT_OK);
+    for (unsigned i = 0; i < NBIG; i++)
+        assert_int_equal(rt_store_put(st, make_buf(BIG, 1000 + i, NULL), 0, big[i]), RT_OK);
+    rt_store_stats ss;
+    rt_store_get_stats(st, &ss);
+    assert_true(ss.spilled >= 1);
+    assert_int_equal(ss.spilled_bytes, ss.spilled * BIG); /* big ones only */
+    assert_true(ss.bytes <= 16 * 1024);
+    rt_object_view v;
+    for (unsigned i = 0; i < NSMALL; i++) {
+        assert_int_equal(rt_store_peek_file(st, small[i], &v), RT_OK);
+        assert_null(v.spilled);
+        assert_buf_pattern(v.buf, 32, i);
+        rt_object_view_release(&v);
+    }
+    for (unsigned i = 0; i < NBIG; i++) {
+        assert_int_equal(rt_store_get(st, big[i], &v), RT_OK);
+        assert_buf_pattern(v.buf, BIG, 1000 + i);
+        rt_object_view_release(&v);
+    }
+    rt_store_free(st);
+    rt_spill_close(sp);
+}
+
 static void test_store_large_object_and_disk_full(void **state)
 {
     rt_spill *sp = open_spill(256 * 1024);
@@ -516,6 +549,7 @@ int main(void)
                                         dir_teardown),
         cmocka_unit_test_setup_teardown(test_store_spills_cold_not_pinned, dir_setup,
                                         dir_teardown),
+        cmocka_unit_test_setup_teardown(test_store_small_values_stay, dir_setup, dir_teardown),
         cmocka_unit_test_setup_teardown(test_store_large_object_and_disk_full, dir_setup,
                                         dir_teardown),
         cmocka_unit_test_setup_teardown(test_store_spilled_expires, dir_setup, dir_teardown),
