@@ -106,6 +106,11 @@ export class UnauthorizedError extends APIError { static title = 'Unauthorized';
 export class ForbiddenError extends APIError { static title = 'Forbidden'; }
 export class NotFoundError extends APIError { static title = 'NotFound'; }
 export class ConflictError extends APIError { static title = 'Conflict'; }
+/**
+ * 409 in cluster mode: the function or actor class comes from a C module the answering node
+ * has not loaded; `problem.nodes` lists the live nodes that have it (tag, url, module).
+ */
+export class ModuleNotLoadedError extends ConflictError { static title = 'ModuleNotLoaded'; }
 export class PayloadTooLargeError extends APIError { static title = 'PayloadTooLarge'; }
 export class TooManyRequestsError extends APIError { static title = 'TooManyRequests'; }
 /** 503: the server is draining or out of memory. */
@@ -133,7 +138,7 @@ const BY_TITLE = {
   TaskCancelled: TaskCancelledError, WorkerUnavailable: WorkerUnavailableError,
   ObjectStoreFull: ObjectStoreFullError, BadRequest: BadRequestError,
   Unauthorized: UnauthorizedError, Forbidden: ForbiddenError, NotFound: NotFoundError,
-  Conflict: ConflictError, PayloadTooLarge: PayloadTooLargeError,
+  Conflict: ConflictError, ModuleNotLoaded: ModuleNotLoadedError, PayloadTooLarge: PayloadTooLargeError,
   TooManyRequests: TooManyRequestsError, ShuttingDown: UnavailableError,
   ServiceUnavailable: UnavailableError,
 };

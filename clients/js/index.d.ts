@@ -173,6 +173,7 @@ export class UnauthorizedError extends APIError {}
 export class ForbiddenError extends APIError {}
 export class NotFoundError extends APIError {}
 export class ConflictError extends APIError {}
+export class ModuleNotLoadedError extends ConflictError {}
 export class PayloadTooLargeError extends APIError {}
 export class TooManyRequestsError extends APIError {}
 export class UnavailableError extends RaydError {}

@@ -180,6 +180,21 @@ describe('actors', () => {
 });
 
 describe('bad input', () => {
+  test('problem titles become their classes', () => {
+    // A cluster node without the module answers this body (tests/cluster/test_cluster_modules.c).
+    const nodes = [{ tag: 'b', url: 'http://10.0.0.2:8080', module: 'text' }];
+    const e = rayd.RaydError.fromProblem({
+      type: '/problems/ModuleNotLoaded', title: 'ModuleNotLoaded', status: 409,
+      detail: 'upper is provided by module text, not loaded on this node',
+      function: 'upper', module: 'text', node: 'a', nodes,
+    });
+    assert.ok(e instanceof rayd.ModuleNotLoadedError);
+    assert.ok(e instanceof rayd.ConflictError);
+    assert.deepEqual(e.problem.nodes, nodes);
+    const other = rayd.RaydError.fromProblem({ title: 'SomethingNew', status: 409 });
+    assert.equal(other.constructor, rayd.APIError);
+  });
+
   test('a value JSON cannot hold throws before anything is sent', async () => {
     const n = await submitted();
     const add = rd.function('add');

@@ -15,7 +15,7 @@ from ._http import __version__
 from .client import (ActorClass, ActorHandle, ActorMethod, Client, ObjectRef, RemoteFunction,
                      TaskCall, connect, request_context)
 from .errors import (APIError, ActorDiedError, BadRequestError, ConflictError,
-                     ForbiddenError, GetTimeoutError, NotFoundError, ObjectLostError,
+                     ForbiddenError, GetTimeoutError, ModuleNotLoadedError, NotFoundError, ObjectLostError,
                      ObjectStoreFullError, PayloadTooLargeError, ProtocolError, RayActorError,
                      RayError, RayTaskError, RaydConnectionError, RaydError, RetryableError,
                      SerializationError, SessionNotFoundError, TaskCancelledError, TaskError,
@@ -31,7 +31,8 @@ __all__ = [
     "ObjectLostError", "GetTimeoutError", "ActorDiedError", "RayActorError",
     "TaskCancelledError", "WorkerUnavailableError", "WorkerCrashedError",
     "ObjectStoreFullError", "APIError", "BadRequestError", "UnauthorizedError",
-    "ForbiddenError", "NotFoundError", "SessionNotFoundError", "ConflictError", "PayloadTooLargeError",
+    "ForbiddenError", "NotFoundError", "SessionNotFoundError", "ConflictError", "ModuleNotLoadedError",
+    "PayloadTooLargeError",
     "TooManyRequestsError", "UnavailableError", "RaydConnectionError", "ProtocolError",
     "SerializationError", "RetryableError",
 ]

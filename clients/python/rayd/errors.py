@@ -15,7 +15,7 @@ __all__ = [
     "ActorDiedError", "RayActorError", "TaskCancelledError", "WorkerUnavailableError",
     "WorkerCrashedError", "ObjectStoreFullError", "APIError", "BadRequestError",
     "UnauthorizedError", "ForbiddenError", "NotFoundError", "SessionNotFoundError",
-    "ConflictError",
+    "ConflictError", "ModuleNotLoadedError",
     "PayloadTooLargeError", "TooManyRequestsError", "UnavailableError",
     "RaydConnectionError", "ProtocolError", "SerializationError", "RetryableError",
 ]
@@ -191,6 +191,13 @@ class ConflictError(APIError):
     title = "Conflict"
 
 
+class ModuleNotLoadedError(ConflictError):
+    """409 in cluster mode: the function or actor class comes from a C module that the node
+    which answered has not loaded; ``nodes`` lists the live nodes that have it (``tag``,
+    ``url``, ``module``). Send the call to one of them, or load the module on every node."""
+    title = "ModuleNotLoaded"
+
+
 class PayloadTooLargeError(APIError, ValueError):
     """413: the body is over the server's ``RAYD_MAX_BODY``."""
     title = "PayloadTooLarge"
@@ -233,7 +240,8 @@ _BY_TITLE: Dict[str, Type[RaydError]] = {
     "TaskCancelled": TaskCancelledError, "WorkerUnavailable": WorkerUnavailableError,
     "ObjectStoreFull": ObjectStoreFullError, "BadRequest": BadRequestError,
     "Unauthorized": UnauthorizedError, "Forbidden": ForbiddenError, "NotFound": NotFoundError,
-    "SessionNotFound": SessionNotFoundError,    "Conflict": ConflictError, "PayloadTooLarge": PayloadTooLargeError,
+    "SessionNotFound": SessionNotFoundError, "Conflict": ConflictError,
+    "ModuleNotLoaded": ModuleNotLoadedError, "PayloadTooLarge": PayloadTooLargeError,
     "TooManyRequests": TooManyRequestsError, "ShuttingDown": UnavailableError,
     "ServiceUnavailable": UnavailableError,
 }

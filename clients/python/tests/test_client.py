@@ -212,6 +212,19 @@ class Actors(unittest.TestCase):
 
 
 class BadInput(unittest.TestCase):
+    def test_problem_titles_become_their_classes(self) -> None:
+        # A cluster node without the module answers this body (tests/cluster/test_cluster_modules.c).
+        nodes = [{"tag": "b", "url": "http://10.0.0.2:8080", "module": "text"}]
+        e = rayd.RaydError.from_problem({
+            "type": "/problems/ModuleNotLoaded", "title": "ModuleNotLoaded", "status": 409,
+            "detail": "upper is provided by module text, not loaded on this node",
+            "function": "upper", "module": "text", "node": "a", "nodes": nodes})
+        self.assertIsInstance(e, rayd.ModuleNotLoadedError)
+        self.assertIsInstance(e, rayd.ConflictError)
+        self.assertEqual((e.status, e.function, e.nodes), (409, "upper", nodes))
+        other = rayd.RaydError.from_problem({"title": "SomethingNew", "status": 409})
+        self.assertIs(type(other), rayd.APIError)
+
     def test_not_serialisable_raises_before_sending(self) -> None:
         before = tasks_submitted()
         add = rd.function("add")
