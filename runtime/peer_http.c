@@ -23,6 +23,8 @@
  *   on `busy` (lock) from start to end, and taken off `cancels` when it ends. */
 #include "runtime/peer_http.h"
 
+#include "runtime/clock.h"
+
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -352,10 +354,12 @@ struct rt_http_exchange {
     char *out;               /* the request */
     size_t out_len, out_off; /* out_off: lock while a caller writes */
     bool head_request;
-    bool retried;
-    bool got_bytes;
+    bool retried;       /* I/O thread */
+    bool got_bytes;     /* I/O thread */
     bool cancel_wanted; /* lock */
     bool cancel_queued; /* lock */
+    /* Set by rt_http_start before the I/O thread sees the exchange; then the I/O thread's
+     * (last, connect_by: I/O thread only). Monotonic seconds. */
     double started, deadline, stall, last, connect_by;
 };
 
@@ -373,13 +377,6 @@ struct rt_http_client {
     int sleeping;          /* atomic */
     conn *all;             /* I/O thread */
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void wake(rt_http_client *cl)
 {
@@ -495,7 +492,7 @@ rt_http_exchange *rt_http_start(rt_http_client *cl, const rt_http_request *rq,
     ex->h = handler;
     ex->arg = arg;
     ex->head_request = strcmp(rq->method, "HEAD") == 0;
-    ex->started = ex->last = now_s();
+    ex->started = ex->last = rt_clock_monotonic();
     ex->deadline = rq->timeout > 0 ? ex->started + rq->timeout : 0;
     ex->stall = rq->stall > 0 ? rq->stall : 0;
 
@@ -737,7 +734,7 @@ static void start_on_new_conn(rt_http_client *cl, rt_http_exchange *ex)
     if (cl->all)
         cl->all->all_prev = c;
     cl->all = c;
-    ex->connect_by = now_s() + CONNECT_TIMEOUT;
+    ex->connect_by = rt_clock_monotonic() + CONNECT_TIMEOUT;
     pthread_mutex_lock(&cl->lock);
     c->ex = ex;
     ex->conn = c;
@@ -777,7 +774,7 @@ static void read_answer(rt_http_client *cl, conn *c)
             return;
         }
         ex->got_bytes = true;
-        ex->last = now_s();
+        ex->last = rt_clock_monotonic();
         long used = rt_http_parse(&c->parser, buf, (size_t)n, &ex->h->parse, ex->arg);
         if (used < 0) {
             char why[200];
@@ -974,7 +971,7 @@ static void *io_thread(void *arg)
                 conn_event(cl, ex->conn, 0);
             }
         }
-        double now = now_s();
+        double now = rt_clock_monotonic();
         if (now >= next_scan) {
             scan_times(cl, now);
             next_scan = now + SCAN_MS / 1000.0;
