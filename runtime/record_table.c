@@ -1,9 +1,10 @@
-/* The record table: ids in a hash table, creation order and states in treaps. See
- * record_table.h for the design. */
+/* The record table: ids in a hash table, creation order and states in one two-level
+ * sorted array per state. See record_table.h for the design. */
 #include "runtime/record_table.h"
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,8 +13,41 @@
 
 #define BUCKETS_INITIAL 1024
 
-/* Which tree a walk is in: the order treap (every record) or a state's treap. */
-enum { ORDER = 0, STATE = 1 };
+/* Pairs per chunk: 64 pairs are 1 KiB, a binary search in one touches 6 cache lines and a
+ * memmove moves half of it on average. */
+#ifndef RT_RECORD_CHUNK
+#define RT_RECORD_CHUNK 64 /* a test builds this file with a tiny one */
+#endif
+#define CHUNK RT_RECORD_CHUNK
+/* Two neighbouring chunks holding this many pairs or fewer merge: since a split leaves two
+ * halves, a chunk splits again only after CHUNK / 2 more inserts, and merges only after
+ * about as many removals, so no order of changes makes chunks come and go at every step. */
+#define MERGE_AT (CHUNK / 2)
+
+/* The seq is kept beside the pointer so that searches never read a (cold) record. */
+typedef struct entry {
+    uint64_t seq;
+    rt_record *rec;
+} entry;
+
+typedef struct chunk {
+    size_t n;
+    entry e[CHUNK]; /* e[0 .. n) in increasing seq */
+} chunk;
+
+/* A chunk and a copy of its first seq, so that finding a chunk reads only this array. */
+typedef struct slot {
+    uint64_t first;
+    chunk *c;
+} slot;
+
+/* One state's records in seq order: slots[head .. head + n) in use, room on both sides
+ * so that chunks come and go at either end without moving the others. */
+typedef struct seq_index {
+    slot *slots;
+    size_t head, n, cap;
+    size_t count; /* records */
+} seq_index;
 
 struct rt_record_table {
     pthread_mutex_t lock;
@@ -21,185 +55,287 @@ struct rt_record_table {
     size_t nbuckets, count;
     uint64_t next_seq;
     unsigned nstates;
-    rt_record *order_root;
-    rt_record *state_roots[RT_RECORD_STATES_MAX];
-    size_t state_counts[RT_RECORD_STATES_MAX];
+    seq_index states[RT_RECORD_STATES_MAX];
     uint64_t visits;
 };
 
-static rt_record **kids(rt_record *r, int tree)
+/* ---- the state indexes (table lock held) -------------------------------------------- */
+
+static void *must_alloc(size_t size)
 {
-    return tree == ORDER ? r->order_kids : r->state_kids;
+    void *p = malloc(size);
+    if (!p) {
+        fputs("rayd: out of memory for the record table's index\n", stderr);
+        abort();
+    }
+    return p;
 }
 
-/* The heap priority of a record: its sequence number mixed (splitmix64's finaliser), so
- * that consecutive numbers get unrelated priorities and the treap stays balanced. */
-static uint64_t priority(uint64_t seq)
+static slot *slot_at(const seq_index *ix, size_t i)
 {
-    uint64_t z = seq + 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return &ix->slots[ix->head + i];
 }
 
-/* ---- treaps (table lock held) ------------------------------------------------------ */
-
-/* Splits t into the records below seq (*lo) and those above it (*hi). */
-static void split(rt_record *t, uint64_t seq, int tree, rt_record **lo, rt_record **hi)
+/* The slot of the chunk where seq is or would go: the last one whose first seq is at most
+ * seq, or the first one. The two ends, where nearly every change happens, come first.
+ * ix->n > 0. Adds the probes to *visits. */
+static size_t find_slot(const seq_index *ix, uint64_t seq, uint64_t *visits)
 {
-    if (!t) {
-        *lo = *hi = NULL;
-    } else if (t->seq < seq) {
-        split(kids(t, tree)[1], seq, tree, &kids(t, tree)[1], hi);
-        *lo = t;
+    size_t last = ix->n - 1;
+    (*visits)++;
+    if (seq >= slot_at(ix, last)->first)
+        return last;
+    (*visits)++;
+    if (seq < slot_at(ix, 1)->first)
+        return 0;
+    size_t lo = 1, hi = last; /* the answer is in [lo, hi) */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        (*visits)++;
+        if (slot_at(ix, mid)->first <= seq)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The first position in c whose seq is above seq (c->n when none). */
+static size_t chunk_after(const chunk *c, uint64_t seq, uint64_t *visits)
+{
+    size_t lo = 0, hi = c->n;
+    (*visits)++;
+    if (c->e[c->n - 1].seq <= seq)
+        return c->n; /* appends */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        (*visits)++;
+        if (c->e[mid].seq <= seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Moves the n slots in use to the middle of an array with room for want, growing it so that
+ * at least a quarter of it is free on each side: the next cap / 4 chunks to come at either
+ * end move nothing, which pays for this copy. */
+static void slots_recentre(seq_index *ix, size_t want)
+{
+    size_t cap = ix->cap ? ix->cap : 8;
+    while (want * 2 > cap)
+        cap *= 2;
+    size_t head = (cap - ix->n) / 2;
+    if (cap != ix->cap) {
+        slot *slots = must_alloc(cap * sizeof(*slots));
+        if (ix->n)
+            memcpy(slots + head, ix->slots + ix->head, ix->n * sizeof(*slots));
+        free(ix->slots);
+        ix->slots = slots;
+        ix->cap = cap;
     } else {
-        split(kids(t, tree)[0], seq, tree, lo, &kids(t, tree)[0]);
-        *hi = t;
+        memmove(ix->slots + head, ix->slots + ix->head, ix->n * sizeof(*ix->slots));
+    }
+    ix->head = head;
+}
+
+/* Puts chunk c at slot i, moving the shorter side of the array by one. */
+static void slot_insert(seq_index *ix, size_t i, chunk *c)
+{
+    bool front = i < ix->n / 2;
+    if (front ? ix->head == 0 : ix->head + ix->n == ix->cap)
+        slots_recentre(ix, ix->n + 1);
+    if (front) {
+        memmove(ix->slots + ix->head - 1, ix->slots + ix->head, i * sizeof(*ix->slots));
+        ix->head--;
+    } else {
+        memmove(slot_at(ix, i + 1), slot_at(ix, i), (ix->n - i) * sizeof(*ix->slots));
+    }
+    ix->n++;
+    *slot_at(ix, i) = (slot){c->e[0].seq, c};
+}
+
+/* Drops slot i (its chunk is freed by the caller), moving the shorter side by one. */
+static void slot_remove(seq_index *ix, size_t i)
+{
+    if (i < ix->n / 2) {
+        memmove(slot_at(ix, 1), slot_at(ix, 0), i * sizeof(*ix->slots));
+        ix->head++;
+    } else {
+        memmove(slot_at(ix, i), slot_at(ix, i + 1), (ix->n - i - 1) * sizeof(*ix->slots));
+    }
+    ix->n--;
+    if (ix->n == 0) { /* an empty state keeps no memory */
+        free(ix->slots);
+        ix->slots = NULL;
+        ix->head = ix->cap = 0;
     }
 }
 
-/* Joins two treaps, every record of a below every record of b. */
-static rt_record *join(rt_record *a, rt_record *b, int tree)
+static chunk *chunk_new(void)
 {
-    if (!a)
-        return b;
-    if (!b)
-        return a;
-    if (priority(a->seq) > priority(b->seq)) {
-        kids(a, tree)[1] = join(kids(a, tree)[1], b, tree);
-        return a;
-    }
-    kids(b, tree)[0] = join(a, kids(b, tree)[0], tree);
-    return b;
+    chunk *c = must_alloc(sizeof(*c));
+    c->n = 0;
+    return c;
 }
 
-static rt_record *tree_insert(rt_record *t, rt_record *rec, int tree)
+/* Inserts (seq, rec); seq is not in ix. */
+static void index_insert(seq_index *ix, uint64_t seq, rt_record *rec)
 {
-    if (!t || priority(rec->seq) > priority(t->seq)) {
-        split(t, rec->seq, tree, &kids(rec, tree)[0], &kids(rec, tree)[1]);
-        return rec;
+    uint64_t probes = 0;
+    ix->count++;
+    if (ix->n == 0) {
+        chunk *c = chunk_new();
+        c->e[c->n++] = (entry){seq, rec};
+        slot_insert(ix, 0, c);
+        return;
     }
-    int right = rec->seq > t->seq;
-    kids(t, tree)[right] = tree_insert(kids(t, tree)[right], rec, tree);
-    return t;
+    size_t s = find_slot(ix, seq, &probes);
+    chunk *c = slot_at(ix, s)->c;
+    size_t i = chunk_after(c, seq, &probes);
+    if (c->n == CHUNK) {
+        chunk *fresh = chunk_new();
+        if (i == CHUNK && s == ix->n - 1) {
+            /* past the end: a new last chunk, and the full one stays full */
+            fresh->e[fresh->n++] = (entry){seq, rec};
+            slot_insert(ix, s + 1, fresh);
+            return;
+        }
+        if (i == 0 && s == 0 && seq < c->e[0].seq) {
+            fresh->e[fresh->n++] = (entry){seq, rec}; /* before the start, likewise */
+            slot_insert(ix, 0, fresh);
+            return;
+        }
+        /* in the middle: the upper half moves to a new chunk after c */
+        fresh->n = CHUNK / 2;
+        c->n = CHUNK - CHUNK / 2;
+        memcpy(fresh->e, c->e + c->n, fresh->n * sizeof(entry));
+        slot_insert(ix, s + 1, fresh);
+        if (i > c->n) {
+            i -= c->n;
+            c = fresh;
+            s++;
+        }
+    }
+    memmove(c->e + i + 1, c->e + i, (c->n - i) * sizeof(entry));
+    c->e[i] = (entry){seq, rec};
+    c->n++;
+    if (i == 0)
+        slot_at(ix, s)->first = seq;
 }
 
-/* Removes rec, which is in t. */
-static rt_record *tree_remove(rt_record *t, rt_record *rec, int tree)
+/* Merges slot s+1's chunk into slot s's when the two hold MERGE_AT pairs or fewer. */
+static void merge_with_next(seq_index *ix, size_t s)
 {
-    if (t == rec) {
-        rt_record *joined = join(kids(t, tree)[0], kids(t, tree)[1], tree);
-        kids(rec, tree)[0] = kids(rec, tree)[1] = NULL;
-        return joined;
-    }
-    int right = rec->seq > t->seq;
-    kids(t, tree)[right] = tree_remove(kids(t, tree)[right], rec, tree);
-    return t;
+    if (s + 1 >= ix->n)
+        return;
+    chunk *c = slot_at(ix, s)->c, *next = slot_at(ix, s + 1)->c;
+    if (c->n + next->n > MERGE_AT)
+        return;
+    memcpy(c->e + c->n, next->e, next->n * sizeof(entry));
+    c->n += next->n;
+    slot_remove(ix, s + 1);
+    free(next);
 }
 
-/* The first record of t after seq, or NULL. Counts the nodes it looks at. */
-static rt_record *tree_after(rt_record_table *table, rt_record *t, uint64_t seq, int tree)
+/* Removes the pair at position i of slot s's chunk. Every two neighbouring chunks hold
+ * more than MERGE_AT pairs between them, which bounds the index's empty room. */
+static void index_remove_at(seq_index *ix, size_t s, size_t i)
 {
-    rt_record *best = NULL;
-    while (t) {
-        table->visits++;
-        if (t->seq > seq) {
-            best = t;
-            t = kids(t, tree)[0];
-        } else {
-            t = kids(t, tree)[1];
+    chunk *c = slot_at(ix, s)->c;
+    ix->count--;
+    c->n--;
+    memmove(c->e + i, c->e + i + 1, (c->n - i) * sizeof(entry));
+    if (c->n == 0) {
+        slot_remove(ix, s);
+        free(c);
+        return;
+    }
+    if (i == 0)
+        slot_at(ix, s)->first = c->e[0].seq;
+    merge_with_next(ix, s);
+    if (s > 0)
+        merge_with_next(ix, s - 1);
+}
+
+/* Removes seq, which is in ix. */
+static void index_remove(seq_index *ix, uint64_t seq)
+{
+    uint64_t probes = 0;
+    size_t s = find_slot(ix, seq, &probes);
+    chunk *c = slot_at(ix, s)->c;
+    size_t i = c->e[0].seq == seq ? 0 : chunk_after(c, seq - 1, &probes);
+    index_remove_at(ix, s, i);
+}
+
+static void index_free(seq_index *ix)
+{
+    for (size_t s = 0; s < ix->n; s++)
+        free(slot_at(ix, s)->c);
+    free(ix->slots);
+    *ix = (seq_index){0};
+}
+
+/* A walk through one index in seq order, for pages and take_oldest: slot s, position i. */
+typedef struct index_iter {
+    const seq_index *ix;
+    size_t s, i;
+} index_iter;
+
+/* Starts at the first record after seq `after`. */
+static void iter_start(index_iter *it, const seq_index *ix, uint64_t after, uint64_t *visits)
+{
+    it->ix = ix;
+    it->s = it->i = 0;
+    if (ix->n == 0 || after == 0)
+        return;
+    it->s = find_slot(ix, after, visits);
+    it->i = chunk_after(slot_at(ix, it->s)->c, after, visits);
+    if (it->i == slot_at(ix, it->s)->c->n) {
+        it->s++;
+        it->i = 0;
+    }
+}
+
+static const entry *iter_peek(const index_iter *it)
+{
+    return it->s < it->ix->n ? &slot_at(it->ix, it->s)->c->e[it->i] : NULL;
+}
+
+static void iter_next(index_iter *it, uint64_t *visits)
+{
+    if (++it->i == slot_at(it->ix, it->s)->c->n) {
+        it->s++;
+        it->i = 0;
+        (*visits)++; /* a chunk more */
+    }
+}
+
+/* The states a mask asks for that have records: the indexes to merge. */
+static size_t start_walks(rt_record_table *table, unsigned mask, uint64_t after,
+                          index_iter *its)
+{
+    size_t n = 0;
+    for (unsigned s = 0; s < table->nstates; s++)
+        if ((mask & (1u << s)) && table->states[s].count)
+            iter_start(&its[n++], &table->states[s], after, &table->visits);
+    return n;
+}
+
+/* The walk whose next record comes first (the oldest), or NULL when all are done. */
+static index_iter *first_of(index_iter *its, size_t n)
+{
+    index_iter *best = NULL;
+    const entry *best_e = NULL;
+    for (size_t k = 0; k < n; k++) {
+        const entry *e = iter_peek(&its[k]);
+        if (e && (!best || e->seq < best_e->seq)) {
+            best = &its[k];
+            best_e = e;
         }
     }
     return best;
-}
-
-/* The first record after seq in the order treap (mask: every state) or in the treaps of
- * the states in mask, or NULL. */
-static rt_record *first_after(rt_record_table *table, uint64_t seq, unsigned mask)
-{
-    unsigned all = (1u << table->nstates) - 1;
-    if ((mask & all) == all)
-        return tree_after(table, table->order_root, seq, ORDER);
-    rt_record *best = NULL;
-    for (unsigned s = 0; s < table->nstates; s++) {
-        if (!(mask & (1u << s)) || !table->state_roots[s])
-            continue;
-        rt_record *r = tree_after(table, table->state_roots[s], seq, STATE);
-        if (r && (!best || r->seq < best->seq))
-            best = r;
-    }
-    return best;
-}
-
-/* In-order walks, for pages: the first step seeks in O(depth), each next one costs O(1)
- * on average. The stack holds the nodes whose left side the walk is in, the next record on
- * top. A treap deeper than ITER_DEPTH is all but impossible; should it happen, the stack
- * keeps its deepest part and the walk seeks again from the root when that runs out. */
-#ifndef RT_RECORD_ITER_DEPTH
-#define RT_RECORD_ITER_DEPTH 128 /* a test builds this file with a tiny one */
-#endif
-#define ITER_DEPTH RT_RECORD_ITER_DEPTH
-
-typedef struct tree_iter {
-    rt_record_table *table;
-    rt_record *root;
-    int tree;
-    int depth;
-    bool dropped;  /* nodes fell off the bottom of the stack */
-    uint64_t last; /* the sequence number of the last record taken */
-    rt_record *stack[ITER_DEPTH];
-} tree_iter;
-
-static void iter_push(tree_iter *it, rt_record *r)
-{
-    if (it->depth == ITER_DEPTH) {
-        memmove(it->stack, it->stack + ITER_DEPTH / 2, (ITER_DEPTH / 2) * sizeof(*it->stack));
-        it->depth = ITER_DEPTH / 2;
-        it->dropped = true;
-    }
-    it->stack[it->depth++] = r;
-}
-
-/* Pushes the left spine from t (records after `after` only). */
-static void iter_descend(tree_iter *it, rt_record *t, uint64_t after)
-{
-    while (t) {
-        it->table->visits++;
-        if (t->seq > after) {
-            iter_push(it, t);
-            t = kids(t, it->tree)[0];
-        } else {
-            t = kids(t, it->tree)[1];
-        }
-    }
-}
-
-static void iter_start(tree_iter *it, rt_record_table *table, rt_record *root, int tree,
-                       uint64_t after)
-{
-    it->table = table;
-    it->root = root;
-    it->tree = tree;
-    it->depth = 0;
-    it->dropped = false;
-    it->last = after;
-    iter_descend(it, root, after);
-}
-
-static rt_record *iter_peek(const tree_iter *it)
-{
-    return it->depth ? it->stack[it->depth - 1] : NULL;
-}
-
-static void iter_next(tree_iter *it)
-{
-    rt_record *r = it->stack[--it->depth];
-    it->last = r->seq;
-    iter_descend(it, kids(r, it->tree)[1], r->seq);
-    if (it->depth == 0 && it->dropped) {
-        it->dropped = false;
-        iter_descend(it, it->root, it->last); /* what fell off the stack */
-    }
 }
 
 /* ---- the id hash (table lock held) -------------------------------------------------- */
@@ -245,14 +381,14 @@ static int hash_remove(rt_record_table *table, rt_record *rec)
     return 1;
 }
 
-/* Takes rec out of the hash and both its treaps. 1 when it was in the table. */
+/* Takes rec out of the hash and its state's index. 1 when it was in the table. */
 static int remove_locked(rt_record_table *table, rt_record *rec)
 {
-    if (!hash_remove(table, rec))
+    if (!rec->listed)
         return 0;
-    table->order_root = tree_remove(table->order_root, rec, ORDER);
-    table->state_roots[rec->state] = tree_remove(table->state_roots[rec->state], rec, STATE);
-    table->state_counts[rec->state]--;
+    hash_remove(table, rec);
+    index_remove(&table->states[rec->state], rec->seq);
+    rec->listed = false;
     table->count--;
     return 1;
 }
@@ -265,9 +401,8 @@ void rt_record_init(rt_record *rec, const char *id, int state)
     rec->hash = rt_hash_str(id);
     rec->state = state;
     rec->seq = 0;
+    rec->listed = false;
     rec->hnext = NULL;
-    rec->order_kids[0] = rec->order_kids[1] = NULL;
-    rec->state_kids[0] = rec->state_kids[1] = NULL;
 }
 
 rt_record_table *rt_record_table_new(unsigned nstates)
@@ -292,6 +427,8 @@ void rt_record_table_free(rt_record_table *table)
 {
     if (!table)
         return;
+    for (unsigned s = 0; s < table->nstates; s++)
+        index_free(&table->states[s]);
     free(table->buckets);
     pthread_mutex_destroy(&table->lock);
     free(table);
@@ -310,9 +447,8 @@ void rt_record_table_insert(rt_record_table *table, rt_record *const *recs, size
         size_t b = rec->hash & (table->nbuckets - 1);
         rec->hnext = table->buckets[b];
         table->buckets[b] = rec;
-        table->order_root = tree_insert(table->order_root, rec, ORDER);
-        table->state_roots[rec->state] = tree_insert(table->state_roots[rec->state], rec, STATE);
-        table->state_counts[rec->state]++;
+        rec->listed = true;
+        index_insert(&table->states[rec->state], rec->seq, rec); /* appends */
         table->count++;
     }
     pthread_mutex_unlock(&table->lock);
@@ -334,12 +470,10 @@ void rt_record_table_set_state(rt_record_table *table, rt_record *rec, int state
     if (state < 0 || (unsigned)state >= table->nstates)
         return;
     pthread_mutex_lock(&table->lock);
-    if (rec->state != state && hash_find(table, rec->id, rec->hash) == rec) {
-        table->state_roots[rec->state] = tree_remove(table->state_roots[rec->state], rec, STATE);
-        table->state_counts[rec->state]--;
+    if (rec->state != state && rec->listed) {
+        index_remove(&table->states[rec->state], rec->seq);
         rec->state = state;
-        table->state_roots[state] = tree_insert(table->state_roots[state], rec, STATE);
-        table->state_counts[state]++;
+        index_insert(&table->states[state], rec->seq, rec);
     } else {
         rec->state = state; /* not in the table (any more): nothing to move */
     }
@@ -361,36 +495,21 @@ size_t rt_record_table_page(rt_record_table *table, uint64_t after, unsigned sta
     *next = 0;
     if (max == 0)
         return 0;
-    /* One walk over the order treap, or one per state asked for, merged. */
-    tree_iter its[RT_RECORD_STATES_MAX];
-    size_t nits = 0;
+    /* One walk per state asked for, merged in creation order. */
+    index_iter its[RT_RECORD_STATES_MAX];
     pthread_mutex_lock(&table->lock);
-    unsigned all = (1u << table->nstates) - 1;
-    if ((state_mask & all) == all) {
-        iter_start(&its[nits++], table, table->order_root, ORDER, after);
-    } else {
-        for (unsigned s = 0; s < table->nstates; s++)
-            if ((state_mask & (1u << s)) && table->state_roots[s])
-                iter_start(&its[nits++], table, table->state_roots[s], STATE, after);
-    }
-    for (;;) {
-        tree_iter *best = NULL;
-        for (size_t i = 0; i < nits; i++) {
-            rt_record *r = iter_peek(&its[i]);
-            if (r && (!best || r->seq < iter_peek(best)->seq))
-                best = &its[i];
-        }
-        if (!best)
-            break;
+    size_t nits = start_walks(table, state_mask, after, its);
+    index_iter *best;
+    while ((best = first_of(its, nits))) {
         if (n == max) {
             *next = out[n - 1]->seq; /* another one follows */
             break;
         }
-        rt_record *r = iter_peek(best);
+        rt_record *r = iter_peek(best)->rec;
         table->visits++;
         __atomic_add_fetch(&r->refs, 1, __ATOMIC_RELAXED);
         out[n++] = r;
-        iter_next(best);
+        iter_next(best, &table->visits);
     }
     pthread_mutex_unlock(&table->lock);
     return n;
@@ -400,12 +519,20 @@ size_t rt_record_table_take_oldest(rt_record_table *table, unsigned state_mask, 
                                    rt_record **out)
 {
     size_t n = 0;
+    index_iter its[RT_RECORD_STATES_MAX];
     pthread_mutex_lock(&table->lock);
     while (n < max) {
-        rt_record *r = first_after(table, 0, state_mask);
-        if (!r)
+        /* the oldest is at the head of one of the states' indexes */
+        size_t nits = start_walks(table, state_mask, 0, its);
+        table->visits += nits;
+        index_iter *best = first_of(its, nits);
+        if (!best)
             break;
-        remove_locked(table, r);
+        rt_record *r = iter_peek(best)->rec;
+        hash_remove(table, r);
+        index_remove_at(&table->states[r->state], 0, 0);
+        r->listed = false;
+        table->count--;
         out[n++] = r;
     }
     pthread_mutex_unlock(&table->lock);
@@ -425,7 +552,7 @@ size_t rt_record_table_count_state(rt_record_table *table, int state)
     if (state < 0 || (unsigned)state >= table->nstates)
         return 0;
     pthread_mutex_lock(&table->lock);
-    size_t n = table->state_counts[state];
+    size_t n = table->states[state].count;
     pthread_mutex_unlock(&table->lock);
     return n;
 }

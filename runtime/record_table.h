@@ -10,21 +10,36 @@
  * DESIGN
  * - Ids: a hash table, chained, kept a quarter full at most.
  * - Order: every record has a sequence number (1, 2, ... in insertion order, the cursor of
- *   the listings) and sits in one treap ordered by it, and in a second treap of the records
- *   in its state. A treap is a binary search tree by sequence number and a heap by a
- *   priority hashed from it, so its depth is logarithmic with high probability whatever
- *   the order of insertions and removals. A page seeks its cursor in O(log n) and each
- *   entry costs O(log n) (O(k log n) when merging k states); filtering by state walks only
- *   that state's records; forgetting the oldest ended record finds it at once.
+ *   the listings) and sits in the index of its state: the state's (seq, record) pairs in
+ *   order, in chunks of up to RT_RECORD_CHUNK pairs, under a flat array of the chunks
+ *   and their first numbers (a two-level sorted array). Records come in with the highest
+ *   number and mostly change state and leave in about that order, so nearly every change
+ *   appends to the last chunk or takes from the first one: a few hot cache lines, where
+ *   the treaps this replaced walked O(log n) cold records per change (bench f's largest
+ *   user-space cost). Any other place costs two binary searches and a memmove within a
+ *   chunk; a full chunk splits, and neighbours holding half a chunk between them merge,
+ *   so chunks are at least a quarter full on average whatever the order. The chunk
+ *   array moves its shorter side when a chunk comes or goes (nothing at its two ends),
+ *   at most n / RT_RECORD_CHUNK pointers and only once per RT_RECORD_CHUNK / 2 changes
+ *   in that place. There is no index of all states: creation order is the merge of the
+ *   state indexes (a handful), which keeps each change to one index. A page seeks its
+ *   cursor by binary search and then reads consecutive pairs; filtering by state reads
+ *   only that state's index; forgetting the oldest ended record reads the indexes' heads.
+ * - Memory: the hash's 8 to 32 bytes and the index's 16 to 64 bytes per record (16 when
+ *   chunks are full, as appends leave them), none of it in the record. Out of memory for
+ *   an index chunk aborts: an insert or a state change has no way to fail without breaking
+ *   the reference rules above, and a daemon that cannot get 1 KiB cannot go on anyway.
  * - One mutex guards everything here. It is a leaf: no other lock is taken under it, and
  *   owners may call in with their own locks held (a task's lock when its state changes).
- * - visits counts the tree nodes and records looked at by pages, so that a test can check
- *   that a page costs what the page holds (rt_record_table_visits).
+ * - visits counts the index entries, chunks and binary search probes looked at by pages
+ *   and by take_oldest, so that a test can check that a page costs what the page holds
+ *   (rt_record_table_visits).
  *
  * Thread-safety: every function but free may be called from any thread. */
 #ifndef RAYD_RUNTIME_RECORD_TABLE_H
 #define RAYD_RUNTIME_RECORD_TABLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,9 +54,8 @@ struct rt_record {
     const char *id;         /* the owner's id (borrowed, lives as long as the record) */
     uint32_t hash;
     /* table-private: */
+    bool listed; /* in the table (table lock) */
     rt_record *hnext;
-    rt_record *order_kids[2];
-    rt_record *state_kids[2];
 };
 
 typedef struct rt_record_table rt_record_table;
@@ -88,7 +102,8 @@ size_t rt_record_table_take_oldest(rt_record_table *table, unsigned state_mask, 
 size_t rt_record_table_count(rt_record_table *table);
 size_t rt_record_table_count_state(rt_record_table *table, int state);
 
-/* Tree nodes and records pages have looked at so far (for tests: a page's cost). */
+/* Index entries, chunks and search probes pages and take_oldest have looked at so far (for
+ * tests: a page's cost). */
 uint64_t rt_record_table_visits(rt_record_table *table);
 
 #endif
