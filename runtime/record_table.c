@@ -86,7 +86,7 @@ static size_t find_slot(const seq_index *ix, uint64_t seq, uint64_t *visits)
     if (seq >= slot_at(ix, last)->first)
         return last;
     (*visits)++;
-    if (seq < slot_at(ix, 1)->first)
+    if (last == 0 || seq < slot_at(ix, 1)->first)
         return 0;
     size_t lo = 1, hi = last; /* the answer is in [lo, hi) */
     while (hi - lo > 1) {

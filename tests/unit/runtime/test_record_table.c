@@ -1,6 +1,8 @@
 /* Unit tests for runtime/record_table.c: lookup, order, states, pages by cursor checked
- * against a plain array under random operations, and the cost of a page (tree nodes
- * visited) with a long history: a page costs what it holds, not what the table holds. */
+ * against a plain array under random operations, state changes in adversarial orders, and
+ * the cost of a page (index entries and probes visited) with a long history: a page costs
+ * what it holds, not what the table holds. test_record_table_small.c runs them again with
+ * chunks of 4 pairs, and checks the index's own invariants after each test's changes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -46,6 +48,45 @@ static void insert_range(rt_record_table *t, item *items, size_t from, size_t to
         rt_record_table_insert(t, recs, n);
     }
 }
+
+#ifdef RECORD_TABLE_INTERNALS /* built with record_table.c included */
+/* Each state's index: slots hold their chunk's first seq, chunks hold 1 to CHUNK pairs in
+ * increasing seq (across chunks too) of listed records in that state, and every two
+ * neighbouring chunks hold more than half a chunk between them (empty room is bounded). */
+static void check_indexes(rt_record_table *t)
+{
+    size_t total = 0;
+    for (unsigned st = 0; st < t->nstates; st++) {
+        const seq_index *ix = &t->states[st];
+        size_t count = 0;
+        uint64_t prev = 0;
+        assert_true(ix->head + ix->n <= ix->cap);
+        for (size_t s = 0; s < ix->n; s++) {
+            const chunk *c = slot_at(ix, s)->c;
+            assert_true(c->n >= 1 && c->n <= CHUNK);
+            assert_int_equal(slot_at(ix, s)->first, c->e[0].seq);
+            if (s > 0)
+                assert_true(slot_at(ix, s - 1)->c->n + c->n > CHUNK / 2);
+            for (size_t i = 0; i < c->n; i++) {
+                assert_true(c->e[i].seq > prev);
+                prev = c->e[i].seq;
+                assert_int_equal(c->e[i].rec->seq, c->e[i].seq);
+                assert_int_equal(c->e[i].rec->state, st);
+                assert_true(c->e[i].rec->listed);
+            }
+            count += c->n;
+        }
+        assert_int_equal(count, ix->count);
+        total += count;
+    }
+    assert_int_equal(total, t->count);
+}
+#else
+static void check_indexes(rt_record_table *t)
+{
+    (void)t;
+}
+#endif
 
 static void drop_refs(rt_record **recs, size_t n)
 {
@@ -130,6 +171,12 @@ static void test_pages_and_states(void **state)
     assert_int_equal(n, 2);
     assert_ptr_equal(page[0], &items[0].rec);
     assert_ptr_equal(page[1], &items[3].rec);
+    /* a cursor whose record has left the table: the page goes on after it */
+    n = rt_record_table_page(t, items[3].rec.seq, RT_RECORD_ALL_STATES, page, 2, &next);
+    assert_int_equal(n, 2);
+    assert_ptr_equal(page[0], &items[4].rec);
+    assert_ptr_equal(page[1], &items[5].rec);
+    drop_refs(page, n);
     n = rt_record_table_take_oldest(t, RT_RECORD_ALL_STATES, 10, page);
     assert_int_equal(n, 8);
     rt_record_table_free(t);
@@ -181,7 +228,10 @@ static void test_random_against_model(void **state)
                 assert_int_equal(next, page[n - 1]->seq);
             drop_refs(page, n);
         }
+        if (step % 1000 == 0)
+            check_indexes(t);
     }
+    check_indexes(t);
     size_t live = 0;
     for (size_t i = 0; i < inserted; i++)
         live += (size_t)items[i].live;
@@ -197,8 +247,8 @@ static void test_random_against_model(void **state)
 
 /* The point: 200,000 records, nearly all ended (state 3), 20 running (state 1) spread
  * over the history. A page of the running ones, or a page of everything from a cursor
- * deep in the history, looks at a few hundred nodes, not at the 200,000 a walk from the
- * oldest record did. */
+ * deep in the history, looks at a few dozen entries and probes, not at the 200,000 a walk
+ * from the oldest record did. */
 static void test_page_cost_is_the_page(void **state)
 {
     (void)state;
@@ -240,12 +290,139 @@ static void test_page_cost_is_the_page(void **state)
                     "the oldest of a state %llu (of %d records)\n",
             (unsigned long long)filtered, (unsigned long long)deep,
             (unsigned long long)oldest, N);
-    /* log2(200,000) is 18; a treap's depth is a small multiple of it */
-    assert_true(filtered < 2000);
-    assert_true(deep < 1000);
-    assert_true(oldest < 200);
+    /* A seek is two binary searches, about log2(200,000) = 18 probes in all; then a page
+     * reads its entries and the chunks it crosses. A walk would be thousands. */
+    assert_true(filtered < 200);
+    assert_true(deep < 100);
+    assert_true(oldest < 10);
     rt_record **rest = malloc(N * sizeof(*rest));
     rt_record_table_take_oldest(t, RT_RECORD_ALL_STATES, N, rest);
+    free(rest);
+    rt_record_table_free(t);
+    free(items);
+}
+
+
+/* Reads every record in state mask through pages of `max`, and checks them against items
+ * in creation order. */
+static void check_pages(rt_record_table *t, item *items, size_t nitems, unsigned mask,
+                        size_t max)
+{
+    rt_record *page[64];
+    uint64_t cursor = 0, next;
+    size_t k = 0;
+    do {
+        size_t n = rt_record_table_page(t, cursor, mask, page, max, &next);
+        for (size_t i = 0; i < n; i++) {
+            while (k < nitems && (!items[k].live || !(mask & (1u << items[k].rec.state))))
+                k++;
+            assert_true(k < nitems);
+            assert_ptr_equal(page[i], &items[k++].rec);
+        }
+        drop_refs(page, n);
+        cursor = next;
+    } while (next);
+    while (k < nitems && (!items[k].live || !(mask & (1u << items[k].rec.state))))
+        k++;
+    assert_int_equal(k, nitems); /* nothing left out */
+}
+
+/* The orders a treap did not care about and chunks do: records moving to a state from the
+ * back, from the front, shuffled, and one old record arriving after 10,000 newer ones. */
+static void test_state_changes_in_any_order(void **state)
+{
+    (void)state;
+    enum { N = 10000 };
+    rt_record_table *t = rt_record_table_new(NSTATES);
+    item *items = items_new(N);
+    insert_range(t, items, 0, N, 0);
+    check_indexes(t);
+    for (size_t i = N; i-- > 0;) /* newest first: every one goes in front */
+        rt_record_table_set_state(t, &items[i].rec, 1);
+    check_indexes(t);
+    assert_int_equal(rt_record_table_count_state(t, 0), 0);
+    check_pages(t, items, N, 1u << 1, 7);
+    srand(777);
+    size_t *order = malloc(N * sizeof(*order));
+    for (size_t i = 0; i < N; i++)
+        order[i] = i;
+    for (size_t i = N - 1; i > 0; i--) {
+        size_t j = (size_t)rand() % (i + 1), x = order[i];
+        order[i] = order[j];
+        order[j] = x;
+    }
+    for (size_t i = 0; i < N / 2; i++) /* half of them to state 2, shuffled: splits */
+        rt_record_table_set_state(t, &items[order[i]].rec, 2);
+    check_indexes(t);
+    check_pages(t, items, N, 1u << 2, 13);
+    check_pages(t, items, N, (1u << 1) | (1u << 2), 64);
+    for (size_t i = 0; i < N / 2; i++) /* and back: state 2 empties, merges */
+        rt_record_table_set_state(t, &items[order[i]].rec, 1);
+    check_indexes(t);
+    assert_int_equal(rt_record_table_count_state(t, 2), 0);
+    /* the old one last: state 3 fills in order, then item 0 goes before all of them */
+    for (size_t i = 1; i < N; i++)
+        rt_record_table_set_state(t, &items[i].rec, 3);
+    rt_record_table_set_state(t, &items[0].rec, 3);
+    check_indexes(t);
+    check_pages(t, items, N, 1u << 3, 64);
+    rt_record *r;
+    assert_int_equal(rt_record_table_take_oldest(t, 1u << 3, 1, &r), 1);
+    assert_ptr_equal(r, &items[0].rec);
+    items[0].live = 0;
+    /* removals in shuffled order leave holes everywhere: chunks merge, pages stay right */
+    for (size_t i = 0; i < N; i++) {
+        item *it = &items[order[i]];
+        if (order[i] % 10 != 0 && it->live) {
+            assert_int_equal(rt_record_table_remove(t, &it->rec), 1);
+            it->live = 0;
+        }
+        if (i % 997 == 0)
+            check_indexes(t);
+    }
+    check_indexes(t);
+    assert_int_equal(rt_record_table_count(t), N / 10 - 1);
+    check_pages(t, items, N, RT_RECORD_ALL_STATES, 3);
+    free(order);
+    rt_record **rest = malloc(N * sizeof(*rest));
+    assert_int_equal(rt_record_table_take_oldest(t, RT_RECORD_ALL_STATES, N, rest), N / 10 - 1);
+    check_indexes(t);
+    free(rest);
+    rt_record_table_free(t);
+    free(items);
+}
+
+/* The daemon's pattern: records come in, run, end in about their order, and the oldest
+ * ended ones are forgotten past a limit. The indexes keep what is in them, no more. */
+static void test_stream_of_records(void **state)
+{
+    (void)state;
+    enum { N = 50000, KEPT = 1000, RUNNING = 3 };
+    rt_record_table *t = rt_record_table_new(NSTATES);
+    item *items = items_new(N);
+    for (size_t i = 0; i < N; i++) {
+        insert_range(t, items, i, i + 1, 0);
+        rt_record_table_set_state(t, &items[i].rec, 1);
+        if (i >= RUNNING) /* ends a little out of order */
+            rt_record_table_set_state(t, &items[i - RUNNING + (i % 2)].rec, 3);
+        if (i >= RUNNING + 1)
+            rt_record_table_set_state(t, &items[i - RUNNING - 1 + (i % 2)].rec, 3);
+        while (rt_record_table_count_state(t, 3) > KEPT) {
+            rt_record *r;
+            assert_int_equal(rt_record_table_take_oldest(t, 1u << 3, 1, &r), 1);
+            ((item *)r)->live = 0;
+        }
+        if (i % 4999 == 0)
+            check_indexes(t);
+    }
+    check_indexes(t);
+    assert_int_equal(rt_record_table_count_state(t, 3), KEPT);
+    check_pages(t, items, N, RT_RECORD_ALL_STATES, 50);
+    check_pages(t, items, N, 1u << 1, 2);
+    rt_record **rest = malloc(N * sizeof(*rest));
+    size_t n = rt_record_table_take_oldest(t, RT_RECORD_ALL_STATES, N, rest);
+    for (size_t i = 1; i < n; i++)
+        assert_true(rest[i - 1]->seq < rest[i]->seq);
     free(rest);
     rt_record_table_free(t);
     free(items);
@@ -258,6 +435,8 @@ int main(void)
         cmocka_unit_test(test_pages_and_states),
         cmocka_unit_test(test_random_against_model),
         cmocka_unit_test(test_page_cost_is_the_page),
+        cmocka_unit_test(test_state_changes_in_any_order),
+        cmocka_unit_test(test_stream_of_records),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
