@@ -3,6 +3,7 @@
  * the cost of a page (index entries and probes visited) with a long history: a page costs
  * what it holds, not what the table holds. test_record_table_small.c runs them again with
  * chunks of 4 pairs, and checks the index's own invariants after each test's changes. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -428,6 +429,67 @@ static void test_stream_of_records(void **state)
     free(items);
 }
 
+/* Threads inserting, ending, forgetting and paging at once (TSan checks the locking): pages
+ * stay in creation order and every record is taken out exactly once. */
+enum { THREADS = 4, PER_THREAD = 5000, THREAD_KEPT = 100 };
+
+typedef struct worker {
+    rt_record_table *t;
+    item *items;
+    size_t taken;
+} worker;
+
+static void *worker_run(void *arg)
+{
+    worker *w = arg;
+    rt_record *page[16];
+    for (size_t i = 0; i < PER_THREAD; i++) {
+        rt_record_init(&w->items[i].rec, w->items[i].id, 0);
+        rt_record *rec = &w->items[i].rec;
+        rt_record_table_insert(w->t, &rec, 1);
+        rt_record_table_set_state(w->t, rec, 1);
+        rt_record_table_set_state(w->t, rec, 3);
+        if (rt_record_table_count_state(w->t, 3) > THREAD_KEPT)
+            w->taken += rt_record_table_take_oldest(w->t, 1u << 3, 1, page);
+        if (i % 64 == 0) {
+            uint64_t next;
+            size_t n = rt_record_table_page(w->t, 0, RT_RECORD_ALL_STATES, page, 16, &next);
+            for (size_t k = 1; k < n; k++)
+                if (page[k - 1]->seq >= page[k]->seq)
+                    return "a page out of order";
+            drop_refs(page, n);
+        }
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    rt_record_table *t = rt_record_table_new(NSTATES);
+    item *items = items_new(THREADS * PER_THREAD);
+    worker w[THREADS];
+    pthread_t th[THREADS];
+    for (size_t k = 0; k < THREADS; k++) {
+        w[k] = (worker){t, items + k * PER_THREAD, 0};
+        assert_int_equal(pthread_create(&th[k], NULL, worker_run, &w[k]), 0);
+    }
+    size_t taken = 0;
+    for (size_t k = 0; k < THREADS; k++) {
+        void *err;
+        pthread_join(th[k], &err);
+        assert_null(err);
+        taken += w[k].taken;
+    }
+    check_indexes(t);
+    rt_record **rest = malloc(THREADS * PER_THREAD * sizeof(*rest));
+    size_t n = rt_record_table_take_oldest(t, RT_RECORD_ALL_STATES, THREADS * PER_THREAD, rest);
+    assert_int_equal(taken + n, THREADS * PER_THREAD);
+    free(rest);
+    rt_record_table_free(t);
+    free(items);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +499,7 @@ int main(void)
         cmocka_unit_test(test_page_cost_is_the_page),
         cmocka_unit_test(test_state_changes_in_any_order),
         cmocka_unit_test(test_stream_of_records),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
