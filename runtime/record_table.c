@@ -42,11 +42,17 @@ typedef struct slot {
 } slot;
 
 /* One state's records in seq order: slots[head .. head + n) in use, room on both sides
- * so that chunks come and go at either end without moving the others. */
+ * so that chunks come and go at either end without moving the others. Chunks hold 1 to
+ * CHUNK pairs, but for a state whose records have all left: its only chunk stays, empty
+ * (states that hold a record or two at a time, like running, would otherwise add and drop
+ * a chunk at every change). */
 typedef struct seq_index {
     slot *slots;
     size_t head, n, cap;
     size_t count; /* records */
+    chunk *spare; /* the last chunk emptied, for the next one needed: a state that holds a
+                   * record or two at a time (running) or drains at the front as it fills
+                   * at the back (ended) would otherwise allocate and free one per change */
 } seq_index;
 
 struct rt_record_table {
@@ -166,18 +172,27 @@ static void slot_remove(seq_index *ix, size_t i)
         memmove(slot_at(ix, i), slot_at(ix, i + 1), (ix->n - i - 1) * sizeof(*ix->slots));
     }
     ix->n--;
-    if (ix->n == 0) { /* an empty state keeps no memory */
-        free(ix->slots);
-        ix->slots = NULL;
-        ix->head = ix->cap = 0;
-    }
+    if (ix->n == 0)
+        ix->head = ix->cap / 2; /* room on both sides again */
 }
 
-static chunk *chunk_new(void)
+static chunk *chunk_new(seq_index *ix)
 {
-    chunk *c = must_alloc(sizeof(*c));
+    chunk *c = ix->spare;
+    if (c)
+        ix->spare = NULL;
+    else
+        c = must_alloc(sizeof(*c));
     c->n = 0;
     return c;
+}
+
+static void chunk_free(seq_index *ix, chunk *c)
+{
+    if (ix->spare)
+        free(c);
+    else
+        ix->spare = c;
 }
 
 /* Inserts (seq, rec); seq is not in ix. */
@@ -186,16 +201,21 @@ static void index_insert(seq_index *ix, uint64_t seq, rt_record *rec)
     uint64_t probes = 0;
     ix->count++;
     if (ix->n == 0) {
-        chunk *c = chunk_new();
+        chunk *c = chunk_new(ix);
         c->e[c->n++] = (entry){seq, rec};
         slot_insert(ix, 0, c);
         return;
     }
     size_t s = find_slot(ix, seq, &probes);
     chunk *c = slot_at(ix, s)->c;
+    if (c->n == 0) { /* the state's only chunk, emptied */
+        c->e[c->n++] = (entry){seq, rec};
+        slot_at(ix, s)->first = seq;
+        return;
+    }
     size_t i = chunk_after(c, seq, &probes);
     if (c->n == CHUNK) {
-        chunk *fresh = chunk_new();
+        chunk *fresh = chunk_new(ix);
         if (i == CHUNK && s == ix->n - 1) {
             /* past the end: a new last chunk, and the full one stays full */
             fresh->e[fresh->n++] = (entry){seq, rec};
@@ -236,7 +256,7 @@ static void merge_with_next(seq_index *ix, size_t s)
     memcpy(c->e + c->n, next->e, next->n * sizeof(entry));
     c->n += next->n;
     slot_remove(ix, s + 1);
-    free(next);
+    chunk_free(ix, next);
 }
 
 /* Removes the pair at position i of slot s's chunk. Every two neighbouring chunks hold
@@ -248,8 +268,10 @@ static void index_remove_at(seq_index *ix, size_t s, size_t i)
     c->n--;
     memmove(c->e + i, c->e + i + 1, (c->n - i) * sizeof(entry));
     if (c->n == 0) {
+        if (ix->n == 1)
+            return; /* a state's only chunk stays, empty, for its next record */
         slot_remove(ix, s);
-        free(c);
+        chunk_free(ix, c);
         return;
     }
     if (i == 0)
@@ -273,6 +295,7 @@ static void index_free(seq_index *ix)
 {
     for (size_t s = 0; s < ix->n; s++)
         free(slot_at(ix, s)->c);
+    free(ix->spare);
     free(ix->slots);
     *ix = (seq_index){0};
 }
