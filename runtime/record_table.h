@@ -12,23 +12,26 @@
  * - Order: every record has a sequence number (1, 2, ... in insertion order, the cursor of
  *   the listings) and sits in the index of its state: the state's (seq, record) pairs in
  *   order, in chunks of up to RT_RECORD_CHUNK pairs, under a flat array of the chunks
- *   and their first numbers (a two-level sorted array). Records come in with the highest
- *   number and mostly change state and leave in about that order, so nearly every change
- *   appends to the last chunk or takes from the first one: a few hot cache lines, where
- *   the treaps this replaced walked O(log n) cold records per change (bench f's largest
- *   user-space cost). Any other place costs two binary searches and a memmove within a
- *   chunk; a full chunk splits, and neighbours holding half a chunk between them merge,
- *   so chunks are at least a quarter full on average whatever the order. The chunk
- *   array moves its shorter side when a chunk comes or goes (nothing at its two ends),
- *   at most n / RT_RECORD_CHUNK pointers and only once per RT_RECORD_CHUNK / 2 changes
- *   in that place. There is no index of all states: creation order is the merge of the
- *   state indexes (a handful), which keeps each change to one index. A page seeks its
- *   cursor by binary search and then reads consecutive pairs; filtering by state reads
- *   only that state's index; forgetting the oldest ended record reads the indexes' heads.
+ *   and their first numbers (a two-level sorted array; the seq beside each pointer, so that
+ *   no search reads a record). Records come in with the highest number and mostly change
+ *   state and leave in about that order, so nearly every change appends to a state's last
+ *   chunk or takes from its first one: a few hot cache lines, where the treaps this
+ *   replaced walked O(log n) cold records per change (bench f's largest user-space cost).
+ *   Any other place costs two binary searches and a memmove within a chunk; a full chunk
+ *   splits, and neighbours holding half a chunk or less between them merge, so chunks are
+ *   more than a quarter full on average whatever the order. The chunk array moves its
+ *   shorter side when a chunk comes or goes (nothing at its two ends): at most
+ *   n / RT_RECORD_CHUNK slots, and a chunk comes or goes only every RT_RECORD_CHUNK / 2
+ *   or so changes in one place. There is no index of all states: creation order is the
+ *   merge of the state indexes (a handful), which keeps each change to one index. A page
+ *   seeks its cursor by binary search in each state it asks for, then reads consecutive
+ *   pairs (each entry costs O(k) when merging k states); filtering by state reads only
+ *   that state's index; forgetting the oldest ended record reads the indexes' heads.
  * - Memory: the hash's 8 to 32 bytes and the index's 16 to 64 bytes per record (16 when
- *   chunks are full, as appends leave them), none of it in the record. Out of memory for
- *   an index chunk aborts: an insert or a state change has no way to fail without breaking
- *   the reference rules above, and a daemon that cannot get 1 KiB cannot go on anyway.
+ *   chunks are full, as appends leave them), and a spare chunk per state; none of it in
+ *   the record (40 bytes; 72 with the treaps' pointers). Out of memory for an index chunk
+ *   aborts: an insert or a state change has no way to fail without breaking the reference
+ *   rules above, and a daemon that cannot get 1 KiB cannot go on anyway.
  * - One mutex guards everything here. It is a leaf: no other lock is taken under it, and
  *   owners may call in with their own locks held (a task's lock when its state changes).
  * - visits counts the index entries, chunks and binary search probes looked at by pages
