@@ -50,9 +50,9 @@ typedef struct seq_index {
     slot *slots;
     size_t head, n, cap;
     size_t count; /* records */
-    chunk *spare; /* the last chunk emptied, for the next one needed: a state that holds a
-                   * record or two at a time (running) or drains at the front as it fills
-                   * at the back (ended) would otherwise allocate and free one per change */
+    chunk *spare; /* the last chunk emptied, for the next one needed: a state that drains
+                   * at the front as it fills at the back (ended records, forgotten oldest
+                   * first) would otherwise free one and allocate one every CHUNK changes */
 } seq_index;
 
 struct rt_record_table {
@@ -172,8 +172,6 @@ static void slot_remove(seq_index *ix, size_t i)
         memmove(slot_at(ix, i), slot_at(ix, i + 1), (ix->n - i - 1) * sizeof(*ix->slots));
     }
     ix->n--;
-    if (ix->n == 0)
-        ix->head = ix->cap / 2; /* room on both sides again */
 }
 
 static chunk *chunk_new(seq_index *ix)
