@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/json_plain.h"
 #include "api/values.h"
 #include "runtime/ref.h"
 
@@ -14,7 +15,8 @@
 
 json_t *api_decode_body(const char *data, size_t len, json_error_t *error)
 {
-    return json_loadb(data, len, JSON_REJECT_DUPLICATES, error);
+    json_t *plain = api_json_plain_parse(data, len);
+    return plain ? plain : json_loadb(data, len, JSON_REJECT_DUPLICATES, error);
 }
 
 int api_decode_only_keys(json_t *obj, const char *const *allowed, const char *what, char *err,
