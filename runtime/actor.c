@@ -557,6 +557,15 @@ static void on_call_dependency(rt_watcher *w, void *arg)
 }
 
 /* A new call with its dependencies counted (not yet watched). NULL when out of memory. */
+/* Copies src into dst of size bytes, cut short as snprintf's "%s" would be: that snprintf
+ * was an eighth of an actor call's own instructions. */
+static void copy_text(char *dst, size_t size, const char *src)
+{
+    size_t n = strnlen(src, size - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static actor_call *call_new(rt_actor *a, const rt_actor_method *method, const char *name,
                             json_t *args, json_t *kwargs)
 {
@@ -567,7 +576,7 @@ static actor_call *call_new(rt_actor *a, const rt_actor_method *method, const ch
     c->actor = actor_incref(a);
     c->method = method;
     c->submitted_at = rt_clock_monotonic();
-    snprintf(c->method_name, sizeof(c->method_name), "%s", method ? name : "__init__");
+    copy_text(c->method_name, sizeof(c->method_name), method ? name : "__init__");
     c->args = args ? json_deep_copy(args) : json_array();
     c->kwargs = kwargs ? json_deep_copy(kwargs) : json_object();
     size_t n = rt_args_count_refs(c->args, c->kwargs);
@@ -1165,9 +1174,9 @@ rt_status rt_actor_call_opts(rt_actors *as, const char *actor_id, const char *me
         goto out;
     }
     if (request_id)
-        snprintf(c->request_id, sizeof(c->request_id), "%s", request_id);
+        copy_text(c->request_id, sizeof(c->request_id), request_id);
     if (traceparent)
-        snprintf(c->traceparent, sizeof(c->traceparent), "%s", traceparent);
+        copy_text(c->traceparent, sizeof(c->traceparent), traceparent);
     call_watch(as, c);
     pthread_mutex_lock(&a->lock);
     if (a->state == RT_ACTOR_DEAD) {
