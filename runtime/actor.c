@@ -672,27 +672,27 @@ static rt_error *store_result(rt_actors *as, actor_call *c, rt_call *call)
     rt_buf *buf = call->result_buf;
     call->result_buf = NULL;
     if (!buf) {
-        char *text = json_dumps(call->result_json ? call->result_json : json_null(),
-                                JSON_COMPACT | JSON_ENCODE_ANY);
-        if (text) {
-            buf = rt_buf_from(text, strlen(text), "application/json");
-            free(text);
-        }
+        buf = rt_buf_from_json(call->result_json ? call->result_json : json_null());
     }
-    json_t *fields = call_fields(c->actor, c->method_name);
     rt_error *err = NULL;
+    /* The error's fields are built only for an error: json_pack was over a third of a
+     * successful call's run. */
     if (!buf) {
+        json_t *fields = call_fields(c->actor, c->method_name);
         err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL, "out of memory storing the result");
+        json_decref(fields);
     } else {
         size_t size = buf->size;
         rt_status st = rt_store_resolve(as->store, c->ref, buf);
         if (st != RT_OK)
             rt_buf_decref(buf);
-        if (st == RT_EFULL)
+        if (st == RT_EFULL) {
+            json_t *fields = call_fields(c->actor, c->method_name);
             err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL,
                                 "the result of %zu bytes does not fit in the object store", size);
+            json_decref(fields);
+        }
     }
-    json_decref(fields);
     return err;
 }
 
