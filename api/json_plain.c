@@ -78,31 +78,49 @@ static json_t *literal(cursor *c, const char *word, size_t len, json_t *made)
     return made;
 }
 
+/* At an opening '[' or '{': takes it; true when close follows at once (taken too). */
+static bool open_empty(cursor *c, char close)
+{
+    c->p++;
+    skip_space(c);
+    if (!at(c, close))
+        return false;
+    c->p++;
+    return true;
+}
+
+/* After an element or member: 1 when a comma follows (taken), 0 at close (taken), -1 for
+ * anything else. */
+static int after_item(cursor *c, char close)
+{
+    skip_space(c);
+    if (at(c, ',')) {
+        c->p++;
+        skip_space(c);
+        return 1;
+    }
+    if (at(c, close)) {
+        c->p++;
+        return 0;
+    }
+    return -1;
+}
+
 static json_t *array(cursor *c)
 {
     json_t *arr = json_array();
-    c->p++;
-    skip_space(c);
-    if (at(c, ']')) {
-        c->p++;
+    if (open_empty(c, ']'))
         return arr;
-    }
-    for (;;) {
+    int next;
+    do {
         json_t *v = value(c);
         if (!v || json_array_append_new(arr, v) != 0)
-            break;
-        skip_space(c);
-        if (at(c, ',')) {
-            c->p++;
-            skip_space(c);
-            continue;
-        }
-        if (at(c, ']')) {
-            c->p++;
-            return arr;
-        }
-        break;
-    }
+            next = -1;
+        else
+            next = after_item(c, ']');
+    } while (next == 1);
+    if (next == 0)
+        return arr;
     json_decref(arr);
     return NULL;
 }
@@ -110,13 +128,10 @@ static json_t *array(cursor *c)
 static json_t *object(cursor *c)
 {
     json_t *obj = json_object();
-    c->p++;
-    skip_space(c);
-    if (at(c, '}')) {
-        c->p++;
+    if (open_empty(c, '}'))
         return obj;
-    }
-    for (;;) {
+    int next = -1;
+    do {
         size_t key_len;
         const char *key = at(c, '"') ? string(c, &key_len) : NULL;
         if (!key || json_object_getn(obj, key, key_len))
@@ -129,18 +144,10 @@ static json_t *object(cursor *c)
         json_t *v = value(c);
         if (!v || json_object_setn_new_nocheck(obj, key, key_len, v) != 0)
             break;
-        skip_space(c);
-        if (at(c, ',')) {
-            c->p++;
-            skip_space(c);
-            continue;
-        }
-        if (at(c, '}')) {
-            c->p++;
-            return obj;
-        }
-        break;
-    }
+        next = after_item(c, '}');
+    } while (next == 1);
+    if (next == 0)
+        return obj;
     json_decref(obj);
     return NULL;
 }
