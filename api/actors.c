@@ -221,7 +221,9 @@ static enum MHD_Result call_answer_or_park(api_request *req, const char *ref)
             r = reply_call_receipt(req, ref);
         }
     } else {
-        snprintf(req->ray_ref, sizeof(req->ray_ref), "%s", ref);
+        size_t n = strnlen(ref, sizeof(req->ray_ref) - 1); /* as tasks.c: not snprintf */
+        memcpy(req->ray_ref, ref, n);
+        req->ray_ref[n] = '\0';
         r = api_objects_reply_resolved(req, &view);
     }
     rt_object_view_release(&view);

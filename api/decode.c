@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/json_plain.h"
 #include "api/values.h"
 #include "runtime/ref.h"
 
@@ -12,9 +13,16 @@
  * function errors only with retry_exceptions. -1 asks for that default. */
 #define DEFAULT_MAX_RETRIES -1
 
+/* Bodies up to this size go to the quick parser first (api/json_plain.h): the small calls
+ * whose parse was a large part of their cost. Larger ones (batches) stay with jansson: parsed
+ * faster, batches of big arguments outran the workers, and the arguments of pending tasks,
+ * bounded by no byte limit, took test_memory's RSS from 44 MiB to 44-95 MiB. */
+#define PLAIN_BODY_MAX (64 * 1024)
+
 json_t *api_decode_body(const char *data, size_t len, json_error_t *error)
 {
-    return json_loadb(data, len, JSON_REJECT_DUPLICATES, error);
+    json_t *plain = len <= PLAIN_BODY_MAX ? api_json_plain_parse(data, len) : NULL;
+    return plain ? plain : json_loadb(data, len, JSON_REJECT_DUPLICATES, error);
 }
 
 int api_decode_only_keys(json_t *obj, const char *const *allowed, const char *what, char *err,

@@ -261,6 +261,15 @@ int api_parse_seconds(const char *text, double *out)
 {
     if (!text || !*text)
         return -1;
+    /* Whole seconds (Prefer: wait=5, the usual case) without strtod. */
+    unsigned whole = 0;
+    size_t n = 0;
+    while (n < 9 && text[n] >= '0' && text[n] <= '9')
+        whole = whole * 10 + (unsigned)(text[n++] - '0');
+    if (!text[n]) {
+        *out = whole;
+        return 0;
+    }
     char *end;
     errno = 0;
     double v = strtod(text, &end);

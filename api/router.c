@@ -80,10 +80,15 @@ typedef struct compiled_pattern {
 } compiled_pattern;
 
 static compiled_pattern compiled[ROUTE_COUNT];
+/* The routes of each segment count, in table order: only those can match a path of that
+ * many segments (looking at the whole table was most of the matcher's instructions). */
+static unsigned char with_nsegs[MAX_SEGMENTS + 1][ROUTE_COUNT];
+static size_t nwith_nsegs[MAX_SEGMENTS + 1];
 static pthread_once_t compile_once = PTHREAD_ONCE_INIT;
 
 static void compile_patterns(void)
 {
+    _Static_assert(ROUTE_COUNT <= 256, "route indexes are kept in bytes");
     for (size_t i = 0; i < ROUTE_COUNT; i++) {
         compiled_pattern *c = &compiled[i];
         const char *p = ROUTES[i].pattern + 1; /* every pattern starts with '/' */
@@ -98,6 +103,7 @@ static void compile_patterns(void)
                 break;
             p += len + 1;
         }
+        with_nsegs[c->nsegs][nwith_nsegs[c->nsegs]++] = (unsigned char)i;
     }
 }
 
@@ -165,15 +171,17 @@ api_match_result api_route_match(const char *method, char *path, const api_route
         return API_MATCH_NO_PATH;
 
     /* The most specific patterns that match the path own it. Only patterns with as many
-     * segments as the path can match, which skips most of the table cheaply. */
+     * segments as the path can match: the others are not looked at. */
     pthread_once(&compile_once, compile_patterns);
+    const unsigned char *candidates = with_nsegs[nsegs];
+    size_t ncandidates = nwith_nsegs[nsegs];
     int best = -1;
     int spec[ROUTE_COUNT];
-    for (size_t i = 0; i < ROUTE_COUNT; i++) {
-        const compiled_pattern *c = &compiled[i];
-        spec[i] = c->nsegs == nsegs && pattern_matches(c, segs, lens) ? c->literals : -1;
-        if (spec[i] > best)
-            best = spec[i];
+    for (size_t k = 0; k < ncandidates; k++) {
+        const compiled_pattern *c = &compiled[candidates[k]];
+        spec[k] = pattern_matches(c, segs, lens) ? c->literals : -1;
+        if (spec[k] > best)
+            best = spec[k];
     }
     if (best < 0)
         return API_MATCH_NO_PATH;
@@ -181,9 +189,10 @@ api_match_result api_route_match(const char *method, char *path, const api_route
     size_t used = 0;
     if (allow_size)
         allow[0] = '\0';
-    for (size_t i = 0; i < ROUTE_COUNT; i++) {
-        if (spec[i] != best)
+    for (size_t k = 0; k < ncandidates; k++) {
+        if (spec[k] != best)
             continue;
+        size_t i = candidates[k];
         if (strcmp(ROUTES[i].method, method) == 0) {
             fill_params(&compiled[i], segs, params);
             *route = &ROUTES[i];

@@ -559,6 +559,15 @@ static void on_call_dependency(rt_watcher *w, void *arg)
 }
 
 /* A new call with its dependencies counted (not yet watched). NULL when out of memory. */
+/* Copies src into dst of size bytes, cut short as snprintf's "%s" would be: that snprintf
+ * was an eighth of an actor call's own instructions. */
+static void copy_text(char *dst, size_t size, const char *src)
+{
+    size_t n = strnlen(src, size - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static actor_call *call_new(rt_actor *a, const rt_actor_method *method, const char *name,
                             json_t *args, json_t *kwargs)
 {
@@ -569,7 +578,7 @@ static actor_call *call_new(rt_actor *a, const rt_actor_method *method, const ch
     c->actor = actor_incref(a);
     c->method = method;
     c->submitted_at = rt_clock_monotonic();
-    snprintf(c->method_name, sizeof(c->method_name), "%s", method ? name : "__init__");
+    copy_text(c->method_name, sizeof(c->method_name), method ? name : "__init__");
     c->args = args ? json_deep_copy(args) : json_array();
     c->kwargs = kwargs ? json_deep_copy(kwargs) : json_object();
     size_t n = rt_args_count_refs(c->args, c->kwargs);
@@ -665,27 +674,27 @@ static rt_error *store_result(rt_actors *as, actor_call *c, rt_call *call)
     rt_buf *buf = call->result_buf;
     call->result_buf = NULL;
     if (!buf) {
-        char *text = json_dumps(call->result_json ? call->result_json : json_null(),
-                                JSON_COMPACT | JSON_ENCODE_ANY);
-        if (text) {
-            buf = rt_buf_from(text, strlen(text), "application/json");
-            free(text);
-        }
+        buf = rt_buf_from_json(call->result_json ? call->result_json : json_null());
     }
-    json_t *fields = call_fields(c->actor, c->method_name);
     rt_error *err = NULL;
+    /* The error's fields are built only for an error: json_pack was over a third of a
+     * successful call's run. */
     if (!buf) {
+        json_t *fields = call_fields(c->actor, c->method_name);
         err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL, "out of memory storing the result");
+        json_decref(fields);
     } else {
         size_t size = buf->size;
         rt_status st = rt_store_resolve(as->store, c->ref, buf);
         if (st != RT_OK)
             rt_buf_decref(buf);
-        if (st == RT_EFULL)
+        if (st == RT_EFULL) {
+            json_t *fields = call_fields(c->actor, c->method_name);
             err = rt_error_newf(RT_ERR_TASK_ERROR, fields, NULL,
                                 "the result of %zu bytes does not fit in the object store", size);
+            json_decref(fields);
+        }
     }
-    json_decref(fields);
     return err;
 }
 
@@ -1167,9 +1176,9 @@ rt_status rt_actor_call_opts(rt_actors *as, const char *actor_id, const char *me
         goto out;
     }
     if (request_id)
-        snprintf(c->request_id, sizeof(c->request_id), "%s", request_id);
+        copy_text(c->request_id, sizeof(c->request_id), request_id);
     if (traceparent)
-        snprintf(c->traceparent, sizeof(c->traceparent), "%s", traceparent);
+        copy_text(c->traceparent, sizeof(c->traceparent), traceparent);
     call_watch(as, c);
     pthread_mutex_lock(&a->lock);
     if (a->state == RT_ACTOR_DEAD) {

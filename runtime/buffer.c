@@ -36,6 +36,7 @@ static void advise_huge_pages(void *mem, size_t len)
 }
 
 static const char *intern_or_null(const char *content_type, size_t len);
+static const char JSON_UTF8[];
 
 rt_buf *rt_buf_new(size_t size, const char *content_type)
 {
@@ -91,6 +92,39 @@ rt_buf *rt_buf_from(const void *data, size_t size, const char *content_type)
     rt_buf *buf = rt_buf_new(size, content_type);
     if (buf && size)
         memcpy(buf->data, data, size);
+    return buf;
+}
+
+rt_buf *rt_buf_from_json(const json_t *value)
+{
+    /* Most values (results such as 1) are dumped on the stack and copied once: json_dumps
+     * grew a buffer of its own first, and rt_buf_from checked and looked up the type. */
+    static const size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    if (json_is_integer(value)) {
+        /* jansson prints integers with snprintf, most of the cost of a result such as 1 */
+        json_int_t v = json_integer_value(value);
+        unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+        char digits[24];
+        size_t n = 0;
+        do {
+            digits[sizeof(digits) - ++n] = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        if (v < 0)
+            digits[sizeof(digits) - ++n] = '-';
+        return rt_buf_from_interned(digits + sizeof(digits) - n, n, JSON_UTF8);
+    }
+    char small[256];
+    size_t len = json_dumpb(value, small, sizeof(small), flags);
+    if (len == 0)
+        return NULL;
+    if (len <= sizeof(small))
+        return rt_buf_from_interned(small, len, JSON_UTF8);
+    rt_buf *buf = rt_buf_new(len, JSON_UTF8);
+    if (buf && json_dumpb(value, buf->data, len, flags) != len) {
+        rt_buf_decref(buf);
+        return NULL;
+    }
     return buf;
 }
 

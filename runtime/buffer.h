@@ -10,6 +10,7 @@
 #ifndef RAYD_RUNTIME_BUFFER_H
 #define RAYD_RUNTIME_BUFFER_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -34,6 +35,10 @@ rt_buf *rt_buf_new(size_t size, const char *content_type);
 
 /* A new buffer holding a copy of data. Same rules as rt_buf_new. */
 rt_buf *rt_buf_from(const void *data, size_t size, const char *content_type);
+
+/* A new "application/json" buffer holding value's compact text (JSON_ENCODE_ANY), or NULL
+ * when out of memory. */
+rt_buf *rt_buf_from_json(const json_t *value);
 
 /* A new buffer holding a copy of data whose content type is already interned (a type a
  * buffer had: no check, no lookup). NULL when out of memory. */

@@ -365,12 +365,7 @@ static rt_error *store_results(rt_task *t, rt_call *call)
         } else {
             json_t *value = t->num_returns > 1 ? json_array_get(call->result_json, i)
                                                : call->result_json;
-            char *text = json_dumps(value ? value : json_null(),
-                                    JSON_COMPACT | JSON_ENCODE_ANY);
-            if (text) {
-                buf = rt_buf_from(text, strlen(text), "application/json");
-                free(text);
-            }
+            buf = rt_buf_from_json(value ? value : json_null());
         }
         if (!buf) {
             err = task_error(t,  "out of memory storing the result");

@@ -61,6 +61,32 @@ static void test_from_copies_bytes(void **state)
     rt_buf_decref(empty);
 }
 
+/* rt_buf_from_json: json_dumps's text (compact, any value), small values and values larger
+ * than its stack buffer alike. */
+static void test_from_json_is_dumps_text(void **state)
+{
+    (void)state;
+    json_t *big = json_array();
+    for (int i = 0; i < 200; i++)
+        json_array_append_new(big, json_sprintf("item %d", i));
+    json_t *values[] = {json_integer(1), json_integer(0), json_integer(-42),
+                        json_integer(INT64_MAX), json_integer(INT64_MIN), json_real(2.5),
+                        json_string("x\"y"), json_null(), json_pack("{s:[i,i]}", "a", 1, 2),
+                        big};
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        char *want = json_dumps(values[i], JSON_COMPACT | JSON_ENCODE_ANY);
+        rt_buf *buf = rt_buf_from_json(values[i]);
+        assert_non_null(buf);
+        assert_int_equal(buf->size, strlen(want));
+        assert_memory_equal(buf->data, want, buf->size);
+        assert_int_equal(buf->data[buf->size], '\0');
+        assert_string_equal(buf->content_type, "application/json");
+        rt_buf_decref(buf);
+        free(want);
+        json_decref(values[i]);
+    }
+}
+
 static void test_resize_grow_and_shrink(void **state)
 {
     (void)state;
@@ -399,6 +425,7 @@ int main(void)
         cmocka_unit_test(test_new_sets_fields_and_nul),
         cmocka_unit_test(test_new_zero_size_and_null_type),
         cmocka_unit_test(test_from_copies_bytes),
+        cmocka_unit_test(test_from_json_is_dumps_text),
         cmocka_unit_test(test_resize_grow_and_shrink),
         cmocka_unit_test(test_resize_overflow_keeps_buffer),
         cmocka_unit_test(test_incref_decref),
