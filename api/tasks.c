@@ -9,6 +9,7 @@
 #include "api/listing.h"
 #include "api/park.h"
 #include "api/problem.h"
+#include "api/ref_lists.h"
 #include "api/values.h"
 #include "runtime/clock.h"
 #include "runtime/events.h"
@@ -301,8 +302,15 @@ enum MHD_Result api_tasks_submit_batch(api_request *req)
     if (d != API_DECODE_OK)
         return api_problem(req, 400, "BadRequest", err, NULL);
     size_t total_refs = 0;
+    json_t *list = json_object_get(req->json, "tasks");
     for (size_t i = 0; i < n; i++) {
         total_refs += specs[i].num_returns;
+        /* Each task takes its args and kwargs out of the request's document instead of
+         * copying them (as a single submit does): nothing reads them there after this. */
+        json_t *task = json_array_get(list, i);
+        specs[i].args = api_json_take(task, "args", specs[i].args);
+        specs[i].kwargs = api_json_take(task, "kwargs", specs[i].kwargs);
+        specs[i].args_given = true;
         specs[i].request_id = req->request_id;
         if (req->ctx->fetch)
             api_cluster_want_args(req->ctx, specs[i].args, specs[i].kwargs);
@@ -312,6 +320,10 @@ enum MHD_Result api_tasks_submit_batch(api_request *req)
     char(*refs)[RT_REF_SIZE] = calloc(total_refs, sizeof(*refs));
     enum MHD_Result result;
     if (!ids || !refs) {
+        for (size_t i = 0; i < n; i++) { /* the taken arguments, not handed over */
+            json_decref(specs[i].args);
+            json_decref(specs[i].kwargs);
+        }
         result = api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
         goto done;
     }
@@ -332,13 +344,10 @@ enum MHD_Result api_tasks_submit_batch(api_request *req)
         result = api_session_reply_closed(req);
         goto done;
     }
-    json_t *out = json_array();
-    size_t r = 0;
-    for (size_t i = 0; i < n; i++) {
-        json_array_append_new(out, receipt(ids[i], &refs[r], specs[i].num_returns));
-        r += specs[i].num_returns;
-    }
-    result = api_reply_json(req, 202, json_pack("{s:o}", "tasks", out));
+    size_t len = 0;
+    char *text = api_task_receipts_text((const char(*)[RT_REF_SIZE])ids,
+                                        (const char(*)[RT_REF_SIZE])refs, specs, n, &len);
+    result = api_reply_json_text(req, 202, text, len);
 done:
     free(specs);
     free(ids);

@@ -9,6 +9,7 @@
 #include "api/handlers.h"
 #include "api/park.h"
 #include "api/problem.h"
+#include "api/ref_lists.h"
 #include "api/values.h"
 #include "api/wait_owners.h"
 #include "runtime/clock.h"
@@ -282,15 +283,16 @@ enum MHD_Result api_objects_wait(api_request *req)
     /* ready: the first num_returns resolved refs in input order; the rest are not ready.
      * A ref may resolve between the two looks; looking once more per ref keeps the answer
      * consistent with itself. */
-    json_t *ready = json_array(), *not_ready = json_array();
+    bool *ready = malloc(a->n + 1);
+    if (!ready)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
     size_t taken = 0;
     for (size_t i = 0; i < a->n; i++) {
-        if (taken < a->num_returns && resolved_now(req, s, i)) {
-            json_array_append_new(ready, json_string(a->refs[i]));
-            taken++;
-        } else {
-            json_array_append_new(not_ready, json_string(a->refs[i]));
-        }
+        ready[i] = taken < a->num_returns && resolved_now(req, s, i);
+        taken += ready[i];
     }
-    return api_reply_json(req, 200, json_pack("{s:o,s:o}", "ready", ready, "not_ready", not_ready));
+    size_t len = 0;
+    char *text = api_wait_answer_text(a->refs, ready, a->n, &len);
+    free(ready);
+    return api_reply_json_text(req, 200, text, len);
 }
