@@ -166,8 +166,6 @@ static int decode_result_ttl(json_t *v, double *out, char *err, size_t err_size)
 int api_decode_task(json_t *task, rt_task_spec *spec, char *err, size_t err_size)
 {
     static const char *const KEYS[] = {"function", "args", "kwargs", "options", NULL};
-    static const char *const OPTION_KEYS[] = {"max_retries", "retry_exceptions", "timeout",
-                                              "num_returns", "name", "result_ttl", NULL};
     memset(spec, 0, sizeof(*spec));
     spec->num_returns = 1;
     spec->max_retries = DEFAULT_MAX_RETRIES;
@@ -207,7 +205,15 @@ int api_decode_task(json_t *task, rt_task_spec *spec, char *err, size_t err_size
         snprintf(err, err_size, "kwargs must be an object");
         return API_DECODE_BAD;
     }
-    json_t *options = json_object_get(task, "options");
+    return api_decode_task_options(json_object_get(task, "options"), spec, err, err_size);
+}
+
+int api_decode_task_options(json_t *options, rt_task_spec *spec, char *err, size_t err_size)
+{
+    static const char *const OPTION_KEYS[] = {"max_retries", "retry_exceptions", "timeout",
+                                              "num_returns", "name", "result_ttl", NULL};
+    const char *key;
+    json_t *v;
     if (!options || json_is_null(options))
         return API_DECODE_OK;
     if (!json_is_object(options)) {

@@ -44,6 +44,9 @@ void api_wait_request_release(api_wait_request *req);
 
 /* One task: {"function", "args", "kwargs", "options"}. */
 int api_decode_task(json_t *task, rt_task_spec *spec, char *err, size_t err_size);
+/* A task's options (an object, or NULL or null: none) into spec, whose other fields it
+ * leaves alone (spec->name points into options). */
+int api_decode_task_options(json_t *options, rt_task_spec *spec, char *err, size_t err_size);
 
 /* {"tasks": [task, ...]}: *specs is malloc'd (n entries); err names the bad index. */
 int api_decode_task_batch(json_t *body, rt_task_spec **specs, size_t *n, char *err,
