@@ -68,85 +68,103 @@ void api_wait_request_release(api_wait_request *req)
 {
     if (req) {
         free(req->refs);
+        free(req->text);
         req->refs = NULL;
+        req->text = NULL;
     }
 }
 
 int api_decode_wait(json_t *body, bool is_wait, api_wait_request *out, char *err,
                     size_t err_size)
 {
-    static const char *const GET_KEYS[] = {"refs", "timeout", NULL};
-    static const char *const WAIT_KEYS[] = {"refs", "timeout", "num_returns", "fetch_local",
-                                            NULL};
     memset(out, 0, sizeof(*out));
     out->timeout = -1;
     if (!json_is_object(body)) {
         snprintf(err, err_size, "the body must be a JSON object");
         return API_DECODE_BAD;
     }
-    if (api_decode_only_keys(body, is_wait ? WAIT_KEYS : GET_KEYS, "the body", err, err_size))
-        return API_DECODE_BAD;
     json_t *refs = json_object_get(body, "refs");
-    if (!json_is_array(refs) || json_array_size(refs) > API_REFS_MAX) {
+    size_t n = json_array_size(refs);
+    const char **strs = malloc((n + 1) * sizeof(*strs));
+    if (!strs)
+        return API_DECODE_NOMEM;
+    for (size_t i = 0; i < n; i++) /* NULL for what is not a string */
+        strs[i] = json_string_value(json_array_get(refs, i));
+    return api_decode_wait_parts(body, json_is_array(refs), strs, n, is_wait, out, err,
+                                 err_size);
+}
+
+int api_decode_wait_parts(json_t *members, bool refs_is_list, const char **refs, size_t n,
+                          bool is_wait, api_wait_request *out, char *err, size_t err_size)
+{
+    static const char *const GET_KEYS[] = {"refs", "timeout", NULL};
+    static const char *const WAIT_KEYS[] = {"refs", "timeout", "num_returns", "fetch_local",
+                                            NULL};
+    char *text = out->text;
+    memset(out, 0, sizeof(*out));
+    out->timeout = -1;
+    out->refs = refs; /* released with out on every error */
+    out->text = text;
+    int bad = API_DECODE_BAD;
+    if (api_decode_only_keys(members, is_wait ? WAIT_KEYS : GET_KEYS, "the body", err,
+                             err_size))
+        goto fail;
+    if (!refs_is_list || n > API_REFS_MAX) {
         snprintf(err, err_size, "refs must be a list of at most %d refs", API_REFS_MAX);
-        return API_DECODE_BAD;
+        goto fail;
     }
-    json_t *fl = json_object_get(body, "fetch_local");
+    json_t *fl = json_object_get(members, "fetch_local");
     if (fl && !json_is_boolean(fl)) {
         snprintf(err, err_size, "fetch_local must be true or false");
-        return API_DECODE_BAD;
+        goto fail;
     }
-    json_t *t = json_object_get(body, "timeout");
+    json_t *t = json_object_get(members, "timeout");
     if (t && !json_is_null(t)) {
         if (!json_is_number(t) || json_number_value(t) < 0) {
             snprintf(err, err_size, "timeout must be a number of seconds >= 0");
-            return API_DECODE_BAD;
+            goto fail;
         }
         out->timeout = json_number_value(t);
     }
-    size_t n = json_array_size(refs);
     for (size_t i = 0; i < n; i++) {
-        json_t *r = json_array_get(refs, i);
-        if (!json_is_string(r) || !rt_ref_valid(json_string_value(r))) {
+        if (!refs[i] || !rt_ref_valid(refs[i])) {
             snprintf(err, err_size, "refs[%zu] is not a ref (1 to 64 characters of [A-Za-z0-9_-])",
                      i);
-            return API_DECODE_BAD;
+            goto fail;
         }
     }
     json_int_t num = 1;
     if (is_wait) {
-        json_t *k = json_object_get(body, "num_returns");
+        json_t *k = json_object_get(members, "num_returns");
         if (k && !json_is_integer(k)) {
             snprintf(err, err_size, "num_returns must be an integer");
-            return API_DECODE_BAD;
+            goto fail;
         }
         if (k)
             num = json_integer_value(k);
         if (n > 0 && (num <= 0 || (size_t)num > n)) {
             snprintf(err, err_size, "num_returns must be between 1 and the number of refs (%zu)",
                      n);
-            return API_DECODE_BAD;
+            goto fail;
         }
     }
-    out->refs = malloc((n + 1) * sizeof(*out->refs));
-    if (!out->refs)
-        return API_DECODE_NOMEM;
     out->n = n;
     out->num_returns = n == 0 ? 1 : (size_t)num; /* ray.wait([]) answers at once */
-    for (size_t i = 0; i < n; i++)
-        out->refs[i] = json_string_value(json_array_get(refs, i));
     if (is_wait && n > 1) {
         /* ray.wait refuses duplicates */
         size_t dup = 0;
-        int found = find_duplicate(out->refs, n, &dup);
+        int found = find_duplicate(refs, n, &dup);
         if (found > 0)
-            snprintf(err, err_size, "ref %s appears more than once in refs", out->refs[dup]);
+            snprintf(err, err_size, "ref %s appears more than once in refs", refs[dup]);
         if (found != 0) {
-            api_wait_request_release(out);
-            return found < 0 ? API_DECODE_NOMEM : API_DECODE_BAD;
+            bad = found < 0 ? API_DECODE_NOMEM : API_DECODE_BAD;
+            goto fail;
         }
     }
     return API_DECODE_OK;
+fail:
+    api_wait_request_release(out);
+    return bad;
 }
 
 /* ---- tasks -------------------------------------------------------------------------- */

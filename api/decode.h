@@ -32,7 +32,9 @@ int api_decode_only_keys(json_t *obj, const char *const *allowed, const char *wh
 
 /* POST /v1/objects/get and /v1/wait: {"refs", "timeout", "num_returns" (wait only)}. */
 typedef struct api_wait_request {
-    const char **refs;  /* owned array of borrowed strings */
+    const char **refs;  /* owned array of strings: in the body's JSON, or in text */
+    char *text;         /* owned: the refs' characters, when the quick reader
+                           (api/wait_scan.h) read the body; else NULL */
     size_t n;
     size_t num_returns; /* wait: 1..n (1 when refs is empty) */
     double timeout;     /* seconds; negative when absent (the server's maximum applies) */
@@ -41,6 +43,11 @@ typedef struct api_wait_request {
 int api_decode_wait(json_t *body, bool is_wait, api_wait_request *out, char *err,
                     size_t err_size);
 void api_wait_request_release(api_wait_request *req);
+/* api_decode_wait's checks, on the refs (n, each NULL when it is not a string; owned:
+ * moved into out, or freed on failure, as is out->text) and on members, the body's other
+ * members (members named refs are not looked at); refs_is_list: refs was a list. */
+int api_decode_wait_parts(json_t *members, bool refs_is_list, const char **refs, size_t n,
+                          bool is_wait, api_wait_request *out, char *err, size_t err_size);
 
 /* One task: {"function", "args", "kwargs", "options"}. */
 int api_decode_task(json_t *task, rt_task_spec *spec, char *err, size_t err_size);

@@ -12,13 +12,14 @@
 #include "api/ref_lists.h"
 #include "api/values.h"
 #include "api/wait_owners.h"
+#include "api/wait_scan.h"
 #include "runtime/clock.h"
 #include "runtime/cluster.h"
 #include "runtime/cluster_fetch.h"
 
 
 /* The decoded body and what is known of the refs, kept across rounds (refs point into
- * req->json). */
+ * req->json, or into args.text when the quick reader read the body). */
 typedef api_wait_request wait_args;
 
 typedef struct wait_state {
@@ -64,8 +65,6 @@ static wait_state *parse_args(api_request *req, int is_wait)
 {
     if (req->handler_state)
         return req->handler_state;
-    if (api_body_json(req) != 0)
-        return NULL;
     wait_state *s = calloc(1, sizeof(*s));
     if (!s) {
         api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
@@ -73,7 +72,17 @@ static wait_state *parse_args(api_request *req, int is_wait)
     }
     wait_args *a = &s->args;
     char err[256];
-    int d = api_decode_wait(req->json, is_wait, a, err, sizeof(err));
+    int d = API_DECODE_OK;
+    if (!req->json && req->body &&
+        api_wait_scan(req->body, req->body_len, is_wait, a) == 0) {
+        /* no parsed body: what a park keeps of it is the refs (api/budget.h) */
+        req->parked_cost = a->n * sizeof(*a->refs) + req->body_len + 256;
+    } else if (api_body_json(req) != 0) {
+        free(s);
+        return NULL;
+    } else {
+        d = api_decode_wait(req->json, is_wait, a, err, sizeof(err));
+    }
     if (d != API_DECODE_OK) {
         free(s);
         if (d == API_DECODE_NOMEM)
