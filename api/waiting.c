@@ -25,6 +25,8 @@ typedef api_wait_request wait_args;
 typedef struct wait_state {
     api_wait_request args;
     unsigned char *foreign;  /* cluster mode, per ref: another live node owns it */
+    unsigned char *resolved; /* per ref: seen resolved in this node's store (an object never
+                                goes back to PENDING, so it is not looked up again) */
     api_wait_owners *owners; /* cluster mode: what the owners said (api/wait_owners.h) */
 } wait_state;
 
@@ -34,6 +36,7 @@ static void wait_state_free(void *p)
     api_wait_request_release(&s->args);
     api_wait_owners_free(s->owners);
     free(s->foreign);
+    free(s->resolved);
     free(s);
 }
 
@@ -93,7 +96,8 @@ static wait_state *parse_args(api_request *req, int is_wait)
     }
     req->handler_state = s;
     req->handler_state_free = wait_state_free;
-    if (req->ctx->fetch && !(s->foreign = calloc(a->n + 1, 1))) {
+    if (!(s->resolved = calloc(a->n + 1, 1)) ||
+        (req->ctx->fetch && !(s->foreign = calloc(a->n + 1, 1)))) {
         api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
         return NULL;
     }
@@ -114,11 +118,13 @@ static wait_state *parse_args(api_request *req, int is_wait)
                 continue; /* its owner answers for it */
         }
         rt_object_view view;
-        if (rt_store_peek(req->ctx->store, a->refs[i], &view) == RT_ENOTFOUND) {
+        rt_status st = rt_store_peek(req->ctx->store, a->refs[i], &view);
+        if (st == RT_ENOTFOUND) {
             api_problem(req, 404, "NotFound", "a ref in refs does not exist",
                         json_pack("{s:s}", "ref", a->refs[i]));
             return NULL;
         }
+        s->resolved[i] = st != RT_OK || view.state != RT_OBJ_PENDING;
         rt_object_view_release(&view);
     }
     double timeout = a->timeout < 0 || a->timeout > req->ctx->config.max_wait
@@ -142,13 +148,15 @@ static bool ask_owners(api_request *req, wait_state *s, int is_wait, enum MHD_Re
  * foreign ref with no stand-in here is not. */
 static bool resolved_now(api_request *req, const wait_state *s, size_t i)
 {
-    if (api_wait_owners_resolved(s->owners, i))
+    if (s->resolved[i] || api_wait_owners_resolved(s->owners, i))
         return true;
     rt_object_view view;
     rt_status st = rt_store_peek(req->ctx->store, s->args.refs[i], &view);
-    bool resolved = st == RT_OK ? view.state != RT_OBJ_PENDING
-                                : !(s->foreign && s->foreign[i]);
+    bool foreign = s->foreign && s->foreign[i];
+    bool resolved = st == RT_OK ? view.state != RT_OBJ_PENDING : !foreign;
     rt_object_view_release(&view);
+    /* a foreign ref's stand-in may be dropped (and the ref be pending again here) */
+    s->resolved[i] = resolved && !foreign;
     return resolved;
 }
 
