@@ -5,8 +5,7 @@
 
 static void skip_space(api_json_cursor *c)
 {
-    while (c->at < c->end &&
-           (*c->at == ' ' || *c->at == '\n' || *c->at == '\r' || *c->at == '\t'))
+    while (c->at < c->end && (*c->at == ' ' || *c->at == '\n' || *c->at == '\r' || *c->at == '\t'))
         c->at++;
 }
 
@@ -54,8 +53,7 @@ bool api_json_scan_value(api_json_cursor *c, json_t **out)
     skip_space(c);
     json_error_t error;
     *out = json_loadb(c->at, (size_t)(c->end - c->at),
-                      JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES,
-                      &error);
+                      JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &error);
     if (!*out)
         return false;
     if (json_is_null(*out)) {

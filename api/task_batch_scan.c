@@ -84,7 +84,8 @@ int api_task_batch_scan(const char *body, size_t len, api_task_batch *out)
     const char *key;
     size_t key_len;
     if (!api_json_scan_take(&c, '{') || !api_json_scan_plain_string(&c, &key, &key_len) ||
-        !api_json_scan_is(key, key_len, "tasks") || !api_json_scan_take(&c, ':') || !api_json_scan_take(&c, '['))
+        !api_json_scan_is(key, key_len, "tasks") || !api_json_scan_take(&c, ':') ||
+        !api_json_scan_take(&c, '['))
         return -1;
     /* At most one task per 15 bytes ({"function":""} at least): room for all at once. */
     size_t cap = len / 15 + 1;

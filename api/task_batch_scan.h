@@ -7,8 +7,8 @@
  * It reads {"tasks": [task, ...]} with 1 to API_TASKS_BATCH_MAX tasks, each an object
  * whose members are among "function" (a string of printable ASCII without escapes),
  * "args", "kwargs" and "options" (each null, or an array or object of at most 4,000
- * bytes parsed by jansson), each at most once, with keys written without escapes. It decodes each task as
- * api_decode_task would. Anything else, valid or not, it leaves to the general path
+ * bytes parsed by jansson), each at most once, with keys written without escapes. It decodes each
+ * task as api_decode_task would. Anything else, valid or not, it leaves to the general path
  * (api_body_json, api_decode_task_batch), which answers it as before: the reader never
  * answers itself, so bad input gets the same problem+json either way. */
 #ifndef RAYD_API_TASK_BATCH_SCAN_H
@@ -22,8 +22,8 @@
 typedef struct api_task_batch {
     rt_task_spec *specs; /* n specs; their args and kwargs are the caller's (args_given) */
     size_t n;
-    char *names;         /* the function names the specs point to */
-    json_t *options;     /* the tasks' options objects (the names of tasks point there) */
+    char *names;     /* the function names the specs point to */
+    json_t *options; /* the tasks' options objects (the names of tasks point there) */
 } api_task_batch;
 
 /* Reads body (len bytes). Returns 0 with *out filled (args and kwargs handed to the

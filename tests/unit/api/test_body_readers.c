@@ -169,8 +169,7 @@ static void test_wait_read_as_the_general_path_reads_it(void **state)
     };
     for (int i = 0; cases[i].body; i++) {
         api_wait_request q, g;
-        assert_int_equal(api_wait_scan(cases[i].body, strlen(cases[i].body), cases[i].is_wait,
-                                       &q),
+        assert_int_equal(api_wait_scan(cases[i].body, strlen(cases[i].body), cases[i].is_wait, &q),
                          0);
         json_error_t error;
         json_t *doc = api_decode_body(cases[i].body, strlen(cases[i].body), &error);
