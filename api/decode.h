@@ -32,7 +32,9 @@ int api_decode_only_keys(json_t *obj, const char *const *allowed, const char *wh
 
 /* POST /v1/objects/get and /v1/wait: {"refs", "timeout", "num_returns" (wait only)}. */
 typedef struct api_wait_request {
-    const char **refs;  /* owned array of borrowed strings */
+    const char **refs;  /* owned array of strings: in the body's JSON, or in text */
+    char *text;         /* owned: the refs' characters, when the quick reader
+                           (api/wait_scan.h) read the body; else NULL */
     size_t n;
     size_t num_returns; /* wait: 1..n (1 when refs is empty) */
     double timeout;     /* seconds; negative when absent (the server's maximum applies) */
@@ -41,9 +43,17 @@ typedef struct api_wait_request {
 int api_decode_wait(json_t *body, bool is_wait, api_wait_request *out, char *err,
                     size_t err_size);
 void api_wait_request_release(api_wait_request *req);
+/* api_decode_wait's checks, on the refs (n, each NULL when it is not a string; owned:
+ * moved into out, or freed on failure, as is out->text) and on members, the body's other
+ * members (members named refs are not looked at); refs_is_list: refs was a list. */
+int api_decode_wait_parts(json_t *members, bool refs_is_list, const char **refs, size_t n,
+                          bool is_wait, api_wait_request *out, char *err, size_t err_size);
 
 /* One task: {"function", "args", "kwargs", "options"}. */
 int api_decode_task(json_t *task, rt_task_spec *spec, char *err, size_t err_size);
+/* A task's options (an object, or NULL or null: none) into spec, whose other fields it
+ * leaves alone (spec->name points into options). */
+int api_decode_task_options(json_t *options, rt_task_spec *spec, char *err, size_t err_size);
 
 /* {"tasks": [task, ...]}: *specs is malloc'd (n entries); err names the bad index. */
 int api_decode_task_batch(json_t *body, rt_task_spec **specs, size_t *n, char *err,

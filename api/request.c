@@ -179,6 +179,14 @@ enum MHD_Result api_reply_json(api_request *req, unsigned status, json_t *json)
     return api_reply(req, status, resp, "application/json");
 }
 
+enum MHD_Result api_reply_json_text(api_request *req, unsigned status, char *text, size_t len)
+{
+    struct MHD_Response *resp = api_response_text(req, text, len);
+    if (!resp)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+    return api_reply(req, status, resp, "application/json");
+}
+
 enum MHD_Result api_reply_empty(api_request *req, unsigned status)
 {
     struct MHD_Response *resp =

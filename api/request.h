@@ -95,6 +95,9 @@ enum MHD_Result api_reply(api_request *req, unsigned status, struct MHD_Response
 
 /* Serialises json (stolen) and answers with application/json. */
 enum MHD_Result api_reply_json(api_request *req, unsigned status, json_t *json);
+/* Replies with JSON already written as text (malloc'd; taken, also on failure); NULL text
+ * answers 503 (out of memory). */
+enum MHD_Result api_reply_json_text(api_request *req, unsigned status, char *text, size_t len);
 
 /* A response holding text (malloc'd, len bytes, stolen: freed by MHD, or here on failure),
  * counted for the log and kept for an Idempotency-Key. NULL when text is NULL or out of

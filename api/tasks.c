@@ -9,6 +9,8 @@
 #include "api/listing.h"
 #include "api/park.h"
 #include "api/problem.h"
+#include "api/ref_lists.h"
+#include "api/task_batch_scan.h"
 #include "api/values.h"
 #include "runtime/clock.h"
 #include "runtime/events.h"
@@ -288,18 +290,46 @@ static enum MHD_Result submit_here(api_request *req, bool may_spill)
 
 /* ---- POST /v1/tasks/batch ----------------------------------------------------------- */
 
+/* The batch's specs, their args and kwargs taken out of the body (args_given), by the
+ * quick reader when the body has the usual shape, else by the general decoder. Returns 0,
+ * or -1 after answering (bad input, out of memory). */
+static int decode_batch(api_request *req, api_task_batch *batch)
+{
+    if (!req->json && req->body && api_task_batch_scan(req->body, req->body_len, batch) == 0)
+        return 0;
+    memset(batch, 0, sizeof(*batch));
+    if (api_body_json(req) != 0)
+        return -1;
+    char err[256];
+    int d = api_decode_task_batch(req->json, &batch->specs, &batch->n, err, sizeof(err));
+    if (d != API_DECODE_OK) {
+        if (d == API_DECODE_NOMEM)
+            api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
+        else
+            api_problem(req, 400, "BadRequest", err, NULL);
+        return -1;
+    }
+    json_t *list = json_object_get(req->json, "tasks");
+    for (size_t i = 0; i < batch->n; i++) {
+        /* Each task takes its args and kwargs out of the request's document instead of
+         * copying them (as a single submit does): nothing reads them there after this. */
+        rt_task_spec *spec = &batch->specs[i];
+        json_t *task = json_array_get(list, i);
+        spec->args = api_json_take(task, "args", spec->args);
+        spec->kwargs = api_json_take(task, "kwargs", spec->kwargs);
+        spec->args_given = true;
+    }
+    return 0;
+}
+
 enum MHD_Result api_tasks_submit_batch(api_request *req)
 {
-    if (api_body_json(req) != 0)
+    api_task_batch batch;
+    if (decode_batch(req, &batch) != 0)
         return MHD_YES;
-    rt_task_spec *specs = NULL;
-    size_t n = 0;
+    rt_task_spec *specs = batch.specs;
+    size_t n = batch.n;
     char err[256], prefix[32];
-    int d = api_decode_task_batch(req->json, &specs, &n, err, sizeof(err));
-    if (d == API_DECODE_NOMEM)
-        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
-    if (d != API_DECODE_OK)
-        return api_problem(req, 400, "BadRequest", err, NULL);
     size_t total_refs = 0;
     for (size_t i = 0; i < n; i++) {
         total_refs += specs[i].num_returns;
@@ -312,6 +342,10 @@ enum MHD_Result api_tasks_submit_batch(api_request *req)
     char(*refs)[RT_REF_SIZE] = calloc(total_refs, sizeof(*refs));
     enum MHD_Result result;
     if (!ids || !refs) {
+        for (size_t i = 0; i < n; i++) { /* the taken arguments, not handed over */
+            json_decref(specs[i].args);
+            json_decref(specs[i].kwargs);
+        }
         result = api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
         goto done;
     }
@@ -332,15 +366,12 @@ enum MHD_Result api_tasks_submit_batch(api_request *req)
         result = api_session_reply_closed(req);
         goto done;
     }
-    json_t *out = json_array();
-    size_t r = 0;
-    for (size_t i = 0; i < n; i++) {
-        json_array_append_new(out, receipt(ids[i], &refs[r], specs[i].num_returns));
-        r += specs[i].num_returns;
-    }
-    result = api_reply_json(req, 202, json_pack("{s:o}", "tasks", out));
+    size_t len = 0;
+    char *text = api_task_receipts_text((const char(*)[RT_REF_SIZE])ids,
+                                        (const char(*)[RT_REF_SIZE])refs, specs, n, &len);
+    result = api_reply_json_text(req, 202, text, len);
 done:
-    free(specs);
+    api_task_batch_release(&batch);
     free(ids);
     free(refs);
     return result;

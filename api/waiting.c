@@ -9,20 +9,24 @@
 #include "api/handlers.h"
 #include "api/park.h"
 #include "api/problem.h"
+#include "api/ref_lists.h"
 #include "api/values.h"
 #include "api/wait_owners.h"
+#include "api/wait_scan.h"
 #include "runtime/clock.h"
 #include "runtime/cluster.h"
 #include "runtime/cluster_fetch.h"
 
 
 /* The decoded body and what is known of the refs, kept across rounds (refs point into
- * req->json). */
+ * req->json, or into args.text when the quick reader read the body). */
 typedef api_wait_request wait_args;
 
 typedef struct wait_state {
     api_wait_request args;
     unsigned char *foreign;  /* cluster mode, per ref: another live node owns it */
+    unsigned char *resolved; /* per ref: seen resolved in this node's store (an object never
+                                goes back to PENDING, so it is not looked up again) */
     api_wait_owners *owners; /* cluster mode: what the owners said (api/wait_owners.h) */
 } wait_state;
 
@@ -32,6 +36,7 @@ static void wait_state_free(void *p)
     api_wait_request_release(&s->args);
     api_wait_owners_free(s->owners);
     free(s->foreign);
+    free(s->resolved);
     free(s);
 }
 
@@ -63,8 +68,6 @@ static wait_state *parse_args(api_request *req, int is_wait)
 {
     if (req->handler_state)
         return req->handler_state;
-    if (api_body_json(req) != 0)
-        return NULL;
     wait_state *s = calloc(1, sizeof(*s));
     if (!s) {
         api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
@@ -72,7 +75,17 @@ static wait_state *parse_args(api_request *req, int is_wait)
     }
     wait_args *a = &s->args;
     char err[256];
-    int d = api_decode_wait(req->json, is_wait, a, err, sizeof(err));
+    int d = API_DECODE_OK;
+    if (!req->json && req->body &&
+        api_wait_scan(req->body, req->body_len, is_wait, a) == 0) {
+        /* no parsed body: what a park keeps of it is the refs (api/budget.h) */
+        req->parked_cost = a->n * sizeof(*a->refs) + req->body_len + 256;
+    } else if (api_body_json(req) != 0) {
+        free(s);
+        return NULL;
+    } else {
+        d = api_decode_wait(req->json, is_wait, a, err, sizeof(err));
+    }
     if (d != API_DECODE_OK) {
         free(s);
         if (d == API_DECODE_NOMEM)
@@ -83,7 +96,8 @@ static wait_state *parse_args(api_request *req, int is_wait)
     }
     req->handler_state = s;
     req->handler_state_free = wait_state_free;
-    if (req->ctx->fetch && !(s->foreign = calloc(a->n + 1, 1))) {
+    if (!(s->resolved = calloc(a->n + 1, 1)) ||
+        (req->ctx->fetch && !(s->foreign = calloc(a->n + 1, 1)))) {
         api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
         return NULL;
     }
@@ -104,11 +118,13 @@ static wait_state *parse_args(api_request *req, int is_wait)
                 continue; /* its owner answers for it */
         }
         rt_object_view view;
-        if (rt_store_peek(req->ctx->store, a->refs[i], &view) == RT_ENOTFOUND) {
+        rt_status st = rt_store_peek(req->ctx->store, a->refs[i], &view);
+        if (st == RT_ENOTFOUND) {
             api_problem(req, 404, "NotFound", "a ref in refs does not exist",
                         json_pack("{s:s}", "ref", a->refs[i]));
             return NULL;
         }
+        s->resolved[i] = st != RT_OK || view.state != RT_OBJ_PENDING;
         rt_object_view_release(&view);
     }
     double timeout = a->timeout < 0 || a->timeout > req->ctx->config.max_wait
@@ -132,13 +148,15 @@ static bool ask_owners(api_request *req, wait_state *s, int is_wait, enum MHD_Re
  * foreign ref with no stand-in here is not. */
 static bool resolved_now(api_request *req, const wait_state *s, size_t i)
 {
-    if (api_wait_owners_resolved(s->owners, i))
+    if (s->resolved[i] || api_wait_owners_resolved(s->owners, i))
         return true;
     rt_object_view view;
     rt_status st = rt_store_peek(req->ctx->store, s->args.refs[i], &view);
-    bool resolved = st == RT_OK ? view.state != RT_OBJ_PENDING
-                                : !(s->foreign && s->foreign[i]);
+    bool foreign = s->foreign && s->foreign[i];
+    bool resolved = st == RT_OK ? view.state != RT_OBJ_PENDING : !foreign;
     rt_object_view_release(&view);
+    /* a foreign ref's stand-in may be dropped (and the ref be pending again here) */
+    s->resolved[i] = resolved && !foreign;
     return resolved;
 }
 
@@ -282,15 +300,16 @@ enum MHD_Result api_objects_wait(api_request *req)
     /* ready: the first num_returns resolved refs in input order; the rest are not ready.
      * A ref may resolve between the two looks; looking once more per ref keeps the answer
      * consistent with itself. */
-    json_t *ready = json_array(), *not_ready = json_array();
+    bool *ready = malloc(a->n + 1);
+    if (!ready)
+        return api_problem(req, 503, "ServiceUnavailable", "out of memory", NULL);
     size_t taken = 0;
     for (size_t i = 0; i < a->n; i++) {
-        if (taken < a->num_returns && resolved_now(req, s, i)) {
-            json_array_append_new(ready, json_string(a->refs[i]));
-            taken++;
-        } else {
-            json_array_append_new(not_ready, json_string(a->refs[i]));
-        }
+        ready[i] = taken < a->num_returns && resolved_now(req, s, i);
+        taken += ready[i];
     }
-    return api_reply_json(req, 200, json_pack("{s:o,s:o}", "ready", ready, "not_ready", not_ready));
+    size_t len = 0;
+    char *text = api_wait_answer_text(a->refs, ready, a->n, &len);
+    free(ready);
+    return api_reply_json_text(req, 200, text, len);
 }

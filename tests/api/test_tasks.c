@@ -705,6 +705,86 @@ static void test_batch_10000_then_wait(void **state)
     free(body);
 }
 
+/* Batch and wait bodies of the usual shape are read by quick readers (api/task_batch_scan.h,
+ * api/wait_scan.h), others by the general decoder: the same tasks and refs written both ways
+ * get the same answers, and bad bodies of the usual shape get the general path's 400. */
+static void test_batch_and_wait_either_reader(void **state)
+{
+    static const char *const bodies[] = {
+        "{\"tasks\":[{\"function\":\"add\",\"args\":[1,2]},{\"function\":\"echo\","
+        "\"kwargs\":{},\"options\":{\"num_returns\":1,\"name\":\"quick\"}}]}",
+        "{\"tasks\":[{\"\\u0066unction\":\"add\",\"args\":[1,2]},{\"function\":\"ech\\u006f\","
+        "\"kwargs\":{},\"options\":{\"num_returns\":1,\"name\":\"general\"}}]}",
+    };
+    char refs[2][2][ID];
+    for (int b = 0; b < 2; b++) {
+        http_resp *r = http_post_json(&g_main, "/v1/tasks/batch", bodies[b]);
+        assert_status(r, 202);
+        assert_header_eq(r, "Content-Type", "application/json");
+        json_t *tasks = json_member(r->json, "tasks");
+        assert_int_equal(json_array_size(tasks), 2);
+        for (size_t i = 0; i < 2; i++) {
+            json_t *t = json_array_get(tasks, i);
+            assert_int_equal(json_object_size(t), 2); /* task_id and ref */
+            snprintf(refs[b][i], ID, "%s", json_str(t, "ref"));
+        }
+        json_t *info = tk_info(&g_main, json_str(json_array_get(tasks, 1), "task_id"));
+        assert_string_equal(json_str(info, "name"), b == 0 ? "quick" : "general");
+        assert_string_equal(json_str(info, "function"), "echo");
+        json_decref(info);
+        http_resp_free(r);
+    }
+    /* waits read both ways: the same answer, in input order */
+    for (int w = 0; w < 2; w++) {
+        http_resp *r = tk_post_jsonf(&g_main, "/v1/wait",
+                                     "{\"%s\":[\"%s\",\"%s\",\"%s\",\"%s\"],\"num_returns\":4,"
+                                     "\"timeout\":30}",
+                                     w == 0 ? "refs" : "r\\u0065fs", refs[0][0], refs[0][1],
+                                     refs[1][0], refs[1][1]);
+        assert_status(r, 200);
+        json_t *ready = json_member(r->json, "ready");
+        assert_int_equal(json_array_size(ready), 4);
+        assert_int_equal(json_array_size(json_member(r->json, "not_ready")), 0);
+        for (size_t i = 0; i < 4; i++)
+            assert_string_equal(json_string_value(json_array_get(ready, i)), refs[i / 2][i % 2]);
+        http_resp_free(r);
+    }
+    for (int b = 0; b < 2; b++) {
+        json_t *v = tk_value(&g_main, refs[b][0]);
+        tk_assert_json_eq(v, "3");
+        json_decref(v);
+    }
+    /* bad bodies of the usual shape: the general path's problem+json */
+    static const struct {
+        const char *path, *body, *detail;
+    } bad[] = {
+        {"/v1/tasks/batch", "{\"tasks\":[{\"function\":\"echo\"},{\"function\":\"echo\",\"args\":5}]}",
+         "tasks[1]: args must be a list"},
+        {"/v1/tasks/batch", "{\"tasks\":[{\"function\":\"echo\",\"options\":{\"num_returns\":0}}]}",
+         "tasks[0]: options.num_returns must be"},
+        {"/v1/tasks/batch", "{\"tasks\":[{\"function\":\"echo\",\"args\":[1],\"args\":[2]}]}",
+         "duplicate"},
+        {"/v1/tasks/batch", "{\"tasks\":[{\"function\":\"echo\"}]} x", "not valid JSON"},
+        /* waits: refs [a, b, a] and this after them */
+        {"/v1/wait", "", "appears more than once"},
+        {"/v1/wait", ",\"num_returns\":4", "num_returns must be"},
+        {"/v1/wait", ",\"timeout\":-1", "timeout must be"},
+    };
+    long long before = tk_status_tasks(&g_main, "submitted");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        http_resp *r = strcmp(bad[i].path, "/v1/wait") != 0
+                           ? http_post_json(&g_main, bad[i].path, bad[i].body)
+                           : tk_post_jsonf(&g_main, bad[i].path, "{\"refs\":[\"%s\",\"%s\",\"%s\"]%s}",
+                                           refs[0][0], refs[0][1], refs[0][0], bad[i].body);
+        char why[512];
+        if (!problem_ok(r, 400, "BadRequest", why, sizeof why))
+            fail_msg("%s: %s", bad[i].body, why);
+        assert_contains(json_str(r->json, "detail"), bad[i].detail);
+        http_resp_free(r);
+    }
+    assert_int_equal(tk_status_tasks(&g_main, "submitted"), before);
+}
+
 /* ---------------------------------------------------------------- retries */
 
 static void test_retries(void **state)
@@ -1325,6 +1405,7 @@ int main(void)
         cmocka_unit_test(test_batch_ok),
         cmocka_unit_test(test_batch_all_or_nothing),
         cmocka_unit_test(test_batch_10000_then_wait),
+        cmocka_unit_test(test_batch_and_wait_either_reader),
         cmocka_unit_test(test_retries),
         cmocka_unit_test(test_cancel_running),
         cmocka_unit_test_setup_teardown(test_cancel_queued, one_worker_setup, fresh_teardown),
