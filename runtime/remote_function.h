@@ -17,6 +17,9 @@ typedef struct rt_remote_function_spec {
     double timeout;           /* seconds per attempt; 0: 60 */
     unsigned max_concurrency; /* 0: no limit */
     int max_retries;          /* system failures; < 0: Ray's default (3) */
+    bool quick;               /* answers in microseconds: a call whose submitter waits is
+                                 sent and awaited on the submitting thread, for a short
+                                 while (see remote_function.c) */
 } rt_remote_function_spec;
 
 /* A new remote function (owned by the caller until handed to rt_registry_put_owned with
