@@ -24,6 +24,13 @@ static json_t *function_json(const rt_function *fn)
                                    "quick", fn->quick);
         json_object_update(j, remote);
         json_decref(remote);
+        if (fn->quick) {
+            unsigned long long here, missed;
+            rt_remote_function_quick_counts(fn, &here, &missed);
+            json_object_set_new(j, "quick_calls",
+                                json_pack("{s:I,s:I}", "answered_here", (json_int_t)here,
+                                          "wait_missed", (json_int_t)missed));
+        }
     }
     return j;
 }

@@ -52,6 +52,7 @@ typedef struct remote_impl {
     unsigned in_flight;
     attempt *waiting_head, *waiting_tail;
     double quick_off_until; /* lock: monotonic; quick calls take the normal path until */
+    unsigned long long quick_here, quick_missed; /* atomic: rt_remote_function_quick_counts */
     char *name, *url, *description;
 } remote_impl;
 
@@ -274,7 +275,11 @@ static void post_quick(const rt_function *fn, attempt *a)
     pthread_mutex_unlock(&impl->lock);
     /* From here a (and maybe fn's last other holder) may be gone once the call completes. */
     rt_function_hold(fn);
-    if (rt_remote_send(impl->remote, rc, wait) == RT_REMOTE_WAIT_MISSED) {
+    rt_remote_waited how = rt_remote_send(impl->remote, rc, wait);
+    if (how == RT_REMOTE_ANSWERED_HERE) {
+        __atomic_add_fetch(&impl->quick_here, 1, __ATOMIC_RELAXED);
+    } else if (how == RT_REMOTE_WAIT_MISSED) {
+        __atomic_add_fetch(&impl->quick_missed, 1, __ATOMIC_RELAXED);
         pthread_mutex_lock(&impl->lock);
         impl->quick_off_until = rt_clock_monotonic() + QUICK_BACKOFF;
         pthread_mutex_unlock(&impl->lock);
@@ -342,6 +347,14 @@ static void remote_start(const rt_function *fn, rt_call *call, rt_call_complete_
     } else if (!queued) {
         post(a);
     }
+}
+
+void rt_remote_function_quick_counts(const rt_function *fn, unsigned long long *here,
+                                     unsigned long long *missed)
+{
+    const remote_impl *impl = fn->impl;
+    *here = __atomic_load_n(&impl->quick_here, __ATOMIC_RELAXED);
+    *missed = __atomic_load_n(&impl->quick_missed, __ATOMIC_RELAXED);
 }
 
 size_t rt_remote_function_count(void)

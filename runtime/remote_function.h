@@ -28,6 +28,11 @@ typedef struct rt_remote_function_spec {
 rt_function *rt_remote_function_new(rt_remote *remote, const rt_remote_function_spec *spec);
 void rt_remote_function_release(rt_function *fn);
 
+/* A quick remote function's calls so far that were answered on the submitting thread,
+ * and that were not answered within its wait (left to an I/O thread). */
+void rt_remote_function_quick_counts(const rt_function *fn, unsigned long long *here,
+                                     unsigned long long *missed);
+
 /* Remote functions in memory in this process: made and not yet released (listed ones, and
  * replaced or removed ones that a task still holds). */
 size_t rt_remote_function_count(void);
