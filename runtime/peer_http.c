@@ -762,6 +762,15 @@ static void conn_close(rt_http_client *cl, conn *c)
 {
     close(c->fd); /* also takes it out of the epoll set */
     pthread_mutex_lock(&cl->lock);
+    if (c->poked) {
+        /* A caller poked it and an epoll event closed it first: off `pokes` before free. */
+        conn **pp = &cl->pokes;
+        while (*pp && *pp != c)
+            pp = &(*pp)->next_poke;
+        if (*pp)
+            *pp = c->next_poke;
+        c->poked = false;
+    }
     c->host->nconns--;
     if (c->ex)
         c->ex->conn = NULL;
