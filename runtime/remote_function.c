@@ -16,8 +16,9 @@
  * the same slot, the same on_done (counting, outputs, the next waiting attempt), the same
  * cancel (a->rc is set under the lock before the call is sent). An answer that does not
  * come in QUICK_WAIT is read on by the lean client's I/O thread (the call completes as any
- * other), and the function's next QUICK_BACKOFF seconds of calls take the normal path: a
- * slow or dead endpoint costs each HTTP thread at most QUICK_WAIT per QUICK_BACKOFF. */
+ * other), and the function's calls take the normal path for a while (QUICK_BACKOFF_MAX):
+ * a slow or dead endpoint costs the HTTP threads at most QUICK_WAIT per QUICK_BACKOFF_MAX
+ * once its misses in a row have grown the pause to that. */
 #include "runtime/remote_function.h"
 
 #include <pthread.h>
@@ -39,8 +40,12 @@
  * machines (118-375 us mean, BENCHMARKS.md j), and well under the 10 ms of a
  * scheduler tick. */
 #define QUICK_WAIT 0.002
-/* After a wait in vain, the function's calls take the normal path for this long. */
-#define QUICK_BACKOFF 0.1
+/* After a wait in vain, the function's calls take the normal path for a while: QUICK_WAIT
+ * after one miss, twice as long after each further miss in a row, QUICK_BACKOFF_MAX at
+ * most. An endpoint that is slow for good then costs an HTTP thread one wait per
+ * QUICK_BACKOFF_MAX (2%), while one that missed once because the machine was busy is
+ * called quick again within milliseconds. */
+#define QUICK_BACKOFF_MAX 0.1
 
 static size_t g_alive; /* atomic: rt_remote_function_count */
 
@@ -52,6 +57,7 @@ typedef struct remote_impl {
     unsigned in_flight;
     attempt *waiting_head, *waiting_tail;
     double quick_off_until; /* lock: monotonic; quick calls take the normal path until */
+    unsigned quick_misses;  /* lock (and atomic, for a look without it): misses in a row */
     unsigned long long quick_here, quick_missed; /* atomic: rt_remote_function_quick_counts */
     char *name, *url, *description;
 } remote_impl;
@@ -278,10 +284,21 @@ static void post_quick(const rt_function *fn, attempt *a)
     rt_remote_waited how = rt_remote_send(impl->remote, rc, wait);
     if (how == RT_REMOTE_ANSWERED_HERE) {
         __atomic_add_fetch(&impl->quick_here, 1, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&impl->quick_misses, __ATOMIC_RELAXED)) {
+            pthread_mutex_lock(&impl->lock);
+            __atomic_store_n(&impl->quick_misses, 0, __ATOMIC_RELAXED);
+            pthread_mutex_unlock(&impl->lock);
+        }
     } else if (how == RT_REMOTE_WAIT_MISSED) {
         __atomic_add_fetch(&impl->quick_missed, 1, __ATOMIC_RELAXED);
         pthread_mutex_lock(&impl->lock);
-        impl->quick_off_until = rt_clock_monotonic() + QUICK_BACKOFF;
+        double off = QUICK_WAIT;
+        unsigned misses = __atomic_load_n(&impl->quick_misses, __ATOMIC_RELAXED);
+        for (unsigned i = 0; i < misses && off < QUICK_BACKOFF_MAX; i++)
+            off *= 2;
+        __atomic_store_n(&impl->quick_misses, misses + 1, __ATOMIC_RELAXED);
+        impl->quick_off_until =
+            rt_clock_monotonic() + (off < QUICK_BACKOFF_MAX ? off : QUICK_BACKOFF_MAX);
         pthread_mutex_unlock(&impl->lock);
     }
     rt_function_drop(fn);

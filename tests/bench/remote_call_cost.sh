@@ -64,6 +64,7 @@ before=$(threads_stat "$rpid")
 build/bench/taskbatch remote "$wport" "$rport" wordcount "$calls" 16 32 >"$out/taskbatch.txt" 2>&1
 after=$(threads_stat "$rpid")
 ran=$(curl -s "http://127.0.0.1:$rport/metrics" | awk '/^rayd_task_run_seconds_count/ { print $2 }')
+[[ -z ${QUICK:-} ]] || echo "quick_calls: $(curl -s "http://127.0.0.1:$rport/v1/functions/wordcount" | jq -c .quick_calls)"
 grep -E '^(direct|rayd)_seq_(mean|p50|p99)_us=' "$out/taskbatch.txt"
 echo "$before $after ${ran:-0}" | awk '$5 > 0 {
     printf "rayd per call: %.2f wake-ups, %.0f us CPU (%d calls)\n", ($4 - $2) / $5, ($3 - $1) / 1000 / $5, $5 }'
