@@ -885,14 +885,16 @@ start_worker() {
     return 1
 }
 
-# j_register PORT WPORT QUICK: (re-)registers wordcount, "quick" QUICK (true or false).
+# j_register PORT WPORT QUICK: (re-)registers wordcount with "quick": true, or without it
+# (QUICK false: so that a build from before "quick" can be measured too).
 j_register() {
-    local reg code
+    local reg code quick=
+    [[ $3 == true ]] && quick=',"quick":true'
     reg=$(curl -s --max-time 10 -w '\n%{http_code}' -X PUT -H 'Content-Type: application/json' \
-        --data-binary "{\"url\":\"http://127.0.0.1:$2/functions/wordcount\",\"timeout\":10,\"quick\":$3}" \
+        --data-binary "{\"url\":\"http://127.0.0.1:$2/functions/wordcount\",\"timeout\":10$quick}" \
         "http://127.0.0.1:$1/v1/functions/wordcount" || true)
     code=${reg##*$'\n'} reg=${reg%$'\n'*}
-    if [[ $code != 20[01] ]] || ! jq -e ".kind == \"remote\" and .quick == $3" >/dev/null 2>&1 <<<"$reg"; then
+    if [[ $code != 20[01] ]] || ! jq -e ".kind == \"remote\" and (.quick // false) == $3" >/dev/null 2>&1 <<<"$reg"; then
         J_ERR="PUT /v1/functions/wordcount (quick $3) answered $code: $reg"
         return 1
     fi
