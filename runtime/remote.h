@@ -94,7 +94,9 @@ rt_remote_waited rt_remote_send(rt_remote *remote, rt_remote_call *call, double 
 int rt_remote_enable_quick(rt_remote *remote);
 
 /* Asks for a call to stop; its callback still runs once (RT_REMOTE_CANCELLED, unless it
- * had already finished). The call must not have been freed yet. */
+ * had already finished). The call must not have been freed yet; for a call made with
+ * rt_remote_prepare, the caller's own lock must keep its callback from running meanwhile
+ * (a call on the lean client is looked up after rt_remote's lock is let go). */
 void rt_remote_cancel(rt_remote *remote, rt_remote_call *call);
 
 /* Frees a call after its callback. NULL accepted. */
