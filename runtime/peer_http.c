@@ -494,6 +494,28 @@ static void busy_remove(rt_http_client *cl, rt_http_exchange *ex)
     ex->busy_prev = ex->busy_next = NULL;
 }
 
+/* The call on c had its whole answer and c stays open: c goes back to the idle list. */
+static void conn_idle_locked(conn *c, rt_http_exchange *ex)
+{
+    c->ex = NULL;
+    ex->conn = NULL;
+    c->reused = true;
+    c->state = CONN_IDLE;
+    c->next_idle = c->host->idle;
+    c->host->idle = c;
+}
+
+/* A call ends: off `busy`, its slot emptied, any cancel queued for it forgotten. */
+static void exchange_off_lists_locked(rt_http_client *cl, rt_http_exchange *ex)
+{
+    busy_remove(cl, ex);
+    if (ex->slot)
+        *ex->slot = NULL;
+    for (size_t i = 0; i < cl->ncancels; i++)
+        if (cl->cancels[i] == ex)
+            cl->cancels[i] = NULL;
+}
+
 /* The epoll mask of a connection a caller holds (`sending`): empty while it waits on it
  * itself, so that the answer does not wake the I/O thread; IDLE_EVENTS again before it
  * lets go (a change re-reports what is pending then). */
@@ -554,18 +576,8 @@ static bool end_here(rt_http_client *cl, conn *c, rt_http_exchange *ex)
     bool keep = !cl->closed && !c->recheck;
     if (keep) {
         c->sending = false;
-        c->ex = NULL;
-        ex->conn = NULL;
-        c->reused = true;
-        c->state = CONN_IDLE;
-        c->next_idle = c->host->idle;
-        c->host->idle = c;
-        busy_remove(cl, ex);
-        if (ex->slot)
-            *ex->slot = NULL;
-        for (size_t i = 0; i < cl->ncancels; i++)
-            if (cl->cancels[i] == ex)
-                cl->cancels[i] = NULL;
+        conn_idle_locked(c, ex);
+        exchange_off_lists_locked(cl, ex);
     }
     pthread_mutex_unlock(&cl->lock);
     if (!keep)
@@ -743,15 +755,10 @@ void rt_http_cancel_slot(rt_http_client *cl, rt_http_exchange **slot)
 static void end_exchange(rt_http_client *cl, rt_http_exchange *ex, rt_http_end how, const char *why)
 {
     pthread_mutex_lock(&cl->lock);
-    busy_remove(cl, ex);
-    if (ex->slot)
-        *ex->slot = NULL;
+    exchange_off_lists_locked(cl, ex);
     if (ex->conn)
         ex->conn->ex = NULL;
     ex->conn = NULL;
-    for (size_t i = 0; i < cl->ncancels; i++)
-        if (cl->cancels[i] == ex)
-            cl->cancels[i] = NULL;
     pthread_mutex_unlock(&cl->lock);
     ex->h->end(ex->arg, how, why ? why : "");
     free(ex->out);
@@ -957,12 +964,7 @@ static void read_answer(rt_http_client *cl, conn *c)
             conn_close(cl, c);
         } else {
             pthread_mutex_lock(&cl->lock);
-            c->ex = NULL;
-            ex->conn = NULL;
-            c->reused = true;
-            c->state = CONN_IDLE;
-            c->next_idle = c->host->idle;
-            c->host->idle = c;
+            conn_idle_locked(c, ex);
             pthread_mutex_unlock(&cl->lock);
         }
         end_exchange(cl, ex, RT_HTTP_ANSWERED, NULL);
