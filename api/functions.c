@@ -18,11 +18,19 @@ static json_t *function_json(const rt_function *fn)
                           fn->args_doc ? fn->args_doc : "", "returns",
                           fn->returns_doc ? fn->returns_doc : "");
     if (fn->kind == RT_FUNCTION_REMOTE) {
-        json_t *remote = json_pack("{s:s,s:f,s:i,s:i}", "url", fn->url, "timeout", fn->timeout,
-                                   "max_concurrency", (int)fn->max_concurrency, "max_retries",
-                                   fn->max_retries < 0 ? 3 : fn->max_retries);
+        json_t *remote = json_pack("{s:s,s:f,s:i,s:i,s:b}", "url", fn->url, "timeout",
+                                   fn->timeout, "max_concurrency", (int)fn->max_concurrency,
+                                   "max_retries", fn->max_retries < 0 ? 3 : fn->max_retries,
+                                   "quick", fn->quick);
         json_object_update(j, remote);
         json_decref(remote);
+        if (fn->quick) {
+            unsigned long long here, missed;
+            rt_remote_function_quick_counts(fn, &here, &missed);
+            json_object_set_new(j, "quick_calls",
+                                json_pack("{s:I,s:I}", "answered_here", (json_int_t)here,
+                                          "wait_missed", (json_int_t)missed));
+        }
     }
     return j;
 }
@@ -80,7 +88,8 @@ int api_functions_check_url(api_request *req, json_t *url, const char *allow)
 
 enum MHD_Result api_functions_put(api_request *req)
 {
-    static const char *const KEYS[] = {"url", "timeout", "max_concurrency", "max_retries", NULL};
+    static const char *const KEYS[] = {"url",         "timeout", "max_concurrency",
+                                       "max_retries", "quick",   NULL};
     const char *name = req->params[0];
     if (api_registration_answered(req)) /* cluster mode: every live node has it */
         return api_registration_answer(req);
@@ -98,7 +107,7 @@ enum MHD_Result api_functions_put(api_request *req)
     if (!json_is_object(req->json))
         return api_problem(req, 400, "BadRequest",
                            "the body must be {\"url\", \"timeout\", \"max_concurrency\", "
-                           "\"max_retries\"}",
+                           "\"max_retries\", \"quick\"}",
                            NULL);
     if (api_json_only_keys(req, req->json, KEYS, "the body") != 0)
         return MHD_YES;
@@ -133,6 +142,11 @@ enum MHD_Result api_functions_put(api_request *req)
                                "max_retries must be an integer from 0 to 1000", NULL);
         spec.max_retries = (int)json_integer_value(v);
     }
+    if ((v = json_object_get(req->json, "quick"))) {
+        if (!json_is_boolean(v))
+            return api_problem(req, 400, "BadRequest", "quick must be true or false", NULL);
+        spec.quick = json_is_true(v);
+    }
     if (req->ctx->cluster) {
         /* Refused here rather than stored in Redis for every node to refuse. */
         if (!rt_function_name_valid(name))
@@ -150,9 +164,9 @@ enum MHD_Result api_functions_put(api_request *req)
     }
     char field[160];
     snprintf(field, sizeof(field), "function:%s", name);
-    json_t *stored = json_pack("{s:s,s:f,s:i,s:i}", "url", spec.url, "timeout", spec.timeout,
-                               "max_concurrency", (int)spec.max_concurrency, "max_retries",
-                               spec.max_retries);
+    json_t *stored = json_pack("{s:s,s:f,s:i,s:i,s:b}", "url", spec.url, "timeout",
+                               spec.timeout, "max_concurrency", (int)spec.max_concurrency,
+                               "max_retries", spec.max_retries, "quick", spec.quick);
     int pending = api_registration_store(req, field, stored);
     json_decref(stored);
     if (pending)

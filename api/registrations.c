@@ -91,13 +91,14 @@ static void apply_function(api_context *ctx, const char *name, json_t *spec)
         .timeout = json_number_value(json_object_get(spec, "timeout")),
         .max_concurrency = (unsigned)json_integer_value(json_object_get(spec, "max_concurrency")),
         .max_retries = (int)json_integer_value(json_object_get(spec, "max_retries")),
+        .quick = json_is_true(json_object_get(spec, "quick")),
     };
     if (!url)
         return;
     const rt_function *now = rt_registry_get(ctx->registry, name);
     bool same = now && now->kind == RT_FUNCTION_REMOTE && now->url && strcmp(now->url, url) == 0 &&
                 now->timeout == s.timeout && now->max_concurrency == s.max_concurrency &&
-                now->max_retries == s.max_retries;
+                now->max_retries == s.max_retries && now->quick == s.quick;
     if (now)
         rt_function_drop(now);
     if (same)

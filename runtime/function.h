@@ -44,6 +44,9 @@ typedef struct rt_call {
                                 RT_REQUEST_ID_MAX bytes), or NULL */
     const char *traceparent; /* W3C traceparent to pass on (RT_TRACEPARENT_SIZE), or NULL */
     void *async_state;       /* private to asynchronous functions */
+    bool submitter_waits;    /* runs on the thread that submitted it, which waits for the
+                                result (Prefer: wait): a quick asynchronous function may
+                                finish the call there, before start returns */
     /* outputs */
     json_t *result_json;     /* owned */
     rt_buf *result_buf;      /* owned */

@@ -20,7 +20,16 @@
  * - Wakeups: an eventfd, written only when the I/O thread says it sleeps (`sleeping`, set
  *   before it looks at its lists a last time; callers add to a list, then exchange it).
  * - Lifetime: an exchange is freed by the I/O thread right after its end callback; it is
- *   on `busy` (lock) from start to end, and taken off `cancels` when it ends. */
+ *   on `busy` (lock) from start to end, and taken off `cancels` when it ends.
+ * - Waiting callers (rt_http_start_waiting): the caller keeps `sending` set after its write
+ *   and reads the answer itself, so the connection, its parser and the exchange stay the
+ *   caller's as while it writes. Its epoll mask is emptied for that time (ERR/HUP still
+ *   come, and only set `recheck`): the answer's bytes must not wake the I/O thread. A
+ *   whole answer on a connection that stays open is ended on the caller's thread (the
+ *   connection goes back idle, its mask restored first); anything else (no answer in
+ *   time, the connection broke or closed, a malformed answer, an answer that closes the
+ *   connection) is left to the I/O thread: the caller restores the mask, notes in
+ *   `handback` what it already knows, clears `sending` and pokes. */
 #include "runtime/peer_http.h"
 
 #include "runtime/clock.h"
@@ -36,6 +45,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -309,6 +319,12 @@ int rt_http_parse_eof(rt_http_parser *p)
 
 enum { CONN_CONNECTING = 0, CONN_IDLE, CONN_CHECKING, CONN_BUSY };
 
+/* A waiting caller's exchange given back to the I/O thread: as it is, with its answer
+ * malformed (the parser says why), or with its whole answer on a connection to close. */
+enum { HANDBACK_NONE = 0, HANDBACK_MALFORMED, HANDBACK_ANSWERED_CLOSE };
+
+#define IDLE_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLET)
+
 #define CONNECT_TIMEOUT 2.0
 #define SCAN_MS 100 /* how often the I/O thread looks for calls over their time */
 #define READ_CHUNK 65536
@@ -358,6 +374,9 @@ struct rt_http_exchange {
     bool got_bytes;     /* I/O thread */
     bool cancel_wanted; /* lock */
     bool cancel_queued; /* lock */
+    int handback;       /* what a waiting caller left: HANDBACK_* (then I/O thread) */
+    const int *cancel_flag;
+    rt_http_exchange **slot; /* lock */
     /* Set by rt_http_start before the I/O thread sees the exchange; then the I/O thread's
      * (last, connect_by: I/O thread only). Monotonic seconds. */
     double started, deadline, stall, last, connect_by;
@@ -374,6 +393,7 @@ struct rt_http_client {
     rt_http_exchange **cancels; /* lock */
     size_t ncancels, cancels_cap;
     bool closed, stopping; /* lock */
+    bool joined;           /* rt_http_client_stop has run */
     int sleeping;          /* atomic */
     conn *all;             /* I/O thread */
 };
@@ -474,11 +494,111 @@ static void busy_remove(rt_http_client *cl, rt_http_exchange *ex)
     ex->busy_prev = ex->busy_next = NULL;
 }
 
-rt_http_exchange *rt_http_start(rt_http_client *cl, const rt_http_request *rq,
-                                const rt_http_handler *handler, void *arg)
+/* The call on c had its whole answer and c stays open: c goes back to the idle list. */
+static void conn_idle_locked(conn *c, rt_http_exchange *ex)
+{
+    c->ex = NULL;
+    ex->conn = NULL;
+    c->reused = true;
+    c->state = CONN_IDLE;
+    c->next_idle = c->host->idle;
+    c->host->idle = c;
+}
+
+/* A call ends: off `busy`, its slot emptied, any cancel queued for it forgotten. */
+static void exchange_off_lists_locked(rt_http_client *cl, rt_http_exchange *ex)
+{
+    busy_remove(cl, ex);
+    if (ex->slot)
+        *ex->slot = NULL;
+    for (size_t i = 0; i < cl->ncancels; i++)
+        if (cl->cancels[i] == ex)
+            cl->cancels[i] = NULL;
+}
+
+/* The epoll mask of a connection a caller holds (`sending`): empty while it waits on it
+ * itself, so that the answer does not wake the I/O thread; IDLE_EVENTS again before it
+ * lets go (a change re-reports what is pending then). */
+static void set_events(rt_http_client *cl, conn *c, uint32_t events)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = c};
+    epoll_ctl(cl->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* A waiting caller reads the answer on c for up to wait seconds. 1: a whole answer on a
+ * connection that stays open; 0: the I/O thread goes on (ex->handback says what it must
+ * know). The buffer is per thread, as read_answer's. */
+static int wait_answer(conn *c, rt_http_exchange *ex, double wait)
+{
+    static __thread char buf[READ_CHUNK];
+    double until = rt_clock_monotonic() + wait;
+    for (;;) {
+        double left = until - rt_clock_monotonic();
+        if (left <= 0)
+            return 0;
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
+        struct timespec ts = {.tv_sec = (time_t)left,
+                              .tv_nsec = (long)((left - (double)(time_t)left) * 1e9)};
+        int r = ppoll(&p, 1, &ts, NULL);
+        if (r == 0 || (r < 0 && errno == EINTR))
+            continue;
+        if (r < 0)
+            return 0;
+        ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+            continue;
+        if (n <= 0)
+            return 0; /* broke or closed: the I/O thread reads the same and retries or fails */
+        ex->got_bytes = true;
+        ex->last = rt_clock_monotonic();
+        long used = rt_http_parse(&c->parser, buf, (size_t)n, &ex->h->parse, ex->arg);
+        if (used < 0) {
+            ex->handback = HANDBACK_MALFORMED;
+            return 0;
+        }
+        if (!rt_http_parser_done(&c->parser))
+            continue;
+        if (c->parser.close || used != n) {
+            ex->handback = HANDBACK_ANSWERED_CLOSE;
+            return 0;
+        }
+        return 1;
+    }
+}
+
+/* A waiting caller got a whole answer on c: the connection goes back idle and the call
+ * ends on the caller's thread. false when the client is closing or an event came (the
+ * connection may be over): the I/O thread then closes it and ends the call. */
+static bool end_here(rt_http_client *cl, conn *c, rt_http_exchange *ex)
+{
+    set_events(cl, c, IDLE_EVENTS); /* before another caller can take it */
+    pthread_mutex_lock(&cl->lock);
+    bool keep = !cl->closed && !c->recheck;
+    if (keep) {
+        c->sending = false;
+        conn_idle_locked(c, ex);
+        exchange_off_lists_locked(cl, ex);
+    }
+    pthread_mutex_unlock(&cl->lock);
+    if (!keep)
+        return false;
+    ex->h->end(ex->arg, RT_HTTP_ANSWERED, "");
+    free(ex->out);
+    free(ex);
+    return true;
+}
+
+/* What rt_http_start_waiting returns for a call that ended on the caller's thread. */
+static rt_http_exchange answered_here;
+
+rt_http_exchange *rt_http_start_waiting(rt_http_client *cl, const rt_http_request *rq,
+                                        const rt_http_handler *handler, void *arg,
+                                        rt_http_waited *waited)
 {
     char key[264], name[256], port[8];
     const char *path;
+    if (waited)
+        *waited = RT_HTTP_NOT_WAITED;
     if (!cl || split_url(rq->url, key, name, port, &path) != 0)
         return NULL;
     rt_http_exchange *ex = calloc(1, sizeof(*ex));
@@ -495,6 +615,8 @@ rt_http_exchange *rt_http_start(rt_http_client *cl, const rt_http_request *rq,
     ex->started = ex->last = rt_clock_monotonic();
     ex->deadline = rq->timeout > 0 ? ex->started + rq->timeout : 0;
     ex->stall = rq->stall > 0 ? rq->stall : 0;
+    ex->cancel_flag = rq->cancel_flag;
+    ex->slot = rq->slot;
 
     pthread_mutex_lock(&cl->lock);
     peer_host *h = cl->closed ? NULL : host_find(cl, key, name, port);
@@ -524,6 +646,8 @@ rt_http_exchange *rt_http_start(rt_http_client *cl, const rt_http_request *rq,
     if (cl->busy)
         cl->busy->busy_prev = ex;
     cl->busy = ex;
+    if (ex->slot)
+        *ex->slot = ex;
     pthread_mutex_unlock(&cl->lock);
     if (queued) {
         wake(cl);
@@ -531,6 +655,9 @@ rt_http_exchange *rt_http_start(rt_http_client *cl, const rt_http_request *rq,
     }
 
     /* The request goes out from this thread (see the DESIGN note). */
+    bool wait = rq->wait > 0;
+    if (wait)
+        set_events(cl, c, 0);
     size_t sent = 0;
     int err = 0;
     while (sent < ex->out_len) {
@@ -544,11 +671,28 @@ rt_http_exchange *rt_http_start(rt_http_client *cl, const rt_http_request *rq,
             break;
         }
     }
+    if (wait) {
+        if (sent == ex->out_len && !err) {
+            ex->out_off = sent;
+            if (waited)
+                *waited = RT_HTTP_WAIT_MISSED; /* unless answered below */
+            if (wait_answer(c, ex, rq->wait) == 1) {
+                if (end_here(cl, c, ex)) {
+                    if (waited)
+                        *waited = RT_HTTP_ANSWERED_HERE;
+                    return &answered_here; /* not NULL; the exchange is gone */
+                }
+                ex->handback = HANDBACK_ANSWERED_CLOSE;
+            }
+        }
+        set_events(cl, c, IDLE_EVENTS);
+    }
     pthread_mutex_lock(&cl->lock);
     c->sending = false;
     ex->out_off = sent;
     c->send_errno = err;
-    bool poke = (sent < ex->out_len || c->recheck || ex->cancel_wanted) && !c->poked;
+    /* A caller that waited gives the call to the I/O thread, which reads on. */
+    bool poke = (sent < ex->out_len || c->recheck || ex->cancel_wanted || wait) && !c->poked;
     c->recheck = false;
     if (poke) {
         c->poked = true;
@@ -561,9 +705,14 @@ rt_http_exchange *rt_http_start(rt_http_client *cl, const rt_http_request *rq,
     return ex;
 }
 
-void rt_http_cancel(rt_http_client *cl, rt_http_exchange *ex)
+rt_http_exchange *rt_http_start(rt_http_client *cl, const rt_http_request *rq,
+                                const rt_http_handler *handler, void *arg)
 {
-    pthread_mutex_lock(&cl->lock);
+    return rt_http_start_waiting(cl, rq, handler, arg, NULL);
+}
+
+static void cancel_locked(rt_http_client *cl, rt_http_exchange *ex)
+{
     bool queue = !ex->cancel_queued;
     if (queue && cl->ncancels == cl->cancels_cap) {
         size_t cap = cl->cancels_cap ? cl->cancels_cap * 2 : 16;
@@ -579,8 +728,24 @@ void rt_http_cancel(rt_http_client *cl, rt_http_exchange *ex)
         ex->cancel_queued = true;
         cl->cancels[cl->ncancels++] = ex;
     }
+}
+
+void rt_http_cancel(rt_http_client *cl, rt_http_exchange *ex)
+{
+    pthread_mutex_lock(&cl->lock);
+    cancel_locked(cl, ex);
     pthread_mutex_unlock(&cl->lock);
-    if (queue)
+    wake(cl);
+}
+
+void rt_http_cancel_slot(rt_http_client *cl, rt_http_exchange **slot)
+{
+    pthread_mutex_lock(&cl->lock);
+    rt_http_exchange *ex = *slot;
+    if (ex)
+        cancel_locked(cl, ex);
+    pthread_mutex_unlock(&cl->lock);
+    if (ex)
         wake(cl);
 }
 
@@ -590,13 +755,10 @@ void rt_http_cancel(rt_http_client *cl, rt_http_exchange *ex)
 static void end_exchange(rt_http_client *cl, rt_http_exchange *ex, rt_http_end how, const char *why)
 {
     pthread_mutex_lock(&cl->lock);
-    busy_remove(cl, ex);
+    exchange_off_lists_locked(cl, ex);
     if (ex->conn)
         ex->conn->ex = NULL;
     ex->conn = NULL;
-    for (size_t i = 0; i < cl->ncancels; i++)
-        if (cl->cancels[i] == ex)
-            cl->cancels[i] = NULL;
     pthread_mutex_unlock(&cl->lock);
     ex->h->end(ex->arg, how, why ? why : "");
     free(ex->out);
@@ -607,6 +769,15 @@ static void conn_close(rt_http_client *cl, conn *c)
 {
     close(c->fd); /* also takes it out of the epoll set */
     pthread_mutex_lock(&cl->lock);
+    if (c->poked) {
+        /* A caller poked it and an epoll event closed it first: off `pokes` before free. */
+        conn **pp = &cl->pokes;
+        while (*pp && *pp != c)
+            pp = &(*pp)->next_poke;
+        if (*pp)
+            *pp = c->next_poke;
+        c->poked = false;
+    }
     c->host->nconns--;
     if (c->ex)
         c->ex->conn = NULL;
@@ -793,12 +964,7 @@ static void read_answer(rt_http_client *cl, conn *c)
             conn_close(cl, c);
         } else {
             pthread_mutex_lock(&cl->lock);
-            c->ex = NULL;
-            ex->conn = NULL;
-            c->reused = true;
-            c->state = CONN_IDLE;
-            c->next_idle = c->host->idle;
-            c->host->idle = c;
+            conn_idle_locked(c, ex);
             pthread_mutex_unlock(&cl->lock);
         }
         end_exchange(cl, ex, RT_HTTP_ANSWERED, NULL);
@@ -853,6 +1019,18 @@ static void conn_event(rt_http_client *cl, conn *c, uint32_t events)
         end_exchange(cl, ex, RT_HTTP_CANCELLED, "the call was cancelled");
         return;
     }
+    if (ex->handback == HANDBACK_MALFORMED) {
+        char why[200];
+        snprintf(why, sizeof(why), "%s", c->parser.error);
+        conn_close(cl, c);
+        end_exchange(cl, ex, RT_HTTP_FAILED, why);
+        return;
+    }
+    if (ex->handback == HANDBACK_ANSWERED_CLOSE) {
+        conn_close(cl, c);
+        end_exchange(cl, ex, RT_HTTP_ANSWERED, NULL);
+        return;
+    }
     if (state == CONN_CONNECTING) {
         if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
             return;
@@ -892,6 +1070,11 @@ static void scan_times(rt_http_client *cl, double now)
         conn *c = ex->conn;
         if (!c || c->sending)
             continue;
+        if (ex->cancel_flag && __atomic_load_n(ex->cancel_flag, __ATOMIC_ACQUIRE) &&
+            !ex->cancel_queued) {
+            cancel_locked(cl, ex); /* seen on the next turn of the I/O thread's loop */
+            continue;
+        }
         bool over = (ex->deadline && now > ex->deadline) ||
                     (ex->stall && now - ex->last > ex->stall) ||
                     (c->state == CONN_CONNECTING && now > ex->connect_by);
@@ -1039,9 +1222,9 @@ void rt_http_client_close(rt_http_client *cl)
     wake(cl);
 }
 
-void rt_http_client_free(rt_http_client *cl)
+void rt_http_client_stop(rt_http_client *cl)
 {
-    if (!cl)
+    if (!cl || cl->joined)
         return;
     pthread_mutex_lock(&cl->lock);
     cl->closed = cl->stopping = true;
@@ -1049,6 +1232,14 @@ void rt_http_client_free(rt_http_client *cl)
     __atomic_store_n(&cl->sleeping, 1, __ATOMIC_SEQ_CST);
     wake(cl);
     pthread_join(cl->thread, NULL);
+    cl->joined = true;
+}
+
+void rt_http_client_free(rt_http_client *cl)
+{
+    if (!cl)
+        return;
+    rt_http_client_stop(cl);
     while (cl->hosts) {
         peer_host *next = cl->hosts->next;
         free(cl->hosts);

@@ -22,7 +22,7 @@
  *
  * Thread-safety: rt_http_start, rt_http_cancel and rt_http_client_close from any thread;
  * the handler's callbacks run on the client's I/O thread, one call at a time, and must not
- * block. */
+ * block (or, for a call answered within its wait, on the thread that started it). */
 #ifndef RAYD_RUNTIME_PEER_HTTP_H
 #define RAYD_RUNTIME_PEER_HTTP_H
 
@@ -100,7 +100,24 @@ typedef struct rt_http_request {
     bool has_body;
     double timeout; /* seconds for the whole call; 0: none */
     double stall;   /* seconds without a byte of the answer; 0: none */
+    /* Seconds the calling thread may wait for the answer itself (0: never; see
+     * rt_http_start). */
+    double wait;
+    /* Optional: set (non-zero, atomically) when the caller wants the call to stop; the I/O
+     * thread looks at it every 100 ms, which covers a cancel that came before the caller
+     * could name the exchange. */
+    const int *cancel_flag;
+    /* Optional: set to the exchange while it runs and to NULL before its end, under the
+     * client's lock, for rt_http_cancel_slot. */
+    rt_http_exchange **slot;
 } rt_http_request;
+
+/* What the calling thread did with a request's wait. */
+typedef enum rt_http_waited {
+    RT_HTTP_NOT_WAITED = 0, /* no wait asked, or no idle kept-alive connection to wait on */
+    RT_HTTP_ANSWERED_HERE,  /* the whole answer came in time: end ran on the calling thread */
+    RT_HTTP_WAIT_MISSED     /* no whole answer in time: the I/O thread goes on with the call */
+} rt_http_waited;
 
 /* Starts the I/O thread. NULL on failure. */
 rt_http_client *rt_http_client_new(void);
@@ -109,15 +126,33 @@ rt_http_client *rt_http_client_new(void);
  * way): not an http:// URL, every connection to that peer busy, closed, or out of memory.
  * Otherwise the handler's end is called exactly once on the I/O thread, possibly before
  * this returns. The exchange lives until end has returned: cancel it only while end has
- * not been called (the caller's own lock orders the two). */
+ * not been called (the caller's own lock orders the two).
+ *
+ * With request->wait > 0 and an idle kept-alive connection to the peer, the calling thread
+ * writes the request and reads the answer itself for up to wait seconds (no thread
+ * hand-off, no wake-up of the I/O thread): when the whole answer comes in time the
+ * handler's callbacks, end included, run on the calling thread before this returns
+ * (*waited, when not NULL, says RT_HTTP_ANSWERED_HERE; the returned exchange is then
+ * already gone: compare it with NULL only). Otherwise the I/O thread carries on with the
+ * call from where the caller left it, exactly as if it had sent it. */
+rt_http_exchange *rt_http_start_waiting(rt_http_client *client, const rt_http_request *request,
+                                        const rt_http_handler *handler, void *arg,
+                                        rt_http_waited *waited);
 rt_http_exchange *rt_http_start(rt_http_client *client, const rt_http_request *request,
                                 const rt_http_handler *handler, void *arg);
 
 /* Asks a call to stop: its end comes with RT_HTTP_CANCELLED (unless it had ended). */
 void rt_http_cancel(rt_http_client *client, rt_http_exchange *exchange);
 
+/* rt_http_cancel for the exchange in *slot (request->slot), if it still runs. */
+void rt_http_cancel_slot(rt_http_client *client, rt_http_exchange **slot);
+
 /* Refuses new calls and cancels those in flight (each still gets its end). */
 void rt_http_client_close(rt_http_client *client);
+
+/* Closes and stops the thread: every end has run when it returns; rt_http_start refuses
+ * from then on. Call from one thread. NULL accepted. */
+void rt_http_client_stop(rt_http_client *client);
 
 /* Closes, stops the thread (every end has run when it returns), frees. NULL accepted. */
 void rt_http_client_free(rt_http_client *client);

@@ -12,7 +12,14 @@
  * - Stopping comes before freeing: rt_remote_stop refuses posts from then on (under `lock`,
  *   so none slips in after the last sweep), joins the thread and completes every call left
  *   as cancelled. Workers and actors may still run and post until they are stopped; they
- *   get a refusal, never a freed handle. */
+ *   get a refusal, never a freed handle.
+ * - Quick calls (rt_remote_send with a wait) go on the lean HTTP client instead
+ *   (runtime/peer_http.h, made on the first rt_remote_enable_quick): the sending thread
+ *   writes the request on a kept-alive connection and reads the answer itself for a short
+ *   while; a call it does not finish is finished by the lean client's I/O thread. A call
+ *   the lean client cannot take (https, every connection busy) goes to libcurl as usual,
+ *   so its easy handle is only made then. rt_remote_stop stops the lean client too (every
+ *   call on it ends cancelled, on its thread, before rt_remote_stop returns). */
 #include "runtime/remote.h"
 
 #include <curl/curl.h>
@@ -23,15 +30,21 @@
 #include <strings.h>
 
 #include "runtime/clock.h"
+#include "runtime/peer_http.h"
 
-enum { CALL_ADDING = 0, CALL_RUNNING, CALL_DONE };
+/* PREPARED: made by rt_remote_prepare, not sent yet; LEAN: on the lean client. */
+enum { CALL_PREPARED = 0, CALL_ADDING, CALL_RUNNING, CALL_LEAN, CALL_DONE };
 
 struct rt_remote_call {
     rt_remote_call *next; /* adding list (lock) */
     rt_remote_call *run_prev, *run_next; /* calls in the multi (I/O thread only) */
     rt_remote *owner;
-    CURL *easy;
+    CURL *easy;               /* made when the call goes to libcurl */
     struct curl_slist *headers;
+    char request_id_line[200]; /* "X-Request-Id: ..." or "" */
+    char traceparent_line[100]; /* "traceparent: ..." or "" */
+    rt_http_exchange *lean_ex;  /* the lean client's lock (its slot) */
+    int lean_cancel;            /* atomic: a cancel came while on the lean client */
     char *url;
     char *payload;
     size_t payload_len;
@@ -58,6 +71,7 @@ struct rt_remote {
     int stopping;               /* lock: rt_remote_stop began; posts are refused */
     size_t in_flight;           /* lock */
     size_t max_body;
+    rt_http_client *lean;       /* lock: for quick calls; NULL until rt_remote_enable_quick */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -69,14 +83,13 @@ static void curl_init_once(void)
 
 /* ---- per-call callbacks (I/O thread) ---------------------------------------------- */
 
-static size_t on_body(char *data, size_t size, size_t n, void *arg)
+/* Appends answer bytes to the result. 0, or -1 when over max_body or out of memory. */
+static int body_append(rt_remote_call *c, const char *data, size_t len)
 {
-    rt_remote_call *c = arg;
-    size_t len = size * n;
     rt_remote_result *r = &c->result;
     if (r->body_len + len > c->owner->max_body) {
         c->too_large = 1;
-        return 0; /* aborts the transfer */
+        return -1;
     }
     if (r->body_len + len + 1 > c->body_cap) {
         size_t cap = c->body_cap ? c->body_cap * 2 : 4096;
@@ -84,33 +97,33 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
             cap *= 2;
         char *grown = realloc(r->body, cap);
         if (!grown)
-            return 0;
+            return -1;
         r->body = grown;
         c->body_cap = cap;
     }
     memcpy(r->body + r->body_len, data, len);
     r->body_len += len;
     r->body[r->body_len] = '\0';
-    return len;
+    return 0;
 }
 
-static int setup_easy(rt_remote_call *c, const char *request_id, const char *traceparent)
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    size_t len = size * n;
+    return body_append(arg, data, len) == 0 ? len : 0; /* 0 aborts the transfer */
+}
+
+static int setup_easy(rt_remote_call *c)
 {
     c->easy = curl_easy_init();
     if (!c->easy)
         return -1;
     c->headers = curl_slist_append(NULL, "Content-Type: application/json");
     c->headers = curl_slist_append(c->headers, "Expect:"); /* no 100-continue round trip */
-    if (request_id) {
-        char line[200];
-        snprintf(line, sizeof(line), "X-Request-Id: %s", request_id);
-        c->headers = curl_slist_append(c->headers, line);
-    }
-    if (traceparent) {
-        char line[100];
-        snprintf(line, sizeof(line), "traceparent: %.60s", traceparent);
-        c->headers = curl_slist_append(c->headers, line);
-    }
+    if (c->request_id_line[0])
+        c->headers = curl_slist_append(c->headers, c->request_id_line);
+    if (c->traceparent_line[0])
+        c->headers = curl_slist_append(c->headers, c->traceparent_line);
     CURL *e = c->easy;
     curl_easy_setopt(e, CURLOPT_URL, c->url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
@@ -314,6 +327,12 @@ void rt_remote_stop(rt_remote *r)
         running_remove(r, c);
         complete(r, c, CURLE_ABORTED_BY_CALLBACK, 1);
     }
+    /* Quick calls still on the lean client end cancelled on its thread; none starts now
+     * (rt_remote_send sees stopping). */
+    pthread_mutex_lock(&r->lock);
+    rt_http_client *lean = r->lean;
+    pthread_mutex_unlock(&r->lock);
+    rt_http_client_stop(lean);
 }
 
 int rt_remote_stopped(rt_remote *r)
@@ -329,16 +348,16 @@ void rt_remote_free(rt_remote *r)
     if (!r)
         return;
     rt_remote_stop(r);
+    rt_http_client_free(r->lean);
     free(r->cancels);
     curl_multi_cleanup(r->multi);
     pthread_mutex_destroy(&r->lock);
     free(r);
 }
 
-rt_remote_call *rt_remote_post(rt_remote *r, const char *url, const char *body, size_t len,
-                               double timeout, const char *request_id,
-                               const char *traceparent, rt_remote_done done,
-                               void *arg)
+rt_remote_call *rt_remote_prepare(rt_remote *r, const char *url, const char *body, size_t len,
+                                  double timeout, const char *request_id,
+                                  const char *traceparent, rt_remote_done done, void *arg)
 {
     rt_remote_call *c = calloc(1, sizeof(*c));
     if (!c)
@@ -351,16 +370,27 @@ rt_remote_call *rt_remote_post(rt_remote *r, const char *url, const char *body, 
     c->posted_at = rt_clock_monotonic();
     c->done = done;
     c->arg = arg;
+    c->state = CALL_PREPARED;
     if (!c->url || !c->payload) {
         rt_remote_call_free(c);
         return NULL;
     }
     memcpy(c->payload, body, len);
     c->payload[len] = '\0';
-    if (setup_easy(c, request_id, traceparent) != 0) {
-        rt_remote_call_free(c);
-        return NULL;
-    }
+    if (request_id)
+        snprintf(c->request_id_line, sizeof(c->request_id_line), "X-Request-Id: %s", request_id);
+    if (traceparent)
+        snprintf(c->traceparent_line, sizeof(c->traceparent_line), "traceparent: %.60s",
+                 traceparent);
+    return c;
+}
+
+/* Hands a prepared call to the libcurl thread. -1 when refused (stopping, or no easy
+ * handle): the call is then still the caller's, and no callback ran. */
+static int enqueue(rt_remote *r, rt_remote_call *c)
+{
+    if (!c->easy && setup_easy(c) != 0)
+        return -1;
     pthread_mutex_lock(&r->lock);
     int refused = r->stopping;
     if (!refused) {
@@ -370,21 +400,198 @@ rt_remote_call *rt_remote_post(rt_remote *r, const char *url, const char *body, 
         r->in_flight++;
     }
     pthread_mutex_unlock(&r->lock);
-    if (refused) {
+    if (refused)
+        return -1;
+    curl_multi_wakeup(r->multi);
+    return 0;
+}
+
+rt_remote_call *rt_remote_post(rt_remote *r, const char *url, const char *body, size_t len,
+                               double timeout, const char *request_id,
+                               const char *traceparent, rt_remote_done done,
+                               void *arg)
+{
+    rt_remote_call *c =
+        rt_remote_prepare(r, url, body, len, timeout, request_id, traceparent, done, arg);
+    if (c && enqueue(r, c) != 0) {
         rt_remote_call_free(c);
         return NULL;
     }
-    curl_multi_wakeup(r->multi);
     return c;
+}
+
+/* ---- quick calls on the lean client -------------------------------------------------- */
+
+static int lean_header(void *arg, const char *name, size_t name_len, const char *value,
+                       size_t value_len)
+{
+    rt_remote_call *c = arg;
+    if (name_len == 12 && strncasecmp(name, "Content-Type", 12) == 0) {
+        free(c->result.content_type);
+        c->result.content_type = strndup(value, value_len);
+    }
+    return 0;
+}
+
+static int lean_head_end(void *arg, int status)
+{
+    rt_remote_call *c = arg;
+    c->result.status = status;
+    return 0;
+}
+
+static int lean_body(void *arg, const char *data, size_t len)
+{
+    return body_append(arg, data, len);
+}
+
+/* The lean client's end of a call: its result as libcurl's would be, then the callback
+ * (on the lean client's I/O thread, or on the sender's within its wait). */
+static void lean_end(void *arg, rt_http_end how, const char *why)
+{
+    rt_remote_call *c = arg;
+    rt_remote *r = c->owner;
+    rt_remote_result *res = &c->result;
+    res->seconds = rt_clock_monotonic() - c->posted_at;
+    switch (how) {
+    case RT_HTTP_ANSWERED:
+        res->outcome = RT_REMOTE_ANSWERED;
+        if (!res->body) {
+            res->body = calloc(1, 1);
+            res->body_len = 0;
+        }
+        break;
+    case RT_HTTP_TIMED_OUT:
+        res->outcome = RT_REMOTE_TIMED_OUT;
+        snprintf(res->error, sizeof(res->error), "no answer within %g s", c->timeout);
+        break;
+    case RT_HTTP_CANCELLED:
+        res->outcome = RT_REMOTE_CANCELLED;
+        snprintf(res->error, sizeof(res->error), "the call was cancelled");
+        break;
+    case RT_HTTP_FAILED:
+        if (c->too_large) {
+            res->outcome = RT_REMOTE_TOO_LARGE;
+            snprintf(res->error, sizeof(res->error), "the answer was over %zu bytes",
+                     r->max_body);
+            break;
+        }
+        res->outcome = RT_REMOTE_UNREACHABLE;
+        snprintf(res->error, sizeof(res->error), "a malformed answer: %.200s", why);
+        break;
+    case RT_HTTP_UNREACHABLE:
+    default:
+        res->outcome = RT_REMOTE_UNREACHABLE;
+        snprintf(res->error, sizeof(res->error), "%.250s", why);
+        break;
+    }
+    if (res->outcome != RT_REMOTE_ANSWERED) {
+        free(res->body);
+        res->body = NULL;
+        res->body_len = 0;
+        free(res->content_type);
+        res->content_type = NULL;
+    }
+    pthread_mutex_lock(&r->lock);
+    c->state = CALL_DONE;
+    r->in_flight--;
+    pthread_mutex_unlock(&r->lock);
+    c->done(c, res, c->arg);
+}
+
+static const rt_http_handler LEAN_HANDLER = {
+    .parse = {.header = lean_header, .head_end = lean_head_end, .body = lean_body},
+    .end = lean_end,
+};
+
+/* Completes a call that was never sent (cancelled first, or the server is stopping). */
+static void complete_unsent(rt_remote_call *c, const char *why)
+{
+    c->result.outcome = RT_REMOTE_CANCELLED;
+    c->result.seconds = rt_clock_monotonic() - c->posted_at;
+    snprintf(c->result.error, sizeof(c->result.error), "%s", why);
+    pthread_mutex_lock(&c->owner->lock);
+    c->state = CALL_DONE;
+    pthread_mutex_unlock(&c->owner->lock);
+    c->done(c, &c->result, c->arg);
+}
+
+int rt_remote_enable_quick(rt_remote *r)
+{
+    pthread_mutex_lock(&r->lock);
+    if (!r->lean && !r->stopping)
+        r->lean = rt_http_client_new();
+    int ok = r->lean != NULL;
+    pthread_mutex_unlock(&r->lock);
+    return ok ? 0 : -1;
+}
+
+rt_remote_waited rt_remote_send(rt_remote *r, rt_remote_call *c, double wait)
+{
+    pthread_mutex_lock(&r->lock);
+    const char *unsent = c->cancel_requested ? "the call was cancelled"
+                         : r->stopping       ? "not sent: the server is stopping"
+                                             : NULL;
+    rt_http_client *lean = unsent ? NULL : r->lean;
+    if (lean) {
+        c->state = CALL_LEAN;
+        r->in_flight++;
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (unsent) {
+        complete_unsent(c, unsent);
+        return RT_REMOTE_NOT_WAITED;
+    }
+    if (lean) {
+        const char *headers[4] = {"Content-Type: application/json", NULL, NULL, NULL};
+        size_t nh = 1;
+        if (c->request_id_line[0])
+            headers[nh++] = c->request_id_line;
+        if (c->traceparent_line[0])
+            headers[nh++] = c->traceparent_line;
+        rt_http_request rq = {.method = "POST",
+                              .url = c->url,
+                              .headers = headers,
+                              .body = c->payload,
+                              .body_len = c->payload_len,
+                              .has_body = true,
+                              .timeout = c->timeout,
+                              .wait = wait,
+                              .cancel_flag = &c->lean_cancel,
+                              .slot = &c->lean_ex};
+        rt_http_waited waited;
+        if (rt_http_start_waiting(lean, &rq, &LEAN_HANDLER, c, &waited))
+            return waited == RT_HTTP_ANSWERED_HERE ? RT_REMOTE_ANSWERED_HERE
+                   : waited == RT_HTTP_WAIT_MISSED ? RT_REMOTE_WAIT_MISSED
+                                                   : RT_REMOTE_NOT_WAITED;
+        /* Not taken (https, every connection busy, closing): libcurl's way. */
+        pthread_mutex_lock(&r->lock);
+        c->state = CALL_PREPARED;
+        r->in_flight--;
+        unsent = c->cancel_requested ? "the call was cancelled" : NULL;
+        pthread_mutex_unlock(&r->lock);
+        if (unsent) {
+            complete_unsent(c, unsent);
+            return RT_REMOTE_NOT_WAITED;
+        }
+    }
+    if (enqueue(r, c) != 0)
+        complete_unsent(c, rt_remote_stopped(r) ? "not sent: the server is stopping"
+                                                : "not sent: out of memory");
+    return RT_REMOTE_NOT_WAITED;
 }
 
 void rt_remote_cancel(rt_remote *r, rt_remote_call *c)
 {
+    rt_http_client *lean = NULL;
     pthread_mutex_lock(&r->lock);
     /* Once stopping, rt_remote_stop completes every call itself: nothing to queue. */
     if (c->state != CALL_DONE && !c->cancel_requested && !r->stopping) {
         c->cancel_requested = 1;
-        if (c->state == CALL_RUNNING) {
+        if (c->state == CALL_LEAN) {
+            __atomic_store_n(&c->lean_cancel, 1, __ATOMIC_RELEASE);
+            lean = r->lean;
+        } else if (c->state == CALL_RUNNING) {
             if (r->ncancels == r->cancels_cap) {
                 size_t cap = r->cancels_cap ? r->cancels_cap * 2 : 16;
                 rt_remote_call **grown = realloc(r->cancels, cap * sizeof(*grown));
@@ -398,7 +605,10 @@ void rt_remote_cancel(rt_remote *r, rt_remote_call *c)
         }
     }
     pthread_mutex_unlock(&r->lock);
-    curl_multi_wakeup(r->multi);
+    if (lean)
+        rt_http_cancel_slot(lean, &c->lean_ex); /* c lives until its callback has run */
+    else
+        curl_multi_wakeup(r->multi);
 }
 
 void rt_remote_call_free(rt_remote_call *c)

@@ -66,8 +66,37 @@ rt_remote_call *rt_remote_post(rt_remote *remote, const char *url, const char *b
                                double timeout, const char *request_id,
                                const char *traceparent, rt_remote_done done, void *arg);
 
+/* A quick call in two steps, for a caller that must know the call before its callback can
+ * run (to cancel it): rt_remote_prepare makes it (nothing is sent; NULL when out of
+ * memory; cancel it already if need be), rt_remote_send sends it. */
+rt_remote_call *rt_remote_prepare(rt_remote *remote, const char *url, const char *body,
+                                  size_t len, double timeout, const char *request_id,
+                                  const char *traceparent, rt_remote_done done, void *arg);
+
+typedef enum rt_remote_waited {
+    RT_REMOTE_NOT_WAITED = 0, /* sent to an I/O thread (or ended unsent) */
+    RT_REMOTE_ANSWERED_HERE,  /* answered within the wait: the callback ran in here */
+    RT_REMOTE_WAIT_MISSED     /* not answered within the wait: an I/O thread goes on */
+} rt_remote_waited;
+
+/* Sends a prepared call. Once rt_remote_enable_quick has run, an http:// call goes on the
+ * lean client (runtime/peer_http.h): when a kept-alive connection to the endpoint is idle,
+ * this thread writes the request and waits up to wait seconds for the answer itself, with
+ * no thread hand-off (RT_REMOTE_ANSWERED_HERE); otherwise, and for https or when every
+ * connection is busy, an I/O thread carries the call as rt_remote_post's. Unlike
+ * rt_remote_post it may call back from inside (always for a call cancelled before, or
+ * once the server stops): hold no lock the callback takes. The result is the same either
+ * way, but the lean client checks timeouts every 100 ms and connects within 2 s. */
+rt_remote_waited rt_remote_send(rt_remote *remote, rt_remote_call *call, double wait);
+
+/* Starts the lean client for rt_remote_send (once; it adds a thread). 0, or -1 when it
+ * could not (rt_remote_send then uses libcurl) or once stopping. */
+int rt_remote_enable_quick(rt_remote *remote);
+
 /* Asks for a call to stop; its callback still runs once (RT_REMOTE_CANCELLED, unless it
- * had already finished). The call must not have been freed yet. */
+ * had already finished). The call must not have been freed yet; for a call made with
+ * rt_remote_prepare, the caller's own lock must keep its callback from running meanwhile
+ * (a call on the lean client is looked up after rt_remote's lock is let go). */
 void rt_remote_cancel(rt_remote *remote, rt_remote_call *call);
 
 /* Frees a call after its callback. NULL accepted. */

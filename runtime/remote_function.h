@@ -17,6 +17,9 @@ typedef struct rt_remote_function_spec {
     double timeout;           /* seconds per attempt; 0: 60 */
     unsigned max_concurrency; /* 0: no limit */
     int max_retries;          /* system failures; < 0: Ray's default (3) */
+    bool quick;               /* answers in microseconds: a call whose submitter waits is
+                                 sent and awaited on the submitting thread, for a short
+                                 while (see remote_function.c) */
 } rt_remote_function_spec;
 
 /* A new remote function (owned by the caller until handed to rt_registry_put_owned with
@@ -24,6 +27,11 @@ typedef struct rt_remote_function_spec {
  * memory. */
 rt_function *rt_remote_function_new(rt_remote *remote, const rt_remote_function_spec *spec);
 void rt_remote_function_release(rt_function *fn);
+
+/* A quick remote function's calls so far that were answered on the submitting thread,
+ * and that were not answered within its wait (left to an I/O thread). */
+void rt_remote_function_quick_counts(const rt_function *fn, unsigned long long *here,
+                                     unsigned long long *missed);
 
 /* Remote functions in memory in this process: made and not yet released (listed ones, and
  * replaced or removed ones that a task still holds). */

@@ -77,6 +77,7 @@ struct rt_task {
     unsigned attempts;
     bool cancel_requested;
     bool deps_started;   /* dependencies pinned and watched (set once, by task_start) */
+    bool run_here;       /* run_job is called by the submitter, which waits (its thread) */
     double submitted_at, started_at, finished_at;
     rt_error *error;
     int cancel_flag;                /* atomic, read by functions */
@@ -459,6 +460,8 @@ static void run_job(rt_job *job)
     call->store = ts->store;
     call->request_id = t->request_id[0] ? t->request_id : NULL;
     call->traceparent = t->traceparent[0] ? t->traceparent : NULL;
+    call->submitter_waits = t->run_here;
+    t->run_here = false; /* a retry runs on a worker */
     t->began = rt_clock_monotonic();
     t->queued = t->ready_at > 0 ? t->began - t->ready_at : -1;
     if (t->fn->start) {
@@ -894,6 +897,7 @@ rt_status rt_task_submit_many(rt_tasks *ts, const rt_task_spec *specs, size_t n,
         t->ready_at = now; /* tasks with dependencies set it again once those are done */
         if (t->ndeps == 0 && specs[i].inline_ok && (t->fn->quick || t->fn->start)) {
             task_incref(t);
+            t->run_here = true;
             run_job(&t->job);
         } else if (t->ndeps == 0) {
             task_incref(t);

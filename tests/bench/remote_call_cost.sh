@@ -4,6 +4,7 @@
 # CPU time (schedstat) per call, besides the latency that benchmark j reports.
 #
 #   tests/bench/remote_call_cost.sh [CALLS]     (default 2000; RAYD_BIN as in run.sh)
+#   QUICK=1 tests/bench/remote_call_cost.sh     (wordcount registered with "quick": true)
 #
 # Starts examples/python/worker.py (TCP_NODELAY, as run.sh's WORKER_PY) and rayd with
 # --remote-allow for it, registers wordcount, and runs `taskbatch remote` (CALLS sequential
@@ -46,7 +47,7 @@ for _ in $(seq 100); do
 done
 [[ -n $rport ]] || { echo "remote_call_cost: rayd did not start" >&2; exit 1; }
 curl -sf -o /dev/null -X PUT -H 'Content-Type: application/json' \
-    --data-binary "{\"url\":\"http://127.0.0.1:$wport/functions/wordcount\",\"timeout\":10}" \
+    --data-binary "{\"url\":\"http://127.0.0.1:$wport/functions/wordcount\",\"timeout\":10${QUICK:+,\"quick\":true}}" \
     "http://127.0.0.1:$rport/v1/functions/wordcount"
 
 # CPU nanoseconds and voluntary context switches, summed over the process's threads
@@ -63,6 +64,7 @@ before=$(threads_stat "$rpid")
 build/bench/taskbatch remote "$wport" "$rport" wordcount "$calls" 16 32 >"$out/taskbatch.txt" 2>&1
 after=$(threads_stat "$rpid")
 ran=$(curl -s "http://127.0.0.1:$rport/metrics" | awk '/^rayd_task_run_seconds_count/ { print $2 }')
+[[ -z ${QUICK:-} ]] || echo "quick_calls: $(curl -s "http://127.0.0.1:$rport/v1/functions/wordcount" | jq -c .quick_calls)"
 grep -E '^(direct|rayd)_seq_(mean|p50|p99)_us=' "$out/taskbatch.txt"
 echo "$before $after ${ran:-0}" | awk '$5 > 0 {
     printf "rayd per call: %.2f wake-ups, %.0f us CPU (%d calls)\n", ($4 - $2) / $5, ($3 - $1) / 1000 / $5, $5 }'

@@ -14,6 +14,8 @@
 #   BENCH_ACTORS=N      actors created in benchmark i (default 100000)
 #   BENCH_REMOTE_CALLS=N        sequential remote calls per side in j (default 4000)
 #   BENCH_REMOTE_CONC_CALLS=N   remote calls per side over 16 connections in j (default 8000)
+#   BENCH_J_MODES="normal quick ..."  j's runs in order: wordcount registered without / with "quick"
+#                               (default "normal quick quick normal")
 #   BENCH_PROFILE_GETS=N        GETs profiled under callgrind in l (default 20000)
 #   BENCH_CLIENT_ROUNDS=N       rounds per side of each workload in m (default 6)
 #   BENCH_CLUSTER_BIG_RUNS=N    runs of the 1 GiB node-to-node get in n (default 3)
@@ -883,8 +885,26 @@ start_worker() {
     return 1
 }
 
+# j_register PORT WPORT QUICK: (re-)registers wordcount with "quick": true, or without it
+# (QUICK false: so that a build from before "quick" can be measured too).
+j_register() {
+    local reg code quick=
+    [[ $3 == true ]] && quick=',"quick":true'
+    reg=$(curl -s --max-time 10 -w '\n%{http_code}' -X PUT -H 'Content-Type: application/json' \
+        --data-binary "{\"url\":\"http://127.0.0.1:$2/functions/wordcount\",\"timeout\":10$quick}" \
+        "http://127.0.0.1:$1/v1/functions/wordcount" || true)
+    code=${reg##*$'\n'} reg=${reg%$'\n'*}
+    if [[ $code != 20[01] ]] || ! jq -e ".kind == \"remote\" and (.quick // false) == $3" >/dev/null 2>&1 <<<"$reg"; then
+        J_ERR="PUT /v1/functions/wordcount (quick $3) answered $code: $reg"
+        return 1
+    fi
+}
+
+# j's runs: wordcount registered without and with "quick", alternated (BENCH_J_MODES, default
+# "normal quick quick normal"), one taskbatch run each in the same rayd and worker.
 bench_j() {
     local worker rayd msg n=${BENCH_REMOTE_CALLS:-4000} m=${BENCH_REMOTE_CONC_CALLS:-8000} conc=16
+    local modes=(${BENCH_J_MODES:-normal quick quick normal})
     command -v python3 >/dev/null || { fail "j: python3 is not installed"; return; }
     start_worker || { fail "j: the example worker did not start"; return; }
     worker=$SRV_PID
@@ -899,13 +919,8 @@ bench_j() {
         j_stop
         return
     fi
-    local reg code
-    reg=$(curl -s --max-time 10 -w '\n%{http_code}' -X PUT -H 'Content-Type: application/json' \
-        --data-binary "{\"url\":\"http://127.0.0.1:$wport/functions/wordcount\",\"timeout\":10}" \
-        "http://127.0.0.1:$rport/v1/functions/wordcount" || true)
-    code=${reg##*$'\n'} reg=${reg%$'\n'*}
-    if [[ $code != 20[01] ]] || ! jq -e '.kind == "remote"' >/dev/null 2>&1 <<<"$reg"; then
-        fail "j: PUT /v1/functions/wordcount answered $code: $reg"
+    if ! j_register "$rport" "$wport" false; then
+        fail "j: $J_ERR"
         j_stop
         return
     fi
@@ -924,12 +939,27 @@ bench_j() {
     fi
     local before
     before=$(curl -s --max-time 10 "http://127.0.0.1:$wport/stats" | jq -r '.wordcount.calls // 0' 2>/dev/null || true)
-    if ! taskbatch j remote "$wport" "$rport" wordcount "$n" "$conc" "$m"; then
-        fail "j: $TB_ERR"
-        j_stop
-        return
-    fi
-    local r=$TB_OUT after submitted finished failed retries
+    local results=() i mode calls=0 rcalls=0 here=0 missed=0 qc
+    for i in "${!modes[@]}"; do
+        mode=${modes[i]}
+        if ! j_register "$rport" "$wport" "$([[ $mode == quick ]] && echo true || echo false)"; then
+            fail "j: $J_ERR"
+            j_stop
+            return
+        fi
+        if ! taskbatch "j$i-$mode" remote "$wport" "$rport" wordcount "$n" "$conc" "$m"; then
+            fail "j: $TB_ERR"
+            j_stop
+            return
+        fi
+        results+=("$TB_OUT")
+        calls=$((calls + $(kv "$TB_OUT" calls_total))) rcalls=$((rcalls + $(kv "$TB_OUT" rayd_calls)))
+        if [[ $mode == quick ]]; then
+            qc=$(curl -s --max-time 10 "http://127.0.0.1:$rport/v1/functions/wordcount" | jq -r '"\(.quick_calls.answered_here) \(.quick_calls.wait_missed)"')
+            here=$((here + ${qc% *})) missed=$((missed + ${qc#* }))
+        fi
+    done
+    local after submitted finished failed retries
     sleep 0.2
     after=$(curl -s --max-time 10 "http://127.0.0.1:$wport/stats" | jq -r '.wordcount.calls // 0' 2>/dev/null || true)
     submitted=$(rayd_status "$rport" .tasks.submitted)
@@ -937,27 +967,29 @@ bench_j() {
     failed=$(rayd_status "$rport" .tasks.failed)
     retries=$(rayd_status "$rport" .tasks.retries)
     j_stop
-    local calls rcalls
-    calls=$(kv "$r" calls_total) rcalls=$(kv "$r" rayd_calls)
     # every call reached the worker exactly once (no retries), every rayd call is one task
     if [[ $((${after:-0} - ${before:-0})) != "$calls" || ${submitted:-0} != $((rcalls + 1)) ||
         ${finished:-0} != "${submitted:-0}" || ${failed:-1} != 0 || ${retries:-1} != 0 ]]; then
         fail "j: the worker counts $((${after:-0} - ${before:-0})) calls for $calls made; rayd $submitted tasks submitted, $finished finished, $failed failed, $retries retries, for $rcalls calls + 1 sample"
         return
     fi
-    local ov_mean ov_p50 ov_p99
-    ov_mean=$(calc %+.0f "$(kv "$r" rayd_seq_mean_us) - $(kv "$r" direct_seq_mean_us)")
-    ov_p50=$(calc %+.0f "$(kv "$r" rayd_seq_p50_us) - $(kv "$r" direct_seq_p50_us)")
-    ov_p99=$(calc %+.0f "$(kv "$r" rayd_seq_p99_us) - $(kv "$r" direct_seq_p99_us)")
-    lat3() { printf '%s / %s / %s' "$(calc %.0f "$(kv "$r" "$1_mean_us")")" "$(calc %.0f "$(kv "$r" "$1_p50_us")")" "$(calc %.0f "$(kv "$r" "$1_p99_us")")"; }
-    row j "remote wordcount (Python worker), sequential calls, latency µs mean / p50 / p99 (bare column: the worker called directly)" \
-        "$(lat3 direct_seq)" "$(lat3 rayd_seq)" "-" "-" "-"
-    row j "rayd's overhead per remote call (rayd - direct), µs mean / p50 / p99" "-" "$ov_mean / $ov_p50 / $ov_p99" "-" "-" "-"
-    row j "remote wordcount, 16 concurrent connections, calls/s (p50 / p99 µs)" \
-        "$(kv "$r" direct_conc_rate) ($(calc %.0f "$(kv "$r" direct_conc_p50_us)") / $(calc %.0f "$(kv "$r" direct_conc_p99_us)"))" \
-        "$(kv "$r" rayd_conc_rate) ($(calc %.0f "$(kv "$r" rayd_conc_p50_us)") / $(calc %.0f "$(kv "$r" rayd_conc_p99_us)"))" \
-        "$(calc %.2f "$(kv "$r" rayd_conc_rate) / $(kv "$r" direct_conc_rate)")" "-" "-"
-    note "j: examples/python/worker.py (stdlib ThreadingHTTPServer; TCP_NODELAY set by run.sh, see WORKER_PY) and rayd --remote-allow for it; wordcount registered with PUT /v1/functions/wordcount. Call i's argument is a string of (i mod 64) + 1 words and its answer must be that number, checked on every call. $n sequential calls per side (one keep-alive connection; $(kv "$r" direct_seq_rate) calls/s directly, $(kv "$r" rayd_seq_rate) through rayd), then $m per side over $conc connections (one curl multi handle), each in two halves interleaved direct, rayd, rayd, direct after $((conc + 1)) warm-up calls per side. Through rayd: POST /v1/tasks {\"function\":\"wordcount\",\"args\":[text]} with Prefer: wait=5, 200 with the result. The worker counted exactly the $calls calls made (no retries); rayd $submitted tasks, all finished, 0 failed, 0 retries. Largest latency: direct $(calc %.1f "$(kv "$r" direct_seq_max_us) / 1000") ms, rayd $(calc %.1f "$(kv "$r" rayd_seq_max_us) / 1000") ms sequential."
+    local r ov_mean ov_p50 ov_p99
+    for i in "${!modes[@]}"; do
+        r=${results[i]} mode=${modes[i]}
+        ov_mean=$(calc %+.0f "$(kv "$r" rayd_seq_mean_us) - $(kv "$r" direct_seq_mean_us)")
+        ov_p50=$(calc %+.0f "$(kv "$r" rayd_seq_p50_us) - $(kv "$r" direct_seq_p50_us)")
+        ov_p99=$(calc %+.0f "$(kv "$r" rayd_seq_p99_us) - $(kv "$r" direct_seq_p99_us)")
+        lat3() { printf '%s / %s / %s' "$(calc %.0f "$(kv "$r" "$1_mean_us")")" "$(calc %.0f "$(kv "$r" "$1_p50_us")")" "$(calc %.0f "$(kv "$r" "$1_p99_us")")"; }
+        row j "run $((i + 1)), $mode: remote wordcount (Python worker), sequential calls, latency µs mean / p50 / p99 (bare column: the worker called directly)" \
+            "$(lat3 direct_seq)" "$(lat3 rayd_seq)" "-" "-" "-"
+        row j "run $((i + 1)), $mode: rayd's overhead per remote call (rayd - direct), µs mean / p50 / p99" "-" "$ov_mean / $ov_p50 / $ov_p99" "-" "-" "-"
+        row j "run $((i + 1)), $mode: remote wordcount, 16 concurrent connections, calls/s (p50 / p99 µs)" \
+            "$(kv "$r" direct_conc_rate) ($(calc %.0f "$(kv "$r" direct_conc_p50_us)") / $(calc %.0f "$(kv "$r" direct_conc_p99_us)"))" \
+            "$(kv "$r" rayd_conc_rate) ($(calc %.0f "$(kv "$r" rayd_conc_p50_us)") / $(calc %.0f "$(kv "$r" rayd_conc_p99_us)"))" \
+            "$(calc %.2f "$(kv "$r" rayd_conc_rate) / $(kv "$r" direct_conc_rate)")" "-" "-"
+    done
+    r=${results[0]}
+    note "j: examples/python/worker.py (stdlib ThreadingHTTPServer; TCP_NODELAY set by run.sh, see WORKER_PY) and rayd --remote-allow for it; wordcount registered with PUT /v1/functions/wordcount, re-registered before each run: \"quick\": false for the runs marked normal, true for those marked quick (${modes[*]}, in that order, one rayd and one worker). Quick runs: $here calls answered on the HTTP thread, $missed waits missed (GET /v1/functions/wordcount, quick_calls). Call i's argument is a string of (i mod 64) + 1 words and its answer must be that number, checked on every call. $n sequential calls per side per run (one keep-alive connection), then $m per side over $conc connections (one curl multi handle), each in two halves interleaved direct, rayd, rayd, direct after $((conc + 1)) warm-up calls per side. Through rayd: POST /v1/tasks {\"function\":\"wordcount\",\"args\":[text]} with Prefer: wait=5, 200 with the result. The worker counted exactly the $calls calls made (no retries); rayd $submitted tasks, all finished, 0 failed, 0 retries."
 }
 
 # ---------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
  * (split anywhere, oversize heads, bad lengths, bad chunks), and the client against small
  * servers in this process (keep-alive reuse, a peer closing an idle or a reused
  * connection, refused connections, timeouts, cancels, the client's close, the bound per
- * peer). Every wait is for the client's end callback or the server thread's exit. */
+ * peer), and callers that wait for the answer themselves (answered on their thread, or
+ * handed on to the I/O thread when late, malformed or closing). Every wait is for the
+ * client's end callback, the server thread's exit, or the server's own state. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -269,6 +271,7 @@ typedef struct call {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool ended;
+    pthread_t ended_on;
     rt_http_end how;
     char why[200];
     seen s;
@@ -287,6 +290,7 @@ static void on_end(void *arg, rt_http_end how, const char *why)
     pthread_mutex_lock(&c->lock);
     assert_false(c->ended); /* exactly once */
     c->ended = true;
+    c->ended_on = pthread_self();
     c->how = how;
     snprintf(c->why, sizeof(c->why), "%s", why);
     pthread_cond_broadcast(&c->cond);
@@ -330,13 +334,23 @@ static int listener(int *port)
     return fd;
 }
 
-enum { SERVE_KEEP, SERVE_ONE_THEN_CLOSE, SERVE_DROP_SECOND };
+enum {
+    SERVE_KEEP,
+    SERVE_ONE_THEN_CLOSE,
+    SERVE_DROP_SECOND,
+    SERVE_HOLD_SECOND,    /* the second answer waits for server_release */
+    SERVE_GARBAGE_SECOND, /* the second answer is not HTTP */
+    SERVE_CLOSE_SECOND    /* the second answer says Connection: close, and closes */
+};
 
 typedef struct server {
     int fd, port, mode, conns_wanted;
     int conns, requests;
     char last_request[2048];
     pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool holding, released; /* lock: SERVE_HOLD_SECOND */
 } server;
 
 /* Reads one request (head and Content-Length body) into buf; 0 at the connection's end. */
@@ -375,12 +389,26 @@ static void *serve(void *arg)
             if (sv->mode == SERVE_DROP_SECOND && sv->conns == 1 && on_conn == 2)
                 break; /* as a peer closing a kept-alive connection the request raced */
             sv->requests++;
-            char answer[128];
+            bool second = sv->requests == 2;
+            if (sv->mode == SERVE_HOLD_SECOND && second) {
+                pthread_mutex_lock(&sv->lock);
+                sv->holding = true;
+                pthread_cond_broadcast(&sv->cond);
+                while (!sv->released)
+                    pthread_cond_wait(&sv->cond, &sv->lock);
+                pthread_mutex_unlock(&sv->lock);
+            }
+            char answer[160];
             int n = snprintf(answer, sizeof(answer),
-                             "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\nn=%d",
-                             sv->requests < 10 ? 3 : 4, sv->requests);
+                             "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\nn=%d",
+                             sv->requests < 10 ? 3 : 4,
+                             sv->mode == SERVE_CLOSE_SECOND && second ? "Connection: close\r\n"
+                                                                       : "",
+                             sv->requests);
+            if (sv->mode == SERVE_GARBAGE_SECOND && second)
+                n = snprintf(answer, sizeof(answer), "HTTP/1.1 2x0 Nope\r\n\r\n");
             assert_int_equal(send(fd, answer, (size_t)n, MSG_NOSIGNAL), n);
-            if (sv->mode == SERVE_ONE_THEN_CLOSE)
+            if (sv->mode == SERVE_ONE_THEN_CLOSE || (sv->mode == SERVE_CLOSE_SECOND && second))
                 break;
         }
         close(fd);
@@ -391,6 +419,8 @@ static void *serve(void *arg)
 static void server_start(server *sv, int mode, int conns_wanted)
 {
     memset(sv, 0, sizeof(*sv));
+    pthread_mutex_init(&sv->lock, NULL);
+    pthread_cond_init(&sv->cond, NULL);
     sv->fd = listener(&sv->port);
     sv->mode = mode;
     sv->conns_wanted = conns_wanted;
@@ -401,6 +431,40 @@ static void server_join(server *sv)
 {
     pthread_join(sv->thread, NULL);
     close(sv->fd);
+}
+
+/* SERVE_HOLD_SECOND: waits until the server holds the second answer; then lets it go. */
+static void server_wait_holding(server *sv)
+{
+    pthread_mutex_lock(&sv->lock);
+    while (!sv->holding)
+        pthread_cond_wait(&sv->cond, &sv->lock);
+    pthread_mutex_unlock(&sv->lock);
+}
+
+static void server_release(server *sv)
+{
+    pthread_mutex_lock(&sv->lock);
+    sv->released = true;
+    pthread_cond_broadcast(&sv->cond);
+    pthread_mutex_unlock(&sv->lock);
+}
+
+/* post() for a caller that waits up to `wait` seconds for the answer itself. */
+static rt_http_exchange *post_waiting(rt_http_client *cl, int port, call *c, double wait,
+                                      rt_http_waited *waited)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
+    rt_http_request rq = {.method = "POST",
+                          .url = url,
+                          .body = "{}",
+                          .body_len = 2,
+                          .has_body = true,
+                          .timeout = 10,
+                          .wait = wait};
+    call_init(c);
+    return rt_http_start_waiting(cl, &rq, &HANDLER, c, waited);
 }
 
 static rt_http_exchange *post(rt_http_client *cl, int port, const char *path, call *c,
@@ -580,6 +644,129 @@ static void test_what_it_does_not_take(void **state)
     close(fd);
 }
 
+/* The first call opens the connection on the I/O thread; the next, on the kept-alive
+ * connection, is answered on the caller's thread before rt_http_start_waiting returns. */
+static void test_a_waiting_caller_reads_the_answer_itself(void **state)
+{
+    (void)state;
+    server sv;
+    server_start(&sv, SERVE_KEEP, 1);
+    rt_http_client *cl = rt_http_client_new();
+    call c;
+    rt_http_waited waited;
+    assert_non_null(post_waiting(cl, sv.port, &c, 10, &waited));
+    assert_int_equal(waited, RT_HTTP_NOT_WAITED); /* no idle connection yet */
+    call_wait(&c);
+    assert_int_equal(c.how, RT_HTTP_ANSWERED);
+    assert_false(pthread_equal(c.ended_on, pthread_self()));
+    for (int i = 2; i <= 3; i++) {
+        assert_non_null(post_waiting(cl, sv.port, &c, 10, &waited));
+        assert_int_equal(waited, RT_HTTP_ANSWERED_HERE);
+        assert_true(c.ended); /* before it returned, on this thread */
+        assert_true(pthread_equal(c.ended_on, pthread_self()));
+        assert_int_equal(c.how, RT_HTTP_ANSWERED);
+        assert_int_equal(c.s.status, 200);
+        char want[8];
+        snprintf(want, sizeof(want), "n=%d", i);
+        assert_memory_equal(c.s.body, want, 3);
+    }
+    rt_http_client_free(cl);
+    server_join(&sv);
+    assert_int_equal(sv.conns, 1);
+}
+
+/* An answer later than the wait is read by the I/O thread; the connection is kept. */
+static void test_a_late_answer_is_handed_to_the_io_thread(void **state)
+{
+    (void)state;
+    server sv;
+    server_start(&sv, SERVE_HOLD_SECOND, 1);
+    rt_http_client *cl = rt_http_client_new();
+    call c;
+    rt_http_waited waited;
+    assert_non_null(post_waiting(cl, sv.port, &c, 10, &waited));
+    call_wait(&c);
+    assert_non_null(post_waiting(cl, sv.port, &c, 0.001, &waited));
+    assert_int_equal(waited, RT_HTTP_WAIT_MISSED);
+    server_wait_holding(&sv);
+    server_release(&sv);
+    call_wait(&c);
+    assert_int_equal(c.how, RT_HTTP_ANSWERED);
+    assert_false(pthread_equal(c.ended_on, pthread_self()));
+    assert_memory_equal(c.s.body, "n=2", 3);
+    assert_non_null(post_waiting(cl, sv.port, &c, 10, &waited));
+    assert_int_equal(waited, RT_HTTP_ANSWERED_HERE);
+    assert_memory_equal(c.s.body, "n=3", 3);
+    rt_http_client_free(cl);
+    server_join(&sv);
+    assert_int_equal(sv.conns, 1);
+}
+
+/* A malformed answer read by a waiting caller fails on the I/O thread, which closes the
+ * connection; an answer that closes its connection is answered, and the next call opens
+ * a new one. */
+static void test_a_waiting_caller_hands_on_bad_and_closing_answers(void **state)
+{
+    (void)state;
+    for (int mode = SERVE_GARBAGE_SECOND; mode <= SERVE_CLOSE_SECOND; mode++) {
+        server sv;
+        server_start(&sv, mode, 2);
+        rt_http_client *cl = rt_http_client_new();
+        call c;
+        rt_http_waited waited;
+        assert_non_null(post_waiting(cl, sv.port, &c, 10, &waited));
+        call_wait(&c);
+        assert_non_null(post_waiting(cl, sv.port, &c, 10, &waited));
+        call_wait(&c);
+        assert_false(pthread_equal(c.ended_on, pthread_self()));
+        if (mode == SERVE_GARBAGE_SECOND) {
+            assert_int_equal(c.how, RT_HTTP_FAILED);
+        } else {
+            assert_int_equal(c.how, RT_HTTP_ANSWERED);
+            assert_memory_equal(c.s.body, "n=2", 3);
+        }
+        assert_non_null(post_waiting(cl, sv.port, &c, 10, &waited)); /* a new connection */
+        assert_int_equal(waited, RT_HTTP_NOT_WAITED);
+        call_wait(&c);
+        assert_int_equal(c.how, RT_HTTP_ANSWERED);
+        rt_http_client_free(cl);
+        server_join(&sv);
+        assert_int_equal(sv.conns, 2);
+    }
+}
+
+/* A call is cancelled through its slot at once, or through its flag within the I/O
+ * thread's scan (a flag set before the caller could name the exchange). */
+static void test_cancel_by_slot_and_by_flag(void **state)
+{
+    (void)state;
+    int port, fd = listener(&port); /* accepts (the backlog), never answers */
+    rt_http_client *cl = rt_http_client_new();
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
+    for (int by_flag = 0; by_flag <= 1; by_flag++) {
+        int flag = 0;
+        rt_http_exchange *slot = NULL;
+        rt_http_request rq = {.method = "GET",
+                              .url = url,
+                              .cancel_flag = &flag,
+                              .slot = &slot};
+        call c;
+        call_init(&c);
+        assert_non_null(rt_http_start(cl, &rq, &HANDLER, &c));
+        if (by_flag)
+            __atomic_store_n(&flag, 1, __ATOMIC_RELEASE);
+        else
+            rt_http_cancel_slot(cl, &slot);
+        call_wait(&c);
+        assert_int_equal(c.how, RT_HTTP_CANCELLED);
+        assert_null(slot); /* emptied before the end */
+        rt_http_cancel_slot(cl, &slot); /* nothing to cancel: nothing happens */
+    }
+    rt_http_client_free(cl);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -602,6 +789,10 @@ int main(void)
         cmocka_unit_test(test_silent_peer_times_out),
         cmocka_unit_test(test_cancel_and_close_end_calls),
         cmocka_unit_test(test_what_it_does_not_take),
+        cmocka_unit_test(test_a_waiting_caller_reads_the_answer_itself),
+        cmocka_unit_test(test_a_late_answer_is_handed_to_the_io_thread),
+        cmocka_unit_test(test_a_waiting_caller_hands_on_bad_and_closing_answers),
+        cmocka_unit_test(test_cancel_by_slot_and_by_flag),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
