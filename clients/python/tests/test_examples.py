@@ -40,6 +40,9 @@ class Examples(unittest.TestCase):
     def test_wordcount_worker(self) -> None:
         proc = subprocess.Popen([sys.executable, os.path.join(EXAMPLES, "wordcount_worker.py"),
                                  str(self.port)], env=self.env, stdout=subprocess.PIPE,
+                                # Ctrl-C is what stops it below: a parent that ignores SIGINT
+                                # (a background job without job control) would pass that on
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                                 stderr=subprocess.PIPE, text=True)
         try:
             # serving once its start-up line is printed (after it registered with rayd)
