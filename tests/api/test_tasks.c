@@ -707,7 +707,7 @@ static void test_batch_10000_then_wait(void **state)
 
 /* Batch and wait bodies of the usual shape are read by quick readers (api/task_batch_scan.h,
  * api/wait_scan.h), others by the general decoder: the same tasks and refs written both ways
- * get the same answers, and bad bodies of the usual shape get the general path's 400. */
+ * get the same answers. */
 static void test_batch_and_wait_either_reader(void **state)
 {
     static const char *const bodies[] = {
@@ -754,7 +754,16 @@ static void test_batch_and_wait_either_reader(void **state)
         tk_assert_json_eq(v, "3");
         json_decref(v);
     }
-    /* bad bodies of the usual shape: the general path's problem+json */
+}
+
+/* Bad batch and wait bodies of the usual shape get the general path's problem+json, and
+ * submit nothing (compares one node's tasks.submitted, so it is node-local in the cluster
+ * run: tests/cluster/api_node_local.txt). */
+static void test_batch_and_wait_bad_bodies_submit_nothing(void **state)
+{
+    char ids[2][ID], refs[2][ID];
+    for (int i = 0; i < 2; i++)
+        tk_submit(&g_main, "{\"function\":\"add\",\"args\":[1,2]}", ids[i], refs[i]);
     static const struct {
         const char *path, *body, *detail;
     } bad[] = {
@@ -775,7 +784,7 @@ static void test_batch_and_wait_either_reader(void **state)
         http_resp *r = strcmp(bad[i].path, "/v1/wait") != 0
                            ? http_post_json(&g_main, bad[i].path, bad[i].body)
                            : tk_post_jsonf(&g_main, bad[i].path, "{\"refs\":[\"%s\",\"%s\",\"%s\"]%s}",
-                                           refs[0][0], refs[0][1], refs[0][0], bad[i].body);
+                                           refs[0], refs[1], refs[0], bad[i].body);
         char why[512];
         if (!problem_ok(r, 400, "BadRequest", why, sizeof why))
             fail_msg("%s: %s", bad[i].body, why);
@@ -1406,6 +1415,7 @@ int main(void)
         cmocka_unit_test(test_batch_all_or_nothing),
         cmocka_unit_test(test_batch_10000_then_wait),
         cmocka_unit_test(test_batch_and_wait_either_reader),
+        cmocka_unit_test(test_batch_and_wait_bad_bodies_submit_nothing),
         cmocka_unit_test(test_retries),
         cmocka_unit_test(test_cancel_running),
         cmocka_unit_test_setup_teardown(test_cancel_queued, one_worker_setup, fresh_teardown),
